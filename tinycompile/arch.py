@@ -1,0 +1,210 @@
+"""ArchSpec: the small, JSON-serialisable description of a candidate network.
+
+The search writes it, the model builder, the cost model, the quantizer and the back ends read it. Every tensor has a
+shape ``(C, H, W)``: a 1-D signal of length L is ``(C, 1, L)`` and runs through the same 2-D ops with ``kh = 1``;
+dense outputs are ``(units, 1, 1)``. ``flatten`` orders elements channel-major (as ``torch.flatten`` on NCHW).
+
+Ops (fields each uses):
+  conv      channels, kernel, stride, padding, relu         standard convolution (+ bias)
+  dwconv    kernel, stride, padding, relu                   depthwise convolution, multiplier 1 (+ bias)
+  maxpool   kernel, stride                                  no padding
+  avgpool   kernel, stride                                  no padding
+  gap                                                       global average pool -> (C, 1, 1)
+  flatten                                                   -> (C*H*W, 1, 1)
+  dense     channels, relu                                  fully connected (+ bias)
+  add       relu                                            elementwise sum of two inputs of the same shape
+Each layer reads ``inputs`` (indices of earlier layers, -1 for the network input; default: the previous layer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+Shape = tuple[int, int, int]
+OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add")
+WEIGHTED_OPS = ("conv", "dwconv", "dense")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One op of the network."""
+
+    op: str
+    inputs: tuple[int, ...]
+    channels: int = 0
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
+    relu: bool = False
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A network: its input shape, its class count and its layers in execution order (the last is the logits)."""
+
+    input_shape: Shape
+    num_classes: int
+    layers: tuple[Layer, ...]
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        self.shapes()  # validates the whole graph once, at construction
+
+    # --- shapes and counts, from the spec alone -------------------------------------------------
+    def shapes(self) -> list[Shape]:
+        """Output shape of every layer; raises ``ValueError`` naming the layer if the graph is inconsistent."""
+        out: list[Shape] = []
+        for i, layer in enumerate(self.layers):
+            if layer.op not in OPS:
+                raise ValueError(f"layer {i}: unknown op {layer.op!r}; expected one of {', '.join(OPS)}")
+            ins = [self.input_shape if j == -1 else out[j] for j in layer.inputs if -1 <= j < i]
+            if len(ins) != len(layer.inputs):
+                raise ValueError(f"layer {i} ({layer.op}): inputs {layer.inputs} must name earlier layers or -1")
+            out.append(_infer_shape(i, layer, ins))
+        if out and out[-1] != (self.num_classes, 1, 1):
+            raise ValueError(f"the last layer must give ({self.num_classes}, 1, 1) logits, but gives {out[-1]}")
+        return out
+
+    def input_shapes(self, index: int, shapes: list[Shape] | None = None) -> list[Shape]:
+        """Shapes of the tensors that layer ``index`` reads (pass ``shapes()`` to avoid recomputing it)."""
+        shapes = self.shapes() if shapes is None else shapes
+        return [self.input_shape if j == -1 else shapes[j] for j in self.layers[index].inputs]
+
+    def macs(self) -> list[int]:
+        """Multiply-accumulates per layer (pool and add count one op per input element read)."""
+        shapes = self.shapes()
+        result = []
+        for i, layer in enumerate(self.layers):
+            c_out, h_out, w_out = shapes[i]
+            c_in = self.input_shapes(i, shapes)[0][0]
+            kh, kw = layer.kernel
+            if layer.op == "conv":
+                result.append(c_out * h_out * w_out * c_in * kh * kw)
+            elif layer.op == "dwconv":
+                result.append(c_out * h_out * w_out * kh * kw)
+            elif layer.op == "dense":
+                result.append(c_out * c_in)
+            elif layer.op in ("maxpool", "avgpool"):
+                result.append(c_out * h_out * w_out * kh * kw)
+            elif layer.op == "gap":
+                result.append(numel(self.input_shapes(i, shapes)[0]))
+            elif layer.op == "add":
+                result.append(numel(shapes[i]))
+            else:
+                result.append(0)
+        return result
+
+    def weight_shapes(self) -> list[tuple[int, ...] | None]:
+        """Weight tensor shape per layer in torch's layout (None for ops without weights)."""
+        shapes = self.shapes()
+        result: list[tuple[int, ...] | None] = []
+        for i, layer in enumerate(self.layers):
+            c_in = self.input_shapes(i, shapes)[0][0]
+            if layer.op == "conv":
+                result.append((layer.channels, c_in, *layer.kernel))
+            elif layer.op == "dwconv":
+                result.append((shapes[i][0], 1, *layer.kernel))
+            elif layer.op == "dense":
+                result.append((layer.channels, c_in))
+            else:
+                result.append(None)
+        return result
+
+    def params(self) -> int:
+        """Trainable parameters (weights plus one bias per output channel)."""
+        total = 0
+        for shape in self.weight_shapes():
+            if shape is not None:
+                total += numel(shape) + shape[0]
+        return total
+
+    def consumers(self) -> list[list[int]]:
+        """For each layer, the later layers that read its output."""
+        users: list[list[int]] = [[] for _ in self.layers]
+        for i, layer in enumerate(self.layers):
+            for j in layer.inputs:
+                if j >= 0:
+                    users[j].append(i)
+        return users
+
+    # --- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return {
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "layers": [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(l).items()} for l in self.layers],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
+        """Inverse of :meth:`to_dict`."""
+        layers = tuple(
+            Layer(**{k: tuple(v) if isinstance(v, list) else v for k, v in layer.items()}) for layer in data["layers"]
+        )
+        return cls(tuple(data["input_shape"]), int(data["num_classes"]), layers, dict(data.get("meta", {})))
+
+    def save(self, path: str | Path) -> None:
+        """Write the spec as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ArchSpec:
+        """Read a spec written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) for one axis: output ``ceil(size / stride)``, extra on the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    """Number of elements of a shape."""
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + pad - kernel) // stride + 1
+
+
+def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
+    where = f"layer {i} ({layer.op})"
+    expected_inputs = 2 if layer.op == "add" else 1
+    if len(ins) != expected_inputs:
+        raise ValueError(f"{where}: takes {expected_inputs} input(s), but got {len(ins)}")
+    c, h, w = ins[0]
+    kh, kw = layer.kernel
+    sh, sw = layer.stride
+    pt, pb, pl, pr = layer.padding
+    if layer.op in ("conv", "dwconv", "maxpool", "avgpool"):
+        ho, wo = _conv_out(h, kh, sh, pt + pb), _conv_out(w, kw, sw, pl + pr)
+        if ho < 1 or wo < 1:
+            raise ValueError(f"{where}: kernel {layer.kernel} does not fit input {ins[0]} with padding {layer.padding}")
+        if layer.op == "conv":
+            if layer.channels < 1:
+                raise ValueError(f"{where}: channels must be >= 1, but got {layer.channels}")
+            return (layer.channels, ho, wo)
+        return (c, ho, wo)
+    if layer.op == "gap":
+        return (c, 1, 1)
+    if layer.op == "flatten":
+        return (c * h * w, 1, 1)
+    if layer.op == "dense":
+        if (h, w) != (1, 1):
+            raise ValueError(f"{where}: needs a flat (C, 1, 1) input, but got {ins[0]}; add a flatten or gap first")
+        if layer.channels < 1:
+            raise ValueError(f"{where}: channels must be >= 1, but got {layer.channels}")
+        return (layer.channels, 1, 1)
+    if ins[0] != ins[1]:  # add
+        raise ValueError(f"{where}: input shapes must match, but got {ins[0]} and {ins[1]}")
+    return ins[0]

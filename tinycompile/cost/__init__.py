@@ -1,0 +1,1 @@
+"""Static cost of a candidate on a chip: cycles, latency, energy, peak SRAM (arena plan) and flash."""

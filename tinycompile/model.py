@@ -1,0 +1,81 @@
+"""The PyTorch module of an ArchSpec, and its float weights with batch norm folded (what the quantizer reads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinycompile.arch import ArchSpec, Layer
+
+
+class SpecNet(nn.Module):
+    """Runs the layers of a spec in order; conv and depthwise layers train with batch norm, folded away later."""
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        shapes = spec.shapes()
+        self.ops = nn.ModuleList(_make_op(layer, spec.input_shapes(i, shapes)[0][0]) for i, layer in enumerate(spec.layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (N, C, H, W) float; returns (N, num_classes) logits."""
+        outs: list[torch.Tensor] = []
+        for layer, op in zip(self.spec.layers, self.ops):
+            args = [x if j == -1 else outs[j] for j in layer.inputs]
+            y = op(*args)
+            outs.append(torch.relu(y) if layer.relu else y)
+        return outs[-1].flatten(1)
+
+
+class _Add(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+class _Dense(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # keeps the (N, C, 1, 1) layout of every tensor
+        return super().forward(x.flatten(1))[:, :, None, None]
+
+
+def _make_op(layer: Layer, c_in: int) -> nn.Module:
+    pt, pb, pl, pr = layer.padding
+    if layer.op in ("conv", "dwconv"):
+        c_out = layer.channels if layer.op == "conv" else c_in
+        groups = 1 if layer.op == "conv" else c_in
+        conv = nn.Conv2d(c_in, c_out, layer.kernel, layer.stride, groups=groups, bias=False)
+        return nn.Sequential(nn.ZeroPad2d((pl, pr, pt, pb)), conv, nn.BatchNorm2d(c_out))
+    if layer.op == "maxpool":
+        return nn.MaxPool2d(layer.kernel, layer.stride)
+    if layer.op == "avgpool":
+        return nn.AvgPool2d(layer.kernel, layer.stride)
+    if layer.op == "gap":
+        return nn.AdaptiveAvgPool2d(1)
+    if layer.op == "flatten":
+        return _FlattenKeep()
+    if layer.op == "dense":
+        return _Dense(c_in, layer.channels)
+    return _Add()
+
+
+class _FlattenKeep(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :, None, None]
+
+
+def folded_weights(model: SpecNet) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Per layer, float ``(weight, bias)`` in torch layout with batch norm folded in (None for ops without weights)."""
+    result: list[tuple[np.ndarray, np.ndarray] | None] = []
+    with torch.no_grad():
+        for layer, op in zip(model.spec.layers, model.ops):
+            if layer.op in ("conv", "dwconv"):
+                conv, bn = op[1], op[2]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                w = conv.weight * scale[:, None, None, None]
+                b = bn.bias - bn.running_mean * scale
+                result.append((w.numpy().copy(), b.numpy().copy()))
+            elif layer.op == "dense":
+                result.append((op.weight.numpy().copy(), op.bias.numpy().copy()))
+            else:
+                result.append(None)
+    return result
