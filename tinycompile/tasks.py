@@ -1,0 +1,142 @@
+"""Tasks (data sets): MNIST-1D (generated procedurally), sklearn's 8x8 digits, or a user's ``.npz``.
+
+Every task gives float32 arrays shaped ``(N, C, H, W)`` (1-D signals as ``H = 1``), normalised with the training
+split's mean and standard deviation, and int64 labels. A validation split is carved from the training data; the
+test split is only for final reporting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinycompile.errors import UserError
+
+BUILTIN_TASKS = ("mnist1d", "digits")
+VALIDATION_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification data set split into train / validation / test."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    mean: float
+    std: float
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one sample."""
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
+
+
+def load_task(name: str, seed: int = 0) -> Task:
+    """Load ``mnist1d``, ``digits`` or a path to an ``.npz`` with ``x_train, y_train, x_test, y_test``."""
+    if name == "mnist1d":
+        x_train, y_train, x_test, y_test = _mnist1d()
+    elif name == "digits":
+        x_train, y_train, x_test, y_test = _digits()
+    elif name.endswith(".npz"):
+        x_train, y_train, x_test, y_test = _npz(Path(name))
+    else:
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(BUILTIN_TASKS)} or give a path to an .npz file")
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    train_idx, val_idx = _stratified_split(y_train, VALIDATION_FRACTION, seed)
+    mean, std = float(x_train[train_idx].mean()), float(x_train[train_idx].std()) or 1.0
+
+    def norm(x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / std).astype(np.float32)
+
+    return Task(
+        name=Path(name).stem if name.endswith(".npz") else name,
+        x_train=norm(x_train[train_idx]),
+        y_train=y_train[train_idx],
+        x_val=norm(x_train[val_idx]),
+        y_val=y_train[val_idx],
+        x_test=norm(x_test),
+        y_test=y_test,
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+    )
+
+
+def _mnist1d() -> tuple[np.ndarray, ...]:
+    # The package's own procedural generator with its default arguments (seed 42): the standard 4000/1000 split.
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    data = make_dataset(get_dataset_args())
+    return (
+        data["x"][:, None, None, :],
+        data["y"].astype(np.int64),
+        data["x_test"][:, None, None, :],
+        data["y_test"].astype(np.int64),
+    )
+
+
+def _digits() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = digits.images[:, None, :, :] / 16.0
+    y = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    return x_train, y_train, x_test, y_test
+
+
+def _npz(path: Path) -> tuple[np.ndarray, ...]:
+    if not path.is_file():
+        raise UserError(f"task file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise UserError(f"{path}: missing array(s) {', '.join(missing)}; a task .npz needs x_train, y_train, x_test, y_test")
+    out = []
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype.kind not in "iuf":
+            raise UserError(f"{path}: x_{split} must be numeric, but has dtype {x.dtype}")
+        if not 2 <= x.ndim <= 4:
+            raise UserError(f"{path}: x_{split} must be (N, L), (N, C, L) or (N, C, H, W), but has shape {x.shape}")
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise UserError(f"{path}: y_{split} must be a 1-D integer array, but has shape {y.shape} dtype {y.dtype}")
+        if len(y) != len(x):
+            raise UserError(f"{path}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
+        if len(y) == 0 or y.min() < 0:
+            raise UserError(f"{path}: y_{split} must hold class indices >= 0 and not be empty")
+        if not np.isfinite(x).all():
+            raise UserError(f"{path}: x_{split} holds NaN or infinite values")
+        x = x.astype(np.float64)
+        x = x[:, None, None, :] if x.ndim == 2 else x[:, :, None, :] if x.ndim == 3 else x
+        out += [x, y.astype(np.int64)]
+    if out[0].shape[1:] != out[2].shape[1:]:
+        raise UserError(f"{path}: x_train samples are {out[0].shape[1:]} but x_test samples are {out[2].shape[1:]}")
+    if out[3].max() > out[1].max():
+        raise UserError(f"{path}: y_test has label {out[3].max()} that never occurs in y_train (max {out[1].max()})")
+    return tuple(out)
+
+
+def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        val.append(idx[: max(1, int(round(len(idx) * fraction)))])
+    val_idx = np.sort(np.concatenate(val))
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    return train_idx, val_idx
