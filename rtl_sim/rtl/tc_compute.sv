@@ -1,0 +1,247 @@
+// Compute unit: executes COMPUTE (and SYNC) instructions from the compute queue.
+//   for nt < NT: for kt < KT: for m < M:
+//     p = W[wgt_base + nt*KT + kt]^T . inp[inp_base + nt*inp_nt_stride + kt*M + m]
+//     a = acc_base + nt*M + m
+//     acc[a] = (init && kt == 0) ? p : (max ? max(acc[a], p) : acc[a] + p)
+// One input row per cycle through a 3-stage pipeline (read, multiply, accumulate/write). An
+// accumulator row is read 3 cycles after the previous pass wrote it only if M >= 3; shorter passes
+// get bubbles so read-after-write is always safe without forwarding.
+module tc_compute #(
+  parameter int unsigned N        = 8,
+  parameter int unsigned InpDepth = 4096,
+  parameter int unsigned WgtTiles = 512,
+  parameter int unsigned AccDepth = 1024
+) (
+  input  logic             clk_i,
+  input  logic             rst_ni,
+  // Only this queue's fields are decoded; the rest of the word is reserved.
+  /* verilator lint_off UNUSEDSIGNAL */
+  input  logic [255:0]     instr_i,
+  /* verilator lint_on UNUSEDSIGNAL */
+  input  logic             instr_valid_i,
+  output logic             instr_pop_o,
+  // dependency tokens (prev = load, next = store)
+  input  logic             tok_prev_i,
+  input  logic             tok_next_i,
+  output logic             tok_pop_prev_o,
+  output logic             tok_pop_next_o,
+  output logic             tok_push_prev_o,
+  output logic             tok_push_next_o,
+  // scratchpads
+  output logic [15:0]      inp_raddr_o,
+  input  logic [8*N-1:0]   inp_rdata_i,
+  output logic [15:0]      wgt_raddr_o,
+  input  logic [8*N*N-1:0] wgt_rdata_i,
+  output logic [15:0]      acc_raddr_o,
+  input  logic [32*N-1:0]  acc_rdata_i,
+  output logic             acc_we_o,
+  output logic [15:0]      acc_waddr_o,
+  output logic [32*N-1:0]  acc_wdata_o,
+  // status
+  output logic             busy_o,
+  output logic             mac_o,
+  output logic             err_o,
+  output logic [3:0]       err_code_o
+);
+  localparam logic [3:0] OpCompute = 4'd2;
+  localparam logic [3:0] ErrSpRange = 4'd2;
+  localparam logic [1:0] MinPass = 2'd3;
+
+  typedef enum logic [1:0] {StIdle, StRun, StDrain, StFinish} state_e;
+  state_e state_d, state_q;
+
+  wire [3:0]  op       = instr_i[3:0];
+  wire        pop_pv   = instr_i[4];
+  wire        pop_nx   = instr_i[5];
+  wire        push_pv  = instr_i[6];
+  wire        push_nx  = instr_i[7];
+  wire        init     = instr_i[8];
+  wire        is_max   = instr_i[9];
+  wire [15:0] inp_base = instr_i[31:16];
+  wire [15:0] wgt_base = instr_i[47:32];
+  wire [15:0] acc_base = instr_i[63:48];
+  wire [15:0] m_cnt    = instr_i[79:64];
+  wire [11:0] kt_cnt   = instr_i[91:80];
+  wire [11:0] nt_cnt   = instr_i[103:92];
+  wire [15:0] inp_nts  = instr_i[119:104];
+
+  logic [15:0] m_d, m_q;
+  logic [11:0] kt_d, kt_q, nt_d, nt_q;
+  logic [16:0] ia_d, ia_q, ipass_d, ipass_q, int_d, int_q;
+  logic [16:0] wa_d, wa_q, aa_d, aa_q, ant_d, ant_q;
+  logic [1:0]  gap_d, gap_q;
+  logic        issue, range_err, first;
+  logic        s1_valid_q, s1_first_q, s2_valid_q, s2_first_q;
+  logic [15:0] s1_addr_q, s2_addr_q;
+  logic [32*N-1:0] s2_acc_q, dot;
+
+  tc_mac_array #(.N(N)) u_array (
+    .clk_i,
+    .a_i  (inp_rdata_i),
+    .w_i  (wgt_rdata_i),
+    .dot_o(dot)
+  );
+
+  assign range_err = (ia_q >= 17'(InpDepth)) || (wa_q >= 17'(WgtTiles)) ||
+                     (aa_q >= 17'(AccDepth));
+  assign first = init && (kt_q == '0);
+
+  always_comb begin
+    state_d = state_q;
+    m_d = m_q;
+    kt_d = kt_q;
+    nt_d = nt_q;
+    ia_d = ia_q;
+    ipass_d = ipass_q;
+    int_d = int_q;
+    wa_d = wa_q;
+    aa_d = aa_q;
+    ant_d = ant_q;
+    gap_d = gap_q;
+    issue = 1'b0;
+    instr_pop_o = 1'b0;
+    tok_pop_prev_o = 1'b0;
+    tok_pop_next_o = 1'b0;
+    tok_push_prev_o = 1'b0;
+    tok_push_next_o = 1'b0;
+    err_o = 1'b0;
+    err_code_o = 4'd0;
+    unique case (state_q)
+      StIdle: begin
+        if (instr_valid_i && (!pop_pv || tok_prev_i) && (!pop_nx || tok_next_i)) begin
+          tok_pop_prev_o = pop_pv;
+          tok_pop_next_o = pop_nx;
+          m_d = '0;
+          kt_d = '0;
+          nt_d = '0;
+          ia_d = {1'b0, inp_base};
+          ipass_d = {1'b0, inp_base};
+          int_d = {1'b0, inp_base};
+          wa_d = {1'b0, wgt_base};
+          aa_d = {1'b0, acc_base};
+          ant_d = {1'b0, acc_base};
+          gap_d = '0;
+          if (op == OpCompute && m_cnt != '0 && kt_cnt != '0 && nt_cnt != '0) begin
+            state_d = StRun;
+          end else begin
+            state_d = StDrain;
+          end
+        end
+      end
+      StRun: begin
+        if (gap_q != '0) begin
+          gap_d = gap_q - 2'd1;
+        end else if (range_err) begin
+          err_o = 1'b1;
+          err_code_o = ErrSpRange;
+        end else begin
+          issue = 1'b1;
+          if (m_q + 16'd1 < m_cnt) begin
+            m_d = m_q + 16'd1;
+            ia_d = ia_q + 17'd1;
+            aa_d = aa_q + 17'd1;
+          end else begin
+            m_d = '0;
+            gap_d = (m_cnt < 16'(MinPass)) ? (MinPass - m_cnt[1:0]) : 2'd0;
+            wa_d = wa_q + 17'd1;
+            if (kt_q + 12'd1 < kt_cnt) begin
+              kt_d = kt_q + 12'd1;
+              ipass_d = ipass_q + {1'b0, m_cnt};
+              ia_d = ipass_q + {1'b0, m_cnt};
+              aa_d = ant_q;
+            end else if (nt_q + 12'd1 < nt_cnt) begin
+              kt_d = '0;
+              nt_d = nt_q + 12'd1;
+              int_d = int_q + {1'b0, inp_nts};
+              ipass_d = int_q + {1'b0, inp_nts};
+              ia_d = int_q + {1'b0, inp_nts};
+              ant_d = ant_q + {1'b0, m_cnt};
+              aa_d = ant_q + {1'b0, m_cnt};
+            end else begin
+              state_d = StDrain;
+            end
+          end
+        end
+      end
+      StDrain: begin
+        // Wait until the last accumulator write has landed before releasing the store unit.
+        if (!s1_valid_q && !s2_valid_q) begin
+          state_d = StFinish;
+        end
+      end
+      StFinish: begin
+        tok_push_prev_o = push_pv;
+        tok_push_next_o = push_nx;
+        instr_pop_o = 1'b1;
+        state_d = StIdle;
+      end
+      default: state_d = StIdle;
+    endcase
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      state_q <= StIdle;
+      m_q <= '0;
+      kt_q <= '0;
+      nt_q <= '0;
+      ia_q <= '0;
+      ipass_q <= '0;
+      int_q <= '0;
+      wa_q <= '0;
+      aa_q <= '0;
+      ant_q <= '0;
+      gap_q <= '0;
+      s1_valid_q <= 1'b0;
+      s1_first_q <= 1'b0;
+      s1_addr_q <= '0;
+      s2_valid_q <= 1'b0;
+      s2_first_q <= 1'b0;
+      s2_addr_q <= '0;
+      s2_acc_q <= '0;
+    end else begin
+      state_q <= state_d;
+      m_q <= m_d;
+      kt_q <= kt_d;
+      nt_q <= nt_d;
+      ia_q <= ia_d;
+      ipass_q <= ipass_d;
+      int_q <= int_d;
+      wa_q <= wa_d;
+      aa_q <= aa_d;
+      ant_q <= ant_d;
+      gap_q <= gap_d;
+      s1_valid_q <= issue;
+      s1_first_q <= first;
+      s1_addr_q <= aa_q[15:0];
+      s2_valid_q <= s1_valid_q;
+      s2_first_q <= s1_first_q;
+      s2_addr_q <= s1_addr_q;
+      s2_acc_q <= acc_rdata_i;
+    end
+  end
+
+  // Accumulate stage: sum, or max (pooling), or overwrite on the first pass of an init compute.
+  always_comb begin
+    for (int c = 0; c < N; c++) begin
+      logic [31:0] old, p;
+      old = s2_acc_q[c*32 +: 32];
+      p = dot[c*32 +: 32];
+      if (s2_first_q) begin
+        acc_wdata_o[c*32 +: 32] = p;
+      end else if (is_max) begin
+        acc_wdata_o[c*32 +: 32] = ($signed(p) > $signed(old)) ? p : old;
+      end else begin
+        acc_wdata_o[c*32 +: 32] = old + p;
+      end
+    end
+  end
+
+  assign acc_we_o = s2_valid_q;
+  assign acc_waddr_o = s2_addr_q;
+  assign inp_raddr_o = ia_q[15:0];
+  assign wgt_raddr_o = wa_q[15:0];
+  assign acc_raddr_o = aa_q[15:0];
+  assign busy_o = (state_q != StIdle);
+  assign mac_o = issue;
+endmodule

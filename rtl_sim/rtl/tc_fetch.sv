@@ -1,0 +1,160 @@
+// Instruction fetch, decode and issue. Fetches 256-bit instructions (32/N bus beats each) from
+// the program in external memory, checks them, and pushes each one into the queue of the unit
+// that executes it (0 load, 1 compute, 2 store), in program order. Units then run in parallel,
+// synchronised only by the dependency tokens carried in the instructions.
+module tc_fetch #(
+  parameter int unsigned N = 8
+) (
+  input  logic           clk_i,
+  input  logic           rst_ni,
+  input  logic           start_i,
+  input  logic [31:0]    prog_base_i,
+  // memory requester (reads only)
+  output logic           req_valid_o,
+  input  logic           req_ready_i,
+  output logic [31:0]    req_addr_o,
+  input  logic           rsp_valid_i,
+  input  logic [8*N-1:0] rsp_rdata_i,
+  // dispatch
+  output logic [2:0]     q_push_o,
+  input  logic [2:0]     q_full_i,
+  output logic [255:0]   instr_o,
+  // status
+  output logic           halted_o,
+  output logic [31:0]    pc_o,
+  output logic           err_o,
+  output logic [3:0]     err_code_o
+);
+  localparam int unsigned LogN = $clog2(N);
+  localparam int unsigned Beats = 32 / N;
+  localparam logic [3:0] OpLoad = 4'd1;
+  localparam logic [3:0] OpCompute = 4'd2;
+  localparam logic [3:0] OpPost = 4'd3;
+  localparam logic [3:0] OpStore = 4'd4;
+  localparam logic [3:0] OpSync = 4'd5;
+  localparam logic [3:0] OpDone = 4'd6;
+  localparam logic [3:0] ErrOpcode = 4'd1;
+  localparam logic [3:0] ErrAlign = 4'd3;
+  localparam logic [3:0] ErrField = 4'd4;
+
+  typedef enum logic [1:0] {StIdle, StFetch, StDispatch, StHalt} state_e;
+  state_e state_d, state_q;
+
+  logic [31:0]  pc_d, pc_q;
+  logic [3:0]   nreq_d, nreq_q, nrsp_d, nrsp_q;
+  logic [255:0] ir_d, ir_q;
+  logic [1:0]   queue;
+  logic         legal;
+  logic [3:0]   dec_code;
+
+  wire [3:0] op = ir_q[3:0];
+  wire [1:0] field = ir_q[9:8];
+
+  // Decode: which queue, and is the word legal? Load has no "prev" neighbour and store no "next".
+  always_comb begin
+    queue = 2'd0;
+    legal = 1'b1;
+    dec_code = ErrField;
+    unique case (op)
+      OpLoad:    queue = 2'd0;
+      OpCompute: queue = 2'd1;
+      OpPost,
+      OpStore:   queue = 2'd2;
+      OpSync:    queue = field;
+      OpDone:    queue = 2'd0;
+      default: begin
+        legal = 1'b0;
+        dec_code = ErrOpcode;
+      end
+    endcase
+    if (legal && op != OpDone) begin
+      if ((op == OpLoad && field == 2'd3) || (op == OpStore && field != 2'd0) ||
+          (op == OpSync && field == 2'd3) ||
+          (queue == 2'd0 && (ir_q[4] || ir_q[6])) || (queue == 2'd2 && (ir_q[5] || ir_q[7]))) begin
+        legal = 1'b0;
+      end
+    end
+  end
+
+  always_comb begin
+    state_d = state_q;
+    pc_d = pc_q;
+    nreq_d = nreq_q;
+    nrsp_d = nrsp_q;
+    ir_d = ir_q;
+    req_valid_o = 1'b0;
+    q_push_o = 3'b000;
+    err_o = 1'b0;
+    unique case (state_q)
+      StIdle: begin
+        if (start_i) begin
+          pc_d = prog_base_i;
+          nreq_d = '0;
+          nrsp_d = '0;
+          state_d = StFetch;
+        end
+      end
+      StFetch: begin
+        if (LogN > 0 && pc_q[LogN-1:0] != '0) begin
+          err_o = 1'b1;
+        end else begin
+          req_valid_o = (nreq_q != 4'(Beats));
+          if (req_valid_o && req_ready_i) begin
+            nreq_d = nreq_q + 4'd1;
+          end
+          if (rsp_valid_i) begin
+            ir_d[nrsp_q*(8*N) +: 8*N] = rsp_rdata_i;
+            nrsp_d = nrsp_q + 4'd1;
+            if (nrsp_q + 4'd1 == 4'(Beats)) begin
+              state_d = StDispatch;
+            end
+          end
+        end
+      end
+      StDispatch: begin
+        if (!legal) begin
+          err_o = 1'b1;
+        end else if (op == OpDone) begin
+          state_d = StHalt;
+        end else if (!q_full_i[queue]) begin
+          q_push_o[queue] = 1'b1;
+          pc_d = pc_q + 32'd32;
+          nreq_d = '0;
+          nrsp_d = '0;
+          state_d = StFetch;
+        end
+      end
+      StHalt: begin
+        if (start_i) begin
+          pc_d = prog_base_i;
+          nreq_d = '0;
+          nrsp_d = '0;
+          state_d = StFetch;
+        end
+      end
+      default: state_d = StIdle;
+    endcase
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      state_q <= StIdle;
+      pc_q <= '0;
+      nreq_q <= '0;
+      nrsp_q <= '0;
+      ir_q <= '0;
+    end else begin
+      state_q <= state_d;
+      pc_q <= pc_d;
+      nreq_q <= nreq_d;
+      nrsp_q <= nrsp_d;
+      ir_q <= ir_d;
+    end
+  end
+
+  assign req_addr_o = (pc_q >> LogN) + {28'd0, nreq_q};
+  assign instr_o = ir_q;
+  assign err_code_o = (state_q == StFetch) ? ErrAlign : dec_code;
+  assign halted_o = (state_q == StHalt);
+  assign pc_o = pc_q;
+endmodule

@@ -1,0 +1,97 @@
+// Round-robin arbiter from three requesters (0 fetch, 1 load, 2 store) onto the single external
+// memory port. Requests use valid/ready; read responses come back in order (rsp_valid, no
+// back-pressure), so a FIFO of requester ids routes each response to whoever issued the read.
+// Writes are posted and produce no response.
+module tc_mem_arb #(
+  parameter int unsigned DataW   = 64,
+  parameter int unsigned IdDepth = 16
+) (
+  input  logic                clk_i,
+  input  logic                rst_ni,
+  // requesters
+  input  logic [2:0]          req_valid_i,
+  output logic [2:0]          req_ready_o,
+  input  logic [2:0]          req_we_i,
+  input  logic [3*32-1:0]     req_addr_i,
+  input  logic [3*DataW-1:0]  req_wdata_i,
+  output logic [2:0]          rsp_valid_o,
+  output logic [DataW-1:0]    rsp_rdata_o,
+  // external memory
+  output logic                mem_req_valid_o,
+  input  logic                mem_req_ready_i,
+  output logic                mem_req_we_o,
+  output logic [31:0]         mem_req_addr_o,
+  output logic [DataW-1:0]    mem_req_wdata_o,
+  input  logic                mem_rsp_valid_i,
+  input  logic [DataW-1:0]    mem_rsp_rdata_i,
+  output logic                idle_o
+);
+  logic [1:0] last_d, last_q;
+  logic [1:0] gnt;
+  logic       gnt_valid;
+  logic       id_full, id_empty;
+  logic [1:0] id_head;
+  logic [2:0] eligible;
+
+  // A read may only go out while the id FIFO has room for its tag.
+  assign eligible = req_valid_i & (req_we_i | {3{!id_full}});
+
+  always_comb begin
+    gnt = 2'd0;
+    gnt_valid = 1'b0;
+    for (int off = 2; off >= 0; off--) begin
+      // Candidates in priority order last+1, last+2, last+3 (= last); loop runs backwards so the
+      // highest-priority candidate is assigned last and wins.
+      logic [1:0] idx;
+      idx = 2'((32'(last_q) + 32'(off) + 32'd1) % 32'd3);
+      if (eligible[idx]) begin
+        gnt = idx;
+        gnt_valid = 1'b1;
+      end
+    end
+  end
+
+  assign mem_req_valid_o = gnt_valid;
+  assign mem_req_we_o    = req_we_i[gnt];
+  assign mem_req_addr_o  = req_addr_i[gnt*32 +: 32];
+  assign mem_req_wdata_o = req_wdata_i[gnt*DataW +: DataW];
+
+  always_comb begin
+    req_ready_o = 3'b000;
+    if (gnt_valid) begin
+      req_ready_o[gnt] = mem_req_ready_i;
+    end
+    last_d = last_q;
+    if (gnt_valid && mem_req_ready_i) begin
+      last_d = gnt;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      last_q <= 2'd0;
+    end else begin
+      last_q <= last_d;
+    end
+  end
+
+  tc_fifo #(.Width(2), .Depth(IdDepth)) u_ids (
+    .clk_i,
+    .rst_ni,
+    .push_i (gnt_valid && mem_req_ready_i && !req_we_i[gnt]),
+    .wdata_i(gnt),
+    .full_o (id_full),
+    .pop_i  (mem_rsp_valid_i),
+    .rdata_o(id_head),
+    .empty_o(id_empty)
+  );
+
+  always_comb begin
+    rsp_valid_o = 3'b000;
+    if (mem_rsp_valid_i) begin
+      rsp_valid_o[id_head] = 1'b1;
+    end
+  end
+  assign rsp_rdata_o = mem_rsp_rdata_i;
+  assign idle_o = id_empty;
+endmodule

@@ -1,0 +1,204 @@
+// Store unit: executes POSTPROC, STORE (and SYNC) instructions from the store queue, in order.
+// POSTPROC runs tc_postproc (accumulators -> int8 output scratchpad); STORE walks the tc_agu
+// pattern over the output scratchpad and writes every in-bounds element to memory (out-of-bounds
+// elements are skipped). Writes are posted: the instruction completes when the last write has been
+// accepted, and memory is in order, so a later load always sees the data.
+module tc_store #(
+  parameter int unsigned N         = 8,
+  parameter int unsigned AccDepth  = 1024,
+  parameter int unsigned OutDepth  = 1024,
+  parameter int unsigned ParamRows = 192
+) (
+  input  logic            clk_i,
+  input  logic            rst_ni,
+  // Only this queue's fields are decoded; the rest of the word is reserved.
+  /* verilator lint_off UNUSEDSIGNAL */
+  input  logic [255:0]    instr_i,
+  /* verilator lint_on UNUSEDSIGNAL */
+  input  logic            instr_valid_i,
+  output logic            instr_pop_o,
+  // dependency tokens (prev = compute)
+  input  logic            tok_prev_i,
+  output logic            tok_pop_prev_o,
+  output logic            tok_push_prev_o,
+  // memory requester (writes only)
+  output logic            req_valid_o,
+  input  logic            req_ready_i,
+  output logic [31:0]     req_addr_o,
+  output logic [8*N-1:0]  req_wdata_o,
+  // scratchpads
+  output logic [15:0]     acc_raddr_o,
+  input  logic [32*N-1:0] acc_rdata_i,
+  output logic [15:0]     prm_raddr_o,
+  input  logic [32*N-1:0] prm_rdata_i,
+  output logic            out_we_o,
+  output logic [15:0]     out_waddr_o,
+  output logic [8*N-1:0]  out_wdata_o,
+  output logic [15:0]     out_raddr_o,
+  input  logic [8*N-1:0]  out_rdata_i,
+  // status
+  output logic            busy_o,
+  output logic            err_o,
+  output logic [3:0]      err_code_o
+);
+  localparam int unsigned LogN = $clog2(N);
+  localparam logic [3:0] OpPost = 4'd3;
+  localparam logic [3:0] OpStore = 4'd4;
+  localparam logic [3:0] ErrSpRange = 4'd2;
+  localparam logic [3:0] ErrAlign = 4'd3;
+
+  typedef enum logic [2:0] {StIdle, StPost, StStart, StRead, StWrite, StFinish} state_e;
+  state_e state_d, state_q;
+
+  wire [3:0]  op      = instr_i[3:0];
+  wire        pop_pv  = instr_i[4];
+  wire        push_pv = instr_i[6];
+  wire [15:0] sp_base = instr_i[31:16];
+
+  logic [16:0] spa_d, spa_q;
+  logic        agu_start, agu_next, agu_valid, agu_inb;
+  logic [31:0] agu_addr;
+  logic        pp_start, pp_done, pp_err, misaligned;
+
+  tc_agu u_agu (
+    .clk_i,
+    .rst_ni,
+    .start_i(agu_start),
+    .base_i (instr_i[63:32]),
+    .d0_i   (instr_i[119:100]),
+    .d1_i   (instr_i[139:120]),
+    .d2_i   (instr_i[159:140]),
+    .n0_i   (instr_i[75:64]),
+    .n1_i   (instr_i[87:76]),
+    .n2_i   (instr_i[99:88]),
+    .y0_i   (instr_i[171:160]),
+    .x0_i   (instr_i[183:172]),
+    .sy0_i  (instr_i[187:184]),
+    .sx0_i  (instr_i[191:188]),
+    .sy1_i  (instr_i[195:192]),
+    .sx1_i  (instr_i[199:196]),
+    .h_i    (instr_i[211:200]),
+    .w_i    (instr_i[223:212]),
+    .next_i (agu_next),
+    .valid_o(agu_valid),
+    .addr_o (agu_addr),
+    .inb_o  (agu_inb)
+  );
+
+  tc_postproc #(
+    .N(N), .AccDepth(AccDepth), .OutDepth(OutDepth), .ParamRows(ParamRows)
+  ) u_pp (
+    .clk_i,
+    .rst_ni,
+    .start_i    (pp_start),
+    .instr_i,
+    .done_o     (pp_done),
+    .err_o      (pp_err),
+    .acc_raddr_o,
+    .acc_rdata_i,
+    .prm_raddr_o,
+    .prm_rdata_i,
+    .out_we_o,
+    .out_waddr_o,
+    .out_wdata_o
+  );
+
+  if (LogN > 0) begin : g_align
+    assign misaligned = (instr_i[32 +: LogN] != '0) || (instr_i[100 +: LogN] != '0) ||
+                        (instr_i[120 +: LogN] != '0) || (instr_i[140 +: LogN] != '0);
+  end else begin : g_noalign
+    assign misaligned = 1'b0;
+  end
+
+  always_comb begin
+    state_d = state_q;
+    spa_d = spa_q;
+    agu_start = 1'b0;
+    agu_next = 1'b0;
+    pp_start = 1'b0;
+    req_valid_o = 1'b0;
+    instr_pop_o = 1'b0;
+    tok_pop_prev_o = 1'b0;
+    tok_push_prev_o = 1'b0;
+    err_o = 1'b0;
+    err_code_o = 4'd0;
+    unique case (state_q)
+      StIdle: begin
+        if (instr_valid_i && (!pop_pv || tok_prev_i)) begin
+          tok_pop_prev_o = pop_pv;
+          if (op == OpPost) begin
+            pp_start = 1'b1;
+            state_d = StPost;
+          end else if (op == OpStore) begin
+            state_d = StStart;
+          end else begin
+            state_d = StFinish;
+          end
+        end
+      end
+      StPost: begin
+        if (pp_err) begin
+          err_o = 1'b1;
+          err_code_o = ErrSpRange;
+        end else if (pp_done) begin
+          state_d = StFinish;
+        end
+      end
+      StStart: begin
+        if (misaligned) begin
+          err_o = 1'b1;
+          err_code_o = ErrAlign;
+        end else begin
+          agu_start = 1'b1;
+          spa_d = {1'b0, sp_base};
+          state_d = StRead;
+        end
+      end
+      StRead: begin
+        if (!agu_valid) begin
+          state_d = StFinish;
+        end else if (spa_q >= 17'(OutDepth)) begin
+          err_o = 1'b1;
+          err_code_o = ErrSpRange;
+        end else begin
+          state_d = StWrite;
+        end
+      end
+      StWrite: begin
+        if (agu_inb) begin
+          req_valid_o = 1'b1;
+          if (req_ready_i) begin
+            agu_next = 1'b1;
+            spa_d = spa_q + 17'd1;
+            state_d = StRead;
+          end
+        end else begin
+          agu_next = 1'b1;
+          spa_d = spa_q + 17'd1;
+          state_d = StRead;
+        end
+      end
+      StFinish: begin
+        tok_push_prev_o = push_pv;
+        instr_pop_o = 1'b1;
+        state_d = StIdle;
+      end
+      default: state_d = StIdle;
+    endcase
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      state_q <= StIdle;
+      spa_q <= '0;
+    end else begin
+      state_q <= state_d;
+      spa_q <= spa_d;
+    end
+  end
+
+  assign out_raddr_o = spa_q[15:0];
+  assign req_addr_o = agu_addr >> LogN;
+  assign req_wdata_o = out_rdata_i;
+  assign busy_o = (state_q != StIdle);
+endmodule
