@@ -22,6 +22,7 @@ class Target:
     name: str
     kind: str
     chip: str
+    source: str
     clock_mhz: float
     sram_kb: float
     flash_kb: float
@@ -89,6 +90,7 @@ def _parse(path: Path) -> Target:
         name=need("name", str),
         kind=kind,
         chip=str(data.get("chip", "")),
+        source=str(data.get("source", "")),
         clock_mhz=float(data["clock_mhz"]),
         sram_kb=float(data["sram_kb"]),
         flash_kb=float(data["flash_kb"]),

@@ -1,0 +1,75 @@
+"""``tinycompile search``: hardware-aware multi-objective architecture search."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from tinycompile.console import console as make_console
+
+from tinycompile.search.config import OBJECTIVES, SAMPLERS, SearchConfig, prepare
+from tinycompile.search.pareto import pareto_table, write_pareto
+from tinycompile.search.plots import write_plots
+from tinycompile.search.study import run_search
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``search`` subcommand."""
+    p = sub.add_parser("search", help="search tiny networks for a task and a chip (Optuna, multi-objective)")
+    p.add_argument("--task", required=True, help="mnist1d, digits, or a .npz with x_train, y_train, x_test, y_test")
+    p.add_argument("--space", required=True, help="a search space in search_spaces/ (cnn1d, cnn2d, mlp) or a YAML file")
+    p.add_argument("--target", required=True, help="a chip in hw_targets/ (see `tinycompile targets`) or a YAML file")
+    p.add_argument("--trials", type=int, default=40, help="finished trials to reach (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the splits and training (default 0)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="latency", help="cost to minimise beside accuracy")
+    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--sram-kb", type=float, help="hard peak-SRAM budget in KB (default: the chip's SRAM)")
+    p.add_argument("--flash-kb", type=float, help="hard flash budget in KB (default: the chip's flash)")
+    p.add_argument("--latency-ms", type=float, help="hard latency budget in ms (default: none)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite file in the run folder; postgresql://... to share)")
+    p.add_argument("--study", help="study name (default: made from task, space, target, objective and seed)")
+    p.add_argument("--out", default="runs", help="folder of run folders (default runs/)")
+    p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per candidate (default 40)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, search, then write and print the Pareto front."""
+    config = SearchConfig(
+        task=args.task,
+        space=args.space,
+        target=args.target,
+        trials=args.trials,
+        seed=args.seed,
+        objective=args.objective,
+        sampler=args.sampler,
+        sram_kb=args.sram_kb,
+        flash_kb=args.flash_kb,
+        latency_ms=args.latency_ms,
+        jobs=args.jobs,
+        storage=args.storage,
+        study=args.study,
+        out=args.out,
+        epochs=args.epochs,
+    )
+    console = make_console()
+    prepared = prepare(config)
+    console.print(
+        f"searching {config.space} on {prepared.task.name} for {prepared.target.name}: {config.trials} trials, "
+        f"{config.sampler}, budgets SRAM {prepared.sram_bytes / 1024:g} KB flash {prepared.flash_bytes / 1024:g} KB"
+        + (f" latency {config.latency_ms:g} ms" if config.latency_ms else "")
+        + f"; run folder {config.run_dir}"
+    )
+    study = run_search(prepared, make_console(stderr=True))
+    return summarize(study, config.run_dir, config.objective, console)
+
+
+def summarize(study, run_dir, objective: str, console: Console) -> int:  # noqa: ANN001 - optuna.Study, Path
+    """Write pareto.json and the plots, print the Pareto table."""
+    rows = write_pareto(study, run_dir)
+    write_plots(study, run_dir, objective)
+    console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)"))
+    console.print(f"wrote {run_dir / 'pareto.json'}, plots in {run_dir}")
+    return 0

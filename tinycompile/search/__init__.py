@@ -1,0 +1,1 @@
+"""Hardware-aware multi-objective architecture search with Optuna."""

@@ -1,0 +1,139 @@
+"""The settings of one search, validated up front so that a bad input fails before any worker starts."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinycompile.cost.model import Cost, estimate
+from tinycompile.errors import UserError
+from tinycompile.search.space import SearchSpace, load_space
+from tinycompile.targets import Target, load_target
+from tinycompile.tasks import Task, load_task
+
+OBJECTIVES = ("latency", "energy")
+SAMPLERS = ("nsga2", "tpe", "random")
+BUDGET_PROBES = 3000  # random candidates tried to tell an impossible budget from a hard one
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What the user asked for; ``None`` budgets default to the target chip's own memories."""
+
+    task: str
+    space: str
+    target: str
+    trials: int = 40
+    seed: int = 0
+    objective: str = "latency"
+    sampler: str = "nsga2"
+    sram_kb: float | None = None
+    flash_kb: float | None = None
+    latency_ms: float | None = None
+    jobs: int = 1
+    storage: str | None = None
+    study: str | None = None
+    out: str = "runs"
+    epochs: int = 40
+
+    @property
+    def study_name(self) -> str:
+        """The study's name: given, or made from task, space, target, objective and seed."""
+        task = Path(self.task).stem if self.task.endswith(".npz") else self.task
+        return self.study or f"{task}-{self.space}-{self.target}-{self.objective}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: study, trials, Pareto front, plots."""
+        return Path(self.out) / self.study_name
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage: given, or a SQLite file in the run folder."""
+        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').resolve()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class Prepared:
+    """A validated search: its config and the loaded task, space and target with the budgets in bytes."""
+
+    config: SearchConfig
+    task: Task
+    space: SearchSpace
+    target: Target
+    sram_bytes: int
+    flash_bytes: int
+    latency_ms: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def constraints(self, cost: Cost) -> dict[str, float]:
+        """Constraint values, feasible when all <= 0: how far SRAM, flash and latency are over budget."""
+        values = {"sram_bytes": float(cost.peak_sram - self.sram_bytes), "flash_bytes": float(cost.flash - self.flash_bytes)}
+        if self.latency_ms is not None:
+            values["latency_ms"] = cost.latency_ms - self.latency_ms
+        return values
+
+
+def prepare(config: SearchConfig) -> Prepared:
+    """Validate every setting and check that the budgets admit at least one candidate; raise ``UserError`` if not."""
+    if config.trials < 1:
+        raise UserError(f"--trials must be >= 1, but got {config.trials}")
+    if config.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, but got {config.jobs}")
+    if config.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, but got {config.epochs}")
+    if config.objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {config.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if config.sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if config.storage and not config.storage.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://")):
+        raise UserError(f"--storage must be a sqlite:///FILE or postgresql://USER@HOST/DB URL, but got {config.storage!r}")
+    target = load_target(config.target)
+    space = load_space(config.space)
+    task = load_task(config.task, seed=config.seed)
+    space.check_input(task.input_shape)
+    sram_kb = _budget("--sram-kb", config.sram_kb, target.sram_kb, "SRAM", target.name)
+    flash_kb = _budget("--flash-kb", config.flash_kb, target.flash_kb, "flash", target.name)
+    if config.latency_ms is not None and config.latency_ms <= 0:
+        raise UserError(f"--latency-ms must be > 0, but got {config.latency_ms}")
+    prepared = Prepared(config, task, space, target, int(sram_kb * 1024), int(flash_kb * 1024), config.latency_ms)
+    _check_reachable(prepared)
+    return prepared
+
+
+def _budget(flag: str, value: float | None, chip: float, what: str, target: str) -> float:
+    if value is None:
+        return chip
+    if value <= 0:
+        raise UserError(f"{flag} must be > 0, but got {value}")
+    if value > chip:
+        raise UserError(f"{flag} {value:g} exceeds the {chip:g} KB of {what} that {target} has; lower it or pick another target")
+    return value
+
+
+def _check_reachable(p: Prepared) -> None:
+    """Sample candidates from the cost model alone; an impossible budget is refused before any training."""
+    rng = random.Random(p.config.seed)
+    best: Cost | None = None
+    for _ in range(BUDGET_PROBES):
+        spec = p.space.build(p.space.random_choices(rng), p.task.input_shape, p.task.num_classes)
+        cost = estimate(spec, p.target)
+        if all(v <= 0 for v in p.constraints(cost).values()):
+            return
+        if best is None or cost.peak_sram + cost.flash < best.peak_sram + best.flash:
+            best = cost
+    assert best is not None
+    budget = f"SRAM {p.sram_bytes / 1024:g} KB, flash {p.flash_bytes / 1024:g} KB"
+    if p.latency_ms is not None:
+        budget += f", latency {p.latency_ms:g} ms"
+    raise UserError(
+        f"no candidate of space {p.space.name!r} fits {budget} on {p.target.name} (the smallest of {BUDGET_PROBES} "
+        f"sampled needs SRAM {best.peak_sram / 1024:.1f} KB, flash {best.flash / 1024:.1f} KB, "
+        f"{best.latency_ms:.2f} ms); raise the budget or use a smaller space"
+    )

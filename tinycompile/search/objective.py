@@ -1,0 +1,63 @@
+"""One trial: choose a candidate, score it with the cost model, and train it only if it fits the hard budgets."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+import optuna
+
+from tinycompile.cost.model import estimate
+from tinycompile.search.config import Prepared
+from tinycompile.train import train
+from tinycompile.trial import save_trial
+
+COST_ATTRS = ("cycles", "latency_ms", "energy_uj", "peak_sram", "arena_bytes", "flash", "params", "macs")
+
+
+def trial_dir(prepared: Prepared, number: int) -> str:
+    """The folder of trial ``number``."""
+    return str(prepared.config.run_dir / "trials" / str(number))
+
+
+def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    """The constraint values a trial recorded (feasible when all <= 0; a trial without any counts as infeasible)."""
+    return list(trial.constraints.values()) or [1.0]
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that respects every hard budget and was trained."""
+    return trial.user_attrs.get("trained", False) and all(v <= 0 for v in constraints_of(trial))
+
+
+class Objective:
+    """Maximise validation accuracy, minimise predicted latency (or energy); budgets are constraints."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.p = prepared
+
+    def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float]:
+        space = self.p.space
+        choices = {key: trial.suggest_categorical(key, values) for key, values in space.parameters().items()}
+        spec = space.build(choices, self.p.task.input_shape, self.p.task.num_classes)
+        spec.meta.update(task=self.p.config.task, target=self.p.target.name, trial=trial.number)
+        cost = estimate(spec, self.p.target)
+        constraints = self.p.constraints(cost)
+        for key in COST_ATTRS:
+            trial.set_user_attr(key, getattr(cost, key))
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)  # read by the samplers: infeasible trials rank below feasible ones
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        second = cost.latency_ms if self.p.config.objective == "latency" else cost.energy_uj
+        if any(v > 0 for v in constraints.values()):
+            # Over budget: scored from the cost model alone, never trained; infeasible to the sampler anyway.
+            trial.set_user_attr("trained", False)
+            return 0.0, second
+        model, metrics = train(spec, self.p.task, epochs=self.p.config.epochs, seed=self.p.config.seed + trial.number)
+        metrics["cost"] = cost.to_dict()
+        save_trial(trial_dir(self.p, trial.number), spec, model, metrics)
+        trial.set_user_attr("trained", True)
+        trial.set_user_attr("test_acc", metrics["test_acc"])
+        trial.set_user_attr("train_seconds", metrics["train_seconds"])
+        return metrics["val_acc"], second

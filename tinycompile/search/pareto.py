@@ -1,0 +1,71 @@
+"""The Pareto front of a study (feasible, trained trials only), its JSON file and its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rich.table import Table
+
+from tinycompile.fileio import write_json
+from tinycompile.search.objective import is_feasible
+
+
+def pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Feasible trials that no other feasible trial beats on both accuracy (max) and cost (min), best accuracy first."""
+    feasible = [t for t in trials if t.values is not None and is_feasible(t)]
+
+    def dominated(t: optuna.trial.FrozenTrial) -> bool:
+        a, c = t.values
+        return any(o.values[0] >= a and o.values[1] <= c and tuple(o.values) != tuple(t.values) for o in feasible)
+
+    front = [t for t in feasible if not dominated(t)]
+    return sorted(front, key=lambda t: (-t.values[0], t.values[1], t.number))
+
+
+def row(trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:
+    """One Pareto entry as written to ``pareto.json``."""
+    attrs = trial.user_attrs
+    return {
+        "trial": trial.number,
+        "folder": str(run_dir / "trials" / str(trial.number)),
+        "val_acc": trial.values[0],
+        "test_acc": attrs.get("test_acc"),
+        "latency_ms": attrs["latency_ms"],
+        "cycles": attrs["cycles"],
+        "energy_uj": attrs["energy_uj"],
+        "peak_sram": attrs["peak_sram"],
+        "flash": attrs["flash"],
+        "params": attrs["params"],
+        "macs": attrs["macs"],
+    }
+
+
+def write_pareto(study: optuna.Study, run_dir: Path) -> list[dict[str, Any]]:
+    """Write ``pareto.json`` in the run folder and return its rows."""
+    rows = [row(t, run_dir) for t in pareto_front(study.get_trials(deepcopy=False))]
+    write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows})
+    return rows
+
+
+def pareto_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """A rich table of the Pareto front."""
+    table = Table(title=title)
+    headers = ("trial", "val acc", "test acc", "latency ms", "cycles", "energy uJ", "SRAM KB", "flash KB", "params", "MACs")
+    for h in headers:
+        table.add_column(h, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["trial"]),
+            f"{r['val_acc']:.3f}",
+            f"{r['test_acc']:.3f}" if r["test_acc"] is not None else "-",
+            f"{r['latency_ms']:.3f}",
+            f"{r['cycles']:,}",
+            f"{r['energy_uj']:.2f}",
+            f"{r['peak_sram'] / 1024:.1f}",
+            f"{r['flash'] / 1024:.1f}",
+            f"{r['params']:,}",
+            f"{r['macs']:,}",
+        )
+    return table
