@@ -192,7 +192,7 @@ def conv2d(pb: ProgramBuilder, x: Tensor, w: np.ndarray, bias: np.ndarray, mult:
                 cb0 = g0 + cbg if dw else 0
                 ncb = 1 if dw else cb_in
                 sp = ib + (cbg * taps * m + t * m if dw else t * cb_in * m)
-                loads.append(dict(sp=SP_INP, sp_base=sp, base=x.addr + (y0 * x.w + x0) * cs_in + cb0 * n,
+                loads.append(dict(sp=SP_INP, sp_base=sp, base=(x.addr + (y0 * x.w + x0) * cs_in + cb0 * n) % (1 << 32),
                                   n2=ncb, d2=n, n1=r, d1=stride * x.w * cs_in, n0=ow, d0=stride * cs_in,
                                   y0=y0, x0=x0, sy1=stride, sx0=stride, h=x.h, w=x.w, pad=pad_byte))
         if new_group:
