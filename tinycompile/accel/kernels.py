@@ -222,3 +222,57 @@ def dense(pb: ProgramBuilder, x: Tensor, w: np.ndarray, bias: np.ndarray, mult: 
           shift: np.ndarray, out_zp: int, lo: int = -128, hi: int = 127) -> Tensor:
     """Fully connected layer on a [M, K] input stored as an (M, 1, K) tensor: a 1x1 conv."""
     return conv2d(pb, x, w.reshape(1, 1, *w.shape), bias, mult, shift, out_zp, lo=lo, hi=hi)
+
+
+def add(pb: ProgramBuilder, a: Tensor, b: Tensor, lshift: int, qa: tuple[np.ndarray, np.ndarray],
+        qb: tuple[np.ndarray, np.ndarray], qo: tuple[np.ndarray, np.ndarray], out_zp: int,
+        lo: int = -128, hi: int = 127) -> Tensor:
+    """Residual add: both inputs pass the array with identity weights, then POSTPROC add mode.
+
+    ``qa``, ``qb``, ``qo`` are per-channel (multiplier, shift) pairs; see ``reference.add_ref``.
+    """
+    cfg, n = pb.cfg, pb.cfg.n
+    nts = cpad(a.c, n) // n
+    cs = a.stride_c(n)
+    eye = np.zeros((nts, n, n), dtype=np.int8)
+    eye[:, np.arange(n), np.arange(n)] = 1
+    wgt_addr = pb.image.put(eye)
+    blob = np.zeros((nts, 3, 3, n), dtype=np.int64)  # [n-tile, set a/b/out, bias/mult/shift, lane]
+    for s, (bias, (m, sh)) in enumerate(((-a.zp, qa), (-b.zp, qb), (0, qo))):
+        for row, arr in enumerate((np.full(a.c, bias), m, sh)):
+            full = np.zeros(nts * n, dtype=np.int64)
+            full[: a.c] = arr
+            blob[:, s, row, :] = full.reshape(nts, n)
+    if pb.pset_next + 3 * nts > cfg.param_sets:
+        pb.pset_next = 0
+    pset = pb.pset_next
+    paddr = pb.image.put(blob.astype(np.int32))
+    pb.emit("LOAD", sp=SP_PARAM, sp_base=pset * 12, base=paddr, n0=blob.size * 4 // n, d0=n)
+    pb.pset_next += 3 * nts
+    pb.emit("LOAD", sp=SP_WGT, sp_base=0, base=wgt_addr, n0=nts * n, d0=n)
+    out = Tensor(pb.image.alloc(a.h * a.w * cs), a.h, a.w, a.c, out_zp)
+    half_inp, half_acc = cfg.inp_depth // 2, cfg.acc_depth // 2
+    rows = max(1, min(a.h, half_inp // (2 * nts * a.w), half_acc // (2 * nts * a.w),
+                      cfg.out_depth // (nts * a.w)))
+    if 2 * nts * a.w > min(half_inp, half_acc):
+        raise ValueError(f"one row of both inputs must fit the scratchpads, but got w={a.w}")
+    blocks = [(y0, min(rows, a.h - y0)) for y0 in range(0, a.h, rows)]
+    for j, (y0, r) in enumerate(blocks):
+        m = r * a.w
+        ib, ab = (j % 2) * half_inp, (j % 2) * half_acc
+        for i, t in enumerate((a, b)):
+            pb.emit("LOAD", pop_next=int(i == 0 and j >= 2), push_next=i, sp=SP_INP,
+                    sp_base=ib + i * nts * m, base=t.addr + y0 * a.w * cs, n2=nts, d2=n, n1=r,
+                    d1=a.w * cs, n0=a.w, d0=cs)
+        for i in range(2):
+            pb.emit("COMPUTE", pop_prev=int(i == 0), pop_next=int(i == 0 and j >= 2), push_prev=i,
+                    push_next=i, init=1, inp_base=ib + i * nts * m, wgt_base=0,
+                    acc_base=ab + i * nts * m, m=m, kt=1, nt=nts, inp_nt_stride=m)
+        for nt in range(nts):
+            pb.emit("POSTPROC", pop_prev=int(nt == 0), add=1, acc_a=ab + nt * m,
+                    acc_b=ab + nts * m + nt * m, out_base=nt * m, rows=m, pset=pset + 3 * nt,
+                    zp=out_zp, lo=lo, hi=hi, lshift=lshift)
+        pb.emit("STORE", push_prev=1, sp_base=0, base=out.addr + y0 * a.w * cs, n2=nts, d2=n,
+                n1=r, d1=a.w * cs, n0=a.w, d0=cs)
+    pb.barrier(len(blocks))
+    return out

@@ -1,0 +1,124 @@
+"""Cycle-free numpy model of the ISA: runs a memory image in program order, bit-exact with the RTL.
+
+Dependency tokens only order the hardware units; a correctly synchronised program gives the same
+memory contents when executed sequentially, which is what this model does. It raises
+:class:`AccelError` with the RTL's error code where the hardware would stop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinycompile.accel.assembler import MemoryImage, decode
+from tinycompile.accel.isa import INSTR_BYTES, OPNAMES
+from tinycompile.accel.kernels import AccelConfig
+from tinycompile.quant.intmath import requantize, requantize_to_int8
+
+
+class AccelError(RuntimeError):
+    """The accelerator would stop with error ``code`` (see ``isa.ERRORS``)."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        """Record the error code and message."""
+        super().__init__(f"error {code}: {msg}")
+        self.code = code
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    return ((np.asarray(x, dtype=np.int64) + 2**31) % 2**32) - 2**31
+
+
+def _pattern(f: dict[str, int]):
+    """Yield (byte address, in bounds) for a LOAD/STORE pattern, in sequence order."""
+    for i2 in range(f["n2"]):
+        for i1 in range(f["n1"]):
+            for i0 in range(f["n0"]):
+                addr = (f["base"] + i2 * f["d2"] + i1 * f["d1"] + i0 * f["d0"]) % 2**32
+                y = f["y0"] + i1 * f["sy1"] + i0 * f["sy0"]
+                x = f["x0"] + i1 * f["sx1"] + i0 * f["sx0"]
+                yield addr, (0 <= y < f["h"] and 0 <= x < f["w"])
+
+
+def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: int = 1_000_000) -> MemoryImage:
+    """Execute the program at ``prog_addr``; return a new image holding memory after the run."""
+    n = cfg.n
+    mem = MemoryImage(n, image.data.size)
+    mem.data[:] = image.data
+    inp = np.zeros((cfg.inp_depth, n), np.int8)
+    wgt = np.zeros((cfg.wgt_tiles * n, n), np.int8)
+    prm = np.zeros((cfg.param_sets * 3, n), np.int32)
+    acc = np.zeros((cfg.acc_depth, n), np.int64)
+    out = np.zeros((cfg.out_depth, n), np.int8)
+    pc = prog_addr
+    for _ in range(max_instrs):
+        word = int.from_bytes(mem.data[pc : pc + INSTR_BYTES].tobytes(), "little")
+        if word & 0xF not in OPNAMES:
+            raise AccelError(1, f"illegal opcode {word & 0xF} at {pc:#x}")
+        ins = decode(word)
+        f, op = ins.fields, ins.op
+        pc += INSTR_BYTES
+        if op == "DONE":
+            return mem
+        if op == "SYNC":
+            if f["queue"] == 3:
+                raise AccelError(4, "SYNC queue 3")
+            continue
+        if op in ("LOAD", "STORE"):
+            if any(v % n for v in (f["base"], f["d0"], f["d1"], f["d2"])):
+                raise AccelError(3, f"misaligned pattern at {pc - INSTR_BYTES:#x}")
+            if op == "LOAD":
+                if f["sp"] == 3:
+                    raise AccelError(4, "LOAD sp 3")
+                target = (inp, wgt, prm.view(np.int8).reshape(-1, n))[f["sp"]]
+                for k, (addr, inb) in enumerate(_pattern(f)):
+                    sp = f["sp_base"] + k
+                    if sp >= target.shape[0]:
+                        raise AccelError(2, "load scratchpad address out of range")
+                    target[sp] = mem.data[addr : addr + n].view(np.int8) if inb else f["pad"]
+            else:
+                for k, (addr, inb) in enumerate(_pattern(f)):
+                    sp = f["sp_base"] + k
+                    if sp >= cfg.out_depth:
+                        raise AccelError(2, "store scratchpad address out of range")
+                    if inb:
+                        mem.data[addr : addr + n] = out[sp].view(np.uint8)
+        elif op == "COMPUTE":
+            m, kt, nt = f["m"], f["kt"], f["nt"]
+            for t in range(nt * kt):
+                j, k = divmod(t, kt)
+                ia = f["inp_base"] + j * f["inp_nt_stride"] + k * m
+                wa = f["wgt_base"] + t
+                aa = f["acc_base"] + j * m
+                if ia + m > cfg.inp_depth or wa >= cfg.wgt_tiles or aa + m > cfg.acc_depth:
+                    raise AccelError(2, "compute scratchpad address out of range")
+                p = inp[ia : ia + m].astype(np.int64) @ wgt[wa * n : wa * n + n].astype(np.int64)
+                if f["init"] and k == 0:
+                    acc[aa : aa + m] = p
+                elif f["max"]:
+                    acc[aa : aa + m] = np.maximum(acc[aa : aa + m], p)
+                else:
+                    acc[aa : aa + m] = _wrap32(acc[aa : aa + m] + p)
+        elif op == "POSTPROC":
+            rows, ps = f["rows"], f["pset"]
+            sets = 3 if f["add"] else 1
+            if 3 * (ps + sets) > prm.shape[0]:
+                raise AccelError(2, "parameter set out of range")
+            b, mu, sh = (prm[3 * ps + r].astype(np.int64) for r in range(3))
+            a_rows = acc[f["acc_a"] : f["acc_a"] + rows]
+            if f["out_base"] + rows > cfg.out_depth or f["acc_a"] + rows > cfg.acc_depth:
+                raise AccelError(2, "postproc scratchpad address out of range")
+            ls = f["lshift"]
+            if not f["add"]:
+                t = _wrap32(_wrap32(a_rows + b) << ls)
+                res = requantize_to_int8(t, mu, sh & 31, f["zp"], f["lo"], f["hi"])
+            else:
+                if f["acc_b"] + rows > cfg.acc_depth:
+                    raise AccelError(2, "postproc scratchpad address out of range")
+                b2, mu2, sh2 = (prm[3 * ps + 3 + r].astype(np.int64) for r in range(3))
+                b3, mu3, sh3 = (prm[3 * ps + 6 + r].astype(np.int64) for r in range(3))
+                ra = requantize(_wrap32(_wrap32(a_rows + b) << ls), mu, sh & 31)
+                rb_rows = acc[f["acc_b"] : f["acc_b"] + rows]
+                rb = requantize(_wrap32(_wrap32(rb_rows + b2) << ls), mu2, sh2 & 31)
+                res = requantize_to_int8(_wrap32(_wrap32(ra + rb) + b3), mu3, sh3 & 31, f["zp"], f["lo"], f["hi"])
+            out[f["out_base"] : f["out_base"] + rows] = res
+    raise AccelError(0, "instruction limit reached without DONE")
