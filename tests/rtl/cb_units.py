@@ -1,0 +1,146 @@
+"""cocotb unit benches (run from test_units.py, not collected by pytest)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
+
+from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize, requantize_to_int8
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+@cocotb.test()
+async def requant_lane(dut) -> None:
+    """tc_requant against intmath: random values, rounding ties and saturation corners."""
+    rng = random.Random(7)
+    vecs = []
+    corners_acc = [INT32_MIN, INT32_MAX, 0, 1, -1, 1 << 30, -(1 << 30), 12345, -12345]
+    corners_mult = [(1 << 30), (1 << 31) - 1, 1518500250, INT32_MIN]
+    for acc in corners_acc:
+        for mult in corners_mult:
+            for shift in (0, 1, 7, 30, 31):
+                vecs.append((acc, 0, 0, mult, shift, 0, -128, 127))
+    # exact ties: acc * 2^30 / 2^31 = acc / 2 before the shift, so odd acc gives .5 at shift 0..
+    for acc in range(-40, 41):
+        for shift in (0, 1, 2, 3):
+            vecs.append((acc * (1 << shift) + (1 << shift) // 2, 0, 0, 1 << 30, shift, -3, -128, 127))
+    for _ in range(3000):
+        acc = rng.randint(INT32_MIN, INT32_MAX) if rng.random() < 0.5 else rng.randint(-(1 << 20), 1 << 20)
+        bias = rng.randint(-(1 << 16), 1 << 16)
+        lshift = rng.choice([0, 0, 0, 20, rng.randint(0, 31)])
+        mult = rng.randint(1 << 30, (1 << 31) - 1)
+        shift = rng.randint(0, 31)
+        zp = rng.randint(-128, 127)
+        lo = rng.randint(-128, 0)
+        hi = rng.randint(0, 127)
+        vecs.append((acc, bias, lshift, mult, shift, zp, lo, hi))
+    errors = 0
+    for acc, bias, lshift, mult, shift, zp, lo, hi in vecs:
+        dut.acc_i.value = acc & 0xFFFFFFFF
+        dut.bias_i.value = bias & 0xFFFFFFFF
+        dut.lshift_i.value = lshift
+        dut.mult_i.value = mult & 0xFFFFFFFF
+        dut.shift_i.value = shift
+        dut.zp_i.value = zp & 0xFF
+        dut.lo_i.value = lo & 0xFF
+        dut.hi_i.value = hi & 0xFF
+        await Timer(1, unit="ns")
+        t = _s32(_s32(acc + bias) << lshift)
+        exp_q8 = int(requantize_to_int8(np.int64(t), mult, shift, zp, lo, hi))
+        exp_r32 = int(requantize(np.int64(t), mult, shift))
+        got_q8 = dut.q8_o.value.to_signed()
+        got_r32 = dut.r32_o.value.to_signed()
+        if got_q8 != exp_q8 or got_r32 != _s32(exp_r32):
+            errors += 1
+            dut._log.error(f"acc={acc} bias={bias} ls={lshift} m={mult} s={shift}: "
+                           f"q8 {got_q8} != {exp_q8} or r32 {got_r32} != {exp_r32}")
+    assert errors == 0, f"{errors} mismatches in {len(vecs)} vectors"
+
+
+@cocotb.test()
+async def mac_array(dut) -> None:
+    """tc_mac_array: dot[c] = sum_r a[r] W[r][c], random and extreme operands, one result per cycle."""
+    n = int(dut.N.value) if hasattr(dut, "N") else int(os.environ["TC_N"])
+    rng = np.random.default_rng(3)
+    Clock(dut.clk_i, 10, unit="ns").start()
+    cases = [(np.full(n, -128), np.full((n, n), -128)), (np.full(n, 127), np.full((n, n), -128))]
+    cases += [(rng.integers(-128, 128, n), rng.integers(-128, 128, (n, n))) for _ in range(200)]
+    errors = 0
+    for a, w in cases:
+        dut.a_i.value = int.from_bytes(a.astype(np.int8).tobytes(), "little")
+        dut.w_i.value = int.from_bytes(w.astype(np.int8).tobytes(), "little")
+        await RisingEdge(dut.clk_i)  # the edge registers this cycle's products
+        await ReadOnly()
+        got = np.frombuffer(int(dut.dot_o.value).to_bytes(4 * n, "little"), np.int32)
+        errors += int(not np.array_equal(got, a.astype(np.int64) @ w.astype(np.int64)))
+        await Timer(1, unit="ns")
+    assert errors == 0, f"{errors} mismatching cycles"
+
+
+@cocotb.test()
+async def mem_port_stalls(dut) -> None:
+    """tc_mem_arb: three requesters under random valid gaps, ready stalls and response latency."""
+    rng = random.Random(11)
+    width = int(os.environ.get("TC_DATAW", "64"))
+    Clock(dut.clk_i, 10, unit="ns").start()
+    dut.rst_ni.value = 0
+    dut.req_valid_i.value = 0
+    dut.mem_req_ready_i.value = 0
+    dut.mem_rsp_valid_i.value = 0
+    await ClockCycles(dut.clk_i, 2)
+    dut.rst_ni.value = 1
+    mem = {a: rng.getrandbits(width) for a in range(256)}
+    # per requester: list of (we, addr, data)
+    todo = [[(0, rng.randrange(256), 0) for _ in range(150)],
+            [(0, rng.randrange(256), 0) for _ in range(150)],
+            [(1, rng.randrange(256), rng.getrandbits(width)) for _ in range(150)]]
+    expected = [[], [], []]
+    got = [[], [], []]
+    shadow = dict(mem)
+    pending = []  # in-order read data queued in the "memory"
+    cur = [None, None, None]
+    for _ in range(20000):
+        if all(not t for t in todo) and all(c is None for c in cur) and not pending:
+            break
+        for r in range(3):
+            if cur[r] is None and todo[r] and rng.random() < 0.7:
+                cur[r] = todo[r].pop(0)
+        dut.req_valid_i.value = sum(1 << r for r in range(3) if cur[r] is not None)
+        dut.req_we_i.value = sum((cur[r][0] if cur[r] else 0) << r for r in range(3))
+        dut.req_addr_i.value = sum((cur[r][1] if cur[r] else 0) << (32 * r) for r in range(3))
+        dut.req_wdata_i.value = sum((cur[r][2] if cur[r] else 0) << (width * r) for r in range(3))
+        ready = rng.random() < 0.6
+        dut.mem_req_ready_i.value = int(ready)
+        rsp = bool(pending) and rng.random() < 0.5
+        dut.mem_rsp_valid_i.value = int(rsp)
+        dut.mem_rsp_rdata_i.value = pending[0] if rsp else 0
+        await Timer(1, unit="ns")
+        rv = int(dut.rsp_valid_o.value)
+        if rsp:
+            owner = [r for r in range(3) if rv >> r & 1]
+            assert len(owner) == 1, rv
+            got[owner[0]].append(pending.pop(0))
+        if int(dut.mem_req_valid_o.value) and ready:
+            we, addr = int(dut.mem_req_we_o.value), int(dut.mem_req_addr_o.value)
+            rdy = int(dut.req_ready_o.value)
+            r = [k for k in range(3) if rdy >> k & 1]
+            assert len(r) == 1 and cur[r[0]] is not None and cur[r[0]][1] == addr
+            if we:
+                shadow[addr] = int(dut.mem_req_wdata_o.value)
+            else:
+                pending.append(shadow[addr])
+                expected[r[0]].append(shadow[addr])
+            cur[r[0]] = None
+        await RisingEdge(dut.clk_i)
+    assert all(not t for t in todo) and not pending, "requests left over: arbiter starved someone"
+    assert got[0] == expected[0] and got[1] == expected[1], "responses routed to the wrong requester"
+    assert len(got[0]) == 150 and len(got[1]) == 150 and not got[2]
