@@ -105,6 +105,8 @@ def _parse(path: Path) -> Target:
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
+    if set(kinds) == {int, float}:
+        return "a number"
     names = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", list: "a list"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 

@@ -11,7 +11,6 @@ from tinycompile.console import console as make_console
 from tinycompile.search.config import OBJECTIVES, SAMPLERS, SearchConfig, prepare
 from tinycompile.search.pareto import pareto_table, write_pareto
 from tinycompile.search.plots import write_plots
-from tinycompile.search.study import run_search
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         + (f" latency {config.latency_ms:g} ms" if config.latency_ms else "")
         + f"; run folder {config.run_dir}"
     )
+    from tinycompile.search.study import run_search  # imports torch: only once the inputs are known good
+
     study = run_search(prepared, make_console(stderr=True))
     return summarize(study, config.run_dir, config.objective, console)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
 
 import optuna
 
@@ -19,16 +18,6 @@ COST_ATTRS = ("cycles", "latency_ms", "energy_uj", "peak_sram", "arena_bytes", "
 def trial_dir(prepared: Prepared, number: int) -> str:
     """The folder of trial ``number``."""
     return str(prepared.config.run_dir / "trials" / str(number))
-
-
-def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    """The constraint values a trial recorded (feasible when all <= 0; a trial without any counts as infeasible)."""
-    return list(trial.constraints.values()) or [1.0]
-
-
-def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    """A trial that respects every hard budget and was trained."""
-    return trial.user_attrs.get("trained", False) and all(v <= 0 for v in constraints_of(trial))
 
 
 class Objective:

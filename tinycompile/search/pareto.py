@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,16 @@ import optuna
 from rich.table import Table
 
 from tinycompile.fileio import write_json
-from tinycompile.search.objective import is_feasible
+
+
+def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    """The constraint values a trial recorded (feasible when all <= 0; a trial without any counts as infeasible)."""
+    return list(trial.constraints.values()) or [1.0]
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that respects every hard budget and was trained."""
+    return trial.user_attrs.get("trained", False) and all(v <= 0 for v in constraints_of(trial))
 
 
 def pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -43,9 +54,15 @@ def row(trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:
 
 
 def write_pareto(study: optuna.Study, run_dir: Path) -> list[dict[str, Any]]:
-    """Write ``pareto.json`` in the run folder and return its rows."""
+    """Write ``pareto.json`` and point the ``best`` link at the most accurate Pareto trial; return the rows."""
     rows = [row(t, run_dir) for t in pareto_front(study.get_trials(deepcopy=False))]
     write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows})
+    if rows:
+        link = run_dir / "best"
+        tmp = run_dir / ".best.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(Path("trials") / str(rows[0]["trial"]))
+        os.replace(tmp, link)  # atomic: `best` always names a whole trial folder
     return rows
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 
 from tinycompile.fileio import write_with
-from tinycompile.search.objective import constraints_of
+from tinycompile.search.pareto import constraints_of
 
 
 def write_plots(study: optuna.Study, run_dir: Path, objective: str) -> list[Path]:

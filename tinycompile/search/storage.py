@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import optuna
 import warnings
 
+import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tinycompile.errors import UserError

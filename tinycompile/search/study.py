@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json
 from tinycompile.search.config import Prepared, SearchConfig, prepare
-from tinycompile.search.objective import Objective, is_feasible
-from tinycompile.search.pareto import pareto_front
+from tinycompile.search.objective import Objective
+from tinycompile.search.pareto import is_feasible, pareto_front
 from tinycompile.search.storage import open_study
 
 POLL_SECONDS = 1.0

@@ -1,0 +1,55 @@
+"""The cost model: its totals follow from its per-layer figures and the target's parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.cost.arena import plan_activations
+from tinycompile.cost.model import estimate
+from tinycompile.targets import available_targets, load_target
+
+
+def conv_net(channels: int) -> ArchSpec:
+    return ArchSpec(
+        (1, 1, 32),
+        4,
+        (
+            Layer("conv", (-1,), channels=channels, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+            Layer("maxpool", (0,), kernel=(1, 2), stride=(1, 2)),
+            Layer("gap", (1,)),
+            Layer("dense", (2,), channels=4),
+        ),
+    )
+
+
+@pytest.mark.parametrize("name", available_targets())
+def test_totals_are_consistent(name: str) -> None:
+    target = load_target(name)
+    spec = conv_net(16)
+    cost = estimate(spec, target)
+    assert cost.cycles == sum(layer.cycles for layer in cost.layers)
+    assert cost.latency_ms == pytest.approx(cost.cycles / (target.clock_mhz * 1e3))
+    assert cost.energy_uj == pytest.approx(cost.latency_ms * target.energy["active_mw"])
+    assert cost.arena_bytes == plan_activations(spec).size
+    assert cost.peak_sram == cost.arena_bytes + target.runtime["sram_bytes"]
+    # weights int8 + bias int32 + multiplier/shift per output channel, plus code
+    weights = (16 * 3 + 16 * 12) + (4 * 16 + 4 * 12)
+    assert cost.flash == weights + target.runtime["code_bytes"] + 4 * target.runtime["code_bytes_per_layer"]
+    assert cost.macs == sum(spec.macs()) and cost.params == spec.params()
+
+
+@pytest.mark.parametrize("name", available_targets())
+def test_bigger_networks_cost_more(name: str) -> None:
+    target = load_target(name)
+    small, big = estimate(conv_net(8), target), estimate(conv_net(64), target)
+    assert big.cycles > small.cycles and big.flash > small.flash and big.peak_sram > small.peak_sram
+
+
+def test_a_faster_clock_lowers_latency_not_cycles() -> None:
+    target = load_target("cortex-m4")
+    fast = dataclasses.replace(target, clock_mhz=2 * target.clock_mhz)
+    a, b = estimate(conv_net(16), target), estimate(conv_net(16), fast)
+    assert a.cycles == b.cycles and b.latency_ms == pytest.approx(a.latency_ms / 2)

@@ -1,0 +1,79 @@
+"""Search spaces: every candidate is a valid network, and a bad YAML names the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tinycompile.errors import UserError
+from tinycompile.search.space import available_spaces, load_space
+
+
+def test_the_three_spaces_ship() -> None:
+    assert {"cnn1d", "cnn2d", "mlp"} <= set(available_spaces())
+
+
+@pytest.mark.parametrize("name,shape", [("cnn1d", (1, 1, 40)), ("cnn2d", (1, 8, 8)), ("mlp", (1, 8, 8))])
+def test_random_candidates_are_valid_and_use_the_choices(name: str, shape) -> None:
+    space = load_space(name)
+    rng = random.Random(0)
+    ops_seen: set[str] = set()
+    for _ in range(300):
+        choices = space.random_choices(rng)
+        spec = space.build(choices, shape, 10)  # ArchSpec validates its own graph
+        assert spec.shapes()[-1] == (10, 1, 1)
+        ops_seen |= {layer.op for layer in spec.layers}
+        if space.family == "cnn":
+            assert spec.layers[0].channels == choices["stem.channels"]
+            blocks = sum(1 for l in spec.layers if l.op == "conv") - 1  # pointwise or standard conv per block
+            assert blocks == choices["blocks.count"]
+        else:
+            assert [l.channels for l in spec.layers[1:-1]] == [choices[f"block{i}.units"] for i in range(choices["blocks.count"])]
+    if name != "mlp":
+        assert {"conv", "dwconv", "add", "maxpool", "avgpool", "gap", "flatten", "dense"} <= ops_seen
+
+
+def test_residual_adds_only_join_equal_shapes() -> None:
+    space = load_space("cnn1d")
+    rng = random.Random(3)
+    adds = 0
+    for _ in range(300):
+        spec = space.build(space.random_choices(rng), (1, 1, 40), 10)
+        shapes = spec.shapes()
+        for layer in spec.layers:
+            if layer.op == "add":
+                adds += 1
+                a, b = layer.inputs
+                assert shapes[a] == shapes[b]
+    assert adds > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\ninput: 3d\n", "key 'input' must be one of 1d, 2d, any"),
+        ("input: any\nblocks:\n  count: [1]\n  units: [8, -4]\n", "key 'blocks.units' must list integers >= 1, but got -4"),
+        ("input: any\nblocks:\n  count: [1]\n  units: []\n", "key 'blocks.units' must be a non-empty list"),
+        ("input: any\nblocks:\n  count: [1]\n  units: [8]\n  colour: [red]\n", "unknown key 'blocks.colour'; allowed: count, units"),
+        ("input: 1d\nstem: {channels: [8], kernel: [3], stride: [1]}\nblocks: {count: [1], type: [conv, fancy], "
+         "channels: [8], kernel: [3], stride: [1], pool: [none], residual: [false]}\nhead: {reduce: [gap], hidden: [0]}\n",
+         "key 'blocks.type' allows conv, dwsep, but got 'fancy'"),
+        ("input: any\nblocks: [1, 2\n", "not valid YAML"),
+        ("input: 1d\nblocks: {count: [1]}\n", "missing section 'stem'"),
+    ],
+)
+def test_bad_yaml_names_file_key_and_allowed_values(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        load_space(str(path))
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_input_kind_must_fit_the_task() -> None:
+    with pytest.raises(UserError, match="takes 1-D signals"):
+        load_space("cnn1d").check_input((1, 8, 8))
+    with pytest.raises(UserError, match="takes 2-D images"):
+        load_space("cnn2d").check_input((1, 1, 40))
