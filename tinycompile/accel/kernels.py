@@ -22,14 +22,34 @@ def cpad(c: int, n: int) -> int:
 
 @dataclass
 class AccelConfig:
-    """Scratchpad sizes of one RTL configuration (must match the tc_accel parameters)."""
+    """Scratchpad sizes of one RTL configuration (must match the tc_accel parameters).
+
+    Sizes left at 0 are derived from ``n`` so every array size gets the same bytes: 32 KB of
+    inputs, 32 KB of weights, 32 KB of accumulators and 8 KB of outputs (the N = 8 defaults of
+    tc_accel: 4096 input words, 512 weight tiles, 1024 accumulator rows, 1024 output words).
+    """
 
     n: int = 8
-    inp_depth: int = 4096
-    wgt_tiles: int = 512
-    acc_depth: int = 1024
-    out_depth: int = 1024
+    inp_depth: int = 0
+    wgt_tiles: int = 0
+    acc_depth: int = 0
+    out_depth: int = 0
     param_sets: int = 64
+
+    def __post_init__(self) -> None:
+        """Fill in the derived sizes."""
+        self.inp_depth = self.inp_depth or 32768 // self.n
+        self.wgt_tiles = self.wgt_tiles or 32768 // (self.n * self.n)
+        self.acc_depth = self.acc_depth or 8192 // self.n
+        self.out_depth = self.out_depth or 8192 // self.n
+
+
+def contiguous(words: int, n: int) -> dict[str, int]:
+    """Pattern fields for ``words`` consecutive N-byte words (split over two loops past 4095)."""
+    k = 1
+    while words // k > 4095 or words % k:
+        k += 1
+    return dict(n1=k, d1=(words // k) * n, n0=words // k, d0=n)
 
 
 @dataclass
@@ -87,7 +107,7 @@ class ProgramBuilder:
         addr = self.image.put(blob)
         first = self.pset_next
         words = blob.nbytes // n
-        self.emit("LOAD", sp=SP_PARAM, sp_base=first * 3 * 4, base=addr, n0=words, d0=n)
+        self.emit("LOAD", sp=SP_PARAM, sp_base=first * 3 * 4, base=addr, **contiguous(words, n))
         self.pset_next += nsets
         return first
 
@@ -197,7 +217,7 @@ def conv2d(pb: ProgramBuilder, x: Tensor, w: np.ndarray, bias: np.ndarray, mult:
                                   y0=y0, x0=x0, sy1=stride, sx0=stride, h=x.h, w=x.w, pad=pad_byte))
         if new_group:
             loads.append(dict(sp=SP_WGT, sp_base=wb * n, base=wgt_addr + g0 * kt_n * n * n,
-                              n0=gn * kt_n * n, d0=n))
+                              **contiguous(gn * kt_n * n, n)))
         for i, ld in enumerate(loads):
             pb.emit("LOAD", pop_next=int(i == 0 and j >= 2), push_next=int(i == len(loads) - 1), **ld)
         blocks[j] = (g0, gn, oy0, r, ib, wb)
@@ -247,9 +267,9 @@ def add(pb: ProgramBuilder, a: Tensor, b: Tensor, lshift: int, qa: tuple[np.ndar
         pb.pset_next = 0
     pset = pb.pset_next
     paddr = pb.image.put(blob.astype(np.int32))
-    pb.emit("LOAD", sp=SP_PARAM, sp_base=pset * 12, base=paddr, n0=blob.size * 4 // n, d0=n)
+    pb.emit("LOAD", sp=SP_PARAM, sp_base=pset * 12, base=paddr, **contiguous(blob.size * 4 // n, n))
     pb.pset_next += 3 * nts
-    pb.emit("LOAD", sp=SP_WGT, sp_base=0, base=wgt_addr, n0=nts * n, d0=n)
+    pb.emit("LOAD", sp=SP_WGT, sp_base=0, base=wgt_addr, **contiguous(nts * n, n))
     out = Tensor(pb.image.alloc(a.h * a.w * cs), a.h, a.w, a.c, out_zp)
     half_inp, half_acc = cfg.inp_depth // 2, cfg.acc_depth // 2
     rows = max(1, min(a.h, half_inp // (2 * nts * a.w), half_acc // (2 * nts * a.w),
