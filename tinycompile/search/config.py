@@ -92,7 +92,7 @@ def prepare(config: SearchConfig) -> Prepared:
         raise UserError(f"unknown objective {config.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     if config.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if config.storage and not config.storage.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://")):
+    if config.storage and not config.storage.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise UserError(f"--storage must be a sqlite:///FILE or postgresql://USER@HOST/DB URL, but got {config.storage!r}")
     target = load_target(config.target)
     space = load_space(config.space)

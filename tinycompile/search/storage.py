@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 
 import optuna
@@ -16,22 +18,29 @@ DIRECTIONS = ("maximize", "minimize")
 MATCHING_KEYS = ("task", "space", "target", "objective", "sram_kb", "flash_kb", "latency_ms", "epochs")
 
 
-def make_storage(url: str) -> RDBStorage:
+def make_storage(url: str, attempts: int = 3) -> RDBStorage:
     """An RDB storage with heartbeats, so a trial whose worker died is detected and retried."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
-    except Exception as exc:  # SQLAlchemy's errors name the driver problem; keep the first line only
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open storage {url!r}: {first}") from None
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+        except Exception as exc:  # SQLAlchemy's errors name the driver problem; keep the first line only
+            # Workers that start together race to create the schema; the loser finds it made on the next try.
+            race = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if race and attempt + 1 < attempts:
+                time.sleep(1 + random.random())
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot open storage {url!r}: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def make_sampler(config: SearchConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
