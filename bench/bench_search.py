@@ -1,0 +1,104 @@
+"""Search benchmark: cost-model speed, NSGA-II vs random hypervolume, wall time per trial, the full-size goal.
+
+    python bench/bench_search.py [--trials 40] [--seeds 0 1] [--jobs 2]
+
+Prints a table and writes bench/results/search.json. Every figure comes from this one run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from optuna._hypervolume import compute_hypervolume
+from rich.table import Table
+
+from tinycompile.console import console
+from tinycompile.cost.model import estimate
+from tinycompile.fileio import write_json
+from tinycompile.search.config import SearchConfig, prepare
+from tinycompile.search.pareto import is_feasible
+from tinycompile.search.space import load_space
+from tinycompile.search.study import completed, run_search
+from tinycompile.targets import load_target
+
+HERE = Path(__file__).resolve().parent
+REFERENCE_POINT = (1.0, 4.0)  # (1 - validation accuracy, predicted latency ms): the worst corner counted
+
+
+def cost_model_rate(seconds: float = 3.0) -> float:
+    """Candidates built from the space and scored by the cost model per second."""
+    space, target = load_space("cnn1d"), load_target("cortex-m4")
+    rng = random.Random(0)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        estimate(space.build(space.random_choices(rng), (1, 1, 40), 10), target)
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def search(sampler: str, seed: int, trials: int, jobs: int, out: Path, **budget: float) -> dict[str, float]:
+    """Run one search and summarise it: hypervolume, wall time per trial, best feasible test accuracy."""
+    name = f"{sampler}-s{seed}-t{trials}" + "".join(f"-{k}{v:g}" for k, v in budget.items())
+    config = SearchConfig(task="mnist1d", space="cnn1d", target="cortex-m4", trials=trials, seed=seed,
+                          sampler=sampler, jobs=jobs, study=name, out=str(out), **budget)
+    start = time.perf_counter()
+    study = run_search(prepare(config), console(stderr=True))
+    wall = time.perf_counter() - start
+    trials_done = completed(study)[:trials]
+    feasible = [t for t in trials_done if is_feasible(t)]
+    losses = np.array([[1 - t.values[0], t.values[1]] for t in feasible if t.values[1] < REFERENCE_POINT[1]])
+    hv = compute_hypervolume(losses, np.array(REFERENCE_POINT)) if len(losses) else 0.0
+    best = max(feasible, key=lambda t: t.values[0], default=None)
+    return {
+        "hypervolume": hv,
+        "seconds_per_trial": wall / max(len(trials_done), 1),
+        "best_val_acc": best.values[0] if best else 0.0,
+        "best_test_acc": best.user_attrs["test_acc"] if best else 0.0,
+        "best_peak_sram": best.user_attrs["peak_sram"] if best else 0,
+        "best_flash": best.user_attrs["flash"] if best else 0,
+        "trained": len(feasible),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default=str(HERE / "runs"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv])}
+    results["cost_model_evals_per_second"] = cost_model_rate()
+    runs = {s: [search(s, seed, args.trials, args.jobs, out) for seed in args.seeds] for s in ("nsga2", "random")}
+    results["runs"] = runs
+    hv = {s: float(np.mean([r["hypervolume"] for r in rs])) for s, rs in runs.items()}
+    results["hypervolume_ratio_nsga2_over_random"] = hv["nsga2"] / hv["random"] if hv["random"] else float("inf")
+    goal = search("nsga2", 0, args.trials, args.jobs, out, sram_kb=16, flash_kb=32)
+    results["full_size_goal"] = {"budget": "16 KB SRAM, 32 KB flash, cortex-m4", "target_test_acc": 0.94, **goal}
+    write_json(HERE / "results" / "search.json", results)
+
+    table = Table(title=f"search benchmark (MNIST-1D, cnn1d, cortex-m4, {args.trials} trials, seeds {args.seeds})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("cost-model evaluations / s", f"{results['cost_model_evals_per_second']:,.0f}")
+    for s, rs in runs.items():
+        table.add_row(f"{s}: hypervolume (mean)", f"{hv[s]:.4f}")
+        table.add_row(f"{s}: wall s / trial (mean)", f"{np.mean([r['seconds_per_trial'] for r in rs]):.1f}")
+        table.add_row(f"{s}: best test acc (mean)", f"{np.mean([r['best_test_acc'] for r in rs]):.3f}")
+    table.add_row("hypervolume ratio NSGA-II / random", f"{results['hypervolume_ratio_nsga2_over_random']:.3f}")
+    table.add_row("16 KB SRAM + 32 KB flash: best test acc", f"{goal['best_test_acc']:.3f} (goal >= 0.94)")
+    table.add_row("  its peak SRAM / flash (KB)", f"{goal['best_peak_sram'] / 1024:.1f} / {goal['best_flash'] / 1024:.1f}")
+    console().print(table)
+    print(json.dumps({k: results[k] for k in ("cost_model_evals_per_second", "hypervolume_ratio_nsga2_over_random")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
