@@ -32,7 +32,6 @@ def _yosys(n: int, target: str, workdir: Path, timeout: int) -> tuple[dict[str, 
     script = "\n".join([
         "read_verilog -sv " + " ".join(str(RTL / f"{m}.sv") for m in ORDER),
         f"chparam {params} tc_accel",
-        "hierarchy -top tc_accel",
         synth,
         "tee -o " + str(workdir / f"{target}_n{n}.stat") + " stat",
     ])
