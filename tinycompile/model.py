@@ -38,6 +38,11 @@ class _Dense(nn.Linear):
         return super().forward(x.flatten(1))[:, :, None, None]
 
 
+class _FlattenKeep(nn.Module):  # keeps the (N, C, 1, 1) layout of every tensor
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :, None, None]
+
+
 def _make_op(layer: Layer, c_in: int) -> nn.Module:
     pt, pb, pl, pr = layer.padding
     if layer.op in ("conv", "dwconv"):
@@ -56,11 +61,6 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
     if layer.op == "dense":
         return _Dense(c_in, layer.channels)
     return _Add()
-
-
-class _FlattenKeep(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)[:, :, None, None]
 
 
 def folded_weights(model: SpecNet) -> list[tuple[np.ndarray, np.ndarray] | None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ class Prepared:
     sram_bytes: int
     flash_bytes: int
     latency_ms: float | None
-    notes: list[str] = field(default_factory=list)
 
     def constraints(self, cost: Cost) -> dict[str, float]:
         """Constraint values, feasible when all <= 0: how far SRAM, flash and latency are over budget."""
