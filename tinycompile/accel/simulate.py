@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +32,9 @@ RTL_SIM = REPO / "rtl_sim"
 RTL_DIR = RTL_SIM / "rtl"
 TB_DIR = RTL_SIM / "tb"
 BUILD_ROOT = RTL_SIM / "build"
+# The wheel's verilated.mk leaves the precompiled-header flag empty, so g++ would take the header
+# as an input file; a command-line make variable (passed through MAKEFLAGS) restores "-include".
+MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
 
 
 def setup_env() -> None:
@@ -44,9 +48,7 @@ def setup_env() -> None:
         if d not in path.split(os.pathsep):
             path = d + os.pathsep + path
     os.environ["PATH"] = path
-    # The wheel's verilated.mk leaves the precompiled-header flag empty, so g++ would take the
-    # header as an input file; a command-line make variable (via MAKEFLAGS) restores "-include".
-    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    os.environ.setdefault("MAKEFLAGS", MAKEFLAGS)
 
 
 def rtl_sources() -> list[Path]:
@@ -63,11 +65,14 @@ def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: 
     for src in sources:
         h.update(src.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True).encode())
+    h.update(MAKEFLAGS.encode())
     digest = h.hexdigest()[:16]
     bdir = BUILD_ROOT / name
     stamp = bdir / "stamp.txt"
     if stamp.exists() and stamp.read_text() == digest and (bdir / toplevel).exists():
         return bdir
+    if bdir.exists():
+        shutil.rmtree(bdir)  # make would keep stale objects built with other flags
     runner = get_runner("verilator")
     runner.build(
         sources=[str(s) for s in sources],
