@@ -123,3 +123,27 @@ def test_malformed_programs_stop_with_error() -> None:
         assert r.error and not r.done, kind
         assert r.error_code == code, (kind, r.error_code)
         assert r.cycles < 1000, kind  # stopped promptly
+
+
+def test_conv1d_1xk_stride2_and_multi_block(rng: np.random.Generator) -> None:
+    """A 1-D net layer (1x5 kernel, stride 2, padding) and a conv split over several row blocks."""
+    n = 8
+    img = MemoryImage(n, 1 << 20)
+    pb = ProgramBuilder(AccelConfig(n=n), img)
+    x = rng.integers(-128, 128, (1, 40, 6)).astype(np.int8)
+    w = rng.integers(-128, 128, (1, 5, 6, 16)).astype(np.int8)
+    b = rng.integers(-3000, 3000, 16)
+    m, s = requant_params(rng, 16)
+    t1 = conv2d(pb, put_act(img, x, 11), w, b, m, s, out_zp=-7, stride=2, pad=(0, 0, 2, 2), lo=-7)
+    r1 = conv2d_ref(x, w, b, m, s, 11, -7, 2, (0, 0, 2, 2), lo=-7)
+    x2 = rng.integers(-128, 128, (40, 30, 24)).astype(np.int8)  # 40 rows: several blocks, both halves
+    w2 = rng.integers(-128, 128, (3, 3, 24, 20)).astype(np.int8)
+    b2 = rng.integers(-3000, 3000, 20)
+    m2, s2 = requant_params(rng, 20, 0.0001, 0.001)
+    t2 = conv2d(pb, put_act(img, x2, -4), w2, b2, m2, s2, out_zp=1, pad=(1, 1, 1, 1))
+    r2 = conv2d_ref(x2, w2, b2, m2, s2, -4, 1, 1, (1, 1, 1, 1))
+    pa = finish(pb)
+    r = run_jobs([SimJob(img, pa, stall=True)], n=n)[0]
+    assert r.done and not r.error
+    np.testing.assert_array_equal(get_act(r.image, t1), r1)
+    np.testing.assert_array_equal(get_act(r.image, t2), r2)
