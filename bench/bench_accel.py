@@ -48,13 +48,65 @@ def _workload(name: str, n: int, rng: np.random.Generator):
     return img, pa, out, ref, macs, len(prog)
 
 
+def _dscnn(n: int, rng: np.random.Generator):
+    """DS-CNN (MLPerf Tiny KWS) shapes with random int8 weights, whole network in one program."""
+    from tinycompile.accel.kernels import Tensor as T
+
+    img = MemoryImage(n, 1 << 21)
+    pb = ProgramBuilder(AccelConfig(n=n), img)
+
+    def q(c: int) -> tuple[np.ndarray, np.ndarray]:
+        ms = [quantize_multiplier(v) for v in rng.uniform(2e-4, 2e-3, c)]
+        return np.array([a for a, _ in ms]), np.array([z for _, z in ms])
+
+    x = rng.integers(-128, 128, (49, 10, 1)).astype(np.int8)
+    xp = np.zeros((49, 10, cpad(1, n)), np.int8)
+    xp[:, :, :1] = x
+    t = T(img.put(xp), 49, 10, 1, zp=83)
+    ref = x
+    w = rng.integers(-128, 128, (10, 4, 1, 64)).astype(np.int8)
+    b = rng.integers(-2000, 2000, 64)
+    m, sh = q(64)
+    pad = (4, 5, 1, 1)
+    t = conv2d(pb, t, w, b, m, sh, out_zp=-128, stride=2, pad=pad)
+    ref = conv2d_ref(ref, w, b, m, sh, 83, -128, 2, pad)
+    macs = 25 * 5 * 64 * 40
+    for _ in range(4):
+        w = rng.integers(-128, 128, (3, 3, 64)).astype(np.int8)
+        b = rng.integers(-2000, 2000, 64)
+        m, sh = q(64)
+        t = conv2d(pb, t, w, b, m, sh, out_zp=-128, pad=(1, 1, 1, 1), depthwise=True)
+        ref = conv2d_ref(ref, w, b, m, sh, -128, -128, 1, (1, 1, 1, 1), depthwise=True)
+        w = rng.integers(-128, 128, (1, 1, 64, 64)).astype(np.int8)
+        b = rng.integers(-2000, 2000, 64)
+        m, sh = q(64)
+        t = conv2d(pb, t, w, b, m, sh, out_zp=-128)
+        ref = conv2d_ref(ref, w, b, m, sh, -128, -128)
+        macs += 25 * 5 * 64 * 9 + 25 * 5 * 64 * 64
+    am, ash = quantize_multiplier(0.9 / 125)
+    avg = (np.full(64, am), np.full(64, ash))
+    from tinycompile.accel.reference import pool_ref
+
+    t = conv2d(pb, t, np.zeros((25, 5, 64), np.int8), None, *avg, out_zp=-20, pool="avg")
+    ref = pool_ref(ref, (25, 5), 1, "avg", -128, -20, *avg)
+    w = rng.integers(-128, 128, (1, 1, 64, 12)).astype(np.int8)
+    b = rng.integers(-2000, 2000, 12)
+    m, sh = q(12)
+    t = conv2d(pb, t, w, b, m, sh, out_zp=3)
+    ref = conv2d_ref(ref, w, b, m, sh, -20, 3)
+    macs += 64 * 12
+    prog = pb.finish()
+    pa = img.put(np.frombuffer(assemble(prog), np.uint8))
+    return img, pa, t, ref, macs, len(prog)
+
+
 def main() -> None:
     """Run every workload at N = 4 and 8, stalls off and on; print and save the figures."""
     rng = np.random.default_rng(0)
     rows = []
     for n in (4, 8):
-        names = ["gemm64", "gemm256", "conv32x32x32k3"]
-        loads = [_workload(nm, n, rng) for nm in names]
+        names = ["gemm64", "gemm256", "conv32x32x32k3", "dscnn"]
+        loads = [_workload(nm, n, rng) if nm != "dscnn" else _dscnn(n, rng) for nm in names]
         jobs = [SimJob(img, pa, stall=st, timeout_cycles=20_000_000) for (img, pa, *_ ) in loads
                 for st in (False, True)]
         t0 = time.perf_counter()
