@@ -1,0 +1,212 @@
+"""Accelerator code generation: a QuantGraph's ops -> weight/parameter layouts, one instruction stream, a memory image.
+
+Memory image layout (byte addresses, every block aligned to 64): weight tiles and parameter sets of every layer,
+then every activation tensor (NHWC, channels padded to N; ``flatten`` is a view of its source), then the program.
+Each op keeps its own output buffer, so every layer's output can be compared with the integer reference after a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinycompile.accel.assembler import Instr, MemoryImage, assemble
+from tinycompile.accel.isa import INSTR_BYTES
+from tinycompile.fpga.plan import (
+    IDENTITY_MULT,
+    AccelParams,
+    Geom,
+    LayerAddrs,
+    Tiling,
+    cpad,
+    emit_layer,
+    geom_from_hwc,
+    plan_layer,
+)
+from tinycompile.quant.graph import QOp, QuantGraph
+
+IMAGE_ALIGN = 4096  # the image handed to the simulator is cut to a multiple of this
+
+
+@dataclass(frozen=True)
+class TensorLoc:
+    """An activation in external memory: NHWC with ``cpad(c)`` bytes per pixel."""
+
+    addr: int
+    h: int
+    w: int
+    c: int
+
+
+@dataclass
+class LayerCode:
+    """What the code generator made of one op."""
+
+    index: int
+    op: str
+    geom: Geom | None  # None: a view (no instructions)
+    tiling: Tiling | None
+    first: int  # index of its first instruction in the program
+    count: int  # number of instructions
+    out: TensorLoc
+
+
+@dataclass
+class AccelProgram:
+    """A compiled network: image (input not yet written), program address, per-layer code, tensor locations."""
+
+    params: AccelParams
+    image: MemoryImage
+    prog_addr: int
+    instrs: list[Instr]
+    layers: list[LayerCode]
+    input: TensorLoc
+    ops: list[int] = field(default_factory=list)  # op indices run on the accelerator
+
+    def with_input(self, x: np.ndarray) -> MemoryImage:
+        """A copy of the image with one int8 ``(H, W, C)`` input written in place."""
+        img = MemoryImage(self.image.n, self.image.data.size)
+        img.data[:] = self.image.data
+        img.top = self.image.top
+        write_tensor(img, self.input, x)
+        return img
+
+    def done_at(self, layer: int) -> int:
+        """Byte address of the first instruction after ``layer`` (where a DONE cuts the program after it)."""
+        code = self.layers[layer]
+        return self.prog_addr + (code.first + code.count) * INSTR_BYTES
+
+
+def write_tensor(img: MemoryImage, t: TensorLoc, x: np.ndarray) -> None:
+    """Write an int8 ``(h, w, c)`` array with its channels padded to N (padding bytes are zero)."""
+    xp = np.zeros((t.h, t.w, cpad(t.c, img.n)), np.int8)
+    xp[:, :, : t.c] = np.asarray(x, dtype=np.int8).reshape(t.h, t.w, t.c)
+    img.write(t.addr, xp)
+
+
+def read_tensor(img: MemoryImage, t: TensorLoc) -> np.ndarray:
+    """Read an int8 ``(h, w, c)`` array back (padding channels dropped)."""
+    raw = img.read(t.addr, t.h * t.w * cpad(t.c, img.n)).view(np.int8)
+    return raw.reshape(t.h, t.w, -1)[:, :, : t.c].copy()
+
+
+def storage_shape(graph: QuantGraph, index: int) -> tuple[int, int, int]:
+    """(h, w, c) of the buffer holding tensor ``index`` (a flatten is a view: follow it to its source)."""
+    while index >= 0 and graph.ops[index].op == "flatten":
+        index = graph.ops[index].inputs[0]
+    return tuple(graph.input_shape) if index < 0 else tuple(graph.ops[index].out_shape)  # type: ignore[return-value]
+
+
+def op_geom(graph: QuantGraph, i: int, n: int) -> Geom | None:
+    """Accelerator geometry of op ``i`` (dense layers see the real storage of a flattened input)."""
+    op = graph.ops[i]
+    ins = [storage_shape(graph, j) for j in op.inputs]
+    return geom_from_hwc(op.op, ins, tuple(op.out_shape), tuple(op.kernel), tuple(op.stride),  # type: ignore[arg-type]
+                         tuple(op.padding), n)  # type: ignore[arg-type]
+
+
+def _param_blob(n: int, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """(tiles, 3, N) int32: bias, multiplier, shift rows per output tile (padding channels zero)."""
+    c = len(bias)
+    cp = cpad(c, n)
+    blob = np.zeros((cp // n, 3, n), np.int64)
+    for row, arr in enumerate((bias, mult, shift)):
+        full = np.zeros(cp, np.int64)
+        full[:c] = np.broadcast_to(np.asarray(arr, np.int64), (c,))
+        blob[:, row, :] = full.reshape(-1, n)
+    if blob.min() < -(2**31) or blob.max() >= 2**31:
+        raise OverflowError("a folded bias does not fit int32")
+    return blob.astype(np.int32)
+
+
+def _diag_tiles(n: int, taps: int, vals: np.ndarray) -> np.ndarray:
+    """(tiles, taps, N, N) diagonal tiles from per-tap per-channel values ``(taps, C)``."""
+    c = vals.shape[1]
+    nt = cpad(c, n) // n
+    tiles = np.zeros((nt, taps, n, n), np.int8)
+    full = np.zeros((taps, nt * n), np.int64)
+    full[:, :c] = vals
+    r = np.arange(n)
+    for j in range(nt):
+        tiles[j, :, r, r] = full[:, j * n : (j + 1) * n].T
+    return tiles
+
+
+def _constants(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weight tiles and parameter blob of one op, in the layouts the accelerator reads."""
+    zp_in = op.in_q[0].zero_point
+    t = op.tensors
+    if g.kind == "conv":
+        w4 = t["weight"].reshape(len(t["weight"]), g.kh, g.kw, g.c).transpose(1, 2, 3, 0)  # (KH, KW, I, O)
+        cb, nt = cpad(g.c, n) // n, cpad(g.co, n) // n
+        wp = np.zeros((g.kh, g.kw, cb * n, nt * n), np.int8)
+        wp[:, :, : g.c, : g.co] = w4
+        tiles = wp.reshape(g.taps * cb, n, nt, n).transpose(2, 0, 1, 3)
+        bias = t["bias"].astype(np.int64) - zp_in * w4.astype(np.int64).reshape(-1, g.co).sum(axis=0)
+        return np.ascontiguousarray(tiles), _param_blob(n, bias, t["multiplier"], t["shift"])
+    if g.kind == "dw":
+        w = t["weight"].astype(np.int64).reshape(g.taps, g.c)
+        bias = t["bias"].astype(np.int64) - zp_in * w.sum(axis=0)
+        return _diag_tiles(n, g.taps, w), _param_blob(n, bias, t["multiplier"], t["shift"])
+    ones = np.ones((g.taps, g.c), np.int64)
+    if g.kind == "maxpool":
+        # The array passes max(x) through identity tiles; subtracting zp_in then adding zp_out (= zp_in) is exact.
+        return _diag_tiles(n, g.taps, ones), _param_blob(n, np.full(g.c, -zp_in), IDENTITY_MULT, 0)
+    if g.kind == "avgpool":
+        return _diag_tiles(n, g.taps, ones), _param_blob(n, np.full(g.c, -zp_in * g.taps), t["multiplier"][0],
+                                                          t["shift"][0])
+    # add: identity tiles; parameter sets (a, b, out) per tile, see rtl_sim/ISA.md section 5
+    eye = _diag_tiles(n, 1, np.ones((1, g.c), np.int64))[:, 0]
+    zp_b = op.in_q[1].zero_point
+    sets = [_param_blob(n, np.full(g.c, bias), t["multiplier"][k], t["shift"][k])
+            for k, bias in enumerate((-zp_in, -zp_b, 0))]
+    return eye, np.stack(sets, axis=1)  # (tiles, 3 sets, 3 rows, N)
+
+
+def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelProgram:
+    """Lay out constants and tensors, emit every op's instructions, and assemble the program into one image."""
+    n = p.n
+    img = MemoryImage(n, mem_bytes)
+    plans: list[tuple[Geom | None, Tiling | None, int, int]] = []
+    for i, op in enumerate(graph.ops):
+        g = op_geom(graph, i, n)
+        if g is None:
+            plans.append((None, None, 0, 0))
+            continue
+        tiles, blob = _constants(op, g, n)
+        plans.append((g, plan_layer(g, p), img.put(tiles), img.put(blob)))
+    h, w, c = graph.input_shape
+    x_loc = TensorLoc(img.alloc(h * w * cpad(c, n)), h, w, c)
+    locs: dict[int, TensorLoc] = {-1: x_loc}
+    instrs: list[Instr] = []
+    layers: list[LayerCode] = []
+    for i, op in enumerate(graph.ops):
+        g, tiling, wgt, prm = plans[i]
+        src = locs[op.inputs[0]]
+        if g is None or tiling is None:  # a view: same bytes, new shape
+            oh, ow, oc = op.out_shape
+            locs[i] = TensorLoc(src.addr, oh, ow, oc)
+            layers.append(LayerCode(i, op.op, None, None, len(instrs), 0, locs[i]))
+            continue
+        oh, ow, oc = op.out_shape
+        out = TensorLoc(img.alloc(oh * ow * cpad(oc, n)), oh, ow, oc)
+        locs[i] = out
+        b = locs[op.inputs[1]].addr if op.op == "add" else 0
+        code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), op.in_q[0].zero_point,
+                          op.out_q.zero_point, op.lo, op.hi, lshift=int(op.params.get("left_shift", 0)))
+        layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
+        instrs.extend(code)
+    instrs.append(Instr("DONE"))
+    prog_addr = img.put(np.frombuffer(assemble(instrs), np.uint8))
+    size = -(-img.top // IMAGE_ALIGN) * IMAGE_ALIGN
+    trimmed = MemoryImage(n, size)
+    trimmed.data[:] = img.data[:size]
+    trimmed.top = img.top
+    return AccelProgram(p, trimmed, prog_addr, instrs, layers, x_loc, [i for i, (g, *_) in enumerate(plans) if g])
+
+
+def cut_after(prog: AccelProgram, layer: int, img: MemoryImage) -> None:
+    """Write DONE after ``layer`` in ``img`` so a run stops there (layers end with a barrier, so this is safe)."""
+    blob = np.frombuffer(assemble([Instr("DONE")]), np.uint8)
+    img.write(prog.done_at(layer), blob)

@@ -1,0 +1,389 @@
+"""Layer plans for the accelerator: geometry of each layer, its tiling to the scratchpads, and its instruction stream.
+
+Pure Python (no numpy, torch or TVM), so the cost model can replay exactly the schedule the code generator emits:
+``emit_layer`` takes byte addresses as plain integers and returns the instructions, and both
+:mod:`tinycompile.fpga.codegen` (real addresses) and :mod:`tinycompile.fpga.schedule` (any addresses) call it.
+
+A layer is cut into *passes* (slices of output-channel tiles whose parameter sets fit the PARAM scratchpad; a barrier
+ends each pass), each pass into *groups* of output-channel tiles whose weights fit half of WGT, each group into
+spatial *blocks* (output rows, or column slices of one row) whose inputs fit half of INP and whose accumulators fit
+half of ACC, and each block into *steps* (chunks of the reduction when the weights of one output tile do not fit
+half of WGT). Halves alternate so loads of step s+1 overlap compute of step s, and post-processing / stores of
+block b overlap compute of block b+1 (dependency tokens as in ``rtl_sim/ISA.md`` section 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinycompile.accel.assembler import Instr
+
+KINDS = ("conv", "dw", "maxpool", "avgpool", "add")
+TARGET_BLOCKS = 4  # spatial blocks per group: enough for the double-buffered pipeline to fill
+MIN_BLOCK_PIXELS = 16  # below this the per-block instruction overhead outweighs the overlap
+MAX_COUNT = 4095  # 12-bit loop counts and bounds of the address generator
+MAX_STRIDE = (1 << 19) - 1  # 20-bit signed byte strides
+MAX_PIXEL_STEP = 15  # 4-bit coordinate steps
+IDENTITY_MULT = (1 << 31) - 1  # with shift 0: the identity on int8-range values (max pooling)
+
+
+@dataclass(frozen=True)
+class AccelParams:
+    """Sizes of one accelerator configuration (must equal the RTL parameters the program runs on)."""
+
+    n: int
+    inp_depth: int
+    wgt_tiles: int
+    acc_depth: int
+    out_depth: int
+    param_sets: int
+
+    @classmethod
+    def for_array(cls, n: int, accelerator: dict | None = None) -> AccelParams:
+        """Sizes for an ``n`` x ``n`` array from a target's ``accelerator:`` section (bytes kept equal across N)."""
+        a = accelerator or {}
+        inp_kb, wgt_kb = float(a.get("input_buffer_kb", 32)), float(a.get("weight_buffer_kb", 32))
+        acc_kb, out_kb = float(a.get("acc_buffer_kb", 32)), float(a.get("output_buffer_kb", 8))
+        return cls(
+            n=n,
+            inp_depth=int(inp_kb * 1024) // n,
+            wgt_tiles=int(wgt_kb * 1024) // (n * n),
+            acc_depth=int(acc_kb * 1024) // (4 * n),
+            out_depth=int(out_kb * 1024) // n,
+            param_sets=int(a.get("param_sets", 64)),
+        )
+
+
+def cpad(c: int, n: int) -> int:
+    """Channels rounded up to a multiple of ``n`` (activations are stored with this many bytes per pixel)."""
+    return -(-c // n) * n
+
+
+@dataclass(frozen=True)
+class Geom:
+    """What the accelerator computes for one layer: input ``(h, w, c)``, output ``(oh, ow, co)``, window, kind."""
+
+    kind: str
+    h: int
+    w: int
+    c: int
+    oh: int
+    ow: int
+    co: int
+    kh: int = 1
+    kw: int = 1
+    sh: int = 1
+    sw: int = 1
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
+
+    @property
+    def taps(self) -> int:
+        """Window size."""
+        return self.kh * self.kw
+
+    def macs(self) -> int:
+        """Useful multiply-accumulates (one per input element read for pools and adds)."""
+        per_out = {"conv": self.taps * self.c, "add": 2}.get(self.kind, self.taps)
+        return self.oh * self.ow * self.co * per_out
+
+
+def dense_geom(in_hwc: tuple[int, int, int], units: int, n: int) -> Geom:
+    """A dense layer reading an (h, w, c) tensor in NHWC order, as a convolution the array can run.
+
+    If the flattened input is contiguous in memory (one pixel, or channels a multiple of N) it is one long
+    1x1-pixel vector; otherwise each pixel carries channel padding, so the dense is a convolution whose window
+    is the whole input.
+    """
+    h, w, c = in_hwc
+    if h * w == 1 or c % n == 0:
+        return Geom("conv", 1, 1, h * w * c, 1, 1, units)
+    return Geom("conv", h, w, c, 1, 1, units, kh=h, kw=w)
+
+
+def geom_from_hwc(op: str, ins: list[tuple[int, int, int]], out: tuple[int, int, int], kernel: tuple[int, int],
+                  stride: tuple[int, int], padding: tuple[int, int, int, int], n: int) -> Geom | None:
+    """Geometry of one op given NHWC shapes (None for a view such as flatten)."""
+    h, w, c = ins[0]
+    oh, ow, co = out
+    if op == "flatten":
+        return None
+    if op == "dense":
+        return dense_geom(ins[0], co, n)
+    if op == "add":
+        return Geom("add", h, w, c, oh, ow, co)
+    if op == "gap":
+        return Geom("avgpool", h, w, c, oh, ow, co, kh=h, kw=w)
+    kind = {"conv": "conv", "dwconv": "dw", "maxpool": "maxpool", "avgpool": "avgpool"}[op]
+    return Geom(kind, h, w, c, oh, ow, co, *kernel, *stride, tuple(padding))  # type: ignore[arg-type]
+
+
+def unsupported_reason(g: Geom, n: int) -> str | None:
+    """Why the accelerator cannot run this layer at all (None if it can)."""
+    if g.kind not in KINDS:
+        return f"op kind {g.kind!r} has no accelerator mapping"
+    if g.h > MAX_COUNT or g.w > MAX_COUNT:
+        return f"input {g.h}x{g.w} exceeds the address generator's {MAX_COUNT}-pixel bounds"
+    if g.sh > MAX_PIXEL_STEP or g.sw > MAX_PIXEL_STEP:
+        return f"stride {g.sh}x{g.sw} exceeds the address generator's 4-bit steps (max {MAX_PIXEL_STEP})"
+    row = g.sh * g.w * cpad(g.c, n)
+    if row > MAX_STRIDE:
+        return f"an input row of {row} bytes exceeds the 20-bit load stride"
+    return None
+
+
+@dataclass(frozen=True)
+class Block:
+    """One spatial block of one group: output rows ``oy0..oy0+rows``, columns ``ox0..ox0+cols`` (add: flat pixels)."""
+
+    g0: int
+    gn: int
+    oy0: int
+    rows: int
+    ox0: int
+    cols: int
+
+    @property
+    def m(self) -> int:
+        """Accumulator rows per output tile."""
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a layer is cut: passes of output tiles, groups, spatial blocks and reduction chunks."""
+
+    passes: tuple[tuple[int, int], ...]  # (first tile, tiles) per pass
+    blocks: tuple[tuple[Block, ...], ...]  # per pass
+    kt: int  # reduction tiles per output tile (conv: taps x input blocks; dw/pool: taps; add: 1)
+    kc: int  # reduction tiles per chunk
+    cb: int  # input channel blocks
+
+    @property
+    def chunks(self) -> int:
+        """Reduction chunks per block."""
+        return -(-self.kt // self.kc)
+
+
+def _spatial(g: Geom, mmax: int) -> list[tuple[int, int, int, int]]:
+    """Blocks (oy0, rows, ox0, cols) covering the output, each at most ``mmax`` pixels."""
+    if g.kind == "add":  # elementwise: blocks are flat pixel ranges
+        total = g.h * g.w
+        size = min(mmax, MAX_COUNT, max(MIN_BLOCK_PIXELS, -(-total // TARGET_BLOCKS)))
+        nb = -(-total // size)
+        size = -(-total // nb)
+        return [(0, 1, p, min(size, total - p)) for p in range(0, total, size)]
+    oh, ow = g.oh, g.ow
+    if ow <= min(mmax, MAX_COUNT) and oh > 1:
+        rmax = min(mmax // ow, MAX_COUNT)
+        r = min(rmax, max(-(-oh // TARGET_BLOCKS), -(-MIN_BLOCK_PIXELS // ow)))
+        nb = -(-oh // r)
+        r = -(-oh // nb)
+        return [(y, min(r, oh - y), 0, ow) for y in range(0, oh, r)]
+    cmax = min(mmax, MAX_COUNT)
+    cols = min(cmax, max(MIN_BLOCK_PIXELS, -(-ow // TARGET_BLOCKS)))
+    nb = -(-ow // cols)
+    cols = -(-ow // nb)
+    return [(y, 1, x, min(cols, ow - x)) for y in range(oh) for x in range(0, ow, cols)]
+
+
+def plan_layer(g: Geom, p: AccelParams) -> Tiling:
+    """Cut one layer to the scratchpads (always succeeds for a supported layer: big layers get more pieces)."""
+    n = p.n
+    half_inp, half_wgt, half_acc = p.inp_depth // 2, p.wgt_tiles // 2, p.acc_depth // 2
+    nts = cpad(g.co, n) // n
+    cb = cpad(g.c, n) // n
+    kmax = min(half_wgt, half_inp, MAX_COUNT // n)  # a chunk's weight rows must fit one 12-bit loop count
+    if g.kind == "add":
+        per_pass = max(1, min(p.param_sets // 3, half_inp // 2, half_acc // 2, p.out_depth, half_wgt))
+        kt = kc = 1
+    else:
+        per_pass = max(1, min(p.param_sets, MAX_COUNT))
+        kt = g.taps * cb if g.kind == "conv" else g.taps
+        kc = kt if kt <= kmax else kmax
+    passes = tuple((t0, min(per_pass, nts - t0)) for t0 in range(0, nts, per_pass))
+    blocks = []
+    for t0, tn in passes:
+        if g.kind == "add":
+            gn = tn
+            mmax = min(half_inp // (2 * gn), half_acc // (2 * gn), p.out_depth // gn)
+        else:
+            if kc < kt:
+                gn = 1
+            elif g.kind == "conv":
+                gn = min(tn, half_wgt // kc, half_acc, p.out_depth)
+            else:
+                gn = min(tn, half_wgt // kc, half_inp // kc, half_acc, p.out_depth)
+            kin = kc * (gn if g.kind != "conv" else 1)
+            mmax = min(half_inp // kin, half_acc // gn, p.out_depth // gn, (1 << 16) - 1)
+            if g.kind != "conv":
+                mmax = min(mmax, ((1 << 16) - 1) // kc)  # inp_nt_stride = kc * m is a 16-bit field
+        spatial = _spatial(g, mmax)
+        blocks.append(tuple(Block(g0, min(gn, t0 + tn - g0), y, r, x, c)
+                            for g0 in range(t0, t0 + tn, gn) for (y, r, x, c) in spatial))
+    return Tiling(passes, tuple(blocks), kt, kc, cb)
+
+
+@dataclass(frozen=True)
+class LayerAddrs:
+    """Byte addresses of one layer's tensors in external memory."""
+
+    x: int
+    out: int
+    wgt: int = 0
+    prm: int = 0
+    b: int = 0  # second input of an add
+
+
+def contiguous(words: int, n: int) -> dict[str, int]:
+    """Pattern fields for ``words`` consecutive N-byte words (over two loops when one 12-bit count is too few)."""
+    if words <= MAX_COUNT:
+        return dict(n1=1, n0=words, d0=n)
+    k = -(-words // MAX_COUNT)
+    while words % k:
+        k += 1
+    return dict(n1=k, d1=(words // k) * n, n0=words // k, d0=n)
+
+
+def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp_out: int, lo: int, hi: int,
+               zp_b: int = 0, lshift: int = 0) -> list[Instr]:
+    """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between)."""
+    n = p.n
+    half_inp, half_wgt, half_acc = p.inp_depth // 2, p.wgt_tiles // 2, p.acc_depth // 2
+    cs_in, cs_out = cpad(g.c, n), cpad(g.co, n)
+    kt, kc, cb = t.kt, t.kc, t.cb
+    chunks = t.chunks
+    pad_byte = -128 if g.kind == "maxpool" else zp_in
+    prog: list[Instr] = []
+
+    def emit(op: str, **f: int) -> None:
+        prog.append(Instr(op, f))
+
+    dense_like = g.oh == 1 and g.ow == 1 and g.pad == (0, 0, 0, 0) and g.kh == g.h and g.kw == g.w
+
+    def window_loads(blk: Block, k0: int, k1: int, ib: int) -> list[dict[str, int]]:
+        m = blk.m
+        out = []
+        if g.kind == "conv":
+            tap = k0 // cb
+            while tap * cb < k1:
+                lo_k, hi_k = max(k0, tap * cb), min(k1, (tap + 1) * cb)
+                if dense_like and lo_k == tap * cb and hi_k == (tap + 1) * cb:
+                    # Whole taps of a window covering the input are consecutive pixels: one load for the run.
+                    run = 1
+                    while run < MAX_COUNT and (tap + run + 1) * cb <= k1:
+                        run += 1
+                    out.append(dict(sp=0, sp_base=ib + (lo_k - k0), base=a.x + tap * cs_in,
+                                    n2=1, n1=run, d1=cs_in, n0=cb, d0=n))
+                    tap += run
+                    continue
+                ky, kx = divmod(tap, g.kw)
+                y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
+                out.append(dict(sp=0, sp_base=ib + (lo_k - k0) * m,
+                                base=(a.x + (y0 * g.w + x0) * cs_in + (lo_k - tap * cb) * n) % (1 << 32),
+                                n2=hi_k - lo_k, d2=n, n1=blk.rows, d1=g.sh * g.w * cs_in, n0=blk.cols,
+                                d0=g.sw * cs_in, y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
+                tap += 1
+            return out
+        for j in range(blk.gn):  # depthwise / pooling: one plane per (channel tile, tap)
+            for tap in range(k0, k1):
+                ky, kx = divmod(tap, g.kw)
+                y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
+                out.append(dict(sp=0, sp_base=ib + (j * (k1 - k0) + tap - k0) * m,
+                                base=(a.x + (y0 * g.w + x0) * cs_in + (blk.g0 + j) * n) % (1 << 32),
+                                n2=1, n1=blk.rows, d1=g.sh * g.w * cs_in, n0=blk.cols, d0=g.sw * cs_in,
+                                y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
+        return out
+
+    for (t0, tn), blocks in zip(t.passes, t.blocks):
+        # Steps: (block index, chunk); loads of a step fill INP half s % 2.
+        steps = [(bi, c) for bi in range(len(blocks)) for c in range(chunks)]
+        group_of = []
+        gi = -1
+        for bi, blk in enumerate(blocks):
+            if bi == 0 or blocks[bi - 1].g0 != blk.g0:
+                gi += 1
+            group_of.append(gi)
+
+        def loads(s: int) -> None:
+            bi, c = steps[s]
+            blk = blocks[bi]
+            ib = (s % 2) * half_inp
+            k0, k1 = c * kc, min(kt, (c + 1) * kc)
+            lds: list[dict[str, int]] = []
+            if s == 0:
+                sets_words = (36 if g.kind == "add" else 12) * tn
+                lds.append(dict(sp=2, sp_base=0, base=a.prm + t0 * (36 if g.kind == "add" else 12) * n,
+                                **contiguous(sets_words, n)))
+            if g.kind == "add":
+                if s == 0:  # identity tiles, one per output tile of the pass, for the whole pass
+                    lds.append(dict(sp=1, sp_base=0, base=a.wgt, **contiguous(tn * n, n)))
+                for i, src in enumerate((a.x, a.b)):
+                    lds.append(dict(sp=0, sp_base=ib + i * blk.gn * blk.m, base=src + blk.ox0 * cs_in + blk.g0 * n,
+                                    n2=blk.gn, d2=n, n1=1, n0=blk.m, d0=cs_in))
+            else:
+                lds.extend(window_loads(blk, k0, k1, ib))
+                new_group = c == 0 and (bi == 0 or blocks[bi - 1].g0 != blk.g0)
+                if chunks > 1:
+                    lds.append(dict(sp=1, sp_base=(s % 2) * half_wgt * n, base=a.wgt + (blk.g0 * kt + k0) * n * n,
+                                    **contiguous((k1 - k0) * n, n)))
+                elif new_group:
+                    lds.append(dict(sp=1, sp_base=(group_of[bi] % 2) * half_wgt * n, base=a.wgt + blk.g0 * kt * n * n,
+                                    **contiguous(blk.gn * kt * n, n)))
+            for i, ld in enumerate(lds):
+                emit("LOAD", pop_next=int(i == 0 and s >= 2), push_next=int(i == len(lds) - 1), **ld)
+
+        loads(0)
+        for s, (bi, c) in enumerate(steps):
+            if s + 1 < len(steps):
+                loads(s + 1)
+            blk = blocks[bi]
+            m, ib, ab = blk.m, (s % 2) * half_inp, (bi % 2) * half_acc
+            k0, k1 = c * kc, min(kt, (c + 1) * kc)
+            last = c == chunks - 1
+            if g.kind == "add":
+                for i in range(2):
+                    emit("COMPUTE", pop_prev=int(i == 0), pop_next=int(i == 0 and bi >= 2), push_prev=i,
+                         push_next=i, init=1, inp_base=ib + i * blk.gn * m, wgt_base=0,
+                         acc_base=ab + i * blk.gn * m, m=m, kt=1, nt=blk.gn, inp_nt_stride=m)
+            else:
+                wb = (s % 2) * half_wgt if chunks > 1 else (group_of[bi] % 2) * half_wgt
+                emit("COMPUTE", pop_prev=1, pop_next=int(c == 0 and bi >= 2), push_prev=1, push_next=int(last),
+                     init=int(c == 0), max=int(g.kind == "maxpool"), inp_base=ib, wgt_base=wb, acc_base=ab, m=m,
+                     kt=k1 - k0, nt=blk.gn, inp_nt_stride=(k1 - k0) * m if g.kind != "conv" else 0)
+            if not last:
+                continue
+            for j in range(blk.gn):
+                if g.kind == "add":
+                    emit("POSTPROC", pop_prev=int(j == 0), add=1, acc_a=ab + j * m, acc_b=ab + (blk.gn + j) * m,
+                         out_base=j * m, rows=m, pset=3 * (blk.g0 - t0 + j), zp=zp_out, lo=lo, hi=hi, lshift=lshift)
+                else:
+                    emit("POSTPROC", pop_prev=int(j == 0), acc_a=ab + j * m, out_base=j * m, rows=m,
+                         pset=blk.g0 - t0 + j, zp=zp_out, lo=lo, hi=hi)
+            if g.kind == "add":
+                emit("STORE", push_prev=1, sp_base=0, base=a.out + blk.ox0 * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
+                     n1=1, n0=m, d0=cs_out)
+            else:
+                emit("STORE", push_prev=1, sp_base=0,
+                     base=a.out + (blk.oy0 * g.ow + blk.ox0) * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
+                     n1=blk.rows, d1=g.ow * cs_out, n0=blk.cols, d0=cs_out)
+        # Barrier: wait for the last stores, drain leftover tokens, so the next pass or layer starts clean.
+        nb = len(blocks)
+        for _ in range(min(nb, 2)):
+            emit("SYNC", queue=1, pop_next=1)
+        emit("SYNC", queue=1, push_prev=1)
+        for _ in range(min(len(steps), 2) + 1):
+            emit("SYNC", queue=0, pop_next=1)
+    return prog
+
+
+def weight_tiles_shape(g: Geom, n: int) -> tuple[int, int]:
+    """(output tiles, reduction tiles per output tile) of the weight tensor in memory."""
+    cb = cpad(g.c, n) // n
+    kt = g.taps * cb if g.kind == "conv" else (1 if g.kind == "add" else g.taps)
+    return cpad(g.co, n) // n, kt
+
+
+def useful_macs(g: Geom) -> int:
+    """Multiply-accumulates the layer needs (what a perfect array would do)."""
+    return g.macs()
+

@@ -1,0 +1,82 @@
+"""Run a compiled network on the accelerator's RTL (Verilator + cocotb, via :mod:`tinycompile.accel.simulate`).
+
+One simulator process runs every job: one whole-network job per test input, plus, for per-layer figures, one job
+per layer that stops the program right after that layer (a DONE written over its successor's first instruction).
+The cycle and MAC counters of consecutive cut runs differ by exactly what that layer cost inside the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinycompile.accel.assembler import MemoryImage
+from tinycompile.accel.kernels import AccelConfig
+from tinycompile.fpga.codegen import AccelProgram, cut_after, read_tensor
+
+MEM_WORDS = 1 << 18  # words of the test bench memory (the cached Verilator builds use this size)
+
+
+@dataclass
+class LayerMeasure:
+    """RTL counters attributed to one layer."""
+
+    index: int
+    cycles: int
+    mac_cycles: int
+
+
+@dataclass
+class RtlRun:
+    """Outputs of every op for every input, and the counters."""
+
+    outputs: list[dict[int, np.ndarray]]  # per input: op index -> (h, w, c) int8
+    cycles: list[int]  # whole network, per input
+    mac_cycles: list[int]
+    layers: list[LayerMeasure]
+    wall_s: float
+
+
+def accel_config(prog: AccelProgram) -> AccelConfig:
+    """The RTL configuration matching the program's scratchpad sizes."""
+    p = prog.params
+    return AccelConfig(n=p.n, inp_depth=p.inp_depth, wgt_tiles=p.wgt_tiles, acc_depth=p.acc_depth,
+                       out_depth=p.out_depth, param_sets=p.param_sets)
+
+
+def mem_bytes(n: int) -> int:
+    """Bytes of external memory in the simulated system for an N-byte bus."""
+    return MEM_WORDS * n
+
+
+def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
+                timeout_cycles: int = 20_000_000) -> RtlRun:
+    """Run ``inputs`` (int8 ``(B, H, W, C)``) on the RTL; with ``per_layer`` also measure each layer."""
+    from tinycompile.accel.simulate import SimJob, run_jobs  # cocotb is only needed here
+
+    jobs = [SimJob(prog.with_input(x), prog.prog_addr, timeout_cycles=timeout_cycles) for x in inputs]
+    compute = [code.index for code in prog.layers if code.count]
+    cuts = compute[:-1] if per_layer else []
+    for layer in cuts:
+        img: MemoryImage = prog.with_input(inputs[0])
+        cut_after(prog, layer, img)
+        jobs.append(SimJob(img, prog.prog_addr, timeout_cycles=timeout_cycles))
+    results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
+    for k, r in enumerate(results):
+        if not r.done or r.error:
+            what = f"input {k}" if k < len(inputs) else f"cut after layer {cuts[k - len(inputs)]}"
+            raise RuntimeError(f"accelerator run ({what}) did not finish: status={r.status:#x} error_code={r.error_code}"
+                               f" pc={r.error_pc:#x} cycles={r.cycles}")
+    outputs = []
+    for r in results[: len(inputs)]:
+        outputs.append({code.index: read_tensor(r.image, code.out) for code in prog.layers if code.count})
+    layers: list[LayerMeasure] = []
+    if per_layer:
+        marks = [(r.cycles, r.mac_cycles) for r in results[len(inputs):]] + [(results[0].cycles, results[0].mac_cycles)]
+        prev = (0, 0)
+        for layer, (cyc, mac) in zip(compute, marks):
+            layers.append(LayerMeasure(layer, cyc - prev[0], mac - prev[1]))
+            prev = (cyc, mac)
+    return RtlRun(outputs, [r.cycles for r in results[: len(inputs)]], [r.mac_cycles for r in results[: len(inputs)]],
+                  layers, sum(r.wall_s for r in results))
