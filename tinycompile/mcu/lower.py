@@ -1,0 +1,181 @@
+"""QuantGraph -> Relax -> (Relax passes) -> scheduled TIR PrimFuncs, plus the call sequence the AOT runner replays.
+
+Stages, top to bottom:
+  1. ``to_relax``: one ``call_tir`` per op (kernels written in TE, see ``te_ops``); weights are Relax constants;
+     ``flatten`` is ``R.reshape`` (a view).
+  2. ``RELAX_PIPELINE``: the Relax passes (legalize, fold constants, fuse, rewrite reshapes to views, DCE, symbols).
+  3. ``schedule``: per kernel, move the requantization epilogue into the accumulator's loop nest and hoist the
+     accumulator's initialisation, so kernels need no temporary buffers.
+  4. ``extract_calls``: walk the Relax ``main`` to list, in order, each kernel with its arguments (graph input,
+     earlier outputs, constants) for the AOT runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax, s_tir, tirx
+
+from tinycompile.errors import UserError
+from tinycompile.mcu import te_ops
+from tinycompile.quant.graph import QuantGraph
+
+# Fusion across ops is off (level 0): a fused kernel would read one planned buffer while writing another that the
+# arena plan may place at the same offset (their lifetimes do not overlap op by op). One kernel per op keeps the
+# plan exact; each kernel already fuses its own requantization epilogue.
+RELAX_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("LegalizeOps", {}),
+    ("AnnotateTIROpPattern", {}),
+    ("FoldConstant", {}),
+    ("FuseOps", {"fuse_opt_level": 0}),
+    ("FuseTIR", {}),
+    ("RewriteDataflowReshape", {}),
+    ("DeadCodeElimination", {}),
+    ("AttachGlobalSymbol", {}),
+)
+LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One kernel argument: the graph input (``tensor=-1``), an op output (``tensor=i``) or a constant."""
+
+    tensor: int | None
+    const: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One kernel call: the PrimFunc's name, its arguments (the output last) and the op it computes."""
+
+    kernel: str
+    op_index: int
+    args: tuple[Arg, ...]
+
+
+@dataclass
+class Lowered:
+    """Scheduled PrimFuncs (an IRModule of TIR only) and the ordered calls over graph tensors."""
+
+    tir: tvm.IRModule
+    calls: list[Call]
+    views: dict[int, int]  # op index of a view -> the tensor whose storage it shares
+    relax_text: str
+
+
+def lower(graph: QuantGraph) -> Lowered:
+    """Run all stages on ``graph``."""
+    mod, names = to_relax(graph)
+    mod = run_relax_pipeline(mod)
+    tir_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)})
+    tir_mod = schedule(tir_mod)
+    calls, views = extract_calls(mod, names)
+    return Lowered(tir_mod, calls, views, mod["main"].script(show_meta=False))
+
+
+def to_relax(graph: QuantGraph) -> tuple[tvm.IRModule, dict[str, int]]:
+    """The Relax module of ``graph`` and a map from each Relax var name to the op index it holds."""
+    bb = relax.BlockBuilder()
+    h, w, c = graph.input_shape
+    x = relax.Var("input", relax.TensorType((h, w, c), "int8"))
+    names: dict[str, int] = {"input": -1}
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            values: dict[int, relax.Expr] = {-1: x}
+            for i, op in enumerate(graph.ops):
+                if op.op not in LOWERED_OPS:
+                    raise UserError(f"op {i}: {op.op!r} has no MCU kernel; supported ops: {', '.join(LOWERED_OPS)}")
+                args = [values[j] for j in op.inputs]
+                name = f"l{i}_{op.op}"
+                if op.op == "flatten":
+                    var = bb.emit(relax.op.reshape(args[0], tuple(op.out_shape)), name_hint=name)
+                elif op.op in ("conv", "dwconv", "dense"):
+                    src = args[0]
+                    if op.op == "dense":  # dense reads its input flat: a reshape, which stays a view
+                        src = bb.emit(relax.op.reshape(src, (int(np.prod(op.in_shapes[0])),)))
+                    consts = [
+                        relax.const(op.tensors["weight"]),
+                        relax.const(te_ops.bias_eff(op)),
+                        relax.const(op.tensors["multiplier"]),
+                        relax.const(op.tensors["shift"]),
+                    ]
+                    fn = getattr(te_ops, op.op)
+                    var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), src, *consts, primfunc_name_hint=name)
+                else:
+                    fn = te_ops.avgpool if op.op == "gap" else getattr(te_ops, op.op)
+                    var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), *args, primfunc_name_hint=name)
+                values[i] = var
+            out = bb.emit_output(values[len(graph.ops) - 1])
+        bb.emit_func_output(out)
+    mod = bb.get()
+    return mod, names
+
+
+def run_relax_pipeline(mod: tvm.IRModule) -> tvm.IRModule:
+    """Apply ``RELAX_PIPELINE`` in order."""
+    passes = [getattr(relax.transform, name)(**kwargs) for name, kwargs in RELAX_PIPELINE]
+    return tvm.transform.Sequential(passes)(mod)
+
+
+def schedule(mod: tvm.IRModule) -> tvm.IRModule:
+    """Fuse each kernel's epilogue into its reduction loop nest (see the module docstring)."""
+    out = {}
+    for gv, func in mod.functions.items():
+        sch = s_tir.Schedule(func)
+        blocks = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))} if _has_root(sch) else {}
+        if "acc" in blocks and "out" in blocks:
+            acc, epi = blocks["acc"], blocks["out"]
+            loops = sch.get_loops(acc)
+            n_spatial = sum(1 for iv in sch.get(acc).iter_vars if iv.iter_type == 0)  # data-parallel axes
+            sch.reverse_compute_at(epi, loops[n_spatial - 1])
+            if len(sch.get_loops(acc)) > n_spatial:
+                sch.decompose_reduction(acc, sch.get_loops(acc)[n_spatial])
+        out[gv] = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
+    return tvm.IRModule(out)
+
+
+def _has_root(sch: s_tir.Schedule) -> bool:
+    try:
+        sch.get_sblock("root")
+        return True
+    except Exception:  # noqa: BLE001 - a kernel without a root block has nothing to schedule
+        return False
+
+
+def extract_calls(mod: tvm.IRModule, names: dict[str, int]) -> tuple[list[Call], dict[int, int]]:
+    """The ordered kernel calls of Relax ``main``; reshapes become views of their source tensor."""
+    main = mod["main"]
+    var_tensor: dict[Any, int] = {main.params[0]: -1}
+    views: dict[int, int] = {}
+    calls: list[Call] = []
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and value.op == tvm.ir.Op.get("relax.call_tir"):
+                gv = value.args[0]
+                args = []
+                for a in value.args[1].fields:
+                    if isinstance(a, tvm.ir.expr.Constant):
+                        args.append(Arg(None, a.value.numpy()))
+                    else:
+                        args.append(Arg(var_tensor[a]))
+                op_index = int(gv.name_hint.split("_")[0][1:])
+                calls.append(Call(gv.name_hint, op_index, tuple(args)))
+                var_tensor[binding.var] = op_index
+            elif isinstance(value, relax.Call) and value.op == tvm.ir.Op.get("relax.reshape"):
+                src = var_tensor[value.args[0]]
+                hint = binding.var.name
+                if hint.startswith("l") and hint.endswith("_flatten"):
+                    idx = int(hint.split("_")[0][1:])
+                    views[idx] = src
+                    var_tensor[binding.var] = idx
+                else:
+                    var_tensor[binding.var] = src  # the reshapes around dense are the same tensor
+            elif isinstance(value, relax.Var):
+                var_tensor[binding.var] = var_tensor[value]
+            else:
+                raise UserError(f"unexpected Relax binding after lowering: {type(value).__name__}; please report it")
+    return calls, views

@@ -1,0 +1,161 @@
+"""Post-training int8 quantization of a trained SpecNet into a QuantGraph (NHWC).
+
+Weights: symmetric, per output channel. Activations: asymmetric, per tensor, from the min/max seen on calibration
+data (a few hundred training samples). Biases: int32 at ``s_in * s_w``. Requantization: per-channel fixed point
+(``intmath.quantize_multiplier``); ReLU folded into the output clamp.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.cost.arena import storage_tensor
+from tinycompile.errors import UserError
+from tinycompile.model import SpecNet, folded_weights
+from tinycompile.quant.graph import QOp, QParams, QuantGraph
+from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, quantize_multiplier
+from tinycompile.quant.semantics import ADD_LEFT_SHIFT, add_multipliers, avgpool_multiplier, min_out_scale
+
+CALIBRATION_SAMPLES = 512
+SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add")
+
+
+def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray) -> QuantGraph:
+    """Quantize ``model`` (float, BN in eval mode) using ``calibration`` inputs ``(N, C, H, W)`` for activation ranges."""
+    _check_supported(spec)
+    ranges = _activation_ranges(model, calibration[:CALIBRATION_SAMPLES])
+    weights = folded_weights(model)
+    chw = spec.shapes()
+    input_q = _act_qparams(*ranges[-1])
+    qs: dict[int, QParams] = {-1: input_q}
+    ops: list[QOp] = []
+    for i, layer in enumerate(spec.layers):
+        in_chw = spec.input_shapes(i, chw)
+        in_q = tuple(qs[j] for j in layer.inputs)
+        op = _quantize_layer(spec, i, layer, in_chw, chw[i], in_q, ranges[i], weights[i])
+        qs[i] = op.out_q
+        ops.append(op)
+    return QuantGraph(_hwc(spec.input_shape), input_q, ops, {"calibration_samples": int(min(len(calibration), CALIBRATION_SAMPLES))})
+
+
+def _check_supported(spec: ArchSpec) -> None:
+    users = spec.consumers()
+    shapes = spec.shapes()
+    for i, layer in enumerate(spec.layers):
+        if layer.op not in SUPPORTED_OPS:
+            raise UserError(f"layer {i}: op {layer.op!r} is not supported by the int8 quantizer; use one of {SUPPORTED_OPS}")
+        if layer.op == "flatten":
+            c, h, w = spec.input_shapes(i, shapes)[0]
+            if layer.relu:
+                raise UserError(f"layer {i}: flatten with relu is not supported (flatten is a view); put the relu on the layer before")
+            # In NHWC a flatten of a (C, H, W) tensor with H*W > 1 is only a view for a dense reader (its weights are permuted).
+            if h * w > 1 and (i == len(spec.layers) - 1 or any(spec.layers[u].op != "dense" for u in users[i])):
+                raise UserError(f"layer {i}: flatten of a {c}x{h}x{w} tensor must feed only dense layers (NHWC views)")
+
+
+def _activation_ranges(model: SpecNet, x: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Min and max of the network input (-1) and of every layer's output (after its ReLU)."""
+    spec = model.spec
+    model.eval()
+    ranges: dict[int, tuple[float, float]] = {-1: (float(x.min()), float(x.max()))}
+    with torch.no_grad():
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        outs: list[torch.Tensor] = []
+        for i, (layer, op) in enumerate(zip(spec.layers, model.ops)):
+            y = op(*[xt if j == -1 else outs[j] for j in layer.inputs])
+            y = torch.relu(y) if layer.relu else y
+            outs.append(y)
+            ranges[i] = (float(y.min()), float(y.max()))
+    return ranges
+
+
+def _act_qparams(lo: float, hi: float, min_scale: float = 0.0) -> QParams:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)  # real 0.0 must be exact: it is the padding value
+    scale = max((hi - lo) / 255.0, min_scale, 1e-8)
+    zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
+    return QParams(float(scale), zero_point)
+
+
+def _hwc(chw: tuple[int, int, int]) -> tuple[int, int, int]:
+    c, h, w = chw
+    return (h, w, c)
+
+
+def _clamp(layer: Layer, q: QParams) -> tuple[int, int]:
+    return (max(-128, q.zero_point) if layer.relu else -128), 127
+
+
+def _quantize_layer(
+    spec: ArchSpec,
+    i: int,
+    layer: Layer,
+    in_chw: list[tuple[int, int, int]],
+    out_chw: tuple[int, int, int],
+    in_q: tuple[QParams, ...],
+    out_range: tuple[float, float],
+    folded: tuple[np.ndarray, np.ndarray] | None,
+) -> QOp:
+    base = dict(
+        op=layer.op,
+        inputs=tuple(layer.inputs),
+        in_shapes=tuple(_hwc(s) for s in in_chw),
+        out_shape=_hwc(out_chw),
+        in_q=in_q,
+        kernel=tuple(layer.kernel),
+        stride=tuple(layer.stride),
+        padding=tuple(layer.padding),
+    )
+    s_in = in_q[0].scale
+    if layer.op in ("conv", "dwconv", "dense"):
+        assert folded is not None
+        w, b = folded
+        w = w.astype(np.float64)
+        w_scale = np.maximum(np.abs(w.reshape(len(w), -1)).max(axis=1), 1e-8) / 127.0
+        out_q = _act_qparams(*out_range, min_scale=min_out_scale(float((s_in * w_scale).max())))
+        wq = np.clip(np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+        bias = np.clip(np.round(b / (s_in * w_scale)), INT32_MIN, INT32_MAX).astype(np.int32)
+        pairs = [quantize_multiplier(float(s_in * ws / out_q.scale)) for ws in w_scale]
+        tensors = {
+            "weight": _layout_weight(spec, i, layer, wq),
+            "bias": bias,
+            "multiplier": np.array([m for m, _ in pairs], dtype=np.int32),
+            "shift": np.array([s for _, s in pairs], dtype=np.int32),
+        }
+        lo, hi = _clamp(layer, out_q)
+        return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
+    if layer.op in ("maxpool", "flatten"):
+        lo, hi = _clamp(layer, in_q[0])
+        return QOp(**base, out_q=in_q[0], lo=lo, hi=hi)  # type: ignore[arg-type]
+    if layer.op in ("avgpool", "gap"):
+        if layer.op == "gap":  # a gap is an avgpool over the whole input
+            base.update(kernel=(in_chw[0][1], in_chw[0][2]), stride=(1, 1), padding=(0, 0, 0, 0))
+        count = base["kernel"][0] * base["kernel"][1]  # type: ignore[index]
+        out_q = _act_qparams(*out_range, min_scale=min_out_scale(s_in / count))
+        m, s = avgpool_multiplier(s_in, count, out_q.scale)
+        lo, hi = _clamp(layer, out_q)
+        tensors = {"multiplier": np.array([m], np.int32), "shift": np.array([s], np.int32)}
+        return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
+    # add
+    s_a, s_b = in_q[0].scale, in_q[1].scale
+    out_q = _act_qparams(*out_range, min_scale=min_out_scale(2.0 * max(s_a, s_b) / (1 << ADD_LEFT_SHIFT)))
+    mults, shifts = add_multipliers(s_a, s_b, out_q.scale)
+    lo, hi = _clamp(layer, out_q)
+    tensors = {"multiplier": np.array(mults, np.int32), "shift": np.array(shifts, np.int32)}
+    return QOp(**base, out_q=out_q, lo=lo, hi=hi, params={"left_shift": ADD_LEFT_SHIFT}, tensors=tensors)  # type: ignore[arg-type]
+
+
+def _layout_weight(spec: ArchSpec, i: int, layer: Layer, wq: np.ndarray) -> np.ndarray:
+    """torch layout -> the QuantGraph's NHWC-friendly layout."""
+    if layer.op == "conv":  # (O, I, KH, KW) -> (O, KH, KW, I)
+        return np.ascontiguousarray(wq.transpose(0, 2, 3, 1))
+    if layer.op == "dwconv":  # (C, 1, KH, KW) -> (KH, KW, C)
+        return np.ascontiguousarray(wq[:, 0].transpose(1, 2, 0))
+    # dense: its input may be a flatten view of a (C, H, W) tensor, stored (H, W, C): permute the columns to match
+    src = layer.inputs[0]
+    root = storage_tensor(spec, src)
+    if root != src:
+        c, h, w = spec.input_shape if root == -1 else spec.shapes()[root]
+        return np.ascontiguousarray(wq.reshape(len(wq), c, h, w).transpose(0, 2, 3, 1).reshape(len(wq), -1))
+    return np.ascontiguousarray(wq)
