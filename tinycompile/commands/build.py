@@ -1,0 +1,71 @@
+"""``tinycompile build``: compile a trained trial for a target, run it, check it bit for bit, report.
+
+Back ends plug in by target kind: ``BACKENDS[kind]`` names a module exposing
+``build(request: BuildRequest) -> BuildOutcome``. The MCU back end is ``tinycompile.mcu.command``; an FPGA back end
+adds its module here under ``"fpga"`` and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinycompile.errors import UserError
+from tinycompile.targets import load_target
+
+BACKENDS = {"mcu": "tinycompile.mcu.command", "fpga": "tinycompile.fpga.command"}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What every back end gets: the trial folder, the target, the output folder and the options."""
+
+    trial: Path
+    target: Any  # tinycompile.targets.Target
+    out: Path
+    codegen: str
+    vectors: int
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What every back end returns: whether every output matched the integer reference, and its report."""
+
+    ok: bool
+    report: dict[str, Any]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``build`` subcommand."""
+    p = sub.add_parser("build", help="quantize a trial, compile it for a target, run it and check it bit for bit")
+    p.add_argument("trial", type=Path, help="a trial folder (spec.json, weights.pt, metrics.json)")
+    p.add_argument("--target", required=True, help="a target name (tinycompile targets) or a YAML file")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (library, firmware, report.json)")
+    p.add_argument("--codegen", choices=("c", "llvm"), default="c", help="TVM's C target (default) or its LLVM target")
+    p.add_argument("--vectors", type=int, default=32, help="test inputs run on the target (>= 16)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the back end of the target's kind; exit 0 only if every output matched."""
+    target = load_target(args.target)
+    if args.vectors < 16:
+        raise UserError(f"--vectors must be >= 16, but got {args.vectors}")
+    request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors)
+    return 0 if backend_for(target.kind).build(request).ok else 1
+
+
+def backend_for(kind: str) -> Any:
+    """The back-end module of a target kind, or a UserError if it is not available."""
+    name = BACKENDS.get(kind)
+    if name is None:
+        raise UserError(f"no build back end for target kind {kind!r}; known kinds: {', '.join(BACKENDS)}")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise UserError(f"the {kind} back end is not available yet (module {name} is missing)") from None
+        raise

@@ -1,0 +1,179 @@
+"""The MCU back end of ``tinycompile build``: quantize, compile with TVM, build the firmware, run it on QEMU, check it.
+
+Steps (each a short function): check the budget and the tools -> quantize -> integer reference -> TVM lowering ->
+library -> firmware -> QEMU -> compare every output with the reference -> report (measured vs the cost model).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from elftools.elf.elffile import ELFFile
+
+from tinycompile.arch import ArchSpec, numel
+from tinycompile.cost.arena import VIEW_OPS, plan_activations
+from tinycompile.errors import UserError
+from tinycompile.mcu import firmware
+from tinycompile.mcu.library import Compiled, Library, compile_graph, write_library
+from tinycompile.quant import reference
+from tinycompile.quant.graph import QuantGraph
+from tinycompile.targets import Target
+
+MIN_VECTORS = 16
+
+
+@dataclass
+class McuBuild:
+    """Everything one build produced: the report dict and the artefacts' paths."""
+
+    ok: bool
+    report: dict[str, Any]
+    library: Library
+    elf: Path
+    mismatches: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def check_budget(spec: ArchSpec, target: Target) -> dict[str, int]:
+    """Refuse (UserError) a network whose arena or flash exceeds the target, before anything is built."""
+    from tinycompile.cost.model import estimate
+
+    plan = plan_activations(spec)
+    cost = estimate(spec, target)
+    sram = int(target.sram_kb * 1024)
+    flash = int(target.flash_kb * 1024)
+    need_sram = plan.size + int(target.runtime.get("sram_bytes", 0))
+    if need_sram > sram:
+        raise UserError(
+            f"the activation arena ({plan.size} B) plus runtime ({need_sram - plan.size} B) = {need_sram} B exceeds "
+            f"{target.name}'s SRAM ({sram} B); pick a smaller trial or a bigger target"
+        )
+    if cost.flash > flash:
+        raise UserError(f"the model needs ~{cost.flash} B of flash, more than {target.name}'s {flash} B; pick a smaller trial")
+    return {"arena_bytes": plan.size, "predicted_flash": cost.flash, "target_sram": sram, "target_flash": flash}
+
+
+def check_tools(target: Target) -> None:
+    """UserError naming the apt package if the cross compiler or QEMU is missing."""
+    b = firmware.build_config(target)
+    firmware.require_tool(b["cc"])
+    firmware.require_tool(str(b["qemu"][0]))
+
+
+def build_and_run(
+    graph: QuantGraph,
+    spec: ArchSpec,
+    target: Target,
+    out: Path,
+    vectors: np.ndarray,
+    codegen: str = "c",
+    compiled: Compiled | None = None,
+) -> McuBuild:
+    """Compile ``graph`` for ``target``, run ``vectors`` (int8 NHWC) on QEMU and compare with the reference."""
+    b = firmware.build_config(target)
+    compiled = compiled or compile_graph(graph)
+    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"))
+    fw = out / "firmware"
+    fw.mkdir(parents=True, exist_ok=True)
+    firmware.write_harness(fw, vectors, b["counter"])
+    start = time.perf_counter()
+    elf = firmware.compile_firmware(fw, lib.folder, target, list(lib.kernels))
+    cc_seconds = time.perf_counter() - start
+    expected = reference.run(graph, vectors).reshape(len(vectors), -1)
+    result = firmware.run_qemu(elf, target, len(vectors), len(lib.info.kernels), expected.shape[1])
+    mismatches = int((result.outputs != expected).any(axis=1).sum())
+    report = _report(graph, spec, target, lib, elf, result, expected, mismatches, cc_seconds, codegen)
+    return McuBuild(mismatches == 0, report, lib, elf, mismatches)
+
+
+def _report(
+    graph: QuantGraph,
+    spec: ArchSpec,
+    target: Target,
+    lib: Library,
+    elf: Path,
+    result: firmware.RunResult,
+    expected: np.ndarray,
+    mismatches: int,
+    cc_seconds: float,
+    codegen: str,
+) -> dict[str, Any]:
+    from tinycompile.cost.model import estimate
+
+    cost = estimate(spec, target)
+    macs = spec.macs()
+    measured = dict(zip(lib.info.kernel_ops, result.kernel_instructions[0]))
+    layers = []
+    for i, layer in enumerate(spec.layers):
+        pred = cost.layers[i].cycles
+        meas = 0.0 if layer.op in VIEW_OPS else measured.get(i)
+        rel = None if meas is None or meas == 0 else (pred - meas) / meas
+        layers.append({"index": i, "op": layer.op, "macs": macs[i], "predicted_cycles": pred, "measured_instructions": meas, "relative_error": rel})
+    total_meas = float(result.total_instructions[0])
+    all_tensors = numel(spec.input_shape) + sum(numel(s) for s, l in zip(spec.shapes(), spec.layers) if l.op not in VIEW_OPS)
+    elf_arena = _symbol_size(elf, "tc_arena")
+    lib_flash, lib_ram = _library_memory(lib, target)
+    fw_flash, fw_ram = firmware.memory_use(firmware.section_sizes(elf))
+    return {
+        "target": target.name,
+        "codegen": codegen,
+        "vectors": int(len(expected)),
+        "mismatched_vectors": mismatches,
+        "bit_exact": mismatches == 0,
+        "layers": layers,
+        "predicted_cycles": cost.cycles,
+        "measured_instructions": total_meas,
+        "total_relative_error": (cost.cycles - total_meas) / total_meas if total_meas else None,
+        "macs": int(sum(macs)),
+        "instructions_per_mac": total_meas / max(sum(macs), 1),
+        "measured_spread": [min(result.total_instructions), max(result.total_instructions)],
+        "arena_bytes": lib.info.arena_bytes,
+        "arena_bytes_in_elf": elf_arena,
+        "arena_planned_bytes": plan_activations(spec).size,
+        "activation_bytes_total": all_tensors,
+        "arena_ratio": lib.info.arena_bytes / max(all_tensors, 1),
+        "workspace_bytes": lib.info.workspace_bytes,
+        "workspace_peak_bytes": result.workspace_peak,
+        "weight_bytes": lib.info.weight_bytes,
+        "library_flash_bytes": lib_flash,
+        "library_ram_bytes": lib_ram,
+        "firmware_flash_bytes": fw_flash,
+        "firmware_ram_bytes": fw_ram,
+        "predicted_flash_bytes": cost.flash,
+        "predicted_peak_sram": cost.peak_sram,
+        "compile_seconds": round(lib.compile_seconds, 2),
+        "firmware_build_seconds": round(cc_seconds, 2),
+        "kernels": list(lib.info.kernels),
+    }
+
+
+def _symbol_size(elf: Path, name: str) -> int | None:
+    with open(elf, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        if symtab is None:
+            return None
+        syms = symtab.get_symbol_by_name(name) or []
+        return int(syms[0]["st_size"]) if syms else None
+
+
+def _library_memory(lib: Library, target: Target) -> tuple[int, int]:
+    """Flash and RAM of the library alone: its objects compiled with the target's flags (-O2, as the firmware)."""
+    b = firmware.build_config(target)
+    objs = []
+    for src in [lib.folder / "model.c", *lib.kernels]:
+        if src.suffix == ".o":
+            objs.append(src)
+            continue
+        obj = lib.folder.parent / "firmware" / (src.stem + ".o")
+        subprocess.run([b["cc"], *b["cflags"], "-O2", "-std=gnu11", "-c", f"-I{lib.folder}", "-o", str(obj), str(src)], check=True, capture_output=True)
+        objs.append(obj)
+    flash = ram = 0
+    for obj in objs:
+        f, r = firmware.memory_use(firmware.section_sizes(obj))
+        flash, ram = flash + f, ram + r
+    return flash, ram
