@@ -1,0 +1,218 @@
+"""The accelerator's cost model: replay the instruction stream the code generator emits through a timing model.
+
+For a layer, :func:`tinycompile.fpga.plan.plan_layer` gives the real tiling and :func:`emit_layer` the real
+instructions (addresses do not change timing). A fluid event model then runs them: the fetch unit reads
+``32 / N`` bus words per instruction and dispatches in order into three queues (depth 8) whose units run
+concurrently, ordered by the dependency tokens in the instructions; the fetch, load and store units share the one
+memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
+(passes shorter than 3 rows padded to 3), post-processing one row per cycle (5 in residual-add mode), stores one word
+per 2 cycles. Fixed per-instruction overheads are fitted to RTL measurements (see ``OVERHEAD``).
+
+Pure Python over the ArchSpec and the Target (no numpy, torch or TVM imports here), cached per layer shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from tinycompile.arch import Layer, Shape
+from tinycompile.fpga.plan import AccelParams, Geom, LayerAddrs, emit_layer, geom_from_hwc, plan_layer
+
+QUEUE_DEPTH = 8
+FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (response, dispatch)
+# Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
+OVERHEAD = {"LOAD": 4, "COMPUTE": 4, "POSTPROC": 4, "POSTPROC_ADD": 4, "STORE": 3, "SYNC": 2}
+PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
+STORE_CYCLES_PER_WORD = 2
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    """Predicted timing of one layer run alone on the accelerator."""
+
+    cycles: int
+    mac_cycles: int  # rows issued to the array (the RTL's MAC-active counter)
+    load_words: int  # bus words read for data (in-bounds elements)
+    store_words: int
+    fetch_words: int
+
+    def bytes_moved(self, n: int) -> int:
+        """Bytes over the memory port: data loads, stores and instruction fetch."""
+        return (self.load_words + self.store_words + self.fetch_words) * n
+
+
+def _count_in(start: int, count: int, step: int, bound: int) -> int:
+    """How many of ``start + i * step`` (i < count) lie in ``[0, bound)``."""
+    if step == 0:
+        return count if 0 <= start < bound else 0
+    return sum(1 for i in range(count) if 0 <= start + i * step < bound)
+
+
+def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, float]:
+    """(unit, fixed cycles, port words, cycles per port word) of one instruction."""
+    if ins_op in ("LOAD", "STORE"):
+        n0, n1, n2 = f.get("n0", 1), f.get("n1", 1), f.get("n2", 1)
+        h, w = f.get("h", 4095), f.get("w", 4095)
+        ys = _count_in(f.get("y0", 0), n1, f.get("sy1", 0), h)
+        xs = _count_in(f.get("x0", 0), n0, f.get("sx0", 0), w)
+        inb = n2 * ys * xs
+        total = n0 * n1 * n2
+        if ins_op == "LOAD":
+            return "L", OVERHEAD["LOAD"] + (total - inb), inb, 1.0  # padding words take a cycle, no bus beat
+        return "S", OVERHEAD["STORE"] + STORE_CYCLES_PER_WORD * (total - inb), inb, STORE_CYCLES_PER_WORD
+    if ins_op == "COMPUTE":
+        passes = f.get("kt", 1) * f.get("nt", 1)
+        return "C", OVERHEAD["COMPUTE"] + passes * max(f.get("m", 1), 3), 0, 1.0
+    if ins_op == "POSTPROC":
+        add = f.get("add", 0)
+        rows = f.get("rows", 1) * (5 if add else 1)
+        prm = (9 if add else 3) * PARAM_ROW_CYCLES
+        return "S", OVERHEAD["POSTPROC_ADD" if add else "POSTPROC"] + prm + rows, 0, 1.0
+    queue = {0: "L", 1: "C", 2: "S"}[f.get("queue", 0)]
+    return queue, OVERHEAD["SYNC"], 0, 1.0
+
+
+def _shares(demands: dict[str, float]) -> dict[str, float]:
+    """Max-min fair split of one word per cycle among port users with rate caps."""
+    left, out = 1.0, {}
+    users = sorted(demands, key=lambda u: demands[u])
+    for i, u in enumerate(users):
+        fair = left / (len(users) - i)
+        out[u] = min(demands[u], fair)
+        left -= out[u]
+    return out
+
+
+def simulate(instrs: list, n: int) -> LayerTiming:
+    """Run an instruction list (``Instr`` objects, without DONE) through the timing model."""
+    beats = max(1, 32 // n)
+    work = [(ins.op, *_work(ins.op, ins.fields, n), ins.fields) for ins in instrs]
+    queues: dict[str, list[int]] = {"L": [], "C": [], "S": []}
+    tokens = {"L2C": 0, "C2L": 0, "C2S": 0, "S2C": 0}
+    # token names per unit: (pop_prev, pop_next, push_prev, push_next)
+    names = {"L": (None, "C2L", None, "L2C"), "C": ("L2C", "S2C", "C2L", "C2S"), "S": ("C2S", None, "S2C", None)}
+    running: dict[str, list[float] | None] = {"L": None, "C": None, "S": None}  # [instr, fixed left, words left, cap]
+    fetch_pc, fetch_left, fetch_wait = 0, float(beats), float(FETCH_EXTRA)
+    t = 0.0
+    mac = 0
+    load_words = store_words = 0
+    for op, unit, fixed, words, cap, f in work:
+        if op == "COMPUTE":
+            mac += f.get("kt", 1) * f.get("nt", 1) * f.get("m", 1)
+        elif op == "LOAD":
+            load_words += int(words)
+        elif op == "STORE":
+            store_words += int(words)
+    total = len(work)
+    done = 0
+    while done < total:
+        # Start whatever can start: queue head present, unit free, tokens available.
+        for u in ("L", "C", "S"):
+            if running[u] is None and queues[u]:
+                i = queues[u][0]
+                f = work[i][5]
+                pp, pn = names[u][0], names[u][1]
+                need = [k for k, flag in ((pp, "pop_prev"), (pn, "pop_next")) if k and f.get(flag)]
+                if all(tokens[k] > 0 for k in need):
+                    for k in need:
+                        tokens[k] -= 1
+                    _, _, fixed, words, cap, _ = work[i]
+                    running[u] = [i, fixed, words, cap]
+        # Dispatch a fetched instruction if its queue has room.
+        if fetch_pc < total and fetch_left <= 0 and fetch_wait <= 0:
+            u = work[fetch_pc][1]
+            if len(queues[u]) < QUEUE_DEPTH:
+                queues[u].append(fetch_pc)
+                fetch_pc += 1
+                fetch_left, fetch_wait = float(beats), float(FETCH_EXTRA)
+                continue
+        # Rates: port users share one word per cycle.
+        demands = {}
+        if fetch_pc < total and fetch_left > 0:
+            demands["F"] = 1.0
+        for u in ("L", "C", "S"):
+            r = running[u]
+            if r is not None and r[1] <= 0 and r[2] > 0:
+                demands[u] = 1.0 / r[3]
+        share = _shares(demands) if demands else {}
+        # Time to the next event.
+        dt = float("inf")
+        if "F" in share:
+            dt = min(dt, fetch_left / share["F"])
+        elif fetch_pc < total and fetch_left <= 0 and fetch_wait > 0:
+            dt = min(dt, fetch_wait)
+        for u in ("L", "C", "S"):
+            r = running[u]
+            if r is None:
+                continue
+            if r[1] > 0:
+                dt = min(dt, r[1])
+            elif r[2] > 0:
+                dt = min(dt, r[2] / share[u])
+            else:
+                dt = 0.0
+        if dt == float("inf"):
+            raise RuntimeError("timing model deadlock: the instruction stream's tokens never arrive")
+        t += dt
+        if "F" in share:
+            fetch_left -= dt * share["F"]
+            if fetch_left < 1e-9:
+                fetch_left = 0.0
+        elif fetch_pc < total and fetch_left <= 0 and fetch_wait > 0:
+            fetch_wait -= dt
+        for u in ("L", "C", "S"):
+            r = running[u]
+            if r is None:
+                continue
+            if r[1] > 0:
+                r[1] -= dt
+                if r[1] < 1e-9:
+                    r[1] = 0.0
+            elif r[2] > 0:
+                r[2] -= dt * share[u]
+                if r[2] < 1e-9:
+                    r[2] = 0.0
+            if r[1] <= 0 and r[2] <= 0:  # finished: leave the queue, push tokens
+                i = int(r[0])
+                f = work[i][5]
+                qp, qn = names[u][2], names[u][3]
+                for k, flag in ((qp, "push_prev"), (qn, "push_next")):
+                    if k and f.get(flag):
+                        tokens[k] += 1
+                queues[u].pop(0)
+                running[u] = None
+                done += 1
+    return LayerTiming(int(round(t)), mac, load_words, store_words, total * beats)
+
+
+@lru_cache(maxsize=4096)
+def layer_timing(g: Geom, p: AccelParams) -> LayerTiming:
+    """Predicted timing of one layer (cached: the search meets the same shapes again and again)."""
+    instrs = emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), 0, 0, -128, 127)
+    return simulate(instrs, p.n)
+
+
+def target_params(target: object, array: int | None = None) -> AccelParams:
+    """Accelerator sizes of a target (``array`` overrides its ``accelerator.array``)."""
+    acc = getattr(target, "accelerator")
+    return AccelParams.for_array(int(array or acc["array"]), acc)
+
+
+def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: object) -> float:
+    """Cycles of one ArchSpec layer on the accelerator, following the code generator's schedule."""
+    p = target_params(target)
+    c, h, w = in_shape
+    oc, oh, ow = out_shape
+    ins = [(h, w, c)] * (2 if layer.op == "add" else 1)
+    kernel = (h, w) if layer.op == "gap" else tuple(layer.kernel)
+    g = geom_from_hwc(layer.op, ins, (oh, ow, oc), kernel, tuple(layer.stride), tuple(layer.padding), p.n)  # type: ignore[arg-type]
+    if g is None:
+        return 0.0
+    return float(layer_timing(g, p).cycles)
+
+
+def utilisation(t: LayerTiming) -> float:
+    """Fraction of cycles the array was issued a row (the RTL's MAC-active counter over cycles)."""
+    return t.mac_cycles / t.cycles if t.cycles else 0.0
+
