@@ -68,28 +68,10 @@ def mcu_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int,
 
 
 def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
-    """Cycles of one layer on the accelerator: GEMM tiles on an N x N array overlapped with the memory traffic."""
-    n = int(target.accelerator["array"])
-    bus = int(target.accelerator["bus_bytes_per_cycle"])
-    c = target.cycles
-    if layer.op in VIEW_OPS:
-        return 0.0
-    pixels = out_shape[1] * out_shape[2]
-    kh, kw = layer.kernel
-    if layer.op == "conv":
-        compute = math.ceil(out_shape[0] / n) * math.ceil(in_shape[0] * kh * kw / n) * pixels
-        weights = out_shape[0] * in_shape[0] * kh * kw
-    elif layer.op == "dense":
-        compute = math.ceil(out_shape[0] / n) * math.ceil(in_shape[0] / n)
-        weights = out_shape[0] * in_shape[0]
-    elif layer.op == "dwconv":  # one channel per array column: no reduction across channels
-        compute = math.ceil(out_shape[0] / n) * kh * kw * pixels
-        weights = out_shape[0] * kh * kw
-    else:
-        compute = math.ceil(macs / n)
-        weights = 0
-    traffic = (numel(in_shape) + numel(out_shape) + weights) / bus
-    return max(compute * c.get(layer.op, 1.0), traffic) + numel(out_shape) * c["per_output"] / n + c["layer_overhead"]
+    """Cycles of one layer on the accelerator: the FPGA back end's schedule replayed through its timing model."""
+    from tinycompile.fpga.schedule import fpga_layer_cycles as scheduled  # the back end owns its schedule
+
+    return scheduled(layer, in_shape, out_shape, macs, target)
 
 
 LAYER_CYCLES: dict[str, LayerCycles] = {"mcu": mcu_layer_cycles, "fpga": fpga_layer_cycles}
