@@ -71,17 +71,24 @@ def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: 
     stamp = bdir / "stamp.txt"
     if stamp.exists() and stamp.read_text() == digest and (bdir / toplevel).exists():
         return bdir
-    if bdir.exists():
-        shutil.rmtree(bdir)  # make would keep stale objects built with other flags
-    runner = get_runner("verilator")
-    runner.build(
-        sources=[str(s) for s in sources],
-        hdl_toplevel=toplevel,
-        parameters=parameters,
-        build_dir=str(bdir),
-        build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],
-        always=True,
-    )
+    for attempt in range(2):
+        if bdir.exists():
+            shutil.rmtree(bdir)  # make would keep stale objects built with other flags
+        runner = get_runner("verilator")
+        try:
+            runner.build(
+                sources=[str(s) for s in sources],
+                hdl_toplevel=toplevel,
+                parameters=parameters,
+                build_dir=str(bdir),
+                build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+                always=True,
+            )
+            break
+        except RuntimeError:
+            # The wheel's parallel make occasionally loses a dependency file; one clean retry.
+            if attempt:
+                raise
     stamp.write_text(digest)
     return bdir
 
