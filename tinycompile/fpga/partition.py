@@ -1,0 +1,160 @@
+"""Partitioning through TVM's Relax BYOC: which ops of a QuantGraph the accelerator runs, and its code generator.
+
+The Relax module is the MCU back end's (:func:`tinycompile.mcu.lower.to_relax`): one ``call_tir`` per op whose
+PrimFunc already fuses the op with its requantization and clamp (``l<i>_<op>``), and ``R.reshape`` for views.
+Patterns (registered with ``tvm.relax.backend.pattern_registry``, prefix ``tinyaccel``):
+
+  tinyaccel.view                 R.reshape (flatten, and the flat view a dense reads)
+  tinyaccel.avgpool_requant      call_tir of an avgpool / gap kernel (sum, requantize, clamp)
+  tinyaccel.maxpool              call_tir of a maxpool kernel (max, clamp)
+  tinyaccel.add_requant          call_tir of a residual add (two rescales, add, requantize, clamp)
+  tinyaccel.dense_requant        call_tir of a dense kernel (GEMM, bias, requantize, clamp)
+  tinyaccel.dwconv_requant_clamp call_tir of a depthwise kernel
+  tinyaccel.conv_requant_clamp   call_tir of a convolution kernel
+
+Each pattern's check asks :func:`tinycompile.fpga.plan.unsupported_reason` whether the accelerator can run that op
+(and at which array size); a refused op stays in Relax for the host. ``FuseOpsByPattern`` ->
+``MergeCompositeFunctions`` -> ``RunCodegen`` then hands each merged region to ``relax.ext.tinyaccel``, which
+compiles it into an accelerator program and memory image (:mod:`tinycompile.fpga.codegen`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+import tvm
+from tvm import relax
+from tvm.relax.backend.pattern_registry import get_patterns_with_prefix, register_patterns
+from tvm.relax.dpl.pattern import is_gv, is_op, wildcard
+
+from tinycompile.fpga.codegen import AccelProgram, compile_graph, op_geom
+from tinycompile.fpga.plan import AccelParams, unsupported_reason
+from tinycompile.mcu.lower import to_relax
+from tinycompile.quant.graph import QuantGraph
+
+CODEGEN = "tinyaccel"
+# Pattern name suffix -> QuantGraph ops it matches. Registered in this order: later entries win (the fused
+# compute patterns last, as the registry gives later entries priority).
+PATTERN_OPS: dict[str, tuple[str, ...]] = {
+    "avgpool_requant": ("avgpool", "gap"),
+    "maxpool": ("maxpool",),
+    "add_requant": ("add",),
+    "dense_requant": ("dense",),
+    "dwconv_requant_clamp": ("dwconv",),
+    "conv_requant_clamp": ("conv",),
+}
+_KERNEL = re.compile(r"^l(\d+)_([a-z]+)$")
+
+
+@dataclass
+class _Context:
+    """The graph being partitioned (pattern checks and the codegen are called back from TVM)."""
+
+    graph: QuantGraph
+    params: AccelParams
+    mem_bytes: int
+    refused: dict[int, str] = field(default_factory=dict)
+    programs: dict[str, AccelProgram] = field(default_factory=dict)
+    regions: dict[str, list[int]] = field(default_factory=dict)
+
+
+_local = threading.local()
+_registered = False
+
+
+def _ctx() -> _Context:
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        raise RuntimeError("tinyaccel patterns are only valid inside tinycompile.fpga.partition.partition()")
+    return ctx
+
+
+def _kernel_of(call: relax.Call) -> tuple[int, str] | None:
+    """(op index, op name) of a ``call_tir`` to one of the lowering's kernels."""
+    gv = call.args[0]
+    m = _KERNEL.match(getattr(gv, "name_hint", ""))
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def _check(ops: tuple[str, ...]):
+    def check(context: relax.transform.PatternCheckContext) -> bool:
+        found = _kernel_of(context.annotated_expr["root"])
+        if found is None or found[1] not in ops:
+            return False
+        ctx = _ctx()
+        index = found[0]
+        geom = op_geom(ctx.graph, index, ctx.params.n)
+        reason = "no accelerator mapping" if geom is None else unsupported_reason(geom, ctx.params.n)
+        if reason:
+            ctx.refused[index] = reason
+            return False
+        return True
+
+    return check
+
+
+def patterns() -> list[tuple]:
+    """The ``tinyaccel`` pattern table (name, pattern, annotations, check)."""
+    table: list[tuple] = [(f"{CODEGEN}.view", is_op("relax.reshape")(wildcard(), wildcard()))]
+    for suffix, ops in PATTERN_OPS.items():
+        root = is_op("relax.call_tir")(is_gv(""), wildcard())
+        table.append((f"{CODEGEN}.{suffix}", root, {"root": root}, _check(ops)))
+    return table
+
+
+def _codegen(functions: list, options: dict, constant_names: dict) -> list:
+    """``relax.ext.tinyaccel``: compile each merged region into an accelerator program (kept in the context)."""
+    ctx = _ctx()
+    compute = {i for i, op in enumerate(ctx.graph.ops) if op.op != "flatten"}
+    for func in functions:
+        ops = sorted({int(m.group(1)) for gv in relax.analysis.all_global_vars(func)
+                      if (m := _KERNEL.match(gv.name_hint))})
+        symbol = str(func.attrs["global_symbol"])
+        ctx.regions[symbol] = ops
+        if set(ops) == compute:  # the accelerator runs whole networks; a partial region is refused by the caller
+            ctx.programs[symbol] = compile_graph(ctx.graph, ctx.params, ctx.mem_bytes)
+    return []  # the programs run on the RTL simulator, not inside a TVM runtime module
+
+
+def _register() -> None:
+    global _registered
+    if not _registered:
+        register_patterns(patterns())
+        tvm.register_global_func(f"relax.ext.{CODEGEN}", _codegen, override=True)
+        _registered = True
+
+
+@dataclass
+class Partition:
+    """Where each op runs, the accelerator program of the (single) accelerator region, and the Relax after BYOC."""
+
+    placement: dict[int, str]  # op index -> "accelerator" | "host" | "view"
+    refused: dict[int, str]  # op index -> why the accelerator cannot run it
+    program: AccelProgram | None
+    relax_text: str
+
+
+def partition(graph: QuantGraph, params: AccelParams, mem_bytes: int) -> Partition:
+    """Partition ``graph`` for the accelerator and generate its program through ``RunCodegen``."""
+    _register()
+    ctx = _Context(graph, params, mem_bytes)
+    _local.ctx = ctx
+    try:
+        mod, _ = to_relax(graph)
+        mod = relax.transform.FuseOpsByPattern(get_patterns_with_prefix(CODEGEN), bind_constants=False,
+                                               annotate_codegen=False)(mod)
+        mod = relax.transform.MergeCompositeFunctions()(mod)
+        mod = relax.transform.RunCodegen()(mod)
+    finally:
+        _local.ctx = None
+    on_accel = {i for ops in ctx.regions.values() for i in ops}
+    placement = {}
+    for i, op in enumerate(graph.ops):
+        if op.op == "flatten":
+            placement[i] = "view"
+        else:
+            placement[i] = "accelerator" if i in on_accel else "host"
+    program = next(iter(ctx.programs.values())) if len(ctx.programs) == 1 else None
+    return Partition(placement, dict(ctx.refused), program, mod.script(show_meta=False))
