@@ -57,6 +57,29 @@ def _nextpnr(netlist: Path, timeout: int) -> float | None:
     return float(found[-1]) if found and res.returncode == 0 else None
 
 
+def array_fmax(n: int, timeout: int = 900) -> dict[str, object]:
+    """The whole design does not fit any iCE40, so place the MAC array alone on an HX8K for an Fmax."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = Path(tmp)
+        net = wd / "arr.json"
+        harness = Path(__file__).resolve().parent / "tc_array_harness.sv"
+        (wd / "a.ys").write_text(f"read_verilog -sv {RTL / 'tc_mac_array.sv'} {harness}\n"
+                                 f"chparam -set N {n} tc_array_harness\n"
+                                 f"synth_ice40 -top tc_array_harness -json {net}\n"
+                                 f"tee -o {wd / 'a.stat'} stat\n")
+        subprocess.run(["yosys", "-q", "-s", str(wd / "a.ys")], check=True, timeout=timeout, capture_output=True)
+        luts = [int(m.group(1)) for m in re.finditer(r"SB_LUT4\s+(\d+)", (wd / "a.stat").read_text())]
+        try:
+            res = subprocess.run(["nextpnr-ice40", "--hx8k", "--package", "ct256", "--json", str(net),
+                                  "--timing-allow-fail", "--freq", "12"], capture_output=True, text=True,
+                                 timeout=timeout)
+            found = re.findall(r"Max frequency for clock[^:]*: ([\d.]+) MHz", res.stderr)
+            fmax = float(found[-1]) if found and res.returncode == 0 else None
+        except subprocess.TimeoutExpired:
+            fmax = None
+    return {"n": n, "luts": luts[-1] if luts else None, "fmax_mhz": fmax}
+
+
 def estimate(n: int, timeout: int = 1800) -> dict[str, object]:
     """Synthesise one array size for iCE40 and ECP5; return the figures."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,16 +101,24 @@ def estimate(n: int, timeout: int = 1800) -> dict[str, object]:
     }
 
 
+def _arr(r: dict[str, object]) -> str:
+    a = r.get("ice40_hx8k_mac_array_only")
+    if not a:
+        return "-"
+    fm = f"{a['fmax_mhz']:.1f} MHz" if a["fmax_mhz"] else "no fit"
+    return f"{a['luts']} LUT, {fm}"
+
+
 def print_table(rows: list[dict[str, object]]) -> None:
     """Print the estimates (rich table if available)."""
     head = ["N", "iCE40 LUT4", "iCE40 FF", "SB_MAC16", "SB_RAM40", "UP5K Fmax", "ECP5 LUT4",
-            "ECP5 FF", "MULT18", "DP16KD"]
+            "ECP5 FF", "MULT18", "DP16KD", "HX8K array-only"]
     body = []
     for r in rows:
         i, e = r["ice40"], r["ecp5"]
         fm = f"{i['fmax_mhz']:.1f} MHz" if i["fmax_mhz"] else "does not fit"
         body.append([str(r["n"]), str(i["luts"]), str(i["ffs"]), str(i["dsp"]), str(i["bram"]), fm,
-                     str(e["luts"]), str(e["ffs"]), str(e["mult18"]), str(e["bram"])])
+                     str(e["luts"]), str(e["ffs"]), str(e["mult18"]), str(e["bram"]), _arr(r)])
     try:
         from rich.console import Console
         from rich.table import Table
@@ -111,6 +142,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "estimate.json"))
     args = ap.parse_args()
     rows = [estimate(n) for n in args.n]
+    for r in rows:
+        r["ice40_hx8k_mac_array_only"] = array_fmax(int(r["n"]))
     Path(args.out).write_text(json.dumps(rows, indent=2))
     print_table(rows)
 
