@@ -116,6 +116,8 @@ def generate(graph: QuantGraph, spec: ArchSpec, lowered: Lowered, plan: ArenaPla
         out_off=out_off,
         calls="\n".join(calls),
         n_kernels=len(lowered.calls),
+        out_offsets=", ".join(str(offset(c.op_index)) for c in lowered.calls),
+        out_sizes=", ".join(str(int(np.prod(graph.ops[c.op_index].out_shape))) for c in lowered.calls),
     )
     return h, c, info
 
@@ -150,6 +152,10 @@ uint32_t tc_model_workspace_peak(void);
 #ifdef TC_PROFILE
 /* Called before kernel k (0..TC_NUM_KERNELS-1) and with k = TC_NUM_KERNELS after the last one. */
 void tc_profile_hook(int k);
+/* Where kernel k's int8 output lies in the arena (to check every layer against the integer reference). */
+extern const uint32_t tc_kernel_out_offset[TC_NUM_KERNELS];
+extern const uint32_t tc_kernel_out_size[TC_NUM_KERNELS];
+const int8_t* tc_model_arena(void);
 #endif
 #endif
 """
@@ -197,6 +203,12 @@ __attribute__((weak)) void __aeabi_unwind_cpp_pr0(void) {{}}
 #endif
 
 uint32_t tc_model_workspace_peak(void) {{ return tc_workspace_high; }}
+
+#ifdef TC_PROFILE
+const uint32_t tc_kernel_out_offset[{n_kernels}] = {{{out_offsets}}};
+const uint32_t tc_kernel_out_size[{n_kernels}] = {{{out_sizes}}};
+const int8_t* tc_model_arena(void) {{ return tc_arena; }}
+#endif
 
 {protos}
 

@@ -73,6 +73,7 @@ def build_and_run(
     vectors: np.ndarray,
     codegen: str = "c",
     compiled: Compiled | None = None,
+    check_layers: bool = False,
 ) -> McuBuild:
     """Compile ``graph`` for ``target``, run ``vectors`` (int8 NHWC) on QEMU and compare with the reference."""
     b = firmware.build_config(target)
@@ -82,11 +83,17 @@ def build_and_run(
     fw.mkdir(parents=True, exist_ok=True)
     firmware.write_harness(fw, vectors, b["counter"])
     start = time.perf_counter()
-    elf = firmware.compile_firmware(fw, lib.folder, target, list(lib.kernels))
+    elf = firmware.compile_firmware(fw, lib.folder, target, list(lib.kernels), dump_layers=check_layers)
     cc_seconds = time.perf_counter() - start
     expected = reference.run(graph, vectors).reshape(len(vectors), -1)
     result = firmware.run_qemu(elf, target, len(vectors), len(lib.info.kernels), expected.shape[1])
     mismatches = int((result.outputs != expected).any(axis=1).sum())
+    if check_layers:  # every kernel's output, not only the logits
+        per_layer = reference.run_layers(graph, vectors)
+        for (v, k), got in result.layer_outputs.items():
+            want = per_layer[lib.info.kernel_ops[k]][v].reshape(-1)
+            if not np.array_equal(got, want):
+                mismatches += 1
     report = _report(graph, spec, target, lib, elf, result, expected, mismatches, cc_seconds, codegen)
     return McuBuild(mismatches == 0, report, lib, elf, mismatches)
 
@@ -170,7 +177,7 @@ def _library_memory(lib: Library, target: Target) -> tuple[int, int]:
             objs.append(src)
             continue
         obj = lib.folder.parent / "firmware" / (src.stem + ".o")
-        subprocess.run([b["cc"], *b["cflags"], "-O2", "-std=gnu11", "-c", f"-I{lib.folder}", "-o", str(obj), str(src)], check=True, capture_output=True)
+        subprocess.run([b["cc"], *b["cflags"], "-O2", "-std=gnu11", "--specs=picolibc.specs", "-c", f"-I{lib.folder}", "-o", str(obj), str(src)], check=True, capture_output=True)
         objs.append(obj)
     flash = ram = 0
     for obj in objs:

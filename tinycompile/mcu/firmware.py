@@ -37,6 +37,7 @@ class RunResult:
 
     outputs: np.ndarray  # (N, output_size) int8
     kernel_instructions: list[list[float]]  # per vector, per kernel
+    layer_outputs: dict[tuple[int, int], np.ndarray]  # (vector, kernel) -> int8 output, when dumped
     total_instructions: list[float]
     workspace_peak: int
     stdout: str
@@ -74,7 +75,7 @@ def write_harness(folder: Path, vectors: np.ndarray, counter: str) -> None:
     (folder / "main.c").write_text(_MAIN.replace("@COUNTER@", _COUNTERS[counter]))
 
 
-def compile_firmware(folder: Path, library: Path, target: Target, kernels: list[Path]) -> Path:
+def compile_firmware(folder: Path, library: Path, target: Target, kernels: list[Path], dump_layers: bool = False) -> Path:
     """Cross-compile the harness with the library into ``folder/firmware.elf``."""
     b = build_config(target)
     cc = require_tool(b["cc"])
@@ -88,6 +89,7 @@ def compile_firmware(folder: Path, library: Path, target: Target, kernels: list[
         "-ffunction-sections",
         "-fdata-sections",
         "-DTC_PROFILE",
+        *(["-DTC_DUMP_LAYERS"] if dump_layers else []),
         "--specs=picolibc.specs",
         "--oslib=semihost",
         f"-I{library}",
@@ -139,6 +141,7 @@ def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size
     counts = [[0.0] * n_kernels for _ in range(n_vectors)]
     totals = [0.0] * n_vectors
     peak = 0
+    layers: dict[tuple[int, int], np.ndarray] = {}
     for line in text.splitlines():
         parts = line.split()
         if not parts:
@@ -149,11 +152,13 @@ def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size
             counts[int(parts[1])][int(parts[2])] = int(parts[3]) * per_tick
         elif parts[0] == "T":
             totals[int(parts[1])] = int(parts[2]) * per_tick
+        elif parts[0] == "L":
+            layers[(int(parts[1]), int(parts[2]))] = np.frombuffer(bytes.fromhex(parts[3]), np.int8)
         elif parts[0] == "W":
             peak = int(parts[1])
         elif parts[0] == "E":
             raise RuntimeError(f"the model returned an error on the MCU: {line}")
-    return RunResult(outputs, counts, totals, peak, text)
+    return RunResult(outputs, counts, layers, totals, peak, text)
 
 
 def section_sizes(path: Path) -> dict[str, int]:
@@ -205,6 +210,7 @@ _MAIN = """\
 static uint32_t tc_counts[TC_NUM_KERNELS + 1];
 static uint32_t tc_last;
 static uint32_t tc_total;
+static int tc_vector;
 
 void tc_profile_hook(int k) {
   uint32_t now = counter_read();
@@ -212,6 +218,12 @@ void tc_profile_hook(int k) {
     uint32_t d = counter_elapsed(tc_last, now);
     tc_counts[k - 1] = d;
     tc_total += d;
+#ifdef TC_DUMP_LAYERS
+    const int8_t* t = tc_model_arena() + tc_kernel_out_offset[k - 1];
+    printf("L %d %d ", tc_vector, k - 1);
+    for (uint32_t i = 0; i < tc_kernel_out_size[k - 1]; ++i) printf("%02x", (unsigned)(uint8_t)t[i]);
+    printf("\\n");
+#endif
   }
   tc_last = counter_read();  /* re-read: the bookkeeping above is not charged to the next kernel */
 }
@@ -221,6 +233,7 @@ int main(void) {
   counter_init();
   for (int v = 0; v < TC_NUM_VECTORS; ++v) {
     tc_total = 0;
+    tc_vector = v;
     int rc = tc_model_run(tc_vectors[v], out);
     if (rc != 0) { printf("E %d %d\\n", v, rc); exit(1); }
     printf("O %d ", v);

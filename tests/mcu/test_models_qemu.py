@@ -1,0 +1,30 @@
+"""Whole networks (MNIST-1D, digits) on all four MCU targets under QEMU: bit-exact against the integer reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinycompile.cost.arena import plan_activations
+from tinycompile.mcu.backend import build_and_run
+from tinycompile.targets import load_target
+
+TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55", "rv32imc")
+CASES = [(t, task, "c") for t in TARGETS for task in ("mnist1d", "digits")] + [(t, "mnist1d", "llvm") for t in TARGETS]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("target,task,codegen", CASES)
+def test_network_is_bit_exact_on_qemu(prepared, target, task, codegen, tmp_path) -> None:
+    p = prepared[task]
+    result = build_and_run(p.graph, p.spec, load_target(target), tmp_path, p.vectors, codegen, compiled=p.compiled)
+    r = result.report
+    assert r["vectors"] >= 16
+    assert r["mismatched_vectors"] == 0 and result.ok
+    # The built arena is the planner's figure, in the ELF too, and no bigger than all activations together.
+    assert r["arena_bytes"] == r["arena_bytes_in_elf"] == plan_activations(p.spec).size
+    assert r["arena_ratio"] <= 1.0
+    assert r["workspace_peak_bytes"] <= r["workspace_bytes"]
+    measured = [row["measured_instructions"] for row in r["layers"] if row["op"] != "flatten"]
+    assert all(m and m > 0 for m in measured)
+    assert r["library_flash_bytes"] > r["weight_bytes"] > 0
