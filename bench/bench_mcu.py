@@ -1,0 +1,98 @@
+"""MLPerf Tiny DS-CNN keyword spotting (random int8 weights) through the MCU back end on QEMU: instructions per inference.
+
+Run: ``.venv/bin/python bench/bench_mcu.py`` -> a table, bench/results/mcu.json. Anchors from shared/ANCHORS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from tinycompile.arch import ArchSpec, Layer, same_padding
+from tinycompile.mcu.backend import build_and_run
+from tinycompile.mcu.library import compile_graph
+from tinycompile.model import SpecNet
+from tinycompile.quant.quantize import quantize
+from tinycompile.targets import load_target
+
+ROOT = Path(__file__).resolve().parent
+ANCHORS = {
+    "CMSIS-NN on this QEMU (M4, instructions)": 7_798_120,
+    "TFLite Micro (M4 cycles, 182 ms @120 MHz)": 21_840_000,
+    "microTVM + CMSIS-NN (M4 cycles, 99.8 ms)": 11_976_000,
+    "fastest published (Plumerai, M4 cycles, 47.8 ms)": 5_736_000,
+}
+RUNS = [("cortex-m4", "c"), ("cortex-m4", "llvm"), ("rv32imc", "c"), ("rv32imc", "llvm")]
+
+
+def ds_cnn() -> ArchSpec:
+    """DS-CNN as an ArchSpec: input (1, 49, 10); conv 10x4 s2 SAME 64; 4x (dw 3x3 + pw 64); avgpool 25x5; fc 12."""
+    pt, pb = same_padding(49, 10, 2)
+    pl, pr = same_padding(10, 4, 2)
+    layers = [Layer("conv", (-1,), channels=64, kernel=(10, 4), stride=(2, 2), padding=(pt, pb, pl, pr), relu=True)]
+    for _ in range(4):
+        layers.append(Layer("dwconv", (len(layers) - 1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True))
+        layers.append(Layer("conv", (len(layers) - 1,), channels=64, kernel=(1, 1), relu=True))
+    layers.append(Layer("avgpool", (len(layers) - 1,), kernel=(25, 5), stride=(25, 5)))
+    layers.append(Layer("flatten", (len(layers) - 1,)))
+    layers.append(Layer("dense", (len(layers) - 1,), channels=12))
+    return ArchSpec((1, 49, 10), 12, tuple(layers), {"name": "ds-cnn-kws"})
+
+
+def main() -> int:
+    """Build DS-CNN for each (target, codegen), run one inference per vector on QEMU, print and save the figures."""
+    spec = ds_cnn()
+    torch.manual_seed(0)
+    model = SpecNet(spec).eval()  # random weights: the instruction count does not depend on their values
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 1, (64, *spec.input_shape)).astype(np.float32)
+    graph = quantize(spec, model, calib)
+    vectors = graph.quantize_input(calib[:2])
+    start = time.perf_counter()
+    compiled = compile_graph(graph)
+    lower_s = time.perf_counter() - start
+    macs = sum(spec.macs())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for target, codegen in RUNS:
+            t0 = time.perf_counter()
+            res = build_and_run(graph, spec, load_target(target), Path(tmp) / f"{target}-{codegen}", vectors, codegen, compiled=compiled)
+            r = res.report
+            rows.append({
+                "target": target, "codegen": codegen, "bit_exact": res.ok,
+                "instructions": r["measured_instructions"], "instructions_per_mac": r["measured_instructions"] / macs,
+                "per_layer": [(row["op"], row["measured_instructions"]) for row in r["layers"]],
+                "arena_bytes": r["arena_bytes"], "library_flash_bytes": r["library_flash_bytes"],
+                "weight_bytes": r["weight_bytes"], "workspace_bytes": r["workspace_bytes"],
+                "compile_seconds": round(lower_s + time.perf_counter() - t0, 2),
+                "vs_cmsis_nn_qemu": r["measured_instructions"] / ANCHORS["CMSIS-NN on this QEMU (M4, instructions)"],
+            })  # fmt: skip
+    table = Table(title=f"DS-CNN (MLPerf Tiny KWS shape), {macs:,} MACs, random int8 weights")
+    for col in ("target", "codegen", "bit-exact", "instructions", "per MAC", "x CMSIS-NN", "arena B", "flash B", "compile s"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["target"], row["codegen"], str(row["bit_exact"]), f"{row['instructions']:,.0f}", f"{row['instructions_per_mac']:.2f}",
+            f"{row['vs_cmsis_nn_qemu']:.2f}", str(row["arena_bytes"]), str(row["library_flash_bytes"]), str(row["compile_seconds"]),
+        )  # fmt: skip
+    console = Console(width=160)
+    console.print(table)
+    for name, value in ANCHORS.items():
+        console.print(f"anchor: {name}: {value:,} ({value / macs:.2f} per MAC)")
+    out = {"date": date.today().isoformat(), "command": "python bench/bench_mcu.py", "macs": macs, "anchors": ANCHORS, "runs": rows}
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / "mcu.json").write_text(json.dumps(out, indent=1) + "\n")
+    return 0 if all(r["bit_exact"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
