@@ -1,0 +1,104 @@
+"""``tinycompile build --target fpga``: trial -> int8 QuantGraph -> TVM partition -> accelerator program -> RTL run.
+
+Steps: quantize (the MCU back end's quantizer) -> integer reference -> partition + code generation through Relax
+BYOC -> write the build folder -> run every test input on the RTL (plus cut runs for per-layer counters) -> compare
+every layer's output with the reference -> ``report.json``. Exit code 0 only if every output is bit-exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinycompile.errors import UserError
+from tinycompile.fpga import artifacts
+from tinycompile.fpga.codegen import AccelProgram
+from tinycompile.fpga.plan import AccelParams
+from tinycompile.fpga.report import make_report, print_report
+from tinycompile.fileio import write_json
+from tinycompile.quant import reference
+from tinycompile.quant.graph import QuantGraph
+
+ARRAYS = (4, 8, 16)  # array sizes the RTL elaborates
+MIN_INPUTS = 16
+
+
+def array_size(target: Any, array: int | None) -> int:
+    """The array size to build for (``--array`` or the target's), checked against what the RTL supports."""
+    n = int(array if array is not None else target.accelerator.get("array", 8))
+    if n not in ARRAYS:
+        raise UserError(f"--array must be one of {', '.join(map(str, ARRAYS))}, but got {n}")
+    return n
+
+
+def compile_for_accelerator(graph: QuantGraph, params: AccelParams) -> tuple[AccelProgram, dict[int, str]]:
+    """Partition ``graph`` through TVM and generate the program; refuse (UserError) what the accelerator cannot run."""
+    from tinycompile.fpga.partition import partition
+    from tinycompile.fpga.rtl import mem_bytes
+
+    part = partition(graph, params, mem_bytes(params.n))
+    for i, where in part.placement.items():
+        if where == "host":
+            reason = part.refused.get(i, "no tinyaccel pattern matched it")
+            raise UserError(f"layer {i} ({graph.ops[i].op}) cannot run on the accelerator (N={params.n}): {reason}")
+    if part.program is None:
+        raise UserError("the accelerator partition did not cover the whole network; please report it")
+    return part.program, part.placement
+
+
+def check_outputs(prog: AccelProgram, outputs: list[dict[int, np.ndarray]], expected: list[np.ndarray]) -> list[dict[str, int]]:
+    """Every mismatch (input, layer, differing bytes) between the RTL's layer outputs and the reference's."""
+    bad = []
+    for b, got in enumerate(outputs):
+        for i, arr in got.items():
+            diff = int((arr != expected[i][b]).sum())
+            if diff:
+                bad.append({"input": b, "layer": i, "bytes": diff})
+    return bad
+
+
+def build_fpga(trial_dir: Path, target: Any, out_dir: Path, array: int | None, inputs: int = MIN_INPUTS) -> int:
+    """Build a trial for the accelerator, run ``inputs`` test inputs on the RTL, write report.json; 0 iff bit-exact."""
+    from tinycompile.console import console
+    from tinycompile.quant.quantize import quantize
+    from tinycompile.tasks import load_task
+    from tinycompile.trial import load_trial
+
+    if inputs < MIN_INPUTS:
+        raise UserError(f"inputs must be >= {MIN_INPUTS}, but got {inputs}")
+    n = array_size(target, array)
+    trial_dir, out_dir = Path(trial_dir), Path(out_dir)
+    spec, model, metrics = load_trial(trial_dir)
+    task_name = spec.meta.get("task") or metrics.get("task")
+    if not task_name:
+        raise UserError(f"{trial_dir}: spec.json has no meta.task; cannot find the data to calibrate and test on")
+    task = load_task(str(task_name))
+    log = console(stderr=True)
+    log.print(f"[bold]build[/] {trial_dir} for {target.name} (accelerator N={n})")
+    graph = quantize(spec, model, task.x_train)
+    graph.meta.update(task=task.name, trial=str(trial_dir))
+    x = graph.quantize_input(task.x_test[: min(inputs, len(task.x_test))])
+    report = build_graph(graph, target, out_dir, n, x, log=log)
+    report.update(trial=str(trial_dir), task=task.name, int8_test_accuracy=reference.accuracy(graph, task.x_test, task.y_test))
+    write_json(out_dir / "report.json", report)
+    print_report(report, console())
+    return 0 if report["bit_exact"] else 1
+
+
+def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.ndarray, log: Any = None) -> dict[str, Any]:
+    """Compile a QuantGraph, save the build folder, run ``x`` (int8 NHWC) on the RTL, return the report dict."""
+    from tinycompile.fpga.rtl import run_network
+
+    params = AccelParams.for_array(n, target.accelerator)
+    prog, placement = compile_for_accelerator(graph, params)
+    expected = reference.run_layers(graph, x)
+    artifacts.save(out_dir, graph, prog, placement, x, target)
+    if log is not None:
+        log.print(f"program: {len(prog.instrs)} instructions, image {prog.image.data.size} B; running {len(x)} inputs on the RTL")
+    run = run_network(prog, x)
+    mismatches = check_outputs(prog, run.outputs, expected)
+    report = make_report(prog, placement, run, mismatches, target, len(x))
+    write_json(Path(out_dir) / "report.json", report)
+    return report

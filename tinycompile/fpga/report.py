@@ -1,0 +1,133 @@
+"""The FPGA build report: per layer predicted vs measured cycles, MAC-array utilisation, bytes moved; totals.
+
+Two utilisation figures, both per layer and for the network:
+  utilisation     the RTL's own counter: cycles the array was issued an input row / cycles (rtl_sim/ISA.md, CSR 2)
+  mac_efficiency  useful multiply-accumulates / (N^2 x cycles): a depthwise row uses N of the N^2 MACs
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tinycompile.fpga.codegen import AccelProgram
+from tinycompile.fpga.rtl import RtlRun
+from tinycompile.fpga.schedule import layer_timing
+
+SYNTH_RESULTS = Path(__file__).resolve().parents[2] / "rtl_sim" / "synth" / "estimate.json"
+
+
+def synthesis_estimate(n: int) -> dict[str, Any] | str:
+    """The synthesis figures for this array size from rtl_sim/synth/estimate.json, or "not measured"."""
+    if not SYNTH_RESULTS.is_file():
+        return "not measured"
+    try:
+        rows = json.loads(SYNTH_RESULTS.read_text())
+    except (OSError, ValueError):
+        return "not measured"
+    for row in rows if isinstance(rows, list) else []:
+        if row.get("n") == n:
+            return {**row, "source": str(SYNTH_RESULTS.relative_to(SYNTH_RESULTS.parents[2])),
+                    "note": "synthesised with the small FPGA scratchpads in 'params', not the simulated sizes"}
+    return "not measured"
+
+
+def make_report(prog: AccelProgram, placement: dict[int, str], run: RtlRun, mismatches: list[dict[str, int]],
+                target: Any, inputs: int) -> dict[str, Any]:
+    """The report dict (what report.json holds)."""
+    p = prog.params
+    n2 = p.n * p.n
+    measured = {m.index: m for m in run.layers}
+    layers = []
+    for code in prog.layers:
+        row: dict[str, Any] = {"index": code.index, "op": code.op, "ran_on": placement.get(code.index, "accelerator")}
+        if code.geom is None or code.tiling is None:
+            row.update(ran_on="view (no data moved)", macs=0, instructions=0)
+            layers.append(row)
+            continue
+        pred = layer_timing(code.geom, p)
+        m = measured.get(code.index)
+        macs = code.geom.macs()
+        row.update(
+            kind=code.geom.kind, macs=macs, instructions=code.count,
+            tiling={"passes": len(code.tiling.passes), "blocks": sum(len(b) for b in code.tiling.blocks),
+                    "k_chunks": code.tiling.chunks},
+            predicted_cycles=pred.cycles, measured_cycles=None if m is None else m.cycles,
+            relative_error=None if m is None or not m.cycles else (pred.cycles - m.cycles) / m.cycles,
+            mac_active_cycles=None if m is None else m.mac_cycles,
+            utilisation=None if m is None or not m.cycles else m.mac_cycles / m.cycles,
+            mac_efficiency=None if m is None or not m.cycles else macs / (n2 * m.cycles),
+            bytes_moved=pred.bytes_moved(p.n),
+            bytes_detail={"load": pred.load_words * p.n, "store": pred.store_words * p.n, "fetch": pred.fetch_words * p.n},
+        )  # fmt: skip
+        layers.append(row)
+    cycles = run.cycles[0]
+    mac_cycles = run.mac_cycles[0]
+    latency_ms = cycles / (target.clock_mhz * 1e3)
+    macs = sum(r.get("macs", 0) for r in layers)
+    errors = [abs(r["relative_error"]) for r in layers if r.get("relative_error") is not None]
+    return {
+        "target": target.name,
+        "backend": "fpga",
+        "codegen": "relax.ext.tinyaccel",
+        "array": p.n,
+        "scratchpads": {"inp_words": p.inp_depth, "wgt_tiles": p.wgt_tiles, "acc_rows": p.acc_depth,
+                        "out_words": p.out_depth, "param_sets": p.param_sets},
+        "clock_mhz": target.clock_mhz,
+        "inputs": inputs,
+        "bit_exact": not mismatches,
+        "mismatches": mismatches[:20],
+        "mismatched_outputs": len(mismatches),
+        "cycles_per_input": sorted(set(run.cycles)),
+        "layers": layers,
+        "total": {
+            "cycles": cycles,
+            "predicted_cycles": sum(r.get("predicted_cycles", 0) for r in layers),
+            "latency_ms": latency_ms,
+            "energy_uj": latency_ms * target.energy["active_mw"],
+            "mac_active_cycles": mac_cycles,
+            "utilisation": mac_cycles / cycles if cycles else 0.0,
+            "mac_efficiency": macs / (n2 * cycles) if cycles else 0.0,
+            "macs": macs,
+            "bytes_moved": sum(r.get("bytes_moved", 0) for r in layers),
+            "max_layer_error": max(errors) if errors else None,
+        },
+        "synthesis": synthesis_estimate(p.n),
+        "rtl_wall_seconds": run.wall_s,
+    }
+
+
+def print_report(report: dict[str, Any], out: Any) -> None:
+    """The per-layer table and the totals."""
+    from rich.table import Table
+
+    t = Table(title=f"{report['target']} accelerator, N={report['array']}: predicted vs RTL cycles")
+    for col in ("#", "op", "ran on", "MACs", "predicted", "measured", "error", "util.", "MAC eff.", "bytes"):
+        t.add_column(col, justify="left" if col in ("op", "ran on") else "right")
+    for r in report["layers"]:
+        if "predicted_cycles" not in r:
+            t.add_row(str(r["index"]), r["op"], r["ran_on"], "0", "0", "-", "-", "-", "-", "0")
+            continue
+        meas, err = r["measured_cycles"], r["relative_error"]
+        t.add_row(
+            str(r["index"]), r["op"], r["ran_on"], f"{r['macs']:,}", f"{r['predicted_cycles']:,}",
+            "-" if meas is None else f"{meas:,}", "-" if err is None else f"{100 * err:+.1f}%",
+            "-" if r["utilisation"] is None else f"{100 * r['utilisation']:.0f}%",
+            "-" if r["mac_efficiency"] is None else f"{100 * r['mac_efficiency']:.0f}%", f"{r['bytes_moved']:,}",
+        )  # fmt: skip
+    tot = report["total"]
+    t.add_row("", "total", "", f"{tot['macs']:,}", f"{tot['predicted_cycles']:,}", f"{tot['cycles']:,}",
+              f"{100 * (tot['predicted_cycles'] - tot['cycles']) / tot['cycles']:+.1f}%", f"{100 * tot['utilisation']:.0f}%",
+              f"{100 * tot['mac_efficiency']:.0f}%", f"{tot['bytes_moved']:,}")  # fmt: skip
+    out.print(t)
+    verdict = "[green]bit-exact[/]" if report["bit_exact"] else f"[red]{report['mismatched_outputs']} layer outputs differ[/]"
+    synth = report["synthesis"]
+    synth_text = synth if isinstance(synth, str) else (
+        f"ECP5 {synth['ecp5']['luts']} LUT4, {synth['ecp5']['mult18']} MULT18, {synth['ecp5']['bram']} DP16KD; "
+        f"iCE40 {synth['ice40']['luts']} LUT4 (small-scratchpad build)")
+    out.print(f"{report['inputs']} test inputs, every layer: {verdict} vs the integer reference | "
+              f"{tot['cycles']:,} cycles = {tot['latency_ms']:.3f} ms at {report['clock_mhz']:g} MHz | "
+              f"energy ~{tot['energy_uj']:.1f} uJ | array utilisation {100 * tot['utilisation']:.0f}% "
+              f"(MAC efficiency {100 * tot['mac_efficiency']:.0f}%)")
+    out.print(f"synthesis for N={report['array']}: {synth_text}")
