@@ -39,6 +39,13 @@ CASES = {
     "full_kernel_dense": ArchSpec((9, 3, 3), 5, (
         L("conv", (-1,), channels=11, kernel=(3, 3)),
         L("dense", (0,), channels=5))),
+    # structurally equal layers share one PrimFunc: each call must still write its own planned buffer
+    "shared_kernels_residual": ArchSpec((4, 3, 3), 4, (
+        L("conv", (-1,), channels=4, kernel=(1, 1), relu=True),
+        L("conv", (0,), channels=4, kernel=(1, 1), relu=True),
+        L("conv", (1,), channels=4, kernel=(1, 1), relu=True),
+        L("add", (2, 0)),
+        L("gap", (3,)), L("dense", (4,), channels=4))),
 }
 
 

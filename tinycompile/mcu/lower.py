@@ -72,7 +72,8 @@ def lower(graph: QuantGraph) -> Lowered:
     mod = run_relax_pipeline(mod)
     tir_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)})
     tir_mod = schedule(tir_mod)
-    calls, views = extract_calls(mod, names)
+    kernel_ops = [i for i, op in enumerate(graph.ops) if op.op != "flatten"]
+    calls, views = extract_calls(mod, kernel_ops)
     return Lowered(tir_mod, calls, views, mod["main"].script(show_meta=False))
 
 
@@ -145,8 +146,12 @@ def _has_root(sch: s_tir.Schedule) -> bool:
         return False
 
 
-def extract_calls(mod: tvm.IRModule, names: dict[str, int]) -> tuple[list[Call], dict[int, int]]:
-    """The ordered kernel calls of Relax ``main``; reshapes become views of their source tensor."""
+def extract_calls(mod: tvm.IRModule, kernel_ops: list[int]) -> tuple[list[Call], dict[int, int]]:
+    """The ordered kernel calls of Relax ``main``; reshapes become views of their source tensor.
+
+    The k-th ``call_tir`` computes op ``kernel_ops[k]`` (no pass reorders or fuses them). The kernel's name cannot
+    tell: the BlockBuilder shares one PrimFunc between structurally equal layers (weights are arguments).
+    """
     main = mod["main"]
     var_tensor: dict[Any, int] = {main.params[0]: -1}
     views: dict[int, int] = {}
@@ -162,7 +167,7 @@ def extract_calls(mod: tvm.IRModule, names: dict[str, int]) -> tuple[list[Call],
                         args.append(Arg(None, a.value.numpy()))
                     else:
                         args.append(Arg(var_tensor[a]))
-                op_index = int(gv.name_hint.split("_")[0][1:])
+                op_index = kernel_ops[len(calls)]
                 calls.append(Call(gv.name_hint, op_index, tuple(args)))
                 var_tensor[binding.var] = op_index
             elif isinstance(value, relax.Call) and value.op == tvm.ir.Op.get("relax.reshape"):
