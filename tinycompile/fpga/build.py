@@ -97,7 +97,7 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
     artifacts.save(out_dir, graph, prog, placement, x, target)
     if log is not None:
         log.print(f"program: {len(prog.instrs)} instructions, image {prog.image.data.size} B; running {len(x)} inputs on the RTL")
-    run = run_network(prog, x)
+    run = run_network(prog, x, log=Path(out_dir) / "rtl.log")
     mismatches = check_outputs(prog, run.outputs, expected)
     report = make_report(prog, placement, run, mismatches, target, len(x))
     write_json(Path(out_dir) / "report.json", report)

@@ -45,7 +45,7 @@ PATTERN_OPS: dict[str, tuple[str, ...]] = {
     "dwconv_requant_clamp": ("dwconv",),
     "conv_requant_clamp": ("conv",),
 }
-_KERNEL = re.compile(r"^l(\d+)_([a-z]+)$")
+_KERNEL = re.compile(r"^l(\d+)_([a-z]+)\d*$")  # a numeric suffix: the builder renamed a duplicate
 
 
 @dataclass
@@ -118,6 +118,39 @@ def _codegen(functions: list, options: dict, constant_names: dict) -> list:
     return []  # the programs run on the RTL simulator, not inside a TVM runtime module
 
 
+def unique_kernels(mod: tvm.IRModule, graph: QuantGraph) -> tvm.IRModule:
+    """Give every op its own kernel ``l<i>_<op>``: the BlockBuilder shares one PrimFunc between identical ops
+    (the repeated blocks of a DS-CNN), but partition checks and the codegen must know which op a call is."""
+    compute = [i for i, op in enumerate(graph.ops) if op.op != "flatten"]
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    @relax.expr_functor.mutator
+    class _Rename(relax.expr_functor.PyExprMutator):
+        def __init__(self) -> None:
+            super().__init__(mod)
+            self.k = 0
+
+        def visit_call_(self, call: relax.Call) -> relax.Expr:  # noqa: N802 - TVM's visitor naming
+            call = super().visit_call_(call)
+            if not call.op.same_as(call_tir):
+                return call
+            if self.k >= len(compute):
+                raise RuntimeError("more kernel calls than QuantGraph ops; the lowering changed, please report it")
+            i = compute[self.k]
+            self.k += 1
+            name = f"l{i}_{graph.ops[i].op}"
+            # A distinct global_symbol keeps the builder from sharing the kernel again.
+            gv = self.builder_.add_func(mod[call.args[0]].with_attr("global_symbol", name), name)
+            return relax.Call(call.op, [gv, *call.args[1:]], call.attrs, call.ty_args)
+
+    rename = _Rename()
+    main_gv = mod.get_global_var("main")
+    rename.builder_.update_func(main_gv, rename.visit_expr(mod["main"]))
+    if rename.k != len(compute):
+        raise RuntimeError("fewer kernel calls than QuantGraph ops; the lowering changed, please report it")
+    return relax.transform.DeadCodeElimination(["main"])(rename.builder_.get())
+
+
 def _register() -> None:
     global _registered
     if not _registered:
@@ -143,6 +176,7 @@ def partition(graph: QuantGraph, params: AccelParams, mem_bytes: int) -> Partiti
     _local.ctx = ctx
     try:
         mod, _ = to_relax(graph)
+        mod = unique_kernels(mod, graph)
         mod = relax.transform.FuseOpsByPattern(get_patterns_with_prefix(CODEGEN), bind_constants=False,
                                                annotate_codegen=False)(mod)
         mod = relax.transform.MergeCompositeFunctions()(mod)

@@ -7,7 +7,12 @@ The cycle and MAC counters of consecutive cut runs differ by exactly what that l
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -50,9 +55,36 @@ def mem_bytes(n: int) -> int:
     return MEM_WORDS * n
 
 
+@contextmanager
+def _output_to(log: Path | None) -> Iterator[None]:
+    """Send the simulator's own chatter (stdout and stderr of this process and its children) to ``log``."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
-                timeout_cycles: int = 20_000_000) -> RtlRun:
-    """Run ``inputs`` (int8 ``(B, H, W, C)``) on the RTL; with ``per_layer`` also measure each layer."""
+                timeout_cycles: int = 20_000_000, log: Path | None = None) -> RtlRun:
+    """Run ``inputs`` (int8 ``(B, H, W, C)``) on the RTL; with ``per_layer`` also measure each layer.
+
+    ``log``: a file for the simulator's console output (Verilator build, cocotb), kept off the user's terminal.
+    """
     from tinycompile.accel.simulate import SimJob, run_jobs  # cocotb is only needed here
 
     jobs = [SimJob(prog.with_input(x), prog.prog_addr, timeout_cycles=timeout_cycles) for x in inputs]
@@ -62,7 +94,8 @@ def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
         img: MemoryImage = prog.with_input(inputs[0])
         cut_after(prog, layer, img)
         jobs.append(SimJob(img, prog.prog_addr, timeout_cycles=timeout_cycles))
-    results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
+    with _output_to(log):
+        results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
     for k, r in enumerate(results):
         if not r.done or r.error:
             what = f"input {k}" if k < len(inputs) else f"cut after layer {cuts[k - len(inputs)]}"

@@ -25,7 +25,7 @@ def simulate_build(folder: Path) -> int:
     if len(x) == 0:
         raise UserError(f"{folder}/inputs.npy holds no inputs")
     console(stderr=True).print(f"[bold]simulate[/] {folder}: {len(x)} inputs on the RTL (N={prog.params.n})")
-    run = run_network(prog, x)
+    run = run_network(prog, x, log=folder / "rtl.log")
     mismatches = check_outputs(prog, run.outputs, reference.run_layers(graph, x))
     report = make_report(prog, placement, run, mismatches, target, len(x))
     write_json(folder / "report.json", report)

@@ -1,0 +1,60 @@
+"""Layers bigger than a scratchpad are tiled (and still exact on the RTL); a layer the accelerator cannot run is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import random_graph
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.errors import UserError
+from tinycompile.fpga.build import compile_for_accelerator
+from tinycompile.fpga.plan import AccelParams
+from tinycompile.fpga.rtl import run_network
+from tinycompile.quant import reference
+
+L = Layer
+# Every way a layer can outgrow the N = 8 scratchpads (16 KB per INP/WGT half, 512 ACC rows per half, 64 parameter sets):
+BIG = ArchSpec(
+    (8, 1, 1200),
+    10,
+    (
+        L("conv", (-1,), channels=16, kernel=(1, 5), stride=(1, 2), padding=(0, 0, 2, 2), relu=True),  # 600 px row: column blocks
+        L("maxpool", (0,), kernel=(1, 4), stride=(1, 4)),  # (16, 1, 150)
+        L("flatten", (1,)),
+        L("dense", (2,), channels=24, relu=True),  # K = 2400: 300 k-tiles > 256 per WGT half -> reduction chunks
+        L("conv", (1,), channels=520, kernel=(1, 1), relu=True),  # 65 output tiles > 64 parameter sets -> two passes
+        L("gap", (4,)),  # a 150-tap window
+        L("dense", (5,), channels=24),
+        L("add", (3, 6), relu=True),
+        L("dense", (7,), channels=10),
+    ),
+)
+
+
+def test_oversized_layers_are_tiled_and_exact() -> None:
+    """Column blocks, reduction chunks and parameter passes all appear, and the RTL still matches the reference."""
+    graph = random_graph(BIG)
+    prog, _ = compile_for_accelerator(graph, AccelParams.for_array(8))
+    tiling = {c.index: c.tiling for c in prog.layers if c.tiling is not None}
+    assert sum(len(b) for b in tiling[0].blocks) > 1 and max(b.cols for b in tiling[0].blocks[0]) < 600
+    assert tiling[3].chunks > 1
+    assert len(tiling[4].passes) == 2
+    x = graph.quantize_input(np.random.default_rng(1).standard_normal((2, *BIG.input_shape)).astype(np.float32))
+    run = run_network(prog, x, per_layer=False)
+    want = reference.run_layers(graph, x)
+    for b in range(len(x)):
+        for i, got in run.outputs[b].items():
+            np.testing.assert_array_equal(got, want[i][b], err_msg=f"input {b} layer {i}")
+
+
+def test_layer_the_accelerator_cannot_run_is_refused_in_one_line() -> None:
+    """An input wider than the address generator's 12-bit bounds: refused, naming the layer and the reason."""
+    spec = ArchSpec((1, 1, 5000), 4, (L("conv", (-1,), channels=4, kernel=(1, 5), stride=(1, 5)),
+                                       L("gap", (0,)), L("flatten", (1,)), L("dense", (2,), channels=4)))
+    graph = random_graph(spec)
+    with pytest.raises(UserError) as err:
+        compile_for_accelerator(graph, AccelParams.for_array(8))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("layer 0 (conv) cannot run on the accelerator") and "4095" in msg
