@@ -89,3 +89,16 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     other = run_cli("search", *DIGITS, "--trials", "1", "--study", "s", "--out", str(tmp_path), "--sram-kb", "100")
     assert other.returncode == 2
     assert "was started with sram_kb=None, not 100.0" in other.stderr
+
+
+def test_distilled_search_trains_one_teacher_for_all_workers(tmp_path: Path) -> None:
+    result = run_cli("search", *DIGITS, "--trials", "3", "--jobs", "2", "--distill", "--study", "kd", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "kd"
+    teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    assert teacher["test_acc"] >= 0.9
+    trials = complete(load(run_dir))
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    for t in trials:
+        if t.user_attrs["trained"]:
+            assert json.loads((run_dir / "trials" / str(t.number) / "metrics.json").read_text())["distilled"] is True

@@ -36,8 +36,15 @@ def train(
     weight_decay: float = 1e-4,
     patience: int = 12,
     seed: int = 0,
+    teacher_logits: np.ndarray | None = None,
+    distill_weight: float = 0.5,
+    temperature: float = 4.0,
 ) -> tuple[SpecNet, dict[str, Any]]:
-    """Train a fresh model of ``spec``; return the weights of its best validation epoch and the metrics."""
+    """Train a fresh model of ``spec``; return the weights of its best validation epoch and the metrics.
+
+    With ``teacher_logits`` (a teacher's logits on ``task.x_train``), the loss mixes cross-entropy with Hinton's
+    distillation term (KL divergence of the softened outputs, scaled by ``temperature**2``).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = SpecNet(spec)
@@ -45,6 +52,9 @@ def train(
     steps_per_epoch = -(-len(task.x_train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     x_train, y_train = torch.from_numpy(task.x_train), torch.from_numpy(task.y_train)
+    soft_targets = None
+    if teacher_logits is not None:
+        soft_targets = torch.softmax(torch.from_numpy(teacher_logits).float() / temperature, dim=1)
     loss_fn = nn.CrossEntropyLoss()
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     start = time.perf_counter()
@@ -55,7 +65,14 @@ def train(
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(x_train[idx]), y_train[idx]).backward()
+            logits = model(x_train[idx])
+            loss = loss_fn(logits, y_train[idx])
+            if soft_targets is not None:
+                soft = nn.functional.kl_div(
+                    nn.functional.log_softmax(logits / temperature, dim=1), soft_targets[idx], reduction="batchmean"
+                )
+                loss = (1 - distill_weight) * loss + distill_weight * temperature**2 * soft
+            loss.backward()
             opt.step()
             sched.step()
         acc = evaluate(model, task.x_val, task.y_val)
@@ -70,5 +87,6 @@ def train(
         "epochs": epoch,
         "best_epoch": best_epoch,
         "train_seconds": round(time.perf_counter() - start, 2),
+        "distilled": teacher_logits is not None,
     }
     return model, metrics

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", help="study name (default: made from task, space, target, objective and seed)")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs/)")
     p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per candidate (default 40)")
+    p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs")
     p.set_defaults(func=run)
 
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         study=args.study,
         out=args.out,
         epochs=args.epochs,
+        distill=args.distill,
     )
     console = make_console()
     prepared = prepare(config)

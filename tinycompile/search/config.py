@@ -37,6 +37,7 @@ class SearchConfig:
     study: str | None = None
     out: str = "runs"
     epochs: int = 40
+    distill: bool = False
 
     @property
     def study_name(self) -> str:

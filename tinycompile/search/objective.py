@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
+import numpy as np
 import optuna
 
 from tinycompile.cost.model import estimate
 from tinycompile.search.config import Prepared
+from tinycompile.search.teacher import teacher_logits
 from tinycompile.train import train
 from tinycompile.trial import save_trial
 
@@ -25,6 +27,14 @@ class Objective:
 
     def __init__(self, prepared: Prepared) -> None:
         self.p = prepared
+        self._teacher: np.ndarray | None = None
+
+    def teacher(self) -> np.ndarray | None:
+        """The teacher's logits when distilling (trained once per run, loaded once per worker)."""
+        if self.p.config.distill and self._teacher is None:
+            folder = self.p.config.run_dir / "teacher"
+            self._teacher = teacher_logits(self.p.space, self.p.task, folder, self.p.config.epochs, self.p.config.seed)
+        return self._teacher
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float]:
         space = self.p.space
@@ -43,7 +53,8 @@ class Objective:
             # Over budget: scored from the cost model alone, never trained; infeasible to the sampler anyway.
             trial.set_user_attr("trained", False)
             return 0.0, second
-        model, metrics = train(spec, self.p.task, epochs=self.p.config.epochs, seed=self.p.config.seed + trial.number)
+        seed = self.p.config.seed + trial.number
+        model, metrics = train(spec, self.p.task, epochs=self.p.config.epochs, seed=seed, teacher_logits=self.teacher())
         metrics["cost"] = cost.to_dict()
         save_trial(trial_dir(self.p, trial.number), spec, model, metrics)
         trial.set_user_attr("trained", True)

@@ -15,7 +15,7 @@ from tinycompile.search.config import SearchConfig
 HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 20  # a trial silent this long was killed: it is failed and retried once with the same parameters
 DIRECTIONS = ("maximize", "minimize")
-MATCHING_KEYS = ("task", "space", "target", "objective", "sram_kb", "flash_kb", "latency_ms", "epochs")
+MATCHING_KEYS = ("task", "space", "target", "objective", "sram_kb", "flash_kb", "latency_ms", "epochs", "distill")
 
 
 def make_storage(url: str, attempts: int = 3) -> RDBStorage:

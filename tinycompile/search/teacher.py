@@ -1,0 +1,53 @@
+"""A teacher for distillation: the largest candidate of the space, trained once per run and shared by all workers."""
+
+from __future__ import annotations
+
+import fcntl
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinycompile.arch import ArchSpec
+from tinycompile.fileio import write_with
+from tinycompile.search.space import SearchSpace
+from tinycompile.tasks import Task
+from tinycompile.train import train
+from tinycompile.trial import save_trial
+
+TEACHER_MAX_MACS = 2_000_000  # keeps the teacher's training to a minute or two on one core
+TEACHER_PROBES = 2000
+
+
+def teacher_spec(space: SearchSpace, task: Task, seed: int) -> ArchSpec:
+    """The candidate with the most parameters among sampled ones under a MAC cap (budgets do not apply)."""
+    rng = random.Random(seed)
+    best: ArchSpec | None = None
+    for _ in range(TEACHER_PROBES):
+        spec = space.build(space.random_choices(rng), task.input_shape, task.num_classes)
+        if sum(spec.macs()) <= TEACHER_MAX_MACS and (best is None or spec.params() > best.params()):
+            best = spec
+    assert best is not None, "no candidate of the space fits the teacher's MAC cap"
+    return best
+
+
+def teacher_logits(space: SearchSpace, task: Task, folder: Path, epochs: int, seed: int) -> np.ndarray:
+    """The teacher's logits on ``task.x_train``: trained under a file lock the first time, then read from disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    logits_file = folder / "logits.npy"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker trains; the others wait and reuse its result
+        if not logits_file.exists():
+            spec = teacher_spec(space, task, seed)
+            model, metrics = train(spec, task, epochs=epochs, seed=seed)
+            with torch.no_grad():
+                logits = model(torch.from_numpy(task.x_train)).numpy()
+            save_trial(folder, spec, model, metrics)
+            write_with(logits_file, lambda tmp: _save_array(tmp, logits))
+    return np.load(logits_file)
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as f:  # a file object: np.save would append ".npy" to a bare path
+        np.save(f, array)
