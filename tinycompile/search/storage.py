@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import warnings
@@ -71,8 +72,9 @@ def open_study(config: SearchConfig, worker: int = 0) -> optuna.Study:
     if theirs is None:
         study.set_user_attr("config", mine)
     else:
+        defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
         for key in MATCHING_KEYS:
-            if theirs.get(key) != mine.get(key):
+            if theirs.get(key, defaults[key]) != mine.get(key):  # a key a study predates has its default
                 raise UserError(
                     f"study {config.study_name!r} was started with {key}={theirs.get(key)!r}, not {mine.get(key)!r}; "
                     "resume it with the same settings or pass another --study name"
