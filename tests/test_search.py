@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from conftest import ROOT, run_cli

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tinycompile.errors import UserError
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -18,3 +23,25 @@ def data_dir(name: str) -> Path:
 def yaml_files(name: str) -> dict[str, Path]:
     """``{stem: path}`` of the YAML files in the folder ``name``."""
     return {p.stem: p for p in sorted(data_dir(name).glob("*.yaml"))}
+
+
+def find_yaml(folder: str, name_or_path: str, what: str) -> Path:
+    """A YAML file given by its name in ``folder`` (``cortex-m4``) or by its path; ``what`` names it in errors."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    files = yaml_files(folder)
+    if name_or_path not in files:
+        raise UserError(f"unknown {what} {name_or_path!r}; choose one of {', '.join(files)} or give a YAML file")
+    return files[name_or_path]
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file, or ``UserError`` naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: must be a mapping of keys to values")
+    return data

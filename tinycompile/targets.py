@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tinycompile.errors import UserError
-from tinycompile.resources import yaml_files
+from tinycompile.resources import find_yaml, read_yaml_mapping, yaml_files
 
 KINDS = ("mcu", "fpga")
 CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
@@ -41,22 +39,11 @@ def available_targets() -> list[str]:
 
 def load_target(name_or_path: str) -> Target:
     """Load a target by name (``cortex-m4``) or by the path of a YAML file; raise ``UserError`` if it is bad."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        files = yaml_files("hw_targets")
-        if name_or_path not in files:
-            raise UserError(f"unknown target {name_or_path!r}; choose one of {', '.join(files)} or give a YAML file")
-        path = files[name_or_path]
-    return _parse(path)
+    return _parse(find_yaml("hw_targets", name_or_path, "target"))
 
 
 def _parse(path: Path) -> Target:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({_first_line(exc)})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: must be a mapping of keys to values")
+    data = read_yaml_mapping(path)
 
     def need(key: str, kind: type | tuple[type, ...], where: dict[str, Any] = data, prefix: str = "") -> Any:
         if key not in where:
@@ -109,7 +96,3 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
         return "a number"
     names = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", list: "a list"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _first_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())

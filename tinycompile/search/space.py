@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tinycompile.arch import ArchSpec, Layer, Shape, same_padding
 from tinycompile.errors import UserError
-from tinycompile.resources import yaml_files
+from tinycompile.resources import find_yaml, read_yaml_mapping, yaml_files
 
 INPUTS = ("1d", "2d", "any")
 _INT = "int"
@@ -100,18 +98,8 @@ def available_spaces() -> list[str]:
 
 def load_space(name_or_path: str) -> SearchSpace:
     """Load a space by name (``cnn1d``) or YAML path; raise ``UserError`` naming the file and key if it is bad."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        files = yaml_files("search_spaces")
-        if name_or_path not in files:
-            raise UserError(f"unknown search space {name_or_path!r}; choose one of {', '.join(files)} or give a YAML file")
-        path = files[name_or_path]
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: must be a mapping with keys name, input and its sections")
+    path = find_yaml("search_spaces", name_or_path, "search space")
+    data = read_yaml_mapping(path)
     kind = data.get("input")
     if kind not in INPUTS:
         raise UserError(f"{path}: key 'input' must be one of {', '.join(INPUTS)}, but got {kind!r}")

@@ -49,7 +49,7 @@ def run_search(prepared: Prepared, console: Console) -> optuna.Study:
     except KeyboardInterrupt:
         for w in workers:
             w.terminate()
-        raise UserError(f"search interrupted; finished trials are kept: run the same command again to resume") from None
+        raise UserError("search interrupted; finished trials are kept: run the same command again to resume") from None
     failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
     if failed and len(completed(study)) < config.trials:
         raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the messages above")
