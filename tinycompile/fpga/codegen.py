@@ -13,6 +13,7 @@ import numpy as np
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
 from tinycompile.accel.isa import INSTR_BYTES
+from tinycompile.errors import UserError
 from tinycompile.fpga.plan import (
     IDENTITY_MULT,
     AccelParams,
@@ -23,6 +24,7 @@ from tinycompile.fpga.plan import (
     emit_layer,
     geom_from_hwc,
     plan_layer,
+    tap_major,
 )
 from tinycompile.quant.graph import QOp, QuantGraph
 
@@ -134,7 +136,14 @@ def _diag_tiles(n: int, taps: int, vals: np.ndarray) -> np.ndarray:
 
 
 def _constants(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Weight tiles and parameter blob of one op, in the layouts the accelerator reads."""
+    """Weight tiles and parameter blob of one op, in the layouts the accelerator reads (see ``plan.tap_major``)."""
+    tiles, blob = _constants_tile_major(op, g, n)
+    if tap_major(g):
+        tiles = np.ascontiguousarray(tiles.transpose(1, 0, 2, 3))  # (taps, tiles, N, N)
+    return tiles, blob
+
+
+def _constants_tile_major(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
     zp_in = op.in_q[0].zero_point
     t = op.tensors
     if g.kind == "conv":
@@ -164,6 +173,15 @@ def _constants(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
     return eye, np.stack(sets, axis=1)  # (tiles, 3 sets, 3 rows, N)
 
 
+def _place(what: str, mem_bytes: int, fn: object, *args: object) -> int:
+    """Run an image allocation; a full image becomes a one-line UserError saying what did not fit."""
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except ValueError:
+        raise UserError(f"{what} does not fit the accelerator's {mem_bytes // 1024} KB external memory "
+                        "(constants, every layer's output and the program are all resident); use a smaller model") from None
+
+
 def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelProgram:
     """Lay out constants and tensors, emit every op's instructions, and assemble the program into one image."""
     n = p.n
@@ -175,9 +193,10 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
             plans.append((None, None, 0, 0))
             continue
         tiles, blob = _constants(op, g, n)
-        plans.append((g, plan_layer(g, p), img.put(tiles), img.put(blob)))
+        where = f"layer {i} ({op.op}): its weights"
+        plans.append((g, plan_layer(g, p), _place(where, mem_bytes, img.put, tiles), _place(where, mem_bytes, img.put, blob)))
     h, w, c = graph.input_shape
-    x_loc = TensorLoc(img.alloc(h * w * cpad(c, n)), h, w, c)
+    x_loc = TensorLoc(_place("the network input", mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
     locs: dict[int, TensorLoc] = {-1: x_loc}
     instrs: list[Instr] = []
     layers: list[LayerCode] = []
@@ -190,7 +209,7 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
             layers.append(LayerCode(i, op.op, None, None, len(instrs), 0, locs[i]))
             continue
         oh, ow, oc = op.out_shape
-        out = TensorLoc(img.alloc(oh * ow * cpad(oc, n)), oh, ow, oc)
+        out = TensorLoc(_place(f"layer {i} ({op.op}): its output", mem_bytes, img.alloc, oh * ow * cpad(oc, n)), oh, ow, oc)
         locs[i] = out
         b = locs[op.inputs[1]].addr if op.op == "add" else 0
         code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), op.in_q[0].zero_point,
@@ -198,7 +217,7 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
         layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
         instrs.extend(code)
     instrs.append(Instr("DONE"))
-    prog_addr = img.put(np.frombuffer(assemble(instrs), np.uint8))
+    prog_addr = _place(f"the program ({len(instrs)} instructions)", mem_bytes, img.put, np.frombuffer(assemble(instrs), np.uint8))
     size = -(-img.top // IMAGE_ALIGN) * IMAGE_ALIGN
     trimmed = MemoryImage(n, size)
     trimmed.data[:] = img.data[:size]

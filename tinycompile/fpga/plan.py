@@ -212,7 +212,7 @@ def plan_layer(g: Geom, p: AccelParams) -> Tiling:
             elif g.kind == "conv":
                 gn = min(tn, half_wgt // kc, half_acc, p.out_depth)
             else:
-                gn = min(tn, half_wgt // kc, half_inp // kc, half_acc, p.out_depth)
+                gn = min(tn, half_wgt // kc, half_inp // kc, half_acc, p.out_depth, MAX_COUNT // n)
             kin = kc * (gn if g.kind != "conv" else 1)
             mmax = min(half_inp // kin, half_acc // gn, p.out_depth // gn, (1 << 16) - 1)
             if g.kind != "conv":
@@ -244,21 +244,42 @@ def contiguous(words: int, n: int) -> dict[str, int]:
     return dict(n1=k, d1=(words // k) * n, n0=words // k, d0=n)
 
 
+def dense_like(g: Geom) -> bool:
+    """The window covers the whole input (dense on a padded flatten, global pooling): taps are consecutive pixels."""
+    return g.oh == 1 and g.ow == 1 and g.pad == (0, 0, 0, 0) and g.kh == g.h and g.kw == g.w
+
+
+def tap_major(g: Geom) -> bool:
+    """Depthwise / pooling weight tiles ordered (tap, channel tile): one COMPUTE per tap over all tiles of a group.
+
+    Otherwise (a whole-input window, one output pixel) they are ordered (channel tile, tap) and one COMPUTE
+    sweeps every tap, since one-row passes are cheaper than one instruction per tap.
+    """
+    return g.kind in ("dw", "maxpool", "avgpool") and not dense_like(g)
+
+
 def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp_out: int, lo: int, hi: int,
                zp_b: int = 0, lshift: int = 0) -> list[Instr]:
-    """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between)."""
+    """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between).
+
+    Program order per step s: COMPUTE(s), then the post-processing and store of the block that finished at
+    step s-1, then the loads of step s+1. Units fetch in program order from queues 8 deep, so a compute placed
+    before the next step's (possibly many) loads is dispatched in time to overlap them.
+    """
     n = p.n
     half_inp, half_wgt, half_acc = p.inp_depth // 2, p.wgt_tiles // 2, p.acc_depth // 2
     cs_in, cs_out = cpad(g.c, n), cpad(g.co, n)
     kt, kc, cb = t.kt, t.kc, t.cb
     chunks = t.chunks
+    nts = cs_out // n
+    pool = g.kind in ("maxpool", "avgpool")  # identity tiles: the same for every group and chunk
+    per_tap = tap_major(g)
+    whole = dense_like(g)
     pad_byte = -128 if g.kind == "maxpool" else zp_in
     prog: list[Instr] = []
 
     def emit(op: str, **f: int) -> None:
         prog.append(Instr(op, f))
-
-    dense_like = g.oh == 1 and g.ow == 1 and g.pad == (0, 0, 0, 0) and g.kh == g.h and g.kw == g.w
 
     def window_loads(blk: Block, k0: int, k1: int, ib: int) -> list[dict[str, int]]:
         m = blk.m
@@ -267,9 +288,8 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             tap = k0 // cb
             while tap * cb < k1:
                 lo_k, hi_k = max(k0, tap * cb), min(k1, (tap + 1) * cb)
-                if dense_like and lo_k == tap * cb and hi_k == (tap + 1) * cb:
-                    # Whole taps of a window covering the input are consecutive pixels: one load for the run.
-                    run = 1
+                if whole and lo_k == tap * cb and hi_k == (tap + 1) * cb:
+                    run = 1  # whole taps of a whole-input window are consecutive pixels: one load for the run
                     while run < MAX_COUNT and (tap + run + 1) * cb <= k1:
                         run += 1
                     out.append(dict(sp=0, sp_base=ib + (lo_k - k0), base=a.x + tap * cs_in,
@@ -284,15 +304,27 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                                 d0=g.sw * cs_in, y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
                 tap += 1
             return out
-        for j in range(blk.gn):  # depthwise / pooling: one plane per (channel tile, tap)
-            for tap in range(k0, k1):
-                ky, kx = divmod(tap, g.kw)
-                y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
-                out.append(dict(sp=0, sp_base=ib + (j * (k1 - k0) + tap - k0) * m,
-                                base=(a.x + (y0 * g.w + x0) * cs_in + (blk.g0 + j) * n) % (1 << 32),
-                                n2=1, n1=blk.rows, d1=g.sh * g.w * cs_in, n0=blk.cols, d0=g.sw * cs_in,
-                                y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
+        if whole:  # one output pixel: INP word (tile j, tap k) at j * kc + k, all tiles and taps in one load
+            out.append(dict(sp=0, sp_base=ib, base=a.x + k0 * cs_in + blk.g0 * n, n2=blk.gn, d2=n,
+                            n1=1, n0=k1 - k0, d0=cs_in))
+            return out
+        for tap in range(k0, k1):  # one plane per tap holding every channel tile of the group: (tap, tile, pixel)
+            ky, kx = divmod(tap, g.kw)
+            y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
+            out.append(dict(sp=0, sp_base=ib + (tap - k0) * blk.gn * m,
+                            base=(a.x + (y0 * g.w + x0) * cs_in + blk.g0 * n) % (1 << 32),
+                            n2=blk.gn, d2=n, n1=blk.rows, d1=g.sh * g.w * cs_in, n0=blk.cols, d0=g.sw * cs_in,
+                            y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
         return out
+
+    def weight_load(blk: Block, k0: int, k1: int, sp_tile: int) -> dict[str, int]:
+        if per_tap:  # memory (tap, tile): for each tap of the chunk the group's tiles
+            return dict(sp=1, sp_base=sp_tile * n, base=a.wgt + (k0 * nts + blk.g0) * n * n,
+                        n2=1, n1=k1 - k0, d1=nts * n * n, n0=blk.gn * n, d0=n)
+        if k0 == 0 and k1 == kt:  # memory (tile, k): the group's tiles are contiguous
+            return dict(sp=1, sp_base=sp_tile * n, base=a.wgt + blk.g0 * kt * n * n, **contiguous(blk.gn * kt * n, n))
+        return dict(sp=1, sp_base=sp_tile * n, base=a.wgt + (blk.g0 * kt + k0) * n * n,
+                    n2=blk.gn, d2=kt * n * n, n1=1, n0=(k1 - k0) * n, d0=n)
 
     for (t0, tn), blocks in zip(t.passes, t.blocks):
         # Steps: (block index, chunk); loads of a step fill INP half s % 2.
@@ -304,6 +336,12 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                 gi += 1
             group_of.append(gi)
 
+        def wgt_half(s: int) -> int:
+            bi = steps[s][0]
+            if pool or g.kind == "add":
+                return 0  # loaded once per pass, never overwritten
+            return (s % 2) * half_wgt if chunks > 1 else (group_of[bi] % 2) * half_wgt
+
         def loads(s: int) -> None:
             bi, c = steps[s]
             blk = blocks[bi]
@@ -311,47 +349,50 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             k0, k1 = c * kc, min(kt, (c + 1) * kc)
             lds: list[dict[str, int]] = []
             if s == 0:
-                sets_words = (36 if g.kind == "add" else 12) * tn
-                lds.append(dict(sp=2, sp_base=0, base=a.prm + t0 * (36 if g.kind == "add" else 12) * n,
-                                **contiguous(sets_words, n)))
+                words = 36 if g.kind == "add" else 12  # parameter words per output tile
+                lds.append(dict(sp=2, sp_base=0, base=a.prm + t0 * words * n, **contiguous(words * tn, n)))
             if g.kind == "add":
-                if s == 0:  # identity tiles, one per output tile of the pass, for the whole pass
+                if s == 0:  # identity tiles, one per output tile of the pass
                     lds.append(dict(sp=1, sp_base=0, base=a.wgt, **contiguous(tn * n, n)))
                 for i, src in enumerate((a.x, a.b)):
                     lds.append(dict(sp=0, sp_base=ib + i * blk.gn * blk.m, base=src + blk.ox0 * cs_in + blk.g0 * n,
                                     n2=blk.gn, d2=n, n1=1, n0=blk.m, d0=cs_in))
             else:
                 lds.extend(window_loads(blk, k0, k1, ib))
-                new_group = c == 0 and (bi == 0 or blocks[bi - 1].g0 != blk.g0)
-                if chunks > 1:
-                    lds.append(dict(sp=1, sp_base=(s % 2) * half_wgt * n, base=a.wgt + (blk.g0 * kt + k0) * n * n,
-                                    **contiguous((k1 - k0) * n, n)))
-                elif new_group:
-                    lds.append(dict(sp=1, sp_base=(group_of[bi] % 2) * half_wgt * n, base=a.wgt + blk.g0 * kt * n * n,
-                                    **contiguous(blk.gn * kt * n, n)))
+                if pool:
+                    if s == 0:  # the largest group and chunk of identity tiles serves every step
+                        big = max(blocks, key=lambda b: b.gn)
+                        lds.append(weight_load(big, 0, min(kt, kc), 0))
+                elif chunks > 1 or c == 0 and (bi == 0 or blocks[bi - 1].g0 != blk.g0):
+                    lds.append(weight_load(blk, k0, k1, wgt_half(s)))
             for i, ld in enumerate(lds):
                 emit("LOAD", pop_next=int(i == 0 and s >= 2), push_next=int(i == len(lds) - 1), **ld)
 
-        loads(0)
-        for s, (bi, c) in enumerate(steps):
-            if s + 1 < len(steps):
-                loads(s + 1)
+        def compute(s: int) -> None:
+            bi, c = steps[s]
             blk = blocks[bi]
             m, ib, ab = blk.m, (s % 2) * half_inp, (bi % 2) * half_acc
             k0, k1 = c * kc, min(kt, (c + 1) * kc)
-            last = c == chunks - 1
+            first_wait = int(c == 0 and bi >= 2)  # the accumulator half's previous block must be stored
+            last = int(c == chunks - 1)
+            wb = wgt_half(s)
             if g.kind == "add":
-                for i in range(2):
-                    emit("COMPUTE", pop_prev=int(i == 0), pop_next=int(i == 0 and bi >= 2), push_prev=i,
-                         push_next=i, init=1, inp_base=ib + i * blk.gn * m, wgt_base=0,
-                         acc_base=ab + i * blk.gn * m, m=m, kt=1, nt=blk.gn, inp_nt_stride=m)
+                parts = [dict(inp_base=ib + i * blk.gn * m, wgt_base=0, acc_base=ab + i * blk.gn * m, kt=1,
+                              inp_nt_stride=m, init=1) for i in range(2)]
+            elif per_tap:
+                parts = [dict(inp_base=ib + kk * blk.gn * m, wgt_base=wb + kk * blk.gn, acc_base=ab, kt=1,
+                              inp_nt_stride=m, init=int(c == 0 and kk == 0)) for kk in range(k1 - k0)]
             else:
-                wb = (s % 2) * half_wgt if chunks > 1 else (group_of[bi] % 2) * half_wgt
-                emit("COMPUTE", pop_prev=1, pop_next=int(c == 0 and bi >= 2), push_prev=1, push_next=int(last),
-                     init=int(c == 0), max=int(g.kind == "maxpool"), inp_base=ib, wgt_base=wb, acc_base=ab, m=m,
-                     kt=k1 - k0, nt=blk.gn, inp_nt_stride=(k1 - k0) * m if g.kind != "conv" else 0)
-            if not last:
-                continue
+                parts = [dict(inp_base=ib, wgt_base=wb, acc_base=ab, kt=k1 - k0, init=int(c == 0),
+                              inp_nt_stride=(k1 - k0) * m if g.kind != "conv" else 0)]
+            for i, f in enumerate(parts):
+                end = i == len(parts) - 1
+                emit("COMPUTE", pop_prev=int(i == 0), pop_next=first_wait if i == 0 else 0, push_prev=int(end),
+                     push_next=last if end else 0, max=int(g.kind == "maxpool"), m=m, nt=blk.gn, **f)
+
+        def store(bi: int) -> None:
+            blk = blocks[bi]
+            m, ab = blk.m, (bi % 2) * half_acc
             for j in range(blk.gn):
                 if g.kind == "add":
                     emit("POSTPROC", pop_prev=int(j == 0), add=1, acc_a=ab + j * m, acc_b=ab + (blk.gn + j) * m,
@@ -366,6 +407,15 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                 emit("STORE", push_prev=1, sp_base=0,
                      base=a.out + (blk.oy0 * g.ow + blk.ox0) * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
                      n1=blk.rows, d1=g.ow * cs_out, n0=blk.cols, d0=cs_out)
+
+        loads(0)
+        for s, (bi, c) in enumerate(steps):
+            compute(s)
+            if s >= 1 and steps[s - 1][1] == chunks - 1:
+                store(steps[s - 1][0])
+            if s + 1 < len(steps):
+                loads(s + 1)
+        store(steps[-1][0])
         # Barrier: wait for the last stores, drain leftover tokens, so the next pass or layer starts clean.
         nb = len(blocks)
         for _ in range(min(nb, 2)):
