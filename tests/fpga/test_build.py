@@ -49,7 +49,7 @@ def _flatten_of_padded(spec: ArchSpec, index: int, n: int) -> bool:
 
 @pytest.mark.parametrize(("name", "n"), CASES)
 def test_search_cost_model_uses_the_schedule(builds: dict, fpga_target: Target, name: str, n: int) -> None:
-    """``cost.model.estimate`` on the fpga target gives the same per-layer cycles the build predicted."""
+    """``cost.model.estimate`` on the fpga target replays the same per-layer schedule the build emitted."""
     _, report, _ = builds[(name, n)]
     spec = SPECS[name]
     cost = estimate(spec, target_with_array(fpga_target, n))
@@ -57,4 +57,4 @@ def test_search_cost_model_uses_the_schedule(builds: dict, fpga_target: Target, 
         if row["op"] == "flatten":
             assert lc.cycles == 0
         elif not _flatten_of_padded(spec, row["index"], n):
-            assert lc.cycles == row["predicted_cycles"], row
+            assert lc.cycles == row["isolated_cycles"], row

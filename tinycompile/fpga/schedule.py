@@ -6,7 +6,11 @@ instructions (addresses do not change timing). A fluid event model then runs the
 concurrently, ordered by the dependency tokens in the instructions; the fetch, load and store units share the one
 memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
 (passes shorter than 3 rows padded to 3), post-processing one row per cycle (5 in residual-add mode), stores one word
-per 2 cycles. Fixed per-instruction overheads are fitted to RTL measurements (see ``OVERHEAD``).
+per 2 cycles. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
+word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 6%).
+
+Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the
+program cut after each layer, consecutive cut runs differenced.
 
 Pure Python over the ArchSpec and the Target (no numpy, torch or TVM imports here), cached per layer shape.
 """
@@ -20,11 +24,12 @@ from tinycompile.arch import Layer, Shape
 from tinycompile.fpga.plan import AccelParams, Geom, LayerAddrs, emit_layer, geom_from_hwc, plan_layer
 
 QUEUE_DEPTH = 8
-FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (response, dispatch)
+FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
-OVERHEAD = {"LOAD": 4, "COMPUTE": 4, "POSTPROC": 4, "POSTPROC_ADD": 4, "STORE": 3, "SYNC": 2}
+OVERHEAD = {"LOAD": 5, "COMPUTE": 5, "POSTPROC": 5, "POSTPROC_ADD": 4, "STORE": 4, "SYNC": 2}
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
 STORE_CYCLES_PER_WORD = 2
+PAD_CYCLES = 2  # per padding word (out-of-bounds element): fitted to RTL runs of padded convolutions
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class LayerTiming:
     load_words: int  # bus words read for data (in-bounds elements)
     store_words: int
     fetch_words: int
+    marks: tuple[int, ...] = ()
 
     def bytes_moved(self, n: int) -> int:
         """Bytes over the memory port: data loads, stores and instruction fetch."""
@@ -59,7 +65,7 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         inb = n2 * ys * xs
         total = n0 * n1 * n2
         if ins_op == "LOAD":
-            return "L", OVERHEAD["LOAD"] + (total - inb), inb, 1.0  # padding words take a cycle, no bus beat
+            return "L", OVERHEAD["LOAD"] + PAD_CYCLES * (total - inb), inb, 1.0  # padding words: no bus beat
         return "S", OVERHEAD["STORE"] + STORE_CYCLES_PER_WORD * (total - inb), inb, STORE_CYCLES_PER_WORD
     if ins_op == "COMPUTE":
         passes = f.get("kt", 1) * f.get("nt", 1)
@@ -84,8 +90,12 @@ def _shares(demands: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def simulate(instrs: list, n: int) -> LayerTiming:
-    """Run an instruction list (``Instr`` objects, without DONE) through the timing model."""
+def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = False) -> LayerTiming:
+    """Run an instruction list (``Instr`` objects, without DONE) through the timing model.
+
+    ``marks``: instruction indices whose completion times are wanted (appended to ``LayerTiming.marks``).
+    ``done``: the program ends with DONE, so the run lasts at least until DONE has been fetched too.
+    """
     beats = max(1, 32 // n)
     work = [(ins.op, *_work(ins.op, ins.fields, n), ins.fields) for ins in instrs]
     queues: dict[str, list[int]] = {"L": [], "C": [], "S": []}
@@ -105,8 +115,10 @@ def simulate(instrs: list, n: int) -> LayerTiming:
         elif op == "STORE":
             store_words += int(words)
     total = len(work)
-    done = 0
-    while done < total:
+    completed = 0
+    finished = [0.0] * total
+    last_dispatch = 0.0
+    while completed < total:
         # Start whatever can start: queue head present, unit free, tokens available.
         for u in ("L", "C", "S"):
             if running[u] is None and queues[u]:
@@ -126,6 +138,7 @@ def simulate(instrs: list, n: int) -> LayerTiming:
                 queues[u].append(fetch_pc)
                 fetch_pc += 1
                 fetch_left, fetch_wait = float(beats), float(FETCH_EXTRA)
+                last_dispatch = t
                 continue
         # Rates: port users share one word per cycle.
         demands = {}
@@ -182,8 +195,36 @@ def simulate(instrs: list, n: int) -> LayerTiming:
                         tokens[k] += 1
                 queues[u].pop(0)
                 running[u] = None
-                done += 1
-    return LayerTiming(int(round(t)), mac, load_words, store_words, total * beats)
+                finished[i] = t
+                completed += 1
+    if done:  # DONE is fetched after the last instruction is dispatched (its beats then compete with nobody)
+        t = max(t, last_dispatch + beats + FETCH_EXTRA)
+    # A unit's instructions finish in order, but units finish out of order: a mark is done when all before it are.
+    upto, latest = [], 0.0
+    for f_t in finished:
+        latest = max(latest, f_t)
+        upto.append(latest)
+    return LayerTiming(max(1, int(round(t))), mac, load_words, store_words, total * beats,
+                       tuple(int(round(upto[k])) for k in (marks or [])))
+
+
+def network_timing(layers: list[list], n: int) -> list[int]:
+    """Cycles attributed to each layer of a program made of these layers' instruction lists, back to back.
+
+    Measured like the RTL figures: the program cut after each layer (DONE written there) is run through the model,
+    and a layer's share is the difference between consecutive cut runs. Layers end with a barrier, so a cut
+    program is valid; the cuts matter because the fetch unit runs ahead into the next layer.
+    """
+    out, prev, upto = [], 0, []
+    for code in layers:
+        upto.extend(code)
+        if not code:
+            out.append(0)
+            continue
+        total = simulate(upto, n, done=True).cycles
+        out.append(total - prev)
+        prev = total
+    return out
 
 
 @lru_cache(maxsize=4096)
