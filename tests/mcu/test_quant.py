@@ -68,3 +68,26 @@ def test_flatten_feeding_a_non_dense_layer_is_refused() -> None:
     spec = ArchSpec((2, 2, 2), 8, (Layer("flatten", (-1,)), Layer("maxpool", (0,))))
     with pytest.raises(UserError, match="flatten of a 2x2x2 tensor must feed only dense"):
         quantize(spec, random_model(spec, 0), np.zeros((4, 2, 2, 2), np.float32))
+
+
+def test_fast_requantization_equals_intmath_where_it_is_used() -> None:
+    """``fast_requantize_expr`` (SMMLAR form) on its domain: |acc| < 2**30, shift in [1, 31], any multiplier."""
+    tvm = pytest.importorskip("tvm")
+    from tvm import te
+
+    from tinycompile.mcu.te_ops import FAST_ACC_BOUND, fast_requantize_expr
+
+    n = 100_000
+    rng = np.random.default_rng(2)
+    acc = np.concatenate([rng.integers(-FAST_ACC_BOUND + 1, FAST_ACC_BOUND, n // 2), rng.integers(-3000, 3000, n // 2)]).astype(np.int32)
+    acc[:4] = [FAST_ACC_BOUND - 1, -FAST_ACC_BOUND + 1, 0, -1]
+    mult = rng.integers(2**30, 2**31, n).astype(np.int32)
+    mult[:500] = 0
+    shift = rng.integers(1, 32, n).astype(np.int32)
+    rnd = (1 << (shift.astype(np.int64) - 1)).astype(np.int32)
+    a, m, r, s = (te.placeholder((n,), "int32", name=k) for k in "amrs")
+    out = te.compute((n,), lambda i: fast_requantize_expr(a[i] << 1, m[i], r[i], s[i]))
+    lib = tvm.tirx.build(tvm.IRModule({"main": te.create_prim_func([a, m, r, s, out])}), target=tvm.target.Target({"kind": "llvm"}))
+    got = tvm.runtime.tensor(np.zeros(n, np.int32))
+    lib(*(tvm.runtime.tensor(v) for v in (acc, mult, rnd, shift)), got)
+    np.testing.assert_array_equal(got.numpy(), requantize(acc, mult, shift).astype(np.int32))

@@ -18,7 +18,7 @@ from tinycompile.mcu.codegen import ABI_HEADER
 from tinycompile.mcu.lower import Lowered
 from tinycompile.quant.graph import QuantGraph
 
-_CTYPES = {np.dtype(np.int8): ("int8_t", 0, 8), np.dtype(np.int32): ("int32_t", 0, 32)}
+_CTYPES = {np.dtype(np.int8): ("int8_t", 0, 8), np.dtype(np.int16): ("int16_t", 0, 16), np.dtype(np.int32): ("int32_t", 0, 32)}
 
 
 @dataclass(frozen=True)

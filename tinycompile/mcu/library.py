@@ -28,22 +28,45 @@ class Library:
     compile_seconds: float
 
 
+# LLVM CPUs with Arm's DSP extension (SMLAD, SXTB16): their LLVM builds use the DSP schedules (``schedules``).
+DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p")
+
+
 @dataclass
 class Compiled:
-    """Target-independent lowering, done once per graph: TIR, calls, C source and its workspace figure."""
+    """Lowering done once per graph: the portable TIR, calls, C source and its workspace figure; the DSP variant of
+    the TIR (for LLVM on Arm cores with the DSP extension) is lowered on first use and kept."""
 
     lowered: Lowered
     c_source: str
     workspace: int
     seconds: float
+    graph: QuantGraph | None = None
+    dsp: Lowered | None = None
+
+    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> Lowered:
+        """The lowering a build with ``codegen_kind`` for ``llvm_target`` uses."""
+        if codegen_kind != "llvm" or not uses_dsp(llvm_target) or self.graph is None:
+            return self.lowered
+        if self.dsp is None:
+            start = time.perf_counter()
+            self.dsp = lower(self.graph, dsp=True)
+            self.seconds += time.perf_counter() - start
+        return self.dsp
+
+
+def uses_dsp(llvm_target: dict[str, Any] | None) -> bool:
+    """Whether the LLVM target is an Arm core with the DSP extension."""
+    return bool(llvm_target) and str(llvm_target.get("mcpu", "")) in DSP_CPUS
 
 
 def compile_graph(graph: QuantGraph) -> Compiled:
-    """Lower ``graph`` through Relax to TIR and generate the kernels' C (its scratch needs hold for LLVM too)."""
+    """Lower ``graph`` through Relax to TIR and generate the kernels' C. Its scratch figure holds for the DSP
+    variant too: both place the same padded-input stages, the only kernel scratch."""
     start = time.perf_counter()
     lowered = lower(graph)
     src = codegen.build_c(lowered.tir)
-    return Compiled(lowered, src, codegen.workspace_bytes(src), time.perf_counter() - start)
+    return Compiled(lowered, src, codegen.workspace_bytes(src), time.perf_counter() - start, graph)
 
 
 def write_library(
@@ -55,7 +78,8 @@ def write_library(
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_activations(spec)
-    header, source, info = aot.generate(graph, spec, compiled.lowered, plan, compiled.workspace)
+    lowered = compiled.lowered_for(codegen_kind, llvm_target)
+    header, source, info = aot.generate(graph, spec, lowered, plan, compiled.workspace)
     (folder / codegen.ABI_HEADER).write_text(codegen.ABI_HEADER_TEXT)
     (folder / "model.h").write_text(header)
     (folder / "model.c").write_text(source)
@@ -66,7 +90,7 @@ def write_library(
         if llvm_target is None:
             raise UserError("--codegen llvm needs build.llvm_target in the target's YAML")
         kernel = folder / "kernels.o"
-        codegen.build_llvm(compiled.lowered.tir, llvm_target, kernel)
+        codegen.build_llvm(lowered.tir, llvm_target, kernel)
     (folder / "README.md").write_text(_readme(graph, info, codegen_kind, kernel.name))
     seconds = compiled.seconds + time.perf_counter() - start
     return Library(folder, (kernel,), info, codegen_kind, seconds)

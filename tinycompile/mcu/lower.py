@@ -4,8 +4,9 @@ Stages, top to bottom:
   1. ``to_relax``: one ``call_tir`` per op (kernels written in TE, see ``te_ops``); weights are Relax constants;
      ``flatten`` is ``R.reshape`` (a view).
   2. ``RELAX_PIPELINE``: the Relax passes (legalize, fold constants, fuse, rewrite reshapes to views, DCE, symbols).
-  3. ``schedule``: per kernel, move the requantization epilogue into the accumulator's loop nest and hoist the
-     accumulator's initialisation, so kernels need no temporary buffers.
+  3. ``schedule``: per kernel (``schedules``): int32 index arithmetic, register tiles of outputs with the
+     reduction unrolled inside, the requantization epilogue fused into the tile loop, the padded-input stage placed;
+     for Arm cores with the DSP extension (LLVM codegen) a 4-way int8 dot product on SMLAD (tensorize).
   4. ``extract_calls``: walk the Relax ``main`` to list, in order, each kernel with its arguments (graph input,
      earlier outputs, constants) for the AOT runner.
 """
@@ -20,8 +21,8 @@ import tvm
 from tvm import relax, s_tir, tirx
 
 from tinycompile.errors import UserError
-from tinycompile.mcu import te_ops
-from tinycompile.quant.graph import QuantGraph
+from tinycompile.mcu import schedules, te_ops
+from tinycompile.quant.graph import QOp, QuantGraph
 
 # Fusion across ops is off (level 0): a fused kernel would read one planned buffer while writing another that the
 # arena plan may place at the same offset (their lifetimes do not overlap op by op). One kernel per op keeps the
@@ -66,19 +67,23 @@ class Lowered:
     relax_text: str
 
 
-def lower(graph: QuantGraph) -> Lowered:
-    """Run all stages on ``graph``."""
-    mod, names = to_relax(graph)
+def lower(graph: QuantGraph, dsp: bool = False) -> Lowered:
+    """Run all stages on ``graph``; ``dsp``: schedule for Arm's DSP extension (LLVM codegen only, see ``schedules``)."""
+    mod, names = to_relax(graph, packed=dsp)
     mod = run_relax_pipeline(mod)
     tir_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)})
-    tir_mod = schedule(tir_mod)
     kernel_ops = [i for i, op in enumerate(graph.ops) if op.op != "flatten"]
     calls, views = extract_calls(mod, kernel_ops)
+    tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, dsp)
     return Lowered(tir_mod, calls, views, mod["main"].script(show_meta=False))
 
 
-def to_relax(graph: QuantGraph) -> tuple[tvm.IRModule, dict[str, int]]:
-    """The Relax module of ``graph`` and a map from each Relax var name to the op index it holds."""
+def to_relax(graph: QuantGraph, packed: bool = False) -> tuple[tvm.IRModule, dict[str, int]]:
+    """The Relax module of ``graph`` and a map from each Relax var name to the op index it holds.
+
+    ``packed``: conv and depthwise weights in the int16 layouts of the DSP schedules (``te_ops.conv_weight``,
+    ``te_ops.dwconv_weight``) where they apply.
+    """
     bb = relax.BlockBuilder()
     h, w, c = graph.input_shape
     x = relax.Var("input", relax.TensorType((h, w, c), "int8"))
@@ -97,12 +102,8 @@ def to_relax(graph: QuantGraph) -> tuple[tvm.IRModule, dict[str, int]]:
                     src = args[0]
                     if op.op == "dense":  # dense reads its input flat: a reshape, which stays a view
                         src = bb.emit(relax.op.reshape(src, (int(np.prod(op.in_shapes[0])),)))
-                    consts = [
-                        relax.const(op.tensors["weight"]),
-                        relax.const(te_ops.bias_eff(op)),
-                        relax.const(op.tensors["multiplier"]),
-                        relax.const(op.tensors["shift"]),
-                    ]
+                    weight = {"conv": te_ops.conv_weight, "dwconv": te_ops.dwconv_weight}.get(op.op, lambda o, _p: o.tensors["weight"])(op, packed)
+                    consts = [relax.const(c) for c in (weight, *te_ops.requant_consts(op))]
                     fn = getattr(te_ops, op.op)
                     var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), src, *consts, primfunc_name_hint=name)
                 else:
@@ -121,29 +122,15 @@ def run_relax_pipeline(mod: tvm.IRModule) -> tvm.IRModule:
     return tvm.transform.Sequential(passes)(mod)
 
 
-def schedule(mod: tvm.IRModule) -> tvm.IRModule:
-    """Fuse each kernel's epilogue into its reduction loop nest (see the module docstring)."""
+def schedule(mod: tvm.IRModule, ops: dict[str, QOp], dsp: bool = False) -> tvm.IRModule:
+    """Schedule each kernel (see ``schedules``): int32 indices, tiles, the fused epilogue, the padded-input stage."""
     out = {}
     for gv, func in mod.functions.items():
+        func = tirx.transform.ForceNarrowIndexToInt32()(tvm.IRModule({"main": func}))["main"]
         sch = s_tir.Schedule(func)
-        blocks = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))} if _has_root(sch) else {}
-        if "acc" in blocks and "out" in blocks:
-            acc, epi = blocks["acc"], blocks["out"]
-            loops = sch.get_loops(acc)
-            n_spatial = sum(1 for iv in sch.get(acc).iter_vars if iv.iter_type == 0)  # data-parallel axes
-            sch.reverse_compute_at(epi, loops[n_spatial - 1])
-            if len(sch.get_loops(acc)) > n_spatial:
-                sch.decompose_reduction(acc, sch.get_loops(acc)[n_spatial])
+        schedules.schedule_kernel(sch, ops.get(gv.name_hint), dsp)
         out[gv] = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
     return tvm.IRModule(out)
-
-
-def _has_root(sch: s_tir.Schedule) -> bool:
-    try:
-        sch.get_sblock("root")
-        return True
-    except Exception:  # noqa: BLE001 - a kernel without a root block has nothing to schedule
-        return False
 
 
 def extract_calls(mod: tvm.IRModule, kernel_ops: list[int]) -> tuple[list[Call], dict[int, int]]:

@@ -2,8 +2,8 @@
 
 Each weighted op is a reduction stage ``acc`` (int32) followed by an epilogue stage ``out`` (requantize, add the zero
 point, clamp, cast to int8); the scheduler later moves the epilogue inside the reduction's output loop, so the
-accumulator shrinks to one register and no temporary buffer is left. Padding is read as the input zero point inside
-the reduction, so no padded copy is materialised.
+accumulator shrinks to one register and no temporary buffer is left. Padding is a ``pad`` stage holding the input zero
+point (placed by the schedule), so the reduction reads without bounds tests.
 
 The weighted kernels use ``acc = bias_eff + sum(x * w)`` with ``bias_eff = bias - zp_in * sum(w)``: identical in
 integers to the reference's ``bias + sum((x - zp_in) * w)`` (padded taps read ``zp_in`` and cancel), and it lets the
@@ -34,19 +34,63 @@ def _i64(v: int) -> PrimExpr:
 def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> PrimExpr:
     """TFLite double rounding in TIR, equal to ``intmath.requantize`` for multipliers in [0, 2**31), shifts in [0, 31].
 
-    high = truncdiv(ab + nudge, 2**31) is SaturatingRoundingDoublingHighMul (its saturating case needs a negative
-    multiplier, which never occurs). RoundingDivideByPOT(high, s) is written as one biased arithmetic shift,
-    ``(high + (2**(s-1) - 1) + [high >= 0 and s > 0]) >> s``, which rounds ties away from zero; ``high >= 0``
-    has the sign of ``ab`` (``high`` is 0 whenever they differ, where both biases give the same result), so
-    ``ab`` is the only repeated sub-expression and the C compiler shares it.
+    SaturatingRoundingDoublingHighMul is ``truncdiv(ab + nudge, 2**31)`` with ``nudge = 2**30`` or ``1 - 2**30`` by the
+    sign of ``ab``; both cases equal ``floor((ab + 2**30) / 2**31)`` (for negative ``ab`` the truncating division of
+    ``ab + 1 - 2**30`` is its ceiling, which is that floor), so ``high = (ab + 2**30) >> 31``: one 64-bit multiply,
+    one 64-bit add and a shift (its saturating case needs a negative multiplier, which never occurs).
+    RoundingDivideByPOT(high, s) stays in int32 as TFLite writes it: ``(high >> s) + (rem > thr)`` with
+    ``rem = high & mask``, ``thr = (mask >> 1) + [high < 0]``, ``mask = 2**s - 1`` (no overflow for any int32).
     """
     ab = acc.astype("int64") * multiplier.astype("int64")
-    positive = ab >= _i64(0)
-    high = tirx.truncdiv(ab + tirx.Select(positive, _i64(1 << 30), _i64(1 - (1 << 30))), _i64(1 << 31))
-    sh = shift.astype("int64")
-    half_minus_one = ((_i64(1) << sh) - _i64(1)) >> _i64(1)
-    bump = tirx.Select(tirx.all(positive, sh > _i64(0)), _i64(1), _i64(0))
-    return ((high + half_minus_one + bump) >> sh).astype("int32")
+    high = ((ab + _i64(1 << 30)) >> _i64(31)).astype("int32")
+    mask = (_i32(1) << shift) - _i32(1)
+    thr = (mask >> _i32(1)) - (high >> _i32(31))
+    return (high >> shift) + ((high & mask) > thr).astype("int32")
+
+
+FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``
+
+
+def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, shift: PrimExpr) -> PrimExpr:
+    """``requantize_expr(t, M, S)`` for ``acc2 = 2 t`` with ``|t| < 2**30``, ``S`` in [1, 31], ``rnd = 2**(S-1)``.
+
+    With ``2 t`` in int32, SaturatingRoundingDoublingHighMul is ``high = floor((2 t M + 2**31) / 2**32)`` (the same
+    floor as ``requantize_expr``'s), i.e. the high word of a rounding 32 x 32 multiply. For ``S >= 1``
+    RoundingDivideByPOT is ``floor((high + rnd - [high < 0]) / 2**S)`` and ``[high < 0]`` may be replaced by
+    ``[t < 0]`` (they differ only when ``high = 0``, where both give 0), so the sum folds into the multiply's high
+    word: ``(2 t M + 2**31 + (rnd + (t >> 31)) * 2**32) >> 32``, then one arithmetic shift. On Arm that is SMMLAR
+    plus an ASR; no sum overflows since ``|high| < 2**30`` and ``rnd <= 2**30``.
+    """
+    # (rnd + sign) * 2**32 + 2**31, built without a constant above int32 (the index narrowing pass rejects those)
+    adj = (((rnd + (acc2 >> _i32(31))).astype("int64") << _i64(1)) | _i64(1)) << _i64(31)
+    high = (acc2.astype("int64") * multiplier.astype("int64") + adj) >> _i64(32)
+    return high.astype("int32") >> shift
+
+
+def fast_requant(op: QOp) -> bool:
+    """Whether ``op``'s accumulators provably allow ``fast_requantize_expr``: every ``|acc + bias|`` below
+    ``FAST_ACC_BOUND`` for any int8 input (from the weights' absolute sums) and every shift in [1, 31]."""
+    import numpy as np
+
+    if op.op not in ("conv", "dwconv", "dense"):
+        return False
+    w = op.tensors["weight"].astype(np.int64)
+    sums = np.abs(w).sum(axis=(0, 1)) if op.op == "dwconv" else np.abs(w).reshape(len(w), -1).sum(axis=1)
+    bound = np.abs(bias_eff(op).astype(np.int64)) + 128 * sums
+    shift = op.tensors["shift"]
+    return bool(bound.max() < FAST_ACC_BOUND and shift.min() >= 1 and shift.max() <= 31)
+
+
+def requant_consts(op: QOp) -> list[Any]:
+    """The per-channel tables a weighted kernel takes after its weight: ``[bias, multiplier, shift]``, or with
+    ``fast_requant`` ``[2 bias, multiplier, shift, 2**(shift-1)]``."""
+    import numpy as np
+
+    b = bias_eff(op)
+    mult, shift = op.tensors["multiplier"], op.tensors["shift"]
+    if fast_requant(op):
+        return [(2 * b.astype(np.int64)).astype(np.int32), mult, shift, (1 << (shift.astype(np.int64) - 1)).astype(np.int32)]
+    return [b, mult, shift]
 
 
 def clamp_int8(v: PrimExpr, zero_point: int, lo: int, hi: int) -> PrimExpr:
@@ -54,81 +98,171 @@ def clamp_int8(v: PrimExpr, zero_point: int, lo: int, hi: int) -> PrimExpr:
     return tirx.max(tirx.min(v + _i32(zero_point), _i32(hi)), _i32(lo)).astype("int8")
 
 
-def _padded(x: te.Tensor, op: QOp, h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
-    """``x[h - pad_top, w - pad_left, c]``, or the input zero point outside the input."""
-    pt, _, pl, _ = op.padding
-    ih, iw = h - pt, w - pl
-    H, W, _ = op.in_shapes[0]
-    conds = []
-    if op.padding[0]:
-        conds.append(ih >= 0)
-    if op.padding[1]:
-        conds.append(ih < H)
-    if op.padding[2]:
-        conds.append(iw >= 0)
-    if op.padding[3]:
-        conds.append(iw < W)
-    if not conds:
-        return x[ih, iw, c]
-    return te.if_then_else(tirx.all(*conds), x[ih, iw, c], tirx.const(op.in_q[0].zero_point, "int8"))
+def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False) -> te.Tensor:
+    """The input as the window loops read it: a ``pad`` stage holding the input zero point outside the input.
+
+    Only the rows and columns some window reaches are materialised, ``((Ho-1)*sh + KH, (Wo-1)*sw + KW, C)``. The
+    schedule places the stage (whole, or one band of rows per output row), so the reduction reads it without
+    bounds tests. Without padding the input is returned as it is. ``rows_only`` (one input channel): the stage is
+    2-D ``(rows, columns)``, always materialised, so a run of kernel columns is a contiguous innermost region.
+    """
+    pt, pb, pl, pr = op.padding
+    if not any(op.padding) and not rows_only:
+        return x
+    H, W, C = op.in_shapes[0]
+    ho, wo, _ = op.out_shape
+    hp = (ho - 1) * op.stride[0] + op.kernel[0]
+    wp = (wo - 1) * op.stride[1] + op.kernel[1]
+    zp = tirx.const(op.in_q[0].zero_point, "int8")
+
+    def f(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
+        conds = []
+        if pt:
+            conds.append(h >= pt)
+        if pb or hp > pt + H:
+            conds.append(h < pt + H)
+        if pl:
+            conds.append(w >= pl)
+        if pr or wp > pl + W:
+            conds.append(w < pl + W)
+        inside = x[h - pt, w - pl, c]
+        return te.if_then_else(tirx.all(*conds), inside, zp) if conds else inside
+
+    if rows_only:
+        return te.compute((hp, wp), lambda h, w: f(h, w, 0), name="pad")
+    return te.compute((hp, wp, C), f, name="pad")
 
 
-def conv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor) -> te.Tensor:
-    """Standard convolution, weight (O, KH, KW, I)."""
+def dot_axis(op: QOp) -> str | None:
+    """Which reduction axis a packed 4-way int8 dot product can run along: input channels, kernel columns, none."""
+    cin = op.in_shapes[0][2]
+    if op.op != "conv":
+        return None
+    if cin % 4 == 0:
+        return "ci"
+    if cin == 1 and op.kernel[1] % 4 == 0:
+        return "kw"
+    return None
+
+
+def conv_weight(op: QOp, packed: bool) -> Any:
+    """The conv weight constant as the kernel reads it.
+
+    Plain: int8 ``(O, KH, KW, I)``. Packed (for the dual 16-bit multiply-accumulate): groups of four taps along the
+    dot axis ``t = 4g + a + 2b`` stored as int16 ``[..., g, a, b]``, so each 32-bit word holds the taps ``(0, 2)`` or
+    ``(1, 3)`` of a group, the order in which a sign-extend-bytes-to-halfwords of four input bytes delivers them.
+    """
+    import numpy as np
+
+    w = op.tensors["weight"]
+    axis = dot_axis(op) if packed else None
+    if axis is None:
+        return w
+    o, kh, kw, ci = w.shape
+    if axis == "ci":
+        w6 = w.reshape(o, kh, kw, ci // 4, 2, 2).transpose(0, 1, 2, 3, 5, 4)
+    else:
+        w6 = w.reshape(o, kh, kw // 4, 2, 2).transpose(0, 1, 2, 4, 3)
+    return np.ascontiguousarray(w6.astype(np.int16))
+
+
+def dwconv_weight(op: QOp, packed: bool) -> Any:
+    """The depthwise weight ``(KH, KW, C)`` as the kernel reads it: int8, or int16 for the DSP schedule (channels a
+    multiple of four), whose halfword multiply-accumulates take pairs of int16 weights from one 32-bit load."""
+    import numpy as np
+
+    w = op.tensors["weight"]
+    return np.ascontiguousarray(w.astype(np.int16)) if packed and w.shape[2] % 4 == 0 else w
+
+
+def conv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, *rnd: te.Tensor) -> te.Tensor:
+    """Standard convolution; weight int8 ``(O, KH, KW, I)``, or the packed int16 layout of ``conv_weight``."""
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
+    cin = op.in_shapes[0][2]
     sh, sw = op.stride
+    xp = pad_input(op, x, rows_only=len(w.shape) == 5)
     rkh = te.reduce_axis((0, kh_n), "kh")
-    rkw = te.reduce_axis((0, kw_n), "kw")
-    rci = te.reduce_axis((0, op.in_shapes[0][2]), "ci")
-    acc = te.compute(
-        (ho, wo, co),
-        lambda h, x_, o: te.sum(
-            _padded(x, op, h * sh + rkh, x_ * sw + rkw, rci).astype("int32") * w[o, rkh, rkw, rci].astype("int32"),
-            axis=[rkh, rkw, rci],
-        ),
-        name="acc",
-    )
-    return _epilogue(op, acc, bias, mult, shift, lambda idx: idx[2])
+    if len(w.shape) == 4:
+        rkw = te.reduce_axis((0, kw_n), "kw")
+        rci = te.reduce_axis((0, cin), "ci")
+
+        def body(h: PrimExpr, x_: PrimExpr, o: PrimExpr) -> PrimExpr:
+            return te.sum(xp[h * sh + rkh, x_ * sw + rkw, rci].astype("int32") * w[o, rkh, rkw, rci].astype("int32"), axis=[rkh, rkw, rci])
+
+    elif len(w.shape) == 6:  # packed along the input channels
+        rkw = te.reduce_axis((0, kw_n), "kw")
+        rg = te.reduce_axis((0, cin // 4), "g")
+        ra = te.reduce_axis((0, 2), "a")
+        rb = te.reduce_axis((0, 2), "b")
+
+        def body(h: PrimExpr, x_: PrimExpr, o: PrimExpr) -> PrimExpr:
+            xv = xp[h * sh + rkh, x_ * sw + rkw, rg * 4 + ra + rb * 2]
+            return te.sum(xv.astype("int32") * w[o, rkh, rkw, rg, ra, rb].astype("int32"), axis=[rkh, rkw, rg, ra, rb])
+
+    else:  # packed along the kernel columns (one input channel)
+        rg = te.reduce_axis((0, kw_n // 4), "g")
+        ra = te.reduce_axis((0, 2), "a")
+        rb = te.reduce_axis((0, 2), "b")
+
+        def body(h: PrimExpr, x_: PrimExpr, o: PrimExpr) -> PrimExpr:
+            xv = xp[h * sh + rkh, x_ * sw + rg * 4 + ra + rb * 2]
+            return te.sum(xv.astype("int32") * w[o, rkh, rg, ra, rb].astype("int32"), axis=[rkh, rg, ra, rb])
+
+    acc = te.compute((ho, wo, co), body, name="acc")
+    return _epilogue(op, acc, bias, mult, shift, rnd, lambda idx: idx[2])
 
 
-def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor) -> te.Tensor:
+def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, *rnd: te.Tensor) -> te.Tensor:
     """Depthwise convolution, weight (KH, KW, C)."""
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
     sh, sw = op.stride
+    xp = pad_input(op, x)
     rkh = te.reduce_axis((0, kh_n), "kh")
     rkw = te.reduce_axis((0, kw_n), "kw")
     acc = te.compute(
         (ho, wo, co),
-        lambda h, x_, c: te.sum(
-            _padded(x, op, h * sh + rkh, x_ * sw + rkw, c).astype("int32") * w[rkh, rkw, c].astype("int32"),
-            axis=[rkh, rkw],
-        ),
+        lambda h, x_, c: te.sum(xp[h * sh + rkh, x_ * sw + rkw, c].astype("int32") * w[rkh, rkw, c].astype("int32"), axis=[rkh, rkw]),
         name="acc",
     )
-    return _epilogue(op, acc, bias, mult, shift, lambda idx: idx[2])
+    return _epilogue(op, acc, bias, mult, shift, rnd, lambda idx: idx[2])
 
 
-def dense(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor) -> te.Tensor:
+def dense(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, *rnd: te.Tensor) -> te.Tensor:
     """Fully connected on a flat (I,) input, weight (O, I)."""
     n_out, n_in = (int(d) for d in w.shape)
     ri = te.reduce_axis((0, n_in), "i")
     acc = te.compute((n_out,), lambda o: te.sum(x[ri].astype("int32") * w[o, ri].astype("int32"), axis=[ri]), name="acc")
     # The output is (1, 1, O) like every other tensor, so no reshape kernel follows.
-    return te.compute(
-        (1, 1, n_out),
-        lambda _h, _w, o: clamp_int8(requantize_expr(acc[o] + bias[o], mult[o], shift[o]), op.out_q.zero_point, op.lo, op.hi),
-        name="out",
-    )
+    return _epilogue(op, acc, bias, mult, shift, rnd, lambda idx: idx[0], (1, 1, n_out))
 
 
-def _epilogue(op: QOp, acc: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, chan: Any) -> te.Tensor:
+def _epilogue(
+    op: QOp, acc: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, rnd: tuple, chan: Any, shape: Any = None
+) -> te.Tensor:
+    """Add the folded bias (a stage of its own, ``biased``), requantize, add the zero point, clamp, store int8.
+
+    The separate stage keeps the sum an int32 value: inside one expression TVM's simplifier would widen
+    ``int64(acc + bias)`` to ``int64(acc) + int64(bias)`` and the requantization's product to 64 x 64 bits.
+    With a rounding table (``rnd``, see ``requant_consts``) the stage holds ``2 acc + 2 bias`` for
+    ``fast_requantize_expr``. ``shape``: the output's shape when it differs from the accumulator's (dense).
+    """
+    if rnd:
+        biased = te.compute(acc.shape, lambda *idx: (acc[idx] << _i32(1)) + bias[chan(idx)], name="biased")
+    else:
+        biased = te.compute(acc.shape, lambda *idx: acc[idx] + bias[chan(idx)], name="biased")
+
     def f(*idx: PrimExpr) -> PrimExpr:
-        c = chan(idx)
-        return clamp_int8(requantize_expr(acc[idx] + bias[c], mult[c], shift[c]), op.out_q.zero_point, op.lo, op.hi)
+        a_idx = idx if shape is None else idx[len(idx) - len(acc.shape) :]
+        c = chan(a_idx)
+        if rnd:
+            y = fast_requantize_expr(biased[a_idx], mult[c], rnd[0][c], shift[c])
+        else:
+            y = requantize_expr(biased[a_idx], mult[c], shift[c])
+        return clamp_int8(y, op.out_q.zero_point, op.lo, op.hi)
 
-    return te.compute(acc.shape, f, name="out")
+    return te.compute(acc.shape if shape is None else shape, f, name="out")
 
 
 def maxpool(op: QOp, x: te.Tensor) -> te.Tensor:

@@ -1,0 +1,272 @@
+"""Per-kernel TIR schedules of the MCU back end (``s_tir.Schedule`` on the PrimFuncs of ``te_ops``).
+
+Every weighted kernel is a reduction block ``acc`` and an epilogue block ``out`` (requantize, clamp, store); padded
+convolutions have a ``pad`` block in front. The schedules:
+
+* conv: outputs in register tiles of ``TP`` pixels x ``TO`` channels; the reduction loops run outside the tile and
+  the innermost reduction loop (input channels, or kernel columns for one input channel) is unrolled, so each input
+  value is loaded once per tile and each weight once per tile; the epilogue runs on the tile right after it.
+  1x1 stride-1 convolutions are GEMMs over the fused pixel axis.
+* conv with ``dsp`` (Arm Cortex-M with the DSP extension, LLVM codegen): the reduction is cut in groups of four int8
+  taps and each group of each output is the tensor intrinsic ``SMLAD_DOT4``: one 32-bit load of four input bytes,
+  two SXTB16 (shared by the tile's channels after LLVM's CSE), two 32-bit loads of pre-packed int16 weights and two
+  SMLAD: two multiply-accumulates per instruction.
+* dwconv: one output pixel, ``TC`` channels in registers, the KHxKW taps unrolled.
+* the ``pad`` stage: materialised whole when small, else one band of rows per output row (bounded scratch).
+* everything else: the epilogue fused into the reduction's output loop (no temporary buffer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm import s_tir
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
+
+from tinycompile.quant.graph import QOp
+
+PAD_WHOLE_MAX = 2048  # bytes: a padded input up to this size is copied whole, larger ones one row band at a time
+UNROLL_MAX = 512  # multiply-accumulate statements per unrolled reduction body
+SMLAD_DOT4 = "tinycompile_smlad_dot4_i8_i16"
+
+
+@T.prim_func(s_tir=True)
+def _dot4_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (2, 2), "int16", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:4], B[0:2, 0:2])
+        T.writes(C[0:1])
+        for i, j in T.grid(2, 2):
+            with T.sblock("update"):
+                vi, vj = T.axis.remap("RR", [i, j])
+                C[0] = C[0] + T.Cast("int32", A[vi + vj * 2]) * T.Cast("int32", B[vi, vj])
+
+
+@T.prim_func(s_tir=True)
+def _dot4_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (2, 2), "int16", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:4], B[0:2, 0:2])
+        T.writes(C[0:1])
+        # One expression (no local bindings: TVMScript would give each one a buffer).
+        C[0] = T.call_llvm_pure_intrin(
+            "int32",
+            "llvm.arm.smlad",
+            T.call_llvm_pure_intrin(  # bytes 1 and 3 of the input word, sign-extended to halfwords
+                "int32",
+                "llvm.arm.sxtb16",
+                T.reinterpret(
+                    "int32",
+                    T.bitwise_or(
+                        T.shift_right(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(8)),
+                        T.shift_left(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(24)),
+                    ),
+                ),
+            ),
+            T.reinterpret("int32", B.vload([1, 0], "int16x2")),  # weights of bytes 1 and 3
+            T.call_llvm_pure_intrin(
+                "int32",
+                "llvm.arm.smlad",
+                T.call_llvm_pure_intrin("int32", "llvm.arm.sxtb16", T.reinterpret("int32", A.vload([0], "int8x4"))),
+                T.reinterpret("int32", B.vload([0, 0], "int16x2")),  # weights of bytes 0 and 2
+                C[0],
+            ),
+        )
+
+
+TensorIntrin.register(SMLAD_DOT4, _dot4_desc, _dot4_impl, override=True)
+
+
+SMLA_MUL4 = "tinycompile_smlaxy_mul4_i8_i16"
+
+
+@T.prim_func(s_tir=True)
+def _mul4_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (4,), "int16", offset_factor=1)
+    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4])
+        T.writes(C[0:4])
+        for i in T.serial(4):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+
+@T.prim_func(s_tir=True)
+def _mul4_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (4,), "int16", offset_factor=1)
+    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4])
+        T.writes(C[0:4])
+        # SXTB16 of the input word gives bytes (0, 2), of the word rotated by 8 bytes (1, 3); the weights are two
+        # int16 pairs (0, 1) and (2, 3); SMLA<x><y> picks the bottom or top halfword of each operand.
+        C[0] = T.call_llvm_pure_intrin(
+            "int32", "llvm.arm.smlabb",
+            T.call_llvm_pure_intrin("int32", "llvm.arm.sxtb16", T.reinterpret("int32", A.vload([0], "int8x4"))),
+            T.reinterpret("int32", B.vload([0], "int16x2")), C[0])
+        C[2] = T.call_llvm_pure_intrin(
+            "int32", "llvm.arm.smlatb",
+            T.call_llvm_pure_intrin("int32", "llvm.arm.sxtb16", T.reinterpret("int32", A.vload([0], "int8x4"))),
+            T.reinterpret("int32", B.vload([2], "int16x2")), C[2])
+        C[1] = T.call_llvm_pure_intrin(
+            "int32", "llvm.arm.smlabt",
+            T.call_llvm_pure_intrin(
+                "int32", "llvm.arm.sxtb16",
+                T.reinterpret("int32", T.bitwise_or(
+                    T.shift_right(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(8)),
+                    T.shift_left(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(24))))),
+            T.reinterpret("int32", B.vload([0], "int16x2")), C[1])
+        C[3] = T.call_llvm_pure_intrin(
+            "int32", "llvm.arm.smlatt",
+            T.call_llvm_pure_intrin(
+                "int32", "llvm.arm.sxtb16",
+                T.reinterpret("int32", T.bitwise_or(
+                    T.shift_right(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(8)),
+                    T.shift_left(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(24))))),
+            T.reinterpret("int32", B.vload([2], "int16x2")), C[3])
+
+
+TensorIntrin.register(SMLA_MUL4, _mul4_desc, _mul4_impl, override=True)
+
+
+def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, dsp: bool) -> None:
+    """Schedule one kernel in place (``op`` is the QuantGraph op it computes)."""
+    blocks = _blocks(sch)
+    if "acc" not in blocks or "out" not in blocks:
+        return
+    if "pad" in blocks and op is not None:
+        _place_pad(sch, op)
+    if op is not None and op.op == "conv":
+        _conv(sch, op, dsp)
+    elif op is not None and op.op == "dwconv":
+        _dwconv(sch, op, dsp)
+    else:
+        _fused_epilogue(sch)
+
+
+def _blocks(sch: s_tir.Schedule) -> dict[str, Any]:
+    try:
+        root = sch.get_sblock("root")
+    except Exception:  # noqa: BLE001 - a kernel without a root block has nothing to schedule
+        return {}
+    return {sch.get(b).name_hint: b for b in sch.get_child_blocks(root)}
+
+
+def _fused_epilogue(sch: s_tir.Schedule) -> None:
+    acc = sch.get_sblock("acc")
+    loops = sch.get_loops(acc)
+    n_spatial = sum(1 for iv in sch.get(acc).iter_vars if iv.iter_type == 0)  # data-parallel axes
+    _epilogue_at(sch, loops[n_spatial - 1])
+    if len(sch.get_loops(acc)) > n_spatial:
+        sch.decompose_reduction(acc, sch.get_loops(acc)[n_spatial])
+
+
+def _epilogue_at(sch: s_tir.Schedule, loop: Any) -> None:
+    """Move the epilogue stages (``biased`` if present, then ``out``) under ``loop``."""
+    if "biased" in _blocks(sch):
+        sch.reverse_compute_at(sch.get_sblock("biased"), loop)
+    sch.reverse_compute_at(sch.get_sblock("out"), loop)
+
+
+def _unroll_epilogue(sch: s_tir.Schedule, depth: int) -> None:
+    """Unroll the epilogue stages' loops below the first ``depth`` (the tile loops)."""
+    for name in ("biased", "out"):
+        if name in _blocks(sch) or name == "out":
+            for loop in sch.get_loops(sch.get_sblock(name))[depth:]:
+                sch.unroll(loop)
+
+
+def _divisor(n: int, choices: tuple[int, ...]) -> int:
+    return next((c for c in choices if n % c == 0), 1)
+
+
+def _conv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
+    acc = sch.get_sblock("acc")
+    loops = sch.get_loops(acc)
+    h, w, o = loops[:3]
+    red = list(loops[3:])
+    ho, wo, co = op.out_shape
+    packed = len(red) in (4, 5) and sch.get(red[-1]).extent == 2 and sch.get(red[-2]).extent == 2 and dsp
+    pointwise = op.kernel == (1, 1) and op.stride == (1, 1) and not any(op.padding)
+    if pointwise:
+        pix = [sch.fuse(h, w)]
+        npix = ho * wo
+    else:
+        pix = [h, w]
+        npix = wo
+    to = _divisor(co, (8, 4, 2) if packed and len(red) == 5 else (4, 2))  # packed along input channels: 8
+    tp = 1 if packed else _divisor(npix, (2,))
+    o_o, o_i = sch.split(o, [None, to])
+    tile = [o_i]
+    if tp > 1:
+        p_o, p_i = sch.split(pix[-1], [None, tp])
+        pix[-1] = p_o
+        tile = [p_i, o_i]
+    inner = red[-2:] if packed else []
+    outer_red = red[:-2] if packed else red
+    # The innermost reduction loop outside the tile is unrolled by a few steps only: fully unrolled, its input loads
+    # would be loop-invariant across the channel tiles and LLVM hoists them into (spilled) registers.
+    last = outer_red[-1]
+    step = _divisor(sch.get(last).extent, (4, 2) if packed else (8, 4, 2))
+    if step > 1 and sch.get(last).extent > step:
+        last_o, last_i = sch.split(last, [None, step])
+        outer_red = [*outer_red[:-1], last_o, last_i]
+    sch.reorder(o_o, *outer_red, *tile, *inner)
+    _epilogue_at(sch, o_o)
+    init = sch.decompose_reduction(acc, outer_red[0])
+    for loop in sch.get_loops(init)[len(pix) + 1 :]:
+        sch.unroll(loop)
+    if packed:
+        sch.tensorize(inner[0], SMLAD_DOT4)
+    for loop in tile:
+        sch.unroll(loop)
+    sch.unroll(outer_red[-1])
+    _unroll_epilogue(sch, len(pix) + 1)
+
+
+def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
+    acc = sch.get_sblock("acc")
+    h, w, c, kh, kw = sch.get_loops(acc)
+    packed = dsp and _weight_dtype(sch) == "int16"
+    tc = 4 if packed else _divisor(op.out_shape[2], (4, 2))
+    c_o, c_i = sch.split(c, [None, tc])
+    sch.reorder(c_o, kh, kw, c_i)
+    _epilogue_at(sch, c_o)
+    init = sch.decompose_reduction(acc, kh)
+    for loop in sch.get_loops(init)[3:]:
+        sch.unroll(loop)
+    if packed:
+        sch.tensorize(c_i, SMLA_MUL4)
+    else:
+        sch.unroll(c_i)
+    for loop in (kh, kw):
+        sch.unroll(loop)
+    _unroll_epilogue(sch, 3)
+
+
+def _weight_dtype(sch: s_tir.Schedule) -> str:
+    """The dtype of the kernel's weight parameter (its second)."""
+    func = sch.mod["main"]
+    return str(func.params[1].dtype)
+
+
+def _place_pad(sch: s_tir.Schedule, op: QOp) -> None:
+    pad = sch.get_sblock("pad")
+    hp, wp, c = _pad_shape(op)
+    if hp * wp * c > PAD_WHOLE_MAX:
+        acc = sch.get_sblock("acc")
+        sch.compute_at(pad, sch.get_loops(acc)[0])
+
+
+def _pad_shape(op: QOp) -> tuple[int, int, int]:
+    ho, wo, _ = op.out_shape
+    return (ho - 1) * op.stride[0] + op.kernel[0], (wo - 1) * op.stride[1] + op.kernel[1], op.in_shapes[0][2]
