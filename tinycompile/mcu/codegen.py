@@ -11,16 +11,23 @@ import tvm
 ABI_HEADER = "tc_tvm_abi.h"
 BUILD_CONFIG = {"tirx.disable_assert": True}  # shapes are fixed at build time; the checks would only cost flash
 _INCLUDE = re.compile(r'^#include\s+"(tvm|dlpack)/[^"]+"\s*$', re.M)
+# TVM declares every extern it calls; the DSP kernels' intrinsics are declared by arm_acle.h / our ABI header.
+_INTRIN_DECL = re.compile(r'^#ifdef __cplusplus\nextern "C"\n#endif\nTVM_DLL int32_t (tc_load32|__sxtb16|__smla\w*)\(.*\);\n', re.M)
 _ALLOC = re.compile(r"TVMBackendAllocWorkspace\(\s*\d+,\s*\w+,\s*\(uint64_t\)(\d+)")
 
 
-def build_c(tir: tvm.IRModule) -> str:
-    """C source of all kernels, including our own small ABI header instead of TVM's, so it builds stand-alone."""
+def build_c(tir: tvm.IRModule, dsp: bool = False) -> str:
+    """C source of all kernels, including our own small ABI header instead of TVM's, so it builds stand-alone.
+
+    ``dsp``: the kernels call ACLE intrinsics (``__smlad``, ``__sxtb16``, ...), so the source includes arm_acle.h.
+    """
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
         lib = tvm.tirx.build(tir, target=tvm.target.Target({"kind": "c"}))
     src = lib.inspect_source()
     src = _INCLUDE.sub("", src)
-    return f'#include "{ABI_HEADER}"\n' + src
+    src = _INTRIN_DECL.sub("", src)
+    acle = "#include <arm_acle.h>\n" if dsp else ""
+    return f'{acle}#include "{ABI_HEADER}"\n' + src
 
 
 def build_llvm(tir: tvm.IRModule, llvm_target: dict[str, Any], path: Path) -> None:
@@ -72,6 +79,10 @@ typedef struct {
   union { int64_t v_int64; double v_float64; void* v_ptr; };
 } TVMFFIAny;
 #define TC_FFI_DLTENSOR_PTR 7
+
+/* A 32-bit load from any address (the DSP kernels read four int8 or two int16 values at once); compiles to one
+ * load on cores with unaligned access. */
+static inline int32_t tc_load32(const void* p) { int32_t v; __builtin_memcpy(&v, p, 4); return v; }
 
 void* TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code_hint,
                                int dtype_bits_hint);

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +34,29 @@ DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p")
 
 @dataclass
 class Compiled:
-    """Lowering done once per graph: the portable TIR, calls, C source and its workspace figure; the DSP variant of
-    the TIR (for LLVM on Arm cores with the DSP extension) is lowered on first use and kept."""
+    """Lowering done once per graph: the portable TIR, calls, C source and its workspace figure. The DSP variants
+    (Arm cores with the DSP extension) and the LLVM schedules are lowered on first use and kept."""
 
     lowered: Lowered
     c_source: str
     workspace: int
     seconds: float
     graph: QuantGraph | None = None
-    dsp: Lowered | None = None
+    variants: dict[tuple[str, bool], tuple[Lowered, str]] = field(default_factory=dict)
 
-    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> Lowered:
-        """The lowering a build with ``codegen_kind`` for ``llvm_target`` uses."""
-        if codegen_kind != "llvm" or not uses_dsp(llvm_target) or self.graph is None:
-            return self.lowered
-        if self.dsp is None:
+    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str]:
+        """The lowering (and its C source, for the C codegen) a build with ``codegen_kind`` for the chip of
+        ``llvm_target`` uses: schedules differ per codegen and for cores with the DSP extension."""
+        key = (codegen_kind, uses_dsp(llvm_target))
+        if key == ("c", False) or self.graph is None:
+            return self.lowered, self.c_source
+        if key not in self.variants:
             start = time.perf_counter()
-            self.dsp = lower(self.graph, dsp=True)
+            lowered = lower(self.graph, *key)
+            src = codegen.build_c(lowered.tir, dsp=key[1]) if key[0] == "c" else ""
+            self.variants[key] = (lowered, src)
             self.seconds += time.perf_counter() - start
-        return self.dsp
+        return self.variants[key]
 
 
 def uses_dsp(llvm_target: dict[str, Any] | None) -> bool:
@@ -78,14 +82,14 @@ def write_library(
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_activations(spec)
-    lowered = compiled.lowered_for(codegen_kind, llvm_target)
+    lowered, c_source = compiled.lowered_for(codegen_kind, llvm_target)
     header, source, info = aot.generate(graph, spec, lowered, plan, compiled.workspace)
     (folder / codegen.ABI_HEADER).write_text(codegen.ABI_HEADER_TEXT)
     (folder / "model.h").write_text(header)
     (folder / "model.c").write_text(source)
     if codegen_kind == "c":
         kernel = folder / "kernels.c"
-        kernel.write_text(compiled.c_source)
+        kernel.write_text(c_source)
     else:
         if llvm_target is None:
             raise UserError("--codegen llvm needs build.llvm_target in the target's YAML")

@@ -67,14 +67,15 @@ class Lowered:
     relax_text: str
 
 
-def lower(graph: QuantGraph, dsp: bool = False) -> Lowered:
-    """Run all stages on ``graph``; ``dsp``: schedule for Arm's DSP extension (LLVM codegen only, see ``schedules``)."""
+def lower(graph: QuantGraph, codegen: str = "c", dsp: bool = False) -> Lowered:
+    """Run all stages on ``graph`` for TVM's ``codegen`` ("c" or "llvm"); ``dsp``: schedule for Arm's DSP extension
+    with that codegen's flavour of the intrinsics (see ``schedules``)."""
     mod, names = to_relax(graph, packed=dsp)
     mod = run_relax_pipeline(mod)
     tir_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)})
     kernel_ops = [i for i, op in enumerate(graph.ops) if op.op != "flatten"]
     calls, views = extract_calls(mod, kernel_ops)
-    tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, dsp)
+    tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, codegen, dsp)
     return Lowered(tir_mod, calls, views, mod["main"].script(show_meta=False))
 
 
@@ -122,13 +123,13 @@ def run_relax_pipeline(mod: tvm.IRModule) -> tvm.IRModule:
     return tvm.transform.Sequential(passes)(mod)
 
 
-def schedule(mod: tvm.IRModule, ops: dict[str, QOp], dsp: bool = False) -> tvm.IRModule:
+def schedule(mod: tvm.IRModule, ops: dict[str, QOp], codegen: str = "c", dsp: bool = False) -> tvm.IRModule:
     """Schedule each kernel (see ``schedules``): int32 indices, tiles, the fused epilogue, the padded-input stage."""
     out = {}
     for gv, func in mod.functions.items():
         func = tirx.transform.ForceNarrowIndexToInt32()(tvm.IRModule({"main": func}))["main"]
         sch = s_tir.Schedule(func)
-        schedules.schedule_kernel(sch, ops.get(gv.name_hint), dsp)
+        schedules.schedule_kernel(sch, ops.get(gv.name_hint), codegen, dsp)
         out[gv] = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
     return tvm.IRModule(out)
 

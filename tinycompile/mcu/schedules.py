@@ -7,11 +7,12 @@ convolutions have a ``pad`` block in front. The schedules:
   the innermost reduction loop (input channels, or kernel columns for one input channel) is unrolled, so each input
   value is loaded once per tile and each weight once per tile; the epilogue runs on the tile right after it.
   1x1 stride-1 convolutions are GEMMs over the fused pixel axis.
-* conv with ``dsp`` (Arm Cortex-M with the DSP extension, LLVM codegen): the reduction is cut in groups of four int8
+* conv with ``dsp`` (Arm Cortex-M with the DSP extension; LLVM intrinsics, or ACLE calls in TVM's C): the reduction is cut in groups of four int8
   taps and each group of each output is the tensor intrinsic ``SMLAD_DOT4``: one 32-bit load of four input bytes,
   two SXTB16 (shared by the tile's channels after LLVM's CSE), two 32-bit loads of pre-packed int16 weights and two
   SMLAD: two multiply-accumulates per instruction.
-* dwconv: one output pixel, ``TC`` channels in registers, the KHxKW taps unrolled.
+* dwconv: one output pixel, ``TC`` channels in registers, the KHxKW taps unrolled; with ``dsp`` four channels per
+  tensor intrinsic ``SMLA_MUL4`` (one 32-bit input load, two SXTB16, int16 weight pairs, SMLABB/SMLATB/SMLABT/SMLATT).
 * the ``pad`` stage: materialised whole when small, else one band of rows per output row (bounded scratch).
 * everything else: the epilogue fused into the reduction's output loop (no temporary buffer).
 """
@@ -138,17 +139,95 @@ def _mul4_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
 TensorIntrin.register(SMLA_MUL4, _mul4_desc, _mul4_impl, override=True)
 
 
-def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, dsp: bool) -> None:
-    """Schedule one kernel in place (``op`` is the QuantGraph op it computes)."""
+# The same two intrinsics for TVM's C target: ACLE calls (arm_acle.h, which the generated C includes on cores
+# with the DSP extension) and ``tc_load32`` (a 32-bit load from any address, defined in the ABI header).
+
+
+@T.prim_func(s_tir=True)
+def _dot4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (2, 2), "int16", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:4], B[0:2, 0:2])
+        T.writes(C[0:1])
+        C[0] = T.call_pure_extern(
+            "int32",
+            "__smlad",
+            T.call_pure_extern(
+                "int32",
+                "__sxtb16",
+                T.Cast(
+                    "int32",
+                    T.bitwise_or(
+                        T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
+                        T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24)),
+                    ),
+                ),
+            ),
+            T.call_pure_extern("int32", "tc_load32", T.address_of(B[1, 0])),
+            T.call_pure_extern(
+                "int32",
+                "__smlad",
+                T.call_pure_extern("int32", "__sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
+                T.call_pure_extern("int32", "tc_load32", T.address_of(B[0, 0])),
+                C[0],
+            ),
+        )
+
+
+@T.prim_func(s_tir=True)
+def _mul4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (4,), "int16", offset_factor=1)
+    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4])
+        T.writes(C[0:4])
+        C[0] = T.call_pure_extern(
+            "int32", "__smlabb",
+            T.call_pure_extern("int32", "__sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
+            T.call_pure_extern("int32", "tc_load32", T.address_of(B[0])), C[0])
+        C[2] = T.call_pure_extern(
+            "int32", "__smlatb",
+            T.call_pure_extern("int32", "__sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
+            T.call_pure_extern("int32", "tc_load32", T.address_of(B[2])), C[2])
+        C[1] = T.call_pure_extern(
+            "int32", "__smlabt",
+            T.call_pure_extern(
+                "int32", "__sxtb16",
+                T.Cast("int32", T.bitwise_or(
+                    T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
+                    T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24))))),
+            T.call_pure_extern("int32", "tc_load32", T.address_of(B[0])), C[1])
+        C[3] = T.call_pure_extern(
+            "int32", "__smlatt",
+            T.call_pure_extern(
+                "int32", "__sxtb16",
+                T.Cast("int32", T.bitwise_or(
+                    T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
+                    T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24))))),
+            T.call_pure_extern("int32", "tc_load32", T.address_of(B[2])), C[3])
+
+
+TensorIntrin.register(SMLAD_DOT4 + "_c", _dot4_desc, _dot4_impl_c, override=True)
+TensorIntrin.register(SMLA_MUL4 + "_c", _mul4_desc, _mul4_impl_c, override=True)
+DSP_FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
+
+
+def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp: bool = False) -> None:
+    """Schedule one kernel in place: ``op`` is the QuantGraph op it computes, ``codegen`` ("c" or "llvm") the TVM
+    target that compiles it, ``dsp`` whether to use the Arm DSP intrinsics (in that codegen's flavour)."""
+    flavour = codegen if dsp else None
     blocks = _blocks(sch)
     if "acc" not in blocks or "out" not in blocks:
         return
     if "pad" in blocks and op is not None:
-        _place_pad(sch, op)
+        _place_pad(sch, op, codegen)
     if op is not None and op.op == "conv":
-        _conv(sch, op, dsp)
+        _conv(sch, op, flavour)
     elif op is not None and op.op == "dwconv":
-        _dwconv(sch, op, dsp)
+        _dwconv(sch, op, flavour)
     else:
         _fused_epilogue(sch)
 
@@ -189,13 +268,13 @@ def _divisor(n: int, choices: tuple[int, ...]) -> int:
     return next((c for c in choices if n % c == 0), 1)
 
 
-def _conv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
+def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
     acc = sch.get_sblock("acc")
     loops = sch.get_loops(acc)
     h, w, o = loops[:3]
     red = list(loops[3:])
     ho, wo, co = op.out_shape
-    packed = len(red) in (4, 5) and sch.get(red[-1]).extent == 2 and sch.get(red[-2]).extent == 2 and dsp
+    packed = len(red) in (4, 5) and sch.get(red[-1]).extent == 2 and sch.get(red[-2]).extent == 2 and dsp is not None
     pointwise = op.kernel == (1, 1) and op.stride == (1, 1) and not any(op.padding)
     if pointwise:
         pix = [sch.fuse(h, w)]
@@ -216,7 +295,7 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
     # The innermost reduction loop outside the tile is unrolled by a few steps only: fully unrolled, its input loads
     # would be loop-invariant across the channel tiles and LLVM hoists them into (spilled) registers.
     last = outer_red[-1]
-    step = _divisor(sch.get(last).extent, (4, 2) if packed else (8, 4, 2))
+    step = _divisor(sch.get(last).extent, (4, 2) if packed else (4, 2))
     if step > 1 and sch.get(last).extent > step:
         last_o, last_i = sch.split(last, [None, step])
         outer_red = [*outer_red[:-1], last_o, last_i]
@@ -226,17 +305,17 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
     for loop in sch.get_loops(init)[len(pix) + 1 :]:
         sch.unroll(loop)
     if packed:
-        sch.tensorize(inner[0], SMLAD_DOT4)
+        sch.tensorize(inner[0], SMLAD_DOT4 + DSP_FLAVOURS[str(dsp)])
     for loop in tile:
         sch.unroll(loop)
     sch.unroll(outer_red[-1])
     _unroll_epilogue(sch, len(pix) + 1)
 
 
-def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
+def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
     acc = sch.get_sblock("acc")
     h, w, c, kh, kw = sch.get_loops(acc)
-    packed = dsp and _weight_dtype(sch) == "int16"
+    packed = dsp is not None and _weight_dtype(sch) == "int16"
     tc = 4 if packed else _divisor(op.out_shape[2], (4, 2))
     c_o, c_i = sch.split(c, [None, tc])
     sch.reorder(c_o, kh, kw, c_i)
@@ -245,7 +324,7 @@ def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: bool) -> None:
     for loop in sch.get_loops(init)[3:]:
         sch.unroll(loop)
     if packed:
-        sch.tensorize(c_i, SMLA_MUL4)
+        sch.tensorize(c_i, SMLA_MUL4 + DSP_FLAVOURS[str(dsp)])
     else:
         sch.unroll(c_i)
     for loop in (kh, kw):
@@ -259,12 +338,21 @@ def _weight_dtype(sch: s_tir.Schedule) -> str:
     return str(func.params[1].dtype)
 
 
-def _place_pad(sch: s_tir.Schedule, op: QOp) -> None:
+def _place_pad(sch: s_tir.Schedule, op: QOp, codegen: str) -> None:
     pad = sch.get_sblock("pad")
     hp, wp, c = _pad_shape(op)
     if hp * wp * c > PAD_WHOLE_MAX:
         acc = sch.get_sblock("acc")
         sch.compute_at(pad, sch.get_loops(acc)[0])
+    if codegen != "c":
+        return  # LLVM turns the rows of the copy into memcpy / memset calls
+    # The padding test depends on the row and column only: unrolling the channels lets the C compiler test once
+    # per run of channels.
+    inner = sch.get_loops(pad)[-1]
+    step = _divisor(int(sch.get(inner).extent), (16, 8, 4, 2))
+    if step > 1:
+        _, inner_i = sch.split(inner, [None, step])
+        sch.unroll(inner_i)
 
 
 def _pad_shape(op: QOp) -> tuple[int, int, int]:
