@@ -227,11 +227,27 @@ def network_timing(layers: list[list], n: int) -> list[int]:
     return out
 
 
+def _predecessor(n: int) -> Geom:
+    """A typical previous layer (a 1x1 convolution over 64 pixels, 2 channel tiles) for layers costed alone."""
+    return Geom("conv", 1, 64, 2 * n, 1, 64, 2 * n)
+
+
+def _instrs(g: Geom, p: AccelParams) -> list:
+    return emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), 0, 0, -128, 127)
+
+
 @lru_cache(maxsize=4096)
 def layer_timing(g: Geom, p: AccelParams) -> LayerTiming:
-    """Predicted timing of one layer (cached: the search meets the same shapes again and again)."""
-    instrs = emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), 0, 0, -128, 127)
-    return simulate(instrs, p.n)
+    """Predicted timing of one layer without its network (cached: the search meets the same shapes again and again).
+
+    Its cycles are its share behind a typical predecessor (the fetch unit runs ahead into a layer while the one
+    before drains), measured like the RTL figures: program cut after the predecessor vs after this layer.
+    """
+    own = simulate(_instrs(g, p), p.n)
+    pre = _instrs(_predecessor(p.n), p)
+    base = simulate(pre, p.n, done=True).cycles
+    share = simulate(pre + _instrs(g, p), p.n, done=True).cycles - base
+    return LayerTiming(max(1, share), own.mac_cycles, own.load_words, own.store_words, own.fetch_words)
 
 
 def target_params(target: object, array: int | None = None) -> AccelParams:
