@@ -28,12 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinycompile.arch import ArchSpec, Layer  # noqa: E402
-from tinycompile.fpga.build import build_graph  # noqa: E402
-from tinycompile.model import SpecNet  # noqa: E402
-from tinycompile.quant.graph import QuantGraph  # noqa: E402
-from tinycompile.quant.quantize import quantize  # noqa: E402
-from tinycompile.targets import Target, load_target  # noqa: E402
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.fpga.build import build_graph
+from tinycompile.model import SpecNet
+from tinycompile.quant.graph import QuantGraph
+from tinycompile.quant.quantize import quantize
+from tinycompile.targets import Target, load_target
 
 L = Layer
 INPUTS = 16

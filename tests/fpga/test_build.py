@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import INPUTS, SPECS, target_with_array
+
 from tinycompile.arch import ArchSpec
 from tinycompile.cost.model import estimate
 from tinycompile.targets import Target

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import random_graph
+
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
 from tinycompile.fpga.build import compile_for_accelerator

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import tvm
+from conftest import random_graph
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix
 
-from conftest import random_graph
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.fpga.partition import CODEGEN, PATTERN_OPS, partition
 from tinycompile.fpga.plan import AccelParams

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from tinycompile.errors import UserError
+from tinycompile.fileio import write_json
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.codegen import AccelProgram
 from tinycompile.fpga.plan import AccelParams
 from tinycompile.fpga.report import make_report, print_report
-from tinycompile.fileio import write_json
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
 

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 
 import tvm
 from tvm import relax
-from tvm.relax.backend.pattern_registry import get_patterns_with_prefix, register_patterns
+from tvm.relax.backend.pattern_registry import (
+    get_patterns_with_prefix,
+    register_patterns,
+)
 from tvm.relax.dpl.pattern import is_gv, is_op, wildcard
 
 from tinycompile.fpga.codegen import AccelProgram, compile_graph, op_geom
@@ -130,7 +133,7 @@ def unique_kernels(mod: tvm.IRModule, graph: QuantGraph) -> tvm.IRModule:
             super().__init__(mod)
             self.k = 0
 
-        def visit_call_(self, call: relax.Call) -> relax.Expr:  # noqa: N802 - TVM's visitor naming
+        def visit_call_(self, call: relax.Call) -> relax.Expr:
             call = super().visit_call_(call)
             if not call.op.same_as(call_tir):
                 return call

@@ -199,7 +199,7 @@ def plan_layer(g: Geom, p: AccelParams) -> Tiling:
     else:
         per_pass = max(1, min(p.param_sets, MAX_COUNT))
         kt = g.taps * cb if g.kind == "conv" else g.taps
-        kc = kt if kt <= kmax else kmax
+        kc = min(kt, kmax)
     passes = tuple((t0, min(per_pass, nts - t0)) for t0 in range(0, nts, per_pass))
     blocks = []
     for t0, tn in passes:
@@ -237,11 +237,11 @@ class LayerAddrs:
 def contiguous(words: int, n: int) -> dict[str, int]:
     """Pattern fields for ``words`` consecutive N-byte words (over two loops when one 12-bit count is too few)."""
     if words <= MAX_COUNT:
-        return dict(n1=1, n0=words, d0=n)
+        return {"n1": 1, "n0": words, "d0": n}
     k = -(-words // MAX_COUNT)
     while words % k:
         k += 1
-    return dict(n1=k, d1=(words // k) * n, n0=words // k, d0=n)
+    return {"n1": k, "d1": (words // k) * n, "n0": words // k, "d0": n}
 
 
 def dense_like(g: Geom) -> bool:
@@ -292,41 +292,41 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                     run = 1  # whole taps of a whole-input window are consecutive pixels: one load for the run
                     while run < MAX_COUNT and (tap + run + 1) * cb <= k1:
                         run += 1
-                    out.append(dict(sp=0, sp_base=ib + (lo_k - k0), base=a.x + tap * cs_in,
-                                    n2=1, n1=run, d1=cs_in, n0=cb, d0=n))
+                    out.append({"sp": 0, "sp_base": ib + (lo_k - k0), "base": a.x + tap * cs_in,
+                                    "n2": 1, "n1": run, "d1": cs_in, "n0": cb, "d0": n})
                     tap += run
                     continue
                 ky, kx = divmod(tap, g.kw)
                 y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
-                out.append(dict(sp=0, sp_base=ib + (lo_k - k0) * m,
-                                base=(a.x + (y0 * g.w + x0) * cs_in + (lo_k - tap * cb) * n) % (1 << 32),
-                                n2=hi_k - lo_k, d2=n, n1=blk.rows, d1=g.sh * g.w * cs_in, n0=blk.cols,
-                                d0=g.sw * cs_in, y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
+                out.append({"sp": 0, "sp_base": ib + (lo_k - k0) * m,
+                                "base": (a.x + (y0 * g.w + x0) * cs_in + (lo_k - tap * cb) * n) % (1 << 32),
+                                "n2": hi_k - lo_k, "d2": n, "n1": blk.rows, "d1": g.sh * g.w * cs_in, "n0": blk.cols,
+                                "d0": g.sw * cs_in, "y0": y0, "x0": x0, "sy1": g.sh, "sx0": g.sw, "h": g.h, "w": g.w, "pad": pad_byte})
                 tap += 1
             return out
         if whole:  # one output pixel: INP word (tile j, tap k) at j * kc + k, all tiles and taps in one load
-            out.append(dict(sp=0, sp_base=ib, base=a.x + k0 * cs_in + blk.g0 * n, n2=blk.gn, d2=n,
-                            n1=1, n0=k1 - k0, d0=cs_in))
+            out.append({"sp": 0, "sp_base": ib, "base": a.x + k0 * cs_in + blk.g0 * n, "n2": blk.gn, "d2": n,
+                            "n1": 1, "n0": k1 - k0, "d0": cs_in})
             return out
         for tap in range(k0, k1):  # one plane per tap holding every channel tile of the group: (tap, tile, pixel)
             ky, kx = divmod(tap, g.kw)
             y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
-            out.append(dict(sp=0, sp_base=ib + (tap - k0) * blk.gn * m,
-                            base=(a.x + (y0 * g.w + x0) * cs_in + blk.g0 * n) % (1 << 32),
-                            n2=blk.gn, d2=n, n1=blk.rows, d1=g.sh * g.w * cs_in, n0=blk.cols, d0=g.sw * cs_in,
-                            y0=y0, x0=x0, sy1=g.sh, sx0=g.sw, h=g.h, w=g.w, pad=pad_byte))
+            out.append({"sp": 0, "sp_base": ib + (tap - k0) * blk.gn * m,
+                            "base": (a.x + (y0 * g.w + x0) * cs_in + blk.g0 * n) % (1 << 32),
+                            "n2": blk.gn, "d2": n, "n1": blk.rows, "d1": g.sh * g.w * cs_in, "n0": blk.cols, "d0": g.sw * cs_in,
+                            "y0": y0, "x0": x0, "sy1": g.sh, "sx0": g.sw, "h": g.h, "w": g.w, "pad": pad_byte})
         return out
 
     def weight_load(blk: Block, k0: int, k1: int, sp_tile: int) -> dict[str, int]:
         if per_tap:  # memory (tap, tile): for each tap of the chunk the group's tiles
-            return dict(sp=1, sp_base=sp_tile * n, base=a.wgt + (k0 * nts + blk.g0) * n * n,
-                        n2=1, n1=k1 - k0, d1=nts * n * n, n0=blk.gn * n, d0=n)
+            return {"sp": 1, "sp_base": sp_tile * n, "base": a.wgt + (k0 * nts + blk.g0) * n * n,
+                        "n2": 1, "n1": k1 - k0, "d1": nts * n * n, "n0": blk.gn * n, "d0": n}
         if k0 == 0 and k1 == kt:  # memory (tile, k): the group's tiles are contiguous
             return dict(sp=1, sp_base=sp_tile * n, base=a.wgt + blk.g0 * kt * n * n, **contiguous(blk.gn * kt * n, n))
-        return dict(sp=1, sp_base=sp_tile * n, base=a.wgt + (blk.g0 * kt + k0) * n * n,
-                    n2=blk.gn, d2=kt * n * n, n1=1, n0=(k1 - k0) * n, d0=n)
+        return {"sp": 1, "sp_base": sp_tile * n, "base": a.wgt + (blk.g0 * kt + k0) * n * n,
+                    "n2": blk.gn, "d2": kt * n * n, "n1": 1, "n0": (k1 - k0) * n, "d0": n}
 
-    for (t0, tn), blocks in zip(t.passes, t.blocks):
+    def emit_pass(t0: int, tn: int, blocks: tuple[Block, ...]) -> None:
         # Steps: (block index, chunk); loads of a step fill INP half s % 2.
         steps = [(bi, c) for bi in range(len(blocks)) for c in range(chunks)]
         group_of = []
@@ -355,8 +355,8 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                 if s == 0:  # identity tiles, one per output tile of the pass
                     lds.append(dict(sp=1, sp_base=0, base=a.wgt, **contiguous(tn * n, n)))
                 for i, src in enumerate((a.x, a.b)):
-                    lds.append(dict(sp=0, sp_base=ib + i * blk.gn * blk.m, base=src + blk.ox0 * cs_in + blk.g0 * n,
-                                    n2=blk.gn, d2=n, n1=1, n0=blk.m, d0=cs_in))
+                    lds.append({"sp": 0, "sp_base": ib + i * blk.gn * blk.m, "base": src + blk.ox0 * cs_in + blk.g0 * n,
+                                    "n2": blk.gn, "d2": n, "n1": 1, "n0": blk.m, "d0": cs_in})
             else:
                 lds.extend(window_loads(blk, k0, k1, ib))
                 if pool:
@@ -377,14 +377,14 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             last = int(c == chunks - 1)
             wb = wgt_half(s)
             if g.kind == "add":
-                parts = [dict(inp_base=ib + i * blk.gn * m, wgt_base=0, acc_base=ab + i * blk.gn * m, kt=1,
-                              inp_nt_stride=m, init=1) for i in range(2)]
+                parts = [{"inp_base": ib + i * blk.gn * m, "wgt_base": 0, "acc_base": ab + i * blk.gn * m, "kt": 1,
+                              "inp_nt_stride": m, "init": 1} for i in range(2)]
             elif per_tap:
-                parts = [dict(inp_base=ib + kk * blk.gn * m, wgt_base=wb + kk * blk.gn, acc_base=ab, kt=1,
-                              inp_nt_stride=m, init=int(c == 0 and kk == 0)) for kk in range(k1 - k0)]
+                parts = [{"inp_base": ib + kk * blk.gn * m, "wgt_base": wb + kk * blk.gn, "acc_base": ab, "kt": 1,
+                              "inp_nt_stride": m, "init": int(c == 0 and kk == 0)} for kk in range(k1 - k0)]
             else:
-                parts = [dict(inp_base=ib, wgt_base=wb, acc_base=ab, kt=k1 - k0, init=int(c == 0),
-                              inp_nt_stride=(k1 - k0) * m if g.kind != "conv" else 0)]
+                parts = [{"inp_base": ib, "wgt_base": wb, "acc_base": ab, "kt": k1 - k0, "init": int(c == 0),
+                              "inp_nt_stride": (k1 - k0) * m if g.kind != "conv" else 0}]
             for i, f in enumerate(parts):
                 end = i == len(parts) - 1
                 emit("COMPUTE", pop_prev=int(i == 0), pop_next=first_wait if i == 0 else 0, push_prev=int(end),
@@ -423,6 +423,9 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
         emit("SYNC", queue=1, push_prev=1)
         for _ in range(min(len(steps), 2) + 1):
             emit("SYNC", queue=0, pop_next=1)
+
+    for (t0, tn), blocks in zip(t.passes, t.blocks):
+        emit_pass(t0, tn, blocks)
     return prog
 
 

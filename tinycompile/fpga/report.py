@@ -2,7 +2,8 @@
 
 Predicted cycles: ``predicted_cycles`` replays the whole program through the timing model and attributes to each
 layer the time between consecutive layer ends (exactly how the RTL figures are measured: runs cut after each
-layer); ``isolated_cycles`` is the same layer replayed alone, which is what the search's cost model sums.
+layer); ``isolated_cycles`` is the layer costed without its network (behind a typical predecessor), which is what
+the search's cost model sums (tinycompile.cost.model -> tinycompile.fpga.schedule.fpga_layer_cycles).
 
 Two utilisation figures, both per layer and for the network:
   utilisation     the RTL's own counter: cycles the array was issued an input row / cycles (rtl_sim/ISA.md, CSR 2)

@@ -85,7 +85,10 @@ def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
 
     ``log``: a file for the simulator's console output (Verilator build, cocotb), kept off the user's terminal.
     """
-    from tinycompile.accel.simulate import SimJob, run_jobs  # cocotb is only needed here
+    from tinycompile.accel.simulate import (  # cocotb is only needed here
+        SimJob,
+        run_jobs,
+    )
 
     jobs = [SimJob(prog.with_input(x), prog.prog_addr, timeout_cycles=timeout_cycles) for x in inputs]
     compute = [code.index for code in prog.layers if code.count]

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from tinycompile.arch import Layer, Shape
-from tinycompile.fpga.plan import AccelParams, Geom, LayerAddrs, emit_layer, geom_from_hwc, plan_layer
+from tinycompile.fpga.plan import (
+    AccelParams,
+    Geom,
+    LayerAddrs,
+    emit_layer,
+    geom_from_hwc,
+    plan_layer,
+)
 
 QUEUE_DEPTH = 8
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
@@ -204,8 +211,8 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     for f_t in finished:
         latest = max(latest, f_t)
         upto.append(latest)
-    return LayerTiming(max(1, int(round(t))), mac, load_words, store_words, total * beats,
-                       tuple(int(round(upto[k])) for k in (marks or [])))
+    return LayerTiming(max(1, round(t)), mac, load_words, store_words, total * beats,
+                       tuple(round(upto[k]) for k in (marks or [])))
 
 
 def network_timing(layers: list[list], n: int) -> list[int]:
@@ -252,7 +259,7 @@ def layer_timing(g: Geom, p: AccelParams) -> LayerTiming:
 
 def target_params(target: object, array: int | None = None) -> AccelParams:
     """Accelerator sizes of a target (``array`` overrides its ``accelerator.array``)."""
-    acc = getattr(target, "accelerator")
+    acc = target.accelerator
     return AccelParams.for_array(int(array or acc["array"]), acc)
 
 
