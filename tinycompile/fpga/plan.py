@@ -427,16 +427,3 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
     for (t0, tn), blocks in zip(t.passes, t.blocks):
         emit_pass(t0, tn, blocks)
     return prog
-
-
-def weight_tiles_shape(g: Geom, n: int) -> tuple[int, int]:
-    """(output tiles, reduction tiles per output tile) of the weight tensor in memory."""
-    cb = cpad(g.c, n) // n
-    kt = g.taps * cb if g.kind == "conv" else (1 if g.kind == "add" else g.taps)
-    return cpad(g.co, n) // n, kt
-
-
-def useful_macs(g: Geom) -> int:
-    """Multiply-accumulates the layer needs (what a perfect array would do)."""
-    return g.macs()
-

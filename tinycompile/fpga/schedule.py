@@ -29,6 +29,7 @@ from tinycompile.fpga.plan import (
     geom_from_hwc,
     plan_layer,
 )
+from tinycompile.targets import Target
 
 QUEUE_DEPTH = 8
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
@@ -41,7 +42,7 @@ PAD_CYCLES = 2  # per padding word (out-of-bounds element): fitted to RTL runs o
 
 @dataclass(frozen=True)
 class LayerTiming:
-    """Predicted timing of one layer run alone on the accelerator."""
+    """Predicted timing of an instruction stream (one layer, or a program) on the accelerator."""
 
     cycles: int
     mac_cycles: int  # rows issued to the array (the RTL's MAC-active counter)
@@ -257,13 +258,13 @@ def layer_timing(g: Geom, p: AccelParams) -> LayerTiming:
     return LayerTiming(max(1, share), own.mac_cycles, own.load_words, own.store_words, own.fetch_words)
 
 
-def target_params(target: object, array: int | None = None) -> AccelParams:
+def target_params(target: Target, array: int | None = None) -> AccelParams:
     """Accelerator sizes of a target (``array`` overrides its ``accelerator.array``)."""
     acc = target.accelerator
     return AccelParams.for_array(int(array or acc["array"]), acc)
 
 
-def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: object) -> float:
+def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
     """Cycles of one ArchSpec layer on the accelerator, following the code generator's schedule."""
     p = target_params(target)
     c, h, w = in_shape
@@ -274,9 +275,3 @@ def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int
     if g is None:
         return 0.0
     return float(layer_timing(g, p).cycles)
-
-
-def utilisation(t: LayerTiming) -> float:
-    """Fraction of cycles the array was issued a row (the RTL's MAC-active counter over cycles)."""
-    return t.mac_cycles / t.cycles if t.cycles else 0.0
-
