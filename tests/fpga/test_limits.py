@@ -58,3 +58,13 @@ def test_layer_the_accelerator_cannot_run_is_refused_in_one_line() -> None:
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("layer 0 (conv) cannot run on the accelerator") and "4095" in msg
+
+
+def test_model_too_big_for_accelerator_memory_is_refused_in_one_line() -> None:
+    """Weights beyond the simulated external memory (1 MB at N = 4): refused, naming the layer, not a traceback."""
+    spec = ArchSpec((1, 1, 2048), 10, (L("conv", (-1,), channels=8), L("flatten", (0,)), L("dense", (1,), channels=80),
+                                        L("dense", (2,), channels=10)))
+    with pytest.raises(UserError) as err:
+        compile_for_accelerator(random_graph(spec), AccelParams.for_array(4))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("layer 2 (dense) weights") and "1024 KB" in msg

@@ -178,8 +178,8 @@ def _place(what: str, mem_bytes: int, fn: object, *args: object) -> int:
     try:
         return fn(*args)  # type: ignore[operator]
     except ValueError:
-        raise UserError(f"{what} does not fit the accelerator's {mem_bytes // 1024} KB external memory "
-                        "(constants, every layer's output and the program are all resident); use a smaller model") from None
+        raise UserError(f"{what}: the accelerator's {mem_bytes // 1024} KB external memory is full (constants, every "
+                        "layer's output and the program stay resident); use a smaller model") from None
 
 
 def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelProgram:
@@ -193,7 +193,7 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
             plans.append((None, None, 0, 0))
             continue
         tiles, blob = _constants(op, g, n)
-        where = f"layer {i} ({op.op}): its weights"
+        where = f"layer {i} ({op.op}) weights"
         plans.append((g, plan_layer(g, p), _place(where, mem_bytes, img.put, tiles), _place(where, mem_bytes, img.put, blob)))
     h, w, c = graph.input_shape
     x_loc = TensorLoc(_place("the network input", mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
@@ -209,7 +209,7 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
             layers.append(LayerCode(i, op.op, None, None, len(instrs), 0, locs[i]))
             continue
         oh, ow, oc = op.out_shape
-        out = TensorLoc(_place(f"layer {i} ({op.op}): its output", mem_bytes, img.alloc, oh * ow * cpad(oc, n)), oh, ow, oc)
+        out = TensorLoc(_place(f"layer {i} ({op.op}) output", mem_bytes, img.alloc, oh * ow * cpad(oc, n)), oh, ow, oc)
         locs[i] = out
         b = locs[op.inputs[1]].addr if op.op == "add" else 0
         code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), op.in_q[0].zero_point,

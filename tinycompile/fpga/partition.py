@@ -32,6 +32,7 @@ from tvm.relax.backend.pattern_registry import (
 )
 from tvm.relax.dpl.pattern import is_gv, is_op, wildcard
 
+from tinycompile.errors import UserError
 from tinycompile.fpga.codegen import AccelProgram, compile_graph, op_geom
 from tinycompile.fpga.plan import AccelParams, unsupported_reason
 from tinycompile.mcu.lower import to_relax
@@ -61,6 +62,7 @@ class _Context:
     refused: dict[int, str] = field(default_factory=dict)
     programs: dict[str, AccelProgram] = field(default_factory=dict)
     regions: dict[str, list[int]] = field(default_factory=dict)
+    error: UserError | None = None  # raised after RunCodegen: TVM's FFI would turn it into a RuntimeError
 
 
 _local = threading.local()
@@ -117,7 +119,10 @@ def _codegen(functions: list, options: dict, constant_names: dict) -> list:
         symbol = str(func.attrs["global_symbol"])
         ctx.regions[symbol] = ops
         if set(ops) == compute:  # the accelerator runs whole networks; a partial region is refused by the caller
-            ctx.programs[symbol] = compile_graph(ctx.graph, ctx.params, ctx.mem_bytes)
+            try:
+                ctx.programs[symbol] = compile_graph(ctx.graph, ctx.params, ctx.mem_bytes)
+            except UserError as exc:
+                ctx.error = exc
     return []  # the programs run on the RTL simulator, not inside a TVM runtime module
 
 
@@ -186,6 +191,8 @@ def partition(graph: QuantGraph, params: AccelParams, mem_bytes: int) -> Partiti
         mod = relax.transform.RunCodegen()(mod)
     finally:
         _local.ctx = None
+    if ctx.error is not None:
+        raise ctx.error
     on_accel = {i for ops in ctx.regions.values() for i in ops}
     placement = {}
     for i, op in enumerate(graph.ops):
