@@ -1,0 +1,229 @@
+"""Fit the MCU cost model's per-op coefficients (the ``cycles:`` section of hw_targets/<mcu>.yaml) to QEMU counts.
+
+Run: ``.venv/bin/python bench/calibrate_mcu.py`` (~2 min on 2 cores) -> a table per target, bench/results/calibration.json.
+
+For each target it builds a handful of varied networks (DS-CNN and random candidates of the cnn1d / cnn2d search
+spaces, random weights) with the codegen ``tinycompile build`` uses by default (TVM's C), runs them on QEMU,
+bit-exact against the integer reference, and reads each layer's instruction count. ``cost.model.mcu_layer_cycles``
+is linear in the coefficients, so each layer gives one row of a linear system: its features are the formula
+evaluated with one coefficient set to 1 and the others to 0 (the formula itself, not a copy of it). The fit is a
+non-negative least squares over relative errors (rows divided by the measured count, floored at ``MIN_WEIGHT``
+instructions so tiny layers do not dominate). QEMU counts instructions, not cycles: the coefficients are
+instructions per MAC / element / output / layer, which the cost model uses as cycles (one instruction ~ one cycle on
+these in-order cores for this code).
+
+``--write-yaml`` puts the fitted values into the four YAMLs (only the ``cycles:`` values and the comment above them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mcu import ds_cnn  # noqa: E402
+
+from tinycompile.arch import ArchSpec  # noqa: E402
+from tinycompile.cost.arena import VIEW_OPS  # noqa: E402
+from tinycompile.cost.model import mcu_layer_cycles  # noqa: E402
+from tinycompile.mcu.backend import build_and_run  # noqa: E402
+from tinycompile.mcu.library import compile_graph  # noqa: E402
+from tinycompile.model import SpecNet  # noqa: E402
+from tinycompile.quant.quantize import quantize  # noqa: E402
+from tinycompile.search.space import load_space  # noqa: E402
+from tinycompile.targets import Target, load_target  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55", "rv32imc")
+COEFFS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
+MIN_WEIGHT = 2000.0  # instructions: rows are scaled by 1 / max(measured, MIN_WEIGHT)
+SEED = 7
+# (space, input shape (C, H, W), how many random candidates)
+RANDOM_NETS = (("cnn1d", (1, 1, 40), 4), ("cnn2d", (1, 8, 8), 3), ("cnn2d", (3, 16, 16), 2))
+VECTORS = 2
+
+
+def networks(seed: int = SEED) -> list[tuple[str, ArchSpec]]:
+    """DS-CNN and random candidates of the CNN search spaces (fixed seed)."""
+    rng = random.Random(seed)
+    nets = [("ds-cnn", ds_cnn())]
+    for space_name, shape, count in RANDOM_NETS:
+        space = load_space(space_name)
+        for i in range(count):
+            spec = space.build(space.random_choices(rng), shape, 10)
+            nets.append((f"{space_name}-{'x'.join(map(str, shape))}-{i}", spec))
+    return nets
+
+
+def features(spec: ArchSpec, target: Target) -> tuple[list[int], np.ndarray]:
+    """Indices of the layers that cost anything and their feature rows (one column per coefficient)."""
+    shapes = spec.shapes()
+    macs = spec.macs()
+    rows, index = [], []
+    for i, layer in enumerate(spec.layers):
+        if layer.op in VIEW_OPS:
+            continue
+        in_shape = spec.input_shapes(i, shapes)[0]
+        row = []
+        for name in COEFFS:
+            unit = replace(target, cycles={k: float(k == name) for k in COEFFS})
+            row.append(mcu_layer_cycles(layer, in_shape, shapes[i], macs[i], unit))
+        rows.append(row)
+        index.append(i)
+    return index, np.array(rows, dtype=np.float64)
+
+
+def measure(spec: ArchSpec, target: Target, codegen: str, folder: Path, seed: int) -> tuple[dict[int, float], bool]:
+    """Per-layer instructions of one inference of ``spec`` (random weights) on ``target``'s QEMU, and bit-exactness."""
+    torch.manual_seed(seed)
+    model = SpecNet(spec).eval()
+    rng = np.random.default_rng(seed)
+    calib = rng.normal(0, 1, (64, *spec.input_shape)).astype(np.float32)
+    graph = quantize(spec, model, calib)
+    vectors = graph.quantize_input(calib[:VECTORS])
+    res = build_and_run(graph, spec, target, folder, vectors, codegen, compiled=compile_graph(graph))
+    layers = {row["index"]: float(row["measured_instructions"]) for row in res.report["layers"] if row["measured_instructions"] is not None}
+    return layers, res.ok
+
+
+def fit(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares of ``a @ c ~ y`` in relative terms."""
+    w = 1.0 / np.maximum(y, MIN_WEIGHT)
+    aw, yw = a * w[:, None], y * w
+    try:
+        from scipy.optimize import nnls
+
+        coef, _ = nnls(aw, yw)
+    except ImportError:  # numpy only: least squares, clipped at zero
+        coef = np.clip(np.linalg.lstsq(aw, yw, rcond=None)[0], 0.0, None)
+    return coef
+
+
+def errors(a: np.ndarray, y: np.ndarray, coef: np.ndarray, groups: list[str]) -> dict[str, float]:
+    """Mean / max absolute relative error per layer, and per network total."""
+    pred = a @ coef
+    rel = np.abs(pred - y) / y
+    nets = sorted(set(groups))
+    tot = [abs(pred[[g == n for g in groups]].sum() - y[[g == n for g in groups]].sum()) / y[[g == n for g in groups]].sum() for n in nets]
+    return {"layer_mean": float(rel.mean()), "layer_max": float(rel.max()), "network_mean": float(np.mean(tot)), "network_max": float(np.max(tot))}
+
+
+def calibrate(target_name: str, codegen: str, tmp: Path, log: Console) -> dict:
+    target = load_target(target_name)
+    rows, ys, groups, ops, exact = [], [], [], [], True
+    for k, (name, spec) in enumerate(networks()):
+        index, a = features(spec, target)
+        measured, ok = measure(spec, target, codegen, tmp / f"{target_name}-{name}", SEED + k)
+        exact &= ok
+        for i, row in zip(index, a):
+            rows.append(row)
+            ys.append(measured[i])
+            groups.append(name)
+            ops.append(spec.layers[i].op)
+        log.print(f"  {target_name} {name}: {len(index)} layers, {sum(measured.values()):,.0f} instructions, bit-exact {ok}")
+    a, y = np.array(rows), np.array(ys)
+    before = np.array([target.cycles[c] for c in COEFFS])
+    coef = fit(a, y)
+    # An op no network exercised keeps its old coefficient (its column is all zero, NNLS would give 0).
+    unused = a.sum(axis=0) == 0
+    coef[unused] = before[unused]
+    return {
+        "target": target_name,
+        "codegen": codegen,
+        "bit_exact": exact,
+        "layers": len(y),
+        "networks": sorted(set(groups)),
+        "ops": {op: ops.count(op) for op in sorted(set(ops))},
+        "before": dict(zip(COEFFS, before.tolist())),
+        "fitted": {c: round(float(v), 3 if c != "layer_overhead" else 0) for c, v in zip(COEFFS, coef)},
+        "error_before": errors(a, y, before, groups),
+        "error_after": errors(a, y, coef, groups),
+    }
+
+
+def write_yaml(result: dict, today: str) -> None:
+    """Replace the ``cycles:`` values of the target's YAML and the comment lines right above ``name:`` that describe
+    them (those starting with ``# Cycle coefficients``), keeping every other line."""
+    path = REPO / "hw_targets" / f"{result['target']}.yaml"
+    text = path.read_text()
+    for key, value in result["fitted"].items():
+        value_text = str(int(value)) if key == "layer_overhead" else f"{value:g}"
+
+        def sub(m: re.Match, v: str = value_text) -> str:  # keep a trailing comment in its column
+            line = f"{m.group(1)} {v}"
+            if not m.group(3):
+                return line
+            column = len(m.group(0)) - len(m.group(3).lstrip())
+            return line.ljust(max(column, len(line) + 1)) + m.group(3).lstrip()
+
+        text = re.sub(rf"^(  {key}:)\s*([0-9.eE+-]+)(\s*#.*)?$", sub, text, count=1, flags=re.M)
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("# Cycle coefficients")), None)
+    if start is not None:
+        end = start + 1
+        while end < len(lines) and lines[end].startswith("#") and not lines[end].startswith("# One instruction"):
+            end += 1
+        if end < len(lines) and lines[end].startswith("# One instruction"):
+            end += 1
+        err = result["error_after"]
+        comment = (
+            f"# Cycle coefficients: fitted {today} with `python bench/calibrate_mcu.py` (non-negative least squares) to QEMU\n"
+            f"# instruction counts of {len(result['networks'])} networks ({result['layers']} layers, TVM {result['codegen'].upper()} codegen, "
+            f"bit-exact); layer error mean {100 * err['layer_mean']:.0f}%,\n"
+            f"# network total mean {100 * err['network_mean']:.0f}%. QEMU counts instructions, not cycles: the values are instructions,\n"
+            "# used as cycles (about one per instruction on these in-order cores for this code; memory wait states not modelled).\n"
+        )
+        lines[start:end] = [comment]
+    path.write_text("".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="*", default=list(TARGETS))
+    parser.add_argument("--codegen", default="c", choices=("c", "llvm"))
+    parser.add_argument("--write-yaml", action="store_true", help="put the fitted coefficients into hw_targets/*.yaml")
+    args = parser.parse_args()
+    log = Console(width=160, stderr=True)
+    start = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in args.targets:
+            results.append(calibrate(t, args.codegen, Path(tmp), log))
+    console = Console(width=160)
+    for r in results:
+        table = Table(title=f"{r['target']} ({r['codegen']}): {r['layers']} layers of {len(r['networks'])} networks")
+        table.add_column("coefficient")
+        table.add_column("before", justify="right")
+        table.add_column("fitted", justify="right")
+        for c in COEFFS:
+            table.add_row(c, f"{r['before'][c]:g}", f"{r['fitted'][c]:g}")
+        eb, ea = r["error_before"], r["error_after"]
+        table.add_row("layer error mean / max", f"{100 * eb['layer_mean']:.0f}% / {100 * eb['layer_max']:.0f}%", f"{100 * ea['layer_mean']:.0f}% / {100 * ea['layer_max']:.0f}%")
+        table.add_row("network error mean / max", f"{100 * eb['network_mean']:.0f}% / {100 * eb['network_max']:.0f}%", f"{100 * ea['network_mean']:.0f}% / {100 * ea['network_max']:.0f}%")
+        console.print(table)
+    today = date.today().isoformat()
+    out = {"date": today, "command": "python bench/calibrate_mcu.py", "seconds": round(time.perf_counter() - start, 1), "min_weight": MIN_WEIGHT, "results": results}
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / "calibration.json").write_text(json.dumps(out, indent=1) + "\n")
+    if args.write_yaml:
+        for r in results:
+            write_yaml(r, today)
+    return 0 if all(r["bit_exact"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

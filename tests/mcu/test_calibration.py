@@ -1,0 +1,57 @@
+"""The calibrated cost model against QEMU on a held-out network (not among bench/calibrate_mcu.py's fitting set).
+
+A regression in the kernels (slower or faster code) or in the ``cycles:`` coefficients of hw_targets/cortex-m4.yaml
+shows up here as a prediction error beyond the bars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mcu_helpers import random_model
+
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.arch import WEIGHTED_OPS
+from tinycompile.mcu.backend import build_and_run
+from tinycompile.mcu.library import compile_graph
+from tinycompile.quant.quantize import quantize
+from tinycompile.targets import load_target
+
+L = Layer
+# Fixed and unlike the fitting set's draws: 12x12 input with two channels, a 5x5 stem, a depthwise-separable block
+# with 40 channels (not a multiple of 16), a 3x3 conv, a residual add, max and global pools, a hidden dense layer.
+HELD_OUT = ArchSpec(
+    (2, 12, 12),
+    6,
+    (
+        L("conv", (-1,), channels=20, kernel=(5, 5), padding=(2, 2, 2, 2), relu=True),
+        L("maxpool", (0,), kernel=(2, 2), stride=(2, 2)),
+        L("dwconv", (1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
+        L("conv", (2,), channels=40, kernel=(1, 1), relu=True),
+        L("conv", (3,), channels=40, kernel=(3, 3), padding=(1, 1, 1, 1)),
+        L("add", (4, 3), relu=True),
+        L("gap", (5,)),
+        L("dense", (6,), channels=24, relu=True),
+        L("dense", (7,), channels=6),
+    ),
+    {"name": "calibration-held-out"},
+)
+TOTAL_BAR = 0.25
+LAYER_BAR = 0.50
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cost_model_predicts_a_held_out_network_on_cortex_m4(tmp_path) -> None:
+    rng = np.random.default_rng(11)
+    calib = rng.normal(0, 1, (64, *HELD_OUT.input_shape)).astype(np.float32)
+    graph = quantize(HELD_OUT, random_model(HELD_OUT, 11), calib)
+    vectors = graph.quantize_input(calib[:2])
+    result = build_and_run(graph, HELD_OUT, load_target("cortex-m4"), tmp_path, vectors, "c", compiled=compile_graph(graph))
+    r = result.report
+    assert result.ok
+    total_error = r["total_relative_error"]
+    assert abs(total_error) <= TOTAL_BAR, f"total: predicted {r['predicted_cycles']:,} vs measured {r['measured_instructions']:,.0f}"
+    for row in r["layers"]:
+        if row["op"] in WEIGHTED_OPS:
+            assert abs(row["relative_error"]) <= LAYER_BAR, row
