@@ -19,7 +19,7 @@ import numpy as np
 from tinycompile.accel.assembler import MemoryImage, format_instr
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json, write_text, write_with
-from tinycompile.fpga.codegen import AccelProgram, LayerCode, TensorLoc
+from tinycompile.fpga.codegen import AccelProgram, InputPack, LayerCode, TensorLoc
 from tinycompile.fpga.plan import AccelParams, Geom, plan_layer
 from tinycompile.quant.graph import QuantGraph
 
@@ -41,6 +41,7 @@ def save(out: Path, graph: QuantGraph, prog: AccelProgram, placement: dict[int, 
         "prog_addr": prog.prog_addr,
         "image_top": prog.image.top,
         "input": asdict(prog.input),
+        "input_pack": None if prog.pack is None else asdict(prog.pack),
         "placement": {str(k): v for k, v in placement.items()},
         "layers": [
             {"index": c.index, "op": c.op, "geom": None if c.geom is None else asdict(c.geom), "first": c.first,
@@ -71,7 +72,8 @@ def load(folder: Path) -> tuple[AccelProgram, dict[int, str], np.ndarray, QuantG
         tiling = None if geom is None else plan_layer(geom, params)
         layers.append(LayerCode(d["index"], d["op"], geom, tiling, d["first"], d["count"], TensorLoc(**d["out"])))
     prog = AccelProgram(params, image, int(doc["prog_addr"]), instrs, layers, TensorLoc(**doc["input"]),
-                        [c.index for c in layers if c.geom is not None])
+                        [c.index for c in layers if c.geom is not None],
+                        None if doc.get("input_pack") is None else InputPack(**doc["input_pack"]))
     placement = {int(k): v for k, v in doc["placement"].items()}
     return prog, placement, np.load(folder / "inputs.npy"), QuantGraph.load(folder / "quant"), doc
 

@@ -23,6 +23,7 @@ from tinycompile.fpga.plan import (
     cpad,
     emit_layer,
     geom_from_hwc,
+    pack_input,
     plan_layer,
     tap_major,
 )
@@ -54,6 +55,25 @@ class LayerCode:
     out: TensorLoc
 
 
+@dataclass(frozen=True)
+class InputPack:
+    """How the host writes a packed network input (see ``plan.pack_input``): ``p`` columns per word."""
+
+    p: int
+    left: int  # zero-point columns added on the left and right (the first layer's x padding)
+    right: int
+    zero_point: int
+
+
+def pack_tensor(x: np.ndarray, pack: InputPack) -> np.ndarray:
+    """(H, W, C) int8 -> (H, W + left + right, p * C): word q holds columns q .. q + p - 1 of the padded input."""
+    h, w, c = x.shape
+    wp = w + pack.left + pack.right
+    xp = np.full((h, wp + pack.p, c), pack.zero_point, np.int8)
+    xp[:, pack.left : pack.left + w] = x
+    return np.concatenate([xp[:, t : t + wp] for t in range(pack.p)], axis=2)
+
+
 @dataclass
 class AccelProgram:
     """A compiled network: image (input not yet written), program address, per-layer code, tensor locations."""
@@ -65,13 +85,14 @@ class AccelProgram:
     layers: list[LayerCode]
     input: TensorLoc
     ops: list[int] = field(default_factory=list)  # op indices run on the accelerator
+    pack: InputPack | None = None  # the input is written packed for the first layer
 
     def with_input(self, x: np.ndarray) -> MemoryImage:
         """A copy of the image with one int8 ``(H, W, C)`` input written in place."""
         img = MemoryImage(self.image.n, self.image.data.size)
         img.data[:] = self.image.data
         img.top = self.image.top
-        write_tensor(img, self.input, x)
+        write_tensor(img, self.input, x if self.pack is None else pack_tensor(np.asarray(x, np.int8), self.pack))
         return img
 
     def done_at(self, layer: int) -> int:
@@ -135,6 +156,20 @@ def _diag_tiles(n: int, taps: int, vals: np.ndarray) -> np.ndarray:
     return tiles
 
 
+def _conv_weight(op: QOp, g: Geom) -> np.ndarray:
+    """(KH, KW, I, O) weights of a conv or dense in ``g``'s shape (packed: ``p`` taps share one input word)."""
+    w = op.tensors["weight"]
+    if g.dx == 1:
+        return w.reshape(len(w), g.kh, g.kw, g.c).transpose(1, 2, 3, 0)
+    kw0, c0 = op.kernel[1], op.in_shapes[0][2]
+    w4 = w.reshape(len(w), g.kh, kw0, c0).transpose(1, 2, 3, 0)
+    out = np.zeros((g.kh, g.kw, g.c, g.co), np.int8)
+    for kx in range(kw0):
+        kq, t = divmod(kx, g.dx)
+        out[:, kq, t * c0 : (t + 1) * c0] = w4[:, kx]
+    return out
+
+
 def _constants(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Weight tiles and parameter blob of one op, in the layouts the accelerator reads (see ``plan.tap_major``)."""
     tiles, blob = _constants_tile_major(op, g, n)
@@ -147,7 +182,7 @@ def _constants_tile_major(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndar
     zp_in = op.in_q[0].zero_point
     t = op.tensors
     if g.kind == "conv":
-        w4 = t["weight"].reshape(len(t["weight"]), g.kh, g.kw, g.c).transpose(1, 2, 3, 0)  # (KH, KW, I, O)
+        w4 = _conv_weight(op, g)  # (KH, KW, I, O)
         cb, nt = cpad(g.c, n) // n, cpad(g.co, n) // n
         wp = np.zeros((g.kh, g.kw, cb * n, nt * n), np.int8)
         wp[:, :, : g.c, : g.co] = w4
@@ -187,8 +222,13 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
     n = p.n
     img = MemoryImage(n, mem_bytes)
     plans: list[tuple[Geom | None, Tiling | None, int, int]] = []
+    readers = [i for i, op in enumerate(graph.ops) if -1 in op.inputs]
+    pack: InputPack | None = None
     for i, op in enumerate(graph.ops):
         g = op_geom(graph, i, n)
+        if g is not None and readers == [i] and op.op == "conv" and (packed := pack_input(g, n)) is not None:
+            g = packed[0]
+            pack = InputPack(packed[1], op.padding[2], op.padding[3], graph.input_q.zero_point)
         if g is None:
             plans.append((None, None, 0, 0))
             continue
@@ -196,6 +236,8 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
         where = f"layer {i} ({op.op}) weights"
         plans.append((g, plan_layer(g, p), _place(where, mem_bytes, img.put, tiles), _place(where, mem_bytes, img.put, blob)))
     h, w, c = graph.input_shape
+    if pack is not None:  # the first layer reads the input packed: wider rows of p x C channels
+        w, c = w + pack.left + pack.right, pack.p * c
     x_loc = TensorLoc(_place("the network input", mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
     locs: dict[int, TensorLoc] = {-1: x_loc}
     instrs: list[Instr] = []
@@ -222,7 +264,7 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
     trimmed = MemoryImage(n, size)
     trimmed.data[:] = img.data[:size]
     trimmed.top = img.top
-    return AccelProgram(p, trimmed, prog_addr, instrs, layers, x_loc, [i for i, (g, *_) in enumerate(plans) if g])
+    return AccelProgram(p, trimmed, prog_addr, instrs, layers, x_loc, [i for i, (g, *_) in enumerate(plans) if g], pack)
 
 
 def cut_after(prog: AccelProgram, layer: int, img: MemoryImage) -> None:

@@ -14,7 +14,7 @@ block b overlap compute of block b+1 (dependency tokens as in ``rtl_sim/ISA.md``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tinycompile.accel.assembler import Instr
 
@@ -75,6 +75,8 @@ class Geom:
     sh: int = 1
     sw: int = 1
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
+    dx: int = 1  # input columns between horizontal taps (a packed network input, see ``pack_input``)
+    real_macs: int = 0  # useful MACs when the shape above includes packing slots (0: computed from the shape)
 
     @property
     def taps(self) -> int:
@@ -83,6 +85,8 @@ class Geom:
 
     def macs(self) -> int:
         """Useful multiply-accumulates (one per input element read for pools and adds)."""
+        if self.real_macs:
+            return self.real_macs
         per_out = {"conv": self.taps * self.c, "add": 2}.get(self.kind, self.taps)
         return self.oh * self.ow * self.co * per_out
 
@@ -115,6 +119,23 @@ def geom_from_hwc(op: str, ins: list[tuple[int, int, int]], out: tuple[int, int,
         return Geom("avgpool", h, w, c, oh, ow, co, kh=h, kw=w)
     kind = {"conv": "conv", "dwconv": "dw", "maxpool": "maxpool", "avgpool": "avgpool"}[op]
     return Geom(kind, h, w, c, oh, ow, co, *kernel, *stride, tuple(padding))  # type: ignore[arg-type]
+
+
+def pack_input(g: Geom, n: int) -> tuple[Geom, int] | None:
+    """A convolution on the network input with few channels, with ``p`` horizontal taps packed into each word.
+
+    The host writes the input (padded in x) as ``X'[y, q, t * c + ch] = Xpad[y, q + t, ch]`` for ``t < p``; the
+    convolution then has ``ceil(kw / p)`` taps per row, ``p`` columns apart, instead of ``kw`` taps that each fill
+    only ``c`` of the ``N`` lanes (DS-CNN's first layer: 40 taps of 1 channel become 10 taps of 4-8).
+    Returns the packed geometry and ``p``, or None when packing does not help.
+    """
+    if g.kind != "conv" or g.kw < 2 or 2 * g.c > n:
+        return None
+    p = min(n // g.c, g.kw)
+    kw = -(-g.kw // p)
+    packed = replace(g, w=g.w + g.pad[2] + g.pad[3], c=p * g.c, kw=kw, dx=p, pad=(g.pad[0], g.pad[1], 0, 0),
+                     real_macs=g.macs())
+    return packed, p
 
 
 def unsupported_reason(g: Geom, n: int) -> str | None:
@@ -246,7 +267,7 @@ def contiguous(words: int, n: int) -> dict[str, int]:
 
 def dense_like(g: Geom) -> bool:
     """The window covers the whole input (dense on a padded flatten, global pooling): taps are consecutive pixels."""
-    return g.oh == 1 and g.ow == 1 and g.pad == (0, 0, 0, 0) and g.kh == g.h and g.kw == g.w
+    return g.oh == 1 and g.ow == 1 and g.pad == (0, 0, 0, 0) and g.kh == g.h and g.kw == g.w and g.dx == 1
 
 
 def tap_major(g: Geom) -> bool:
@@ -297,7 +318,7 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                     tap += run
                     continue
                 ky, kx = divmod(tap, g.kw)
-                y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx - g.pad[2]
+                y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx * g.dx - g.pad[2]
                 out.append({"sp": 0, "sp_base": ib + (lo_k - k0) * m,
                                 "base": (a.x + (y0 * g.w + x0) * cs_in + (lo_k - tap * cb) * n) % (1 << 32),
                                 "n2": hi_k - lo_k, "d2": n, "n1": blk.rows, "d1": g.sh * g.w * cs_in, "n0": blk.cols,
