@@ -91,3 +91,24 @@ def test_fast_requantization_equals_intmath_where_it_is_used() -> None:
     got = tvm.runtime.tensor(np.zeros(n, np.int32))
     lib(*(tvm.runtime.tensor(v) for v in (acc, mult, rnd, shift)), got)
     np.testing.assert_array_equal(got.numpy(), requantize(acc, mult, shift).astype(np.int32))
+
+
+@pytest.mark.parametrize("mult,shift", [(1 << 30, 0), (1 << 30, 5), (1 << 30, 31), (1518500250, 0), (1518500250, 1), (2147483647, 17), (1073741825, 31)])
+def test_build_time_requantization_equals_intmath(mult: int, shift: int) -> None:
+    """``requantize_const`` (power-of-two, SMMLAR and general forms) for accumulators within the stated bound."""
+    tvm = pytest.importorskip("tvm")
+    from tvm import te
+
+    from tinycompile.mcu.te_ops import requantize_const
+
+    n = 50_000
+    bound = (1 << 30) - 1
+    rng = np.random.default_rng(shift)
+    acc = np.concatenate([rng.integers(-bound, bound + 1, n // 2), rng.integers(-3000, 3000, n // 2)]).astype(np.int32)
+    acc[:3] = [bound, -bound, 0]
+    a = te.placeholder((n,), "int32", name="a")
+    out = te.compute((n,), lambda i: requantize_const(a[i], mult, shift, bound))
+    lib = tvm.tirx.build(tvm.IRModule({"main": te.create_prim_func([a, out])}), target=tvm.target.Target({"kind": "llvm"}))
+    got = tvm.runtime.tensor(np.zeros(n, np.int32))
+    lib(tvm.runtime.tensor(acc), got)
+    np.testing.assert_array_equal(got.numpy(), requantize(acc, mult, shift).astype(np.int32))

@@ -229,7 +229,7 @@ def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp
     elif op is not None and op.op == "dwconv":
         _dwconv(sch, op, flavour)
     else:
-        _fused_epilogue(sch)
+        _fused_epilogue(sch, op)
 
 
 def _blocks(sch: s_tir.Schedule) -> dict[str, Any]:
@@ -240,13 +240,18 @@ def _blocks(sch: s_tir.Schedule) -> dict[str, Any]:
     return {sch.get(b).name_hint: b for b in sch.get_child_blocks(root)}
 
 
-def _fused_epilogue(sch: s_tir.Schedule) -> None:
+def _fused_epilogue(sch: s_tir.Schedule, op: QOp | None) -> None:
     acc = sch.get_sblock("acc")
     loops = sch.get_loops(acc)
     n_spatial = sum(1 for iv in sch.get(acc).iter_vars if iv.iter_type == 0)  # data-parallel axes
     _epilogue_at(sch, loops[n_spatial - 1])
     if len(sch.get_loops(acc)) > n_spatial:
         sch.decompose_reduction(acc, sch.get_loops(acc)[n_spatial])
+        inner = sch.get_loops(sch.get_sblock("acc_update"))[-1]
+        # Short window rows of sums (avgpool, gap): unrolled, loads at fixed offsets. Not max reductions: TVM's C
+        # codegen names each max() in a variable and reuses it for the next unrolled step, a stale value.
+        if op is not None and op.op in ("avgpool", "gap") and int(sch.get(inner).extent) <= 8:
+            sch.unroll(inner)
 
 
 def _epilogue_at(sch: s_tir.Schedule, loop: Any) -> None:

@@ -18,6 +18,7 @@ import tvm
 from tvm import te, tirx
 
 from tinycompile.quant.graph import QOp
+from tinycompile.quant.intmath import INT32_MAX
 from tinycompile.quant.semantics import ADD_LEFT_SHIFT
 
 PrimExpr = Any
@@ -65,6 +66,20 @@ def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, sh
     adj = (((rnd + (acc2 >> _i32(31))).astype("int64") << _i64(1)) | _i64(1)) << _i64(31)
     high = (acc2.astype("int64") * multiplier.astype("int64") + adj) >> _i64(32)
     return high.astype("int32") >> shift
+
+
+def requantize_const(t: PrimExpr, multiplier: int, shift: int, bound: int) -> PrimExpr:
+    """``requantize_expr`` with a build-time multiplier and shift, for ``|t| <= bound``: the SMMLAR form when the
+    bound and the shift allow it (``fast_requantize_expr`` with ``rnd`` a constant), else the general one."""
+    if multiplier == 1 << 30:  # a power-of-two scale (the larger input of an add): high = floor((t + 1) / 2)
+        high = (t + _i32(1)) >> _i32(1) if bound < INT32_MAX else ((t.astype("int64") + _i64(1)) >> _i64(1)).astype("int32")
+        if shift == 0:
+            return high
+        mask = _i32((1 << shift) - 1)
+        return (high >> _i32(shift)) + ((high & mask) > (_i32(((1 << shift) - 1) >> 1) - (high >> _i32(31)))).astype("int32")
+    if bound < FAST_ACC_BOUND and 1 <= shift <= 31:
+        return fast_requantize_expr(t << _i32(1), _i32(multiplier), _i32(1 << (shift - 1)), _i32(shift))
+    return requantize_expr(t, _i32(multiplier), _i32(shift))
 
 
 def fast_requant(op: QOp) -> bool:
@@ -278,21 +293,28 @@ def maxpool(op: QOp, x: te.Tensor) -> te.Tensor:
 
 
 def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
-    """Sum of ``x - zp_in`` over each window, requantized by a multiplier that includes 1/count."""
+    """Sum of ``x - zp_in`` over each window, requantized by a multiplier that includes 1/count.
+
+    The zero point leaves the loop: the window sums raw int8 values and a ``biased`` stage subtracts
+    ``count * zp_in`` once per output.
+    """
     ho, wo, c = op.out_shape
     sh, sw = op.stride
     zp = op.in_q[0].zero_point
+    count = op.kernel[0] * op.kernel[1]
     rkh = te.reduce_axis((0, op.kernel[0]), "kh")
     rkw = te.reduce_axis((0, op.kernel[1]), "kw")
     acc = te.compute(
         (ho, wo, c),
-        lambda h, w, ch: te.sum(x[h * sh + rkh, w * sw + rkw, ch].astype("int32") - _i32(zp), axis=[rkh, rkw]),
+        lambda h, w, ch: te.sum(x[h * sh + rkh, w * sw + rkw, ch].astype("int32"), axis=[rkh, rkw]),
         name="acc",
     )
+    biased = te.compute((ho, wo, c), lambda h, w, ch: acc[h, w, ch] - _i32(count * zp), name="biased")
     m, s = int(op.tensors["multiplier"][0]), int(op.tensors["shift"][0])
+    bound = 255 * count  # |x - zp| <= 255 per element
     return te.compute(
         (ho, wo, c),
-        lambda h, w, ch: clamp_int8(requantize_expr(acc[h, w, ch], _i32(m), _i32(s)), op.out_q.zero_point, op.lo, op.hi),
+        lambda h, w, ch: clamp_int8(requantize_const(biased[h, w, ch], m, s, bound), op.out_q.zero_point, op.lo, op.hi),
         name="out",
     )
 
@@ -303,10 +325,13 @@ def add(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
     s = [int(v) for v in op.tensors["shift"]]
     zp_a, zp_b = op.in_q[0].zero_point, op.in_q[1].zero_point
 
+    # |x - zp| <= 255, so each shifted input is below 2**28 and each rescaled one (scale <= 1/2) below 2**27.
+    shifted = 255 << ADD_LEFT_SHIFT
+
     def f(*idx: PrimExpr) -> PrimExpr:
-        ra = requantize_expr((a[idx].astype("int32") - _i32(zp_a)) << _i32(ADD_LEFT_SHIFT), _i32(m[0]), _i32(s[0]))
-        rb = requantize_expr((b[idx].astype("int32") - _i32(zp_b)) << _i32(ADD_LEFT_SHIFT), _i32(m[1]), _i32(s[1]))
-        return clamp_int8(requantize_expr(ra + rb, _i32(m[2]), _i32(s[2])), op.out_q.zero_point, op.lo, op.hi)
+        ra = requantize_const((a[idx].astype("int32") - _i32(zp_a)) << _i32(ADD_LEFT_SHIFT), m[0], s[0], shifted)
+        rb = requantize_const((b[idx].astype("int32") - _i32(zp_b)) << _i32(ADD_LEFT_SHIFT), m[1], s[1], shifted)
+        return clamp_int8(requantize_const(ra + rb, m[2], s[2], shifted), op.out_q.zero_point, op.lo, op.hi)
 
     return te.compute(tuple(op.out_shape), f, name="out")
 
