@@ -31,7 +31,25 @@ ANCHORS = {
     "microTVM + CMSIS-NN (M4 cycles, 99.8 ms)": 11_976_000,
     "fastest published (Plumerai, M4 cycles, 47.8 ms)": 5_736_000,
 }
-RUNS = [("cortex-m4", "c"), ("cortex-m4", "llvm"), ("rv32imc", "c"), ("rv32imc", "llvm")]
+RUNS = [(t, c) for t in ("cortex-m4", "rv32imc", "cortex-m7", "cortex-m55") for c in ("c", "llvm")]
+# ANCHORS.md's per-layer CMSIS-NN figures (-Ofast) on the same QEMU, per layer of each type.
+CMSIS_NN_PER_LAYER = {"conv0": 1_076_680, "dwconv": 598_170, "pointwise": 1_068_930, "avgpool": 51_000, "dense": 2_200}
+
+
+def layer_type(index: int, op: str) -> str:
+    """DS-CNN layer types as ANCHORS.md names them: conv0, dwconv, pointwise, avgpool, dense."""
+    if op == "conv":
+        return "conv0" if index == 0 else "pointwise"
+    return op
+
+
+def per_type(per_layer: list) -> dict:
+    """Instructions per layer of each type (the mean over the layers of that type)."""
+    groups: dict[str, list[float]] = {}
+    for i, (op, count) in enumerate(per_layer):
+        if op != "flatten":
+            groups.setdefault(layer_type(i, op), []).append(float(count))
+    return {k: sum(v) / len(v) for k, v in groups.items()}
 
 
 def ds_cnn() -> ArchSpec:
@@ -71,6 +89,7 @@ def main() -> int:
                 "target": target, "codegen": codegen, "bit_exact": res.ok,
                 "instructions": r["measured_instructions"], "instructions_per_mac": r["measured_instructions"] / macs,
                 "per_layer": [(row["op"], row["measured_instructions"]) for row in r["layers"]],
+                "per_layer_type": per_type([(row["op"], row["measured_instructions"]) for row in r["layers"]]),
                 "arena_bytes": r["arena_bytes"], "library_flash_bytes": r["library_flash_bytes"],
                 "weight_bytes": r["weight_bytes"], "workspace_bytes": r["workspace_bytes"],
                 "compile_seconds": round(lower_s + time.perf_counter() - t0, 2),
@@ -86,9 +105,17 @@ def main() -> int:
         )  # fmt: skip
     console = Console(width=160)
     console.print(table)
+    types = Table(title="instructions per layer, by layer type (mean over the layers of a type)")
+    for col in ("target", "codegen", *CMSIS_NN_PER_LAYER):
+        types.add_column(col, justify="right")
+    for row in rows:
+        types.add_row(row["target"], row["codegen"], *(f"{row['per_layer_type'][k]:,.0f}" for k in CMSIS_NN_PER_LAYER))
+    types.add_row("CMSIS-NN (M4)", "", *(f"{v:,}" for v in CMSIS_NN_PER_LAYER.values()))
+    console.print(types)
     for name, value in ANCHORS.items():
         console.print(f"anchor: {name}: {value:,} ({value / macs:.2f} per MAC)")
-    out = {"date": date.today().isoformat(), "command": "python bench/bench_mcu.py", "macs": macs, "anchors": ANCHORS, "runs": rows}
+    out = {"date": date.today().isoformat(), "command": "python bench/bench_mcu.py", "macs": macs, "anchors": ANCHORS,
+           "cmsis_nn_per_layer": CMSIS_NN_PER_LAYER, "runs": rows}
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "mcu.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0 if all(r["bit_exact"] for r in rows) else 1
