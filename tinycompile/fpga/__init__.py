@@ -1,5 +1,13 @@
 """The FPGA back end: QuantGraph -> TVM partition -> accelerator program + memory image -> RTL run, bit-exact check.
 
+Entry points:
+
+* ``tinycompile.fpga.build.build_fpga(trial_dir, target, out_dir, array, inputs=16) -> int`` (exit code: 0 only if
+  every layer output of every test input equals the integer reference); ``tinycompile.fpga.command.build(request)``
+  adapts it to ``tinycompile.commands.build``'s back-end interface;
+* ``tinycompile simulate <build folder>`` (:mod:`tinycompile.commands.simulate`) re-runs a build on the RTL;
+* ``LAYER_CYCLES["fpga"]`` in :mod:`tinycompile.cost.model` calls :func:`.schedule.fpga_layer_cycles`.
+
 Modules, one job each:
 
 * :mod:`.plan` - layer geometry, tiling to the scratchpads and the instruction stream (pure Python);
@@ -7,7 +15,10 @@ Modules, one job each:
 * :mod:`.codegen` - weight / parameter layouts and the memory image of a whole network;
 * :mod:`.partition` - the Relax BYOC partition (patterns ``tinyaccel.*``, codegen ``relax.ext.tinyaccel``);
 * :mod:`.rtl` - runs a program on the Verilator RTL through cocotb and attributes counters to layers;
-* :mod:`.build` - ``build_fpga``: the whole flow and ``report.json``; :mod:`.simulate` re-runs a build.
+* :mod:`.build`, :mod:`.report`, :mod:`.artifacts`, :mod:`.simulate` - the flow, report.json, the build folder.
+
+Placement policy: the whole network runs on the accelerator; a layer no ``tinyaccel`` pattern accepts stays in
+Relax (the partition reports it and why) and the build refuses the model with one line naming that layer.
 """
 
 from __future__ import annotations

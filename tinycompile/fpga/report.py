@@ -84,6 +84,8 @@ def make_report(prog: AccelProgram, placement: dict[int, str], run: RtlRun, mism
         "scratchpads": {"inp_words": p.inp_depth, "wgt_tiles": p.wgt_tiles, "acc_rows": p.acc_depth,
                         "out_words": p.out_depth, "param_sets": p.param_sets},
         "clock_mhz": target.clock_mhz,
+        "input_packing": None if prog.pack is None else {"taps_per_word": prog.pack.p, "pad_left": prog.pack.left,
+                                                         "pad_right": prog.pack.right},
         "inputs": inputs,
         "bit_exact": not mismatches,
         "mismatches": mismatches[:20],
