@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,7 +61,6 @@ def rtl_path() -> None:
 
     setup_env()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    _ = sys
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ The cycle and MAC counters of consecutive cut runs differ by exactly what that l
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -79,6 +80,24 @@ def _output_to(log: Path | None) -> Iterator[None]:
                 os.close(fd)
 
 
+@contextmanager
+def _build_lock(cfg: AccelConfig) -> Iterator[None]:
+    """Serialise runs of one RTL configuration across processes: the first may (re)build the shared Verilator
+    model, and two builds writing one build directory at once corrupt it."""
+    import hashlib
+    import tempfile
+
+    from tinycompile.accel.simulate import BUILD_ROOT, tb_name
+
+    key = f"tinycompile-{hashlib.sha1(str(BUILD_ROOT).encode()).hexdigest()[:8]}-{tb_name(cfg, MEM_WORDS)}.lock"
+    with open(Path(tempfile.gettempdir()) / key, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
                 timeout_cycles: int = 20_000_000, log: Path | None = None) -> RtlRun:
     """Run ``inputs`` (int8 ``(B, H, W, C)``) on the RTL; with ``per_layer`` also measure each layer.
@@ -97,7 +116,7 @@ def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
         img: MemoryImage = prog.with_input(inputs[0])
         cut_after(prog, layer, img)
         jobs.append(SimJob(img, prog.prog_addr, timeout_cycles=timeout_cycles))
-    with _output_to(log):
+    with _output_to(log), _build_lock(accel_config(prog)):
         results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
     for k, r in enumerate(results):
         if not r.done or r.error:
