@@ -83,21 +83,28 @@ class AccelProgram:
     prog_addr: int
     instrs: list[Instr]
     layers: list[LayerCode]
-    input: TensorLoc
+    input: TensorLoc | None  # the network input, if this program reads it
     ops: list[int] = field(default_factory=list)  # op indices run on the accelerator
     pack: InputPack | None = None  # the input is written packed for the first layer
+    inputs: dict[int, TensorLoc] = field(default_factory=dict)  # every tensor the host writes (-1: network input)
 
     def with_input(self, x: np.ndarray) -> MemoryImage:
-        """A copy of the image with one int8 ``(H, W, C)`` input written in place."""
+        """A copy of the image with one int8 ``(H, W, C)`` network input written in place."""
+        return self.with_inputs({-1: x})
+
+    def with_inputs(self, values: dict[int, np.ndarray]) -> MemoryImage:
+        """A copy of the image with the given tensors (network input -1, or outputs of ops run elsewhere) written."""
         img = MemoryImage(self.image.n, self.image.data.size)
         img.data[:] = self.image.data
         img.top = self.image.top
-        write_tensor(img, self.input, x if self.pack is None else pack_tensor(np.asarray(x, np.int8), self.pack))
+        for key, loc in (self.inputs or {-1: self.input}).items():
+            x = np.asarray(values[key], np.int8)
+            write_tensor(img, loc, pack_tensor(x, self.pack) if key == -1 and self.pack is not None else x)
         return img
 
     def done_at(self, layer: int) -> int:
-        """Byte address of the first instruction after ``layer`` (where a DONE cuts the program after it)."""
-        code = self.layers[layer]
+        """Byte address of the first instruction after op ``layer`` (where a DONE cuts the program after it)."""
+        code = next(c for c in self.layers if c.index == layer)
         return self.prog_addr + (code.first + code.count) * INSTR_BYTES
 
 
@@ -217,14 +224,29 @@ def _place(what: str, mem_bytes: int, fn: object, *args: object) -> int:
                         "layer's output and the program stay resident); use a smaller model") from None
 
 
-def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelProgram:
-    """Lay out constants and tensors, emit every op's instructions, and assemble the program into one image."""
+def storage_index(graph: QuantGraph, index: int) -> int:
+    """The tensor whose buffer holds ``index`` (a flatten is a view of its source)."""
+    while index >= 0 and graph.ops[index].op == "flatten":
+        index = graph.ops[index].inputs[0]
+    return index
+
+
+def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int, ops: set[int] | None = None) -> AccelProgram:
+    """Lay out constants and tensors, emit every op's instructions, and assemble the program into one image.
+
+    ``ops``: compile only these ops (one accelerator segment of a network whose other ops run on the host); the
+    tensors they read from outside become inputs the host writes (``AccelProgram.inputs``).
+    """
     n = p.n
     img = MemoryImage(n, mem_bytes)
+    chosen = set(range(len(graph.ops))) if ops is None else set(ops)
     plans: list[tuple[Geom | None, Tiling | None, int, int]] = []
     readers = [i for i, op in enumerate(graph.ops) if -1 in op.inputs]
     pack: InputPack | None = None
     for i, op in enumerate(graph.ops):
+        if i not in chosen:
+            plans.append((None, None, 0, 0))
+            continue
         g = op_geom(graph, i, n)
         if g is not None and readers == [i] and op.op == "conv" and (packed := pack_input(g, n)) is not None:
             g = packed[0]
@@ -235,16 +257,23 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
         tiles, blob = _constants(op, g, n)
         where = f"layer {i} ({op.op}) weights"
         plans.append((g, plan_layer(g, p), _place(where, mem_bytes, img.put, tiles), _place(where, mem_bytes, img.put, blob)))
-    h, w, c = graph.input_shape
-    if pack is not None:  # the first layer reads the input packed: wider rows of p x C channels
-        w, c = w + pack.left + pack.right, pack.p * c
-    x_loc = TensorLoc(_place("the network input", mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
-    locs: dict[int, TensorLoc] = {-1: x_loc}
+    external = sorted({storage_index(graph, j) for i in chosen for j in graph.ops[i].inputs
+                       if storage_index(graph, j) not in chosen})
+    locs: dict[int, TensorLoc] = {}
+    for key in external:
+        h, w, c = storage_shape(graph, key)
+        if key == -1 and pack is not None:  # the first layer reads the input packed: wider rows of p x C channels
+            w, c = w + pack.left + pack.right, pack.p * c
+        what = "the network input" if key == -1 else f"layer {key} output"
+        locs[key] = TensorLoc(_place(what, mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
+    inputs = dict(locs)
     instrs: list[Instr] = []
     layers: list[LayerCode] = []
     for i, op in enumerate(graph.ops):
+        if i not in chosen:
+            continue
         g, tiling, wgt, prm = plans[i]
-        src = locs[op.inputs[0]]
+        src = locs[op.inputs[0]] if op.inputs[0] in locs else locs[storage_index(graph, op.inputs[0])]
         if g is None or tiling is None:  # a view: same bytes, new shape
             oh, ow, oc = op.out_shape
             locs[i] = TensorLoc(src.addr, oh, ow, oc)
@@ -253,7 +282,7 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
         oh, ow, oc = op.out_shape
         out = TensorLoc(_place(f"layer {i} ({op.op}) output", mem_bytes, img.alloc, oh * ow * cpad(oc, n)), oh, ow, oc)
         locs[i] = out
-        b = locs[op.inputs[1]].addr if op.op == "add" else 0
+        b = locs[storage_index(graph, op.inputs[1])].addr if op.op == "add" else 0
         code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), op.in_q[0].zero_point,
                           op.out_q.zero_point, op.lo, op.hi, lshift=int(op.params.get("left_shift", 0)))
         layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
@@ -264,7 +293,8 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int) -> AccelPro
     trimmed = MemoryImage(n, size)
     trimmed.data[:] = img.data[:size]
     trimmed.top = img.top
-    return AccelProgram(p, trimmed, prog_addr, instrs, layers, x_loc, [i for i, (g, *_) in enumerate(plans) if g], pack)
+    return AccelProgram(p, trimmed, prog_addr, instrs, layers, inputs.get(-1), [i for i, (g, *_) in enumerate(plans) if g],
+                        pack, inputs)
 
 
 def cut_after(prog: AccelProgram, layer: int, img: MemoryImage) -> None:

@@ -98,40 +98,43 @@ def _build_lock(cfg: AccelConfig) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_network(prog: AccelProgram, inputs: np.ndarray, per_layer: bool = True,
+def run_network(prog: AccelProgram, inputs: np.ndarray | list[dict[int, np.ndarray]], per_layer: bool = True,
                 timeout_cycles: int = 20_000_000, log: Path | None = None) -> RtlRun:
     """Run ``inputs`` (int8 ``(B, H, W, C)``) on the RTL; with ``per_layer`` also measure each layer.
 
-    ``log``: a file for the simulator's console output (Verilator build, cocotb), kept off the user's terminal.
+    ``inputs`` may instead be one dict per run of every tensor the program reads (``prog.inputs``: -1 is the network
+    input, others are outputs of ops that ran on the host). ``log``: a file for the simulator's console output
+    (Verilator build, cocotb), kept off the user's terminal.
     """
     from tinycompile.accel.simulate import (  # cocotb is only needed here
         SimJob,
         run_jobs,
     )
 
-    jobs = [SimJob(prog.with_input(x), prog.prog_addr, timeout_cycles=timeout_cycles) for x in inputs]
+    feeds = [{-1: x} for x in inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    jobs = [SimJob(prog.with_inputs(f), prog.prog_addr, timeout_cycles=timeout_cycles) for f in feeds]
     compute = [code.index for code in prog.layers if code.count]
     cuts = compute[:-1] if per_layer else []
     for layer in cuts:
-        img: MemoryImage = prog.with_input(inputs[0])
+        img: MemoryImage = prog.with_inputs(feeds[0])
         cut_after(prog, layer, img)
         jobs.append(SimJob(img, prog.prog_addr, timeout_cycles=timeout_cycles))
     with _output_to(log), _build_lock(accel_config(prog)):
         results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
     for k, r in enumerate(results):
         if not r.done or r.error:
-            what = f"input {k}" if k < len(inputs) else f"cut after layer {cuts[k - len(inputs)]}"
+            what = f"input {k}" if k < len(feeds) else f"cut after layer {cuts[k - len(feeds)]}"
             raise RuntimeError(f"accelerator run ({what}) did not finish: status={r.status:#x} error_code={r.error_code}"
                                f" pc={r.error_pc:#x} cycles={r.cycles}")
     outputs = []
-    for r in results[: len(inputs)]:
+    for r in results[: len(feeds)]:
         outputs.append({code.index: read_tensor(r.image, code.out) for code in prog.layers if code.count})
     layers: list[LayerMeasure] = []
     if per_layer:
-        marks = [(r.cycles, r.mac_cycles) for r in results[len(inputs):]] + [(results[0].cycles, results[0].mac_cycles)]
+        marks = [(r.cycles, r.mac_cycles) for r in results[len(feeds):]] + [(results[0].cycles, results[0].mac_cycles)]
         prev = (0, 0)
         for layer, (cyc, mac) in zip(compute, marks):
             layers.append(LayerMeasure(layer, cyc - prev[0], mac - prev[1]))
             prev = (cyc, mac)
-    return RtlRun(outputs, [r.cycles for r in results[: len(inputs)]], [r.mac_cycles for r in results[: len(inputs)]],
+    return RtlRun(outputs, [r.cycles for r in results[: len(feeds)]], [r.mac_cycles for r in results[: len(feeds)]],
                   layers, sum(r.wall_s for r in results))
