@@ -29,7 +29,7 @@ class Library:
 
 
 # LLVM CPUs with Arm's DSP extension (SMLAD, SXTB16): their LLVM builds use the DSP schedules (``schedules``).
-DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p")
+DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55")
 
 
 @dataclass
