@@ -118,11 +118,11 @@ def _codegen(functions: list, options: dict, constant_names: dict) -> list:
                       if (m := _KERNEL.match(gv.name_hint))})
         symbol = str(func.attrs["global_symbol"])
         ctx.regions[symbol] = ops
-        if set(ops) == compute:  # the accelerator runs whole networks; a partial region is refused by the caller
-            try:
-                ctx.programs[symbol] = compile_graph(ctx.graph, ctx.params, ctx.mem_bytes)
-            except UserError as exc:
-                ctx.error = exc
+        try:  # a region short of the whole network reads the tensors the host produced as inputs
+            ctx.programs[symbol] = compile_graph(ctx.graph, ctx.params, ctx.mem_bytes,
+                                                 None if set(ops) == compute else set(ops))
+        except UserError as exc:
+            ctx.error = exc
     return []  # the programs run on the RTL simulator, not inside a TVM runtime module
 
 
@@ -173,8 +173,11 @@ class Partition:
 
     placement: dict[int, str]  # op index -> "accelerator" | "host" | "view"
     refused: dict[int, str]  # op index -> why the accelerator cannot run it
-    program: AccelProgram | None
+    program: AccelProgram | None  # the whole network's program, when one region covers every op
     relax_text: str
+    module: tvm.IRModule | None = None  # after RunCodegen: main calls the regions and the host kernels
+    programs: dict[str, AccelProgram] = field(default_factory=dict)  # region symbol -> its program
+    regions: dict[str, list[int]] = field(default_factory=dict)  # region symbol -> op indices
 
 
 def partition(graph: QuantGraph, params: AccelParams, mem_bytes: int) -> Partition:
@@ -200,5 +203,7 @@ def partition(graph: QuantGraph, params: AccelParams, mem_bytes: int) -> Partiti
             placement[i] = "view"
         else:
             placement[i] = "accelerator" if i in on_accel else "host"
-    program = next(iter(ctx.programs.values())) if len(ctx.programs) == 1 else None
-    return Partition(placement, dict(ctx.refused), program, mod.script(show_meta=False))
+    whole = [prog for sym, prog in ctx.programs.items() if len(ctx.regions[sym]) == len(
+        [op for op in graph.ops if op.op != "flatten"])]
+    return Partition(placement, dict(ctx.refused), whole[0] if whole else None, mod.script(show_meta=False), mod,
+                     dict(ctx.programs), dict(ctx.regions))
