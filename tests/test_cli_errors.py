@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 
 SEARCH = ["search", "--trials", "1", "--epochs", "1"]
 

@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import ROOT
+from support import ROOT
 
 
 def test_wheel_ships_the_yaml_folders(tmp_path: Path) -> None:

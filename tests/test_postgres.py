@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import ROOT
+from support import ROOT
 
 
 def _free_port() -> int:

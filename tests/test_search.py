@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from conftest import ROOT, run_cli
+from support import ROOT, run_cli
 
 DIGITS = ["--task", "digits", "--space", "cnn2d", "--target", "cortex-m4", "--epochs", "12"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import finish, get_act, put_act, requant_params
+from rtl_helpers import finish, get_act, put_act, requant_params
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
 from tinycompile.accel.kernels import AccelConfig, ProgramBuilder, Tensor, add, conv2d, cpad, dense
 from tinycompile.accel.model import run_model
