@@ -8,7 +8,7 @@ from conftest import random_graph
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
-from tinycompile.fpga.build import compile_for_accelerator
+from tinycompile.fpga.build import compile_for_accelerator, partition_for_accelerator
 from tinycompile.fpga.plan import AccelParams
 from tinycompile.fpga.rtl import run_network
 from tinycompile.quant import reference
@@ -48,13 +48,11 @@ def test_oversized_layers_are_tiled_and_exact() -> None:
             np.testing.assert_array_equal(got, want[i][b], err_msg=f"input {b} layer {i}")
 
 
-def test_layer_the_accelerator_cannot_run_is_refused_in_one_line() -> None:
-    """An input wider than the address generator's 12-bit bounds: refused, naming the layer and the reason."""
-    spec = ArchSpec((1, 1, 5000), 4, (L("conv", (-1,), channels=4, kernel=(1, 5), stride=(1, 5)),
-                                       L("gap", (0,)), L("flatten", (1,)), L("dense", (2,), channels=4)))
-    graph = random_graph(spec)
+def test_model_the_accelerator_cannot_run_at_all_is_refused_in_one_line() -> None:
+    """Its only layer reads an input wider than the address generator's 12-bit bounds: one line, layer and reason."""
+    spec = ArchSpec((1, 1, 5000), 4, (L("conv", (-1,), channels=4, kernel=(1, 5000)),))
     with pytest.raises(UserError) as err:
-        compile_for_accelerator(graph, AccelParams.for_array(8))
+        partition_for_accelerator(random_graph(spec), AccelParams.for_array(8))
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("layer 0 (conv) cannot run on the accelerator") and "4095" in msg

@@ -52,6 +52,16 @@ def save(out: Path, graph: QuantGraph, prog: AccelProgram, placement: dict[int, 
     write_json(out / MANIFEST, doc)
 
 
+def save_hybrid(out: Path, graph: QuantGraph, placement: dict[int, str], x: np.ndarray, target: Any, n: int) -> None:
+    """A build with layers on the host: the graph and inputs (``simulate`` recompiles it, deterministically)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    graph.save(out / "quant")
+    write_with(out / "inputs.npy", lambda tmp: _save_npy(tmp, x))
+    write_json(out / MANIFEST, {"target": target.name, "target_file": str(target.path), "hybrid": True, "array": n,
+                                "placement": {str(k): v for k, v in placement.items()}})
+
+
 def load(folder: Path) -> tuple[AccelProgram, dict[int, str], np.ndarray, QuantGraph, dict[str, Any]]:
     """Read a build folder written by :func:`save`."""
     from tinycompile.accel.assembler import disassemble
@@ -60,6 +70,8 @@ def load(folder: Path) -> tuple[AccelProgram, dict[int, str], np.ndarray, QuantG
     if not (folder / MANIFEST).is_file():
         raise UserError(f"{folder} is not an FPGA build folder (no {MANIFEST}); run `tinycompile build --target fpga` first")
     doc = json.loads((folder / MANIFEST).read_text())
+    if doc.get("hybrid"):
+        raise UserError(f"{folder} holds a build with layers on the host; use load_hybrid")
     params = AccelParams(**doc["params"])
     raw = np.frombuffer((folder / "image.bin").read_bytes(), np.uint8)
     image = MemoryImage(params.n, raw.size)
@@ -76,6 +88,14 @@ def load(folder: Path) -> tuple[AccelProgram, dict[int, str], np.ndarray, QuantG
                         None if doc.get("input_pack") is None else InputPack(**doc["input_pack"]))
     placement = {int(k): v for k, v in doc["placement"].items()}
     return prog, placement, np.load(folder / "inputs.npy"), QuantGraph.load(folder / "quant"), doc
+
+
+def manifest(folder: Path) -> dict[str, Any]:
+    """The build folder's build.json (UserError if it is not a build folder)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise UserError(f"{folder} is not an FPGA build folder (no {MANIFEST}); run `tinycompile build --target fpga` first")
+    return json.loads((folder / MANIFEST).read_text())
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

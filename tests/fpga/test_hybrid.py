@@ -1,0 +1,37 @@
+"""A layer the accelerator cannot run stays in Relax and runs on the host; the rest runs on the RTL, all bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import INPUTS, random_graph, target_with_array
+
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.fpga.build import build_graph
+from tinycompile.targets import Target
+
+L = Layer
+# Layer 1's stride (16) exceeds the address generator's 4-bit steps: it splits the network into two regions.
+SPEC = ArchSpec(
+    (2, 1, 64),
+    3,
+    (
+        L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+        L("conv", (0,), channels=8, kernel=(1, 16), stride=(1, 16)),
+        L("dwconv", (1,), kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+        L("flatten", (2,)),
+        L("dense", (3,), channels=3),
+    ),
+)
+
+
+def test_host_layer_between_accelerator_regions(fpga_target: Target, tmp_path) -> None:
+    """Regions before and after the host layer run on the RTL; the host layer through TVM's LLVM code."""
+    graph = random_graph(SPEC)
+    x = graph.quantize_input(np.random.default_rng(3).standard_normal((INPUTS, *SPEC.input_shape)).astype(np.float32))
+    report = build_graph(graph, target_with_array(fpga_target, 8), tmp_path, 8, x)
+    assert report["bit_exact"] and report["inputs"] == INPUTS
+    assert report["host_layers"] == [1] and report["accelerator_regions"] == 2
+    ran = [r["ran_on"] for r in report["layers"]]
+    assert ran == ["accelerator", "host (TVM, llvm)", "accelerator", "view (no data moved)", "accelerator"]
+    errors = [abs(r["relative_error"]) for r in report["layers"] if r["ran_on"] == "accelerator"]
+    assert len(errors) == 3 and max(errors) <= 0.10
