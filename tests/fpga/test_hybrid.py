@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from conftest import INPUTS, random_graph, target_with_array
 
 from tinycompile.arch import ArchSpec, Layer
+from tinycompile.cli import main
 from tinycompile.fpga.build import build_graph
 from tinycompile.targets import Target
 
@@ -35,3 +38,6 @@ def test_host_layer_between_accelerator_regions(fpga_target: Target, tmp_path) -
     assert ran == ["accelerator", "host (TVM, llvm)", "accelerator", "view (no data moved)", "accelerator"]
     errors = [abs(r["relative_error"]) for r in report["layers"] if r["ran_on"] == "accelerator"]
     assert len(errors) == 3 and max(errors) <= 0.10
+    # `tinycompile simulate` on such a build recompiles it from the saved graph and runs it again
+    assert main(["simulate", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["total"]["cycles"] == report["total"]["cycles"]

@@ -15,10 +15,13 @@ Modules, one job each:
 * :mod:`.codegen` - weight / parameter layouts and the memory image of a whole network;
 * :mod:`.partition` - the Relax BYOC partition (patterns ``tinyaccel.*``, codegen ``relax.ext.tinyaccel``);
 * :mod:`.rtl` - runs a program on the Verilator RTL through cocotb and attributes counters to layers;
+* :mod:`.hybrid` - runs a partitioned network: regions on the RTL, the rest on the host through TVM;
 * :mod:`.build`, :mod:`.report`, :mod:`.artifacts`, :mod:`.simulate` - the flow, report.json, the build folder.
 
-Placement policy: the whole network runs on the accelerator; a layer no ``tinyaccel`` pattern accepts stays in
-Relax (the partition reports it and why) and the build refuses the model with one line naming that layer.
+Placement: every layer a ``tinyaccel`` pattern accepts runs on the accelerator. When all do, the network is one
+program; otherwise the layers left in Relax run on the host (TVM-compiled, :mod:`.hybrid`) between accelerator
+regions, and the report says where each layer ran. A model of which the accelerator can run nothing, or that does
+not fit its memory, is refused with one line naming the layer and the reason.
 """
 
 from __future__ import annotations
