@@ -287,7 +287,7 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
     else:
         pix = [h, w]
         npix = wo
-    to = _divisor(co, (8, 4, 2) if packed and len(red) == 5 else (4, 2))  # packed along input channels: 8
+    to = _divisor(co, (8, 4, 2) if packed and len(red) == 5 and dsp == "llvm" else (4, 2))  # LLVM, input channels: 8
     tp = 1 if packed else _divisor(npix, (2,))
     o_o, o_i = sch.split(o, [None, to])
     tile = [o_i]
@@ -300,7 +300,7 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
     # The innermost reduction loop outside the tile is unrolled by a few steps only: fully unrolled, its input loads
     # would be loop-invariant across the channel tiles and LLVM hoists them into (spilled) registers.
     last = outer_red[-1]
-    step = _divisor(sch.get(last).extent, (4, 2) if packed else (4, 2))
+    step = _divisor(sch.get(last).extent, (8, 4, 2) if packed and dsp == "c" else (4, 2))
     if step > 1 and sch.get(last).extent > step:
         last_o, last_i = sch.split(last, [None, step])
         outer_red = [*outer_red[:-1], last_o, last_i]
