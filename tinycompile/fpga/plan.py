@@ -178,6 +178,7 @@ class Tiling:
     kt: int  # reduction tiles per output tile (conv: taps x input blocks; dw/pool: taps; add: 1)
     kc: int  # reduction tiles per chunk
     cb: int  # input channel blocks
+    shift: bool = False  # depthwise / pooling with stride 1: see ``_shift_rows``
 
     @property
     def chunks(self) -> int:
@@ -207,6 +208,26 @@ def _spatial(g: Geom, mmax: int) -> list[tuple[int, int, int, int]]:
     return [(y, 1, x, min(cols, ow - x)) for y in range(oh) for x in range(0, ow, cols)]
 
 
+def _shift_rows(g: Geom, p: AccelParams, gn: int) -> int:
+    """Output rows per block for the shifted-window scheme, or 0 if it does not apply or fit.
+
+    A stride-1 depthwise or pooling layer loads each block's padded input rows once (``Wp = W + left + right``
+    words per row, per channel tile) instead of once per tap; tap (ky, kx) is then the same buffer read from offset
+    ``ky * Wp + kx``. Each block computes ``rows * Wp`` accumulator rows, of which the last ``kw - 1`` of every row
+    are never stored (their reads run into the next row: harmless). Nine times less input traffic for a 3x3 window.
+    """
+    if g.kind not in ("dw", "maxpool", "avgpool") or (g.sh, g.sw, g.dx) != (1, 1, 1) or dense_like(g):
+        return 0
+    wp = g.w + g.pad[2] + g.pad[3]
+    half_inp, half_acc = p.inp_depth // 2, p.acc_depth // 2
+    rmax = min(((half_inp - g.kw) // gn) // wp - (g.kh - 1), half_acc // (gn * wp), p.out_depth // (gn * wp),
+               ((1 << 16) - 1) // wp - (g.kh - 1), MAX_COUNT - g.kh)
+    if rmax < 1 or wp > MAX_COUNT:
+        return 0
+    r = min(rmax, g.oh, max(-(-g.oh // TARGET_BLOCKS), -(-MIN_BLOCK_PIXELS // wp)))
+    return -(-g.oh // -(-g.oh // r))  # balanced blocks
+
+
 def plan_layer(g: Geom, p: AccelParams) -> Tiling:
     """Cut one layer to the scratchpads (always succeeds for a supported layer: big layers get more pieces)."""
     n = p.n
@@ -223,6 +244,7 @@ def plan_layer(g: Geom, p: AccelParams) -> Tiling:
         kc = min(kt, kmax)
     passes = tuple((t0, min(per_pass, nts - t0)) for t0 in range(0, nts, per_pass))
     blocks = []
+    shift = False
     for t0, tn in passes:
         if g.kind == "add":
             gn = tn
@@ -238,10 +260,16 @@ def plan_layer(g: Geom, p: AccelParams) -> Tiling:
             mmax = min(half_inp // kin, half_acc // gn, p.out_depth // gn, (1 << 16) - 1)
             if g.kind != "conv":
                 mmax = min(mmax, ((1 << 16) - 1) // kc)  # inp_nt_stride = kc * m is a 16-bit field
-        spatial = _spatial(g, mmax)
+        rows = _shift_rows(g, p, gn) if g.kind != "add" and kc == kt else 0
+        if t0 == 0:
+            shift = bool(rows)  # decided on the first (largest) pass; later passes have no more tiles per group
+        if shift:
+            spatial = [(y, min(rows, g.oh - y), 0, g.ow) for y in range(0, g.oh, rows)]
+        else:
+            spatial = _spatial(g, mmax)
         blocks.append(tuple(Block(g0, min(gn, t0 + tn - g0), y, r, x, c)
                             for g0 in range(t0, t0 + tn, gn) for (y, r, x, c) in spatial))
-    return Tiling(passes, tuple(blocks), kt, kc, cb)
+    return Tiling(passes, tuple(blocks), kt, kc, cb, shift)
 
 
 @dataclass(frozen=True)
@@ -297,14 +325,25 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
     per_tap = tap_major(g)
     whole = dense_like(g)
     pad_byte = -128 if g.kind == "maxpool" else zp_in
+    wp = g.w + g.pad[2] + g.pad[3]  # padded row (shifted-window scheme)
     prog: list[Instr] = []
 
     def emit(op: str, **f: int) -> None:
         prog.append(Instr(op, f))
 
+    def rows_of(blk: Block) -> int:
+        """Accumulator rows per output tile of a block (shifted windows also compute the kw - 1 spare columns)."""
+        return blk.rows * wp if t.shift else blk.m
+
     def window_loads(blk: Block, k0: int, k1: int, ib: int) -> list[dict[str, int]]:
         m = blk.m
         out = []
+        if t.shift:  # the block's padded input rows, once, one plane per channel tile
+            y0, x0 = blk.oy0 - g.pad[0], -g.pad[2]
+            out.append({"sp": 0, "sp_base": ib, "base": (a.x + (y0 * g.w + x0) * cs_in + blk.g0 * n) % (1 << 32),
+                        "n2": blk.gn, "d2": n, "n1": blk.rows + g.kh - 1, "d1": g.w * cs_in, "n0": wp, "d0": cs_in,
+                        "y0": y0, "x0": x0, "sy1": 1, "sx0": 1, "h": g.h, "w": g.w, "pad": pad_byte})
+            return out
         if g.kind == "conv":
             tap = k0 // cb
             while tap * cb < k1:
@@ -392,7 +431,7 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
         def compute(s: int) -> None:
             bi, c = steps[s]
             blk = blocks[bi]
-            m, ib, ab = blk.m, (s % 2) * half_inp, (bi % 2) * half_acc
+            m, ib, ab = rows_of(blk), (s % 2) * half_inp, (bi % 2) * half_acc
             k0, k1 = c * kc, min(kt, (c + 1) * kc)
             first_wait = int(c == 0 and bi >= 2)  # the accumulator half's previous block must be stored
             last = int(c == chunks - 1)
@@ -400,6 +439,11 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             if g.kind == "add":
                 parts = [{"inp_base": ib + i * blk.gn * m, "wgt_base": 0, "acc_base": ab + i * blk.gn * m, "kt": 1,
                               "inp_nt_stride": m, "init": 1} for i in range(2)]
+            elif t.shift:  # tap (ky, kx) reads the block's rows from offset ky * Wp + kx
+                plane = (blk.rows + g.kh - 1) * wp
+                parts = [{"inp_base": ib + (tap // g.kw) * wp + tap % g.kw, "wgt_base": wb + tap * blk.gn,
+                          "acc_base": ab, "kt": 1, "inp_nt_stride": plane, "init": int(tap == 0)}
+                         for tap in range(k0, k1)]
             elif per_tap:
                 parts = [{"inp_base": ib + kk * blk.gn * m, "wgt_base": wb + kk * blk.gn, "acc_base": ab, "kt": 1,
                               "inp_nt_stride": m, "init": int(c == 0 and kk == 0)} for kk in range(k1 - k0)]
@@ -413,7 +457,7 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
 
         def store(bi: int) -> None:
             blk = blocks[bi]
-            m, ab = blk.m, (bi % 2) * half_acc
+            m, ab = rows_of(blk), (bi % 2) * half_acc
             for j in range(blk.gn):
                 if g.kind == "add":
                     emit("POSTPROC", pop_prev=int(j == 0), add=1, acc_a=ab + j * m, acc_b=ab + (blk.gn + j) * m,
@@ -424,6 +468,9 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             if g.kind == "add":
                 emit("STORE", push_prev=1, sp_base=0, base=a.out + blk.ox0 * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
                      n1=1, n0=m, d0=cs_out)
+            elif t.shift:  # the spare columns (x >= OW) are out of bounds: skipped
+                emit("STORE", push_prev=1, sp_base=0, base=a.out + blk.oy0 * g.ow * cs_out + blk.g0 * n, n2=blk.gn,
+                     d2=n, n1=blk.rows, d1=g.ow * cs_out, n0=wp, d0=cs_out, x0=0, sx0=1, w=g.ow)
             else:
                 emit("STORE", push_prev=1, sp_base=0,
                      base=a.out + (blk.oy0 * g.ow + blk.ox0) * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
