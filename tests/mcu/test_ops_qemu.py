@@ -46,6 +46,10 @@ CASES = {
         L("dwconv", (0,), kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1), relu=True),
         L("conv", (1,), channels=12, kernel=(3, 3), padding=(1, 1, 1, 1)),
         L("gap", (2,)), L("dense", (3,), channels=5))),
+    # one input channel, no padding, 4-wide kernel rows: only the DSP schedule copies the input (scratch > 1 KB)
+    "one_channel_copy": ArchSpec((1, 40, 40), 3, (
+        L("conv", (-1,), channels=4, kernel=(3, 4), stride=(2, 2), relu=True),
+        L("gap", (0,)), L("dense", (1,), channels=3))),
     # structurally equal layers share one PrimFunc: each call must still write its own planned buffer
     "shared_kernels_residual": ArchSpec((4, 3, 3), 4, (
         L("conv", (-1,), channels=4, kernel=(1, 1), relu=True),

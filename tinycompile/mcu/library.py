@@ -42,19 +42,26 @@ class Compiled:
     workspace: int
     seconds: float
     graph: QuantGraph | None = None
-    variants: dict[tuple[str, bool], tuple[Lowered, str]] = field(default_factory=dict)
+    variants: dict[tuple[str, bool], tuple[Lowered, str, int]] = field(default_factory=dict)
 
-    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str]:
-        """The lowering (and its C source, for the C codegen) a build with ``codegen_kind`` for the chip of
-        ``llvm_target`` uses: schedules differ per codegen and for cores with the DSP extension."""
+    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str, int]:
+        """The lowering, its C source (for the C codegen) and its kernel scratch in bytes, for a build with
+        ``codegen_kind`` for the chip of ``llvm_target``: schedules differ per codegen and for cores with the DSP
+        extension. An LLVM variant allocates what the C variant of the same schedule does (the same TIR but for
+        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C."""
         key = (codegen_kind, uses_dsp(llvm_target))
         if key == ("c", False) or self.graph is None:
-            return self.lowered, self.c_source
+            return self.lowered, self.c_source, self.workspace
         if key not in self.variants:
             start = time.perf_counter()
             lowered = lower(self.graph, *key)
-            src = codegen.build_c(lowered.tir, dsp=key[1]) if key[0] == "c" else ""
-            self.variants[key] = (lowered, src)
+            if key[0] == "c":
+                src = codegen.build_c(lowered.tir, dsp=key[1])
+                scratch = codegen.workspace_bytes(src)
+            else:
+                src = ""
+                scratch = self.lowered_for("c", llvm_target)[2]
+            self.variants[key] = (lowered, src, scratch)
             self.seconds += time.perf_counter() - start
         return self.variants[key]
 
@@ -65,8 +72,7 @@ def uses_dsp(llvm_target: dict[str, Any] | None) -> bool:
 
 
 def compile_graph(graph: QuantGraph) -> Compiled:
-    """Lower ``graph`` through Relax to TIR and generate the kernels' C. Its scratch figure holds for the DSP
-    variant too: both place the same padded-input stages, the only kernel scratch."""
+    """Lower ``graph`` through Relax to TIR (the portable schedules) and generate the kernels' C."""
     start = time.perf_counter()
     lowered = lower(graph)
     src = codegen.build_c(lowered.tir)
@@ -82,8 +88,8 @@ def write_library(
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_activations(spec)
-    lowered, c_source = compiled.lowered_for(codegen_kind, llvm_target)
-    header, source, info = aot.generate(graph, spec, lowered, plan, compiled.workspace)
+    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target)
+    header, source, info = aot.generate(graph, spec, lowered, plan, scratch)
     (folder / codegen.ABI_HEADER).write_text(codegen.ABI_HEADER_TEXT)
     (folder / "model.h").write_text(header)
     (folder / "model.c").write_text(source)
