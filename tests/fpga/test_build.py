@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import INPUTS, SPECS, target_with_array
+from fpga_helpers import INPUTS, SPECS, target_with_array
 
 from tinycompile.arch import ArchSpec
 from tinycompile.cost.model import estimate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import INPUTS, random_graph, target_with_array
+from fpga_helpers import INPUTS, random_graph, target_with_array
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.cli import main

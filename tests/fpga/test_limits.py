@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_graph
+from fpga_helpers import random_graph
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError

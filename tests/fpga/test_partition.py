@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tvm
-from conftest import random_graph
+from fpga_helpers import random_graph
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix
 
 from tinycompile.arch import ArchSpec, Layer
