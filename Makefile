@@ -15,6 +15,7 @@ demo: setup
 	$(TC) search --task mnist1d --space cnn1d --target cortex-m4 --trials 24 --jobs 2 --seed 0 \
 		--sram-kb 64 --flash-kb 256 --study $(DEMO_STUDY) --out $(RUNS)
 	$(TC) build $(RUNS)/$(DEMO_STUDY)/best --target cortex-m4 -o build/demo-cortex-m4
+	$(TC) build $(RUNS)/$(DEMO_STUDY)/best --target fpga --array 8 -o build/demo-fpga
 
 test: setup
 	bash scripts/run_tests.sh

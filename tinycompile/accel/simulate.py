@@ -14,6 +14,7 @@ Python only starts the program and waits for done or error.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -59,8 +60,6 @@ def rtl_sources() -> list[Path]:
 def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: str) -> Path:
     """Build (or reuse) a Verilator model of ``toplevel``; return its build directory."""
     setup_env()
-    from cocotb_tools.runner import get_runner
-
     h = hashlib.sha256()
     for src in sources:
         h.update(src.read_bytes())
@@ -68,6 +67,15 @@ def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: 
     h.update(MAKEFLAGS.encode())
     digest = h.hexdigest()[:16]
     bdir = BUILD_ROOT / name
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_ROOT / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes building one configuration would corrupt its folder
+        return _build_locked(toplevel, sources, parameters, bdir, digest)
+
+
+def _build_locked(toplevel: str, sources: list[Path], parameters: dict[str, int], bdir: Path, digest: str) -> Path:
+    from cocotb_tools.runner import get_runner
+
     stamp = bdir / "stamp.txt"
     if stamp.exists() and stamp.read_text() == digest and (bdir / toplevel).exists():
         return bdir

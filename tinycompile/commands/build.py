@@ -28,6 +28,7 @@ class BuildRequest:
     out: Path
     codegen: str
     vectors: int
+    array: int | None = None  # accelerator array size (fpga); None: the target's own
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (library, firmware, report.json)")
     p.add_argument("--codegen", choices=("c", "llvm"), default="c", help="TVM's C target (default) or its LLVM target")
     p.add_argument("--vectors", type=int, default=32, help="test inputs run on the target (>= 16)")
+    p.add_argument("--array", type=int, choices=(4, 8, 16), help="fpga only: the accelerator's N x N array size")
     p.set_defaults(func=run)
 
 
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     if args.vectors < 16:
         raise UserError(f"--vectors must be >= 16, but got {args.vectors}")
-    request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors)
+    if args.array is not None and target.kind != "fpga":
+        raise UserError(f"--array applies to the fpga target only, not {target.name} ({target.kind})")
+    request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array)
     return 0 if backend_for(target.kind).build(request).ok else 1
 
 

@@ -7,7 +7,6 @@ by registering a function in ``LAYER_CYCLES``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 

@@ -9,7 +9,7 @@ from tinycompile.fpga.build import build_fpga
 
 
 def build(request: BuildRequest) -> BuildOutcome:
-    """Run the FPGA build for one trial (``request.array``, if the CLI passes one, picks the array size)."""
-    code = build_fpga(request.trial, request.target, request.out, getattr(request, "array", None), request.vectors)
+    """Run the FPGA build for one trial (``request.array`` picks the array size, else the target's)."""
+    code = build_fpga(request.trial, request.target, request.out, request.array, request.vectors)
     report = json.loads((request.out / "report.json").read_text())
     return BuildOutcome(code == 0, report)
