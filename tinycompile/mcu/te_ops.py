@@ -98,13 +98,15 @@ def fast_requant(op: QOp) -> bool:
 
 def requant_consts(op: QOp) -> list[Any]:
     """The per-channel tables a weighted kernel takes after its weight: ``[bias, multiplier, shift]``, or with
-    ``fast_requant`` ``[2 bias, multiplier, shift, 2**(shift-1)]``."""
+    ``fast_requant`` one int32 table ``(C, 4)`` of rows ``(2 bias, multiplier, 2**(shift-1), shift)``: a channel's
+    four constants are adjacent, two double-word loads on Arm."""
     import numpy as np
 
     b = bias_eff(op)
     mult, shift = op.tensors["multiplier"], op.tensors["shift"]
     if fast_requant(op):
-        return [(2 * b.astype(np.int64)).astype(np.int32), mult, shift, (1 << (shift.astype(np.int64) - 1)).astype(np.int32)]
+        rnd = 1 << (shift.astype(np.int64) - 1)
+        return [np.stack([2 * b.astype(np.int64), mult, rnd, shift], axis=1).astype(np.int32)]
     return [b, mult, shift]
 
 
@@ -190,7 +192,7 @@ def dwconv_weight(op: QOp, packed: bool) -> Any:
     return np.ascontiguousarray(w.astype(np.int16)) if packed and w.shape[2] % 4 == 0 else w
 
 
-def conv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, *rnd: te.Tensor) -> te.Tensor:
+def conv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Standard convolution; weight int8 ``(O, KH, KW, I)``, or the packed int16 layout of ``conv_weight``."""
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
@@ -225,10 +227,10 @@ def conv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, 
             return te.sum(xv.astype("int32") * w[o, rkh, rg, ra, rb].astype("int32"), axis=[rkh, rg, ra, rb])
 
     acc = te.compute((ho, wo, co), body, name="acc")
-    return _epilogue(op, acc, bias, mult, shift, rnd, lambda idx: idx[2])
+    return _epilogue(op, acc, tables, lambda idx: idx[2])
 
 
-def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, *rnd: te.Tensor) -> te.Tensor:
+def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Depthwise convolution, weight (KH, KW, C)."""
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
@@ -241,38 +243,40 @@ def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor
         lambda h, x_, c: te.sum(xp[h * sh + rkh, x_ * sw + rkw, c].astype("int32") * w[rkh, rkw, c].astype("int32"), axis=[rkh, rkw]),
         name="acc",
     )
-    return _epilogue(op, acc, bias, mult, shift, rnd, lambda idx: idx[2])
+    return _epilogue(op, acc, tables, lambda idx: idx[2])
 
 
-def dense(op: QOp, x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, *rnd: te.Tensor) -> te.Tensor:
+def dense(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Fully connected on a flat (I,) input, weight (O, I)."""
     n_out, n_in = (int(d) for d in w.shape)
     ri = te.reduce_axis((0, n_in), "i")
     acc = te.compute((n_out,), lambda o: te.sum(x[ri].astype("int32") * w[o, ri].astype("int32"), axis=[ri]), name="acc")
     # The output is (1, 1, O) like every other tensor, so no reshape kernel follows.
-    return _epilogue(op, acc, bias, mult, shift, rnd, lambda idx: idx[0], (1, 1, n_out))
+    return _epilogue(op, acc, tables, lambda idx: idx[0], (1, 1, n_out))
 
 
-def _epilogue(
-    op: QOp, acc: te.Tensor, bias: te.Tensor, mult: te.Tensor, shift: te.Tensor, rnd: tuple, chan: Any, shape: Any = None
-) -> te.Tensor:
+def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = None) -> te.Tensor:
     """Add the folded bias (a stage of its own, ``biased``), requantize, add the zero point, clamp, store int8.
 
-    The separate stage keeps the sum an int32 value: inside one expression TVM's simplifier would widen
-    ``int64(acc + bias)`` to ``int64(acc) + int64(bias)`` and the requantization's product to 64 x 64 bits.
-    With a rounding table (``rnd``, see ``requant_consts``) the stage holds ``2 acc + 2 bias`` for
-    ``fast_requantize_expr``. ``shape``: the output's shape when it differs from the accumulator's (dense).
+    ``tables`` are ``requant_consts``': ``(bias, multiplier, shift)``, or one ``(C, 4)`` table for
+    ``fast_requantize_expr``, whose ``biased`` stage holds ``2 acc + 2 bias``. The separate stage keeps the sum an
+    int32 value: inside one expression TVM's simplifier would widen ``int64(acc + bias)`` to
+    ``int64(acc) + int64(bias)`` and the requantization's product to 64 x 64 bits. ``shape``: the output's shape
+    when it differs from the accumulator's (dense).
     """
-    if rnd:
-        biased = te.compute(acc.shape, lambda *idx: (acc[idx] << _i32(1)) + bias[chan(idx)], name="biased")
+    fast = len(tables) == 1
+    if fast:
+        rq = tables[0]
+        biased = te.compute(acc.shape, lambda *idx: (acc[idx] << _i32(1)) + rq[chan(idx), 0], name="biased")
     else:
+        bias, mult, shift = tables
         biased = te.compute(acc.shape, lambda *idx: acc[idx] + bias[chan(idx)], name="biased")
 
     def f(*idx: PrimExpr) -> PrimExpr:
         a_idx = idx if shape is None else idx[len(idx) - len(acc.shape) :]
         c = chan(a_idx)
-        if rnd:
-            y = fast_requantize_expr(biased[a_idx], mult[c], rnd[0][c], shift[c])
+        if fast:
+            y = fast_requantize_expr(biased[a_idx], rq[c, 1], rq[c, 2], rq[c, 3])
         else:
             y = requantize_expr(biased[a_idx], mult[c], shift[c])
         return clamp_int8(y, op.out_q.zero_point, op.lo, op.hi)
