@@ -49,7 +49,10 @@ def setup_env() -> None:
         if d not in path.split(os.pathsep):
             path = d + os.pathsep + path
     os.environ["PATH"] = path
-    os.environ.setdefault("MAKEFLAGS", MAKEFLAGS)
+    # Appended, not defaulted: under an outer `make` (as `make test` runs us) MAKEFLAGS is already set.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if MAKEFLAGS not in flags.split():
+        os.environ["MAKEFLAGS"] = f"{flags} {MAKEFLAGS}".strip()
 
 
 def rtl_sources() -> list[Path]:
