@@ -36,19 +36,33 @@ module tc_mem_arb #(
   // A read may only go out while the id FIFO has room for its tag.
   assign eligible = req_valid_i & (req_we_i | {3{!id_full}});
 
+  // Round-robin: candidates in priority order last+1, last+2, last+3 (= last), all mod 3, written
+  // out as a table on the 2-bit last_q (a modulo on 32-bit operands synthesises to a divider).
+  // last_q only ever holds 0..2 (reset 0, loaded from gnt); the unreachable 3 takes the order of
+  // 0, as (3 + off + 1) mod 3 did.
   always_comb begin
     gnt = 2'd0;
-    gnt_valid = 1'b0;
-    for (int off = 2; off >= 0; off--) begin
-      // Candidates in priority order last+1, last+2, last+3 (= last); loop runs backwards so the
-      // highest-priority candidate is assigned last and wins.
-      logic [1:0] idx;
-      idx = 2'((32'(last_q) + 32'(off) + 32'd1) % 32'd3);
-      if (eligible[idx]) begin
-        gnt = idx;
-        gnt_valid = 1'b1;
+    gnt_valid = 1'b1;
+    unique case (last_q)
+      2'd1: begin
+        if (eligible[2])      gnt = 2'd2;
+        else if (eligible[0]) gnt = 2'd0;
+        else if (eligible[1]) gnt = 2'd1;
+        else                  gnt_valid = 1'b0;
       end
-    end
+      2'd2: begin
+        if (eligible[0])      gnt = 2'd0;
+        else if (eligible[1]) gnt = 2'd1;
+        else if (eligible[2]) gnt = 2'd2;
+        else                  gnt_valid = 1'b0;
+      end
+      default: begin
+        if (eligible[1])      gnt = 2'd1;
+        else if (eligible[2]) gnt = 2'd2;
+        else if (eligible[0]) gnt = 2'd0;
+        else                  gnt_valid = 1'b0;
+      end
+    endcase
   end
 
   assign mem_req_valid_o = gnt_valid;

@@ -59,6 +59,7 @@ module tc_postproc #(
   logic [3:0]  nrows;
   logic [16:0] prm_base, prm_last;
   logic [16:0] ra_addr, rb_addr, wr_addr;
+  logic [3:0]  row_bias, row_mult, row_shift;
 
   assign nrows = add_mode ? 4'd9 : 4'd3;
   assign prm_base = {5'd0, pset} + {4'd0, pset, 1'b0};
@@ -67,13 +68,23 @@ module tc_postproc #(
   assign rb_addr = {1'b0, acc_b} + {1'b0, i_q};
   assign wr_addr = {1'b0, out_base} + {1'b0, i_q};
 
+  // Rows of parameter set `set` in prm_q (3*set, 3*set+1, 3*set+2) as a constant table: the
+  // product written out would be a 32-bit multiply on the requantization path. set is 0..2 only.
+  always_comb begin
+    unique case (set)
+      2'd1:    begin row_bias = 4'd3; row_mult = 4'd4; row_shift = 4'd5; end
+      2'd2:    begin row_bias = 4'd6; row_mult = 4'd7; row_shift = 4'd8; end
+      default: begin row_bias = 4'd0; row_mult = 4'd1; row_shift = 4'd2; end
+    endcase
+  end
+
   for (genvar c = 0; c < N; c++) begin : g_lane
     tc_requant u_rq (
       .acc_i   (lane_in[c*32 +: 32]),
-      .bias_i  (prm_q[3*set][c*32 +: 32]),
+      .bias_i  (prm_q[row_bias][c*32 +: 32]),
       .lshift_i(lane_ls),
-      .mult_i  (prm_q[3*set+1][c*32 +: 32]),
-      .shift_i (prm_q[3*set+2][c*32 +: 5]),
+      .mult_i  (prm_q[row_mult][c*32 +: 32]),
+      .shift_i (prm_q[row_shift][c*32 +: 5]),
       .zp_i    (zp),
       .lo_i    (lo),
       .hi_i    (hi),
