@@ -7,46 +7,15 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from tinycompile.arch import ArchSpec, Layer
+from tinycompile.arch import ArchSpec
 from tinycompile.model import SpecNet
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.quant.quantize import quantize
 from tinycompile.targets import Target
 
-L = Layer
+from nets import SPECS  # noqa: F401  (re-exported for the fpga tests)
+
 INPUTS = 16
-# Small on purpose (a few seconds of training) but covering every op the accelerator runs.
-SPECS = {
-    "mnist1d": ArchSpec(
-        (1, 1, 40),
-        10,
-        (
-            L("conv", (-1,), channels=16, kernel=(1, 5), stride=(1, 2), padding=(0, 0, 2, 2), relu=True),
-            L("dwconv", (0,), kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
-            L("conv", (1,), channels=16, kernel=(1, 1)),
-            L("add", (2, 0), relu=True),
-            L("maxpool", (3,), kernel=(1, 2), stride=(1, 2)),
-            L("conv", (4,), channels=12, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
-            L("avgpool", (5,), kernel=(1, 2), stride=(1, 2)),
-            L("flatten", (6,)),
-            L("dense", (7,), channels=10),
-        ),
-        {"task": "mnist1d"},
-    ),
-    "digits": ArchSpec(
-        (1, 8, 8),
-        10,
-        (
-            L("conv", (-1,), channels=8, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
-            L("maxpool", (0,), kernel=(2, 2), stride=(2, 2)),
-            L("dwconv", (1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
-            L("conv", (2,), channels=16, kernel=(1, 1), relu=True),
-            L("gap", (3,)),
-            L("dense", (4,), channels=10),
-        ),
-        {"task": "digits"},
-    ),
-}
 EPOCHS = {"mnist1d": 2, "digits": 2}  # seconds, not minutes: bit-exactness does not need accuracy
 
 

@@ -8,48 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from tinycompile.arch import ArchSpec, Layer
+from tinycompile.arch import ArchSpec
 from tinycompile.mcu.library import Compiled, compile_graph
 from tinycompile.model import SpecNet
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.quant.quantize import quantize
 from tinycompile.tasks import Task, load_task
 
-L = Layer
-VECTORS = 16
+from nets import SPECS  # tests/ is on sys.path: tests/conftest.py lives there
 
-# Small on purpose (tests train in seconds) but covering every op: conv, dwconv, add, maxpool, avgpool, gap, flatten, dense.
-SPECS = {
-    "mnist1d": ArchSpec(
-        (1, 1, 40),
-        10,
-        (
-            L("conv", (-1,), channels=12, kernel=(1, 5), stride=(1, 2), padding=(0, 0, 2, 2), relu=True),
-            L("dwconv", (0,), kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
-            L("conv", (1,), channels=12, kernel=(1, 1)),
-            L("add", (2, 0), relu=True),
-            L("maxpool", (3,), kernel=(1, 2), stride=(1, 2)),
-            L("conv", (4,), channels=16, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
-            L("avgpool", (5,), kernel=(1, 2), stride=(1, 2)),
-            L("flatten", (6,)),
-            L("dense", (7,), channels=10),
-        ),
-        {"task": "mnist1d"},
-    ),
-    "digits": ArchSpec(
-        (1, 8, 8),
-        10,
-        (
-            L("conv", (-1,), channels=8, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
-            L("maxpool", (0,), kernel=(2, 2), stride=(2, 2)),
-            L("dwconv", (1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
-            L("conv", (2,), channels=16, kernel=(1, 1), relu=True),
-            L("gap", (3,)),
-            L("dense", (4,), channels=10),
-        ),
-        {"task": "digits"},
-    ),
-}
+VECTORS = 16
 EPOCHS = {"mnist1d": 12, "digits": 8}
 
 
