@@ -61,7 +61,7 @@ def test_a_search_killed_with_sigkill_resumes_without_losing_trials(tmp_path: Pa
     cmd = [sys.executable, "-m", "tinycompile.cli", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "killed"
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     before: dict[int, tuple[float, ...]] = {}
     while time.time() < deadline and len(before) < 3:
         time.sleep(1)
