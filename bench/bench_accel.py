@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinycompile.accel.assembler import MemoryImage, assemble  # noqa: E402
-from tinycompile.accel.kernels import AccelConfig, ProgramBuilder, Tensor, conv2d, cpad, dense  # noqa: E402
+from tinycompile.accel.kernels import AccelConfig, ProgramBuilder, Tensor, conv2d, cpad  # noqa: E402
 from tinycompile.accel.reference import conv2d_ref  # noqa: E402
 from tinycompile.accel.simulate import SimJob, run_jobs  # noqa: E402
 from tinycompile.quant.intmath import quantize_multiplier  # noqa: E402
@@ -29,9 +29,9 @@ def _workload(name: str, n: int, rng: np.random.Generator):
     pb = ProgramBuilder(AccelConfig(n=n), img)
     if name.startswith("gemm"):
         s = int(name[4:])
-        h, w_, c, k, cout, kk, pad = s, 1, s, 1, s, 1, (0, 0, 0, 0)
+        h, w_, c, cout, kk, pad = s, 1, s, s, 1, (0, 0, 0, 0)
     else:  # conv 32->32, 3x3, 32x32 input, SAME padding
-        h, w_, c, k, cout, kk, pad = 32, 32, 32, 3, 32, 3, (1, 1, 1, 1)
+        h, w_, c, cout, kk, pad = 32, 32, 32, 32, 3, (1, 1, 1, 1)
     x = rng.integers(-128, 128, (h, w_, c)).astype(np.int8)
     wt = rng.integers(-128, 128, (kk, kk, c, cout)).astype(np.int8)
     b = rng.integers(-20000, 20000, cout)

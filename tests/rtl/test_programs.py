@@ -7,7 +7,7 @@ import pytest
 
 from rtl_helpers import finish, get_act, put_act, requant_params
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig, ProgramBuilder, Tensor, add, conv2d, cpad, dense
+from tinycompile.accel.kernels import AccelConfig, ProgramBuilder, Tensor, add, conv2d, dense
 from tinycompile.accel.model import run_model
 from tinycompile.accel.reference import add_ref, conv2d_ref, pool_ref
 from tinycompile.accel.simulate import SimJob, run_jobs
