@@ -27,6 +27,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_mcu import ds_cnn  # noqa: E402  (the one DS-CNN definition of the benchmarks)
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.fpga.build import build_graph
@@ -38,16 +41,6 @@ from tinycompile.targets import Target, load_target
 L = Layer
 INPUTS = 16
 MCU_VECTORS = 4
-
-
-def dscnn() -> ArchSpec:
-    """MLPerf Tiny keyword spotting DS-CNN (shared/ANCHORS.md): 49x10 input, conv 10x4/2, 4 x (dw 3x3 + pw 1x1)."""
-    layers = [L("conv", (-1,), channels=64, kernel=(10, 4), stride=(2, 2), padding=(4, 5, 1, 1), relu=True)]
-    for _ in range(4):
-        layers.append(L("dwconv", (len(layers) - 1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True))
-        layers.append(L("conv", (len(layers) - 1,), channels=64, relu=True))
-    layers += [L("gap", (len(layers) - 1,)), L("dense", (len(layers),), channels=12)]
-    return ArchSpec((1, 49, 10), 12, tuple(layers), {"name": "ds-cnn"})
 
 
 def mnist1d_small() -> ArchSpec:
@@ -101,7 +94,7 @@ def run(arrays: list[int], with_mcu: bool) -> dict:
                      "target": fpga.name, "clock_mhz": fpga.clock_mhz, "inputs": INPUTS, "networks": {}}
     with tempfile.TemporaryDirectory(prefix="bench_fpga_") as tmp:
         work = Path(tmp)
-        for spec in (dscnn(), mnist1d_small()):
+        for spec in (ds_cnn(), mnist1d_small()):
             name = spec.meta["name"]
             graph, x = random_graph(spec)
             entry: dict = {"macs": int(sum(spec.macs())), "arrays": {}}
@@ -117,7 +110,7 @@ def run(arrays: list[int], with_mcu: bool) -> dict:
                     "bit_exact": rep["bit_exact"], "cycles": tot["cycles"], "predicted_cycles": tot["predicted_cycles"],
                     "utilisation": tot["utilisation"], "mac_efficiency": tot["mac_efficiency"],
                     "latency_ms": tot["latency_ms"], "energy_uj": tot["energy_uj"], "bytes_moved": tot["bytes_moved"],
-                    "max_layer_error": max(map(abs, errs)), "instructions": sum(r.get("instructions", 0) for r in rep["layers"]),
+                    "max_layer_error": max(map(abs, errs)), "instructions": sum(r.get("instructions") or 0 for r in rep["layers"]),
                     "layers": [{k: r.get(k) for k in ("index", "op", "predicted_cycles", "measured_cycles", "relative_error",
                                                       "utilisation", "mac_efficiency", "bytes_moved")} for r in rep["layers"]],
                     "synthesis": rep["synthesis"], "seconds": round(time.perf_counter() - t0, 1),
