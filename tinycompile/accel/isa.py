@@ -74,6 +74,7 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
         **_COMMON,
         "init": (8, 1, False),
         "max": (9, 1, False),
+        "win": (10, 1, False),
         "inp_base": (16, 16, False),
         "wgt_base": (32, 16, False),
         "acc_base": (48, 16, False),

@@ -91,7 +91,13 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
                 aa = f["acc_base"] + j * m
                 if ia + m > cfg.inp_depth or wa >= cfg.wgt_tiles or aa + m > cfg.acc_depth:
                     raise AccelError(2, "compute scratchpad address out of range")
-                p = inp[ia : ia + m].astype(np.int64) @ wgt[wa * n : wa * n + n].astype(np.int64)
+                w = wgt[wa * n : wa * n + n].astype(np.int64)
+                if f["win"]:  # row i sees INP[ia + i - r] in slot r (zero before the pass start)
+                    rows = np.zeros((m + n - 1, n), np.int64)
+                    rows[n - 1 :] = inp[ia : ia + m]
+                    p = sum(rows[n - 1 - r : n - 1 - r + m] * w[r] for r in range(n))
+                else:
+                    p = inp[ia : ia + m].astype(np.int64) @ w
                 if f["init"] and k == 0:
                     acc[aa : aa + m] = p
                 elif f["max"]:
