@@ -22,6 +22,8 @@ from tinycompile.fpga.plan import (
     Tiling,
     cpad,
     emit_layer,
+    sweep_geom,
+    window_chunks,
     geom_from_hwc,
     pack_input,
     plan_layer,
@@ -57,21 +59,28 @@ class LayerCode:
 
 @dataclass(frozen=True)
 class InputPack:
-    """How the host writes a packed network input (see ``plan.pack_input``): ``p`` columns per word."""
+    """How the host writes a packed network input (see ``plan.pack_input``): ``rows`` x ``p`` pixels per word."""
 
     p: int
     left: int  # zero-point columns added on the left and right (the first layer's x padding)
     right: int
     zero_point: int
+    rows: int = 1
+    top: int = 0  # zero-point rows added above and below (the y padding, when rows are packed too)
+    bottom: int = 0
+
+    def shape(self, h: int, w: int, c: int) -> tuple[int, int, int]:
+        """(h, w, c) of the packed tensor for an (h, w, c) input."""
+        return h + self.top + self.bottom, w + self.left + self.right, self.rows * self.p * c
 
 
 def pack_tensor(x: np.ndarray, pack: InputPack) -> np.ndarray:
-    """(H, W, C) int8 -> (H, W + left + right, p * C): word q holds columns q .. q + p - 1 of the padded input."""
-    h, w, c = x.shape
-    wp = w + pack.left + pack.right
-    xp = np.full((h, wp + pack.p, c), pack.zero_point, np.int8)
-    xp[:, pack.left : pack.left + w] = x
-    return np.concatenate([xp[:, t : t + wp] for t in range(pack.p)], axis=2)
+    """(H, W, C) int8 -> packed: word (y, q) holds rows y .. y + rows - 1, columns q .. q + p - 1 of the padded input."""
+    hp, wp, _ = pack.shape(*x.shape)
+    h, w, _ = x.shape
+    xp = np.full((hp + pack.rows, wp + pack.p, x.shape[2]), pack.zero_point, np.int8)
+    xp[pack.top : pack.top + h, pack.left : pack.left + w] = x
+    return np.concatenate([xp[ty : ty + hp, tx : tx + wp] for ty in range(pack.rows) for tx in range(pack.p)], axis=2)
 
 
 @dataclass
@@ -163,29 +172,55 @@ def _diag_tiles(n: int, taps: int, vals: np.ndarray) -> np.ndarray:
     return tiles
 
 
+def _window_tiles(n: int, g: Geom, vals: np.ndarray) -> np.ndarray:
+    """(tiles, KH * chunks, N, N) window-mode tiles from per-tap values ``(KH * KW, C)``: row r holds tap hi - 1 - r."""
+    c, qn = vals.shape[1], window_chunks(g, n)
+    nt = cpad(c, n) // n
+    full = np.zeros((g.kh, g.kw, nt * n), np.int64)
+    full[:, :, :c] = vals.reshape(g.kh, g.kw, c)
+    tiles = np.zeros((nt, g.kh * qn, n, n), np.int8)
+    for ky in range(g.kh):
+        for q in range(qn):
+            hi = min(g.kw, (q + 1) * n)
+            for kx in range(q * n, hi):
+                tiles[:, ky * qn + q, hi - 1 - kx, :] = full[ky, kx].reshape(nt, n)
+    return tiles
+
+
+def _tap_tiles(n: int, g: Geom, t: Tiling, vals: np.ndarray) -> np.ndarray:
+    """Depthwise / pooling tiles from per-tap per-channel values ``(taps, C)`` in the tiling's scheme."""
+    if not t.window:
+        return _diag_tiles(n, g.taps, vals)
+    if t.transposed:  # taps in (kx, ky) order for the swapped geometry
+        vals = vals.reshape(g.kh, g.kw, -1).transpose(1, 0, 2).reshape(g.taps, -1)
+    return _window_tiles(n, sweep_geom(g, t), vals)
+
+
 def _conv_weight(op: QOp, g: Geom) -> np.ndarray:
-    """(KH, KW, I, O) weights of a conv or dense in ``g``'s shape (packed: ``p`` taps share one input word)."""
+    """(KH, KW, I, O) weights of a conv or dense in ``g``'s shape (packed: ``dy x dx`` taps share one input word)."""
     w = op.tensors["weight"]
-    if g.dx == 1:
+    if (g.dx, g.dy) == (1, 1):
         return w.reshape(len(w), g.kh, g.kw, g.c).transpose(1, 2, 3, 0)
-    kw0, c0 = op.kernel[1], op.in_shapes[0][2]
-    w4 = w.reshape(len(w), g.kh, kw0, c0).transpose(1, 2, 3, 0)
+    (kh0, kw0), c0 = op.kernel, op.in_shapes[0][2]
+    w4 = w.reshape(len(w), kh0, kw0, c0).transpose(1, 2, 3, 0)
     out = np.zeros((g.kh, g.kw, g.c, g.co), np.int8)
-    for kx in range(kw0):
-        kq, t = divmod(kx, g.dx)
-        out[:, kq, t * c0 : (t + 1) * c0] = w4[:, kx]
+    for ky in range(kh0):
+        for kx in range(kw0):
+            (qy, ty), (qx, tx) = divmod(ky, g.dy), divmod(kx, g.dx)
+            slot = (ty * g.dx + tx) * c0
+            out[qy, qx, slot : slot + c0] = w4[ky, kx]
     return out
 
 
-def _constants(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _constants(op: QOp, g: Geom, t: Tiling, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Weight tiles and parameter blob of one op, in the layouts the accelerator reads (see ``plan.tap_major``)."""
-    tiles, blob = _constants_tile_major(op, g, n)
+    tiles, blob = _constants_tile_major(op, g, t, n)
     if tap_major(g):
         tiles = np.ascontiguousarray(tiles.transpose(1, 0, 2, 3))  # (taps, tiles, N, N)
     return tiles, blob
 
 
-def _constants_tile_major(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _constants_tile_major(op: QOp, g: Geom, tiling: Tiling, n: int) -> tuple[np.ndarray, np.ndarray]:
     zp_in = op.in_q[0].zero_point
     t = op.tensors
     if g.kind == "conv":
@@ -199,13 +234,13 @@ def _constants_tile_major(op: QOp, g: Geom, n: int) -> tuple[np.ndarray, np.ndar
     if g.kind == "dw":
         w = t["weight"].astype(np.int64).reshape(g.taps, g.c)
         bias = t["bias"].astype(np.int64) - zp_in * w.sum(axis=0)
-        return _diag_tiles(n, g.taps, w), _param_blob(n, bias, t["multiplier"], t["shift"])
+        return _tap_tiles(n, g, tiling, w), _param_blob(n, bias, t["multiplier"], t["shift"])
     ones = np.ones((g.taps, g.c), np.int64)
     if g.kind == "maxpool":
         # The array passes max(x) through identity tiles; subtracting zp_in then adding zp_out (= zp_in) is exact.
         return _diag_tiles(n, g.taps, ones), _param_blob(n, np.full(g.c, -zp_in), IDENTITY_MULT, 0)
     if g.kind == "avgpool":
-        return _diag_tiles(n, g.taps, ones), _param_blob(n, np.full(g.c, -zp_in * g.taps), t["multiplier"][0],
+        return _tap_tiles(n, g, tiling, ones), _param_blob(n, np.full(g.c, -zp_in * g.taps), t["multiplier"][0],
                                                           t["shift"][0])
     # add: identity tiles; parameter sets (a, b, out) per tile, see rtl_sim/ISA.md section 5
     eye = _diag_tiles(n, 1, np.ones((1, g.c), np.int64))[:, 0]
@@ -249,21 +284,24 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int, ops: set[in
             continue
         g = op_geom(graph, i, n)
         if g is not None and readers == [i] and op.op == "conv" and (packed := pack_input(g, n)) is not None:
-            g = packed[0]
-            pack = InputPack(packed[1], op.padding[2], op.padding[3], graph.input_q.zero_point)
+            rows = packed.dy > 1  # rows packed too: the host pads in y as well
+            pack = InputPack(packed.dx, op.padding[2], op.padding[3], graph.input_q.zero_point, packed.dy,
+                             op.padding[0] if rows else 0, op.padding[1] if rows else 0)
+            g = packed
         if g is None:
             plans.append((None, None, 0, 0))
             continue
-        tiles, blob = _constants(op, g, n)
+        tiling = plan_layer(g, p)
+        tiles, blob = _constants(op, g, tiling, n)
         where = f"layer {i} ({op.op}) weights"
-        plans.append((g, plan_layer(g, p), _place(where, mem_bytes, img.put, tiles), _place(where, mem_bytes, img.put, blob)))
+        plans.append((g, tiling, _place(where, mem_bytes, img.put, tiles), _place(where, mem_bytes, img.put, blob)))
     external = sorted({storage_index(graph, j) for i in chosen for j in graph.ops[i].inputs
                        if storage_index(graph, j) not in chosen})
     locs: dict[int, TensorLoc] = {}
     for key in external:
         h, w, c = storage_shape(graph, key)
-        if key == -1 and pack is not None:  # the first layer reads the input packed: wider rows of p x C channels
-            w, c = w + pack.left + pack.right, pack.p * c
+        if key == -1 and pack is not None:  # the first layer reads the input packed
+            h, w, c = pack.shape(h, w, c)
         what = "the network input" if key == -1 else f"layer {key} output"
         locs[key] = TensorLoc(_place(what, mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
     inputs = dict(locs)

@@ -76,6 +76,7 @@ class Geom:
     sw: int = 1
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
     dx: int = 1  # input columns between horizontal taps (a packed network input, see ``pack_input``)
+    dy: int = 1  # input rows between vertical taps (likewise)
     real_macs: int = 0  # useful MACs when the shape above includes packing slots (0: computed from the shape)
 
     @property
@@ -121,21 +122,23 @@ def geom_from_hwc(op: str, ins: list[tuple[int, int, int]], out: tuple[int, int,
     return Geom(kind, h, w, c, oh, ow, co, *kernel, *stride, tuple(padding))  # type: ignore[arg-type]
 
 
-def pack_input(g: Geom, n: int) -> tuple[Geom, int] | None:
-    """A convolution on the network input with few channels, with ``p`` horizontal taps packed into each word.
+def pack_input(g: Geom, n: int) -> Geom | None:
+    """A convolution on the network input with few channels, with ``ry`` x ``p`` taps packed into each word.
 
-    The host writes the input (padded in x) as ``X'[y, q, t * c + ch] = Xpad[y, q + t, ch]`` for ``t < p``; the
-    convolution then has ``ceil(kw / p)`` taps per row, ``p`` columns apart, instead of ``kw`` taps that each fill
-    only ``c`` of the ``N`` lanes (DS-CNN's first layer: 40 taps of 1 channel become 10 taps of 4-8).
-    Returns the packed geometry and ``p``, or None when packing does not help.
+    The host writes the input (padded in x, and in y when ``ry > 1``) as
+    ``X'[y, q, (ty * p + tx) * c + ch] = Xpad[y + ty, q + tx, ch]`` for ``ty < ry``, ``tx < p``; the convolution then
+    has ``ceil(kh / ry) x ceil(kw / p)`` taps, ``ry`` rows and ``p`` columns apart (``Geom.dy``, ``Geom.dx``),
+    instead of ``kh x kw`` taps that each fill only ``c`` of the ``N`` lanes (DS-CNN's first layer: 40 taps of one
+    channel become 5 full words at N = 8). None when packing does not help.
     """
     if g.kind != "conv" or g.kw < 2 or 2 * g.c > n:
         return None
     p = min(n // g.c, g.kw)
-    kw = -(-g.kw // p)
-    packed = replace(g, w=g.w + g.pad[2] + g.pad[3], c=p * g.c, kw=kw, dx=p, pad=(g.pad[0], g.pad[1], 0, 0),
-                     real_macs=g.macs())
-    return packed, p
+    ry = min(g.kh, n // (g.c * p))
+    ry = -(-g.kh // -(-g.kh // ry))  # the fewest rows per word for the same number of row taps
+    pad = (0, 0) if ry > 1 else g.pad[:2]
+    return replace(g, h=g.h + sum(g.pad[:2]) - sum(pad), w=g.w + g.pad[2] + g.pad[3], c=ry * p * g.c,
+                   kh=-(-g.kh // ry), kw=-(-g.kw // p), dx=p, dy=ry, pad=(*pad, 0, 0), real_macs=g.macs())
 
 
 def unsupported_reason(g: Geom, n: int) -> str | None:
@@ -178,7 +181,9 @@ class Tiling:
     kt: int  # reduction tiles per output tile (conv: taps x input blocks; dw/pool: taps; add: 1)
     kc: int  # reduction tiles per chunk
     cb: int  # input channel blocks
-    shift: bool = False  # depthwise / pooling with stride 1: see ``_shift_rows``
+    shift: bool = False  # depthwise / pooling with stride 1: see ``_shift_plan``
+    window: bool = False  # shifted rows summed by COMPUTE window mode: see ``windowed``
+    transposed: bool = False  # the shifted rows run down the columns: see ``transposed``
 
     @property
     def chunks(self) -> int:
@@ -208,28 +213,80 @@ def _spatial(g: Geom, mmax: int) -> list[tuple[int, int, int, int]]:
     return [(y, 1, x, min(cols, ow - x)) for y in range(oh) for x in range(0, ow, cols)]
 
 
-def _shift_rows(g: Geom, p: AccelParams, gn: int) -> int:
-    """Output rows per block for the shifted-window scheme, or 0 if it does not apply or fit.
+def _shift_plan(g: Geom, p: AccelParams, gn: int, tn: int) -> tuple[int, int] | None:
+    """(Channel tiles per group, output rows per block) for the shifted-window scheme; None if it does not apply or fit.
 
     A stride-1 depthwise or pooling layer loads each block's padded input rows once (``Wp = W + left + right``
     words per row, per channel tile) instead of once per tap; tap (ky, kx) is then the same buffer read from offset
-    ``ky * Wp + kx``. Each block computes ``rows * Wp`` accumulator rows, of which the last ``kw - 1`` of every row
-    are never stored (their reads run into the next row: harmless). Nine times less input traffic for a 3x3 window.
+    ``ky * Wp + kx``. Each block computes ``rows * Wp`` accumulator rows, of which ``kw - 1`` per row are spare and
+    never stored. Nine times less input traffic for a 3x3 window. The pipeline's blocks are cut by channel groups
+    before rows (``gn`` at most): a block of rows reloads ``kh - 1`` halo rows, a group of channels nothing.
     """
     if g.kind not in ("dw", "maxpool", "avgpool") or (g.sh, g.sw, g.dx) != (1, 1, 1) or dense_like(g):
-        return 0
+        return None
     wp = g.w + g.pad[2] + g.pad[3]
     half_inp, half_acc = p.inp_depth // 2, p.acc_depth // 2
-    rmax = min(((half_inp - g.kw) // gn) // wp - (g.kh - 1), half_acc // (gn * wp), p.out_depth // (gn * wp),
-               ((1 << 16) - 1) // wp - (g.kh - 1), MAX_COUNT - g.kh)
-    if rmax < 1 or wp > MAX_COUNT:
-        return 0
-    r = min(rmax, g.oh, max(-(-g.oh // TARGET_BLOCKS), -(-MIN_BLOCK_PIXELS // wp)))
-    return -(-g.oh // -(-g.oh // r))  # balanced blocks
+
+    def rmax(k: int) -> int:  # rows of a block of k channel tiles that fit INP, ACC, OUT and the fields
+        return min(((half_inp - g.kw) // k) // wp - (g.kh - 1), half_acc // (k * wp), p.out_depth // (k * wp),
+                   ((1 << 16) - 1) // wp - (g.kh - 1), MAX_COUNT - g.kh)
+
+    if wp > MAX_COUNT:
+        return None
+    gn = min(gn, -(-tn // TARGET_BLOCKS))
+    gn = next((k for k in range(gn, 0, -1) if rmax(k) >= g.oh), gn)  # whole maps if a smaller group allows
+    if rmax(gn) < 1:
+        return None
+    want = -(-TARGET_BLOCKS // -(-tn // gn))  # row blocks still wanted for the pipeline to fill
+    r = min(rmax(gn), g.oh, max(-(-g.oh // want), -(-MIN_BLOCK_PIXELS // wp)))
+    return gn, -(-g.oh // -(-g.oh // r))  # balanced blocks
+
+
+def windowed(g: Geom) -> bool:
+    """A stride-1 depthwise or average pool summed in COMPUTE window mode (rtl_sim/ISA.md, COMPUTE ``win``).
+
+    Array row r then sees the padded input r words back along a row, so one pass sums up to N horizontal taps of
+    one kernel row on every channel (``window_slots`` tiles per channel tile) instead of one diagonal tile per tap.
+    """
+    return g.kind in ("dw", "avgpool") and (g.sh, g.sw, g.dx) == (1, 1, 1) and not dense_like(g)
+
+
+def window_chunks(g: Geom, n: int) -> int:
+    """Window-mode passes per kernel row: taps of a row beyond N need another pass."""
+    return -(-g.kw // n)
+
+
+def transposed(g: Geom) -> Geom:
+    """The same layer with rows and columns swapped: a shifted-window sweep then runs down the columns."""
+    t, b, left, right = g.pad
+    return replace(g, h=g.w, w=g.h, oh=g.ow, ow=g.oh, kh=g.kw, kw=g.kh, sh=g.sw, sw=g.sh, pad=(left, right, t, b))
+
+
+def sweep_geom(g: Geom, t: Tiling) -> Geom:
+    """The geometry a shifted-window tiling's blocks and taps refer to (rows and columns swapped if transposed)."""
+    return transposed(g) if t.transposed else g
+
+
+def _compute_rows(g: Geom, t: Tiling) -> int:
+    """Rows the array is issued for a shifted-window tiling (spare columns included): the cost to minimise."""
+    wp = g.w + g.pad[2] + g.pad[3]
+    return sum(t.kt * b.gn * b.rows * wp for blocks in t.blocks for b in blocks)
 
 
 def plan_layer(g: Geom, p: AccelParams) -> Tiling:
-    """Cut one layer to the scratchpads (always succeeds for a supported layer: big layers get more pieces)."""
+    """Cut one layer to the scratchpads (always succeeds for a supported layer: big layers get more pieces).
+
+    A window-mode layer sweeps rows or columns, whichever issues fewer array rows (DS-CNN's 25 x 5 maps: columns).
+    """
+    if windowed(g):
+        options = [(gg, replace(t, transposed=tr)) for tr, gg in ((False, g), (True, transposed(g)))
+                   if (t := _plan(gg, p, True)).shift]
+        if options:
+            return min(options, key=lambda o: _compute_rows(*o))[1]
+    return _plan(g, p, False)
+
+
+def _plan(g: Geom, p: AccelParams, window: bool) -> Tiling:
     n = p.n
     half_inp, half_wgt, half_acc = p.inp_depth // 2, p.wgt_tiles // 2, p.acc_depth // 2
     nts = cpad(g.co, n) // n
@@ -240,7 +297,7 @@ def plan_layer(g: Geom, p: AccelParams) -> Tiling:
         kt = kc = 1
     else:
         per_pass = max(1, min(p.param_sets, MAX_COUNT))
-        kt = g.taps * cb if g.kind == "conv" else g.taps
+        kt = g.taps * cb if g.kind == "conv" else g.kh * window_chunks(g, n) if window else g.taps
         kc = min(kt, kmax)
     passes = tuple((t0, min(per_pass, nts - t0)) for t0 in range(0, nts, per_pass))
     blocks = []
@@ -260,16 +317,17 @@ def plan_layer(g: Geom, p: AccelParams) -> Tiling:
             mmax = min(half_inp // kin, half_acc // gn, p.out_depth // gn, (1 << 16) - 1)
             if g.kind != "conv":
                 mmax = min(mmax, ((1 << 16) - 1) // kc)  # inp_nt_stride = kc * m is a 16-bit field
-        rows = _shift_rows(g, p, gn) if g.kind != "add" and kc == kt else 0
+        sp = _shift_plan(g, p, gn, tn) if g.kind != "add" and kc == kt else None
         if t0 == 0:
-            shift = bool(rows)  # decided on the first (largest) pass; later passes have no more tiles per group
-        if shift:
+            shift = sp is not None  # decided on the first (largest) pass; later passes have no more tiles per group
+        if shift and sp is not None:
+            gn, rows = sp
             spatial = [(y, min(rows, g.oh - y), 0, g.ow) for y in range(0, g.oh, rows)]
         else:
             spatial = _spatial(g, mmax)
         blocks.append(tuple(Block(g0, min(gn, t0 + tn - g0), y, r, x, c)
                             for g0 in range(t0, t0 + tn, gn) for (y, r, x, c) in spatial))
-    return Tiling(passes, tuple(blocks), kt, kc, cb, shift)
+    return Tiling(passes, tuple(blocks), kt, kc, cb, shift, window and shift)
 
 
 @dataclass(frozen=True)
@@ -325,11 +383,24 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
     per_tap = tap_major(g)
     whole = dense_like(g)
     pad_byte = -128 if g.kind == "maxpool" else zp_in
-    wp = g.w + g.pad[2] + g.pad[3]  # padded row (shifted-window scheme)
+    # Shifted-window scheme: its sweep geometry, padded row, spare leading columns, INP words kept before the planes
+    gs = sweep_geom(g, t)
+    wp = gs.w + gs.pad[2] + gs.pad[3]
+    spare = gs.kw - 1 if t.window else 0  # window mode: a row's first kw - 1 outputs see the previous row
+    lead = max(0, gs.kw - n) if t.window else 0  # the first chunk of a wide row starts before the plane
+    # byte steps along the sweep's rows and columns, in the input and the output (NHWC either way)
+    in_row, in_col = (cs_in, g.w * cs_in) if t.transposed else (g.w * cs_in, cs_in)
+    out_row, out_col = (cs_out, g.ow * cs_out) if t.transposed else (g.ow * cs_out, cs_out)
     prog: list[Instr] = []
 
     def emit(op: str, **f: int) -> None:
         prog.append(Instr(op, f))
+
+    def sweep_coords(row0: int, col0: int, h: int, w: int) -> dict[str, int]:
+        """AGU coordinates of a sweep: loop 1 steps the sweep's rows, loop 0 its columns (from ``row0, col0``)."""
+        if t.transposed:
+            return {"x0": row0, "y0": col0, "sx1": 1, "sy0": 1, "h": h, "w": w}
+        return {"y0": row0, "x0": col0, "sy1": 1, "sx0": 1, "h": h, "w": w}
 
     def rows_of(blk: Block) -> int:
         """Accumulator rows per output tile of a block (shifted windows also compute the kw - 1 spare columns)."""
@@ -339,10 +410,10 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
         m = blk.m
         out = []
         if t.shift:  # the block's padded input rows, once, one plane per channel tile
-            y0, x0 = blk.oy0 - g.pad[0], -g.pad[2]
-            out.append({"sp": 0, "sp_base": ib, "base": (a.x + (y0 * g.w + x0) * cs_in + blk.g0 * n) % (1 << 32),
-                        "n2": blk.gn, "d2": n, "n1": blk.rows + g.kh - 1, "d1": g.w * cs_in, "n0": wp, "d0": cs_in,
-                        "y0": y0, "x0": x0, "sy1": 1, "sx0": 1, "h": g.h, "w": g.w, "pad": pad_byte})
+            r0, c0 = blk.oy0 - gs.pad[0], -gs.pad[2]
+            out.append({"sp": 0, "sp_base": ib + lead, "base": (a.x + r0 * in_row + c0 * in_col + blk.g0 * n) % (1 << 32),
+                        "n2": blk.gn, "d2": n, "n1": blk.rows + gs.kh - 1, "d1": in_row, "n0": wp, "d0": in_col,
+                        "pad": pad_byte, **sweep_coords(r0, c0, g.h, g.w)})
             return out
         if g.kind == "conv":
             tap = k0 // cb
@@ -357,7 +428,7 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                     tap += run
                     continue
                 ky, kx = divmod(tap, g.kw)
-                y0, x0 = blk.oy0 * g.sh + ky - g.pad[0], blk.ox0 * g.sw + kx * g.dx - g.pad[2]
+                y0, x0 = blk.oy0 * g.sh + ky * g.dy - g.pad[0], blk.ox0 * g.sw + kx * g.dx - g.pad[2]
                 out.append({"sp": 0, "sp_base": ib + (lo_k - k0) * m,
                                 "base": (a.x + (y0 * g.w + x0) * cs_in + (lo_k - tap * cb) * n) % (1 << 32),
                                 "n2": hi_k - lo_k, "d2": n, "n1": blk.rows, "d1": g.sh * g.w * cs_in, "n0": blk.cols,
@@ -439,9 +510,15 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             if g.kind == "add":
                 parts = [{"inp_base": ib + i * blk.gn * m, "wgt_base": 0, "acc_base": ab + i * blk.gn * m, "kt": 1,
                               "inp_nt_stride": m, "init": 1} for i in range(2)]
+            elif t.window:  # kernel row ky, taps q*N .. hi-1: array row r holds tap hi-1-r (ISA.md, window mode)
+                plane = (blk.rows + gs.kh - 1) * wp
+                qn = window_chunks(gs, n)
+                parts = [{"inp_base": ib + lead + (k // qn) * wp + min(gs.kw, (k % qn + 1) * n) - gs.kw,
+                          "wgt_base": wb + k * blk.gn, "acc_base": ab, "kt": 1, "inp_nt_stride": plane,
+                          "init": int(k == 0), "win": 1} for k in range(k0, k1)]
             elif t.shift:  # tap (ky, kx) reads the block's rows from offset ky * Wp + kx
-                plane = (blk.rows + g.kh - 1) * wp
-                parts = [{"inp_base": ib + (tap // g.kw) * wp + tap % g.kw, "wgt_base": wb + tap * blk.gn,
+                plane = (blk.rows + gs.kh - 1) * wp
+                parts = [{"inp_base": ib + (tap // gs.kw) * wp + tap % gs.kw, "wgt_base": wb + tap * blk.gn,
                           "acc_base": ab, "kt": 1, "inp_nt_stride": plane, "init": int(tap == 0)}
                          for tap in range(k0, k1)]
             elif per_tap:
@@ -468,9 +545,10 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             if g.kind == "add":
                 emit("STORE", push_prev=1, sp_base=0, base=a.out + blk.ox0 * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
                      n1=1, n0=m, d0=cs_out)
-            elif t.shift:  # the spare columns (x >= OW) are out of bounds: skipped
-                emit("STORE", push_prev=1, sp_base=0, base=a.out + blk.oy0 * g.ow * cs_out + blk.g0 * n, n2=blk.gn,
-                     d2=n, n1=blk.rows, d1=g.ow * cs_out, n0=wp, d0=cs_out, x0=0, sx0=1, w=g.ow)
+            elif t.shift:  # the spare columns (before the first or after the last output) are out of bounds: skipped
+                bounds = {"y0": -spare, "sy0": 1, "h": g.oh} if t.transposed else {"x0": -spare, "sx0": 1, "w": g.ow}
+                emit("STORE", push_prev=1, sp_base=0, base=(a.out + blk.oy0 * out_row - spare * out_col + blk.g0 * n) % (1 << 32),
+                     n2=blk.gn, d2=n, n1=blk.rows, d1=out_row, n0=wp, d0=out_col, **bounds)
             else:
                 emit("STORE", push_prev=1, sp_base=0,
                      base=a.out + (blk.oy0 * g.ow + blk.ox0) * cs_out + blk.g0 * n, n2=blk.gn, d2=n,

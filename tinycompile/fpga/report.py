@@ -92,7 +92,7 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
         "scratchpads": {"inp_words": p.inp_depth, "wgt_tiles": p.wgt_tiles, "acc_rows": p.acc_depth,
                         "out_words": p.out_depth, "param_sets": p.param_sets},
         "clock_mhz": target.clock_mhz,
-        "input_packing": next(({"taps_per_word": q.pack.p, "pad_left": q.pack.left, "pad_right": q.pack.right}
+        "input_packing": next(({"taps_per_word": q.pack.rows * q.pack.p, "rows": q.pack.rows, "columns": q.pack.p}
                                for q, _ in regions if q.pack is not None), None),
         "accelerator_regions": len(regions),
         "host_layers": [r["index"] for r in layers if str(r["ran_on"]).startswith("host")],

@@ -276,5 +276,5 @@ def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int
     if g is None:
         return 0.0
     if layer.inputs == (-1,) and (packed := pack_input(g, p.n)) is not None:  # as the code generator does
-        g = packed[0]
+        g = packed
     return float(layer_timing(g, p).cycles)
