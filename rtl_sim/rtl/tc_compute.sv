@@ -1,11 +1,16 @@
 // Compute unit: executes COMPUTE (and SYNC) instructions from the compute queue.
 //   for nt < NT: for kt < KT: for m < M:
-//     p = W[wgt_base + nt*KT + kt]^T . inp[inp_base + nt*inp_nt_stride + kt*M + m]
+//     a = inp_base + nt*inp_nt_stride + kt*M + m
+//     normal: p[c] = sum_r inp[a][r] * W[wgt_base + nt*KT + kt][r][c]
+//     window: p[c] = sum_r V[r][c] * W[wgt_base + nt*KT + kt][r][c],
+//             V[r] = inp[a - r] if m >= r else 0 (the words read r rows earlier in this pass)
 //     a = acc_base + nt*M + m
 //     acc[a] = (init && kt == 0) ? p : (max ? max(acc[a], p) : acc[a] + p)
 // One input row per cycle through a 3-stage pipeline (read, multiply, accumulate/write). An
 // accumulator row is read 3 cycles after the previous pass wrote it only if M >= 3; shorter passes
 // get bubbles so read-after-write is always safe without forwarding.
+// Window mode only changes the array operands (a shift register of the last N-1 input words of the
+// pass, cleared at each pass start); the schedule and timing are identical in both modes.
 module tc_compute #(
   parameter int unsigned N        = 8,
   parameter int unsigned InpDepth = 4096,
@@ -57,6 +62,7 @@ module tc_compute #(
   wire        push_nx  = instr_i[7];
   wire        init     = instr_i[8];
   wire        is_max   = instr_i[9];
+  wire        win      = instr_i[10];
   wire [15:0] inp_base = instr_i[31:16];
   wire [15:0] wgt_base = instr_i[47:32];
   wire [15:0] acc_base = instr_i[63:48];
@@ -74,10 +80,36 @@ module tc_compute #(
   logic        s1_valid_q, s1_first_q, s2_valid_q, s2_first_q;
   logic [15:0] s1_addr_q, s2_addr_q;
   logic [32*N-1:0] s2_acc_q, dot;
+  // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); hist_q[r]
+  // holds the input word read r+1 rows earlier in the current pass.
+  logic                       s1_pstart_q;
+  logic [N-1:0][8*N-1:0]      vwin;
+  logic [N-2:0][8*N-1:0]      hist_d, hist_q;
+  logic [8*N*N-1:0]           x_op;
+
+  // Operand matrix of the array (byte r*N + c = operand of multiplier row r, column c). The INP
+  // word read for this row arrives in stage s1, together with its weight tile.
+  always_comb begin
+    vwin[0] = inp_rdata_i;
+    for (int r = 1; r < N; r++) begin
+      vwin[r] = s1_pstart_q ? '0 : hist_q[r-1];
+    end
+    hist_d = hist_q;
+    if (s1_valid_q) begin
+      for (int r = 0; r < N - 1; r++) begin
+        hist_d[r] = vwin[r];
+      end
+    end
+    for (int r = 0; r < N; r++) begin
+      for (int c = 0; c < N; c++) begin
+        x_op[(r*N+c)*8 +: 8] = win ? vwin[r][c*8 +: 8] : inp_rdata_i[r*8 +: 8];
+      end
+    end
+  end
 
   tc_mac_array #(.N(N)) u_array (
     .clk_i,
-    .a_i  (inp_rdata_i),
+    .x_i  (x_op),
     .w_i  (wgt_rdata_i),
     .dot_o(dot)
   );
@@ -194,7 +226,9 @@ module tc_compute #(
       gap_q <= '0;
       s1_valid_q <= 1'b0;
       s1_first_q <= 1'b0;
+      s1_pstart_q <= 1'b0;
       s1_addr_q <= '0;
+      hist_q <= '0;
       s2_valid_q <= 1'b0;
       s2_first_q <= 1'b0;
       s2_addr_q <= '0;
@@ -213,7 +247,9 @@ module tc_compute #(
       gap_q <= gap_d;
       s1_valid_q <= issue;
       s1_first_q <= first;
+      s1_pstart_q <= (m_q == '0);
       s1_addr_q <= aa_q[15:0];
+      hist_q <= hist_d;
       s2_valid_q <= s1_valid_q;
       s2_first_q <= s1_first_q;
       s2_addr_q <= s1_addr_q;

@@ -1,26 +1,28 @@
-// N x N int8 x int8 -> int32 multiply-accumulate array (matrix-vector form, VTA-style).
-// Each cycle it multiplies an N-element input vector a (one im2col row) by an N x N weight tile W
-// and reduces each column: dot[c] = sum_r a[r] * W[r][c]. The N*N products feed N adder trees;
-// accumulation across cycles happens in the compute unit's accumulator stage, so the array itself
-// stays purely feed-forward (one register stage) and never stalls.
+// N x N int8 x int8 -> int32 multiply-accumulate array.
+// Each cycle every multiplier (r, c) gets its own input operand x[r][c] and weight W[r][c], and each
+// column is reduced: dot[c] = sum_r x[r][c] * W[r][c]. The compute unit chooses the operands:
+// a broadcast of one input word (x[r][c] = a[r], the VTA-style matrix-vector product) or, in window
+// mode, N different input words (x[r][c] = V[r][c], one per row of the array). The N*N products
+// feed N adder trees; accumulation across cycles happens in the compute unit's accumulator stage,
+// so the array itself stays purely feed-forward (one register stage) and never stalls.
 module tc_mac_array #(
   parameter int unsigned N = 8
 ) (
-  input  logic            clk_i,
-  input  logic [N*8-1:0]   a_i,   // byte r = a[r]
-  input  logic [N*N*8-1:0] w_i,   // byte r*N + c = W[r][c]
-  output logic [N*32-1:0]  dot_o  // lane c = dot[c], registered
+  input  logic              clk_i,
+  input  logic [N*N*8-1:0]  x_i,   // byte r*N + c = x[r][c]
+  input  logic [N*N*8-1:0]  w_i,   // byte r*N + c = W[r][c]
+  output logic [N*32-1:0]   dot_o  // lane c = dot[c], registered
 );
   logic [N*32-1:0] dot_d, dot_q;
 
   for (genvar c = 0; c < N; c++) begin : g_col
     logic [N*16-1:0] prod;
     for (genvar r = 0; r < N; r++) begin : g_row
-      logic signed [15:0] a_ext, w_ext;
-      assign a_ext = {{8{a_i[r*8+7]}}, a_i[r*8 +: 8]};
+      logic signed [15:0] x_ext, w_ext;
+      assign x_ext = {{8{x_i[(r*N+c)*8+7]}}, x_i[(r*N+c)*8 +: 8]};
       assign w_ext = {{8{w_i[(r*N+c)*8+7]}}, w_i[(r*N+c)*8 +: 8]};
-      // 16-bit product is exact: |a * w| <= 2^14.
-      assign prod[r*16 +: 16] = a_ext * w_ext;
+      // 16-bit product is exact: |x * w| <= 2^14.
+      assign prod[r*16 +: 16] = x_ext * w_ext;
     end
     always_comb begin
       logic [31:0] sum;

@@ -68,20 +68,24 @@ async def requant_lane(dut) -> None:
 
 @cocotb.test()
 async def mac_array(dut) -> None:
-    """tc_mac_array: dot[c] = sum_r a[r] W[r][c], random and extreme operands, one result per cycle."""
+    """tc_mac_array: dot[c] = sum_r x[r][c] W[r][c], broadcast / per-element / extreme operands, one result per cycle."""
     n = int(dut.N.value) if hasattr(dut, "N") else int(os.environ["TC_N"])
     rng = np.random.default_rng(3)
     Clock(dut.clk_i, 10, unit="ns").start()
-    cases = [(np.full(n, -128), np.full((n, n), -128)), (np.full(n, 127), np.full((n, n), -128))]
-    cases += [(rng.integers(-128, 128, n), rng.integers(-128, 128, (n, n))) for _ in range(200)]
+    full = np.full((n, n), 1)
+    cases = [(-128 * full, -128 * full), (127 * full, -128 * full), (-128 * full, 127 * full)]
+    # broadcast operands (x[r][c] = a[r], the normal mode) and independent ones (window mode)
+    cases += [(np.repeat(rng.integers(-128, 128, (n, 1)), n, axis=1), rng.integers(-128, 128, (n, n)))
+              for _ in range(100)]
+    cases += [(rng.integers(-128, 128, (n, n)), rng.integers(-128, 128, (n, n))) for _ in range(200)]
     errors = 0
-    for a, w in cases:
-        dut.a_i.value = int.from_bytes(a.astype(np.int8).tobytes(), "little")
+    for x, w in cases:
+        dut.x_i.value = int.from_bytes(x.astype(np.int8).tobytes(), "little")
         dut.w_i.value = int.from_bytes(w.astype(np.int8).tobytes(), "little")
         await RisingEdge(dut.clk_i)  # the edge registers this cycle's products
         await ReadOnly()
         got = np.frombuffer(int(dut.dot_o.value).to_bytes(4 * n, "little"), np.int32)
-        errors += int(not np.array_equal(got, a.astype(np.int64) @ w.astype(np.int64)))
+        errors += int(not np.array_equal(got, (x.astype(np.int64) * w.astype(np.int64)).sum(axis=0)))
         await Timer(1, unit="ns")
     assert errors == 0, f"{errors} mismatching cycles"
 

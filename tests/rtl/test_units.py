@@ -25,7 +25,7 @@ def test_requant_lane(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("n", [4, 8, 16])
 def test_mac_array(n: int, tmp_path: Path) -> None:
-    """Every column's dot product equals numpy's, for N = 4, 8 and 16."""
+    """Every column's dot product sum_r x[r][c] W[r][c] equals numpy's, for N = 4, 8 and 16."""
     _run("tc_mac_array", ["tc_mac_array.sv"], {"N": n}, "mac_array", f"unit_mac{n}", tmp_path,
          {"TC_N": str(n)})
 
