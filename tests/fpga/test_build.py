@@ -24,8 +24,11 @@ def test_build_runs_bit_exact_on_rtl(builds: dict, name: str, n: int) -> None:
     ran = {r["ran_on"] for r in report["layers"] if r["op"] != "flatten"}
     assert ran == {"accelerator"}
     assert (folder / "image.bin").is_file() and (folder / "program.s").read_text().count("\n") > 10
-    # both first layers read a 1-channel input: the host packs min(N, kw) horizontal taps into each word
-    assert report["input_packing"]["taps_per_word"] == min(n, SPECS[name].layers[0].kernel[1])
+    # both first layers read a 1-channel input: the host packs min(N, kw) columns, then as many rows as fit, per word
+    kh, kw = SPECS[name].layers[0].kernel
+    packing = report["input_packing"]
+    assert packing["columns"] == min(n, kw) and packing["rows"] * packing["columns"] <= n
+    assert packing["rows"] == (1 if kh == 1 else min(kh, n // packing["columns"]))
 
 
 @pytest.mark.parametrize(("name", "n"), CASES)

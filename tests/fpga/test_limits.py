@@ -110,3 +110,36 @@ def test_tiling_corners_are_exact_on_the_isa_model(name: str) -> None:
                 np.testing.assert_array_equal(read_tensor(got, code.out), want[code.index][0], err_msg=f"N={n} layer {code.index}")
                 pieces = max(pieces, len(code.tiling.passes), code.tiling.chunks)
     assert pieces > 1 or name == "unequal_strides"  # the corner really was exercised
+
+
+# Window mode (stride-1 depthwise and average pools): rows wider than N taps, maps swept down their columns.
+WINDOW_CASES = (
+    ArchSpec((6, 20, 3), 4, (L("dwconv", (-1,), kernel=(5, 7), padding=(2, 2, 3, 3), relu=True),  # tall: columns
+                             L("avgpool", (0,), kernel=(3, 2), stride=(1, 1)), L("flatten", (1,)), L("dense", (2,), channels=4))),
+    ArchSpec((5, 1, 40), 4, (L("dwconv", (-1,), kernel=(1, 9), padding=(0, 0, 4, 4)),  # one row: 9 taps in 3 passes at N = 4
+                             L("avgpool", (0,), kernel=(1, 5), stride=(1, 1)), L("gap", (1,)), L("dense", (2,), channels=4))),
+)
+
+
+def test_window_mode_layers_are_exact_on_the_isa_model() -> None:
+    """Depthwise and average-pool layers in window mode equal the integer reference at N = 4, 8, 16, both sweeps."""
+    from tinycompile.accel.kernels import AccelConfig
+    from tinycompile.accel.model import run_model
+    from tinycompile.fpga.codegen import compile_graph, read_tensor
+
+    seen = set()
+    for spec in WINDOW_CASES:
+        graph = random_graph(spec)
+        x = graph.quantize_input(np.random.default_rng(1).standard_normal((1, *spec.input_shape)).astype(np.float32))
+        want = reference.run_layers(graph, x)
+        for n in (4, 8, 16):
+            prog = compile_graph(graph, AccelParams.for_array(n), (1 << 18) * n)
+            got = run_model(prog.with_input(x[0]), prog.prog_addr, AccelConfig(n=n), max_instrs=1_000_000)
+            for code in prog.layers:
+                if code.count:
+                    np.testing.assert_array_equal(read_tensor(got, code.out), want[code.index][0], err_msg=f"N={n} {code.index}")
+                if code.tiling is not None and code.tiling.window:
+                    g = code.geom
+                    seen.add((code.op, code.tiling.transposed, (g.kh if code.tiling.transposed else g.kw) > n))
+    # both sweeps, both ops, and rows of more than N taps (several passes per kernel row) were exercised
+    assert {("dwconv", True, True), ("dwconv", False, True), ("avgpool", True, False), ("avgpool", False, False)} <= seen
