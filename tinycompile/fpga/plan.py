@@ -473,15 +473,29 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                 return 0  # loaded once per pass, never overwritten
             return (s % 2) * half_wgt if chunks > 1 else (group_of[bi] % 2) * half_wgt
 
+        def split_fill(s: int) -> bool:
+            """The pipeline's first convolution step: weights loaded and computed per output tile, so the array
+            starts after one tile's weights instead of the whole group's (each piece pushes its own token)."""
+            return s == 0 and g.kind == "conv" and chunks == 1 and blocks[0].gn > 1
+
         def loads(s: int) -> None:
             bi, c = steps[s]
             blk = blocks[bi]
             ib = (s % 2) * half_inp
             k0, k1 = c * kc, min(kt, (c + 1) * kc)
             lds: list[dict[str, int]] = []
+            words = 36 if g.kind == "add" else 12  # parameter words per output tile
+            params = dict(sp=2, sp_base=0, base=a.prm + t0 * words * n, **contiguous(words * tn, n))
+            if split_fill(s):  # input, then one weight piece per output tile; parameters before the last piece
+                lds = window_loads(blk, k0, k1, ib)
+                pieces = [weight_load(replace(blk, g0=blk.g0 + j, gn=1), k0, k1, wgt_half(s) + j * (k1 - k0))
+                          for j in range(blk.gn)]
+                order = [(ld, 0) for ld in lds] + [(ld, 1) for ld in pieces[:-1]] + [(params, 0), (pieces[-1], 1)]
+                for ld, push in order:
+                    emit("LOAD", push_next=push, **ld)
+                return
             if s == 0:
-                words = 36 if g.kind == "add" else 12  # parameter words per output tile
-                lds.append(dict(sp=2, sp_base=0, base=a.prm + t0 * words * n, **contiguous(words * tn, n)))
+                lds.append(params)
             if g.kind == "add":
                 if s == 0:  # identity tiles, one per output tile of the pass
                     lds.append(dict(sp=1, sp_base=0, base=a.wgt, **contiguous(tn * n, n)))
@@ -527,10 +541,14 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             else:
                 parts = [{"inp_base": ib, "wgt_base": wb, "acc_base": ab, "kt": k1 - k0, "init": int(c == 0),
                               "inp_nt_stride": (k1 - k0) * m if g.kind != "conv" else 0}]
+            nt = blk.gn
+            if split_fill(s):  # one part per output tile, each waiting for its weight piece
+                parts = [{**parts[0], "wgt_base": wb + j * (k1 - k0), "acc_base": ab + j * m} for j in range(nt)]
+                nt = 1
             for i, f in enumerate(parts):
                 end = i == len(parts) - 1
-                emit("COMPUTE", pop_prev=int(i == 0), pop_next=first_wait if i == 0 else 0, push_prev=int(end),
-                     push_next=last if end else 0, max=int(g.kind == "maxpool"), m=m, nt=blk.gn, **f)
+                emit("COMPUTE", pop_prev=int(i == 0 or split_fill(s)), pop_next=first_wait if i == 0 else 0,
+                     push_prev=int(end), push_next=last if end else 0, max=int(g.kind == "maxpool"), m=m, nt=nt, **f)
 
         def store(bi: int) -> None:
             blk = blocks[bi]
