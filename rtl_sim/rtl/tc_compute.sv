@@ -80,29 +80,25 @@ module tc_compute #(
   logic        s1_valid_q, s1_first_q, s2_valid_q, s2_first_q;
   logic [15:0] s1_addr_q, s2_addr_q;
   logic [32*N-1:0] s2_acc_q, dot;
-  // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); hist_q[r]
-  // holds the input word read r+1 rows earlier in the current pass.
-  logic                       s1_pstart_q;
-  logic [N-1:0][8*N-1:0]      vwin;
-  logic [N-2:0][8*N-1:0]      hist_d, hist_q;
-  logic [8*N*N-1:0]           x_op;
+  // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); word r of
+  // hist_q holds the input word read r+1 rows earlier in the current pass, word r of vwin the
+  // operand of array row r. (Flat vectors: yosys has no multi-dimensional packed arrays.)
+  logic                 s1_pstart_q;
+  logic [8*N*N-1:0]     vwin, x_op;
+  logic [8*N*(N-1)-1:0] hist_d, hist_q;
 
   // Operand matrix of the array (byte r*N + c = operand of multiplier row r, column c). The INP
   // word read for this row arrives in stage s1, together with its weight tile.
   always_comb begin
-    vwin[0] = inp_rdata_i;
+    vwin[0 +: 8*N] = inp_rdata_i;
     for (int r = 1; r < N; r++) begin
-      vwin[r] = s1_pstart_q ? '0 : hist_q[r-1];
+      vwin[r*8*N +: 8*N] = s1_pstart_q ? '0 : hist_q[(r-1)*8*N +: 8*N];
     end
-    hist_d = hist_q;
-    if (s1_valid_q) begin
-      for (int r = 0; r < N - 1; r++) begin
-        hist_d[r] = vwin[r];
-      end
-    end
+    // shift on valid rows only (passes are issued back to back, gaps come only between passes)
+    hist_d = s1_valid_q ? vwin[0 +: 8*N*(N-1)] : hist_q;
     for (int r = 0; r < N; r++) begin
       for (int c = 0; c < N; c++) begin
-        x_op[(r*N+c)*8 +: 8] = win ? vwin[r][c*8 +: 8] : inp_rdata_i[r*8 +: 8];
+        x_op[(r*N+c)*8 +: 8] = win ? vwin[(r*N+c)*8 +: 8] : inp_rdata_i[r*8 +: 8];
       end
     end
   end
