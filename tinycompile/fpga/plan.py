@@ -20,6 +20,7 @@ from tinycompile.accel.assembler import Instr
 
 KINDS = ("conv", "dw", "maxpool", "avgpool", "add")
 TARGET_BLOCKS = 4  # spatial blocks per group: enough for the double-buffered pipeline to fill
+GROUP_BLOCKS = 8  # channel-group blocks wanted by a shifted-window layer (no halo: only instructions cost more)
 MIN_BLOCK_PIXELS = 16  # below this the per-block instruction overhead outweighs the overlap
 MAX_COUNT = 4095  # 12-bit loop counts and bounds of the address generator
 MAX_STRIDE = (1 << 19) - 1  # 20-bit signed byte strides
@@ -233,7 +234,7 @@ def _shift_plan(g: Geom, p: AccelParams, gn: int, tn: int) -> tuple[int, int] | 
 
     if wp > MAX_COUNT:
         return None
-    gn = min(gn, -(-tn // TARGET_BLOCKS))
+    gn = min(gn, -(-tn // GROUP_BLOCKS))
     gn = next((k for k in range(gn, 0, -1) if rmax(k) >= g.oh), gn)  # whole maps if a smaller group allows
     if rmax(gn) < 1:
         return None
