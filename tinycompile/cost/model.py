@@ -84,6 +84,13 @@ def weight_bytes(spec: ArchSpec) -> list[int]:
     return result
 
 
+def _stored_shape(spec: ArchSpec, index: int, shapes: list[Shape]) -> Shape:
+    """Shape of the buffer holding tensor ``index``: a flatten is a view, its bytes keep its source's layout."""
+    while index >= 0 and spec.layers[index].op in VIEW_OPS:
+        index = spec.layers[index].inputs[0]
+    return spec.input_shape if index == -1 else shapes[index]
+
+
 def estimate(spec: ArchSpec, target: Target) -> Cost:
     """Predict the cost of running ``spec`` on ``target``."""
     layer_cycles = LAYER_CYCLES[target.kind]
@@ -92,7 +99,7 @@ def estimate(spec: ArchSpec, target: Target) -> Cost:
     weights = weight_bytes(spec)
     layers = []
     for i, layer in enumerate(spec.layers):
-        in_shape = spec.input_shapes(i, shapes)[0]
+        in_shape = _stored_shape(spec, layer.inputs[0], shapes)
         cycles = layer_cycles(layer, in_shape, shapes[i], macs[i], target)
         layers.append(LayerCost(layer.op, macs[i], int(round(cycles)), weights[i], numel(shapes[i])))
     total_cycles = sum(lc.cycles for lc in layers)
