@@ -186,6 +186,8 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
     kh, kw = layer.kernel
     sh, sw = layer.stride
     pt, pb, pl, pr = layer.padding
+    if layer.op in ("maxpool", "avgpool") and any(layer.padding):
+        raise ValueError(f"{where}: pools take no padding, but got {layer.padding}; pad the layer before instead")
     if layer.op in ("conv", "dwconv", "maxpool", "avgpool"):
         ho, wo = _conv_out(h, kh, sh, pt + pb), _conv_out(w, kw, sw, pl + pr)
         if ho < 1 or wo < 1:
