@@ -3,6 +3,15 @@
 // pattern over the output scratchpad and writes every in-bounds element to memory (out-of-bounds
 // elements are skipped). Writes are posted: the instruction completes when the last write has been
 // accepted, and memory is in order, so a later load always sees the data.
+//
+// STORE streams one element per cycle. The AGU element at the head (scratchpad word spa_q) is
+// range checked, then either skipped (out of bounds) or issued: its OUT read starts and its memory
+// address moves into a one-entry pending slot. The next cycle the read data arrives from the RAM
+// and the slot drives the write request; if memory does not take it that cycle, the data is parked
+// in a holding register (the RAM output moves on) and the request is repeated from there. A new
+// element is issued only when the slot is free or is being emptied this cycle, so at most one
+// write is ever pending and words can be neither lost, duplicated nor reordered. A scratchpad
+// address out of range raises error 2 only once every earlier write has been accepted.
 module tc_store #(
   parameter int unsigned N         = 8,
   parameter int unsigned AccDepth  = 1024,
@@ -47,7 +56,7 @@ module tc_store #(
   localparam logic [3:0] ErrSpRange = 4'd2;
   localparam logic [3:0] ErrAlign = 4'd3;
 
-  typedef enum logic [2:0] {StIdle, StPost, StStart, StRead, StWrite, StFinish} state_e;
+  typedef enum logic [1:0] {StIdle, StPost, StStore, StFinish} state_e;
   state_e state_d, state_q;
 
   wire [3:0]  op      = instr_i[3:0];
@@ -55,10 +64,16 @@ module tc_store #(
   wire        push_pv = instr_i[6];
   wire [15:0] sp_base = instr_i[31:16];
 
-  logic [16:0] spa_d, spa_q;
-  logic        agu_start, agu_next, agu_valid, agu_inb;
-  logic [31:0] agu_addr;
-  logic        pp_start, pp_done, pp_err, misaligned;
+  // spa_q: OUT word of the AGU's current element. pend_q: one write is pending, to word address
+  // paddr_q; its data is the RAM output (first cycle, held_q = 0) or hold_q (held_q = 1).
+  logic [16:0]    spa_d, spa_q;
+  logic           pend_d, pend_q, held_d, held_q;
+  logic [31:0]    paddr_d, paddr_q;
+  logic [8*N-1:0] hold_d, hold_q;
+  logic           agu_start, agu_next, agu_valid, agu_inb;
+  logic [31:0]    agu_addr;
+  logic           pp_start, pp_done, pp_err, misaligned;
+  logic           accept, slot_free, range_err;
 
   tc_agu u_agu (
     .clk_i,
@@ -110,18 +125,35 @@ module tc_store #(
     assign misaligned = 1'b0;
   end
 
+  // The pending write goes out this cycle; the slot can take a new element.
+  assign accept = pend_q && req_ready_i;
+  assign slot_free = !pend_q || req_ready_i;
+  assign range_err = agu_valid && (spa_q >= 17'(OutDepth));
+
   always_comb begin
     state_d = state_q;
     spa_d = spa_q;
+    pend_d = pend_q;
+    held_d = held_q;
+    paddr_d = paddr_q;
+    hold_d = hold_q;
     agu_start = 1'b0;
     agu_next = 1'b0;
     pp_start = 1'b0;
-    req_valid_o = 1'b0;
     instr_pop_o = 1'b0;
     tok_pop_prev_o = 1'b0;
     tok_push_prev_o = 1'b0;
     err_o = 1'b0;
     err_code_o = 4'd0;
+
+    // Pending slot: retire on acceptance, otherwise park the RAM data once it has arrived.
+    if (accept) begin
+      pend_d = 1'b0;
+    end else if (pend_q && !held_q) begin
+      held_d = 1'b1;
+      hold_d = out_rdata_i;
+    end
+
     unique case (state_q)
       StIdle: begin
         if (instr_valid_i && (!pop_pv || tok_prev_i)) begin
@@ -130,7 +162,14 @@ module tc_store #(
             pp_start = 1'b1;
             state_d = StPost;
           end else if (op == OpStore) begin
-            state_d = StStart;
+            if (misaligned) begin
+              err_o = 1'b1;
+              err_code_o = ErrAlign;
+            end else begin
+              agu_start = 1'b1;
+              spa_d = {1'b0, sp_base};
+              state_d = StStore;
+            end
           end else begin
             state_d = StFinish;
           end
@@ -144,38 +183,30 @@ module tc_store #(
           state_d = StFinish;
         end
       end
-      StStart: begin
-        if (misaligned) begin
-          err_o = 1'b1;
-          err_code_o = ErrAlign;
-        end else begin
-          agu_start = 1'b1;
-          spa_d = {1'b0, sp_base};
-          state_d = StRead;
-        end
-      end
-      StRead: begin
+      StStore: begin
         if (!agu_valid) begin
-          state_d = StFinish;
-        end else if (spa_q >= 17'(OutDepth)) begin
-          err_o = 1'b1;
-          err_code_o = ErrSpRange;
-        end else begin
-          state_d = StWrite;
-        end
-      end
-      StWrite: begin
-        if (agu_inb) begin
-          req_valid_o = 1'b1;
-          if (req_ready_i) begin
-            agu_next = 1'b1;
-            spa_d = spa_q + 17'd1;
-            state_d = StRead;
+          // Every element issued: complete as the last write is accepted.
+          if (slot_free) begin
+            tok_push_prev_o = push_pv;
+            instr_pop_o = 1'b1;
+            state_d = StIdle;
           end
-        end else begin
+        end else if (range_err) begin
+          // Raised only after all earlier writes have gone out.
+          if (!pend_q) begin
+            err_o = 1'b1;
+            err_code_o = ErrSpRange;
+          end
+        end else if (!agu_inb) begin
           agu_next = 1'b1;
           spa_d = spa_q + 17'd1;
-          state_d = StRead;
+        end else if (slot_free) begin
+          // Issue: the OUT read of spa_q starts now (out_raddr_o), the data arrives next cycle.
+          agu_next = 1'b1;
+          spa_d = spa_q + 17'd1;
+          pend_d = 1'b1;
+          held_d = 1'b0;
+          paddr_d = agu_addr >> LogN;
         end
       end
       StFinish: begin
@@ -191,14 +222,23 @@ module tc_store #(
     if (!rst_ni) begin
       state_q <= StIdle;
       spa_q <= '0;
+      pend_q <= 1'b0;
+      held_q <= 1'b0;
+      paddr_q <= '0;
+      hold_q <= '0;
     end else begin
       state_q <= state_d;
       spa_q <= spa_d;
+      pend_q <= pend_d;
+      held_q <= held_d;
+      paddr_q <= paddr_d;
+      hold_q <= hold_d;
     end
   end
 
   assign out_raddr_o = spa_q[15:0];
-  assign req_addr_o = agu_addr >> LogN;
-  assign req_wdata_o = out_rdata_i;
+  assign req_valid_o = pend_q;
+  assign req_addr_o = paddr_q;
+  assign req_wdata_o = held_q ? hold_q : out_rdata_i;
   assign busy_o = (state_q != StIdle);
 endmodule
