@@ -7,19 +7,19 @@ module tc_array_harness #(
   input  logic din_i,
   output logic dout_o
 );
-  logic [N*8+N*N*8-1:0] sr_q;
+  logic [2*N*N*8-1:0]  sr_q;
   logic [N*32-1:0]      dot;
   logic                 dout_q;
 
   always_ff @(posedge clk_i) begin
-    sr_q <= {sr_q[N*8+N*N*8-2:0], din_i};
+    sr_q <= {sr_q[2*N*N*8-2:0], din_i};
     dout_q <= ^dot;
   end
 
   tc_mac_array #(.N(N)) u_array (
     .clk_i,
-    .a_i  (sr_q[N*8-1:0]),
-    .w_i  (sr_q[N*8 +: N*N*8]),
+    .x_i  (sr_q[N*N*8-1:0]),
+    .w_i  (sr_q[N*N*8 +: N*N*8]),
     .dot_o(dot)
   );
 
