@@ -6,8 +6,8 @@ instructions (addresses do not change timing). A fluid event model then runs the
 concurrently, ordered by the dependency tokens in the instructions; the fetch, load and store units share the one
 memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
 (passes shorter than 3 rows padded to 3), post-processing one row per cycle (5 in residual-add mode), stores one word
-per 2 cycles. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
-word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 6%).
+per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
+word was fitted to RTL runs (96 layers of four networks at N = 4, 8, 16: every layer within 5%, mean 1.2%).
 
 Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the
 program cut after each layer, consecutive cut runs differenced.
@@ -37,8 +37,8 @@ FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, d
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
 OVERHEAD = {"LOAD": 5, "COMPUTE": 5, "POSTPROC": 5, "POSTPROC_ADD": 4, "STORE": 4, "SYNC": 2}
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
-STORE_CYCLES_PER_WORD = 2
-PAD_CYCLES = 2  # per padding word (out-of-bounds element): fitted to RTL runs of padded convolutions
+STORE_CYCLES_PER_WORD = 1
+PAD_CYCLES = 1.5  # per padding word (out-of-bounds element): fitted to RTL runs of padded layers
 
 
 @dataclass(frozen=True)
