@@ -6,9 +6,9 @@
 //             V[r] = inp[a - r] if m >= r else 0 (the words read r rows earlier in this pass)
 //     a = acc_base + nt*M + m
 //     acc[a] = (init && kt == 0) ? p : (max ? max(acc[a], p) : acc[a] + p)
-// One input row per cycle through a 3-stage pipeline (read, multiply, accumulate/write). An
-// accumulator row is read 3 cycles after the previous pass wrote it only if M >= 3; shorter passes
-// get bubbles so read-after-write is always safe without forwarding.
+// One input row per cycle through a 3-stage pipeline (read, multiply, accumulate/write), with no
+// bubbles: a row read before its previous update has landed (passes of M < 3 rows, e.g. global
+// pooling and dense layers with M = 1) takes the value forwarded from the last two writes.
 // Window mode only changes the array operands (a shift register of the last N-1 input words of the
 // pass, cleared at each pass start); the schedule and timing are identical in both modes.
 module tc_compute #(
@@ -50,7 +50,6 @@ module tc_compute #(
 );
   localparam logic [3:0] OpCompute = 4'd2;
   localparam logic [3:0] ErrSpRange = 4'd2;
-  localparam logic [1:0] MinPass = 2'd3;
 
   typedef enum logic [1:0] {StIdle, StRun, StDrain, StFinish} state_e;
   state_e state_d, state_q;
@@ -75,11 +74,16 @@ module tc_compute #(
   logic [11:0] kt_d, kt_q, nt_d, nt_q;
   logic [16:0] ia_d, ia_q, ipass_d, ipass_q, int_d, int_q;
   logic [16:0] wa_d, wa_q, aa_d, aa_q, ant_d, ant_q;
-  logic [1:0]  gap_d, gap_q;
   logic        issue, range_err, first;
   logic        s1_valid_q, s1_first_q, s2_valid_q, s2_first_q;
   logic [15:0] s1_addr_q, s2_addr_q;
-  logic [32*N-1:0] s2_acc_q, dot;
+  logic [32*N-1:0] s2_acc_q, dot, acc_old;
+  // The two most recent accumulator writes: the RAM is read-first and a row is read two cycles
+  // before its update lands, so a row issued right after the same row (passes of m < 3 rows)
+  // takes its old value from here instead.
+  logic            w1_valid_q, w2_valid_q;
+  logic [15:0]     w1_addr_q, w2_addr_q;
+  logic [32*N-1:0] w1_data_q, w2_data_q;
   // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); word r of
   // hist_q holds the input word read r+1 rows earlier in the current pass, word r of vwin the
   // operand of array row r. (Flat vectors: yosys has no multi-dimensional packed arrays.)
@@ -125,7 +129,6 @@ module tc_compute #(
     wa_d = wa_q;
     aa_d = aa_q;
     ant_d = ant_q;
-    gap_d = gap_q;
     issue = 1'b0;
     instr_pop_o = 1'b0;
     tok_pop_prev_o = 1'b0;
@@ -148,7 +151,6 @@ module tc_compute #(
           wa_d = {1'b0, wgt_base};
           aa_d = {1'b0, acc_base};
           ant_d = {1'b0, acc_base};
-          gap_d = '0;
           if (op == OpCompute && m_cnt != '0 && kt_cnt != '0 && nt_cnt != '0) begin
             state_d = StRun;
           end else begin
@@ -157,9 +159,7 @@ module tc_compute #(
         end
       end
       StRun: begin
-        if (gap_q != '0) begin
-          gap_d = gap_q - 2'd1;
-        end else if (range_err) begin
+        if (range_err) begin
           err_o = 1'b1;
           err_code_o = ErrSpRange;
         end else begin
@@ -170,7 +170,6 @@ module tc_compute #(
             aa_d = aa_q + 17'd1;
           end else begin
             m_d = '0;
-            gap_d = (m_cnt < 16'(MinPass)) ? (MinPass - m_cnt[1:0]) : 2'd0;
             wa_d = wa_q + 17'd1;
             if (kt_q + 12'd1 < kt_cnt) begin
               kt_d = kt_q + 12'd1;
@@ -219,7 +218,8 @@ module tc_compute #(
       wa_q <= '0;
       aa_q <= '0;
       ant_q <= '0;
-      gap_q <= '0;
+      w1_valid_q <= 1'b0;
+      w2_valid_q <= 1'b0;
       s1_valid_q <= 1'b0;
       s1_first_q <= 1'b0;
       s1_pstart_q <= 1'b0;
@@ -240,7 +240,8 @@ module tc_compute #(
       wa_q <= wa_d;
       aa_q <= aa_d;
       ant_q <= ant_d;
-      gap_q <= gap_d;
+      w1_valid_q <= s2_valid_q;
+      w2_valid_q <= w1_valid_q;
       s1_valid_q <= issue;
       s1_first_q <= first;
       s1_pstart_q <= (m_q == '0);
@@ -253,11 +254,29 @@ module tc_compute #(
     end
   end
 
+  // Forwarding registers: datapath only, validity is tracked by w1/w2_valid_q.
+  always_ff @(posedge clk_i) begin
+    w1_addr_q <= s2_addr_q;
+    w1_data_q <= acc_wdata_o;
+    w2_addr_q <= w1_addr_q;
+    w2_data_q <= w1_data_q;
+  end
+
+  always_comb begin
+    if (w1_valid_q && (w1_addr_q == s2_addr_q)) begin
+      acc_old = w1_data_q;
+    end else if (w2_valid_q && (w2_addr_q == s2_addr_q)) begin
+      acc_old = w2_data_q;
+    end else begin
+      acc_old = s2_acc_q;
+    end
+  end
+
   // Accumulate stage: sum, or max (pooling), or overwrite on the first pass of an init compute.
   always_comb begin
     for (int c = 0; c < N; c++) begin
       logic [31:0] old, p;
-      old = s2_acc_q[c*32 +: 32];
+      old = acc_old[c*32 +: 32];
       p = dot[c*32 +: 32];
       if (s2_first_q) begin
         acc_wdata_o[c*32 +: 32] = p;

@@ -28,7 +28,7 @@ def _cases(n: int) -> list[tuple[int, int, list[dict[str, int]]]]:
     def c(kt: int, stride: int = 0, **kw: int) -> dict[str, int]:
         return dict(kt=kt, inp_nt_stride=stride, **kw)
     return [
-        (1, 3, [c(3), c(2, 5)]),                       # m = 1: bubbles between passes
+        (1, 3, [c(3), c(2, 5)]),                       # m = 1: back-to-back passes, forwarded
         (2, 3, [c(2, 4), c(1, max=1)]),                # m = 2, then max
         (3, 2, [c(3, 9), c(2)]),                       # m = 3 (no bubble), depthwise-style stride
         (n - 1, 2, [c(2)]),

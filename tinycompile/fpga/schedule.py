@@ -5,7 +5,7 @@ instructions (addresses do not change timing). A fluid event model then runs the
 ``32 / N`` bus words per instruction and dispatches in order into three queues (depth 8) whose units run
 concurrently, ordered by the dependency tokens in the instructions; the fetch, load and store units share the one
 memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
-(passes shorter than 3 rows padded to 3), post-processing one row per cycle (5 in residual-add mode), stores one word
+(no bubbles between passes), post-processing one row per cycle (5 in residual-add mode), stores one word
 per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
 word was fitted to RTL runs (96 layers of four networks at N = 4, 8, 16: every layer within 5%, mean 1.2%).
 
@@ -78,7 +78,7 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         return "S", OVERHEAD["STORE"] + STORE_CYCLES_PER_WORD * (total - inb), inb, STORE_CYCLES_PER_WORD
     if ins_op == "COMPUTE":
         passes = f.get("kt", 1) * f.get("nt", 1)
-        return "C", OVERHEAD["COMPUTE"] + passes * max(f.get("m", 1), 3), 0, 1.0
+        return "C", OVERHEAD["COMPUTE"] + passes * f.get("m", 1), 0, 1.0
     if ins_op == "POSTPROC":
         add = f.get("add", 0)
         rows = f.get("rows", 1) * (5 if add else 1)
