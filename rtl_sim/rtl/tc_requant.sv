@@ -1,9 +1,20 @@
-// One post-processing lane (combinational): bias, optional left shift, TFLite double-rounding
+// One post-processing lane, pipelined: bias, optional left shift, TFLite double-rounding
 // requantization, output zero point and clamp. Bit-exact with tinycompile.quant.intmath:
 //   t   = wrap32((acc + bias) << lshift)
 //   r32 = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(t, mult), shift)
 //   q8  = clamp(r32 + zp, lo, hi)
+// Latency 5 cycles, one operation per cycle: acc/bias/lshift/mult/shift are sampled at the edge
+// ending cycle c, r32_o and q8_o show that operation's result in cycle c + 5. zp/lo/hi are used by
+// the last stage: they must hold the operation's values in cycle c + 4 (the post-processing unit
+// keeps them constant for a whole instruction). Stages (registers at the end of each):
+//   1  t = (acc + bias) << lshift
+//   2  four 16 x 16 partial products of t * mult (one DSP multiplier each)
+//   3  SRDHM: sum of the partial products, rounded, bits 62:31
+//   4  rounding right shift: floor(x / 2^shift) and the round-up bit
+//   5  add the round-up bit (r32) and the zero point, clamp (q8)
+// Pure datapath registers, no reset. The post-processing unit's LaneLatency must match.
 module tc_requant (
+  input  logic        clk_i,
   input  logic [31:0] acc_i,
   input  logic [31:0] bias_i,
   input  logic [4:0]  lshift_i,
@@ -15,43 +26,133 @@ module tc_requant (
   output logic [31:0] r32_o,
   output logic [7:0]  q8_o
 );
-  logic [31:0]        t;
-  logic signed [63:0] t_ext, m_ext, ab, total;
-  // Only the low 32 bits of the quotient survive (the one overflow case saturates separately).
-  /* verilator lint_off UNUSEDSIGNAL */
-  logic signed [63:0] quot;
-  /* verilator lint_on UNUSEDSIGNAL */
-  logic               overflow;
-  logic [31:0]        srdhm;
-  logic [31:0]        mask, rem, thr, shifted;
-  logic signed [32:0] sum33, lo33, hi33;
+  // ---- stage 1: bias and left shift
+  logic [31:0] t1_d, t1_q, m1_q;
+  logic [4:0]  sh1_q;
 
   always_comb begin
-    t = (acc_i + bias_i) << lshift_i;
-    t_ext = {{32{t[31]}}, t};
-    m_ext = {{32{mult_i[31]}}, mult_i};
-    ab = t_ext * m_ext;
-    // nudge = +2^30 for ab >= 0, 1 - 2^30 otherwise
-    total = ab + (ab[63] ? 64'shFFFF_FFFF_C000_0001 : 64'sh0000_0000_4000_0000);
-    // C division by 2^31 truncates towards zero: bias negative values before the arithmetic shift.
-    quot = total[63] ? ((total + 64'sh7FFF_FFFF) >>> 31) : (total >>> 31);
-    overflow = (t == 32'h8000_0000) && (mult_i == 32'h8000_0000);
-    srdhm = overflow ? 32'h7FFF_FFFF : quot[31:0];
-    // RoundingDivideByPOT: ties away from zero.
-    mask = (32'd1 << shift_i) - 32'd1;
-    rem = srdhm & mask;
-    thr = (mask >> 1) + {31'd0, srdhm[31]};
-    shifted = $unsigned($signed(srdhm) >>> shift_i);
-    r32_o = shifted + {31'd0, (rem > thr)};
-    sum33 = {r32_o[31], r32_o} + {{25{zp_i[7]}}, zp_i};
-    lo33 = {{25{lo_i[7]}}, lo_i};
-    hi33 = {{25{hi_i[7]}}, hi_i};
-    if (sum33 < lo33) begin
-      q8_o = lo_i;
-    end else if (sum33 > hi33) begin
-      q8_o = hi_i;
+    t1_d = (acc_i + bias_i) << lshift_i;
+  end
+
+  always_ff @(posedge clk_i) begin
+    t1_q <= t1_d;
+    m1_q <= mult_i;
+    sh1_q <= shift_i;
+  end
+
+  // ---- stage 2: t * mult as four partial products. With t = th*2^16 + tl and m = mh*2^16 + ml
+  // (th, mh signed, tl, ml unsigned) every product fits a signed 32-bit value:
+  // |tl * mh| <= (2^16 - 1) * 2^15 < 2^31, |th * mh| <= 2^30.
+  logic [15:0]        pll_d, pll_q;  // bits 31:16 of tl * ml (bits 15:0 cannot carry into SRDHM)
+  logic signed [31:0] plh_d, plh_q, phl_d, phl_q, phh_d, phh_q;
+  logic               ovf2_d, ovf2_q;
+  logic [4:0]         sh2_q;
+  // Operands as 17-bit signed values: each product is at most 17 x 17 bits (one DSP block).
+  logic signed [16:0] tl, th, ml, mh;
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic signed [33:0] pll_full, plh_full, phl_full, phh_full;
+  /* verilator lint_on UNUSEDSIGNAL */
+
+  always_comb begin
+    tl = $signed({1'b0, t1_q[15:0]});
+    th = $signed({t1_q[31], t1_q[31:16]});
+    ml = $signed({1'b0, m1_q[15:0]});
+    mh = $signed({m1_q[31], m1_q[31:16]});
+    pll_full = tl * ml;
+    plh_full = tl * mh;
+    phl_full = th * ml;
+    phh_full = th * mh;
+    pll_d = pll_full[31:16];
+    plh_d = plh_full[31:0];
+    phl_d = phl_full[31:0];
+    phh_d = phh_full[31:0];
+    // The one product that does not fit SRDHM's result: (-2^31) * (-2^31) saturates.
+    ovf2_d = (t1_q == 32'h8000_0000) && (m1_q == 32'h8000_0000);
+  end
+
+  always_ff @(posedge clk_i) begin
+    pll_q <= pll_d;
+    plh_q <= plh_d;
+    phl_q <= phl_d;
+    phh_q <= phh_d;
+    ovf2_q <= ovf2_d;
+    sh2_q <= sh1_q;
+  end
+
+  // ---- stage 3: SRDHM = trunc((ab + nudge) / 2^31), nudge = 2^30 (ab >= 0) or 1 - 2^30 (ab < 0).
+  // Both cases equal floor((ab + 2^30) / 2^31): for ab < 0 the truncating division is
+  // floor((ab + 1 - 2^30 + 2^31 - 1) / 2^31). ab = phh*2^32 + pll + (plh + phl)*2^16; its low 16
+  // bits are those of tl * ml and cannot carry, so the sum runs over bits 63:16 only.
+  logic signed [32:0] mid;
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [47:0]        ab_hi;  // (ab + 2^30) >> 16; bits 46:15 are the quotient
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [31:0]        x3_d, x3_q;
+  logic [4:0]         sh3_q;
+
+  always_comb begin
+    mid = 33'(plh_q) + 33'(phl_q) + 33'sd16384;  // + 2^30 >> 16
+    ab_hi = {phh_q, pll_q} + {{15{mid[32]}}, mid};
+    x3_d = ovf2_q ? 32'h7FFF_FFFF : ab_hi[46:15];
+  end
+
+  always_ff @(posedge clk_i) begin
+    x3_q <= x3_d;
+    sh3_q <= sh2_q;
+  end
+
+  // ---- stage 4: RoundingDivideByPOT(x, s), ties away from zero. For s >= 1 it rounds up when
+  // bit s-1 of x is set and, for negative x, some bit below it is set too (s = 0: never).
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [32:0] xs;  // only bit 0 is used
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [31:0] below, fl4_d, fl4_q;
+  logic        up4_d, up4_q;
+
+  always_comb begin
+    xs = {x3_q, 1'b0} >> sh3_q;                      // xs[0] = x[s-1], 0 for s = 0
+    below = ((32'd1 << sh3_q) - 32'd1) >> 1;         // bits s-2..0
+    fl4_d = $unsigned($signed(x3_q) >>> sh3_q);
+    up4_d = xs[0] && (!x3_q[31] || ((x3_q & below) != '0));
+  end
+
+  always_ff @(posedge clk_i) begin
+    fl4_q <= fl4_d;
+    up4_q <= up4_d;
+  end
+
+  // ---- stage 5: r32 = floor + up; q8 = clamp(r32 + zp, lo, hi), computed as: saturate to int8,
+  // then clamp (the same result for any lo, hi).
+  logic [31:0]        r5_d;
+  logic signed [32:0] sum33;
+  logic signed [7:0]  sat, q5_d;
+  logic [7:0]         q5_q;
+  logic [31:0]        r5_q;
+
+  always_comb begin
+    r5_d = fl4_q + {31'd0, up4_q};
+    sum33 = $signed({fl4_q[31], fl4_q}) + 33'($signed(zp_i)) + $signed({32'd0, up4_q});
+    if (sum33 > 33'sd127) begin
+      sat = 8'sd127;
+    end else if (sum33 < -33'sd128) begin
+      sat = -8'sd128;
     end else begin
-      q8_o = sum33[7:0];
+      sat = sum33[7:0];
+    end
+    if (sat < $signed(lo_i)) begin
+      q5_d = lo_i;
+    end else if (sat > $signed(hi_i)) begin
+      q5_d = hi_i;
+    end else begin
+      q5_d = sat;
     end
   end
+
+  always_ff @(posedge clk_i) begin
+    r5_q <= r5_d;
+    q5_q <= q5_d;
+  end
+
+  assign r32_o = r5_q;
+  assign q8_o = q5_q;
 endmodule

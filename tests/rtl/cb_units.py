@@ -18,51 +18,83 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v >> 31 else v
 
 
-@cocotb.test()
-async def requant_lane(dut) -> None:
-    """tc_requant against intmath: random values, rounding ties and saturation corners."""
-    rng = random.Random(7)
+REQUANT_LATENCY = 5  # tc_requant: operation in at cycle c, result out in cycle c + 5
+
+
+def _requant_vectors(rng: random.Random) -> list[tuple[int, ...]]:
+    """(acc, bias, lshift, mult, shift, zp, lo, hi): corners, rounding ties, random values."""
     vecs = []
-    corners_acc = [INT32_MIN, INT32_MAX, 0, 1, -1, 1 << 30, -(1 << 30), 12345, -12345]
-    corners_mult = [(1 << 30), (1 << 31) - 1, 1518500250, INT32_MIN]
+    corners_acc = [INT32_MIN, INT32_MAX, 0, 1, -1, 1 << 30, -(1 << 30), 12345, -12345, INT32_MIN + 1]
+    corners_mult = [(1 << 30), (1 << 31) - 1, 1518500250, INT32_MIN, -1, 1, 0, INT32_MIN + 1]
     for acc in corners_acc:
         for mult in corners_mult:
             for shift in (0, 1, 7, 30, 31):
                 vecs.append((acc, 0, 0, mult, shift, 0, -128, 127))
+    # bias wrap-around, the residual-add left shift of 20 and the largest left shift
+    for acc in corners_acc:
+        for bias in (0, 1, -1, INT32_MAX, INT32_MIN):
+            for lshift in (0, 1, 20, 31):
+                vecs.append((acc, bias, lshift, rng.choice(corners_mult), rng.choice([0, 11, 31]),
+                             rng.randint(-128, 127), -128, 127))
     # exact ties: acc * 2^30 / 2^31 = acc / 2 before the shift, so odd acc gives .5 at shift 0..
     for acc in range(-40, 41):
         for shift in (0, 1, 2, 3):
             vecs.append((acc * (1 << shift) + (1 << shift) // 2, 0, 0, 1 << 30, shift, -3, -128, 127))
-    for _ in range(3000):
+    # clamp bounds: results around lo and hi, lo = hi, the ReLU form lo = zp, extreme zero points
+    for r in range(-140, 141, 3):
+        for lo, hi, zp in ((-128, 127, 0), (-5, 9, 0), (7, 7, 1), (-20, 127, -20), (-128, -128, 127),
+                           (127, 127, -128), (-128, 127, 127), (-128, 127, -128)):
+            vecs.append((r, 0, 0, (1 << 31) - 1, 0, zp, lo, hi))
+    for _ in range(4000):
         acc = rng.randint(INT32_MIN, INT32_MAX) if rng.random() < 0.5 else rng.randint(-(1 << 20), 1 << 20)
-        bias = rng.randint(-(1 << 16), 1 << 16)
+        bias = rng.randint(-(1 << 16), 1 << 16) if rng.random() < 0.8 else rng.randint(INT32_MIN, INT32_MAX)
         lshift = rng.choice([0, 0, 0, 20, rng.randint(0, 31)])
-        mult = rng.randint(1 << 30, (1 << 31) - 1)
+        mult = rng.randint(1 << 30, (1 << 31) - 1) if rng.random() < 0.8 else rng.randint(INT32_MIN, INT32_MAX)
         shift = rng.randint(0, 31)
         zp = rng.randint(-128, 127)
         lo = rng.randint(-128, 0)
         hi = rng.randint(0, 127)
         vecs.append((acc, bias, lshift, mult, shift, zp, lo, hi))
+    return vecs
+
+
+@cocotb.test()
+async def requant_lane(dut) -> None:
+    """tc_requant against intmath, one operation per cycle back to back: random values, rounding
+    ties, saturation corners, left shifts, clamp bounds; every result exactly 5 cycles after its
+    operands (zp, lo, hi presented in the last stage's cycle, 4 cycles after them)."""
+    rng = random.Random(7)
+    Clock(dut.clk_i, 10, unit="ns").start()
+    vecs = _requant_vectors(rng)
+    lat = REQUANT_LATENCY
     errors = 0
-    for acc, bias, lshift, mult, shift, zp, lo, hi in vecs:
+    for k in range(len(vecs) + lat):
+        acc, bias, lshift, mult, shift = vecs[k][:5] if k < len(vecs) else (rng.getrandbits(32), 0, 0, 0, 0)
         dut.acc_i.value = acc & 0xFFFFFFFF
         dut.bias_i.value = bias & 0xFFFFFFFF
         dut.lshift_i.value = lshift
         dut.mult_i.value = mult & 0xFFFFFFFF
         dut.shift_i.value = shift
+        j = k - (lat - 1)  # the operation in the last stage this cycle
+        zp, lo, hi = vecs[j][5:] if 0 <= j < len(vecs) else (0, -128, 127)
         dut.zp_i.value = zp & 0xFF
         dut.lo_i.value = lo & 0xFF
         dut.hi_i.value = hi & 0xFF
+        await RisingEdge(dut.clk_i)
+        await ReadOnly()
+        if 0 <= j < len(vecs):
+            acc, bias, lshift, mult, shift, zp, lo, hi = vecs[j]
+            t = _s32(_s32(acc + bias) << lshift)
+            exp_q8 = int(requantize_to_int8(np.int64(t), mult, shift, zp, lo, hi))
+            exp_r32 = _s32(int(requantize(np.int64(t), mult, shift)))
+            got_q8 = dut.q8_o.value.to_signed()
+            got_r32 = dut.r32_o.value.to_signed()
+            if got_q8 != exp_q8 or got_r32 != exp_r32:
+                errors += 1
+                if errors < 20:
+                    dut._log.error(f"acc={acc} bias={bias} ls={lshift} m={mult} s={shift} zp={zp} "
+                                   f"lo={lo} hi={hi}: q8 {got_q8} != {exp_q8} or r32 {got_r32} != {exp_r32}")
         await Timer(1, unit="ns")
-        t = _s32(_s32(acc + bias) << lshift)
-        exp_q8 = int(requantize_to_int8(np.int64(t), mult, shift, zp, lo, hi))
-        exp_r32 = int(requantize(np.int64(t), mult, shift))
-        got_q8 = dut.q8_o.value.to_signed()
-        got_r32 = dut.r32_o.value.to_signed()
-        if got_q8 != exp_q8 or got_r32 != _s32(exp_r32):
-            errors += 1
-            dut._log.error(f"acc={acc} bias={bias} ls={lshift} m={mult} s={shift}: "
-                           f"q8 {got_q8} != {exp_q8} or r32 {got_r32} != {exp_r32}")
     assert errors == 0, f"{errors} mismatches in {len(vecs)} vectors"
 
 
