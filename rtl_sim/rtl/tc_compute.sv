@@ -1,8 +1,9 @@
 // Compute unit: executes COMPUTE (and SYNC) instructions from the compute queue.
 //   for nt < NT: for kt < KT: for m < M:
 //     a = inp_base + nt*inp_nt_stride + kt*M + m
-//     normal: p[c] = sum_r inp[a][r] * W[wgt_base + nt*KT + kt][r][c]
-//     window: p[c] = sum_r V[r][c] * W[wgt_base + nt*KT + kt][r][c],
+//     t = wfix ? wgt_base + nt : wgt_base + nt*KT + kt          (weight tile of the pass)
+//     normal: p[c] = sum_r inp[a][r] * W[t][r][c]
+//     window: p[c] = sum_r V[r][c] * W[t][r][c],
 //             V[r] = inp[a - r] if m >= r else 0 (the words read r rows earlier in this pass)
 //     a = acc_base + nt*M + m
 //     acc[a] = (init && kt == 0) ? p : (max ? max(acc[a], p) : acc[a] + p)
@@ -62,6 +63,7 @@ module tc_compute #(
   wire        init     = instr_i[8];
   wire        is_max   = instr_i[9];
   wire        win      = instr_i[10];
+  wire        wfix     = instr_i[11];
   wire [15:0] inp_base = instr_i[31:16];
   wire [15:0] wgt_base = instr_i[47:32];
   wire [15:0] acc_base = instr_i[63:48];
@@ -172,6 +174,9 @@ module tc_compute #(
             m_d = '0;
             wa_d = wa_q + 17'd1;
             if (kt_q + 12'd1 < kt_cnt) begin
+              if (wfix) begin
+                wa_d = wa_q;  // one tile for every k pass of this n tile
+              end
               kt_d = kt_q + 12'd1;
               ipass_d = ipass_q + {1'b0, m_cnt};
               ia_d = ipass_q + {1'b0, m_cnt};

@@ -3,7 +3,8 @@
 A global pool or a dense layer is a COMPUTE of many one-row passes that all accumulate into the same
 accumulator row: each row is re-read before its previous update has landed in the (read-first) RAM, so
 the accumulate stage must forward the last two writes. The programs below compare every accumulator
-bit with the ISA model and time the compute unit (CSR 4) against a one-pass baseline.
+bit with the ISA model and time the compute unit (CSR 4) against a one-pass baseline. One case uses
+``wfix`` (one weight tile per n tile for every k pass, as global pooling does).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ def _program(n: int, kt: int, m: int, nt: int, mode: dict[str, int], seed: int) 
     return img, pa, outs
 
 
-# (kt, m, nt, mode): global-pool and dense shapes (m = 1, 2), a max pool of one-row passes, one long pass
-CASES = [(200, 1, 1, {}), (64, 1, 3, {}), (50, 2, 2, {}), (90, 1, 2, {"max": 1}), (40, 1, 2, {"win": 1}), (1, 200, 1, {})]
+# (kt, m, nt, mode): global-pool and dense shapes (m = 1, 2), a max pool of one-row passes, a global pool on one
+# weight tile per n tile (wfix), one long pass
+CASES = [(200, 1, 1, {}), (64, 1, 3, {}), (50, 2, 2, {}), (90, 1, 2, {"max": 1}), (40, 1, 2, {"win": 1}),
+         (70, 1, 3, {"wfix": 1}), (1, 200, 1, {})]
 
 
 @pytest.mark.parametrize("n", [4, 8])

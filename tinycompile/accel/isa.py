@@ -75,6 +75,7 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
         "init": (8, 1, False),
         "max": (9, 1, False),
         "win": (10, 1, False),
+        "wfix": (11, 1, False),
         "inp_base": (16, 16, False),
         "wgt_base": (32, 16, False),
         "acc_base": (48, 16, False),

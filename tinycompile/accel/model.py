@@ -87,7 +87,7 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
             for t in range(nt * kt):
                 j, k = divmod(t, kt)
                 ia = f["inp_base"] + j * f["inp_nt_stride"] + k * m
-                wa = f["wgt_base"] + t
+                wa = f["wgt_base"] + (j if f["wfix"] else t)
                 aa = f["acc_base"] + j * m
                 if ia + m > cfg.inp_depth or wa >= cfg.wgt_tiles or aa + m > cfg.acc_depth:
                     raise AccelError(2, "compute scratchpad address out of range")

@@ -238,10 +238,10 @@ def _constants_tile_major(op: QOp, g: Geom, tiling: Tiling, n: int) -> tuple[np.
     ones = np.ones((g.taps, g.c), np.int64)
     if g.kind == "maxpool":
         # The array passes max(x) through identity tiles; subtracting zp_in then adding zp_out (= zp_in) is exact.
-        return _diag_tiles(n, g.taps, ones), _param_blob(n, np.full(g.c, -zp_in), IDENTITY_MULT, 0)
+        return _diag_tiles(n, 1, ones[:1]), _param_blob(n, np.full(g.c, -zp_in), IDENTITY_MULT, 0)
     if g.kind == "avgpool":
-        return _tap_tiles(n, g, tiling, ones), _param_blob(n, np.full(g.c, -zp_in * g.taps), t["multiplier"][0],
-                                                          t["shift"][0])
+        tiles = _tap_tiles(n, g, tiling, ones) if tiling.window else _diag_tiles(n, 1, ones[:1])
+        return tiles, _param_blob(n, np.full(g.c, -zp_in * g.taps), t["multiplier"][0], t["shift"][0])
     # add: identity tiles; parameter sets (a, b, out) per tile, see rtl_sim/ISA.md section 5
     eye = _diag_tiles(n, 1, np.ones((1, g.c), np.int64))[:, 0]
     zp_b = op.in_q[1].zero_point

@@ -117,8 +117,9 @@ def geom_from_hwc(op: str, ins: list[tuple[int, int, int]], out: tuple[int, int,
         return dense_geom(ins[0], co, n)
     if op == "add":
         return Geom("add", h, w, c, oh, ow, co)
-    if op == "gap":
-        return Geom("avgpool", h, w, c, oh, ow, co, kh=h, kw=w)
+    whole_map = op in ("maxpool", "avgpool") and tuple(kernel) == (h, w) and not any(padding)
+    if op == "gap" or whole_map:  # one window over the whole map: its stride never applies
+        return Geom("maxpool" if op == "maxpool" else "avgpool", h, w, c, oh, ow, co, kh=h, kw=w)
     kind = {"conv": "conv", "dwconv": "dw", "maxpool": "maxpool", "avgpool": "avgpool"}[op]
     return Geom(kind, h, w, c, oh, ow, co, *kernel, *stride, tuple(padding))  # type: ignore[arg-type]
 
@@ -381,6 +382,8 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
     chunks = t.chunks
     nts = cs_out // n
     pool = g.kind in ("maxpool", "avgpool")  # identity tiles: the same for every group and chunk
+    fixed = pool and not t.window  # one identity tile per channel tile serves every tap (COMPUTE wfix)
+    tap_tiles = 0 if fixed else 1  # weight tiles advanced per tap, in units of the group's tiles
     per_tap = tap_major(g)
     whole = dense_like(g)
     pad_byte = -128 if g.kind == "maxpool" else zp_in
@@ -506,9 +509,10 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
             else:
                 lds.extend(window_loads(blk, k0, k1, ib))
                 if pool:
-                    if s == 0:  # the largest group and chunk of identity tiles serves every step
+                    if s == 0:  # the largest group (and chunk) of identity tiles serves every step
                         big = max(blocks, key=lambda b: b.gn)
-                        lds.append(weight_load(big, 0, min(kt, kc), 0))
+                        lds.append(dict(sp=1, sp_base=0, base=a.wgt + big.g0 * n * n, **contiguous(big.gn * n, n))
+                                   if fixed else weight_load(big, 0, min(kt, kc), 0))
                 elif chunks > 1 or c == 0 and (bi == 0 or blocks[bi - 1].g0 != blk.g0):
                     lds.append(weight_load(blk, k0, k1, wgt_half(s)))
             for i, ld in enumerate(lds):
@@ -533,14 +537,14 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                           "init": int(k == 0), "win": 1} for k in range(k0, k1)]
             elif t.shift:  # tap (ky, kx) reads the block's rows from offset ky * Wp + kx
                 plane = (blk.rows + gs.kh - 1) * wp
-                parts = [{"inp_base": ib + (tap // gs.kw) * wp + tap % gs.kw, "wgt_base": wb + tap * blk.gn,
+                parts = [{"inp_base": ib + (tap // gs.kw) * wp + tap % gs.kw, "wgt_base": wb + tap * tap_tiles * blk.gn,
                           "acc_base": ab, "kt": 1, "inp_nt_stride": plane, "init": int(tap == 0)}
                          for tap in range(k0, k1)]
             elif per_tap:
-                parts = [{"inp_base": ib + kk * blk.gn * m, "wgt_base": wb + kk * blk.gn, "acc_base": ab, "kt": 1,
+                parts = [{"inp_base": ib + kk * blk.gn * m, "wgt_base": wb + kk * tap_tiles * blk.gn, "acc_base": ab, "kt": 1,
                               "inp_nt_stride": m, "init": int(c == 0 and kk == 0)} for kk in range(k1 - k0)]
             else:
-                parts = [{"inp_base": ib, "wgt_base": wb, "acc_base": ab, "kt": k1 - k0, "init": int(c == 0),
+                parts = [{"inp_base": ib, "wgt_base": wb, "acc_base": ab, "kt": k1 - k0, "init": int(c == 0), "wfix": int(fixed),
                               "inp_nt_stride": (k1 - k0) * m if g.kind != "conv" else 0}]
             nt = blk.gn
             if split_fill(s):  # one part per output tile, each waiting for its weight piece
