@@ -254,7 +254,9 @@ module tc_postproc #(
       rp_q <= rp_d;
       rdk_q <= rdk_d;
       sumv_q <= sumv_d;
-      kind_q <= kind_d;
+      for (int j = 0; j < LaneLatency; j++) begin
+        kind_q[j] <= kind_d[j];
+      end
     end
   end
 
