@@ -248,7 +248,7 @@ def windowed(g: Geom) -> bool:
     """A stride-1 depthwise or average pool summed in COMPUTE window mode (rtl_sim/ISA.md, COMPUTE ``win``).
 
     Array row r then sees the padded input r words back along a row, so one pass sums up to N horizontal taps of
-    one kernel row on every channel (``window_slots`` tiles per channel tile) instead of one diagonal tile per tap.
+    one kernel row on every channel (``kh x ceil(kw / N)`` tiles per channel tile) instead of one diagonal tile per tap.
     """
     return g.kind in ("dw", "avgpool") and (g.sh, g.sw, g.dx) == (1, 1, 1) and not dense_like(g)
 
@@ -415,7 +415,8 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
         out = []
         if t.shift:  # the block's padded input rows, once, one plane per channel tile
             r0, c0 = blk.oy0 - gs.pad[0], -gs.pad[2]
-            out.append({"sp": 0, "sp_base": ib + lead, "base": (a.x + r0 * in_row + c0 * in_col + blk.g0 * n) % (1 << 32),
+            base = (a.x + r0 * in_row + c0 * in_col + blk.g0 * n) % (1 << 32)
+            out.append({"sp": 0, "sp_base": ib + lead, "base": base,
                         "n2": blk.gn, "d2": n, "n1": blk.rows + gs.kh - 1, "d1": in_row, "n0": wp, "d0": in_col,
                         "pad": pad_byte, **sweep_coords(r0, c0, g.h, g.w)})
             return out
@@ -541,11 +542,11 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                           "acc_base": ab, "kt": 1, "inp_nt_stride": plane, "init": int(tap == 0)}
                          for tap in range(k0, k1)]
             elif per_tap:
-                parts = [{"inp_base": ib + kk * blk.gn * m, "wgt_base": wb + kk * tap_tiles * blk.gn, "acc_base": ab, "kt": 1,
-                              "inp_nt_stride": m, "init": int(c == 0 and kk == 0)} for kk in range(k1 - k0)]
+                parts = [{"inp_base": ib + kk * blk.gn * m, "wgt_base": wb + kk * tap_tiles * blk.gn, "acc_base": ab,
+                          "kt": 1, "inp_nt_stride": m, "init": int(c == 0 and kk == 0)} for kk in range(k1 - k0)]
             else:
-                parts = [{"inp_base": ib, "wgt_base": wb, "acc_base": ab, "kt": k1 - k0, "init": int(c == 0), "wfix": int(fixed),
-                              "inp_nt_stride": (k1 - k0) * m if g.kind != "conv" else 0}]
+                parts = [{"inp_base": ib, "wgt_base": wb, "acc_base": ab, "kt": k1 - k0, "init": int(c == 0),
+                          "wfix": int(fixed), "inp_nt_stride": (k1 - k0) * m if g.kind != "conv" else 0}]
             nt = blk.gn
             if split_fill(s):  # one part per output tile, each waiting for its weight piece
                 parts = [{**parts[0], "wgt_base": wb + j * (k1 - k0), "acc_base": ab + j * m} for j in range(nt)]
@@ -570,8 +571,8 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                      n1=1, n0=m, d0=cs_out)
             elif t.shift:  # the spare columns (before the first or after the last output) are out of bounds: skipped
                 bounds = {"y0": -spare, "sy0": 1, "h": g.oh} if t.transposed else {"x0": -spare, "sx0": 1, "w": g.ow}
-                emit("STORE", push_prev=1, sp_base=0, base=(a.out + blk.oy0 * out_row - spare * out_col + blk.g0 * n) % (1 << 32),
-                     n2=blk.gn, d2=n, n1=blk.rows, d1=out_row, n0=wp, d0=out_col, **bounds)
+                base = (a.out + blk.oy0 * out_row - spare * out_col + blk.g0 * n) % (1 << 32)
+                emit("STORE", push_prev=1, sp_base=0, base=base, n2=blk.gn, d2=n, n1=blk.rows, d1=out_row, n0=wp, d0=out_col, **bounds)
             else:
                 emit("STORE", push_prev=1, sp_base=0,
                      base=a.out + (blk.oy0 * g.ow + blk.ox0) * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
