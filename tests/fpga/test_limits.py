@@ -90,25 +90,29 @@ EDGE_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(EDGE_CASES))
-def test_tiling_corners_are_exact_on_the_isa_model(name: str) -> None:
-    """Every layer of every corner case equals the integer reference at N = 4, 8 and 16, and the corner is reached."""
+def _exact_layers_on_model(spec: ArchSpec, seed: int = 0):
+    """Compile ``spec`` at N = 4, 8 and 16, run it on the ISA model and check every layer's output against the
+    integer reference; yields (N, layer code) for each accelerated layer."""
     from tinycompile.accel.kernels import AccelConfig
     from tinycompile.accel.model import run_model
     from tinycompile.fpga.codegen import compile_graph, read_tensor
 
-    spec = EDGE_CASES[name]
     graph = random_graph(spec)
-    x = graph.quantize_input(np.random.default_rng(0).standard_normal((1, *spec.input_shape)).astype(np.float32))
+    x = graph.quantize_input(np.random.default_rng(seed).standard_normal((1, *spec.input_shape)).astype(np.float32))
     want = reference.run_layers(graph, x)
-    pieces = 0
     for n in (4, 8, 16):
         prog = compile_graph(graph, AccelParams.for_array(n), (1 << 18) * n)
         got = run_model(prog.with_input(x[0]), prog.prog_addr, AccelConfig(n=n), max_instrs=1_000_000)
         for code in prog.layers:
             if code.count:
                 np.testing.assert_array_equal(read_tensor(got, code.out), want[code.index][0], err_msg=f"N={n} layer {code.index}")
-                pieces = max(pieces, len(code.tiling.passes), code.tiling.chunks)
+                yield n, code
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_tiling_corners_are_exact_on_the_isa_model(name: str) -> None:
+    """Every layer of every corner case equals the integer reference at N = 4, 8 and 16, and the corner is reached."""
+    pieces = max(max(len(code.tiling.passes), code.tiling.chunks) for _, code in _exact_layers_on_model(EDGE_CASES[name]))
     assert pieces > 1 or name == "unequal_strides"  # the corner really was exercised
 
 
@@ -123,23 +127,11 @@ WINDOW_CASES = (
 
 def test_window_mode_layers_are_exact_on_the_isa_model() -> None:
     """Depthwise and average-pool layers in window mode equal the integer reference at N = 4, 8, 16, both sweeps."""
-    from tinycompile.accel.kernels import AccelConfig
-    from tinycompile.accel.model import run_model
-    from tinycompile.fpga.codegen import compile_graph, read_tensor
-
     seen = set()
     for spec in WINDOW_CASES:
-        graph = random_graph(spec)
-        x = graph.quantize_input(np.random.default_rng(1).standard_normal((1, *spec.input_shape)).astype(np.float32))
-        want = reference.run_layers(graph, x)
-        for n in (4, 8, 16):
-            prog = compile_graph(graph, AccelParams.for_array(n), (1 << 18) * n)
-            got = run_model(prog.with_input(x[0]), prog.prog_addr, AccelConfig(n=n), max_instrs=1_000_000)
-            for code in prog.layers:
-                if code.count:
-                    np.testing.assert_array_equal(read_tensor(got, code.out), want[code.index][0], err_msg=f"N={n} {code.index}")
-                if code.tiling is not None and code.tiling.window:
-                    g = code.geom
-                    seen.add((code.op, code.tiling.transposed, (g.kh if code.tiling.transposed else g.kw) > n))
+        for n, code in _exact_layers_on_model(spec, seed=1):
+            if code.tiling.window:
+                g = code.geom
+                seen.add((code.op, code.tiling.transposed, (g.kh if code.tiling.transposed else g.kw) > n))
     # both sweeps, both ops, and rows of more than N taps (several passes per kernel row) were exercised
     assert {("dwconv", True, True), ("dwconv", False, True), ("avgpool", True, False), ("avgpool", False, False)} <= seen
