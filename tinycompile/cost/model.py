@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass
 
 from tinycompile.arch import WEIGHTED_OPS, ArchSpec, Layer, Shape, numel
 from tinycompile.cost.arena import VIEW_OPS, plan_activations
+from tinycompile.mcu.layout import constant_bytes, uses_dsp
 from tinycompile.targets import Target
-
-REQUANT_BYTES_PER_CHANNEL = 8  # int32 multiplier + int32 shift
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,18 @@ def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int
 LAYER_CYCLES: dict[str, LayerCycles] = {"mcu": mcu_layer_cycles, "fpga": fpga_layer_cycles}
 
 
-def weight_bytes(spec: ArchSpec) -> list[int]:
-    """Flash bytes of each layer's constants: int8 weights, int32 biases, per-channel requantization parameters."""
+def weight_bytes(spec: ArchSpec, target: Target | None = None) -> list[int]:
+    """Flash bytes of each layer's constants as the MCU back end stores them: weights (packed as int16 where an Arm
+    core's DSP schedules read them so) and per-channel int32 requantization tables (the larger of their two forms)."""
+    dsp = target is not None and uses_dsp(target.build.get("llvm_target"))
+    shapes = spec.shapes()
     result = []
-    for shape in spec.weight_shapes():
-        result.append(0 if shape is None else numel(shape) + shape[0] * (4 + REQUANT_BYTES_PER_CHANNEL))
+    for i, layer in enumerate(spec.layers):
+        if layer.op not in WEIGHTED_OPS:
+            result.append(0)
+            continue
+        cin = spec.input_shapes(i, shapes)[0][0] if layer.op != "dense" else numel(spec.input_shapes(i, shapes)[0])
+        result.append(constant_bytes(layer.op, cin, shapes[i][0], tuple(layer.kernel), dsp))  # type: ignore[arg-type]
     return result
 
 
@@ -96,7 +102,7 @@ def estimate(spec: ArchSpec, target: Target) -> Cost:
     layer_cycles = LAYER_CYCLES[target.kind]
     shapes = spec.shapes()
     macs = spec.macs()
-    weights = weight_bytes(spec)
+    weights = weight_bytes(spec, target)
     layers = []
     for i, layer in enumerate(spec.layers):
         in_shape = _stored_shape(spec, layer.inputs[0], shapes)

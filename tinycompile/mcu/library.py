@@ -11,6 +11,7 @@ from tinycompile.arch import ArchSpec
 from tinycompile.cost.arena import plan_activations
 from tinycompile.errors import UserError
 from tinycompile.mcu import aot, codegen
+from tinycompile.mcu.layout import uses_dsp
 from tinycompile.mcu.lower import Lowered, lower
 from tinycompile.quant.graph import QuantGraph
 
@@ -26,10 +27,6 @@ class Library:
     info: aot.RunnerInfo
     codegen: str
     compile_seconds: float
-
-
-# LLVM CPUs with Arm's DSP extension (SMLAD, SXTB16): their LLVM builds use the DSP schedules (``schedules``).
-DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55")
 
 
 @dataclass
@@ -64,11 +61,6 @@ class Compiled:
             self.variants[key] = (lowered, src, scratch)
             self.seconds += time.perf_counter() - start
         return self.variants[key]
-
-
-def uses_dsp(llvm_target: dict[str, Any] | None) -> bool:
-    """Whether the LLVM target is an Arm core with the DSP extension."""
-    return bool(llvm_target) and str(llvm_target.get("mcpu", "")) in DSP_CPUS
 
 
 def compile_graph(graph: QuantGraph) -> Compiled:

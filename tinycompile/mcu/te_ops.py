@@ -17,6 +17,7 @@ from typing import Any
 import tvm
 from tvm import te, tirx
 
+from tinycompile.mcu import layout
 from tinycompile.quant.graph import QOp
 from tinycompile.quant.intmath import INT32_MAX
 from tinycompile.quant.semantics import ADD_LEFT_SHIFT
@@ -157,15 +158,8 @@ def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0,
 
 
 def dot_axis(op: QOp) -> str | None:
-    """Which reduction axis a packed 4-way int8 dot product runs along: input channels (rounded up to a multiple
-    of four when that adds at most a third: 3 -> 4, 6 -> 8, 9 -> 12), kernel columns for one input channel (rounded
-    up likewise), none (measured on M4: 2 -> 4 channels, twice the MACs, is slower than the portable loop)."""
-    cin = op.in_shapes[0][2]
-    if op.op != "conv":
-        return None
-    if cin == 1:
-        return "kw" if 3 * (-(-op.kernel[1] // 4) * 4) <= 4 * op.kernel[1] else None
-    return "ci" if 3 * (-(-cin // 4) * 4) <= 4 * cin else None
+    """The reduction axis of ``op``'s packed 4-way int8 dot product (see ``layout.dot_axis``)."""
+    return layout.dot_axis(op.op, op.in_shapes[0][2], tuple(op.kernel))
 
 
 def conv_weight(op: QOp, packed: bool) -> Any:
