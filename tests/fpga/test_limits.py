@@ -135,3 +135,16 @@ def test_window_mode_layers_are_exact_on_the_isa_model() -> None:
                 seen.add((code.op, code.tiling.transposed, (g.kh if code.tiling.transposed else g.kw) > n))
     # both sweeps, both ops, and rows of more than N taps (several passes per kernel row) were exercised
     assert {("dwconv", True, True), ("dwconv", False, True), ("avgpool", True, False), ("avgpool", False, False)} <= seen
+
+
+# Kernel taps that only ever read padding are dropped: a 3x5 conv and a 3x3 depthwise on a 1 x 2 map keep 1 x 3 taps.
+DEAD_TAPS = ArchSpec((4, 1, 2), 4, (L("conv", (-1,), channels=8, kernel=(3, 5), padding=(1, 1, 2, 2), relu=True),
+                                    L("dwconv", (0,), kernel=(3, 3), padding=(1, 1, 1, 1)), L("gap", (1,)),
+                                    L("dense", (2,), channels=4)))
+
+
+def test_taps_that_only_read_padding_are_dropped_exactly() -> None:
+    """The trimmed layers still equal the integer reference (the bias is folded over the kept taps only)."""
+    kept = {(code.index, code.geom.kh, code.geom.kw) for _, code in _exact_layers_on_model(DEAD_TAPS)
+            if code.op in ("conv", "dwconv")}
+    assert {(0, 1, 3), (1, 1, 3)} <= kept  # the conv (unpacked at N = 4) and the depthwise at every N

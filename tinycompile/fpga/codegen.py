@@ -20,14 +20,14 @@ from tinycompile.fpga.plan import (
     Geom,
     LayerAddrs,
     Tiling,
+    accel_geom,
     cpad,
     emit_layer,
-    sweep_geom,
-    window_chunks,
     geom_from_hwc,
-    pack_input,
     plan_layer,
+    sweep_geom,
     tap_major,
+    window_chunks,
 )
 from tinycompile.quant.graph import QOp, QuantGraph
 
@@ -200,7 +200,9 @@ def _conv_weight(op: QOp, g: Geom) -> np.ndarray:
     """(KH, KW, I, O) weights of a conv or dense in ``g``'s shape (packed: ``dy x dx`` taps share one input word)."""
     w = op.tensors["weight"]
     if (g.dx, g.dy) == (1, 1):
-        return w.reshape(len(w), g.kh, g.kw, g.c).transpose(1, 2, 3, 0)
+        if op.op == "dense":  # a window over the whole (flattened) input
+            return w.reshape(len(w), g.kh, g.kw, g.c).transpose(1, 2, 3, 0)
+        return _kept_taps(w.reshape(len(w), *op.kernel, g.c).transpose(1, 2, 3, 0), g)
     (kh0, kw0), c0 = op.kernel, op.in_shapes[0][2]
     w4 = w.reshape(len(w), kh0, kw0, c0).transpose(1, 2, 3, 0)
     out = np.zeros((g.kh, g.kw, g.c, g.co), np.int8)
@@ -210,6 +212,11 @@ def _conv_weight(op: QOp, g: Geom) -> np.ndarray:
             slot = (ty * g.dx + tx) * c0
             out[qy, qx, slot : slot + c0] = w4[ky, kx]
     return out
+
+
+def _kept_taps(w: np.ndarray, g: Geom) -> np.ndarray:
+    """The kernel rows and columns ``g`` keeps of a ``(KH, KW, ...)`` weight (see ``plan.trim_dead_taps``)."""
+    return w[g.ky0 : g.ky0 + g.kh, g.kx0 : g.kx0 + g.kw]
 
 
 def _constants(op: QOp, g: Geom, t: Tiling, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +239,7 @@ def _constants_tile_major(op: QOp, g: Geom, tiling: Tiling, n: int) -> tuple[np.
         bias = t["bias"].astype(np.int64) - zp_in * w4.astype(np.int64).reshape(-1, g.co).sum(axis=0)
         return np.ascontiguousarray(tiles), _param_blob(n, bias, t["multiplier"], t["shift"])
     if g.kind == "dw":
-        w = t["weight"].astype(np.int64).reshape(g.taps, g.c)
+        w = _kept_taps(t["weight"].astype(np.int64).reshape(*op.kernel, g.c), g).reshape(g.taps, g.c)
         bias = t["bias"].astype(np.int64) - zp_in * w.sum(axis=0)
         return _tap_tiles(n, g, tiling, w), _param_blob(n, bias, t["multiplier"], t["shift"])
     ones = np.ones((g.taps, g.c), np.int64)
@@ -283,14 +290,14 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int, ops: set[in
             plans.append((None, None, 0, 0))
             continue
         g = op_geom(graph, i, n)
-        if g is not None and readers == [i] and op.op == "conv" and (packed := pack_input(g, n)) is not None:
-            rows = packed.dy > 1  # rows packed too: the host pads in y as well
-            pack = InputPack(packed.dx, op.padding[2], op.padding[3], graph.input_q.zero_point, packed.dy,
-                             op.padding[0] if rows else 0, op.padding[1] if rows else 0)
-            g = packed
         if g is None:
             plans.append((None, None, 0, 0))
             continue
+        g = accel_geom(g, readers == [i] and op.op == "conv", n)
+        if g.dx > 1:  # packed: the host writes the input p columns (and dy rows) per word, padding in y as well
+            rows = g.dy > 1
+            pack = InputPack(g.dx, op.padding[2], op.padding[3], graph.input_q.zero_point, g.dy,
+                             op.padding[0] if rows else 0, op.padding[1] if rows else 0)
         tiling = plan_layer(g, p)
         tiles, blob = _constants(op, g, tiling, n)
         where = f"layer {i} ({op.op}) weights"

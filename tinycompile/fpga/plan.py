@@ -78,6 +78,8 @@ class Geom:
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
     dx: int = 1  # input columns between horizontal taps (a packed network input, see ``pack_input``)
     dy: int = 1  # input rows between vertical taps (likewise)
+    ky0: int = 0  # first kernel row and column kept when taps that only read padding are dropped (``trim_dead_taps``)
+    kx0: int = 0
     real_macs: int = 0  # useful MACs when the shape above includes packing slots (0: computed from the shape)
 
     @property
@@ -141,6 +143,36 @@ def pack_input(g: Geom, n: int) -> Geom | None:
     pad = (0, 0) if ry > 1 else g.pad[:2]
     return replace(g, h=g.h + sum(g.pad[:2]) - sum(pad), w=g.w + g.pad[2] + g.pad[3], c=ry * p * g.c,
                    kh=-(-g.kh // ry), kw=-(-g.kw // p), dx=p, dy=ry, pad=(*pad, 0, 0), real_macs=g.macs())
+
+
+def _live(n_in: int, k: int, s: int, lo: int, n_out: int) -> tuple[int, int]:
+    """Taps [first, last) of one axis that read an in-bounds element for at least one output."""
+    return max(0, lo - (n_out - 1) * s), min(k, lo + n_in)
+
+
+def trim_dead_taps(g: Geom) -> Geom:
+    """A convolution without the kernel rows and columns that only ever read padding (on a 1-pixel map a 5-tap
+    kernel with padding 2 keeps its centre tap: a fifth of the weights to load and of the passes to run).
+
+    Exact: a padding element equals the input zero point, whose product the folded bias cancels tap by tap, so a
+    dropped tap contributed nothing; the code generator folds the bias over the kept taps only.
+    """
+    if g.kind not in ("conv", "dw") or (g.dx, g.dy) != (1, 1):
+        return g
+    (y0, y1), (x0, x1) = _live(g.h, g.kh, g.sh, g.pad[0], g.oh), _live(g.w, g.kw, g.sw, g.pad[2], g.ow)
+    if (y0, y1, x0, x1) == (0, g.kh, 0, g.kw) or y0 >= y1 or x0 >= x1:
+        return g
+    kh, kw, top, left = y1 - y0, x1 - x0, g.pad[0] - y0, g.pad[2] - x0
+    bottom, right = (g.oh - 1) * g.sh + kh - g.h - top, (g.ow - 1) * g.sw + kw - g.w - left
+    return replace(g, kh=kh, kw=kw, pad=(top, bottom, left, right), ky0=y0, kx0=x0)
+
+
+def accel_geom(g: Geom, reads_network_input: bool, n: int) -> Geom:
+    """The geometry the code generator emits for a layer: the first layer packed (``pack_input``) when that pays,
+    any other convolution without its dead taps (``trim_dead_taps``). The cost model calls this too."""
+    if reads_network_input and (packed := pack_input(g, n)) is not None:
+        return packed
+    return trim_dead_taps(g)
 
 
 def unsupported_reason(g: Geom, n: int) -> str | None:

@@ -25,9 +25,9 @@ from tinycompile.fpga.plan import (
     AccelParams,
     Geom,
     LayerAddrs,
+    accel_geom,
     emit_layer,
     geom_from_hwc,
-    pack_input,
     plan_layer,
 )
 from tinycompile.targets import Target
@@ -275,6 +275,5 @@ def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int
     g = geom_from_hwc(layer.op, ins, (oh, ow, oc), kernel, tuple(layer.stride), tuple(layer.padding), p.n)  # type: ignore[arg-type]
     if g is None:
         return 0.0
-    if layer.inputs == (-1,) and (packed := pack_input(g, p.n)) is not None:  # as the code generator does
-        g = packed
+    g = accel_geom(g, layer.inputs == (-1,), p.n)  # packed or trimmed, as the code generator does
     return float(layer_timing(g, p).cycles)
