@@ -2,7 +2,9 @@
 // tc_agu pattern; in-bounds elements become N-byte memory reads, out-of-bounds elements are
 // written as the pad byte replicated (zero-point padding), all into consecutive scratchpad words
 // starting at sp_base. Reads are pipelined: the scratchpad address of every outstanding read waits
-// in a FIFO until its in-order response arrives.
+// in a FIFO until its in-order response arrives. A read request is first placed in a one-entry
+// slot register (req_valid_o / req_addr_o come from flops, so the memory arbiter's grant does not
+// wait for this unit's decode); the slot refills in the cycle it is accepted, one read per cycle.
 module tc_load #(
   parameter int unsigned N          = 8,
   parameter int unsigned InpDepth   = 4096,
@@ -52,8 +54,11 @@ module tc_load #(
   logic [31:0] agu_addr;
   logic        pend_full, pend_empty, pend_push;
   logic [15:0] pend_head;
-  logic [16:0] limit;
+  logic [16:0] limit, spa_inc;
+  logic        room_d, room_q, room_inc;
   logic        misaligned, range_err;
+  logic        slot_d, slot_q, slot_free;
+  logic [31:0] slot_addr_d, slot_addr_q;
 
   wire [3:0]  op      = instr_i[3:0];
   wire        pop_nx  = instr_i[5];
@@ -114,15 +119,22 @@ module tc_load #(
     assign misaligned = 1'b0;
   end
 
-  assign range_err = (state_q == StRun) && agu_valid && (spa_q >= limit);
+  // room_q = (spa_q < limit), kept as a flag so the range check is a flop on the request path.
+  assign spa_inc   = spa_q + 17'd1;
+  assign room_inc  = (spa_inc < limit);
+  assign range_err = (state_q == StRun) && agu_valid && !room_q;
+  // The slot can take a new read this cycle (empty, or its read is accepted now).
+  assign slot_free = !slot_q || req_ready_i;
 
   always_comb begin
     state_d = state_q;
     spa_d = spa_q;
+    room_d = room_q;
+    slot_d = slot_q && !req_ready_i;
+    slot_addr_d = slot_addr_q;
     agu_start = 1'b0;
     agu_next = 1'b0;
     pend_push = 1'b0;
-    req_valid_o = 1'b0;
     instr_pop_o = 1'b0;
     tok_pop_next_o = 1'b0;
     tok_push_next_o = 1'b0;
@@ -148,6 +160,7 @@ module tc_load #(
         end else begin
           agu_start = 1'b1;
           spa_d = {1'b0, sp_base};
+          room_d = ({1'b0, sp_base} < limit);
           state_d = StRun;
         end
       end
@@ -158,11 +171,14 @@ module tc_load #(
           err_o = 1'b1;
           err_code_o = ErrSpRange;
         end else if (agu_inb) begin
-          req_valid_o = !pend_full;
-          if (!pend_full && req_ready_i) begin
+          // The scratchpad address enters the pending FIFO as the read enters the slot.
+          if (!pend_full && slot_free) begin
             pend_push = 1'b1;
             agu_next = 1'b1;
-            spa_d = spa_q + 17'd1;
+            spa_d = spa_inc;
+            room_d = room_inc;
+            slot_d = 1'b1;
+            slot_addr_d = agu_addr >> LogN;
           end
         end else if (!rsp_valid_i) begin
           // Padding word: the write port is free this cycle (responses have priority).
@@ -170,7 +186,8 @@ module tc_load #(
           sp_addr_o = spa_q[15:0];
           sp_wdata_o = {N{pad}};
           agu_next = 1'b1;
-          spa_d = spa_q + 17'd1;
+          spa_d = spa_inc;
+          room_d = room_inc;
         end
       end
       StDrain: begin
@@ -191,13 +208,20 @@ module tc_load #(
     if (!rst_ni) begin
       state_q <= StIdle;
       spa_q <= '0;
+      room_q <= 1'b0;
+      slot_q <= 1'b0;
+      slot_addr_q <= '0;
     end else begin
       state_q <= state_d;
       spa_q <= spa_d;
+      room_q <= room_d;
+      slot_q <= slot_d;
+      slot_addr_q <= slot_addr_d;
     end
   end
 
   assign sp_sel_o = sp;
-  assign req_addr_o = agu_addr >> LogN;
+  assign req_valid_o = slot_q;
+  assign req_addr_o = slot_addr_q;
   assign busy_o = (state_q != StIdle);
 endmodule
