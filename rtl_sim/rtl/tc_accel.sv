@@ -247,6 +247,10 @@ module tc_accel #(
   end
 
   // ---------------------------------------------------------------- scratchpads
+  // INP, WGT and PARAM are written by the load unit and read by another unit only after a
+  // dependency token, never in the same cycle at the same word: NoRwCheck maps them onto bare
+  // block RAM. The accumulators (read and written by the compute unit itself) and OUT keep the
+  // read-first collision logic.
   // Units range-check their 16-bit scratchpad addresses against the depths, so the address bits
   // above each RAM's index width are intentionally unused here.
   /* verilator lint_off UNUSEDSIGNAL */
@@ -264,7 +268,7 @@ module tc_accel #(
   logic [DataW-1:0] s_out_wdata, s_out_rdata;
   /* verilator lint_on UNUSEDSIGNAL */
 
-  tc_ram_1r1w #(.Width(DataW), .Depth(InpDepth)) u_inp (
+  tc_ram_1r1w #(.Width(DataW), .Depth(InpDepth), .NoRwCheck(1'b1)) u_inp (
     .clk_i,
     .we_i   (l_we && l_sel == 2'd0),
     .waddr_i(l_spa[InpAw-1:0]),
@@ -276,7 +280,7 @@ module tc_accel #(
 
   // Weight tile t, row r lives in bank r at index t, so a whole tile is read in one cycle.
   for (genvar r = 0; r < N; r++) begin : g_wgt
-    tc_ram_1r1w #(.Width(DataW), .Depth(WgtTiles)) u_wgt (
+    tc_ram_1r1w #(.Width(DataW), .Depth(WgtTiles), .NoRwCheck(1'b1)) u_wgt (
       .clk_i,
       .we_i   (l_we && l_sel == 2'd1 && l_spa[LogN-1:0] == LogN'(r)),
       .waddr_i(l_spa[LogN +: WgtAw]),
@@ -289,7 +293,7 @@ module tc_accel #(
 
   // Parameter row R (N int32) is split over four banks of N bytes; load word w -> bank w%4, row w/4.
   for (genvar b = 0; b < 4; b++) begin : g_prm
-    tc_ram_1r1w #(.Width(DataW), .Depth(ParamRows)) u_prm (
+    tc_ram_1r1w #(.Width(DataW), .Depth(ParamRows), .NoRwCheck(1'b1)) u_prm (
       .clk_i,
       .we_i   (l_we && l_sel == 2'd2 && l_spa[1:0] == 2'(b)),
       .waddr_i(l_spa[2 +: PrmAw]),
