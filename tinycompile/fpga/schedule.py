@@ -7,7 +7,7 @@ concurrently, ordered by the dependency tokens in the instructions; the fetch, l
 memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
 (no bubbles between passes), post-processing one row per cycle (3 in residual-add mode), stores one word
 per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
-word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5%, mean 1.3%).
+word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5.3%, mean 0.9%).
 
 Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the
 program cut after each layer, consecutive cut runs differenced.
@@ -35,10 +35,10 @@ from tinycompile.targets import Target
 QUEUE_DEPTH = 8
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
-OVERHEAD = {"LOAD": 5, "COMPUTE": 5, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
+OVERHEAD = {"LOAD": 6, "COMPUTE": 5, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
 STORE_CYCLES_PER_WORD = 1
-PAD_CYCLES = 1.25  # per padding word (out-of-bounds element): fitted to RTL runs of padded layers
+PAD_CYCLES = 1.0  # per padding word (out-of-bounds element): fitted to RTL runs of padded layers
 
 
 @dataclass(frozen=True)
