@@ -13,6 +13,12 @@ Ops (fields each uses):
   flatten                                                   -> (C*H*W, 1, 1)
   dense     channels, relu                                  fully connected (+ bias)
   add       relu                                            elementwise sum of two inputs of the same shape
+Ops that only imported models use (``tinycompile.frontends``; the search spaces do not produce them):
+  softmax                                                   softmax over the channels of each position
+  lut                                                       elementwise table lookup (logistic, tanh, requantize)
+  pad       padding                                         constant padding of H and W
+  concat                                                    channels of all inputs side by side (same H, W)
+  mean                                                      mean over H and W -> (C, 1, 1), like gap
 Each layer reads ``inputs`` (indices of earlier layers, -1 for the network input; default: the previous layer).
 """
 
@@ -24,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 Shape = tuple[int, int, int]
-OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add")
+OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "lut", "pad", "concat", "mean")
+ELEMENTWISE_OPS = ("softmax", "lut")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
 
@@ -43,7 +50,9 @@ class Layer:
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """A network: its input shape, its class count and its layers in execution order (the last is the logits)."""
+    """A network: its input shape, its class count and its layers in execution order (the last is the logits).
+
+    ``num_classes = 0``: not a classifier (an imported model whose output is any shape)."""
 
     input_shape: Shape
     num_classes: int
@@ -64,7 +73,7 @@ class ArchSpec:
             if len(ins) != len(layer.inputs):
                 raise ValueError(f"layer {i} ({layer.op}): inputs {layer.inputs} must name earlier layers or -1")
             out.append(_infer_shape(i, layer, ins))
-        if out and out[-1] != (self.num_classes, 1, 1):
+        if out and self.num_classes and out[-1] != (self.num_classes, 1, 1):
             raise ValueError(f"the last layer must give ({self.num_classes}, 1, 1) logits, but gives {out[-1]}")
         return out
 
@@ -89,9 +98,9 @@ class ArchSpec:
                 result.append(c_out * c_in)
             elif layer.op in ("maxpool", "avgpool"):
                 result.append(c_out * h_out * w_out * kh * kw)
-            elif layer.op == "gap":
+            elif layer.op in ("gap", "mean"):
                 result.append(numel(self.input_shapes(i, shapes)[0]))
-            elif layer.op == "add":
+            elif layer.op in ("add", *ELEMENTWISE_OPS):
                 result.append(numel(shapes[i]))
             else:
                 result.append(0)
@@ -179,6 +188,10 @@ def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
 
 def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
     where = f"layer {i} ({layer.op})"
+    if layer.op == "concat":
+        if not ins or any(s[1:] != ins[0][1:] for s in ins):
+            raise ValueError(f"{where}: inputs must share H and W, but got {ins}")
+        return (sum(s[0] for s in ins), ins[0][1], ins[0][2])
     expected_inputs = 2 if layer.op == "add" else 1
     if len(ins) != expected_inputs:
         raise ValueError(f"{where}: takes {expected_inputs} input(s), but got {len(ins)}")
@@ -197,8 +210,12 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
                 raise ValueError(f"{where}: channels must be >= 1, but got {layer.channels}")
             return (layer.channels, ho, wo)
         return (c, ho, wo)
-    if layer.op == "gap":
+    if layer.op in ("gap", "mean"):
         return (c, 1, 1)
+    if layer.op in ELEMENTWISE_OPS:
+        return (c, h, w)
+    if layer.op == "pad":
+        return (c, h + pt + pb, w + pl + pr)
     if layer.op == "flatten":
         return (c * h * w, 1, 1)
     if layer.op == "dense":

@@ -11,6 +11,14 @@ Tensors of each op (``QOp.tensors``):
   avgpool  multiplier, shift of shape (1,)      (gap is an avgpool whose kernel is the whole input)
   add      multiplier, shift of shape (3,): input a, input b, output; ``params["left_shift"]``
   maxpool, flatten: none
+Ops of imported models (``tinycompile.frontends``), with TFLite's integer semantics:
+  softmax  over the channels of each position (TFLite's int8 softmax, output scale 1/256, zero point -128);
+           params beta_multiplier, beta_left_shift, diff_min (``semantics.softmax_params``)
+  lut      elementwise ``y = table[x + 128]``; tensors: table int8 (256,) (logistic, tanh, int8 requantize)
+  pad      ``padding`` (top, bottom, left, right) filled with ``params["value"]``
+  concat   its inputs' channels side by side (every input quantized as the output)
+  avgpool  with ``params["divide"] = 1``: TFLite's integer average ``round_half_away(sum(x) / count)`` of the raw
+           int8 values (input and output quantized alike), no multiplier tensors
 The integer meaning of each op is written down in :mod:`tinycompile.quant.semantics`.
 """
 
@@ -23,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from tinycompile.arch import ArchSpec, Layer
 from tinycompile.fileio import write_json, write_with
 
 HWC = tuple[int, int, int]
@@ -134,6 +143,23 @@ class QuantGraph:
                 )
             )
         return cls(tuple(doc["input_shape"]), QParams(**doc["input_q"]), ops, dict(doc.get("meta", {})))  # type: ignore[arg-type]
+
+
+def spec_of(graph: QuantGraph) -> ArchSpec:
+    """The ArchSpec of a graph (shapes, MACs, arena and cost model read it), for graphs that did not come from one."""
+    layers = []
+    for op in graph.ops:
+        channels = op.out_shape[2] if op.op in ("conv", "dense") else 0
+        kernel = tuple(op.kernel) if op.op in ("conv", "dwconv", "maxpool", "avgpool") else (1, 1)
+        stride = tuple(op.stride) if op.op in ("conv", "dwconv", "maxpool", "avgpool") else (1, 1)
+        name = "gap" if op.op == "avgpool" and tuple(op.kernel) == op.in_shapes[0][:2] and op.out_shape[:2] == (1, 1) else op.op
+        if name == "gap":
+            kernel = stride = (1, 1)
+        layers.append(Layer(name, tuple(op.inputs), channels, kernel, stride, tuple(op.padding)))  # type: ignore[arg-type]
+    h, w, c = graph.input_shape
+    oh, ow, oc = graph.output_shape
+    classes = oc if (oh, ow) == (1, 1) else 0
+    return ArchSpec((c, h, w), classes, tuple(layers), dict(graph.meta))
 
 
 def _q_dict(q: QParams) -> dict[str, Any]:
