@@ -50,6 +50,13 @@ def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> Pri
     return (high >> shift) + ((high & mask) > thr).astype("int32")
 
 
+def requantize_single_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> PrimExpr:
+    """``intmath.requantize_single`` in TIR: one 64-bit multiply, add and shift (TFLite's int8 fully connected)."""
+    s64 = shift.astype("int64")
+    rounded = acc.astype("int64") * multiplier.astype("int64") + (_i64(1) << (s64 + _i64(30)))
+    return (rounded >> (s64 + _i64(31))).astype("int32")
+
+
 FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``
 
 
@@ -88,7 +95,7 @@ def fast_requant(op: QOp) -> bool:
     ``FAST_ACC_BOUND`` for any int8 input (from the weights' absolute sums) and every shift in [1, 31]."""
     import numpy as np
 
-    if op.op not in ("conv", "dwconv", "dense"):
+    if op.op not in ("conv", "dwconv", "dense") or op.params.get("single_rounding"):
         return False
     w = op.tensors["weight"].astype(np.int64)
     sums = np.abs(w).sum(axis=(0, 1)) if op.op == "dwconv" else np.abs(w).reshape(len(w), -1).sum(axis=1)
@@ -287,6 +294,8 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
         c = chan(a_idx)
         if fast:
             y = fast_requantize_expr(biased[a_idx], rq[c, 1], rq[c, 2], rq[c, 3])
+        elif op.params.get("single_rounding"):
+            y = requantize_single_expr(biased[a_idx], mult[c], shift[c])
         else:
             y = requantize_expr(biased[a_idx], mult[c], shift[c])
         return clamp_int8(y, op.out_q.zero_point, op.lo, op.hi)

@@ -72,7 +72,8 @@ def _exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _post(op: QOp, acc: np.ndarray) -> np.ndarray:
     t = op.tensors
-    return requantize_to_int8(_checked(acc, op), t["multiplier"].astype(np.int64), t["shift"].astype(np.int64), op.out_q.zero_point, op.lo, op.hi)
+    return requantize_to_int8(_checked(acc, op), t["multiplier"].astype(np.int64), t["shift"].astype(np.int64),
+                              op.out_q.zero_point, op.lo, op.hi, single=bool(op.params.get("single_rounding")))
 
 
 def _conv(op: QOp, x: np.ndarray) -> np.ndarray:
