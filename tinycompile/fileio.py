@@ -43,6 +43,21 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+IO_NPZ = "io.npz"
+
+
+def write_io(folder: str | Path, inputs: Any, outputs: Any) -> None:
+    """Record what a build ran: ``io.npz`` with ``inputs`` (int8, as the graph reads them) and ``outputs`` (as the
+    target produced them), one row per input, so anyone can check the build against another oracle."""
+    import numpy as np
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object keeps numpy from appending its own suffix
+            np.savez(f, inputs=np.asarray(inputs), outputs=np.asarray(outputs))
+
+    write_with(Path(folder) / IO_NPZ, save)
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()

@@ -1,4 +1,7 @@
-"""``tinycompile build``: compile a trained trial for a target, run it, check it bit for bit, report.
+"""``tinycompile build``: compile a trained trial or a model file for a target, run it, check it bit for bit, report.
+
+A model file (``.tflite``, ``.onnx``, ``.pt``/``.pt2``) imports through :mod:`tinycompile.frontends`; an int8 TFLite
+model is also checked against TFLite's reference interpreter (:mod:`tinycompile.frontends.check`).
 
 Back ends plug in by target kind: ``BACKENDS[kind]`` names a module exposing
 ``build(request: BuildRequest) -> BuildOutcome``. The MCU back end is ``tinycompile.mcu.command``; an FPGA back end
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.errors import UserError
+from tinycompile.frontends import is_model_file
 from tinycompile.targets import load_target
 
 BACKENDS = {"mcu": "tinycompile.mcu.command", "fpga": "tinycompile.fpga.command"}
@@ -29,6 +33,8 @@ class BuildRequest:
     codegen: str
     vectors: int
     array: int | None = None  # accelerator array size (fpga); None: the target's own
+    model: Any = None  # tinycompile.frontends.ImportedModel when building a model file, else None
+    inputs: Any = None  # int8 graph inputs (N, H, W, C) for a model file
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,17 @@ class BuildOutcome:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``build`` subcommand."""
     p = sub.add_parser("build", help="quantize a trial, compile it for a target, run it and check it bit for bit")
-    p.add_argument("trial", type=Path, help="a trial folder (spec.json, weights.pt, metrics.json)")
+    p.add_argument("trial", type=Path, metavar="trial|model",
+                   help="a trial folder (spec.json, weights.pt, metrics.json) or a model file (.tflite, .onnx, .pt, .pt2)")
     p.add_argument("--target", required=True, help="a target name (tinycompile targets) or a YAML file")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (library, firmware, report.json)")
     p.add_argument("--codegen", choices=("c", "llvm"), default="c", help="TVM's C target (default) or its LLVM target")
     p.add_argument("--vectors", type=int, default=32, help="test inputs run on the target (>= 16)")
     p.add_argument("--array", type=int, choices=(4, 8, 16), help="fpga only: the accelerator's N x N array size")
+    p.add_argument("--inputs", type=Path, help="model files: an .npz whose array x holds (N, *input shape) test inputs "
+                   "in the model's input dtype (default: random ones over its input range)")
+    p.add_argument("--calib", type=Path, help="float models: an .npz whose array x holds calibration inputs "
+                   "(N, *input shape), float32 (optional y: labels, for accuracy)")
     p.set_defaults(func=run)
 
 
@@ -58,8 +69,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vectors must be >= 16, but got {args.vectors}")
     if args.array is not None and target.kind != "fpga":
         raise UserError(f"--array applies to the fpga target only, not {target.name} ({target.kind})")
-    request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array)
-    return 0 if backend_for(target.kind).build(request).ok else 1
+    backend = backend_for(target.kind)
+    if not is_model_file(args.trial):
+        if args.inputs is not None or args.calib is not None:
+            raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
+        request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array)
+        return 0 if backend.build(request).ok else 1
+    from tinycompile.frontends.check import check_against_oracles
+    from tinycompile.frontends import load_model
+
+    model = load_model(args.trial, args.calib)
+    inputs = model.test_inputs(args.inputs, args.vectors)
+    request = BuildRequest(args.trial, target, args.out, args.codegen, len(inputs), args.array, model, inputs)
+    outcome = backend.build(request)
+    return 0 if check_against_oracles(model, args.out, outcome.ok) else 1
 
 
 def backend_for(kind: str) -> Any:

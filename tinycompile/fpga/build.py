@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tinycompile.errors import UserError
-from tinycompile.fileio import write_json
+from tinycompile.fileio import write_io, write_json
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.codegen import AccelProgram
 from tinycompile.fpga.plan import AccelParams
@@ -129,7 +129,8 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
         if log is not None:
             log.print(f"program: {len(prog.instrs)} instructions, image {prog.image.data.size} B; running {len(x)} inputs on the RTL")
         run = run_network(prog, x, log=out_dir / "rtl.log")
-        report = make_report([(prog, run)], part.placement, names, check_outputs(run.outputs, expected), target, len(x))
+        outputs = run.outputs
+        report = make_report([(prog, run)], part.placement, names, check_outputs(outputs, expected), target, len(x))
     else:
         from tinycompile.fpga.hybrid import run_hybrid
 
@@ -140,5 +141,9 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
         hyb = run_hybrid(graph, part, x, log=out_dir / "rtl.log")
         outputs = [{i: v[k] for i, v in hyb.values.items() if i >= 0} for k in range(len(x))]
         report = make_report(hyb.regions, part.placement, names, check_outputs(outputs, expected), target, len(x))
+    last = len(graph.ops) - 1
+    while graph.ops[last].op == "flatten":  # a view: its bytes are its source's
+        last = graph.ops[last].inputs[0]
+    write_io(out_dir, x, np.stack([np.asarray(o[last]).reshape(graph.output_shape) for o in outputs]))
     write_json(out_dir / "report.json", report)
     return report

@@ -36,7 +36,7 @@ from tinycompile.errors import UserError
 from tinycompile.fpga.codegen import AccelProgram, compile_graph, op_geom
 from tinycompile.fpga.plan import AccelParams, unsupported_reason
 from tinycompile.mcu.lower import to_relax
-from tinycompile.quant.graph import QuantGraph
+from tinycompile.quant.graph import QOp, QuantGraph
 
 CODEGEN = "tinyaccel"
 # Pattern name suffix -> QuantGraph ops it matches. Registered in this order: later entries win (the fused
@@ -91,13 +91,23 @@ def _check(ops: tuple[str, ...]):
         ctx = _ctx()
         index = found[0]
         geom = op_geom(ctx.graph, index, ctx.params.n)
-        reason = "no accelerator mapping" if geom is None else unsupported_reason(geom, ctx.params.n)
+        reason = rounding_reason(ctx.graph.ops[index]) or (
+            "no accelerator mapping" if geom is None else unsupported_reason(geom, ctx.params.n))
         if reason:
             ctx.refused[index] = reason
             return False
         return True
 
     return check
+
+
+def rounding_reason(op: QOp) -> str | None:
+    """Why the accelerator's requantization lane (multiplier, double rounding) cannot reproduce an op's rounding."""
+    if op.params.get("single_rounding"):
+        return "it rounds once (TFLite's fully connected); the requantization lane rounds twice"
+    if op.params.get("divide"):
+        return "it divides by the window size (TFLite's average), which no multiplier reproduces exactly here"
+    return None
 
 
 def patterns() -> list[tuple]:

@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 from tinycompile.arch import ArchSpec, numel
 from tinycompile.cost.arena import VIEW_OPS, plan_activations
 from tinycompile.errors import UserError
+from tinycompile.fileio import write_io
 from tinycompile.mcu import firmware
 from tinycompile.mcu.library import Compiled, Library, compile_graph, write_library
 from tinycompile.quant import reference
@@ -35,6 +36,7 @@ class McuBuild:
     report: dict[str, Any]
     library: Library
     elf: Path
+    outputs: np.ndarray  # (N, H, W, C) int8, as the target produced them
     mismatches: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -94,8 +96,10 @@ def build_and_run(
             want = per_layer[lib.info.kernel_ops[k]][v].reshape(-1)
             if not np.array_equal(got, want):
                 mismatches += 1
+    outputs = result.outputs.reshape(len(vectors), *graph.output_shape)
+    write_io(out, vectors, outputs)
     report = _report(graph, spec, target, lib, elf, result, expected, mismatches, cc_seconds, codegen)
-    return McuBuild(mismatches == 0, report, lib, elf, mismatches)
+    return McuBuild(mismatches == 0, report, lib, elf, outputs, mismatches)
 
 
 def _report(
@@ -120,7 +124,8 @@ def _report(
         pred = cost.layers[i].cycles
         meas = 0.0 if layer.op in VIEW_OPS else measured.get(i)
         rel = None if meas is None or meas == 0 else (pred - meas) / meas
-        layers.append({"index": i, "op": layer.op, "macs": macs[i], "predicted_cycles": pred, "measured_instructions": meas, "relative_error": rel})
+        layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)" if layer.op in VIEW_OPS else target.name,
+                       "macs": macs[i], "predicted_cycles": pred, "measured_instructions": meas, "relative_error": rel})
     total_meas = float(result.total_instructions[0])
     all_tensors = numel(spec.input_shape) + sum(numel(s) for s, l in zip(spec.shapes(), spec.layers) if l.op not in VIEW_OPS)
     elf_arena = _symbol_size(elf, "tc_arena")

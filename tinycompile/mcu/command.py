@@ -16,13 +16,15 @@ from tinycompile.quant.quantize import quantize
 
 
 def build(request: BuildRequest) -> BuildOutcome:
-    """Run the whole MCU build for one trial and target; write ``report.json`` into the output folder."""
+    """Run the whole MCU build for one trial or model file and target; write ``report.json`` into the output folder."""
+    target, out = request.target, request.out
+    backend.check_tools(target)
+    if request.model is not None:
+        return _build_model(request)
     from tinycompile.tasks import load_task
     from tinycompile.train import evaluate
     from tinycompile.trial import load_trial
 
-    target, out = request.target, request.out
-    backend.check_tools(target)
     spec, model, metrics = load_trial(request.trial)
     budget = backend.check_budget(spec, target)  # refuses before anything is built
     task_name = spec.meta.get("task") or metrics.get("task")
@@ -47,19 +49,34 @@ def build(request: BuildRequest) -> BuildOutcome:
     return BuildOutcome(result.ok, report)
 
 
+def _build_model(request: BuildRequest) -> BuildOutcome:
+    """An imported model: its graph as it is, the inputs the front half chose."""
+    imported, target, out = request.model, request.target, request.out
+    budget = backend.check_budget(imported.spec, target)
+    console(stderr=True).print(f"[bold]build[/] {imported.path} ({imported.format}) for {target.name} ({request.codegen})")
+    imported.graph.save(out / "quant")
+    result = backend.build_and_run(imported.graph, imported.spec, target, out, request.inputs, request.codegen)
+    report = dict(result.report, model=str(imported.path), format=imported.format, budget=budget)
+    for row in report["layers"]:
+        row["source"] = imported.sources[row["index"]]
+    write_json(out / "report.json", report)
+    print_report(report)
+    return BuildOutcome(result.ok, report)
+
+
 def print_report(report: dict[str, Any]) -> None:
     """The per-layer table and the summary, on stdout."""
     table = Table(title=f"{report['target']} ({report['codegen']}): predicted cycles vs measured instructions")
-    for col in ("#", "op", "MACs", "predicted", "measured", "rel. error"):
-        table.add_column(col, justify="right" if col not in ("op",) else "left")
+    for col in ("#", "op", "ran on", "MACs", "predicted", "measured", "rel. error"):
+        table.add_column(col, justify="right" if col not in ("op", "ran on") else "left")
     for row in report["layers"]:
         meas = row["measured_instructions"]
         rel = row["relative_error"]
         table.add_row(
-            str(row["index"]), row["op"], f"{row['macs']:,}", f"{row['predicted_cycles']:,}",
+            str(row["index"]), row["op"], row["ran_on"], f"{row['macs']:,}", f"{row['predicted_cycles']:,}",
             "-" if meas is None else f"{meas:,.0f}", "-" if rel is None else f"{100 * rel:+.0f}%",
         )  # fmt: skip
-    table.add_row("", "total", f"{report['macs']:,}", f"{report['predicted_cycles']:,}", f"{report['measured_instructions']:,.0f}",
+    table.add_row("", "total", "", f"{report['macs']:,}", f"{report['predicted_cycles']:,}", f"{report['measured_instructions']:,.0f}",
                   f"{100 * (report['total_relative_error'] or 0):+.0f}%")  # fmt: skip
     out = console()
     out.print(table)

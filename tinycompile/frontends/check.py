@@ -1,0 +1,87 @@
+"""The second oracle of a model-file build: the target's outputs (``io.npz``) against TFLite's own interpreters.
+
+The back end already checked the target against the integer reference; for an int8 TFLite model this adds TFLite's
+reference kernels (the field's definition of the model's integer semantics) and, where it installs, TFLite Micro,
+whose arena is recorded beside ours. A float model's report gets its float vs int8 agreement instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinycompile.console import console
+from tinycompile.errors import UserError
+from tinycompile.fileio import IO_NPZ, write_json
+from tinycompile.frontends import ImportedModel
+
+
+def check_against_oracles(model: ImportedModel, out: Path, target_ok: bool) -> bool:
+    """Compare the build in ``out`` with the model's oracles, record them in report.json; True iff all agree."""
+    report_path = Path(out) / "report.json"
+    report = json.loads(report_path.read_text())
+    with np.load(Path(out) / IO_NPZ) as io:
+        inputs, outputs = io["inputs"], io["outputs"]
+    oracles: dict[str, Any] = {}
+    if model.tflite is not None:
+        oracles = tflite_oracles(model, inputs, outputs)
+    if model.agreement:
+        report["float_vs_int8"] = model.agreement
+    report["oracles"] = oracles
+    agree = all(o.get("bit_exact", True) for o in oracles.values())
+    report["bit_exact_vs_oracles"] = agree
+    ok = target_ok and agree
+    report["verdict"] = "pass" if ok else "fail"
+    write_json(report_path, report)
+    _print(report)
+    return ok
+
+
+def tflite_oracles(model: ImportedModel, inputs: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+    """The target's int8 outputs against TFLite's reference kernels, and TFLite Micro against both (with its arena)."""
+    from tinycompile.frontends import tflite_oracle
+
+    imp = model.tflite
+    x = imp.model_inputs(inputs)
+    want = tflite_oracle.reference_tensors(model.path, x, [imp.int8_output_tensor])[imp.int8_output_tensor]
+    differ = _differing_rows(outputs, want)
+    result: dict[str, Any] = {"tflite_reference": {
+        "engine": "ai-edge-litert, reference kernels (OpResolverType.BUILTIN_REF)", "inputs": int(len(x)),
+        "mismatched_inputs": differ, "bit_exact": differ == 0}}  # fmt: skip
+    try:
+        micro = tflite_oracle.tflm_run(model.path, x)
+    except UserError as exc:
+        result["tflite_micro"] = {"skipped": str(exc)}
+        return result
+    expected = tflite_oracle.reference_outputs(model.path, x)
+    differ_micro = _differing_rows(micro.outputs, expected)
+    result["tflite_micro"] = {"engine": "tflite-micro Python interpreter", "inputs": int(len(x)),
+                              "mismatched_inputs_vs_reference": differ_micro, "arena_bytes": int(micro.arena_bytes)}
+    return result
+
+
+def _differing_rows(got: np.ndarray, want: np.ndarray) -> int:
+    got = np.asarray(got).reshape(len(got), -1)
+    want = np.asarray(want).reshape(len(want), -1)
+    if got.shape != want.shape:
+        return len(got)
+    return int((got != want).any(axis=1).sum())
+
+
+def _print(report: dict[str, Any]) -> None:
+    out = console()
+    for name, o in report.get("oracles", {}).items():
+        if "skipped" in o:
+            out.print(f"{name}: not run ({o['skipped']})")
+        elif "bit_exact" in o:
+            verdict = "[green]bit-exact[/]" if o["bit_exact"] else f"[red]{o['mismatched_inputs']} inputs differ[/]"
+            out.print(f"{name} ({o['engine']}): {verdict} on {o['inputs']} inputs")
+        else:
+            out.print(f"{name}: {o['mismatched_inputs_vs_reference']} of {o['inputs']} inputs differ from the reference kernels; "
+                      f"arena {o['arena_bytes']:,} B")
+    agree = report.get("float_vs_int8")
+    if agree:
+        out.print("float vs int8: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in agree.items()))

@@ -1,0 +1,470 @@
+"""int8 TFLite models -> QuantGraph, with TFLite's own integer parameters (not re-derived, not re-quantized).
+
+Every number the interpreter's reference kernels use is computed here the way TFLite's ``Prepare`` computes it from
+the float scales: per-channel ``QuantizeMultiplier`` of ``double(s_in) * double(s_w[c]) / double(s_out)`` (per-tensor
+fully connected: the scale product in float32 first), fused-activation bounds ``zp + round(f / scale)`` in float32,
+TensorFlow's asymmetric SAME padding, and the residual add's ``left_shift = 20`` scheme. The flatbuffer is read with
+the ``tflite`` package (generated from TFLite's schema).
+
+Layout: TFLite is NHWC like the QuantGraph; a ``(1, N)`` tensor is ``(1, 1, N)``. Batch must be 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinycompile.arch import same_padding
+from tinycompile.errors import UserError
+from tinycompile.quant import semantics
+from tinycompile.quant.graph import HWC, QOp, QParams, QuantGraph
+from tinycompile.quant.intmath import quantize_multiplier, requantize_to_int8
+
+INT8, INT32, FLOAT32 = 9, 2, 0
+TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+PADDING_SAME, PADDING_VALID = 0, 1
+ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
+NO_TENSOR = -1  # an op the import inserted (the flat view a FULLY_CONNECTED reads): no flatbuffer tensor holds it
+
+
+@dataclass
+class TfliteImport:
+    """An imported int8 TFLite model: the graph, and how its values map back to the flatbuffer's tensors."""
+
+    graph: QuantGraph
+    op_tensors: list[int]  # flatbuffer tensor index of each QuantGraph op's output (NO_TENSOR: inserted by the import)
+    op_sources: list[str]  # the TFLite operator each QuantGraph op came from, e.g. "3:DEPTHWISE_CONV_2D"
+    input_tensor: int  # the model's input tensor (float32 when a QUANTIZE follows it)
+    output_tensor: int  # the model's output tensor (float32 when it is a DEQUANTIZE's)
+    int8_input_tensor: int  # the int8 tensor the graph starts from
+    int8_output_tensor: int  # the int8 tensor the graph ends with
+    input_dtype: str
+    output_dtype: str
+    input_shape: tuple[int, ...]  # as the model declares it, batch included
+    output_shape: tuple[int, ...]
+    float_input_q: QParams | None = None  # the QUANTIZE at the input: float -> int8
+    float_output_q: QParams | None = None  # the DEQUANTIZE at the output: int8 -> float
+    notes: list[str] = field(default_factory=list)
+
+    def quantize_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Inputs in the model's own dtype and shape ``(N, *input shape without batch)`` -> int8 NHWC for the graph."""
+        if self.float_input_q is not None:
+            q = self.float_input_q
+            scaled = np.asarray(x, np.float32) / np.float32(q.scale)
+            x = np.clip(_round_away(scaled) + q.zero_point, -128, 127).astype(np.int8)
+        return np.asarray(x, np.int8).reshape(len(x), *self.graph.input_shape)
+
+    def model_inputs(self, x8: np.ndarray) -> np.ndarray:
+        """int8 graph inputs -> the model's own inputs (float ones dequantize exactly back to ``x8``)."""
+        x8 = np.asarray(x8, np.int8).reshape(len(x8), *self.input_shape[1:])
+        if self.float_input_q is None:
+            return x8
+        q = self.float_input_q
+        return ((x8.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)).astype(np.float32)
+
+
+def import_tflite(path: str | Path) -> TfliteImport:
+    """Read an int8 ``.tflite`` file into a QuantGraph; one-line ``UserError`` for anything it cannot take."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    return _Importer(data, str(path)).run()
+
+
+def _round_away(x: Any) -> Any:
+    """C's ``round``: half away from zero (numpy's ``round`` goes to even)."""
+    x = np.asarray(x, np.float64)
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+
+
+def _model(data: bytes, where: str) -> Any:
+    import tflite
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise UserError(f"{where}: not a TFLite flatbuffer (no 'TFL3' identifier); is it a .tflite file?")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        if model.SubgraphsLength() != 1:
+            raise UserError(f"{where}: the model has {model.SubgraphsLength()} subgraphs; only single-subgraph models import")
+        graph = model.Subgraphs(0)
+        graph.OperatorsLength(), graph.TensorsLength(), model.BuffersLength()
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a truncated flatbuffer fails anywhere inside the generated reader
+        raise UserError(f"{where}: the TFLite flatbuffer is corrupt or truncated ({type(exc).__name__}); re-export it") from None
+    return model
+
+
+class _Importer:
+    """One pass over the operators in order; each TFLite op becomes zero, one or two QuantGraph ops."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        import tflite
+
+        self.where = where
+        self.model = _model(data, where)
+        self.sub = self.model.Subgraphs(0)
+        self.op_names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+        self.ops: list[QOp] = []
+        self.op_tensors: list[int] = []
+        self.op_sources: list[str] = []
+        self.value: dict[int, int] = {}  # flatbuffer tensor -> QuantGraph value (-1: the graph input)
+        self.notes: list[str] = []
+
+    # --- flatbuffer access ---------------------------------------------------------------------
+    def shape(self, t: int) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.sub.Tensors(t).ShapeAsNumpy()) if self.sub.Tensors(t).ShapeLength() else ()
+
+    def dtype(self, t: int) -> int:
+        return int(self.sub.Tensors(t).Type())
+
+    def scales(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self.sub.Tensors(t).Quantization()
+        if q is None or q.ScaleLength() == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        zp = q.ZeroPointAsNumpy() if q.ZeroPointLength() else np.zeros(q.ScaleLength(), np.int64)
+        return q.ScaleAsNumpy().astype(np.float32), np.asarray(zp, np.int64)
+
+    def qparams(self, t: int, what: str) -> QParams:
+        scale, zp = self.scales(t)
+        if len(scale) != 1:
+            raise UserError(f"{self.where}: {what} (tensor {t}) must be quantized per tensor, but has {len(scale)} scales")
+        return QParams(float(scale[0]), int(zp[0]))
+
+    def const(self, t: int) -> np.ndarray:
+        tensor = self.sub.Tensors(t)
+        buf = self.model.Buffers(tensor.Buffer())
+        if buf is None or buf.DataLength() == 0:
+            raise UserError(f"{self.where}: tensor {t} ({self.name(t)}) must be a constant, but has no data")
+        dtype = {INT8: np.int8, INT32: np.int32, FLOAT32: np.float32, 4: np.int64}.get(self.dtype(t))
+        if dtype is None:
+            raise UserError(f"{self.where}: constant tensor {t} has type {TYPE_NAMES.get(self.dtype(t), self.dtype(t))}, which is not supported")
+        return np.frombuffer(buf.DataAsNumpy().tobytes(), dtype=dtype).reshape(self.shape(t))
+
+    def name(self, t: int) -> str:
+        raw = self.sub.Tensors(t).Name()
+        return raw.decode(errors="replace") if raw else f"t{t}"
+
+    def hwc(self, t: int) -> HWC:
+        shape = self.shape(t)
+        if not shape or shape[0] != 1 or len(shape) > 4:
+            raise UserError(f"{self.where}: tensor {t} ({self.name(t)}) has shape {list(shape)}; only batch-1 tensors of rank 2 to 4 import")
+        if len(shape) == 4:
+            return shape[1], shape[2], shape[3]
+        if len(shape) == 3:
+            return 1, shape[1], shape[2]
+        return 1, 1, shape[-1]
+
+    def options(self, op: Any, cls_name: str) -> Any:
+        import tflite
+
+        table = op.BuiltinOptions()
+        opts = getattr(tflite, cls_name)()
+        if table is not None:
+            opts.Init(table.Bytes, table.Pos)
+        return opts if table is not None else None
+
+    # --- the pass ----------------------------------------------------------------------------------
+    def run(self) -> TfliteImport:
+        sub = self.sub
+        inputs, outputs = list(sub.InputsAsNumpy()), list(sub.OutputsAsNumpy())
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UserError(f"{self.where}: the model has {len(inputs)} inputs and {len(outputs)} outputs; only one of each imports")
+        model_in, model_out = int(inputs[0]), int(outputs[0])
+        int8_in, float_in_q = model_in, None
+        first = 0
+        if self.dtype(model_in) == FLOAT32:
+            if sub.OperatorsLength() == 0 or self.op_name(0) != "QUANTIZE":
+                raise UserError(f"{self.where}: a float model (input {self.name(model_in)} is float32); give calibration data with "
+                                "--calib to quantize it here, or export an int8 model")
+            int8_in = int(sub.Operators(0).OutputsAsNumpy()[0])
+            float_in_q = self.qparams(int8_in, "the quantized input")
+            first = 1
+        if self.dtype(int8_in) != INT8:
+            raise UserError(f"{self.where}: input type {TYPE_NAMES.get(self.dtype(int8_in), '?')}; only int8 (or float32 + QUANTIZE) models import")
+        input_q = self.qparams(int8_in, "the input")
+        self.value[int8_in] = -1
+        int8_out, float_out_q = model_out, None
+        for k in range(first, sub.OperatorsLength()):
+            name = self.op_name(k)
+            op = sub.Operators(k)
+            if name == "DEQUANTIZE" and int(op.OutputsAsNumpy()[0]) == model_out:
+                int8_out = int(op.InputsAsNumpy()[0])
+                float_out_q = self.qparams(int8_out, "the output")
+                continue
+            handler = self.HANDLERS.get(name)
+            if handler is None:
+                raise UserError(f"{self.where}: operator {k} ({name}) is not supported; tinycompile imports "
+                                f"{', '.join(sorted(self.HANDLERS))}")
+            handler(self, k, op)
+        if int8_out not in self.value or self.value[int8_out] < 0:
+            raise UserError(f"{self.where}: the output tensor is not computed by any supported operator")
+        if self.value[int8_out] != len(self.ops) - 1:
+            raise UserError(f"{self.where}: the output must be the last operator's result")
+        graph = QuantGraph(self.hwc(int8_in), input_q, self.ops, {"source": self.where, "format": "tflite"})
+        return TfliteImport(
+            graph=graph, op_tensors=self.op_tensors, op_sources=self.op_sources, input_tensor=model_in,
+            output_tensor=model_out, int8_input_tensor=int8_in, int8_output_tensor=int8_out,
+            input_dtype=TYPE_NAMES.get(self.dtype(model_in), "?"), output_dtype=TYPE_NAMES.get(self.dtype(model_out), "?"),
+            input_shape=self.shape(model_in), output_shape=self.shape(model_out),
+            float_input_q=float_in_q, float_output_q=float_out_q, notes=self.notes,
+        )  # fmt: skip
+
+    def op_name(self, k: int) -> str:
+        code = self.model.OperatorCodes(self.sub.Operators(k).OpcodeIndex())
+        return self.op_names.get(max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())), "CUSTOM")
+
+    def emit(self, k: int, op: QOp, out_tensor: int) -> None:
+        self.ops.append(op)
+        self.op_tensors.append(out_tensor)
+        self.op_sources.append(f"{k}:{self.op_name(k)}")
+        if out_tensor != NO_TENSOR:
+            self.value[out_tensor] = len(self.ops) - 1
+
+    def source(self, t: int, k: int) -> int:
+        if t not in self.value:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) reads tensor {t} ({self.name(t)}), which no "
+                            "supported operator produced (a constant activation or a second input?)")
+        return self.value[t]
+
+    def int8(self, t: int, k: int, what: str) -> None:
+        if self.dtype(t) != INT8:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): {what} is {TYPE_NAMES.get(self.dtype(t), '?')}, "
+                            "but only int8 activations import")
+
+    def base(self, k: int, ins: list[int], out: int) -> dict[str, Any]:
+        for t in (*ins, out):
+            self.int8(t, k, f"tensor {t} ({self.name(t)})")
+        return dict(inputs=tuple(self.source(t, k) for t in ins), in_shapes=tuple(self.hwc(t) for t in ins),
+                    out_shape=self.hwc(out), in_q=tuple(self.qparams(t, "an activation") for t in ins),
+                    out_q=self.qparams(out, "an activation"))  # fmt: skip
+
+    def act_range(self, act: int, q: QParams, k: int) -> tuple[int, int]:
+        """TFLite's CalculateActivationRangeQuantized: ``zp + round(f / scale)`` in float32, within int8."""
+
+        def at(f: float) -> int:
+            return q.zero_point + int(_round_away(np.float32(f) / np.float32(q.scale)))
+
+        if act == ACT_NONE:
+            return -128, 127
+        if act == ACT_RELU:
+            return max(-128, at(0.0)), 127
+        if act == ACT_RELU6:
+            return max(-128, at(0.0)), min(127, at(6.0))
+        if act == ACT_RELU_N1_TO_1:
+            return max(-128, at(-1.0)), min(127, at(1.0))
+        raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has fused activation {act} (TANH/SIGN_BIT), which is not supported")
+
+    def padding(self, kind: int, in_hwc: HWC, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
+        if kind == PADDING_VALID:
+            return 0, 0, 0, 0
+        top, bottom = same_padding(in_hwc[0], kernel[0], stride[0])
+        left, right = same_padding(in_hwc[1], kernel[1], stride[1])
+        return top, bottom, left, right
+
+    # --- weighted ops --------------------------------------------------------------------------
+    def weighted(self, k: int, op: Any, kind: str) -> None:
+        ins = [int(t) for t in op.InputsAsNumpy()]
+        out = int(op.OutputsAsNumpy()[0])
+        base = self.base(k, ins[:1], out)
+        w = self.const(ins[1])
+        if self.dtype(ins[1]) != INT8:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has {TYPE_NAMES.get(self.dtype(ins[1]))} weights; only int8 imports")
+        w_scale, w_zp = self.scales(ins[1])
+        if len(w_zp) and np.any(w_zp != 0):
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has weight zero points != 0; TFLite int8 weights are symmetric")
+        channels = base["out_shape"][2]
+        bias = self.const(ins[2]).astype(np.int32) if len(ins) > 2 and ins[2] >= 0 else np.zeros(channels, np.int32)
+        if bias.shape != (channels,):
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): bias shape {bias.shape} != ({channels},)")
+        s_in, s_out = base["in_q"][0].scale, base["out_q"].scale
+        if len(w_scale) == 1 and kind == "dense":  # GetQuantizedConvolutionMultipler: the product in float32
+            effective = np.full(channels, float(np.float32(s_in) * w_scale[0]) / float(np.float32(s_out)))
+        else:
+            per = np.broadcast_to(w_scale.astype(np.float64), (channels,))
+            effective = float(np.float32(s_in)) * per / float(np.float32(s_out))
+        if effective.max() >= 1.0 or effective.min() <= 0.0:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has an effective scale outside (0, 1) "
+                            f"({effective.min():.3g}..{effective.max():.3g}); requantization by a left shift is not supported yet")
+        pairs = [quantize_multiplier(float(e)) for e in effective]
+        tensors = {"bias": bias, "multiplier": np.array([m for m, _ in pairs], np.int32),
+                   "shift": np.array([s for _, s in pairs], np.int32)}
+        if kind == "dense":
+            self.dense(k, op, base, w, tensors, out)
+            return
+        opts = self.options(op, "Conv2DOptions" if kind == "conv" else "DepthwiseConv2DOptions")
+        if opts.DilationHFactor() > 1 or opts.DilationWFactor() > 1:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) is dilated; dilation is not supported")
+        stride = (int(opts.StrideH()), int(opts.StrideW()))
+        if kind == "conv":
+            kernel = (w.shape[1], w.shape[2])
+            if w.shape[3] != base["in_shapes"][0][2]:
+                raise UserError(f"{self.where}: operator {k} (CONV_2D) is grouped ({w.shape[3]} of {base['in_shapes'][0][2]} input channels); not supported")
+            tensors["weight"] = np.ascontiguousarray(w)
+        else:
+            if w.shape[3] != base["in_shapes"][0][2]:
+                raise UserError(f"{self.where}: operator {k} (DEPTHWISE_CONV_2D) has depth multiplier "
+                                f"{w.shape[3] // max(base['in_shapes'][0][2], 1)}; only 1 is supported")
+            kernel = (w.shape[1], w.shape[2])
+            tensors["weight"] = np.ascontiguousarray(w[0])
+        pad = self.padding(int(opts.Padding()), base["in_shapes"][0], kernel, stride)
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
+        self.emit(k, QOp(op=kind, kernel=kernel, stride=stride, padding=pad, lo=lo, hi=hi, tensors=tensors, **base), out)
+
+    def dense(self, k: int, op: Any, base: dict[str, Any], w: np.ndarray, tensors: dict[str, np.ndarray], out: int) -> None:
+        opts = self.options(op, "FullyConnectedOptions")
+        if opts is not None and opts.KeepNumDims():
+            raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) keeps its dimensions; only flat outputs import")
+        in_hwc = base["in_shapes"][0]
+        if w.ndim != 2 or w.shape[1] != int(np.prod(in_hwc)):
+            raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) weights {list(w.shape)} do not match its input {list(in_hwc)}")
+        if in_hwc[:2] != (1, 1):  # TFLite flattens the NHWC input: insert the view, the weights are already in that order
+            flat = (1, 1, int(np.prod(in_hwc)))
+            self.emit(k, QOp("flatten", base["inputs"], base["in_shapes"], flat, base["in_q"], base["in_q"][0]), NO_TENSOR)
+            base = dict(base, inputs=(len(self.ops) - 1,), in_shapes=(flat,))
+        act = int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE
+        lo, hi = self.act_range(act, base["out_q"], k)
+        tensors["weight"] = np.ascontiguousarray(w)
+        self.emit(k, QOp(op="dense", lo=lo, hi=hi, params={"single_rounding": 1}, tensors=tensors,
+                         **dict(base, out_shape=(1, 1, w.shape[0]))), out)
+
+    # --- the other ops -------------------------------------------------------------------------
+    def pool(self, k: int, op: Any, kind: str) -> None:
+        ins, out = [int(op.InputsAsNumpy()[0])], int(op.OutputsAsNumpy()[0])
+        base = self.base(k, ins, out)
+        opts = self.options(op, "Pool2DOptions")
+        kernel = (int(opts.FilterHeight()), int(opts.FilterWidth()))
+        stride = (int(opts.StrideH()), int(opts.StrideW()))
+        pad = self.padding(int(opts.Padding()), base["in_shapes"][0], kernel, stride)
+        if any(pad):
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) pads its input (SAME padding {pad}); only pools "
+                            "whose windows stay inside the input import")
+        if base["in_q"][0] != base["out_q"]:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) rescales (input and output quantization differ); "
+                            "TFLite's int8 pools do not")
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
+        if kind == "maxpool":
+            self.emit(k, QOp(op="maxpool", kernel=kernel, stride=stride, lo=lo, hi=hi, **base), out)
+            return
+        count = kernel[0] * kernel[1]
+        zp = base["in_q"][0].zero_point
+        exact = _multiplier_average(count, zp, lo, hi)
+        if exact is not None:  # the multiplier form equals TFLite's division on every possible window sum
+            tensors = {"multiplier": np.array([exact[0]], np.int32), "shift": np.array([exact[1]], np.int32)}
+            self.emit(k, QOp(op="avgpool", kernel=kernel, stride=stride, lo=lo, hi=hi, tensors=tensors, **base), out)
+        else:
+            self.notes.append(f"operator {k}: average of {count} kept as an integer division (no exact multiplier)")
+            self.emit(k, QOp(op="avgpool", kernel=kernel, stride=stride, lo=lo, hi=hi, params={"divide": 1}, **base), out)
+
+    def add(self, k: int, op: Any) -> None:
+        ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        base = self.base(k, ins, out)
+        if base["in_shapes"][0] != base["in_shapes"][1]:
+            raise UserError(f"{self.where}: operator {k} (ADD) broadcasts {list(base['in_shapes'][0])} + "
+                            f"{list(base['in_shapes'][1])}; only equal shapes import")
+        s_a, s_b, s_o = (float(np.float32(q.scale)) for q in (*base["in_q"], base["out_q"]))
+        mults, shifts = semantics.add_multipliers(s_a, s_b, s_o)
+        opts = self.options(op, "AddOptions")
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
+        tensors = {"multiplier": np.array(mults, np.int32), "shift": np.array(shifts, np.int32)}
+        self.emit(k, QOp(op="add", lo=lo, hi=hi, params={"left_shift": semantics.ADD_LEFT_SHIFT}, tensors=tensors, **base), out)
+
+    def reshape(self, k: int, op: Any) -> None:
+        src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
+        in_hwc, out_hwc = self.hwc(src), self.hwc(out)
+        if self.qparams(src, "a reshape's input") != self.qparams(out, "a reshape's output"):
+            raise UserError(f"{self.where}: operator {k} (RESHAPE) changes the quantization; not supported")
+        if out_hwc == in_hwc:  # the same bytes in the same layout: nothing to run
+            self.value[out] = self.source(src, k)
+            return
+        if out_hwc[:2] != (1, 1):
+            raise UserError(f"{self.where}: operator {k} (RESHAPE) to {list(self.shape(out))}: only flattening reshapes import")
+        base = self.base(k, [src], out)
+        self.emit(k, QOp(op="flatten", **base), out)
+
+    def softmax(self, k: int, op: Any) -> None:
+        src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
+        base = self.base(k, [src], out)
+        opts = self.options(op, "SoftmaxOptions")
+        beta = float(opts.Beta()) if opts is not None else 1.0
+        params = semantics.softmax_params(beta, float(np.float32(base["in_q"][0].scale)))
+        self.emit(k, QOp(op="softmax", params=dict(params), **base), out)
+
+    def pad(self, k: int, op: Any) -> None:
+        ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        base = self.base(k, ins[:1], out)
+        pads = self.const(ins[1]).reshape(-1, 2)
+        full = np.zeros((4, 2), np.int64)
+        full[4 - len(pads) :] = pads
+        if full[0].any() or full[3].any():
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) pads the batch or channel axis; only H and W padding imports")
+        if base["in_q"][0] != base["out_q"]:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) changes the quantization; not supported")
+        value = base["out_q"].zero_point
+        if len(ins) > 2 and ins[2] >= 0:  # PADV2's constant, already quantized like the input
+            value = int(self.const(ins[2]).reshape(-1)[0])
+        padding = (int(full[1, 0]), int(full[1, 1]), int(full[2, 0]), int(full[2, 1]))
+        self.emit(k, QOp(op="pad", padding=padding, params={"value": value}, **base), out)
+
+    def concat(self, k: int, op: Any) -> None:
+        ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        base = self.base(k, ins, out)
+        opts = self.options(op, "ConcatenationOptions")
+        rank = len(self.shape(out))
+        if int(opts.Axis()) not in (-1, rank - 1):
+            raise UserError(f"{self.where}: operator {k} (CONCATENATION) joins axis {opts.Axis()}; only the channel axis imports")
+        if any(q != base["out_q"] for q in base["in_q"]):
+            raise UserError(f"{self.where}: operator {k} (CONCATENATION) rescales its inputs; only equal quantization imports")
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
+        self.emit(k, QOp(op="concat", lo=lo, hi=hi, **base), out)
+
+    def lookup(self, k: int, op: Any, table: Callable[[QParams, QParams], np.ndarray]) -> None:
+        src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
+        base = self.base(k, [src], out)
+        self.emit(k, QOp(op="lut", tensors={"table": np.asarray(table(base["in_q"][0], base["out_q"]), np.int8)}, **base), out)
+
+    HANDLERS: dict[str, Callable[..., None]] = {
+        "CONV_2D": lambda self, k, op: self.weighted(k, op, "conv"),
+        "DEPTHWISE_CONV_2D": lambda self, k, op: self.weighted(k, op, "dwconv"),
+        "FULLY_CONNECTED": lambda self, k, op: self.weighted(k, op, "dense"),
+        "AVERAGE_POOL_2D": lambda self, k, op: self.pool(k, op, "avgpool"),
+        "MAX_POOL_2D": lambda self, k, op: self.pool(k, op, "maxpool"),
+        "ADD": add,
+        "RESHAPE": reshape,
+        "SOFTMAX": softmax,
+        "PAD": pad,
+        "PADV2": pad,
+        "CONCATENATION": concat,
+        "LOGISTIC": lambda self, k, op: self.lookup(k, op, semantics.logistic_table),
+        "TANH": lambda self, k, op: self.lookup(k, op, semantics.tanh_table),
+        "QUANTIZE": lambda self, k, op: self.lookup(k, op, semantics.requantize_table),
+    }
+
+
+def _multiplier_average(count: int, zero_point: int, lo: int, hi: int) -> tuple[int, int] | None:
+    """``(M, S)`` such that the QuantGraph's multiplier average equals TFLite's rounded integer division on every
+    window sum of ``count`` int8 values, or None. Checked exhaustively (255 * count + 1 sums).
+
+    Small shifts come first: with ``S = 0`` the doubling high multiply is the only rounding (a normalised multiplier
+    rounds twice, and the second rounding meets exact halves), so ``M ~ 2**31 / count`` is exact for odd counts."""
+    if count == 1:
+        return None
+    sums = np.arange(-128 * count, 127 * count + 1, dtype=np.int64)
+    half = count // 2  # C's integer division, as TFLite writes the rounding
+    want = np.clip(np.where(sums > 0, (sums + half) // count, -((half - sums) // count)), lo, hi)
+    for shift in range(8):
+        ideal = 2 ** (31 + shift) / count
+        for m in (round(ideal), math.floor(ideal), math.ceil(ideal)):
+            if not 0 < m < 2**31:
+                continue
+            got = requantize_to_int8(sums - count * zero_point, m, shift, zero_point, lo, hi)
+            if np.array_equal(got.astype(np.int64), want):
+                return int(m), shift
+    return None
