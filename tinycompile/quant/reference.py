@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tinycompile.quant.graph import QOp, QuantGraph
 from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize_to_int8
+from tinycompile.quant import semantics
 from tinycompile.quant.semantics import add_int8
 
 
@@ -106,6 +107,9 @@ def _maxpool(op: QOp, x: np.ndarray) -> np.ndarray:
 
 
 def _avgpool(op: QOp, x: np.ndarray) -> np.ndarray:
+    if op.params.get("divide"):  # TFLite's integer average of the raw values (imported models)
+        count = op.kernel[0] * op.kernel[1]
+        return semantics.avgpool_divide(_windows(op, x, 0).sum(axis=(4, 5)), count, op.lo, op.hi)
     zp = op.in_q[0].zero_point
     acc = (_windows(op, x, zp) - zp).sum(axis=(4, 5))
     t = op.tensors
@@ -121,6 +125,22 @@ def _add(op: QOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return add_int8(a, b, op.in_q[0].zero_point, op.in_q[1].zero_point, t["multiplier"], t["shift"], op.out_q.zero_point, op.lo, op.hi)
 
 
+def _softmax(op: QOp, x: np.ndarray) -> np.ndarray:
+    return semantics.softmax_int8(x, op.params)
+
+
+def _lut(op: QOp, x: np.ndarray) -> np.ndarray:
+    return semantics.lut_int8(x, op.tensors["table"])
+
+
+def _pad(op: QOp, x: np.ndarray) -> np.ndarray:
+    return semantics.pad_int8(x, op.padding, int(op.params["value"]))
+
+
+def _concat(op: QOp, *xs: np.ndarray) -> np.ndarray:
+    return semantics.concat_int8(*xs)
+
+
 OPS = {
     "conv": _conv,
     "dwconv": _dwconv,
@@ -130,4 +150,8 @@ OPS = {
     "gap": _avgpool,
     "flatten": _flatten,
     "add": _add,
+    "softmax": _softmax,
+    "lut": _lut,
+    "pad": _pad,
+    "concat": _concat,
 }

@@ -21,9 +21,20 @@ add (TFLite's scheme, exact in int32)::
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
-from tinycompile.quant.intmath import quantize_multiplier, requantize, requantize_to_int8
+from tinycompile.quant.intmath import (
+    INT32_MAX,
+    INT32_MIN,
+    quantize_multiplier,
+    requantize,
+    requantize_to_int8,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
 
 ADD_LEFT_SHIFT = 20
 SCALE_MARGIN = 1.0 + 2.0**-20  # keeps a scale that would reach one strictly below it
@@ -57,3 +68,202 @@ def add_int8(
     sa = requantize((a.astype(np.int64) - zp_a) << ADD_LEFT_SHIFT, int(mult[0]), int(shift[0]))
     sb = requantize((b.astype(np.int64) - zp_b) << ADD_LEFT_SHIFT, int(mult[1]), int(shift[1]))
     return requantize_to_int8(sa + sb, int(mult[2]), int(shift[2]), zp_out, lo, hi)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Ops of imported TFLite models. Each function reproduces TFLite's *reference* kernel (the interpreter's BUILTIN_REF
+# op resolver) bit for bit; the fixed-point helpers follow gemmlowp's definitions on int64 arrays holding int32 values.
+# ---------------------------------------------------------------------------------------------------------------------
+
+SOFTMAX_DIFF_INTEGER_BITS = 5  # TFLite's kScaledDiffIntegerBits: exp's input is Q5.26
+SOFTMAX_ACCUM_INTEGER_BITS = 12  # TFLite's kAccumulationIntegerBits: the sum of exps is Q12.19
+SOFTMAX_OUTPUT_ZERO_POINT = -128  # int8 softmax output: scale 1/256, zero point -128
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401), (4, 242))
+
+
+def tflite_round(x: float) -> int:
+    """C's ``round`` (TfLiteRound): half away from zero (Python's ``round`` is half to even)."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def tflite_quantize_multiplier(scale: float) -> tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier`` (double rounding build): ``(multiplier, shift)`` with ``scale ~=
+    multiplier * 2**-31 * 2**shift``; TFLite's sign convention, a positive ``shift`` is a left shift."""
+    if scale == 0.0:
+        return 0, 0
+    mantissa, shift = math.frexp(scale)
+    q = tflite_round(mantissa * 2**31)
+    if q == 2**31:  # rounding carried into the next power of two
+        q //= 2
+        shift += 1
+    if shift < -31:  # too small to represent: TFLite flushes it to zero
+        return 0, 0
+    return q, shift
+
+
+def softmax_params(beta: float, input_scale: float) -> dict[str, int]:
+    """What TFLite's SoftmaxPrepare (reference kernel, int8) derives from ``beta`` and the input scale, both float32
+    in the model: ``{"beta_multiplier", "beta_left_shift", "diff_min"}`` (PreprocessSoftmaxScaling and
+    CalculateInputRadius with 5 integer bits)."""
+    beta64, scale64 = float(np.float32(beta)), float(np.float32(input_scale))
+    real = min(beta64 * scale64 * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)), float(2**31 - 1))
+    if not real > 1.0:
+        raise ValueError(f"softmax: beta * input_scale = {beta64 * scale64!r} is too small for TFLite's int8 kernel")
+    multiplier, left_shift = tflite_quantize_multiplier(real)
+    # CalculateInputRadius: the largest |x - max| whose rescaled value still fits Q5.26, computed in double as TFLite does
+    radius = math.floor(((1 << SOFTMAX_DIFF_INTEGER_BITS) - 1) * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)) / float(1 << left_shift))
+    return {"beta_multiplier": int(multiplier), "beta_left_shift": int(left_shift), "diff_min": -int(radius)}
+
+
+def _sat_shl(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingMultiplyByPOT for a positive exponent: ``x << exponent`` saturated to int32."""
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
+
+
+def _exp_on_interval(a: np.ndarray) -> np.ndarray:
+    """gemmlowp's exp_on_interval_between_negative_one_quarter_and_0_excl on Q0.31 values (Taylor series at -1/8)."""
+    exp_minus_eighth, one_third = 1895147668, 715827883
+    x = a + (1 << 28)
+    x2 = saturating_rounding_doubling_high_mul(x, x)
+    x3 = saturating_rounding_doubling_high_mul(x2, x)
+    x4 = saturating_rounding_doubling_high_mul(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x4_over_4 + x3, one_third) + x2, 1)
+    return exp_minus_eighth + saturating_rounding_doubling_high_mul(exp_minus_eighth, x + poly)
+
+
+def exp_on_negative_values_q5(a: np.ndarray) -> np.ndarray:
+    """gemmlowp's exp_on_negative_values for Q5.26 inputs ``a <= 0``: ``exp(a)`` as Q0.31 (int64 array)."""
+    a = np.asarray(a, dtype=np.int64)
+    frac_bits = 31 - SOFTMAX_DIFF_INTEGER_BITS
+    quarter = 1 << (frac_bits - 2)
+    a_mod = (a & (quarter - 1)) - quarter  # a rounded up to a multiple of 1/4, minus that multiple: [-1/4, 0)
+    result = _exp_on_interval(_sat_shl(a_mod, SOFTMAX_DIFF_INTEGER_BITS))
+    remainder = a_mod - a  # the non-negative multiple of 1/4 still to apply, one bit per exp(-2**k) factor
+    for k, factor in _EXP_BARREL:
+        hit = (remainder & (1 << (frac_bits + k))) != 0
+        result = np.where(hit, saturating_rounding_doubling_high_mul(result, factor), result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def softmax_table(params: dict[str, int]) -> np.ndarray:
+    """int32 ``(256, 2)``: for each ``d = max - x`` in [0, 255], ``exp(-d * beta * s_in)`` as Q0.31 (column 0) and
+    that term of the Q12.19 sum (column 1, rounded); both 0 where ``-d < diff_min`` (TFLite skips those inputs)."""
+    d = np.arange(256, dtype=np.int64)
+    kept = -d >= params["diff_min"]
+    # MultiplyByQuantizedMultiplierGreaterThanOne; the kept diffs cannot overflow the int32 left shift (radius bound)
+    shifted = np.where(kept, -d << params["beta_left_shift"], 0)
+    scaled = saturating_rounding_doubling_high_mul(shifted, params["beta_multiplier"])
+    exp = np.where(kept, exp_on_negative_values_q5(scaled), 0)
+    term = rounding_divide_by_pot(exp, SOFTMAX_ACCUM_INTEGER_BITS)  # gemmlowp Rescale<12>
+    return np.stack([exp, term], axis=1).astype(np.int32)
+
+
+def one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
+    """gemmlowp's one_over_one_plus_x_for_x_in_0_1 on Q0.31 values (three Newton-Raphson steps in Q2.29)."""
+    a = np.asarray(a, dtype=np.int64)
+    total = a + INT32_MAX  # RoundingHalfSum(a, One): (a + b + sign) / 2 truncated
+    half_den = np.where(total >= 0, (total + 1) // 2, -((-(total - 1)) // 2))
+    x = 1515870810 + saturating_rounding_doubling_high_mul(half_den, -1010580540)  # 48/17 - 32/17 * d
+    for _ in range(3):
+        err = (1 << 29) - saturating_rounding_doubling_high_mul(half_den, x)  # 1 - d x in Q2.29
+        x = x + _sat_shl(saturating_rounding_doubling_high_mul(x, err), 2)
+    return _sat_shl(x, 1)  # x / 2 as Q1, rescaled to Q0
+
+
+def softmax_reciprocal(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite's GetReciprocal of a positive Q12.19 sum: ``(1 / (sum scaled into [1, 2)) as Q0.31, bits over one)``."""
+    total = np.asarray(total, dtype=np.int64)
+    clz = 32 - np.frexp(total.astype(np.float64))[1].astype(np.int64)  # exact: the sums are integers below 2**31
+    shifted_minus_one = ((total << clz) & 0xFFFFFFFF) - (1 << 31)
+    return one_over_one_plus_x(shifted_minus_one), SOFTMAX_ACCUM_INTEGER_BITS - clz
+
+
+def softmax_int8(x: np.ndarray, params: dict[str, int]) -> np.ndarray:
+    """TFLite's reference int8 softmax over the last axis of ``x`` (any leading shape), int8 output (1/256, -128).
+
+    Rows whose rounding exponent would exceed 31 (a sum of exps of 2**28 or more, i.e. hundreds of near-maximal
+    channels) make TFLite abort; here they continue with the same round-half-up division."""
+    x = np.asarray(x)
+    table = softmax_table(params).astype(np.int64)
+    diff = x.max(axis=-1, keepdims=True).astype(np.int64) - x.astype(np.int64)
+    exp = table[diff, 0]
+    recip, bits_over_unit = softmax_reciprocal(table[diff, 1].sum(axis=-1, keepdims=True))
+    exponent = bits_over_unit + 31 - 8
+    unsat = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(recip, exp), exponent)
+    return np.clip(unsat + SOFTMAX_OUTPUT_ZERO_POINT, -128, 127).astype(np.int8)
+
+
+def lut_int8(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The ``lut`` op: ``y = table[x + 128]``."""
+    return np.asarray(table, dtype=np.int8)[np.asarray(x).astype(np.int64) + 128]
+
+
+def _float_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int, fn: Any) -> np.ndarray:
+    """TFLite's LUTPopulate for int8 in float32 arithmetic: ``clamp(round(fn(s_in (q - zp_in)) / s_out) + zp_out)``,
+    indexed by ``q + 128``; ``fn`` maps a float32 array to float32."""
+    q = np.arange(-128, 128, dtype=np.int32)
+    s_in = np.float32(in_scale)
+    dequantized = s_in * (q - np.int32(in_zp)).astype(np.float32)
+    inverse_scale = np.float32(1.0) / np.float32(out_scale)
+    rescaled = _round_half_away(fn(dequantized).astype(np.float32) * inverse_scale)
+    quantized = (rescaled + np.float32(out_zp)).astype(np.int64)  # exact: rescaled is a small integer
+    return np.clip(quantized, -128, 127).astype(np.int8)
+
+
+def _round_half_away(v: np.ndarray) -> np.ndarray:
+    """Element-wise C ``roundf``: half away from zero, in float32."""
+    return (np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))).astype(np.float32)
+
+
+def _expf(v: np.ndarray) -> np.ndarray:
+    # expf rounded correctly (glibc's expf is correctly rounded); float64 then one rounding to float32, where
+    # large arguments overflow to inf exactly as expf's do (then 1 / (1 + inf) = 0).
+    with np.errstate(over="ignore"):
+        return np.exp(v.astype(np.float64)).astype(np.float32)
+
+
+def logistic_table(in_scale: float, in_zp: int, out_scale: float = 1.0 / 256, out_zp: int = -128) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 LOGISTIC (reference kernel: ``1 / (1 + expf(-x))`` in float32)."""
+    return _float_lut(in_scale, in_zp, out_scale, out_zp, lambda v: np.float32(1.0) / (np.float32(1.0) + _expf(-v)))
+
+
+def tanh_table(in_scale: float, in_zp: int, out_scale: float = 1.0 / 128, out_zp: int = 0) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 TANH (reference kernel: ``tanhf(x)`` in float32)."""
+    return _float_lut(in_scale, in_zp, out_scale, out_zp, lambda v: np.tanh(v.astype(np.float64)).astype(np.float32))
+
+
+def requantize_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 -> int8 QUANTIZE (reference Requantize): ``clamp(MultiplyByQuantized
+    Multiplier(q - zp_in, M, shift) + zp_out)`` with ``M, shift`` from the double ``s_in / s_out``."""
+    multiplier, shift = tflite_quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    q = np.arange(-128, 128, dtype=np.int64) - in_zp
+    out = multiply_by_quantized_multiplier(q, multiplier, shift) + out_zp
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), TFLite's sign: ``shift > 0`` shifts ``x`` left first."""
+    left, right = max(shift, 0), max(-shift, 0)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(np.asarray(x, dtype=np.int64) << left, multiplier), right)
+
+
+def avgpool_divide(window_sum: np.ndarray, count: int, lo: int, hi: int) -> np.ndarray:
+    """TFLite's int8 AveragePool: the raw int8 sum over a window of ``count`` values divided with rounding half away
+    from zero (C's truncating division of ``sum +- count / 2``), clamped to ``[lo, hi]``."""
+    s = np.asarray(window_sum, dtype=np.int64)
+    num = np.where(s > 0, s + count // 2, s - count // 2)
+    quotient = np.sign(num) * (np.abs(num) // count)  # C division truncates towards zero
+    return np.clip(quotient, lo, hi).astype(np.int8)
+
+
+def pad_int8(x: np.ndarray, padding: tuple[int, int, int, int], value: int) -> np.ndarray:
+    """Constant padding of H and W of an ``(N, H, W, C)`` int8 array: ``padding`` is (top, bottom, left, right)."""
+    pt, pb, pl, pr = padding
+    return np.pad(np.asarray(x), ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value).astype(np.int8)
+
+
+def concat_int8(*xs: np.ndarray) -> np.ndarray:
+    """Channel concatenation of ``(N, H, W, C_i)`` int8 arrays (inputs quantized as the output, no rescaling)."""
+    return np.concatenate([np.asarray(x) for x in xs], axis=-1).astype(np.int8)
