@@ -51,10 +51,10 @@ def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> Pri
 
 
 def requantize_single_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> PrimExpr:
-    """``intmath.requantize_single`` in TIR: one 64-bit multiply, add and shift (TFLite's int8 fully connected)."""
-    s64 = shift.astype("int64")
-    rounded = acc.astype("int64") * multiplier.astype("int64") + (_i64(1) << (s64 + _i64(30)))
-    return (rounded >> (s64 + _i64(31))).astype("int32")
+    """``intmath.requantize_single`` in TIR, as ``((acc M >> (S + 30)) + 1) >> 1`` (the same floor; TVM clamps a
+    variable left shift of the rounding constant ``1 << (S + 30)`` to 31 bits)."""
+    product = acc.astype("int64") * multiplier.astype("int64")
+    return (((product >> (shift.astype("int64") + _i64(30))) + _i64(1)) >> _i64(1)).astype("int32")
 
 
 FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``
@@ -319,8 +319,10 @@ def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
     """Sum of ``x - zp_in`` over each window, requantized by a multiplier that includes 1/count.
 
     The zero point leaves the loop: the window sums raw int8 values and a ``biased`` stage subtracts
-    ``count * zp_in`` once per output.
+    ``count * zp_in`` once per output. With ``params["divide"]`` (imported models): ``avgpool_divide``.
     """
+    if op.params.get("divide"):
+        return avgpool_divide(op, x)
     ho, wo, c = op.out_shape
     sh, sw = op.stride
     zp = op.in_q[0].zero_point
@@ -340,6 +342,124 @@ def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
         lambda h, w, ch: clamp_int8(requantize_const(biased[h, w, ch], m, s, bound), op.out_q.zero_point, op.lo, op.hi),
         name="out",
     )
+
+
+def avgpool_divide(op: QOp, x: te.Tensor) -> te.Tensor:
+    """TFLite's integer average (``params["divide"]``): the raw window sum ``acc``, then ``out`` divides it by the
+    window size rounding half away from zero (C's truncating division of ``acc +- count / 2``) and clamps."""
+    ho, wo, c = op.out_shape
+    sh, sw = op.stride
+    count = op.kernel[0] * op.kernel[1]
+    rkh = te.reduce_axis((0, op.kernel[0]), "kh")
+    rkw = te.reduce_axis((0, op.kernel[1]), "kw")
+    acc = te.compute(
+        (ho, wo, c),
+        lambda h, w, ch: te.sum(x[h * sh + rkh, w * sw + rkw, ch].astype("int32"), axis=[rkh, rkw]),
+        name="acc",
+    )
+
+    def f(h: PrimExpr, w: PrimExpr, ch: PrimExpr) -> PrimExpr:
+        s = acc[h, w, ch]
+        num = tirx.Select(s > _i32(0), s + _i32(count // 2), s - _i32(count // 2))
+        return tirx.max(tirx.min(tirx.truncdiv(num, _i32(count)), _i32(op.hi)), _i32(op.lo)).astype("int8")
+
+    return te.compute((ho, wo, c), f, name="out")
+
+
+def _srdhm(a: PrimExpr, b: PrimExpr) -> PrimExpr:
+    """SaturatingRoundingDoublingHighMul of int32 values, as ``(a b + 2**30) >> 31`` (see ``requantize_expr``; the
+    saturating case needs both operands at INT32_MIN, which softmax's operands never are)."""
+    return ((a.astype("int64") * b.astype("int64") + _i64(1 << 30)) >> _i64(31)).astype("int32")
+
+
+def _sat_shl(t: PrimExpr, exponent: int) -> PrimExpr:
+    """gemmlowp's saturating ``t * 2**exponent`` on int32 (a multiply: C leaves left shifts of negatives undefined)."""
+    thr = (1 << (31 - exponent)) - 1
+    return tirx.Select(t > _i32(thr), _i32(INT32_MAX), tirx.Select(t < _i32(-thr), _i32(-INT32_MAX - 1), t * _i32(1 << exponent)))
+
+
+def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
+    """TFLite's int8 softmax over the channels of each position (``quant.semantics.softmax_int8``).
+
+    ``table`` is ``semantics.softmax_table``: int32 ``(256, 2)`` of ``exp(-d)`` (Q0.31) and its Q12.19 term for each
+    ``d = max - x``, so the per-element work is two lookups and one multiply. Per position (``h``, ``w``): the maximum,
+    the sum of terms ``S`` (in [2**19, 2**31): the maximum's own term is 2**19), the headroom ``n = clz(S) - 1`` by
+    eleven comparisons, and gemmlowp's reciprocal of ``S << n`` as TFLite computes it (stages ``recip0`` ..
+    ``recip``: RoundingHalfSum(S << (n + 1) - 2**31, One) is exactly ``S << n``). Each output is then
+    RoundingDivideByPOT(srdhm(recip, exp), 34 - n) of a non-negative value, ``((v >> (33 - n)) + 1) >> 1``.
+    """
+    hn, wn, cn = op.in_shapes[0]
+    if cn >= 1 << (31 - 19):
+        raise ValueError(f"softmax over {cn} channels: the sum of exps overflows int32")
+    rc = te.reduce_axis((0, cn), "c")
+    row_max = te.compute((hn, wn), lambda h, w: te.max(x[h, w, rc], axis=rc), name="row_max")
+
+    def diff(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
+        return row_max[h, w].astype("int32") - x[h, w, c].astype("int32")
+
+    rs = te.reduce_axis((0, cn), "c")
+    row_sum = te.compute((hn, wn), lambda h, w: te.sum(table[diff(h, w, rs), 1], axis=rs), name="row_sum")
+
+    def headroom(h: PrimExpr, w: PrimExpr) -> PrimExpr:
+        s = row_sum[h, w]
+        return sum((s < _i32(1 << k)).astype("int32") for k in range(20, 31))  # clz(S) - 1 for S >= 2**19
+
+    row_lz = te.compute((hn, wn), headroom, name="row_lz")
+
+    def half_den(h: PrimExpr, w: PrimExpr) -> PrimExpr:
+        return row_sum[h, w] << row_lz[h, w]  # the sum scaled into [2**30, 2**31): (1 + x) / 2 in Q0.31
+
+    # Newton-Raphson for 1 / half_den in Q2.29 from 48/17 - 32/17 half_den, three steps (one stage each, so that no
+    # expression repeats its predecessor).
+    x_i = te.compute((hn, wn), lambda h, w: _i32(1515870810) + _srdhm(half_den(h, w), _i32(-1010580540)), name="recip0")
+    for step in range(3):
+
+        def newton(h: PrimExpr, w: PrimExpr, prev: te.Tensor = x_i) -> PrimExpr:
+            err = _i32(1 << 29) - _srdhm(half_den(h, w), prev[h, w])
+            return prev[h, w] + _sat_shl(_srdhm(prev[h, w], err), 2)
+
+        x_i = te.compute((hn, wn), newton, name=f"recip{step + 1}")
+    recip = te.compute((hn, wn), lambda h, w: _sat_shl(x_i[h, w], 1), name="recip")
+
+    def out(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
+        v = _srdhm(recip[h, w], table[diff(h, w, c), 0])
+        rounded = ((v >> tirx.min(_i32(33) - row_lz[h, w], _i32(31))) + _i32(1)) >> _i32(1)
+        return tirx.min(rounded + _i32(-128), _i32(127)).astype("int8")  # rounded >= 0: only the top clamps
+
+    return te.compute((hn, wn, cn), out, name="out")
+
+
+def lut(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
+    """Elementwise table lookup ``y = table[x + 128]`` (int8 table of 256 entries)."""
+    return te.compute(tuple(op.out_shape), lambda *idx: table[x[idx].astype("int32") + _i32(128)], name="out")
+
+
+def pad(op: QOp, x: te.Tensor) -> te.Tensor:
+    """Constant padding of H and W with ``params["value"]``."""
+    pt, _, pl, _ = op.padding
+    h_in, w_in, _ = op.in_shapes[0]
+    value = tirx.const(int(op.params["value"]), "int8")
+
+    def f(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
+        inside = tirx.all(h >= pt, h < pt + h_in, w >= pl, w < pl + w_in)
+        return te.if_then_else(inside, x[h - pt, w - pl, c], value)
+
+    return te.compute(tuple(op.out_shape), f, name="out")
+
+
+def concat(op: QOp, *xs: te.Tensor) -> te.Tensor:
+    """Channel concatenation: each output channel reads the input that holds it (no rescaling)."""
+    starts = [0]
+    for shape in op.in_shapes:
+        starts.append(starts[-1] + shape[2])
+
+    def f(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
+        value = xs[-1][h, w, c - starts[-2]]
+        for k in range(len(xs) - 2, -1, -1):  # innermost: the last input
+            value = te.if_then_else(c < starts[k + 1], xs[k][h, w, c - starts[k]], value)
+        return value
+
+    return te.compute(tuple(op.out_shape), f, name="out")
 
 
 def add(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
