@@ -58,9 +58,9 @@ def mcu_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int,
         work = macs * c[layer.op] + numel(out_shape) * c["per_output"]
     elif layer.op in ("maxpool", "avgpool"):
         work = macs * c["pool"]
-    elif layer.op == "gap":
+    elif layer.op in ("gap", "mean"):
         work = numel(in_shape) * c["gap"]
-    else:  # add
+    else:  # add, and the element-wise ops of imported models (softmax, lut, pad, concat) at the same rate
         work = numel(out_shape) * c["add"]
     return work + c["layer_overhead"]
 

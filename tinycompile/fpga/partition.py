@@ -90,15 +90,22 @@ def _check(ops: tuple[str, ...]):
             return False
         ctx = _ctx()
         index = found[0]
-        geom = op_geom(ctx.graph, index, ctx.params.n)
-        reason = rounding_reason(ctx.graph.ops[index]) or (
-            "no accelerator mapping" if geom is None else unsupported_reason(geom, ctx.params.n))
+        reason = accelerator_reason(ctx.graph, index, ctx.params.n)
         if reason:
             ctx.refused[index] = reason
             return False
         return True
 
     return check
+
+
+def accelerator_reason(graph: QuantGraph, index: int, n: int) -> str | None:
+    """Why the accelerator cannot run op ``index`` of ``graph`` at array size ``n`` (None if it can)."""
+    op = graph.ops[index]
+    if not any(op.op in ops for ops in PATTERN_OPS.values()):
+        return f"op {op.op!r} has no accelerator mapping"
+    geom = op_geom(graph, index, n)
+    return rounding_reason(op) or ("no accelerator mapping" if geom is None else unsupported_reason(geom, n))
 
 
 def rounding_reason(op: QOp) -> str | None:

@@ -265,8 +265,14 @@ def target_params(target: Target, array: int | None = None) -> AccelParams:
     return AccelParams.for_array(int(array or acc["array"]), acc)
 
 
+ACCEL_LAYER_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "add", "flatten")
+
+
 def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
-    """Cycles of one ArchSpec layer on the accelerator, following the code generator's schedule."""
+    """Cycles of one ArchSpec layer on the accelerator, following the code generator's schedule (0 for the ops of
+    imported models that run on the host, which the fpga target does not cost)."""
+    if layer.op not in ACCEL_LAYER_OPS:
+        return 0.0
     p = target_params(target)
     c, h, w = in_shape
     oc, oh, ow = out_shape
