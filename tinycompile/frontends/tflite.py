@@ -285,11 +285,8 @@ class _Importer:
         if bias.shape != (channels,):
             raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): bias shape {bias.shape} != ({channels},)")
         s_in, s_out = base["in_q"][0].scale, base["out_q"].scale
-        if len(w_scale) == 1 and kind == "dense":  # GetQuantizedConvolutionMultipler: the product in float32
-            effective = np.full(channels, float(np.float32(s_in) * w_scale[0]) / float(np.float32(s_out)))
-        else:
-            per = np.broadcast_to(w_scale.astype(np.float64), (channels,))
-            effective = float(np.float32(s_in)) * per / float(np.float32(s_out))
+        per = np.broadcast_to(w_scale.astype(np.float64), (channels,))
+        effective = float(np.float32(s_in)) * per / float(np.float32(s_out))  # in double, as Prepare computes it
         if effective.max() >= 1.0 or effective.min() <= 0.0:
             raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has an effective scale outside (0, 1) "
                             f"({effective.min():.3g}..{effective.max():.3g}); requantization by a left shift is not supported yet")
@@ -297,7 +294,7 @@ class _Importer:
         tensors = {"bias": bias, "multiplier": np.array([m for m, _ in pairs], np.int32),
                    "shift": np.array([s for _, s in pairs], np.int32)}
         if kind == "dense":
-            self.dense(k, op, base, w, tensors, out)
+            self.dense(k, op, base, w, tensors, effective, out)
             return
         opts = self.options(op, "Conv2DOptions" if kind == "conv" else "DepthwiseConv2DOptions")
         if opts.DilationHFactor() > 1 or opts.DilationWFactor() > 1:
@@ -318,7 +315,8 @@ class _Importer:
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         self.emit(k, QOp(op=kind, kernel=kernel, stride=stride, padding=pad, lo=lo, hi=hi, tensors=tensors, **base), out)
 
-    def dense(self, k: int, op: Any, base: dict[str, Any], w: np.ndarray, tensors: dict[str, np.ndarray], out: int) -> None:
+    def dense(self, k: int, op: Any, base: dict[str, Any], w: np.ndarray, tensors: dict[str, np.ndarray],
+              effective: np.ndarray, out: int) -> None:
         opts = self.options(op, "FullyConnectedOptions")
         if opts is not None and opts.KeepNumDims():
             raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) keeps its dimensions; only flat outputs import")
@@ -332,8 +330,13 @@ class _Importer:
         act = int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE
         lo, hi = self.act_range(act, base["out_q"], k)
         tensors["weight"] = np.ascontiguousarray(w)
-        self.emit(k, QOp(op="dense", lo=lo, hi=hi, params={"single_rounding": 1}, tensors=tensors,
-                         **dict(base, out_shape=(1, 1, w.shape[0]))), out)
+        # The reference kernel rounds double(acc) * scale (ties away from zero); fixed-point single rounding is used
+        # by the back ends where it provably gives the same outputs.
+        tensors["scale"] = effective.astype(np.float64)
+        params = {"float_scale": 1}
+        if semantics.single_rounding_exact(tensors["multiplier"], tensors["shift"], effective, base["out_q"].zero_point, lo, hi):
+            params["single_rounding"] = 1
+        self.emit(k, QOp(op="dense", lo=lo, hi=hi, params=params, tensors=tensors, **dict(base, out_shape=(1, 1, w.shape[0]))), out)
 
     # --- the other ops -------------------------------------------------------------------------
     def pool(self, k: int, op: Any, kind: str) -> None:

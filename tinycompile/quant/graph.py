@@ -17,8 +17,11 @@ Ops of imported models (``tinycompile.frontends``), with TFLite's integer semant
   lut      elementwise ``y = table[x + 128]``; tensors: table int8 (256,) (logistic, tanh, int8 requantize)
   pad      ``padding`` (top, bottom, left, right) filled with ``params["value"]``
   concat   its inputs' channels side by side (every input quantized as the output)
-  dense    with ``params["single_rounding"] = 1``: requantized by ``intmath.requantize_single`` (TFLite's int8
-           FULLY_CONNECTED), not the double rounding
+  dense    with ``params["float_scale"] = 1`` (TFLite's int8 FULLY_CONNECTED): requantized by
+           ``intmath.requantize_float(acc, scale[c])`` in double precision; tensor ``scale`` float64 (O); with
+           ``params["single_rounding"] = 1`` as well when ``intmath.requantize_single`` with its multiplier and
+           shift provably gives the same outputs (``semantics.single_rounding_exact``), which back ends may use
+  conv, dwconv, dense with ``params["single_rounding"] = 1`` alone: requantized by ``intmath.requantize_single``
   avgpool  with ``params["divide"] = 1``: TFLite's integer average ``round_half_away(sum(x) / count)`` of the raw
            int8 values (input and output quantized alike), no multiplier tensors
 The integer meaning of each op is written down in :mod:`tinycompile.quant.semantics`.

@@ -69,15 +69,20 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray 
 
 
 def requantize_single(acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
-    """Single rounding: ``(acc * M + 2**(30 + S)) >> (31 + S)`` (half up), as int64.
-
-    TFLite's reference int8 FULLY_CONNECTED rounds so (measured against its interpreter: the double rounding of
-    ``requantize`` differs on ~0.1% of its outputs), while its convolutions use the double rounding.
-    """
+    """Single rounding: ``(acc * M + 2**(30 + S)) >> (31 + S)`` (half up), as int64: the accelerator's POSTPROC
+    ``single`` mode, used where it provably equals ``requantize_float`` (``semantics.single_rounding_exact``)."""
     acc = np.asarray(acc, dtype=np.int64)
     multiplier = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     return (acc * multiplier + (np.int64(1) << (30 + shift))) >> (31 + shift)
+
+
+def requantize_float(acc: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    """C's ``round(double(acc) * scale)`` (ties away from zero), as int64: how TFLite's reference int8
+    FULLY_CONNECTED requantizes (in double precision, not with a fixed-point multiplier as its convolutions do)."""
+    v = np.asarray(acc, dtype=np.float64) * np.asarray(scale, dtype=np.float64)
+    whole = np.trunc(v)
+    return (whole + np.where(np.abs(v - whole) >= 0.5, np.sign(v), 0.0)).astype(np.int64)  # v - trunc(v) is exact
 
 
 def requantize_to_int8(

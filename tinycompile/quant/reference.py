@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinycompile.quant.graph import QOp, QuantGraph
-from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize_to_int8
+from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize_float, requantize_to_int8
 from tinycompile.quant import semantics
 from tinycompile.quant.semantics import add_int8
 
@@ -73,6 +73,8 @@ def _exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _post(op: QOp, acc: np.ndarray) -> np.ndarray:
     t = op.tensors
+    if op.params.get("float_scale"):  # TFLite's fully connected: the double-precision scale is the definition
+        return np.clip(requantize_float(_checked(acc, op), t["scale"]) + op.out_q.zero_point, op.lo, op.hi).astype(np.int8)
     return requantize_to_int8(_checked(acc, op), t["multiplier"].astype(np.int64), t["shift"].astype(np.int64),
                               op.out_q.zero_point, op.lo, op.hi, single=bool(op.params.get("single_rounding")))
 

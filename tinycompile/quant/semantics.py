@@ -267,3 +267,29 @@ def pad_int8(x: np.ndarray, padding: tuple[int, int, int, int], value: int) -> n
 def concat_int8(*xs: np.ndarray) -> np.ndarray:
     """Channel concatenation of ``(N, H, W, C_i)`` int8 arrays (inputs quantized as the output, no rescaling)."""
     return np.concatenate([np.asarray(x) for x in xs], axis=-1).astype(np.int8)
+
+
+def single_rounding_exact(multiplier: np.ndarray, shift: np.ndarray, scale: np.ndarray, zero_point: int, lo: int,
+                          hi: int) -> bool:
+    """Whether the fixed-point single rounding ``requantize_single(acc, M[c], S[c])`` equals TFLite's
+    ``requantize_float(acc, scale[c])`` for every int32 ``acc``, once the zero point is added and ``[lo, hi]`` clamps.
+
+    Both are non-decreasing unit-step functions of ``acc``, so they agree everywhere iff they step at the same
+    accumulators. Each step within the clamp lies within one accumulator of ``(k + 1/2) / scale`` (``M`` carries
+    31 bits, ``|acc| < 2**31``), so a few candidates around each of the <= 256 steps per channel decide it.
+    """
+    from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize_float, requantize_single
+
+    levels = np.arange(lo - zero_point - 1, hi - zero_point + 1, dtype=np.float64) + 0.5
+    offsets = np.arange(-2, 4, dtype=np.int64)
+    for m, s, sc in zip(np.asarray(multiplier).ravel(), np.asarray(shift).ravel(), np.asarray(scale, np.float64).ravel()):
+        if sc <= 0.0:
+            return False
+        centre = np.floor(levels / sc)
+        centre = centre[(centre > INT32_MIN - 8) & (centre < INT32_MAX - 8)].astype(np.int64)
+        acc = (centre[:, None] + offsets[None, :]).ravel()
+        a = np.clip(requantize_single(acc, int(m), int(s)) + zero_point, lo, hi)
+        b = np.clip(requantize_float(acc, sc) + zero_point, lo, hi)
+        if not np.array_equal(a, b):
+            return False
+    return True
