@@ -56,6 +56,8 @@ class ImportedModel:
             want_shape, want_dtype = tuple(self.tflite.input_shape[1:]), self.tflite.input_dtype
         else:
             want_shape, want_dtype = tuple(self.graph.input_shape), "int8"
+        if x.ndim >= 1 and self.tflite is not None and tuple(x.shape[1:]) == tuple(self.tflite.input_shape):
+            x = x.reshape(len(x), *want_shape)  # (N, 1, ...) with the model's batch axis: the same samples
         if x.ndim < 1 or tuple(x.shape[1:]) != want_shape:
             raise UserError(f"{npz}: x has shape {list(x.shape)}, but the model takes (N, {', '.join(map(str, want_shape))})")
         if str(x.dtype) != want_dtype:
@@ -91,6 +93,8 @@ def load_model(path: Path, calib: Path | None = None) -> ImportedModel:
     if suffix == ".tflite" and not _is_float_tflite(path):
         from tinycompile.frontends.tflite import import_tflite
 
+        if calib is not None:
+            raise UserError(f"{path} is an int8 model: --calib applies to float models only (drop it)")
         imp = import_tflite(path)
         graph = imp.graph
         return ImportedModel(path, "tflite-int8", graph, spec_of(graph), list(imp.op_sources), tflite=imp)

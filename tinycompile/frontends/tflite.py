@@ -60,8 +60,9 @@ class TfliteImport:
         return np.asarray(x, np.int8).reshape(len(x), *self.graph.input_shape)
 
     def model_inputs(self, x8: np.ndarray) -> np.ndarray:
-        """int8 graph inputs -> the model's own inputs (float ones dequantize exactly back to ``x8``)."""
-        x8 = np.asarray(x8, np.int8).reshape(len(x8), *self.input_shape[1:])
+        """int8 graph inputs -> the model's own inputs ``(N, *input shape)``, batch axis included (float inputs
+        quantize exactly back to ``x8``)."""
+        x8 = np.asarray(x8, np.int8).reshape(len(x8), *self.input_shape)
         if self.float_input_q is None:
             return x8
         q = self.float_input_q
