@@ -393,6 +393,28 @@ class _Importer:
         base = self.base(k, [src], out)
         self.emit(k, QOp(op="flatten", **base), out)
 
+    def mean(self, k: int, op: Any) -> None:
+        """MEAN over H and W: an average pool over the whole map with TFLite's multiplier (its reference kernel folds
+        1/count into ``QuantizeMultiplier(s_in / s_out)``, then requantizes ``sum - count * zp_in`` twice-rounded)."""
+        ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        base = self.base(k, ins[:1], out)
+        rank = len(self.shape(ins[0]))
+        axes = sorted(int(a) % rank for a in self.const(ins[1]).reshape(-1))
+        h, w, c = base["in_shapes"][0]
+        if rank != 4 or axes != [1, 2] or base["out_shape"] != (1, 1, c):
+            raise UserError(f"{self.where}: operator {k} (MEAN) reduces axes {axes} of a rank-{rank} tensor; only the mean "
+                            "over H and W of an NHWC tensor imports")
+        ratio = float(np.float32(base["in_q"][0].scale)) / float(np.float32(base["out_q"].scale))
+        m0, s0 = quantize_multiplier(ratio) if ratio < 1.0 else _multiplier_at_least_one(ratio)
+        count = h * w
+        step = min(count.bit_length() - 1, 32, 31 - s0)  # TFLite's shift by floor(log2(count)), capped
+        mult = (m0 << step) // count
+        shift = s0 + step
+        if not 0 <= shift <= 31:
+            raise UserError(f"{self.where}: operator {k} (MEAN) needs a left shift (input scale {ratio:.3g}x the output's); not supported")
+        tensors = {"multiplier": np.array([mult], np.int32), "shift": np.array([shift], np.int32)}
+        self.emit(k, QOp(op="avgpool", kernel=(h, w), stride=(1, 1), tensors=tensors, **base), out)
+
     def softmax(self, k: int, op: Any) -> None:
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
         base = self.base(k, [src], out)
@@ -444,12 +466,22 @@ class _Importer:
         "RESHAPE": reshape,
         "SOFTMAX": softmax,
         "PAD": pad,
+        "MEAN": mean,
         "PADV2": pad,
         "CONCATENATION": concat,
         "LOGISTIC": lambda self, k, op: self.lookup(k, op, semantics.logistic_table),
         "TANH": lambda self, k, op: self.lookup(k, op, semantics.tanh_table),
         "QUANTIZE": lambda self, k, op: self.lookup(k, op, semantics.requantize_table),
     }
+
+
+def _multiplier_at_least_one(scale: float) -> tuple[int, int]:
+    """``QuantizeMultiplier`` of a scale >= 1 in the QuantGraph's convention (a negative shift is a left shift)."""
+    mantissa, exponent = math.frexp(scale)
+    m = math.floor(mantissa * 2**31 + 0.5)
+    if m == 2**31:
+        m, exponent = m // 2, exponent + 1
+    return int(m), -exponent
 
 
 def _multiplier_average(count: int, zero_point: int, lo: int, hi: int) -> tuple[int, int] | None:
