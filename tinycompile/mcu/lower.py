@@ -22,6 +22,7 @@ from tvm import relax, s_tir, tirx
 
 from tinycompile.errors import UserError
 from tinycompile.mcu import schedules, te_ops
+from tinycompile.quant import semantics
 from tinycompile.quant.graph import QOp, QuantGraph
 
 # Fusion across ops is off (level 0): a fused kernel would read one planned buffer while writing another that the
@@ -37,7 +38,7 @@ RELAX_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("DeadCodeElimination", {}),
     ("AttachGlobalSymbol", {}),
 )
-LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add")
+LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "lut", "pad", "concat")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class Lowered:
 def lower(graph: QuantGraph, codegen: str = "c", dsp: bool = False) -> Lowered:
     """Run all stages on ``graph`` for TVM's ``codegen`` ("c" or "llvm"); ``dsp``: schedule for Arm's DSP extension
     with that codegen's flavour of the intrinsics (see ``schedules``)."""
+    dead = dead_ops(graph)
+    if dead:
+        # Relax's dead-code elimination would drop their kernels and ``extract_calls`` would pair the remaining
+        # calls with the wrong ops (and their output buffers).
+        raise UserError(f"op(s) {', '.join(map(str, dead))} do not contribute to the graph's output (the last op); remove them before compiling")
     mod, names = to_relax(graph, packed=dsp)
     mod = run_relax_pipeline(mod)
     tir_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)})
@@ -77,6 +83,15 @@ def lower(graph: QuantGraph, codegen: str = "c", dsp: bool = False) -> Lowered:
     calls, views = extract_calls(mod, kernel_ops)
     tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, codegen, dsp)
     return Lowered(tir_mod, calls, views, mod["main"].script(show_meta=False))
+
+
+def dead_ops(graph: QuantGraph) -> list[int]:
+    """Indices of the ops the last op does not (transitively) read."""
+    live = {len(graph.ops) - 1}
+    for i in range(len(graph.ops) - 1, -1, -1):
+        if i in live:
+            live.update(j for j in graph.ops[i].inputs if j >= 0)
+    return [i for i in range(len(graph.ops)) if i not in live]
 
 
 def to_relax(graph: QuantGraph, packed: bool = False) -> tuple[tvm.IRModule, dict[str, int]]:
@@ -108,13 +123,25 @@ def to_relax(graph: QuantGraph, packed: bool = False) -> tuple[tvm.IRModule, dic
                     fn = getattr(te_ops, op.op)
                     var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), src, *consts, primfunc_name_hint=name)
                 else:
+                    # Tables are constants after the activations: softmax's exp table (built from its params by the
+                    # same function the reference uses), lut's int8 table. concat takes all its inputs.
+                    consts = [relax.const(t) for t in _op_tables(op)]
                     fn = te_ops.avgpool if op.op == "gap" else getattr(te_ops, op.op)
-                    var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), *args, primfunc_name_hint=name)
+                    var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), *args, *consts, primfunc_name_hint=name)
                 values[i] = var
             out = bb.emit_output(values[len(graph.ops) - 1])
         bb.emit_func_output(out)
     mod = bb.get()
     return mod, names
+
+
+def _op_tables(op: QOp) -> list[np.ndarray]:
+    """The constant tables an unweighted kernel takes after its inputs."""
+    if op.op == "softmax":
+        return [semantics.softmax_table(op.params)]
+    if op.op == "lut":
+        return [np.ascontiguousarray(op.tensors["table"], dtype=np.int8)]
+    return []
 
 
 def run_relax_pipeline(mod: tvm.IRModule) -> tvm.IRModule:

@@ -14,6 +14,7 @@ convolutions have a ``pad`` block in front. The schedules:
 * dwconv: one output pixel, ``TC`` channels in registers, the KHxKW taps unrolled; with ``dsp`` four channels per
   tensor intrinsic ``SMLA_MUL4`` (one 32-bit input load, two SXTB16, int16 weight pairs, SMLABB/SMLATB/SMLABT/SMLATT).
 * the ``pad`` stage: materialised whole when small, else one band of rows per output row (bounded scratch).
+* softmax: its per-position stages (maximum, sum of exps, reciprocal) computed inside the output's position loop.
 * everything else: the epilogue fused into the reduction's output loop (no temporary buffer).
 """
 
@@ -220,6 +221,9 @@ def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp
     target that compiles it, ``dsp`` whether to use the Arm DSP intrinsics (in that codegen's flavour)."""
     flavour = codegen if dsp else None
     blocks = _blocks(sch)
+    if op is not None and op.op == "softmax" and "row_max" in blocks:
+        _softmax(sch)
+        return
     if "acc" not in blocks or "out" not in blocks:
         return
     if "pad" in blocks and op is not None:
@@ -252,6 +256,15 @@ def _fused_epilogue(sch: s_tir.Schedule, op: QOp | None) -> None:
         # codegen names each max() in a variable and reuses it for the next unrolled step, a stale value.
         if op is not None and op.op in ("avgpool", "gap") and int(sch.get(inner).extent) <= 8:
             sch.unroll(inner)
+
+
+def _softmax(sch: s_tir.Schedule) -> None:
+    """Every per-position stage of ``te_ops.softmax`` inside the output's position loop, in order: each row's
+    maximum, sum and reciprocal live in registers instead of (H, W) scratch buffers."""
+    row = sch.get_loops(sch.get_sblock("out"))[1]
+    stages = [name for name in _blocks(sch) if name != "out"]  # in definition order
+    for name in reversed(stages):  # consumers first: each producer lands in front of its consumers
+        sch.compute_at(sch.get_sblock(name), row)
 
 
 def _epilogue_at(sch: s_tir.Schedule, loop: Any) -> None:
@@ -288,7 +301,9 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
         pix = [h, w]
         npix = wo
     to = _divisor(co, (8, 4, 2) if packed and len(red) == 5 and dsp == "llvm" else (4, 2))  # LLVM, input channels: 8
-    tp = 1 if packed else _divisor(npix, (2,))
+    # Pixel tiles must not straddle output rows: the epilogue's (h, w) loops placed under a tile of the fused pixel
+    # axis that crosses a row get non-constant extents, which cannot be unrolled (a 1x1 conv on 2x3, say).
+    tp = 1 if packed else _divisor(wo, (2,))
     o_o, o_i = sch.split(o, [None, to])
     tile = [o_i]
     if tp > 1:

@@ -57,6 +57,15 @@ def requantize_single_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr)
     return (((product >> (shift.astype("int64") + _i64(30))) + _i64(1)) >> _i64(1)).astype("int32")
 
 
+def requantize_float_expr(acc: PrimExpr, scale: PrimExpr) -> PrimExpr:
+    """``intmath.requantize_float`` in TIR: C's ``round(double(acc) * scale)``, written with ``trunc`` (TIR's round
+    may lower to round-half-even); soft-float on cores without a double-precision FPU."""
+    v = acc.astype("float64") * scale
+    whole = tirx.trunc(v)
+    away = tirx.Select(v < tirx.const(0.0, "float64"), _i32(-1), _i32(1))
+    return whole.astype("int32") + tirx.Select(tirx.abs(v - whole) >= tirx.const(0.5, "float64"), away, _i32(0))
+
+
 FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``
 
 
@@ -112,6 +121,8 @@ def requant_consts(op: QOp) -> list[Any]:
 
     b = bias_eff(op)
     mult, shift = op.tensors["multiplier"], op.tensors["shift"]
+    if op.params.get("float_scale") and not op.params.get("single_rounding"):
+        return [b, op.tensors["scale"].astype("float64"), shift]
     if fast_requant(op):
         rnd = 1 << (shift.astype(np.int64) - 1)
         return [np.stack([2 * b.astype(np.int64), mult, rnd, shift], axis=1).astype(np.int32)]
@@ -294,8 +305,10 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
         c = chan(a_idx)
         if fast:
             y = fast_requantize_expr(biased[a_idx], rq[c, 1], rq[c, 2], rq[c, 3])
-        elif op.params.get("single_rounding"):
+        elif op.params.get("single_rounding"):  # proven equal to float_scale where both are set
             y = requantize_single_expr(biased[a_idx], mult[c], shift[c])
+        elif op.params.get("float_scale"):
+            y = requantize_float_expr(biased[a_idx], mult[c])  # requant_consts put the float64 scales there
         else:
             y = requantize_expr(biased[a_idx], mult[c], shift[c])
         return clamp_int8(y, op.out_q.zero_point, op.lo, op.hi)
@@ -409,21 +422,31 @@ def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
     def half_den(h: PrimExpr, w: PrimExpr) -> PrimExpr:
         return row_sum[h, w] << row_lz[h, w]  # the sum scaled into [2**30, 2**31): (1 + x) / 2 in Q0.31
 
-    # Newton-Raphson for 1 / half_den in Q2.29 from 48/17 - 32/17 half_den, three steps (one stage each, so that no
-    # expression repeats its predecessor).
+    # Newton-Raphson for 1 / half_den in Q2.29 from 48/17 - 32/17 half_den, three steps. Each step is two stages,
+    # the correction ``t`` (int32) and the saturating update: no expression repeats its predecessor, and no 64-bit
+    # value reaches a comparison (the int32 index narrowing pass would narrow it).
+    def correction(prev: te.Tensor) -> Any:
+        def f(h: PrimExpr, w: PrimExpr) -> PrimExpr:
+            err = _i32(1 << 29) - _srdhm(half_den(h, w), prev[h, w])  # 1 - half_den x, Q2.29
+            return _srdhm(prev[h, w], err)
+
+        return f
+
+    def update(prev: te.Tensor, t: te.Tensor) -> Any:
+        return lambda h, w: prev[h, w] + _sat_shl(t[h, w], 2)
+
     x_i = te.compute((hn, wn), lambda h, w: _i32(1515870810) + _srdhm(half_den(h, w), _i32(-1010580540)), name="recip0")
-    for step in range(3):
-
-        def newton(h: PrimExpr, w: PrimExpr, prev: te.Tensor = x_i) -> PrimExpr:
-            err = _i32(1 << 29) - _srdhm(half_den(h, w), prev[h, w])
-            return prev[h, w] + _sat_shl(_srdhm(prev[h, w], err), 2)
-
-        x_i = te.compute((hn, wn), newton, name=f"recip{step + 1}")
+    for k in range(1, 4):
+        t = te.compute((hn, wn), correction(x_i), name=f"recip{k}_t")
+        x_i = te.compute((hn, wn), update(x_i, t), name=f"recip{k}")
     recip = te.compute((hn, wn), lambda h, w: _sat_shl(x_i[h, w], 1), name="recip")
 
     def out(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
         v = _srdhm(recip[h, w], table[diff(h, w, c), 0])
-        rounded = ((v >> tirx.min(_i32(33) - row_lz[h, w], _i32(31))) + _i32(1)) >> _i32(1)
+        # The shift is 33 - n in [22, 33], capped at 31 (v < 2**31). Both bounds are written out: TVM's bound
+        # analysis of a shift by an unbounded amount is wrong and would drop the clamp below.
+        shift = tirx.max(tirx.min(_i32(33) - row_lz[h, w], _i32(31)), _i32(22))
+        rounded = ((v >> shift) + _i32(1)) >> _i32(1)
         return tirx.min(rounded + _i32(-128), _i32(127)).astype("int8")  # rounded >= 0: only the top clamps
 
     return te.compute((hn, wn, cn), out, name="out")

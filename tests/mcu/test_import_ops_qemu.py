@@ -1,0 +1,148 @@
+"""The MCU kernels of the imported-model ops (softmax, lut, pad, concat, avgpool divide) are bit-exact on QEMU.
+
+Hand-built QuantGraphs (no quantizer, no TFLite file) with the op constants from ``quant.semantics``; every kernel's
+output (not only the last) is dumped by the firmware and compared with the integer reference, on cortex-m4 and
+rv32imc with TVM's C and LLVM codegens. ``test_import_semantics.py`` shows that reference equals TFLite's kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinycompile.errors import UserError
+from tinycompile.mcu.backend import build_and_run
+from tinycompile.mcu.library import compile_graph
+from tinycompile.quant import reference, semantics
+from tinycompile.quant.graph import HWC, QOp, QParams, QuantGraph, spec_of
+from tinycompile.quant.intmath import quantize_multiplier
+from tinycompile.targets import load_target
+
+VECTORS = 16
+
+
+def conv_op(rng: np.random.Generator, src: int, in_shape: HWC, in_q: QParams, channels: int, kernel: tuple[int, int],
+            out_q: QParams) -> QOp:
+    """A random valid-padding stride-1 conv whose requantization keeps most outputs inside int8."""
+    h, w, ci = in_shape
+    fan_in = kernel[0] * kernel[1] * ci
+    weight = rng.integers(-127, 128, (channels, *kernel, ci)).astype(np.int8)
+    # |acc| has a standard deviation near 74 * 73 * sqrt(fan_in) for random int8 data: map ~3 of them onto int8
+    m, s = quantize_multiplier(40.0 / (74 * 73 * np.sqrt(fan_in)))
+    out_shape = (h - kernel[0] + 1, w - kernel[1] + 1, channels)
+    tensors = {
+        "weight": weight,
+        "bias": rng.integers(-2000, 2000, channels).astype(np.int32),
+        "multiplier": np.full(channels, m, np.int32),
+        "shift": np.full(channels, s, np.int32),
+    }
+    return QOp("conv", (src,), (in_shape,), out_shape, (in_q,), out_q, kernel=kernel, tensors=tensors)
+
+
+def softmax_op(src: int, shape: HWC, in_q: QParams) -> QOp:
+    """Softmax over the channels, params as the importer derives them (beta 1)."""
+    return QOp("softmax", (src,), (shape,), shape, (in_q,), QParams(1 / 256, -128), params=semantics.softmax_params(1.0, in_q.scale))
+
+
+def lut_op(src: int, shape: HWC, in_q: QParams, out_q: QParams, table: np.ndarray) -> QOp:
+    """An elementwise table lookup."""
+    return QOp("lut", (src,), (shape,), shape, (in_q,), out_q, tensors={"table": table})
+
+
+def softmax_graph(rng: np.random.Generator) -> QuantGraph:
+    """conv -> softmax over 12 channels at 2x3 positions; softmax straight on the input (4 channels); both
+    concatenated (every op must reach the output: Relax drops the others)."""
+    in_q, mid_q = QParams(0.05, -2), QParams(0.15, 3)
+    c0 = conv_op(rng, -1, (2, 3, 4), in_q, 12, (1, 1), mid_q)
+    s1, s2 = softmax_op(0, c0.out_shape, mid_q), softmax_op(-1, (2, 3, 4), in_q)
+    out_q = s1.out_q
+    cat = QOp("concat", (1, 2), ((2, 3, 12), (2, 3, 4)), (2, 3, 16), (out_q, out_q), out_q)
+    return QuantGraph((2, 3, 4), in_q, [c0, s1, s2, cat])
+
+
+def softmax_edges_graph(rng: np.random.Generator) -> QuantGraph:
+    """Softmax over 100 channels (large sums of exps); a 1-channel conv and softmax over its single channel (the
+    reciprocal saturates: every output is 127); softmax with a coarse input scale (many diffs skipped)."""
+    in_q, mid_q, coarse = QParams(0.02, 5), QParams(0.3, -7), QParams(1.0, 0)
+    c1 = conv_op(rng, -1, (1, 2, 100), in_q, 1, (1, 1), mid_q)
+    s3 = QOp("softmax", (-1,), ((1, 2, 100),), (1, 2, 100), (coarse,), QParams(1 / 256, -128),
+             params=semantics.softmax_params(1.0, coarse.scale))
+    ops = [softmax_op(-1, (1, 2, 100), in_q), c1, softmax_op(1, c1.out_shape, mid_q), s3]
+    q = ops[0].out_q
+    ops.append(QOp("concat", (0, 2, 3), ((1, 2, 100), (1, 2, 1), (1, 2, 100)), (1, 2, 201), (q, q, q), q))
+    return QuantGraph((1, 2, 100), in_q, ops)
+
+
+def mixed_graph(rng: np.random.Generator) -> QuantGraph:
+    """int8 requantization lut -> pad -> conv 3x3 -> logistic lut; conv 1x1 on a 6x5 map; concat of three;
+    avgpool divide with a ReLU clamp; tanh lut."""
+    in_q, rq, q = QParams(0.04, -9), QParams(0.03, 20), QParams(0.1, 3)  # 4/3: a left shift
+    req = lut_op(-1, (5, 6, 3), in_q, rq, semantics.requantize_table(in_q.scale, in_q.zero_point, rq.scale, rq.zero_point))
+    pad = QOp("pad", (0,), ((5, 6, 3),), (8, 7, 3), (rq,), rq, padding=(1, 2, 0, 1), params={"value": rq.zero_point})
+    c2 = conv_op(rng, 1, (8, 7, 3), rq, 8, (3, 3), q)  # (6, 5, 8)
+    sig = lut_op(2, (6, 5, 8), q, QParams(1 / 256, -128), semantics.logistic_table(q.scale, q.zero_point))
+    c4 = conv_op(rng, 2, (6, 5, 8), q, 4, (1, 1), q)  # (6, 5, 4): an even pixel count in rows of five
+    cat = QOp("concat", (3, 4, 2), ((6, 5, 8), (6, 5, 4), (6, 5, 8)), (6, 5, 20), (q, q, q), q)
+    avg = QOp("avgpool", (5,), ((6, 5, 20),), (4, 2, 20), (q,), q, kernel=(3, 2), stride=(1, 2), lo=q.zero_point,
+              params={"divide": 1})
+    tanh = lut_op(6, (4, 2, 20), q, QParams(1 / 128, 0), semantics.tanh_table(q.scale, q.zero_point))
+    return QuantGraph((5, 6, 3), in_q, [req, pad, c2, sig, c4, cat, avg, tanh])
+
+
+GRAPHS = {"softmax": softmax_graph, "softmax_edges": softmax_edges_graph, "mixed": mixed_graph}
+
+
+def vectors_for(graph: QuantGraph, rng: np.random.Generator) -> np.ndarray:
+    """Random int8 inputs plus the corners: all 127, all -128, equal rows, one maximum per row."""
+    v = rng.integers(-128, 128, (VECTORS, *graph.input_shape)).astype(np.int8)
+    v[0], v[1] = 127, -128
+    v[2] = v[2, :, :, :1]  # each position's channels equal
+    v[3] = -128
+    v[3, :, :, 0] = 127  # one maximum per position, every other channel far below it
+    v[4] = rng.integers(-3, 4, graph.input_shape)  # a narrow band: many near-equal exps
+    return v
+
+
+@pytest.fixture(scope="module")
+def graphs() -> dict[str, tuple[QuantGraph, np.ndarray, object]]:
+    rng = np.random.default_rng(3)
+    out = {}
+    for name, make in GRAPHS.items():
+        graph = make(rng)
+        out[name] = (graph, vectors_for(graph, rng), compile_graph(graph))
+    return out
+
+
+def test_graphs_exercise_the_ops(graphs) -> None:
+    # Guards against vacuous cases: softmax outputs spread over the range (and the single-channel one saturates),
+    # the luts and the clamps reach both ends, the divide mode's ReLU clamp is hit.
+    g, v, _ = graphs["softmax"]
+    outs = reference.run_layers(g, v)
+    assert len(np.unique(outs[1])) > 50 and outs[1].min() == -128 and len(np.unique(outs[2])) > 50
+    g, v, _ = graphs["softmax_edges"]
+    outs = reference.run_layers(g, v)
+    assert (outs[2] == 127).all() and len(np.unique(outs[0])) > 10 and len(np.unique(outs[3])) > 5
+    g, v, _ = graphs["mixed"]
+    outs = reference.run_layers(g, v)
+    assert {-128, 127} <= set(np.unique(outs[3])) and (outs[6] == g.ops[6].lo).any() and len(np.unique(outs[7])) > 20
+    assert len(np.unique(outs[0])) > 100  # the requantization table is not flat
+
+
+def test_dead_ops_are_refused(graphs) -> None:
+    g, _, _ = graphs["softmax"]
+    dead = QuantGraph(g.input_shape, g.input_q, g.ops[:3])  # op 1 (softmax of the conv) no longer reaches the output
+    with pytest.raises(UserError, match="op.s. 0, 1 do not contribute"):
+        compile_graph(dead)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("target", "codegen"), [("cortex-m4", "c"), ("cortex-m4", "llvm"), ("rv32imc", "c"), ("rv32imc", "llvm")])
+@pytest.mark.parametrize("case", list(GRAPHS))
+def test_import_ops_bit_exact_on_qemu(graphs, case: str, target: str, codegen: str, tmp_path) -> None:
+    graph, vectors, compiled = graphs[case]
+    result = build_and_run(graph, spec_of(graph), load_target(target), tmp_path, vectors, codegen, compiled=compiled, check_layers=True)
+    assert result.ok and result.mismatches == 0
+    kernels = result.library.info.kernels
+    assert len(kernels) == len(graph.ops)
+    assert all(k.split("_", 1)[1] in {op.op for op in graph.ops} for k in kernels)  # l<i>_<op>, lowercase op
