@@ -365,9 +365,8 @@ class ModelBuilder:
               padding: str, activation: str, output_scale: float | None, output_zero_point: int | None) -> Tensor:
         n, h, w, c = _nhwc(x)
         oh, ow = _spatial_out((h, w), pool, stride, padding, (1, 1))
+        # The spread is kept as it is: most of it lies between channels, which averaging does not narrow.
         st = self._stats(x)
-        if code == Op.AVERAGE_POOL_2D:  # averaging narrows the spread (neighbours taken as independent)
-            st = _Stats(st.lo, st.hi, st.mean, st.std / math.sqrt(pool[0] * pool[1]))
         y = self._same_quant(kind.lower(), x, (n, oh, ow, c), output_scale, output_zero_point,
                              st.with_activation(activation))
         pad, act = _padding(padding), _activation(activation)
@@ -569,10 +568,9 @@ class ModelBuilder:
             shape = tuple(1 if d in red else x.shape[d] for d in range(rank))
         else:
             shape = tuple(x.shape[d] for d in range(rank) if d not in red)
-        count = int(np.prod([x.shape[d] for d in red]))
+        # Requantized over the input's own spread (most of it lies between channels, which averaging keeps).
         st = self._stats(x)
-        std = st.std / math.sqrt(count)
-        st = _Stats(max(st.lo, st.mean - _SIGMAS * std), min(st.hi, st.mean + _SIGMAS * std), st.mean, std)
+        st = _Stats(max(st.lo, st.mean - _SIGMAS * st.std), min(st.hi, st.mean + _SIGMAS * st.std), st.mean, st.std)
         y = self._output("mean", x, shape, st, output_scale, output_zero_point)
         at = self.constant(np.asarray(list(axes), np.int32), name=self._name("mean_axes"))
 
@@ -786,6 +784,34 @@ class ModelBuilder:
             bt = self.constant(b, bias_scales, zeros, 0, name=self._name("bias"))
             means = mean_x * sums + b * per_channel_bs
         return wt, bt, _Stats.of_channels(means, std, activation)
+
+
+# ------------------------------------------------------------------------------------------------- models
+
+
+def ds_cnn_like(
+    seed: int = 0, channels: int = 64, blocks: int = 4, classes: int = 12, head: str = "fully_connected"
+) -> tuple[ModelBuilder, Tensor]:
+    """A DS-CNN keyword spotter laid out like MLPerf Tiny's KWS reference model; returns the builder and output.
+
+    Input (1, 49, 10, 1) int8; CONV_2D 10x4 stride 2 SAME + RELU; ``blocks`` x (DEPTHWISE 3x3 + RELU, CONV 1x1 +
+    RELU); AVERAGE_POOL 25x5; then RESHAPE + FULLY_CONNECTED (``head="fully_connected"``) or CONV 1x1 + RESHAPE
+    (``head="conv"``); SOFTMAX.
+    """
+    if head not in ("fully_connected", "conv"):
+        raise ValueError(f"head is fully_connected or conv, not {head!r}")
+    b = ModelBuilder(seed=seed)
+    x = b.input((1, 49, 10, 1), scale=0.5847029, zero_point=83)
+    y = b.conv2d(x, channels, (10, 4), (2, 2), "SAME", "RELU")
+    for _ in range(blocks):
+        y = b.depthwise_conv2d(y, (3, 3), (1, 1), "SAME", "RELU")
+        y = b.conv2d(y, channels, (1, 1), activation="RELU")
+    y = b.average_pool2d(y, (25, 5), (25, 5), "VALID")
+    if head == "conv":
+        y = b.reshape(b.conv2d(y, classes, (1, 1)), (1, classes))
+    else:
+        y = b.fully_connected(b.reshape(y, (1, channels)), classes)
+    return b, b.softmax(y)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
