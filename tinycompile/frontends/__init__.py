@@ -8,6 +8,7 @@ user's calibration inputs.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,15 @@ def _is_float_tflite(path: Path) -> bool:
     from tinycompile.frontends.tflite import FLOAT32, _model
 
     model = _model(path.read_bytes(), str(path))
-    sub = model.Subgraphs(0)
-    if sub.InputsLength() != 1 or sub.Tensors(int(sub.Inputs(0))).Type() != FLOAT32:
+    try:
+        sub = model.Subgraphs(0)
+        if sub.InputsLength() != 1 or sub.Tensors(int(sub.Inputs(0))).Type() != FLOAT32:
+            return False
+        if sub.OperatorsLength() == 0:
+            return True
+        code = model.OperatorCodes(sub.Operators(0).OpcodeIndex())
+    except (struct.error, IndexError):  # truncated: the int8 importer reports it in its own words
         return False
-    if sub.OperatorsLength() == 0:
-        return True
-    code = model.OperatorCodes(sub.Operators(0).OpcodeIndex())
     return max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())) != 114  # BuiltinOperator.QUANTIZE
 
 

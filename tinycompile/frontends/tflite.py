@@ -12,6 +12,7 @@ Layout: TFLite is NHWC like the QuantGraph; a ``(1, N)`` tensor is ``(1, 1, N)``
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,10 @@ def import_tflite(path: str | Path) -> TfliteImport:
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    return _Importer(data, str(path)).run()
+    try:
+        return _Importer(data, str(path)).run()
+    except (struct.error, IndexError) as exc:  # the generated reader walked off a truncated buffer
+        raise UserError(f"{path}: the TFLite flatbuffer is corrupt or truncated ({type(exc).__name__}); re-export it") from None
 
 
 def _round_away(x: Any) -> Any:
@@ -451,10 +455,12 @@ class _Importer:
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         self.emit(k, QOp(op="concat", lo=lo, hi=hi, **base), out)
 
-    def lookup(self, k: int, op: Any, table: Callable[[QParams, QParams], np.ndarray]) -> None:
+    def lookup(self, k: int, op: Any, table: Callable[[float, int, float, int], np.ndarray]) -> None:
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
         base = self.base(k, [src], out)
-        self.emit(k, QOp(op="lut", tensors={"table": np.asarray(table(base["in_q"][0], base["out_q"]), np.int8)}, **base), out)
+        qi, qo = base["in_q"][0], base["out_q"]
+        lut = np.asarray(table(qi.scale, qi.zero_point, qo.scale, qo.zero_point), np.int8)
+        self.emit(k, QOp(op="lut", tensors={"table": lut}, **base), out)
 
     HANDLERS: dict[str, Callable[..., None]] = {
         "CONV_2D": lambda self, k, op: self.weighted(k, op, "conv"),

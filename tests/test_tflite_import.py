@@ -1,0 +1,219 @@
+"""int8 TFLite import: every supported op, the awkward cases, equal bit for bit to TFLite's reference kernels layer by
+layer; and the one-line refusals of what does not import."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import run_cli
+from tflite_models import ModelBuilder, Op
+
+from tinycompile.errors import UserError
+from tinycompile.frontends import load_model
+from tinycompile.frontends.tflite import NO_TENSOR, import_tflite
+from tinycompile.frontends.tflite_oracle import reference_tensors
+from tinycompile.quant import reference
+
+INPUTS = 48
+
+
+def _conv_stack(b: ModelBuilder) -> list:
+    """Stride-2 SAME convolutions on odd sizes, per-channel scales over four decades, saturating ReLU6."""
+    x = b.input((1, 9, 7, 3), scale=0.04, zero_point=-128)
+    scales = np.geomspace(1e-4, 1e-1, 8).astype(np.float32)
+    y = b.conv2d(x, 8, (3, 3), (2, 2), "SAME", "RELU6", weight_scales=scales, output_scale=0.02, output_zero_point=-128)
+    y = b.conv2d(y, 6, (2, 3), (2, 1), "SAME", "RELU")
+    return [b.conv2d(y, 5, (1, 1), (1, 1), "VALID", "NONE", output_zero_point=127)]
+
+
+def _depthwise(b: ModelBuilder) -> list:
+    x = b.input((1, 11, 8, 6), scale=0.03, zero_point=127)
+    y = b.depthwise_conv2d(x, (3, 3), (2, 2), "SAME", "RELU")
+    return [b.depthwise_conv2d(y, (5, 3), (1, 1), "SAME", "RELU6")]
+
+
+def _dense(b: ModelBuilder) -> list:
+    """Fully connected layers behind a flattening RESHAPE (a view here), with and without ReLU."""
+    x = b.input((1, 3, 4, 5), scale=0.05, zero_point=-9)
+    y = b.fully_connected(b.reshape(x, (1, 60)), 16, "RELU")
+    return [b.fully_connected(y, 7, "NONE")]
+
+
+def _residual(b: ModelBuilder) -> list:
+    x = b.input((1, 6, 6, 4), scale=0.05, zero_point=3)
+    a = b.conv2d(x, 4, (3, 3), (1, 1), "SAME", "RELU")
+    c = b.conv2d(a, 4, (3, 3), (1, 1), "SAME", "NONE")
+    return [b.add(a, c, "RELU")]
+
+
+def _pools(b: ModelBuilder) -> list:
+    """Average pools of odd (multiplier form) and even (integer division) window sizes, a max pool, MEAN."""
+    x = b.input((1, 12, 12, 5), scale=0.05, zero_point=-20)
+    y = b.average_pool2d(x, (3, 3), (3, 3), "VALID")
+    y = b.max_pool2d(y, (2, 2), (2, 2), "VALID", "RELU")
+    a = b.average_pool2d(y, (1, 2), (1, 1), "VALID")
+    return [b.add(b.mean(y, (1, 2), keepdims=True), b.mean(a, (1, 2), keepdims=True))]
+
+
+def _classifier_head(b: ModelBuilder) -> list:
+    x = b.input((1, 4, 4, 8), scale=0.1, zero_point=-128)
+    y = b.conv2d(x, 10, (4, 4), (1, 1), "VALID", "NONE")
+    y = b.reshape(y, (1, 10))
+    return [b.softmax(y)]
+
+
+def _pad_concat(b: ModelBuilder) -> list:
+    x = b.input((1, 5, 5, 3), scale=0.05, zero_point=-5)
+    y = b.pad(x, ((0, 0), (1, 2), (0, 1), (0, 0)))
+    a = b.conv2d(y, 4, (3, 3), (1, 1), "VALID", "RELU", output_scale=0.05, output_zero_point=-30)
+    c = b.conv2d(y, 3, (3, 3), (1, 1), "VALID", "RELU", output_scale=0.05, output_zero_point=-30)
+    return [b.concatenation([a, c], axis=3, output_scale=0.05, output_zero_point=-30)]
+
+
+def _lookups(b: ModelBuilder) -> list:
+    x = b.input((1, 4, 4, 6), scale=0.07, zero_point=10)
+    y = b.logistic(x)
+    y = b.quantize(y, scale=0.011, zero_point=-3)
+    return [b.tanh(y)]
+
+
+def _float_io(b: ModelBuilder) -> list:
+    """An int8 model with float input and output: QUANTIZE and DEQUANTIZE at the edges."""
+    x = b.input((1, 6, 5, 2), dtype="float32", real_range=(-3.0, 3.0))
+    q = b.quantize(x, scale=0.025, zero_point=-4)
+    y = b.conv2d(q, 4, (3, 3), (1, 1), "SAME", "RELU")
+    return [b.dequantize(y)]
+
+
+MODELS: dict[str, Callable[[ModelBuilder], list]] = {
+    "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
+    "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
+}  # fmt: skip
+
+
+def write(tmp_path: Path, name: str, seed: int = 0) -> Path:
+    b = ModelBuilder(seed=seed)
+    path = tmp_path / f"{name}.tflite"
+    b.save(path, MODELS[name](b))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_layer_equals_tflite_reference_kernels(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, name)
+    imp = import_tflite(path)
+    x8 = np.random.default_rng(1).integers(-128, 128, size=(INPUTS, *imp.graph.input_shape)).astype(np.int8)
+    ours = reference.run_layers(imp.graph, x8)
+    tensors = [t for t in imp.op_tensors if t != NO_TENSOR]
+    oracle = reference_tensors(path, imp.model_inputs(x8), tensors)
+    for i, t in enumerate(imp.op_tensors):
+        if t == NO_TENSOR:
+            continue
+        want = oracle[t].reshape(INPUTS, -1)
+        got = ours[i].reshape(INPUTS, -1)
+        assert np.array_equal(got, want), f"{name}: op {i} ({imp.op_sources[i]}) differs in {(got != want).sum()} values"
+        assert len(np.unique(want)) > 1, f"{name}: op {i} is constant; the case tests nothing"
+
+
+def test_import_keeps_tflite_parameters(tmp_path: Path) -> None:
+    """Shapes, SAME padding, activation bounds and the two forms of average pool come out as TFLite defines them."""
+    conv = import_tflite(write(tmp_path, "conv_stack")).graph.ops
+    assert conv[0].padding == (1, 1, 1, 1)  # 9 x 7, 3 x 3, stride 2: pad totals 2 and 2
+    assert conv[1].padding == (0, 1, 1, 1)  # 5 x 4, 2 x 3, stride (2, 1): totals 1 and 2, the odd one at the end
+    assert conv[0].out_shape == (5, 4, 8)
+    assert conv[0].lo == -128 and conv[0].hi == min(127, -128 + round(6 / 0.02))  # ReLU6 at scale 0.02
+    pools = import_tflite(write(tmp_path, "pools")).graph.ops
+    assert [op.op for op in pools] == ["avgpool", "maxpool", "avgpool", "avgpool", "avgpool", "add"]
+    assert "divide" not in pools[0].params and pools[2].params.get("divide") == 1  # 9 taps: exact multiplier; 2: not
+    dense = import_tflite(write(tmp_path, "dense")).graph.ops
+    assert [op.op for op in dense] == ["flatten", "dense", "dense"]  # the flattening RESHAPE is a view
+    assert all(op.params.get("float_scale") == 1 for op in dense[1:])
+
+
+def test_float_io_model_quantizes_inputs_as_tflite(tmp_path: Path) -> None:
+    imp = import_tflite(write(tmp_path, "float_io"))
+    assert imp.input_dtype == "float32" and imp.float_input_q is not None and imp.float_output_q is not None
+    x8 = np.arange(-128, 128, dtype=np.int8)[: 6 * 5 * 2].reshape(1, 6, 5, 2)
+    assert np.array_equal(imp.quantize_inputs(imp.model_inputs(x8).reshape(1, 6, 5, 2)), x8)
+
+
+def _unsupported_op_model(path: Path) -> Path:
+    b = ModelBuilder(seed=0)
+    x = b.input((1, 4, 4, 2), scale=0.05, zero_point=0)
+    y = b.conv2d(x, 2, (1, 1), (1, 1), "SAME", "NONE")
+    z = b.conv2d(x, 2, (1, 1), (1, 1), "SAME", "NONE")
+    b._op("MUL", Op.MUL, 1, (y, z), (y,))  # an op tinycompile has no semantics for (writes over y: never run)
+    return b.save(path, [y])
+
+
+def test_unsupported_op_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"operator 2 \(MUL\) is not supported; tinycompile imports .*CONV_2D"):
+        import_tflite(_unsupported_op_model(tmp_path / "mul.tflite"))
+
+
+def test_dilated_conv_is_refused(tmp_path: Path) -> None:
+    b = ModelBuilder(seed=0)
+    x = b.input((1, 8, 8, 2), scale=0.05, zero_point=0)
+    path = b.save(tmp_path / "dilated.tflite", [b.conv2d(x, 2, (3, 3), (1, 1), "SAME", "NONE", dilation=(2, 2))])
+    with pytest.raises(UserError, match="dilated"):
+        import_tflite(path)
+
+
+def test_bad_model_files_are_one_line_exit_2(tmp_path: Path) -> None:
+    good = write(tmp_path, "residual").read_bytes()
+    (tmp_path / "truncated.tflite").write_bytes(good[: len(good) // 3])
+    (tmp_path / "garbage.tflite").write_bytes(b"\x00garbage, not a model" * 10)
+    b = ModelBuilder(seed=0)
+    x = b.input((1, 4, 4, 2), dtype="float32")
+    b.save(tmp_path / "float.tflite", [b.conv2d(x, 2, (3, 3), (1, 1), "SAME", "RELU")])
+    _unsupported_op_model(tmp_path / "mul.tflite")
+    cases = {
+        "truncated.tflite": "corrupt or truncated",
+        "garbage.tflite": "not a TFLite flatbuffer",
+        "float.tflite": "is a float model: give calibration inputs with --calib",
+        "mul.tflite": r"operator 2 \(MUL\) is not supported",
+        "missing.tflite": "no such model file",
+    }
+    for name, message in cases.items():
+        proc = run_cli("build", str(tmp_path / name), "--target", "cortex-m4", "-o", str(tmp_path / "out"))
+        assert proc.returncode == 2, (name, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert re.search(message, lines[0]), (name, lines[0])
+
+
+def test_model_larger_than_sram_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "tiny-sram.yaml"
+    from tinycompile.targets import load_target
+
+    text = load_target("cortex-m4").path.read_text()
+    target.write_text(text.replace("name: cortex-m4", "name: tiny-sram").replace(
+        next(line for line in text.splitlines() if line.startswith("sram_kb:")), "sram_kb: 1"))
+    proc = run_cli("build", str(write(tmp_path, "conv_stack")), "--target", str(target), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "exceeds tiny-sram's SRAM (1024 B)" in proc.stderr, proc.stderr
+
+
+def test_user_inputs_are_checked(tmp_path: Path) -> None:
+    model = load_model(write(tmp_path, "residual"))
+    np.savez(tmp_path / "wrong_shape.npz", x=np.zeros((4, 5, 5, 4), np.int8))
+    np.savez(tmp_path / "wrong_dtype.npz", x=np.zeros((4, 6, 6, 4), np.float32))
+    np.savez(tmp_path / "no_x.npz", y=np.zeros(3))
+    for name, message in {"wrong_shape": r"takes \(N, 6, 6, 4\)", "wrong_dtype": "model's input is int8", "no_x": "no array named 'x'"}.items():
+        with pytest.raises(UserError, match=message):
+            model.test_inputs(tmp_path / f"{name}.npz", 16)
+    batch = np.random.default_rng(0).integers(-128, 128, size=(5, 1, 6, 6, 4)).astype(np.int8)
+    np.savez(tmp_path / "ok.npz", x=batch)
+    x = model.test_inputs(tmp_path / "ok.npz", 16)
+    assert x.shape == (16, 6, 6, 4) and np.array_equal(x[:5], batch[:, 0])  # the user's first, then random ones
+
+
+def test_inspect_lists_ops_and_placement(tmp_path: Path) -> None:
+    proc = run_cli("inspect", str(write(tmp_path, "classifier_head")), "--target", "cortex-m4")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for text in ("CONV_2D", "SOFTMAX", "softmax", "accelerator", "host", "cortex-m4 (cost model, an estimate)", "fits"):
+        assert text in out, text
