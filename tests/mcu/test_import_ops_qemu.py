@@ -89,7 +89,29 @@ def mixed_graph(rng: np.random.Generator) -> QuantGraph:
     return QuantGraph((5, 6, 3), in_q, [req, pad, c2, sig, c4, cat, avg, tanh])
 
 
-GRAPHS = {"softmax": softmax_graph, "softmax_edges": softmax_edges_graph, "mixed": mixed_graph}
+def left_shift_graph(rng: np.random.Generator) -> QuantGraph:
+    """Requantization scales of one or more (negative shifts: a left shift before the high multiply): a 1x1 conv
+    whose six channels mix right and left shifts (the per-channel table path), then an average pool whose single
+    scale needs a left shift (the build-time constant path)."""
+    in_q, q = QParams(0.05, -4), QParams(0.08, 2)
+    scales = [0.05, 0.3, 1.0, 1.3, 2.2, 4.5]
+    reach = [100, 20, 6, 4, 3, 1]  # weight magnitudes keeping every channel's outputs off the rails
+    weight = np.stack([rng.integers(-k, k + 1, (1, 1, 3)) for k in reach]).astype(np.int8)
+    pairs = [quantize_multiplier(sc, allow_left_shift=True) for sc in scales]
+    tensors = {
+        "weight": weight,
+        "bias": rng.integers(-50, 50, 6).astype(np.int32),
+        "multiplier": np.array([m for m, _ in pairs], np.int32),
+        "shift": np.array([sh for _, sh in pairs], np.int32),
+    }
+    conv = QOp("conv", (-1,), ((4, 5, 3),), (4, 5, 6), (in_q,), q, tensors=tensors)
+    m, sh = quantize_multiplier(2.5, allow_left_shift=True)  # s_in / (count s_out) for a 2x2 window
+    avg = QOp("avgpool", (0,), ((4, 5, 6),), (3, 4, 6), (q,), QParams(q.scale / 10, 1), kernel=(2, 2),
+              tensors={"multiplier": np.array([m], np.int32), "shift": np.array([sh], np.int32)})
+    return QuantGraph((4, 5, 3), in_q, [conv, avg])
+
+
+GRAPHS = {"softmax": softmax_graph, "softmax_edges": softmax_edges_graph, "mixed": mixed_graph, "left_shift": left_shift_graph}
 
 
 def vectors_for(graph: QuantGraph, rng: np.random.Generator) -> np.ndarray:
@@ -126,6 +148,12 @@ def test_graphs_exercise_the_ops(graphs) -> None:
     outs = reference.run_layers(g, v)
     assert {-128, 127} <= set(np.unique(outs[3])) and (outs[6] == g.ops[6].lo).any() and len(np.unique(outs[7])) > 20
     assert len(np.unique(outs[0])) > 100  # the requantization table is not flat
+    g, v, _ = graphs["left_shift"]
+    outs = reference.run_layers(g, v)
+    assert (g.ops[0].tensors["shift"] < 0).sum() == 4 and g.ops[1].tensors["shift"][0] < 0  # 1.0 is 0.5 * 2**1
+    for c in range(6):  # every channel, right or left shifted, spreads over many values
+        assert len(np.unique(outs[0][..., c])) > 20
+    assert len(np.unique(outs[1])) > 50
 
 
 def test_dead_ops_are_refused(graphs) -> None:

@@ -12,7 +12,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_models import ModelBuilder  # tests/ is on sys.path (tests/conftest.py lives there)
 
-from tinycompile.quant import reference, semantics
+from tinycompile.quant import intmath, reference, semantics
 from tinycompile.quant.graph import QOp, QParams, QuantGraph
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
@@ -159,3 +159,37 @@ def test_pad_and_concat_equal_litert() -> None:
     # and through the reference: concat of the graph input with itself
     op = QOp("concat", (-1, -1), ((2, 3, 4), (2, 3, 4)), (2, 3, 8), (q, q), q)
     np.testing.assert_array_equal(reference.run(one_op_graph(op, (2, 3, 4), q), vs[0]), np.concatenate([vs[0], vs[0]], -1))
+
+
+def test_requantize_left_shift_equals_litert_quantize() -> None:
+    # intmath.requantize with a negative shift is TFLite's MultiplyByQuantizedMultiplier for scales >= 1: an int8 ->
+    # int8 QUANTIZE with the output scale below the input's runs exactly that on q - zp_in.
+    rng = np.random.default_rng(11)
+    allq = ALL_INT8.reshape(1, 1, 256, 1)
+    left_shifts = set()
+    for _ in range(10):
+        in_scale = float(np.exp(rng.uniform(np.log(0.01), np.log(1.0))))
+        ratio = float(np.exp(rng.uniform(np.log(1.0), np.log(40.0))))
+        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+        out_scale = float(np.float32(in_scale / ratio))
+        b = ModelBuilder()
+        x = b.input((1, 1, 256, 1), scale=in_scale, zero_point=zp)
+        want = run_litert(b.finish([b.quantize(x, out_scale, out_zp)]), allq).reshape(-1)
+        m, s = intmath.quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)), allow_left_shift=True)
+        assert (m, -s) == semantics.tflite_quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+        got = intmath.requantize_to_int8(ALL_INT8.astype(np.int64) - zp, m, s, out_zp)
+        np.testing.assert_array_equal(got, want)
+        left_shifts.add(-s)
+    assert max(left_shifts) >= 5 and min(left_shifts) >= 1
+
+
+def test_requantize_mixed_shifts_per_channel() -> None:
+    # Per-channel shifts of both signs in one call, each channel as if alone.
+    acc = np.array([[-70000, 3, 12345], [999, -1, -5]], np.int64)
+    mult = np.array([1 << 30, 1518500250, 1200000000])
+    shift = np.array([-3, 0, 7])
+    got = intmath.requantize(acc, mult, shift)
+    for c in range(3):
+        alone = intmath.requantize(acc[:, c], int(mult[c]), int(shift[c]))
+        np.testing.assert_array_equal(got[:, c], alone)
+    np.testing.assert_array_equal(got[:, 0], acc[:, 0] * 4)  # 2**30 / 2**31 * 2**3 = 4 exactly

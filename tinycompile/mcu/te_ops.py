@@ -33,7 +33,7 @@ def _i64(v: int) -> PrimExpr:
     return tirx.const(int(v), "int64")
 
 
-def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> PrimExpr:
+def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr, left_shift: bool = False) -> PrimExpr:
     """TFLite double rounding in TIR, equal to ``intmath.requantize`` for multipliers in [0, 2**31), shifts in [0, 31].
 
     SaturatingRoundingDoublingHighMul is ``truncdiv(ab + nudge, 2**31)`` with ``nudge = 2**30`` or ``1 - 2**30`` by the
@@ -42,7 +42,12 @@ def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> Pri
     one 64-bit add and a shift (its saturating case needs a negative multiplier, which never occurs).
     RoundingDivideByPOT(high, s) stays in int32 as TFLite writes it: ``(high >> s) + (rem > thr)`` with
     ``rem = high & mask``, ``thr = (mask >> 1) + [high < 0]``, ``mask = 2**s - 1`` (no overflow for any int32).
+    ``left_shift`` (some shifts may be negative, down to -30): ``acc * 2**max(-shift, 0)`` in int32 first and a right
+    shift of ``max(shift, 0)``, as ``intmath.requantize`` (a multiply: C leaves left shifts of negatives undefined).
     """
+    if left_shift:
+        acc = acc * (_i32(1) << tirx.max(_i32(0) - shift, _i32(0)))
+        shift = tirx.max(shift, _i32(0))
     ab = acc.astype("int64") * multiplier.astype("int64")
     high = ((ab + _i64(1 << 30)) >> _i64(31)).astype("int32")
     mask = (_i32(1) << shift) - _i32(1)
@@ -87,7 +92,16 @@ def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, sh
 
 def requantize_const(t: PrimExpr, multiplier: int, shift: int, bound: int) -> PrimExpr:
     """``requantize_expr`` with a build-time multiplier and shift, for ``|t| <= bound``: the SMMLAR form when the
-    bound and the shift allow it (``fast_requantize_expr`` with ``rnd`` a constant), else the general one."""
+    bound and the shift allow it (``fast_requantize_expr`` with ``rnd`` a constant), else the general one.
+
+    A negative ``shift`` (a left shift by ``k = -shift``, ``intmath.requantize``) needs ``bound * 2**k`` in int32; then
+    SaturatingRoundingDoublingHighMul(t 2**k, M) = floor((t 2**k M + 2**30) / 2**31) = floor((t M + 2**(30-k)) /
+    2**(31-k)) exactly, written so (TVM would fold ``int64(t * 2**k) * M`` into a constant above int32)."""
+    if shift < 0:
+        k = -shift
+        if bound * (1 << k) > INT32_MAX or k > 30:
+            raise ValueError(f"a requantization left shift of {k} overflows int32 for values up to {bound}")
+        return ((t.astype("int64") * _i64(multiplier) + _i64(1 << (30 - k))) >> _i64(31 - k)).astype("int32")
     if multiplier == 1 << 30:  # a power-of-two scale (the larger input of an add): high = floor((t + 1) / 2)
         high = (t + _i32(1)) >> _i32(1) if bound < INT32_MAX else ((t.astype("int64") + _i64(1)) >> _i64(1)).astype("int32")
         if shift == 0:
@@ -300,6 +314,8 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
         bias, mult, shift = tables
         biased = te.compute(acc.shape, lambda *idx: acc[idx] + bias[chan(idx)], name="biased")
 
+    left = bool((op.tensors["shift"] < 0).any())  # scales of one or more: the general form's left shift
+
     def f(*idx: PrimExpr) -> PrimExpr:
         a_idx = idx if shape is None else idx[len(idx) - len(acc.shape) :]
         c = chan(a_idx)
@@ -310,7 +326,7 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
         elif op.params.get("float_scale"):
             y = requantize_float_expr(biased[a_idx], mult[c])  # requant_consts put the float64 scales there
         else:
-            y = requantize_expr(biased[a_idx], mult[c], shift[c])
+            y = requantize_expr(biased[a_idx], mult[c], shift[c], left_shift=left)
         return clamp_int8(y, op.out_q.zero_point, op.lo, op.hi)
 
     return te.compute(acc.shape if shape is None else shape, f, name="out")

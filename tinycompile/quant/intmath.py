@@ -5,10 +5,12 @@ One definition, used by the numpy integer reference, the TVM lowering and the RT
 * accumulate in int32: ``acc = bias + sum((x - x_zero_point) * w)`` (weights are symmetric, zero point 0);
 * requantize with TFLite's double rounding: a saturating rounding doubling high multiply by an int32
   ``multiplier`` in [2**30, 2**31), then a rounding right shift by ``shift`` in [0, 31] (ties away from zero);
+  a negative ``shift`` (scales of one or more, imported models only) shifts the accumulator left by ``-shift``
+  before the multiply instead, as TFLite's MultiplyByQuantizedMultiplier does;
 * add the output zero point and clamp to [lo, hi] (ReLU is folded into ``lo``).
 
 Scales are always below one on the paths the quantizer produces (input scale x weight scale / output scale),
-so only right shifts exist, which keeps the hardware's post-processing unit simple.
+so only right shifts exist there, which keeps the hardware's post-processing unit simple.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ INT32_MAX = 2**31 - 1
 MAX_SHIFT = 31
 
 
-def quantize_multiplier(scale: float) -> tuple[int, int]:
+def quantize_multiplier(scale: float, allow_left_shift: bool = False) -> tuple[int, int]:
     """Return ``(multiplier, shift)`` with ``scale ~= multiplier * 2**-31 * 2**-shift``.
 
-    ``scale`` must lie in (0, 1); scales too small to represent give ``(0, 0)`` (the output is the zero point).
+    ``scale`` must lie in (0, 1), or in (0, 2**30) with ``allow_left_shift`` (a negative ``shift`` for scales of one
+    or more); scales too small to represent give ``(0, 0)`` (the output is the zero point).
     """
-    if not 0.0 < scale < 1.0:
-        raise ValueError(f"requantization scale must satisfy 0 < scale < 1, but got scale={scale!r}")
+    top = float(2**30) if allow_left_shift else 1.0
+    if not 0.0 < scale < top:
+        raise ValueError(f"requantization scale must satisfy 0 < scale < {top:g}, but got scale={scale!r}")
     mantissa, exponent = math.frexp(scale)  # scale = mantissa * 2**exponent, mantissa in [0.5, 1)
     multiplier = math.floor(mantissa * 2**31 + 0.5)  # half away from zero, as TFLite's QuantizeMultiplier
     if multiplier == 2**31:  # rounding carried into the next power of two
@@ -63,8 +67,21 @@ def rounding_divide_by_pot(x: np.ndarray, shift: np.ndarray | int) -> np.ndarray
     return (x >> shift) + (remainder > threshold)
 
 
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap of int64 values to int32 (as int64)."""
+    return ((np.asarray(x, dtype=np.int64) + 2**31) & 0xFFFFFFFF) - 2**31
+
+
 def requantize(acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
-    """Scale int32 accumulators by ``multiplier * 2**-31 * 2**-shift`` (TFLite double rounding), as int64."""
+    """Scale int32 accumulators by ``multiplier * 2**-31 * 2**-shift`` (TFLite double rounding), as int64.
+
+    A negative ``shift`` is TFLite's MultiplyByQuantizedMultiplier for a scale of one or more: ``acc << -shift`` (in
+    int32 as TFLite computes it, so it wraps if it does not fit), then the doubling high multiply, no rounding shift.
+    """
+    shift = np.asarray(shift, dtype=np.int64)
+    if (shift < 0).any():
+        acc = wrap_int32(np.asarray(acc, dtype=np.int64) << np.maximum(-shift, 0))
+        shift = np.maximum(shift, 0)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc, multiplier), shift)
 
 
