@@ -18,7 +18,8 @@ from tinycompile.mcu.codegen import ABI_HEADER
 from tinycompile.mcu.lower import Lowered
 from tinycompile.quant.graph import QuantGraph
 
-_CTYPES = {np.dtype(np.int8): ("int8_t", 0, 8), np.dtype(np.int16): ("int16_t", 0, 16), np.dtype(np.int32): ("int32_t", 0, 32)}
+_CTYPES = {np.dtype(np.int8): ("int8_t", 0, 8), np.dtype(np.int16): ("int16_t", 0, 16), np.dtype(np.int32): ("int32_t", 0, 32),
+           np.dtype(np.float64): ("double", 2, 64)}  # DLPack type codes: 0 int, 2 float
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ def generate(graph: QuantGraph, spec: ArchSpec, lowered: Lowered, plan: ArenaPla
 
 
 def _c_values(arr: np.ndarray) -> str:
-    flat = arr.reshape(-1).tolist()
-    return ",".join(str(v) for v in flat)
+    if arr.dtype.kind == "f":  # hexadecimal floating constants: the exact double, no decimal rounding
+        return ",".join(float(v).hex() for v in arr.reshape(-1))
+    return ",".join(str(v) for v in arr.reshape(-1).tolist())
 
 
 _HEADER = """\

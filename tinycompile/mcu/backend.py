@@ -79,6 +79,7 @@ def build_and_run(
 ) -> McuBuild:
     """Compile ``graph`` for ``target``, run ``vectors`` (int8 NHWC) on QEMU and compare with the reference."""
     b = firmware.build_config(target)
+    _check_double(graph, target, codegen, b)
     compiled = compiled or compile_graph(graph)
     lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"))
     fw = out / "firmware"
@@ -100,6 +101,16 @@ def build_and_run(
     write_io(out, vectors, outputs)
     report = _report(graph, spec, target, lib, elf, result, expected, mismatches, cc_seconds, codegen)
     return McuBuild(mismatches == 0, report, lib, elf, outputs, mismatches)
+
+
+def _check_double(graph: QuantGraph, target: Target, codegen: str, build: dict[str, Any]) -> None:
+    """UserError when a kernel needs double precision that this target's LLVM build cannot give correctly."""
+    if codegen != "llvm" or build.get("llvm_double", True):
+        return
+    for i, op in enumerate(graph.ops):
+        if op.params.get("float_scale") and not op.params.get("single_rounding"):
+            raise UserError(f"layer {i} ({op.op}) requantizes in double precision (TFLite's fully connected, with no "
+                            f"exact fixed-point form), which TVM's LLVM code for {target.name} gets wrong; use --codegen c")
 
 
 def _report(

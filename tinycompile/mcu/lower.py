@@ -119,7 +119,7 @@ def to_relax(graph: QuantGraph, packed: bool = False) -> tuple[tvm.IRModule, dic
                     if op.op == "dense":  # dense reads its input flat: a reshape, which stays a view
                         src = bb.emit(relax.op.reshape(src, (int(np.prod(op.in_shapes[0])),)))
                     weight = {"conv": te_ops.conv_weight, "dwconv": te_ops.dwconv_weight}.get(op.op, lambda o, _p: o.tensors["weight"])(op, packed)
-                    consts = [relax.const(c) for c in (weight, *te_ops.requant_consts(op))]
+                    consts = [relax.const(c, str(np.asarray(c).dtype)) for c in (weight, *te_ops.requant_consts(op))]
                     fn = getattr(te_ops, op.op)
                     var = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), src, *consts, primfunc_name_hint=name)
                 else:

@@ -63,12 +63,14 @@ def requantize_single_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr)
 
 
 def requantize_float_expr(acc: PrimExpr, scale: PrimExpr) -> PrimExpr:
-    """``intmath.requantize_float`` in TIR: C's ``round(double(acc) * scale)``, written with ``trunc`` (TIR's round
-    may lower to round-half-even); soft-float on cores without a double-precision FPU."""
+    """``intmath.requantize_float`` in TIR: C's ``round(double(acc) * scale)``, from the truncating cast and the exact
+    remainder (no math intrinsics: TVM's C codegen lacks ``fabs``, and its round may go to even); soft-float on
+    cores without a double-precision FPU."""
     v = acc.astype("float64") * scale
-    whole = tirx.trunc(v)
-    away = tirx.Select(v < tirx.const(0.0, "float64"), _i32(-1), _i32(1))
-    return whole.astype("int32") + tirx.Select(tirx.abs(v - whole) >= tirx.const(0.5, "float64"), away, _i32(0))
+    whole = v.astype("int32")  # truncates towards zero; |v| < 2**31
+    frac = v - whole.astype("float64")  # exact
+    half = tirx.const(0.5, "float64")
+    return whole + tirx.Select(frac >= half, _i32(1), tirx.Select(frac <= -half, _i32(-1), _i32(0)))
 
 
 FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``

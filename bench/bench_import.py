@@ -1,0 +1,134 @@
+"""The MLPerf Tiny int8 reference models, imported from their .tflite files, built for every target and checked bit for
+bit against TFLite's reference kernels; instructions or cycles, arena and flash beside the published figures and
+TFLite Micro's arena for the same model.
+
+Run: ``.venv/bin/python bench/bench_import.py --models DIR`` -> a table, bench/results/import.json. ``DIR`` holds the
+model files (not shipped with the project: MLPerf Tiny's ``benchmark/training/*/trained_models/``, Apache-2.0):
+``kws_ref_model.tflite`` (required) and, when present, ``pretrainedResnet_quant.tflite``, ``vww_96_int8.tflite``,
+``ad01_int8.tflite``, ``str_ww_ref_model.tflite``. Default ``DIR``: ``$TINYCOMPILE_MODELS`` or ``bench/models/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent
+MCU_TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55", "rv32imc")
+# model file -> (name, targets it runs on here, inputs)
+MODELS = {
+    "kws_ref_model.tflite": ("KWS DS-CNN", (*MCU_TARGETS, "fpga"), 64),
+    "pretrainedResnet_quant.tflite": ("IC ResNet-8", ("cortex-m4", "fpga"), 16),
+    "vww_96_int8.tflite": ("VWW MobileNetV1 0.25", ("cortex-m4", "fpga"), 16),
+    "ad01_int8.tflite": ("AD FC autoencoder", ("cortex-m4", "fpga"), 16),
+    "str_ww_ref_model.tflite": ("streaming wake word", ("cortex-m4",), 16),
+}
+# Published MLPerf Tiny closed-division results (tiny_results v0.5-v1.3 logs), cycles = latency x clock on silicon.
+PUBLISHED = {
+    ("KWS DS-CNN", "cortex-m4"): ("ST X-CUBE-AI 9.0, 43.19 ms @ 120 MHz", 5_180_000),
+    ("KWS DS-CNN", "cortex-m7"): ("ST, 11.32 ms @ 280 MHz", 3_170_000),
+    ("KWS DS-CNN", "cortex-m55"): ("TFLM + CMSIS-NN on a Helium M85, 3.47 ms @ 480 MHz", 1_660_000),
+    ("IC ResNet-8", "cortex-m4"): ("ST, 165.1 ms @ 120 MHz", 19_800_000),
+    ("VWW MobileNetV1 0.25", "cortex-m4"): ("ST, 88.9 ms @ 120 MHz", 10_700_000),
+}
+
+
+def build(model: Path, target: str, inputs: int, work: Path) -> dict:
+    """One `tinycompile build` of a model file, as a user runs it; its report.json (or the failure)."""
+    out = work / f"{model.stem}-{target}"
+    cmd = [sys.executable, "-m", "tinycompile.cli", "build", str(model), "--target", target, "-o", str(out),
+           "--vectors", str(inputs)]
+    cmd += ["--array", "8"] if target == "fpga" else ["--codegen", "llvm"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT.parent)
+    seconds = time.perf_counter() - start
+    report_path = out / "report.json"
+    if not report_path.is_file():
+        return {"error": (proc.stderr.strip().splitlines() or ["no report"])[-1], "seconds": seconds}
+    report = json.loads(report_path.read_text())
+    return {"report": report, "exit_code": proc.returncode, "seconds": seconds}
+
+
+def summarize(name: str, target: str, result: dict) -> dict:
+    """The row of the table: verdicts, counts, memory, the anchors."""
+    row = {"model": name, "target": target, "seconds": round(result["seconds"], 1)}
+    if "error" in result:
+        return {**row, "error": result["error"]}
+    r = result["report"]
+    oracles = r.get("oracles", {})
+    ref = oracles.get("tflite_reference", {})
+    micro = oracles.get("tflite_micro", {})
+    row.update(exit_code=result["exit_code"], bit_exact_vs_integer_reference=r["bit_exact"],
+               bit_exact_vs_tflite_reference=ref.get("bit_exact"), inputs=ref.get("inputs"),
+               tflm_arena_bytes=micro.get("arena_bytes"),
+               tflm_mismatched_inputs_vs_reference=micro.get("mismatched_inputs_vs_reference"))  # fmt: skip
+    if target == "fpga":
+        tot = r["total"]
+        row.update(cycles=tot["cycles"], latency_ms=tot["latency_ms"], mac_efficiency=tot["mac_efficiency"],
+                   host_layers=[x["index"] for x in r["layers"] if str(x["ran_on"]).startswith("host")])
+    else:
+        row.update(instructions=r["measured_instructions"], instructions_per_mac=r["instructions_per_mac"],
+                   arena_bytes=r["arena_bytes"], flash_bytes=r["library_flash_bytes"], predicted_cycles=r["predicted_cycles"])
+    anchor = PUBLISHED.get((name, target))
+    if anchor:
+        row.update(published=anchor[0], published_cycles=anchor[1])
+    return row
+
+
+def table(rows: list[dict]) -> Table:
+    t = Table(title="MLPerf Tiny reference models, imported from .tflite (bit-exact vs TFLite's reference kernels)")
+    for col in ("model", "target", "vs TFLite ref", "instructions / cycles", "arena B (TFLM)", "flash B", "published (cycles)"):
+        t.add_column(col, justify="left" if col in ("model", "target", "vs TFLite ref") else "right")
+    for r in rows:
+        if "error" in r:
+            t.add_row(r["model"], r["target"], f"[red]{r['error'][:60]}[/]", "", "", "", "")
+            continue
+        verdict = "bit-exact" if r["bit_exact_vs_tflite_reference"] and r["bit_exact_vs_integer_reference"] else "[red]DIFFERS[/]"
+        count = f"{r['cycles']:,} cyc" if "cycles" in r else f"{r['instructions']:,.0f} instr"
+        arena = f"{r.get('arena_bytes', 0):,} ({r['tflm_arena_bytes']:,})" if r.get("tflm_arena_bytes") else f"{r.get('arena_bytes', '-')}"
+        pub = f"{r['published_cycles']:,}" if r.get("published_cycles") else ""
+        t.add_row(r["model"], r["target"], f"{verdict} ({r['inputs']})", count, arena, f"{r.get('flash_bytes', '-')}", pub)
+    return t
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path(os.environ.get("TINYCOMPILE_MODELS", ROOT / "models")))
+    parser.add_argument("--only", help="build only this model file (e.g. kws_ref_model.tflite)")
+    args = parser.parse_args()
+    if not (args.models / "kws_ref_model.tflite").is_file():
+        print(f"bench_import: {args.models}/kws_ref_model.tflite is missing; pass --models DIR (see the docstring)",
+              file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for file, (name, targets, inputs) in MODELS.items():
+            path = args.models / file
+            if not path.is_file() or (args.only and file != args.only):
+                continue
+            for target in targets:
+                print(f"{name} on {target} ...", file=sys.stderr, flush=True)
+                rows.append(summarize(name, target, build(path, target, inputs, Path(tmp))))
+    Console().print(table(rows))
+    out = ROOT / "results" / "import.json"
+    out.parent.mkdir(exist_ok=True)
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps({"date": str(date.today()), "command": "python bench/bench_import.py --models DIR",
+                                   "rows": rows}, indent=1) + "\n")
+    tmp_out.replace(out)
+    failed = [r for r in rows if "error" in r or not (r["bit_exact_vs_tflite_reference"] and r["bit_exact_vs_integer_reference"])]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""`tinycompile build model.tflite` on QEMU: the target's outputs equal TFLite's reference kernels bit for bit, and the
+build folder records what ran (io.npz)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import run_cli
+from tflite_models import ModelBuilder
+
+from tinycompile.frontends import load_model
+from tinycompile.quant import reference
+
+
+def _small_kws(path: Path) -> Path:
+    """A DS-CNN in miniature: stride-2 SAME conv, depthwise, pointwise, residual add, global average, FC, softmax."""
+    b = ModelBuilder(seed=3)
+    x = b.input((1, 13, 6, 1), scale=0.5, zero_point=83)
+    y = b.conv2d(x, 8, (5, 3), (2, 2), "SAME", "RELU")
+    d = b.depthwise_conv2d(y, (3, 3), (1, 1), "SAME", "RELU")
+    p = b.conv2d(d, 8, (1, 1), (1, 1), "SAME", "RELU")
+    y = b.add(y, p, "RELU")
+    y = b.average_pool2d(y, (7, 3), (1, 1), "VALID")
+    y = b.fully_connected(b.reshape(y, (1, 8)), 5)
+    return b.save(path, [b.softmax(y, beta=0.05)])  # a low beta keeps the classes apart on random inputs
+
+
+def _tie_dense(path: Path) -> Path:
+    """A fully connected layer whose scale 0.5 makes exact ties: TFLite rounds them away from zero in double
+    precision, which no half-up fixed-point rounding reproduces (the double-precision kernel path)."""
+    b = ModelBuilder(seed=0)
+    x = b.input((1, 4), scale=1.0, zero_point=0)
+    w = np.array([[1, 0, 0, 0], [0, 3, 0, 0], [1, 1, 1, 1]], np.int8)
+    y = b.fully_connected(x, 3, weights=w, weight_scales=0.5, bias=np.zeros(3, np.int32), output_scale=1.0, output_zero_point=0)
+    return b.save(path, [y])
+
+
+def _build(model: Path, target: str, out: Path, *extra: str):
+    return run_cli("build", str(model), "--target", target, "-o", str(out), "--vectors", "16", *extra)
+
+
+@pytest.mark.slow
+def test_imported_model_is_bit_exact_with_tflite_on_qemu(tmp_path: Path) -> None:
+    model = _small_kws(tmp_path / "kws.tflite")
+    proc = _build(model, "cortex-m4", tmp_path / "m4")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "m4" / "report.json").read_text())
+    assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"] and report["verdict"] == "pass"
+    assert report["oracles"]["tflite_reference"]["inputs"] == 16
+    assert [row["source"].split(":")[1] for row in report["layers"]][-2:] == ["FULLY_CONNECTED", "SOFTMAX"]
+    assert all(row["ran_on"] in ("cortex-m4", "view (no data moved)") for row in report["layers"])
+    with np.load(tmp_path / "m4" / "io.npz") as io:
+        inputs, outputs = io["inputs"], io["outputs"]
+    graph = load_model(model).graph
+    assert inputs.shape == (16, 13, 6, 1) and outputs.shape == (16, 1, 1, 5)
+    assert np.array_equal(outputs, reference.run(graph, inputs))
+    assert len({o.tobytes() for o in outputs}) > 1  # the inputs reach the output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,codegen", [("cortex-m4", "c"), ("rv32imc", "llvm"), ("cortex-m7", "llvm")])
+def test_double_precision_fully_connected(tmp_path: Path, target: str, codegen: str) -> None:
+    model = _tie_dense(tmp_path / "tie.tflite")
+    assert load_model(model).graph.ops[0].params == {"float_scale": 1}  # no exact fixed-point form exists
+    proc = _build(model, target, tmp_path / "out", "--codegen", codegen)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["oracles"]["tflite_reference"]["bit_exact"]
+
+
+def test_double_precision_refused_where_llvm_gets_it_wrong(tmp_path: Path) -> None:
+    proc = _build(_tie_dense(tmp_path / "tie.tflite"), "cortex-m4", tmp_path / "out", "--codegen", "llvm")
+    assert proc.returncode == 2 and "requantizes in double precision" in proc.stderr and "--codegen c" in proc.stderr
