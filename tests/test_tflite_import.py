@@ -89,9 +89,23 @@ def _float_io(b: ModelBuilder) -> list:
     return [b.dequantize(y)]
 
 
+def _left_shift(b: ModelBuilder) -> list:
+    """An effective scale above one (requantization by a left shift)."""
+    x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
+    w = b.rng.integers(-1, 2, size=(4, 1, 1, 3)).astype(np.int8)
+    return [b.conv2d(x, 4, (1, 1), (1, 1), "VALID", "NONE", weights=w, weight_scales=0.2, output_scale=0.008, output_zero_point=0)]
+
+
+def _mean_of_one(b: ModelBuilder) -> list:
+    """A MEAN over one element to a finer scale: TFLite's folded multiplier needs a left shift."""
+    x = b.input((1, 1, 1, 6), scale=0.05, zero_point=-3)
+    return [b.mean(x, (1, 2), keepdims=True, output_scale=0.03, output_zero_point=2)]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
+    "left_shift": _left_shift, "mean_of_one": _mean_of_one,
 }  # fmt: skip
 
 
@@ -132,6 +146,11 @@ def test_import_keeps_tflite_parameters(tmp_path: Path) -> None:
     dense = import_tflite(write(tmp_path, "dense")).graph.ops
     assert [op.op for op in dense] == ["flatten", "dense", "dense"]  # the flattening RESHAPE is a view
     assert all(op.params.get("float_scale") == 1 for op in dense[1:])
+
+
+def test_left_shifts_are_kept(tmp_path: Path) -> None:
+    assert import_tflite(write(tmp_path, "left_shift")).graph.ops[0].tensors["shift"].max() < 0  # scale 1.25
+    assert import_tflite(write(tmp_path, "mean_of_one")).graph.ops[0].tensors["shift"][0] < 0  # 0.05 / 0.03
 
 
 def test_float_io_model_quantizes_inputs_as_tflite(tmp_path: Path) -> None:

@@ -292,10 +292,10 @@ class _Importer:
         s_in, s_out = base["in_q"][0].scale, base["out_q"].scale
         per = np.broadcast_to(w_scale.astype(np.float64), (channels,))
         effective = float(np.float32(s_in)) * per / float(np.float32(s_out))  # in double, as Prepare computes it
-        if effective.max() >= 1.0 or effective.min() <= 0.0:
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has an effective scale outside (0, 1) "
-                            f"({effective.min():.3g}..{effective.max():.3g}); requantization by a left shift is not supported yet")
-        pairs = [quantize_multiplier(float(e)) for e in effective]
+        if effective.min() <= 0.0 or effective.max() >= 2.0**30:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has effective scales "
+                            f"{effective.min():.3g}..{effective.max():.3g}; they must lie in (0, 2**30)")
+        pairs = [quantize_multiplier(float(e), allow_left_shift=True) for e in effective]  # >= 1: a left shift
         tensors = {"bias": bias, "multiplier": np.array([m for m, _ in pairs], np.int32),
                    "shift": np.array([s for _, s in pairs], np.int32)}
         if kind == "dense":
@@ -339,7 +339,8 @@ class _Importer:
         # by the back ends where it provably gives the same outputs.
         tensors["scale"] = effective.astype(np.float64)
         params = {"float_scale": 1}
-        if semantics.single_rounding_exact(tensors["multiplier"], tensors["shift"], effective, base["out_q"].zero_point, lo, hi):
+        if tensors["shift"].min() >= 0 and semantics.single_rounding_exact(
+                tensors["multiplier"], tensors["shift"], effective, base["out_q"].zero_point, lo, hi):
             params["single_rounding"] = 1
         self.emit(k, QOp(op="dense", lo=lo, hi=hi, params=params, tensors=tensors, **dict(base, out_shape=(1, 1, w.shape[0]))), out)
 
@@ -409,13 +410,11 @@ class _Importer:
             raise UserError(f"{self.where}: operator {k} (MEAN) reduces axes {axes} of a rank-{rank} tensor; only the mean "
                             "over H and W of an NHWC tensor imports")
         ratio = float(np.float32(base["in_q"][0].scale)) / float(np.float32(base["out_q"].scale))
-        m0, s0 = quantize_multiplier(ratio) if ratio < 1.0 else _multiplier_at_least_one(ratio)
+        m0, s0 = quantize_multiplier(ratio, allow_left_shift=True)
         count = h * w
         step = min(count.bit_length() - 1, 32, 31 - s0)  # TFLite's shift by floor(log2(count)), capped
         mult = (m0 << step) // count
-        shift = s0 + step
-        if not 0 <= shift <= 31:
-            raise UserError(f"{self.where}: operator {k} (MEAN) needs a left shift (input scale {ratio:.3g}x the output's); not supported")
+        shift = s0 + step  # negative: a left shift (an output scale below the input's, few elements)
         tensors = {"multiplier": np.array([mult], np.int32), "shift": np.array([shift], np.int32)}
         self.emit(k, QOp(op="avgpool", kernel=(h, w), stride=(1, 1), tensors=tensors, **base), out)
 
@@ -479,15 +478,6 @@ class _Importer:
         "TANH": lambda self, k, op: self.lookup(k, op, semantics.tanh_table),
         "QUANTIZE": lambda self, k, op: self.lookup(k, op, semantics.requantize_table),
     }
-
-
-def _multiplier_at_least_one(scale: float) -> tuple[int, int]:
-    """``QuantizeMultiplier`` of a scale >= 1 in the QuantGraph's convention (a negative shift is a left shift)."""
-    mantissa, exponent = math.frexp(scale)
-    m = math.floor(mantissa * 2**31 + 0.5)
-    if m == 2**31:
-        m, exponent = m // 2, exponent + 1
-    return int(m), -exponent
 
 
 def _multiplier_average(count: int, zero_point: int, lo: int, hi: int) -> tuple[int, int] | None:
