@@ -43,6 +43,11 @@ class _FlattenKeep(nn.Module):  # keeps the (N, C, 1, 1) layout of every tensor
         return x.flatten(1)[:, :, None, None]
 
 
+class _Concat(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=1)
+
+
 def _make_op(layer: Layer, c_in: int) -> nn.Module:
     pt, pb, pl, pr = layer.padding
     if layer.op in ("conv", "dwconv"):
@@ -54,13 +59,21 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return nn.MaxPool2d(layer.kernel, layer.stride)
     if layer.op == "avgpool":
         return nn.AvgPool2d(layer.kernel, layer.stride)
-    if layer.op == "gap":
+    if layer.op in ("gap", "mean"):
         return nn.AdaptiveAvgPool2d(1)
     if layer.op == "flatten":
         return _FlattenKeep()
     if layer.op == "dense":
         return _Dense(c_in, layer.channels)
-    return _Add()
+    if layer.op == "add":
+        return _Add()
+    if layer.op == "softmax":  # over the channels of each position, as the spec defines it
+        return nn.Softmax(dim=1)
+    if layer.op == "pad":  # float models pad with zeros (the int8 graph pads with the input zero point)
+        return nn.ZeroPad2d((pl, pr, pt, pb))
+    if layer.op == "concat":
+        return _Concat()
+    raise ValueError(f"op {layer.op!r} has no float module: the spec does not say which function its table holds")
 
 
 def folded_weights(model: SpecNet) -> list[tuple[np.ndarray, np.ndarray] | None]:

@@ -2,7 +2,8 @@
 
 Weights: symmetric, per output channel. Activations: asymmetric, per tensor, from the min/max seen on calibration
 data (a few hundred training samples). Biases: int32 at ``s_in * s_w``. Requantization: per-channel fixed point
-(``intmath.quantize_multiplier``); ReLU folded into the output clamp.
+(``intmath.quantize_multiplier``); ReLU folded into the output clamp. Ops of imported float models: softmax gets
+TFLite's fixed output quantization (1/256, -128) and its integer parameters; pad keeps its input's quantization.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from tinycompile.errors import UserError
 from tinycompile.model import SpecNet, folded_weights
 from tinycompile.quant.graph import QOp, QParams, QuantGraph
 from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, quantize_multiplier
-from tinycompile.quant.semantics import ADD_LEFT_SHIFT, add_multipliers, avgpool_multiplier, min_out_scale
+from tinycompile.quant.semantics import ADD_LEFT_SHIFT, add_multipliers, avgpool_multiplier, min_out_scale, softmax_params
 
 CALIBRATION_SAMPLES = 512
-SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add")
+SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "pad")
+SOFTMAX_OUT_Q = QParams(1.0 / 256.0, -128)  # TFLite's fixed int8 softmax output: [0, 1) in steps of 1/256
 
 
 def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray) -> QuantGraph:
@@ -46,6 +48,8 @@ def _check_supported(spec: ArchSpec) -> None:
     for i, layer in enumerate(spec.layers):
         if layer.op not in SUPPORTED_OPS:
             raise UserError(f"layer {i}: op {layer.op!r} is not supported by the int8 quantizer; use one of {SUPPORTED_OPS}")
+        if layer.op in ("softmax", "pad") and layer.relu:
+            raise UserError(f"layer {i}: {layer.op} with relu is not supported; its output needs no ReLU")
         if layer.op == "flatten":
             c, h, w = spec.input_shapes(i, shapes)[0]
             if layer.relu:
@@ -128,6 +132,10 @@ def _quantize_layer(
     if layer.op in ("maxpool", "flatten"):
         lo, hi = _clamp(layer, in_q[0])
         return QOp(**base, out_q=in_q[0], lo=lo, hi=hi)  # type: ignore[arg-type]
+    if layer.op == "pad":  # real zero is the input zero point, so the padded tensor keeps the input's quantization
+        return QOp(**base, out_q=in_q[0], params={"value": in_q[0].zero_point})  # type: ignore[arg-type]
+    if layer.op == "softmax":
+        return QOp(**base, out_q=SOFTMAX_OUT_Q, params=softmax_params(beta=1.0, input_scale=s_in))  # type: ignore[arg-type]
     if layer.op in ("avgpool", "gap"):
         if layer.op == "gap":  # a gap is an avgpool over the whole input
             base.update(kernel=(in_chw[0][1], in_chw[0][2]), stride=(1, 1), padding=(0, 0, 0, 0))

@@ -1,0 +1,352 @@
+"""Float model import (tinycompile.frontends.float_model): ONNX, torch.export and float32 TFLite.
+
+A small CNN trained for a few seconds on sklearn's 8x8 digits is exported to each format, imported, checked to
+reproduce the original float outputs, quantized with the project's own int8 PTQ and checked against the float
+original's argmax with the integer reference. Error paths build tiny ONNX graphs by hand.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tinycompile.errors import UserError
+from tinycompile.frontends.float_model import FloatModel, agreement, import_float, to_nchw
+from tinycompile.quant.quantize import quantize
+from tinycompile.tasks import Task
+
+KWS_FLOAT = Path("/work/models/kws_ref_model_float32.tflite")
+RESNET_FLOAT = Path("/work/models/pretrainedResnet.tflite")
+CALIBRATION = 400
+AGREEMENT_BAR = 0.97
+
+
+class DigitsNet(nn.Module):
+    """conv-BN-ReLU, depthwise-BN-ReLU, pointwise conv + residual add, max pool, zero pad + conv, global pool, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.pw = nn.Conv2d(16, 16, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.pad = nn.ZeroPad2d(1)  # an explicit pad the importer must fold into the next conv's padding
+        self.conv3 = nn.Conv2d(16, 32, 3)
+        self.bn3 = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        y = torch.relu(self.bn2(self.dw(x)))
+        x = torch.relu(x + self.pw(y))
+        x = self.pool(x)
+        x = torch.relu(self.bn3(self.conv3(self.pad(x))))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+@dataclass
+class Trained:
+    net: DigitsNet
+    task: Task
+    float_acc: float
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # Tiny tensors: threads only contend (training took 40x longer on two busy cores with two threads).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(digits: Task) -> Trained:
+    torch.manual_seed(0)
+    net = DigitsNet()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    x, y = torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):  # a few seconds on one thread; ~97-99% on the test split
+        net.train()
+        for idx in torch.randperm(len(x), generator=gen).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        acc = float((net(torch.from_numpy(digits.x_test)).argmax(1).numpy() == digits.y_test).mean())
+    return Trained(net, digits, acc)
+
+
+@pytest.fixture(scope="module")
+def exported(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("float_models")
+    example = torch.from_numpy(trained.task.x_test[:1])
+    onnx_path = folder / "digits.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated in torch 2.9+, but still works
+        warnings.simplefilter("ignore")
+        torch.onnx.export(trained.net, (example,), str(onnx_path), dynamo=False, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "batch"}})  # a dynamic batch pins to 1
+    pt2_path = folder / "digits.pt2"
+    torch.export.save(torch.export.export(trained.net, (example,)), str(pt2_path))
+    return {"onnx": onnx_path, "torch": pt2_path}
+
+
+def _float_outputs(fm: FloatModel, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return fm.model(torch.from_numpy(to_nchw(x, fm.layout))).numpy()
+
+
+# ------------------------------------------------------------------------------------------- ONNX and torch
+@pytest.mark.parametrize("fmt", ["onnx", "torch"])
+def test_import_reproduces_the_float_model(trained: Trained, exported: dict[str, Path], fmt: str) -> None:
+    fm = import_float(exported[fmt])
+    assert fm.format == fmt and fm.layout == "NCHW"
+    assert fm.spec.input_shape == (1, 8, 8) and fm.spec.num_classes == 10
+    # Batch norms fold into the convolutions, biases and ReLUs into their layers, the zero pad into conv3.
+    ops = [layer.op for layer in fm.spec.layers]
+    assert ops == ["conv", "dwconv", "conv", "add", "maxpool", "conv", "gap", "dense"], ops
+    assert fm.spec.layers[5].padding == (1, 1, 1, 1) and fm.spec.layers[3].relu and fm.spec.layers[3].inputs == (0, 2)
+    x = trained.task.x_test
+    with torch.no_grad():
+        want = trained.net(torch.from_numpy(x)).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torch"])
+def test_int8_reference_agrees_with_the_float_original(trained: Trained, exported: dict[str, Path], fmt: str) -> None:
+    fm = import_float(exported[fmt])
+    task = trained.task
+    graph = quantize(fm.spec, fm.model, task.x_train[:CALIBRATION])
+    result = agreement(fm, graph, task.x_test, task.y_test)
+    assert trained.float_acc > 0.9, "the fixture model did not learn; the bar below would mean nothing"
+    assert result["samples"] == len(task.x_test)
+    assert result["agreement"] >= AGREEMENT_BAR, result
+    assert result["float_accuracy"] == pytest.approx(trained.float_acc)
+    assert result["int8_accuracy"] >= trained.float_acc - 0.02, result
+
+
+# ------------------------------------------------------------------------------------------- float TFLite
+def _digits_tflite(net: DigitsNet) -> bytes:
+    """The trained net written as a float32 TFLite model (NHWC, BN folded as a converter would, softmax at the end)."""
+    tflite_models = pytest.importorskip("tflite_models")  # tests/tflite_models.py, the test-model writer
+
+    @torch.no_grad()
+    def folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
+        w = conv.weight.double()
+        b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        if bn is not None:
+            s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            w, b = w * s[:, None, None, None], (b - bn.running_mean.double()) * s + bn.bias.double()
+        return w.numpy(), b.numpy()
+
+    def ohwi(w: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=np.float32)
+
+    b = tflite_models.ModelBuilder(seed=0)
+    x = b.input((1, 8, 8, 1), dtype="float32", real_range=(-1.0, 3.0))
+    w, bias = folded(net.conv1, net.bn1)
+    h = b.conv2d(x, 16, (3, 3), padding="SAME", activation="RELU", weights=ohwi(w), bias=bias.astype(np.float32))
+    w, bias = folded(net.dw, net.bn2)  # depthwise filters are (1, KH, KW, C)
+    dw_w = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)[None], dtype=np.float32)
+    y = b.depthwise_conv2d(h, (3, 3), padding="SAME", activation="RELU", weights=dw_w, bias=bias.astype(np.float32))
+    w, bias = folded(net.pw, None)
+    y = b.conv2d(y, 16, (1, 1), padding="VALID", weights=ohwi(w), bias=bias.astype(np.float32))
+    h = b.add(h, y, activation="RELU")
+    h = b.max_pool2d(h, (2, 2), (2, 2), padding="VALID")
+    h = b.pad(h, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    w, bias = folded(net.conv3, net.bn3)
+    h = b.conv2d(h, 32, (3, 3), padding="VALID", activation="RELU", weights=ohwi(w), bias=bias.astype(np.float32))
+    h = b.mean(h, axes=(1, 2), keepdims=False)
+    logits = b.fully_connected(h, 10, weights=net.fc.weight.detach().numpy().astype(np.float32),
+                               bias=net.fc.bias.detach().numpy().astype(np.float32))
+    return b.finish(outputs=[b.softmax(logits)])
+
+
+def _litert(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run a float TFLite model on each sample with LiteRT's interpreter."""
+    interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
+    it = interpreter_mod.Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    result = []
+    for sample in x:
+        it.set_tensor(inp["index"], sample[None].astype(np.float32))
+        it.invoke()
+        result.append(it.get_tensor(out["index"]).reshape(-1).copy())
+    return np.stack(result)
+
+
+def test_float_tflite_imports_and_quantizes(trained: Trained, tmp_path: Path) -> None:
+    path = tmp_path / "digits_float.tflite"
+    path.write_bytes(_digits_tflite(trained.net))
+    fm = import_float(path)
+    assert fm.format == "tflite-float" and fm.layout == "NHWC" and fm.spec.input_shape == (1, 8, 8)
+    ops = [layer.op for layer in fm.spec.layers]
+    assert ops == ["conv", "dwconv", "conv", "add", "maxpool", "conv", "gap", "dense", "softmax"], ops
+    task = trained.task
+    x_nhwc = task.x_test.transpose(0, 2, 3, 1)  # the model's own layout
+    want = _litert(path, x_nhwc[:200])
+    assert np.abs(_float_outputs(fm, x_nhwc[:200]) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, to_nchw(task.x_train[:CALIBRATION].transpose(0, 2, 3, 1), fm.layout))
+    assert graph.ops[-1].op == "softmax" and graph.ops[-1].out_q.scale == 1 / 256
+    assert set(graph.ops[-1].params) == {"beta_multiplier", "beta_left_shift", "diff_min"}
+    result = agreement(fm, graph, task.x_test, task.y_test)
+    assert result["agreement"] >= AGREEMENT_BAR, result
+
+
+def test_tflite_flatten_of_nhwc_permutes_the_dense_columns(tmp_path: Path) -> None:
+    """A RESHAPE of an NHWC tensor to (1, -1) flattens in (H, W, C) order; the spec's flatten is (C, H, W)."""
+    tflite_models = pytest.importorskip("tflite_models")
+    b = tflite_models.ModelBuilder(seed=3)
+    x = b.input((1, 5, 4, 3), dtype="float32")
+    rng = np.random.default_rng(3)
+    h = b.conv2d(x, 6, (3, 3), (1, 1), "VALID", "RELU", weights=rng.standard_normal((6, 3, 3, 3)).astype(np.float32),
+                 bias=rng.standard_normal(6).astype(np.float32))
+    h = b.fully_connected(b.reshape(h, (1, -1)), 7, weights=rng.standard_normal((7, 36)).astype(np.float32),
+                          bias=rng.standard_normal(7).astype(np.float32))
+    path = tmp_path / "flatten.tflite"
+    b.save(path, outputs=[h])
+    fm = import_float(path)
+    assert [layer.op for layer in fm.spec.layers] == ["conv", "flatten", "dense"]
+    xs = rng.standard_normal((16, 5, 4, 3)).astype(np.float32)
+    assert np.abs(_float_outputs(fm, xs) - _litert(path, xs)).max() < 1e-4
+
+
+@pytest.mark.skipif(not RESNET_FLOAT.exists(), reason=f"{RESNET_FLOAT} is not on this machine")
+def test_mlperf_tiny_float_resnet_reproduces_litert() -> None:
+    fm = import_float(RESNET_FLOAT)
+    assert fm.layout == "NHWC" and fm.spec.input_shape == (3, 32, 32) and fm.spec.layers[-1].op == "softmax"
+    xs = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    assert np.abs(_float_outputs(fm, xs) - _litert(RESNET_FLOAT, xs)).max() < 1e-5
+
+
+@pytest.mark.skipif(not KWS_FLOAT.exists(), reason=f"{KWS_FLOAT} is not on this machine")
+def test_mlperf_tiny_kws_float_with_int8_weights_is_refused() -> None:
+    # The "float32" KWS reference model keeps its conv weights in int8 (dynamic-range quantization).
+    with pytest.raises(UserError, match="dynamic-range quantized"):
+        import_float(KWS_FLOAT)
+
+
+# ------------------------------------------------------------------------------------------- NHWC ONNX
+def test_onnx_with_an_nhwc_input_reports_nhwc(tmp_path: Path) -> None:
+    """TF-converted ONNX models take NHWC and transpose it first; calibration data then comes in NHWC."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((4 * 4 * 3, 5)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t", "w"], ["c"], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["back"], perm=[0, 2, 3, 1]),  # flattened in (H, W, C) order
+        helper.make_node("Flatten", ["back"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 5, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")])
+    path = tmp_path / "nhwc.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    fm = import_float(path)
+    assert fm.layout == "NHWC" and fm.spec.input_shape == (2, 6, 5)
+    x = rng.standard_normal((3, 6, 5, 2)).astype(np.float32)
+    conv = torch.relu(nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(w)))
+    want = conv.permute(0, 2, 3, 1).reshape(3, -1).numpy() @ fc
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-4
+
+
+def test_to_nchw_handles_every_rank() -> None:
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    assert to_nchw(x, "NCHW").shape == (2, 3, 4, 5)
+    np.testing.assert_array_equal(to_nchw(x, "NHWC"), x.transpose(0, 3, 1, 2))
+    assert to_nchw(x[:, :, 0], "NHWC").shape == (2, 5, 1, 3)  # (N, L, C) signal
+    assert to_nchw(x[:, :, 0], "NCHW").shape == (2, 3, 1, 5)  # (N, C, L) signal
+    assert to_nchw(x[:, 0, 0], "NHWC").shape == (2, 5, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------- errors
+def _onnx_file(tmp_path: Path, nodes: list, inputs: list, outputs: list, inits: dict[str, np.ndarray] | None = None) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def _one_line_error(path: Path, match: str) -> str:
+    with pytest.raises(UserError, match=match) as info:
+        import_float(path)
+    text = str(info.value)
+    assert "\n" not in text, text
+    return text
+
+
+def test_unreadable_files_are_user_errors(tmp_path: Path) -> None:
+    for suffix, match in ((".onnx", "not a valid ONNX model"), (".tflite", "not a TFLite model"),
+                          (".pt2", "not a program written by torch.export.save")):
+        path = tmp_path / f"junk{suffix}"
+        path.write_bytes(b"this is not a model at all" * 10)
+        _one_line_error(path, match)
+    _one_line_error(tmp_path / "model.h5", "unknown model suffix")
+    _one_line_error(tmp_path / "missing.onnx", "no such model file")
+
+
+def test_unsupported_ops_are_named(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    w = np.ones((2, 1, 1, 1), np.float32)
+    relu6 = _onnx_file(tmp_path, [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+                                  helper.make_node("Clip", ["c", "lo", "hi"], ["y"])],
+                       [vi("x", TensorProto.FLOAT, [1, 1, 4, 4])], [vi("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                       {"w": w, "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)})
+    _one_line_error(relu6, "ReLU6")
+    sigmoid = _onnx_file(tmp_path, [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+                                    helper.make_node("Sigmoid", ["c"], ["y"])],
+                         [vi("x", TensorProto.FLOAT, [1, 1, 4, 4])], [vi("y", TensorProto.FLOAT, [1, 2, 4, 4])], {"w": w})
+    assert "operation 2 of 2" in _one_line_error(sigmoid, "relax.sigmoid")
+
+
+def test_several_inputs_outputs_and_dynamic_shapes_are_refused(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    two_in = _onnx_file(tmp_path, [helper.make_node("Add", ["a", "b"], ["y"])],
+                        [vi("a", TensorProto.FLOAT, [1, 4]), vi("b", TensorProto.FLOAT, [1, 4])],
+                        [vi("y", TensorProto.FLOAT, [1, 4])])
+    _one_line_error(two_in, "2 inputs")
+    two_out = _onnx_file(tmp_path, [helper.make_node("Relu", ["a"], ["y"]), helper.make_node("Relu", ["y"], ["z"])],
+                         [vi("a", TensorProto.FLOAT, [1, 4])],
+                         [vi("y", TensorProto.FLOAT, [1, 4]), vi("z", TensorProto.FLOAT, [1, 4])])
+    _one_line_error(two_out, "2 outputs")
+    dynamic = _onnx_file(tmp_path, [helper.make_node("Relu", ["a"], ["y"])],
+                         [vi("a", TensorProto.FLOAT, [1, "length"])], [vi("y", TensorProto.FLOAT, [1, "length"])])
+    _one_line_error(dynamic, "dynamic shape")
+
+
+def test_torch_relu6_and_dynamic_batch_are_refused(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU6(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.zeros(2, 1, 8, 8)
+    path = tmp_path / "relu6.pt2"
+    torch.export.save(torch.export.export(net, (x,)), str(path))
+    _one_line_error(path, "ReLU6")
+    batch = torch.export.Dim("batch", min=2)
+    path = tmp_path / "dynamic.pt2"
+    torch.export.save(torch.export.export(net, (x,), dynamic_shapes=({0: batch},)), str(path))
+    _one_line_error(path, "dynamic shape")
