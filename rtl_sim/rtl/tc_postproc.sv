@@ -7,6 +7,8 @@
 //   out = clamp(RQ(ra + rb + bias2, mult2, shift2) + zp)
 // RQ is tc_requant (TFLite double rounding), a pipeline of LaneLatency stages taking one
 // operation per cycle. A parameter set is three rows of N int32: bias, multiplier, shift.
+// The `single` bit (instr[9]) selects single rounding (TFLite's fully connected,
+// (t * mult + 2^(30+shift)) >> (31+shift)) for the normal mode; add mode ignores it.
 //
 // After the parameter rows are fetched (and every row range checked, error before any write),
 // StRun issues accumulator reads and lane operations, and writes results as they leave the
@@ -49,6 +51,7 @@ module tc_postproc #(
   typedef enum logic [1:0] {KNone, KA, KB, KW} kind_e;
 
   wire        add_mode = instr_i[8];
+  wire        single   = instr_i[9] && !add_mode;  // add mode always rounds twice
   wire [15:0] acc_a    = instr_i[31:16];
   wire [15:0] acc_b    = instr_i[47:32];
   wire [15:0] out_base = instr_i[63:48];
@@ -111,6 +114,7 @@ module tc_postproc #(
       .lshift_i(lane_ls),
       .mult_i  (prm_q[row_mult][c*32 +: 32]),
       .shift_i (prm_q[row_shift][c*32 +: 5]),
+      .single_i(single),
       .zp_i    (zp),
       .lo_i    (lo),
       .hi_i    (hi),

@@ -1,15 +1,21 @@
-// One post-processing lane, pipelined: bias, optional left shift, TFLite double-rounding
-// requantization, output zero point and clamp. Bit-exact with tinycompile.quant.intmath:
+// One post-processing lane, pipelined: bias, optional left shift, TFLite requantization (double
+// or single rounding), output zero point and clamp. Bit-exact with tinycompile.quant.intmath:
 //   t   = wrap32((acc + bias) << lshift)
-//   r32 = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(t, mult), shift)
+//   r32 = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(t, mult), shift)   single_i = 0
+//   r32 = sat32((t * mult + 2^(30 + shift)) >> (31 + shift))                         single_i = 1
 //   q8  = clamp(r32 + zp, lo, hi)
-// Latency 5 cycles, one operation per cycle: acc/bias/lshift/mult/shift are sampled at the edge
-// ending cycle c, r32_o and q8_o show that operation's result in cycle c + 5. zp/lo/hi are used by
-// the last stage: they must hold the operation's values in cycle c + 4 (the post-processing unit
-// keeps them constant for a whole instruction). Stages (registers at the end of each):
+// Single rounding (requantize_single, TFLite's int8 fully connected) rounds the exact product
+// once, half up: with x = floor(t * mult / 2^31) and h = bit 30 of t * mult it is x + h for
+// shift 0 and floor(x / 2^shift) + x[shift-1] otherwise. Its one result outside int32,
+// t = mult = -2^31 at shift 0 (2^31), saturates to 2^31 - 1 (q8 is the same either way).
+// Latency 5 cycles, one operation per cycle: acc/bias/lshift/mult/shift/single are sampled at the
+// edge ending cycle c, r32_o and q8_o show that operation's result in cycle c + 5. zp/lo/hi are
+// used by the last stage: they must hold the operation's values in cycle c + 4 (the
+// post-processing unit keeps them constant for a whole instruction). Stages (registers at the
+// end of each):
 //   1  t = (acc + bias) << lshift
 //   2  four 16 x 16 partial products of t * mult (one DSP multiplier each)
-//   3  SRDHM: sum of the partial products, rounded, bits 62:31
+//   3  sum of the partial products, bits 62:31: SRDHM (rounded) or, single, floor and bit 30
 //   4  rounding right shift: floor(x / 2^shift) and the round-up bit
 //   5  add the round-up bit (r32) and the zero point, clamp (q8)
 // Pure datapath registers, no reset. The post-processing unit's LaneLatency must match.
@@ -20,6 +26,7 @@ module tc_requant (
   input  logic [4:0]  lshift_i,
   input  logic [31:0] mult_i,
   input  logic [4:0]  shift_i,
+  input  logic        single_i,
   input  logic [7:0]  zp_i,
   input  logic [7:0]  lo_i,
   input  logic [7:0]  hi_i,
@@ -29,6 +36,7 @@ module tc_requant (
   // ---- stage 1: bias and left shift
   logic [31:0] t1_d, t1_q, m1_q;
   logic [4:0]  sh1_q;
+  logic        sg1_q;
 
   always_comb begin
     t1_d = (acc_i + bias_i) << lshift_i;
@@ -38,6 +46,7 @@ module tc_requant (
     t1_q <= t1_d;
     m1_q <= mult_i;
     sh1_q <= shift_i;
+    sg1_q <= single_i;
   end
 
   // ---- stage 2: t * mult as four partial products. With t = th*2^16 + tl and m = mh*2^16 + ml
@@ -47,6 +56,7 @@ module tc_requant (
   logic signed [31:0] plh_d, plh_q, phl_d, phl_q, phh_d, phh_q;
   logic               ovf2_d, ovf2_q;
   logic [4:0]         sh2_q;
+  logic               sg2_q;
   // Operands as 17-bit signed values: each product is at most 17 x 17 bits (one DSP block).
   logic signed [16:0] tl, th, ml, mh;
   /* verilator lint_off UNUSEDSIGNAL */
@@ -77,32 +87,44 @@ module tc_requant (
     phh_q <= phh_d;
     ovf2_q <= ovf2_d;
     sh2_q <= sh1_q;
+    sg2_q <= sg1_q;
   end
 
   // ---- stage 3: SRDHM = trunc((ab + nudge) / 2^31), nudge = 2^30 (ab >= 0) or 1 - 2^30 (ab < 0).
   // Both cases equal floor((ab + 2^30) / 2^31): for ab < 0 the truncating division is
   // floor((ab + 1 - 2^30 + 2^31 - 1) / 2^31). ab = phh*2^32 + pll + (plh + phl)*2^16; its low 16
   // bits are those of tl * ml and cannot carry, so the sum runs over bits 63:16 only.
+  // Single rounding adds no nudge: x = floor(ab / 2^31), and half = bit 30 of ab goes to stage 4.
+  // (-2^31) * (-2^31) = 2^62 gives x = 2^31 in both modes, saturated to 2^31 - 1 (for single
+  // rounding that is exact for shift >= 1, see stage 4, and saturates the result for shift 0).
   logic signed [32:0] mid;
   /* verilator lint_off UNUSEDSIGNAL */
-  logic [47:0]        ab_hi;  // (ab + 2^30) >> 16; bits 46:15 are the quotient
+  logic [47:0]        ab_hi;  // (ab + nudge) >> 16; bits 46:15 are the quotient, bit 14 is ab[30]
   /* verilator lint_on UNUSEDSIGNAL */
   logic [31:0]        x3_d, x3_q;
+  logic               h3_d, h3_q;
   logic [4:0]         sh3_q;
+  logic               sg3_q;
 
   always_comb begin
-    mid = 33'(plh_q) + 33'(phl_q) + 33'sd16384;  // + 2^30 >> 16
+    mid = 33'(plh_q) + 33'(phl_q) + (sg2_q ? 33'sd0 : 33'sd16384);  // + 2^30 >> 16 (double)
     ab_hi = {phh_q, pll_q} + {{15{mid[32]}}, mid};
     x3_d = ovf2_q ? 32'h7FFF_FFFF : ab_hi[46:15];
+    h3_d = sg2_q && ab_hi[14];  // 0 in double mode, so stage 4 is unchanged there
   end
 
   always_ff @(posedge clk_i) begin
     x3_q <= x3_d;
+    h3_q <= h3_d;
     sh3_q <= sh2_q;
+    sg3_q <= sg2_q;
   end
 
   // ---- stage 4: RoundingDivideByPOT(x, s), ties away from zero. For s >= 1 it rounds up when
   // bit s-1 of x is set and, for negative x, some bit below it is set too (s = 0: never).
+  // Single rounding, half up: floor((ab + 2^(30+s)) / 2^(31+s)) = floor((x + 2^(s-1)) / 2^s) for
+  // s >= 1 (2^(30+s) is a multiple of 2^31), i.e. it rounds up when bit s-1 of x is set; for s = 0
+  // it is x + half.
   /* verilator lint_off UNUSEDSIGNAL */
   logic [32:0] xs;  // only bit 0 is used
   /* verilator lint_on UNUSEDSIGNAL */
@@ -110,10 +132,10 @@ module tc_requant (
   logic        up4_d, up4_q;
 
   always_comb begin
-    xs = {x3_q, 1'b0} >> sh3_q;                      // xs[0] = x[s-1], 0 for s = 0
+    xs = {x3_q, h3_q} >> sh3_q;                      // xs[0] = x[s-1]; for s = 0 half (0: double)
     below = ((32'd1 << sh3_q) - 32'd1) >> 1;         // bits s-2..0
     fl4_d = $unsigned($signed(x3_q) >>> sh3_q);
-    up4_d = xs[0] && (!x3_q[31] || ((x3_q & below) != '0));
+    up4_d = xs[0] && (sg3_q || !x3_q[31] || ((x3_q & below) != '0));
   end
 
   always_ff @(posedge clk_i) begin

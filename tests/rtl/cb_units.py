@@ -10,7 +10,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
-from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize, requantize_to_int8
+from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize, requantize_single, requantize_to_int8
 
 
 def _s32(v: int) -> int:
@@ -58,44 +58,79 @@ def _requant_vectors(rng: random.Random) -> list[tuple[int, ...]]:
     return vecs
 
 
+def _single_ties() -> list[tuple[int, ...]]:
+    """Exact halves of single rounding, t * mult = (2j + 1) * 2^(30 + shift), for every shift 0..31, both signs:
+    with mult = 2^p (p >= shift) t = (2j + 1) * 2^(30 + shift - p); shift 31 through mult = -2^31, t = +-2^30."""
+    vecs = []
+    for shift in range(31):
+        for p in sorted({shift, min(30, shift + 3), 30}):
+            e = 30 + shift - p
+            for j in range(-3, 3):
+                t = (2 * j + 1) << e
+                if INT32_MIN <= t <= INT32_MAX:
+                    vecs.append((t, 0, 0, 1 << p, shift, 0, -128, 127))
+    for t in (1 << 30, -(1 << 30), 3 << 29, -(3 << 29)):
+        vecs.append((t, 0, 0, INT32_MIN, 31, 0, -128, 127))
+    return vecs
+
+
+def _expect(vec: tuple[int, ...], single: int) -> tuple[int, int]:
+    """(q8, r32) of one lane operation: intmath's double or single rounding (single: r32 saturated to int32,
+    which only t = mult = -2^31 at shift 0 needs)."""
+    acc, bias, lshift, mult, shift, zp, lo, hi = vec
+    t = _s32(_s32(acc + bias) << lshift)
+    q8 = int(requantize_to_int8(np.int64(t), mult, shift, zp, lo, hi, single=bool(single)))
+    r = int((requantize_single if single else requantize)(np.int64(t), mult, shift))
+    return q8, min(max(r, INT32_MIN), INT32_MAX)
+
+
 @cocotb.test()
 async def requant_lane(dut) -> None:
     """tc_requant against intmath, one operation per cycle back to back: random values, rounding
     ties, saturation corners, left shifts, clamp bounds; every result exactly 5 cycles after its
-    operands (zp, lo, hi presented in the last stage's cycle, 4 cycles after them)."""
+    operands (zp, lo, hi presented in the last stage's cycle, 4 cycles after them). Every vector
+    runs in double then single rounding (single_i toggles every cycle), plus exact halves of single
+    rounding at every shift."""
     rng = random.Random(7)
     Clock(dut.clk_i, 10, unit="ns").start()
-    vecs = _requant_vectors(rng)
+    ops = [(v, single) for v in _requant_vectors(rng) for single in (0, 1)]
+    ops += [(v, 1) for v in _single_ties()] + [(v, 0) for v in _single_ties()]
     lat = REQUANT_LATENCY
     errors = 0
-    for k in range(len(vecs) + lat):
-        acc, bias, lshift, mult, shift = vecs[k][:5] if k < len(vecs) else (rng.getrandbits(32), 0, 0, 0, 0)
+    differ = 0  # operations whose two roundings differ: the ties must make the modes distinguishable
+    for k in range(len(ops) + lat):
+        if k < len(ops):
+            (acc, bias, lshift, mult, shift), single = ops[k][0][:5], ops[k][1]
+        else:
+            acc, bias, lshift, mult, shift, single = rng.getrandbits(32), 0, 0, 0, 0, 0
         dut.acc_i.value = acc & 0xFFFFFFFF
         dut.bias_i.value = bias & 0xFFFFFFFF
         dut.lshift_i.value = lshift
         dut.mult_i.value = mult & 0xFFFFFFFF
         dut.shift_i.value = shift
+        dut.single_i.value = single
         j = k - (lat - 1)  # the operation in the last stage this cycle
-        zp, lo, hi = vecs[j][5:] if 0 <= j < len(vecs) else (0, -128, 127)
+        zp, lo, hi = ops[j][0][5:] if 0 <= j < len(ops) else (0, -128, 127)
         dut.zp_i.value = zp & 0xFF
         dut.lo_i.value = lo & 0xFF
         dut.hi_i.value = hi & 0xFF
         await RisingEdge(dut.clk_i)
         await ReadOnly()
-        if 0 <= j < len(vecs):
-            acc, bias, lshift, mult, shift, zp, lo, hi = vecs[j]
-            t = _s32(_s32(acc + bias) << lshift)
-            exp_q8 = int(requantize_to_int8(np.int64(t), mult, shift, zp, lo, hi))
-            exp_r32 = _s32(int(requantize(np.int64(t), mult, shift)))
+        if 0 <= j < len(ops):
+            vec, single = ops[j]
+            exp_q8, exp_r32 = _expect(vec, single)
+            differ += single and _expect(vec, 0)[1] != exp_r32
             got_q8 = dut.q8_o.value.to_signed()
             got_r32 = dut.r32_o.value.to_signed()
             if got_q8 != exp_q8 or got_r32 != exp_r32:
                 errors += 1
                 if errors < 20:
-                    dut._log.error(f"acc={acc} bias={bias} ls={lshift} m={mult} s={shift} zp={zp} "
+                    acc, bias, lshift, mult, shift, zp, lo, hi = vec
+                    dut._log.error(f"single={single} acc={acc} bias={bias} ls={lshift} m={mult} s={shift} zp={zp} "
                                    f"lo={lo} hi={hi}: q8 {got_q8} != {exp_q8} or r32 {got_r32} != {exp_r32}")
         await Timer(1, unit="ns")
-    assert errors == 0, f"{errors} mismatches in {len(vecs)} vectors"
+    assert errors == 0, f"{errors} mismatches in {len(ops)} operations"
+    assert differ >= 100, f"only {differ} operations tell single from double rounding"
 
 
 @cocotb.test()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinycompile.accel.assembler import Instr, assemble, decode, disassemble, encode
+from tinycompile.accel.assembler import Instr, assemble, decode, disassemble, encode, format_instr
 from tinycompile.accel.isa import FIELDS, INSTR_BITS
 
 
@@ -38,3 +38,11 @@ def test_out_of_range_field_is_rejected() -> None:
     """The assembler refuses values that do not fit their field."""
     with pytest.raises(ValueError, match="COMPUTE.kt"):
         encode(Instr("COMPUTE", {"kt": 4096}))
+
+
+def test_postproc_single_is_bit_9() -> None:
+    """POSTPROC ``single`` (single rounding) is instruction bit 9, as rtl_sim/ISA.md and tc_postproc decode it."""
+    assert encode(Instr("POSTPROC", {"single": 1})) == encode(Instr("POSTPROC")) | 1 << 9
+    back = disassemble(assemble([Instr("POSTPROC", {"single": 1, "rows": 4}), Instr("DONE")]))
+    assert back[0].fields["single"] == 1 and back[0].fields["add"] == 0
+    assert "single=1" in format_instr(back[0])

@@ -87,6 +87,7 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "POSTPROC": {
         **_COMMON,
         "add": (8, 1, False),
+        "single": (9, 1, False),  # single rounding (TFLite's fully connected); normal mode only
         "acc_a": (16, 16, False),
         "acc_b": (32, 16, False),
         "out_base": (48, 16, False),

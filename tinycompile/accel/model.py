@@ -116,8 +116,8 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
             ls = f["lshift"]
             if not f["add"]:
                 t = _wrap32(_wrap32(a_rows + b) << ls)
-                res = requantize_to_int8(t, mu, sh & 31, f["zp"], f["lo"], f["hi"])
-            else:
+                res = requantize_to_int8(t, mu, sh & 31, f["zp"], f["lo"], f["hi"], single=bool(f["single"]))
+            else:  # add mode ignores ``single``: all three requantizations round twice
                 if f["acc_b"] + rows > cfg.acc_depth:
                     raise AccelError(2, "postproc scratchpad address out of range")
                 b2, mu2, sh2 = (prm[3 * ps + 3 + r].astype(np.int64) for r in range(3))

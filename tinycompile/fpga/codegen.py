@@ -257,6 +257,12 @@ def _constants_tile_major(op: QOp, g: Geom, tiling: Tiling, n: int) -> tuple[np.
     return eye, np.stack(sets, axis=1)  # (tiles, 3 sets, 3 rows, N)
 
 
+def single_rounding(op: QOp) -> bool:
+    """Whether an op requantizes with single rounding (``params["single_rounding"]`` on a conv, depthwise or dense,
+    the ops whose integer semantics honour it): its POSTPROCs set ``single``."""
+    return bool(op.params.get("single_rounding")) and op.op in ("conv", "dwconv", "dense")
+
+
 def _place(what: str, mem_bytes: int, fn: object, *args: object) -> int:
     """Run an image allocation; a full image becomes a one-line UserError saying what did not fit."""
     try:
@@ -329,7 +335,8 @@ def compile_graph(graph: QuantGraph, p: AccelParams, mem_bytes: int, ops: set[in
         locs[i] = out
         b = locs[storage_index(graph, op.inputs[1])].addr if op.op == "add" else 0
         code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), op.in_q[0].zero_point,
-                          op.out_q.zero_point, op.lo, op.hi, lshift=int(op.params.get("left_shift", 0)))
+                          op.out_q.zero_point, op.lo, op.hi, lshift=int(op.params.get("left_shift", 0)),
+                          single=single_rounding(op))
         layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
         instrs.extend(code)
     instrs.append(Instr("DONE"))

@@ -109,9 +109,11 @@ def accelerator_reason(graph: QuantGraph, index: int, n: int) -> str | None:
 
 
 def rounding_reason(op: QOp) -> str | None:
-    """Why the accelerator's requantization lane (multiplier, double rounding) cannot reproduce an op's rounding."""
-    if op.params.get("single_rounding"):
-        return "it rounds once (TFLite's fully connected); the requantization lane rounds twice"
+    """Why the accelerator's requantization lane cannot reproduce an op's rounding (None if it can).
+
+    The lane rounds twice (TFLite's convolutions) or, with POSTPROC ``single``, once (TFLite's fully connected,
+    ``params["single_rounding"]``), so both requantizations run there; an integer division does not.
+    """
     if op.params.get("divide"):
         return "it divides by the window size (TFLite's average), which no multiplier reproduces exactly here"
     return None

@@ -400,8 +400,10 @@ def tap_major(g: Geom) -> bool:
 
 
 def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp_out: int, lo: int, hi: int,
-               zp_b: int = 0, lshift: int = 0) -> list[Instr]:
+               zp_b: int = 0, lshift: int = 0, single: bool = False) -> list[Instr]:
     """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between).
+
+    ``single``: requantize with single rounding (POSTPROC ``single``, TFLite's fully connected); same timing.
 
     Program order per step s: COMPUTE(s), then the post-processing and store of the block that finished at
     step s-1, then the loads of step s+1. Units fetch in program order from queues 8 deep, so a compute placed
@@ -431,6 +433,8 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
 
     def emit(op: str, **f: int) -> None:
         prog.append(Instr(op, f))
+
+    rounding = {"single": 1} if single and g.kind != "add" else {}  # add mode always rounds twice
 
     def sweep_coords(row0: int, col0: int, h: int, w: int) -> dict[str, int]:
         """AGU coordinates of a sweep: loop 1 steps the sweep's rows, loop 0 its columns (from ``row0, col0``)."""
@@ -597,7 +601,7 @@ def emit_layer(g: Geom, t: Tiling, p: AccelParams, a: LayerAddrs, zp_in: int, zp
                          out_base=j * m, rows=m, pset=3 * (blk.g0 - t0 + j), zp=zp_out, lo=lo, hi=hi, lshift=lshift)
                 else:
                     emit("POSTPROC", pop_prev=int(j == 0), acc_a=ab + j * m, out_base=j * m, rows=m,
-                         pset=blk.g0 - t0 + j, zp=zp_out, lo=lo, hi=hi)
+                         pset=blk.g0 - t0 + j, zp=zp_out, lo=lo, hi=hi, **rounding)
             if g.kind == "add":
                 emit("STORE", push_prev=1, sp_base=0, base=a.out + blk.ox0 * cs_out + blk.g0 * n, n2=blk.gn, d2=n,
                      n1=1, n0=m, d0=cs_out)
