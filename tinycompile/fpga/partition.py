@@ -112,10 +112,15 @@ def rounding_reason(op: QOp) -> str | None:
     """Why the accelerator's requantization lane cannot reproduce an op's rounding (None if it can).
 
     The lane rounds twice (TFLite's convolutions) or, with POSTPROC ``single``, once (TFLite's fully connected,
-    ``params["single_rounding"]``), so both requantizations run there; an integer division does not.
+    ``params["single_rounding"]``), so both requantizations run there; an integer division, a double-precision
+    scale with no proven fixed-point equal, and per-channel left shifts (the lane's shift is a right shift) do not.
     """
     if op.params.get("divide"):
         return "it divides by the window size (TFLite's average), which no multiplier reproduces exactly here"
+    if op.params.get("float_scale") and not op.params.get("single_rounding"):
+        return "it requantizes in double precision with no exact fixed-point form"
+    if "shift" in op.tensors and int(op.tensors["shift"].min()) < 0:
+        return "it needs a left shift (a requantization scale of one or more)"
     return None
 
 
