@@ -1,0 +1,477 @@
+"""Each Relax op of an imported float model -> ArchSpec layers with float weights (:class:`Walker`).
+
+What the walker understands:
+
+* conv2d / conv1d (groups 1, or depthwise with multiplier 1), matmul with a constant (a dense layer), residual add,
+  max / average pooling, global average pooling (adaptive pool to 1, mean over the spatial axes), softmax over the
+  channels;
+* per-channel affine ops (bias add, scale, batch norm) and ReLU, folded into the layer before when it is a
+  convolution or dense layer that nothing else reads, else a 1x1 depthwise layer of their own;
+* zero padding, folded into the next convolution's padding (else a ``pad`` layer), reshapes that only add or drop
+  unit axes or flatten, transposes (the layouts TFLite and TF-converted ONNX models carry), constant subgraphs.
+
+Anything else raises a one-line :class:`~tinycompile.errors.UserError` naming the op and where it is. The walk
+itself and its bookkeeping are :mod:`tinycompile.frontends.relax_walker`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+import numpy as np
+
+from tinycompile.frontends.float_loaders import NO_BOUND
+from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
+
+RELU_FUSES_INTO = ("conv", "dwconv", "dense", "add", "maxpool", "avgpool", "gap")
+_RELU6 = "ReLU6 (clip to 0..6) has no equivalent in tinycompile's layers; retrain with ReLU"
+# Ops evaluated on constants (weight transposes, reshapes of biases, batch-norm arithmetic).
+_CONST_OPS: dict[str, Callable[..., np.ndarray]] = {
+    "relax.add": np.add, "relax.subtract": np.subtract, "relax.multiply": np.multiply,
+    "relax.divide": np.divide, "relax.sqrt": np.sqrt, "relax.rsqrt": lambda v: 1.0 / np.sqrt(v),
+    "relax.negative": np.negative, "relax.power": np.power, "relax.maximum": np.maximum,
+    "relax.minimum": np.minimum, "relax.isnan": np.isnan, "relax.where": np.where, "relax.exp": np.exp,
+}
+_CONST_RESHAPES = ("relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.broadcast_to", "relax.astype")
+
+
+class Walker(GraphWalker):
+    """Reads the Relax ``main`` function of an imported model into spec layers (see the module docstring)."""
+
+    def _call(self, var: Any, call: Any) -> None:
+        name = call.op.name if hasattr(call.op, "name") else str(call.op)
+        args = list(call.args)
+        tensor_args = [a for a in args if not isinstance(a, self.relax.ShapeExpr)]
+        if all(self._const(a) is not None for a in tensor_args):
+            self.consts[var] = self._fold(name, call, var)
+            return
+        handler = _HANDLERS.get(name)
+        if name == "relax.call_tir":  # a frontend's own TIR function (ONNX's Pad when no Conv follows it)
+            callee = getattr(args[0], "name_hint", None) or getattr(args[0], "name", "?")
+            raise self._error(f"op {callee} (lowered by TVM's frontend to TIR) is not supported by the float importer; "
+                              "a zero pad imports only when a convolution reads it")
+        if handler is None:
+            raise self._error(f"op {name} is not supported by the float importer (supported: {_SUPPORTED_TEXT})")
+        handler(self, var, call)
+
+    def _fold(self, name: str, call: Any, var: Any) -> np.ndarray:
+        """Evaluate an op on constants only (weight transposes, reshapes of biases, batch-norm arithmetic)."""
+        args = [self._const(a) for a in call.args if not isinstance(a, self.relax.ShapeExpr)]
+        if not args:
+            raise self._error(f"op {name} creates a tensor from nothing; it is not supported by the float importer")
+        out_shape = self._shape(var, "a constant")
+        if name in _CONST_OPS:
+            result = _CONST_OPS[name](*args)
+        elif name == "relax.permute_dims":
+            axes = None if call.attrs.axes is None else [int(i) for i in call.attrs.axes]
+            result = np.transpose(args[0], axes)
+        elif name in _CONST_RESHAPES:
+            result = np.broadcast_to(args[0], out_shape) if name == "relax.broadcast_to" else args[0].reshape(out_shape)
+        else:
+            raise self._error(f"op {name} on constants is not supported by the float importer")
+        return np.asarray(result, dtype=str(var.ty.dtype)).reshape(out_shape)
+
+    def _layout(self, val: Val, layout: str, what: str) -> Val:
+        """``val`` read with the op's ``layout``; refuses when the op would read its axes with another meaning."""
+        if val.order:
+            raise self._error(f"{what} reads a tensor flattened in {val.order} order; that has no spec equivalent")
+        if len(layout) != len(val.shape) or any(s != 1 and a != b for s, a, b in zip(val.shape, val.axes, layout)):
+            raise self._error(f"{what} reads its input as {layout}, but the input is {val.axes} {list(val.shape)}")
+        return replace(val, axes=layout)
+
+    def _conv(self, var: Any, call: Any) -> None:
+        attrs = call.attrs
+        data_layout = str(attrs.data_layout)
+        val = self._layout(self._value(call.args[0]), data_layout, "the convolution")
+        weight = self._const(call.args[1])
+        if weight is None:
+            raise self._error("a convolution with computed (non-constant) weights is not supported")
+        if any(int(d) != 1 for d in attrs.dilation):
+            raise self._error(f"dilated convolution (dilation {list(map(int, attrs.dilation))}) is not supported")
+        spatial = [a for a in data_layout if a in "HW"]
+        w = _to_oihw(weight.astype(np.float64), str(attrs.kernel_layout))
+        pad = _pads(list(map(int, attrs.padding)), spatial)
+        stride = _pair([int(s) for s in attrs.strides], spatial)
+        op = self._conv_op(int(attrs.groups), val.size("C"), w.shape[0])
+        padding = tuple(a + b for a, b in zip(val.pad, pad))  # a zero pad before it folds into its padding
+        channels = w.shape[0] if op == "conv" else 0
+        draft = Draft(op, (val.layer,), channels=channels, kernel=(w.shape[2], w.shape[3]), stride=stride,
+                      padding=padding, weight=w, bias=np.zeros(w.shape[0]))  # type: ignore[arg-type]
+        self._emit(var, draft, _out_layout(attrs, data_layout))
+
+    def _conv_op(self, groups: int, c_in: int, c_out: int) -> str:
+        """The spec op of a convolution with ``groups``: "conv" or "dwconv"; refuses other groupings."""
+        if groups == 1:
+            return "conv"
+        if groups == c_in and c_out == c_in:
+            return "dwconv"
+        kind = (f"a depthwise convolution with channel multiplier {c_out // c_in}" if groups == c_in
+                else f"a grouped convolution ({groups} groups)")
+        raise self._error(f"{kind} is not supported")
+
+    def _pool(self, var: Any, call: Any) -> None:
+        attrs, name = call.attrs, call.op.name
+        layout = str(attrs.layout)
+        val = self._layout(self._value(call.args[0]), layout, name)
+        spatial = [a for a in layout if a in "HW"]
+        if any(int(d) != 1 for d in attrs.dilation):
+            raise self._error(f"dilated pooling is not supported ({name})")
+        kernel = _pair([int(k) for k in attrs.pool_size], spatial)
+        stride = _pair([int(s) for s in attrs.strides], spatial)
+        pad = _pads(list(map(int, attrs.padding)), spatial)
+        is_max = "max" in name
+        if any(pad):
+            val = self._pool_padding(val, pad, is_max, attrs)
+        val = self._materialize(val)
+        self._refuse_ceil_mode(var, name, layout, val, kernel, stride)
+        if not is_max and kernel == val.chw[1:]:
+            self._emit(var, Draft("gap", (val.layer,)), _out_layout(attrs, layout))
+            return
+        draft = Draft("maxpool" if is_max else "avgpool", (val.layer,), kernel=kernel, stride=stride)
+        self._emit(var, draft, _out_layout(attrs, layout))
+
+    def _refuse_ceil_mode(self, var: Any, name: str, layout: str, val: Val, kernel: tuple[int, int],
+                          stride: tuple[int, int]) -> None:
+        """Refuse a pool whose output size is not the floor mode's (the spec's pools floor)."""
+        _, h, w = val.chw
+        out = self._shape(var, name)
+        floor = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+        got = (out[layout.index("H")] if "H" in layout else 1, out[layout.index("W")])
+        if got != floor:
+            raise self._error(f"{name} with ceil_mode (output {got}, floor mode gives {floor}) is not supported")
+
+    def _pool_padding(self, val: Val, pad: tuple[int, int, int, int], is_max: bool, attrs: Any) -> Val:
+        """``val`` with a pool's own ``pad`` added to its pending zero padding; refuses when zeros change the pool."""
+        # Zero padding is exact for a max over non-negative values (after a ReLU) and for an average that
+        # counts the padded taps; other padded pools have no spec equivalent.
+        non_negative = val.layer >= 0 and self.drafts[val.layer].relu and not any(val.pad)
+        if (is_max and not non_negative) or (not is_max and not bool(attrs.count_include_pad)):
+            kind = "max pooling of possibly negative values" if is_max else "average pooling that skips padded taps"
+            raise self._error(f"padded {kind} is not supported")
+        grow = {"H": pad[0] + pad[1], "W": pad[2] + pad[3]}
+        shape = tuple(s + grow.get(a, 0) for a, s in zip(val.axes, val.shape))
+        return replace(val, shape=shape, pad=tuple(a + b for a, b in zip(val.pad, pad)))  # type: ignore[arg-type]
+
+    def _adaptive_pool(self, var: Any, call: Any) -> None:
+        attrs = call.attrs
+        layout = str(attrs.layout)
+        val = self._materialize(self._layout(self._value(call.args[0]), layout, call.op.name))
+        sizes = [1] if attrs.output_size is None else [int(s) for s in attrs.output_size]
+        if any(s != 1 for s in sizes):
+            raise self._error(f"adaptive average pooling to {sizes} is not supported (only to 1: a global average)")
+        self._emit(var, Draft("gap", (val.layer,)), _out_layout(attrs, layout))
+
+    def _mean(self, var: Any, call: Any) -> None:
+        val = self._materialize(self._value(call.args[0]))
+        if val.order:
+            raise self._error(f"a mean over a tensor flattened in {val.order} order is not supported")
+        ndim = len(val.shape)
+        axes = list(range(ndim)) if call.attrs.axis is None else [int(a) % ndim for a in call.attrs.axis]
+        letters = {val.axes[a] for a in axes if val.shape[a] != 1}
+        if not letters <= {"H", "W"} or any(val.axes[a] in "NC" and val.shape[a] != 1 for a in axes):
+            raise self._error(f"a mean over axes {axes} of a {val.axes} tensor is not supported (only over H and W)")
+        keep = bool(call.attrs.keepdims)
+        out_axes = val.axes if keep else "".join(l for i, l in enumerate(val.axes) if i not in axes)
+        if "C" not in out_axes or out_axes[0] != "N":
+            raise self._error(f"a mean that leaves axes {out_axes} is not supported")
+        self._emit(var, Draft("gap", (val.layer,)), out_axes)
+
+    def _matmul(self, var: Any, call: Any) -> None:
+        a, b = call.args
+        weight = self._const(b)
+        if weight is None or self._const(a) is not None:
+            raise self._error("a matmul is supported only as activation @ constant (a dense layer)")
+        val = self._materialize(self._value(a))
+        if weight.ndim != 2 or val.axes[-1] != "C" or any(s != 1 for s in val.shape[1:-1]):
+            raise self._error(f"a matmul of a {val.axes} {list(val.shape)} tensor by a {list(weight.shape)} matrix "
+                              "is not a dense layer over the channels")
+        w = weight.T.astype(np.float64)  # (out, in), torch's Linear layout
+        if val.order:  # columns follow the original flatten order; the spec's flatten is channel-major
+            w = w[:, _chw_index(val)]
+        draft = Draft("dense", (val.layer,), channels=w.shape[0], weight=w, bias=np.zeros(w.shape[0]))
+        self._emit(var, draft, val.axes)
+
+    def _binary(self, var: Any, call: Any) -> None:
+        name = call.op.name
+        a, b = call.args
+        ca, cb = self._const(a), self._const(b)
+        if ca is None and cb is None:
+            if name != "relax.add":
+                raise self._error(f"{name} of two activations is not supported (only add, a residual connection)")
+            self._residual(var, a, b)
+            return
+        act, const = (a, cb) if cb is not None else (b, ca)
+        scale, shift = self._scale_shift(name, const.astype(np.float64), const_is_rhs=cb is not None)
+        self._affine(var, act, scale, shift)
+
+    def _scale_shift(self, name: str, const: np.ndarray, const_is_rhs: bool) -> tuple[np.ndarray, np.ndarray]:
+        """An add, subtract, multiply or divide of an activation and ``const`` as ``x * scale + shift``."""
+        ones, zeros = np.ones_like(const), np.zeros_like(const)
+        if name == "relax.add":
+            return ones, const
+        if name == "relax.subtract":
+            return (ones, -const) if const_is_rhs else (-ones, const)
+        if name == "relax.multiply":
+            return const, zeros
+        if const_is_rhs:  # divide by a constant
+            return 1.0 / const, zeros
+        raise self._error("a constant divided by an activation is not supported")
+
+    def _residual(self, var: Any, a: Any, b: Any) -> None:
+        va, vb = self._materialize(self._value(a)), self._materialize(self._value(b))
+        if va.shape != vb.shape or va.order != vb.order or any(
+            s != 1 and x != y for s, x, y in zip(va.shape, va.axes, vb.axes)
+        ):
+            raise self._error(f"an add of {va.axes} {list(va.shape)} and {vb.axes} {list(vb.shape)} tensors "
+                              "(broadcasting or transposed) is not supported; only same-shape residual adds")
+        self._emit_like(var, Draft("add", (va.layer, vb.layer)), va)
+
+    def _affine(self, var: Any, expr: Any, scale: np.ndarray, shift: np.ndarray) -> None:
+        """``y = x * scale + shift`` per channel: folded into an open conv/dense, else a 1x1 depthwise layer."""
+        val = self._value(expr)
+        s, t = self._per_channel(scale, val), self._per_channel(shift, val)
+        draft = self._open(expr)
+        if draft is not None and draft.op in ("conv", "dwconv", "dense") and not draft.relu:
+            assert draft.weight is not None and draft.bias is not None
+            draft.weight = draft.weight * s.reshape(-1, *([1] * (draft.weight.ndim - 1)))
+            draft.bias = draft.bias * s + t
+            self._fold_into(draft, var, val)
+            return
+        self._depthwise_1x1(var, val, s, t, relu=False)
+
+    def _depthwise_1x1(self, var: Any, val: Val, scale: np.ndarray, shift: np.ndarray, relu: bool) -> None:
+        val = self._materialize(val)
+        c = val.chw[0]
+        draft = Draft("dwconv", (val.layer,), relu=relu, weight=scale.reshape(c, 1, 1, 1).copy(), bias=shift.copy())
+        self._emit_like(var, draft, val, val.shape)  # the shape of ``val``: ``var`` may be batch norm's tuple
+
+    def _per_channel(self, const: np.ndarray, val: Val) -> np.ndarray:
+        """A constant broadcast over ``val`` as one value per spec channel; refuses any other broadcast."""
+        try:
+            full = np.broadcast_to(const, val.shape)
+        except ValueError:
+            raise self._error(f"a constant of shape {list(const.shape)} does not broadcast onto {list(val.shape)}") from None
+        c_axis = val.axes.index("C")
+        per = np.moveaxis(full, c_axis, 0).reshape(val.shape[c_axis], -1)
+        if not (per == per[:, :1]).all():
+            raise self._error(f"a constant of shape {list(const.shape)} varies along other axes than the channels of "
+                              f"a {val.axes} tensor; only per-channel constants fold")
+        vec = per[:, 0].astype(np.float64)
+        return vec[_chw_index(val)] if val.order else vec
+
+    def _batch_norm(self, var: Any, call: Any) -> None:
+        attrs = call.attrs
+        x, gamma, beta, mean, variance = call.args
+        if bool(getattr(attrs, "training", False)):
+            raise self._error("batch norm in training mode; export the model in eval mode (model.eval())")
+        consts = [self._const(e) for e in (gamma, beta, mean, variance)]
+        if any(c is None for c in consts):
+            raise self._error("batch norm with computed (non-constant) parameters is not supported")
+        g, bt, m, v = (np.asarray(c, np.float64) for c in consts)  # type: ignore[arg-type]
+        val = self._value(x)
+        if val.axes[int(attrs.axis) % len(val.shape)] != "C":
+            raise self._error(f"batch norm over axis {int(attrs.axis)} of a {val.axes} tensor (not its channels)")
+        g = g if bool(attrs.scale) else np.ones_like(v)
+        bt = bt if bool(attrs.center) else np.zeros_like(v)
+        scale = g / np.sqrt(v + float(attrs.epsilon))
+        shape = [1] * len(val.shape)
+        shape[val.axes.index("C")] = -1
+        self._affine(var, x, scale.reshape(shape), (bt - m * scale).reshape(shape))
+        self.tuples[var] = [self.vals.pop(var), None, None]  # (normalised, running mean, running var)
+
+    def _relu(self, var: Any, call: Any) -> None:
+        self._apply_relu(var, call.args[0])
+
+    def _apply_relu(self, var: Any, expr: Any) -> None:
+        draft = self._open(expr)
+        val = self._value(expr)
+        if draft is not None and draft.op in RELU_FUSES_INTO and not draft.relu:
+            draft.relu = True
+            self._fold_into(draft, var, val)
+            return
+        c = val.chw[0]
+        self._depthwise_1x1(var, val, np.ones(c), np.zeros(c), relu=True)  # a ReLU nothing could take
+
+    def _clip(self, var: Any, call: Any) -> None:
+        lo, hi = (self._const(a) for a in call.args[1:3])
+        if lo is None or hi is None:
+            raise self._error("clip with computed bounds is not supported")
+        lo_f, hi_f = float(lo), float(hi)
+        if lo_f == 0.0 and hi_f >= NO_BOUND:
+            self._apply_relu(var, call.args[0])
+            return
+        if lo_f == 0.0 and hi_f == 6.0:
+            raise self._error(_RELU6)
+        raise self._error(f"clip to {lo_f:g}..{hi_f:g} is not supported (only clip to 0..inf, a ReLU)")
+
+    def _relu6(self, var: Any, call: Any) -> None:
+        raise self._error(_RELU6)
+
+    def _softmax(self, var: Any, call: Any) -> None:
+        val = self._materialize(self._value(call.args[0]))
+        axis = int(call.attrs.axis) % len(val.shape)
+        if val.axes[axis] != "C" and not all(s == 1 for i, s in enumerate(val.shape) if i not in (0, axis)):
+            raise self._error(f"softmax over axis {axis} of a {val.axes} tensor is not supported (only over the channels)")
+        if val.axes[axis] != "C":  # the only non-unit axis: it is the channel axis of a flat vector, swap the names
+            letters = list(val.axes)
+            c_axis = letters.index("C")
+            letters[c_axis], letters[axis] = letters[axis], letters[c_axis]
+            val = replace(val, axes="".join(letters))
+        self._emit_like(var, Draft("softmax", (val.layer,)), val)
+
+    def _reshape(self, var: Any, call: Any) -> None:
+        src = call.args[0]
+        val = self._value(src)
+        out = self._shape(var, call.op.name)
+        if out == val.shape:
+            self._same_layer(var, src, val)
+            return
+        val = self._materialize(val)
+        if out[0] != val.shape[0]:
+            raise self._error(f"a reshape from {list(val.shape)} to {list(out)} changes the batch axis")
+        squeezed = _unit_axes_reshape(val, out)
+        if squeezed is not None:
+            self._same_layer(var, src, squeezed)
+            return
+        if len(out) == 2 and out[1] == int(np.prod(val.shape[1:])):
+            self._flatten(var, val)
+            return
+        raise self._error(f"a reshape from {val.axes} {list(val.shape)} to {list(out)} is neither a flatten nor a "
+                          "squeeze / unsqueeze; it has no spec equivalent")
+
+    def _flatten(self, var: Any, val: Val) -> None:
+        if val.order:
+            raise self._error(f"a flatten of a tensor already flattened in {val.order} order is not supported")
+        c, h, w = val.chw
+        sizes = {"C": c, "H": h, "W": w}
+        seen = [a for a in val.axes[1:] if a in "CHW"]
+        order = "".join(seen + [a for a in "CHW" if a not in seen])
+        channel_major = [a for a in order if sizes[a] != 1] == [a for a in "CHW" if sizes[a] != 1]
+        extra = {} if channel_major else {"order": order, "dims": (c, h, w)}
+        self._emit(var, Draft("flatten", (val.layer,)), "NC", **extra)
+
+    def _permute(self, var: Any, call: Any) -> None:
+        val = self._value(call.args[0])
+        ndim = len(val.shape)
+        perm = list(range(ndim))[::-1] if call.attrs.axes is None else [int(a) % ndim for a in call.attrs.axes]
+        if perm[0] != 0:
+            raise self._error(f"a transpose {perm} that moves the batch axis is not supported")
+        permuted = replace(val, axes="".join(val.axes[p] for p in perm), shape=tuple(val.shape[p] for p in perm))
+        self._same_layer(var, call.args[0], permuted)
+
+    def _pad(self, var: Any, call: Any) -> None:
+        attrs = call.attrs
+        val = self._value(call.args[0])
+        if str(attrs.pad_mode) != "constant" or float(attrs.pad_value) != 0.0:
+            raise self._error(f"{attrs.pad_mode} padding with value {float(attrs.pad_value):g} is not supported (only zeros)")
+        widths = [int(p) for p in attrs.pad_width]
+        before = {val.axes[i]: widths[2 * i] for i in range(len(val.shape))}
+        after = {val.axes[i]: widths[2 * i + 1] for i in range(len(val.shape))}
+        if any(before[a] or after[a] for a in val.axes if a in "NC") or val.order:
+            raise self._error("padding of the batch or channel axes is not supported")
+        pad = (before.get("H", 0), after.get("H", 0), before.get("W", 0), after.get("W", 0))
+        total = tuple(a + b for a, b in zip(val.pad, pad))
+        self.vals[var] = replace(val, shape=self._shape(var, "pad"), pad=total)  # type: ignore[arg-type]
+
+    def _identity(self, var: Any, call: Any) -> None:
+        if call.op.name == "relax.astype" and str(call.attrs.dtype) != "float32":
+            raise self._error(f"a cast to {call.attrs.dtype} is not supported in a float model")
+        self._same_layer(var, call.args[0], self._value(call.args[0]))
+        if call.op.name == "relax.nn.dropout":  # (output, mask); the mask has no spec equivalent
+            self.tuples[var] = [self.vals.pop(var), None]
+
+    def _concat(self, var: Any, call: Any) -> None:
+        raise self._error("concatenation is not supported by tinycompile's int8 quantizer")
+
+
+_HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
+    "relax.nn.conv2d": Walker._conv,
+    "relax.nn.conv1d": Walker._conv,
+    "relax.nn.max_pool2d": Walker._pool,
+    "relax.nn.avg_pool2d": Walker._pool,
+    "relax.nn.max_pool1d": Walker._pool,
+    "relax.nn.avg_pool1d": Walker._pool,
+    "relax.nn.adaptive_avg_pool2d": Walker._adaptive_pool,
+    "relax.nn.adaptive_avg_pool1d": Walker._adaptive_pool,
+    "relax.mean": Walker._mean,
+    "relax.matmul": Walker._matmul,
+    "relax.add": Walker._binary,
+    "relax.subtract": Walker._binary,
+    "relax.multiply": Walker._binary,
+    "relax.divide": Walker._binary,
+    "relax.nn.batch_norm": Walker._batch_norm,
+    "relax.nn.relu": Walker._relu,
+    "relax.clip": Walker._clip,
+    "relax.nn.relu6": Walker._relu6,
+    "relax.nn.softmax": Walker._softmax,
+    "relax.reshape": Walker._reshape,
+    "relax.squeeze": Walker._reshape,
+    "relax.expand_dims": Walker._reshape,
+    "relax.flatten": Walker._reshape,
+    "relax.permute_dims": Walker._permute,
+    "relax.nn.pad": Walker._pad,
+    "relax.astype": Walker._identity,
+    "relax.nn.dropout": Walker._identity,
+    "relax.concat": Walker._concat,
+}
+_SUPPORTED_TEXT = "conv, depthwise conv, dense, add, pools, global pool, softmax, batch norm, relu, pad, reshape"
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _to_oihw(w: np.ndarray, layout: str) -> np.ndarray:
+    """A conv kernel in Relax's ``layout`` (OIHW, HWIO, HWOI, OIW, WIO...) -> torch's (O, I, KH, KW)."""
+    if "H" not in layout:  # 1-D kernels gain a unit H axis
+        w, layout = w[..., None], layout + "H"
+    return np.ascontiguousarray(w.transpose([layout.index(a) for a in "OIHW"]))
+
+
+def _pads(padding: list[int], spatial: list[str]) -> tuple[int, int, int, int]:
+    """Relax padding (2-D: top, left, bottom, right; 1-D: left, right) -> the spec's (top, bottom, left, right)."""
+    if len(spatial) == 1:
+        left, right = (padding * 2)[:2] if len(padding) == 1 else padding[:2]
+        return (0, 0, left, right)
+    if len(padding) == 1:
+        padding = padding * 4
+    elif len(padding) == 2:
+        padding = padding * 2
+    top, left, bottom, right = padding
+    return (top, bottom, left, right)
+
+
+def _pair(values: list[int], spatial: list[str]) -> tuple[int, int]:
+    """A kernel size or stride given per spatial axis -> the spec's (H, W); a 1-D op's gains a unit H."""
+    return (values[0], values[1]) if len(spatial) == 2 else (1, values[0])
+
+
+def _out_layout(attrs: Any, layout: str) -> str:
+    """The axes of an op's output: its ``out_layout`` when it names one, else its input ``layout``."""
+    return str(getattr(attrs, "out_layout", "") or layout)
+
+
+def _unit_axes_reshape(val: Val, out: tuple[int, ...]) -> Val | None:
+    """``val`` reshaped to ``out`` when the reshape only adds or drops unit axes (and a 2-D ``out`` keeps at most the
+    channels), else None."""
+    kept = [(a, s) for a, s in zip(val.axes[1:], val.shape[1:]) if s != 1]
+    kept_axes = [a for a, _ in kept]
+    if [s for _, s in kept] != [s for s in out[1:] if s != 1] or (len(out) <= 2 and kept_axes not in ([], ["C"])):
+        return None
+    return replace(val, axes=_letters(out, kept_axes), shape=out)
+
+
+def _letters(shape: tuple[int, ...], kept: list[str]) -> str:
+    """Axis letters of a reshape that only adds or drops unit axes: the non-unit axes keep theirs, in order."""
+    spare = [a for a in "CHW" if a not in kept]
+    queue = list(kept)
+    out = "N"
+    for s in shape[1:]:
+        out += queue.pop(0) if s != 1 and queue else spare.pop(0)
+    return out
+
+
+def _chw_index(val: Val) -> np.ndarray:
+    """For each element of the spec's channel-major flatten, its position in ``val``'s own flatten order."""
+    c, h, w = val.dims
+    sizes = {"C": c, "H": h, "W": w}
+    idx = np.arange(c * h * w).reshape([sizes[a] for a in val.order])
+    return idx.transpose([val.order.index(a) for a in "CHW"]).reshape(-1)
