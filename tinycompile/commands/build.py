@@ -18,6 +18,7 @@ from typing import Any
 
 from tinycompile.errors import UserError
 from tinycompile.frontends import is_model_file
+from tinycompile.mcu.naming import DEFAULT_NAME, Naming
 from tinycompile.targets import load_target
 
 BACKENDS = {"mcu": "tinycompile.mcu.command", "fpga": "tinycompile.fpga.command"}
@@ -35,6 +36,7 @@ class BuildRequest:
     array: int | None = None  # accelerator array size (fpga); None: the target's own
     model: Any = None  # tinycompile.frontends.ImportedModel when building a model file, else None
     inputs: Any = None  # int8 graph inputs (N, H, W, C) for a model file
+    name: str = DEFAULT_NAME  # the MCU library's name: the prefix of its exported symbols (tinycompile.mcu.naming)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codegen", choices=("c", "llvm"), default="c", help="TVM's C target (default) or its LLVM target")
     p.add_argument("--vectors", type=int, default=32, help="test inputs run on the target (>= 16)")
     p.add_argument("--array", type=int, choices=(4, 8, 16), help="fpga only: the accelerator's N x N array size")
+    p.add_argument("--name", default=DEFAULT_NAME,
+                   help=f"MCU targets: the C library's name, the prefix of every symbol it exports (default {DEFAULT_NAME}: "
+                   f"{DEFAULT_NAME}_run); libraries of different names link into one firmware")
     p.add_argument("--inputs", type=Path, help="model files: an .npz whose array x holds (N, *input shape) test inputs "
                    "in the model's input dtype (default: random ones over its input range)")
     p.add_argument("--calib", type=Path, help="float models: an .npz whose array x holds calibration inputs "
@@ -69,18 +74,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vectors must be >= 16, but got {args.vectors}")
     if args.array is not None and target.kind != "fpga":
         raise UserError(f"--array applies to the fpga target only, not {target.name} ({target.kind})")
+    if args.name != DEFAULT_NAME and target.kind != "mcu":
+        raise UserError(f"--name applies to MCU targets only, not {target.name} ({target.kind})")
+    Naming(args.name)  # refuses a name that is no C identifier before anything is built
     backend = backend_for(target.kind)
     if not is_model_file(args.trial):
         if args.inputs is not None or args.calib is not None:
             raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
-        request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array)
+        request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array, name=args.name)
         return 0 if backend.build(request).ok else 1
     from tinycompile.frontends.check import check_against_oracles
     from tinycompile.frontends import load_model
 
     model = load_model(args.trial, args.calib)
     inputs = model.test_inputs(args.inputs, args.vectors)
-    request = BuildRequest(args.trial, target, args.out, args.codegen, len(inputs), args.array, model, inputs)
+    request = BuildRequest(args.trial, target, args.out, args.codegen, len(inputs), args.array, model, inputs, args.name)
     outcome = backend.build(request)
     return 0 if check_against_oracles(model, args.out, outcome.ok) else 1
 

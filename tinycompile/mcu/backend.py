@@ -21,6 +21,7 @@ from tinycompile.errors import UserError
 from tinycompile.fileio import write_io
 from tinycompile.mcu import firmware
 from tinycompile.mcu.library import Compiled, Library, compile_graph, write_library
+from tinycompile.mcu.naming import Naming
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target
@@ -76,17 +77,19 @@ def build_and_run(
     codegen: str = "c",
     compiled: Compiled | None = None,
     check_layers: bool = False,
+    naming: Naming = Naming(),
 ) -> McuBuild:
-    """Compile ``graph`` for ``target``, run ``vectors`` (int8 NHWC) on QEMU and compare with the reference."""
+    """Compile ``graph`` for ``target``, run ``vectors`` (int8 NHWC) on QEMU and compare with the reference;
+    ``naming``: the library's exported names (``tinycompile build --name``)."""
     b = firmware.build_config(target)
     _check_double(graph, target, codegen, b)
     compiled = compiled or compile_graph(graph)
-    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"))
+    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"), naming, b["cc"])
     fw = out / "firmware"
     fw.mkdir(parents=True, exist_ok=True)
-    firmware.write_harness(fw, vectors, b["counter"])
+    firmware.write_harness(fw, vectors, b["counter"], naming)
     start = time.perf_counter()
-    elf = firmware.compile_firmware(fw, lib.folder, target, list(lib.kernels), dump_layers=check_layers)
+    elf = firmware.compile_firmware(fw, lib.folder, target, list(lib.kernels), dump_layers=check_layers, profile=naming)
     cc_seconds = time.perf_counter() - start
     expected = reference.run(graph, vectors).reshape(len(vectors), -1)
     result = firmware.run_qemu(elf, target, len(vectors), len(lib.info.kernels), expected.shape[1])

@@ -11,6 +11,7 @@ from tinycompile.console import console
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json
 from tinycompile.mcu import backend
+from tinycompile.mcu.naming import Naming
 from tinycompile.quant import reference
 from tinycompile.quant.quantize import quantize
 
@@ -40,7 +41,7 @@ def build(request: BuildRequest) -> BuildOutcome:
     int8_acc = reference.accuracy(graph, task.x_test, task.y_test)
     n = min(request.vectors, len(task.x_test))
     vectors = graph.quantize_input(task.x_test[:n])
-    result = backend.build_and_run(graph, spec, target, out, vectors, request.codegen)
+    result = backend.build_and_run(graph, spec, target, out, vectors, request.codegen, naming=Naming(request.name))
     report = dict(result.report)
     report.update(trial=str(request.trial), task=task.name, float_test_accuracy=float_acc, int8_test_accuracy=int8_acc,
                   accuracy_drop_points=100.0 * (float_acc - int8_acc), budget=budget)  # fmt: skip
@@ -55,7 +56,8 @@ def _build_model(request: BuildRequest) -> BuildOutcome:
     budget = backend.check_budget(imported.spec, target)
     console(stderr=True).print(f"[bold]build[/] {imported.path} ({imported.format}) for {target.name} ({request.codegen})")
     imported.graph.save(out / "quant")
-    result = backend.build_and_run(imported.graph, imported.spec, target, out, request.inputs, request.codegen)
+    result = backend.build_and_run(imported.graph, imported.spec, target, out, request.inputs, request.codegen,
+                                   naming=Naming(request.name))
     report = dict(result.report, model=str(imported.path), format=imported.format, budget=budget)
     for row in report["layers"]:
         row["source"] = imported.sources[row["index"]]

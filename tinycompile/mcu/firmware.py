@@ -18,6 +18,7 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from tinycompile.errors import UserError
+from tinycompile.mcu.naming import Naming
 from tinycompile.targets import Target
 
 APT_PACKAGES = {
@@ -52,6 +53,18 @@ def require_tool(tool: str) -> str:
     return path
 
 
+def toolchain_tool(cc: str, tool: str) -> str:
+    """The path of the binutils program ``tool`` (e.g. ``objcopy``) of the toolchain whose compiler is ``cc``, or a
+    UserError naming the Debian package to install."""
+    proc = subprocess.run([require_tool(cc), f"-print-prog-name={tool}"], capture_output=True, text=True)
+    name = proc.stdout.strip()  # the full path when the toolchain has it, else the bare name
+    path = name if name and Path(name).is_file() else shutil.which(cc.removesuffix("gcc") + tool)
+    if path is None:
+        pkg = APT_PACKAGES.get(cc, "binutils").split()[0].replace("gcc-", "binutils-")
+        raise UserError(f"{cc}'s {tool} not found; install it with: sudo apt-get install {pkg}")
+    return path
+
+
 def build_config(target: Target) -> dict[str, Any]:
     """The target's ``build:`` section, checked for the keys this back end needs."""
     b = target.build
@@ -64,19 +77,26 @@ def build_config(target: Target) -> dict[str, Any]:
     return dict(b)
 
 
-def write_harness(folder: Path, vectors: np.ndarray, counter: str) -> None:
-    """Write ``main.c`` and ``vectors.h`` (the int8 NHWC test inputs, one row each)."""
+def write_harness(folder: Path, vectors: np.ndarray, counter: str, naming: Naming = Naming()) -> None:
+    """Write ``main.c`` and ``vectors.h`` (the int8 NHWC test inputs, one row each) for the library ``naming`` names."""
     rows = ",\n".join("  {" + ",".join(str(int(v)) for v in row) + "}" for row in vectors.reshape(len(vectors), -1))
     (folder / "vectors.h").write_text(
         "/* Generated test inputs (int8, NHWC), quantized from the task's test split. */\n"
         f"#define TC_NUM_VECTORS {len(vectors)}\n"
-        f"static const int8_t tc_vectors[TC_NUM_VECTORS][TC_INPUT_SIZE] = {{\n{rows}\n}};\n"
+        f"static const int8_t tc_vectors[TC_NUM_VECTORS][{naming.macro('INPUT_SIZE')}] = {{\n{rows}\n}};\n"
     )
-    (folder / "main.c").write_text(_MAIN.replace("@COUNTER@", _COUNTERS[counter]))
+    main = _MAIN.replace("@COUNTER@", _COUNTERS[counter])
+    for token, prefix in (("@N@", naming.api("")), ("@P@", naming.ident("")), ("@M@", naming.macro(""))):
+        main = main.replace(token, prefix)
+    (folder / "main.c").write_text(main)
 
 
-def compile_firmware(folder: Path, library: Path, target: Target, kernels: list[Path], dump_layers: bool = False) -> Path:
-    """Cross-compile the harness with the library into ``folder/firmware.elf``."""
+def compile_firmware(
+    folder: Path, library: Path, target: Target, kernels: list[Path], dump_layers: bool = False, profile: Naming | None = Naming()
+) -> Path:
+    """Cross-compile ``folder/main.c`` with the library in ``library`` (its ``model.c``) and ``kernels`` (sources or
+    objects) into ``folder/firmware.elf``; ``profile``: the library whose profiling hooks the harness defines (its
+    ``<NAME>_PROFILE`` macro), or None for a harness without them."""
     b = build_config(target)
     cc = require_tool(b["cc"])
     elf = folder / "firmware.elf"
@@ -88,7 +108,7 @@ def compile_firmware(folder: Path, library: Path, target: Target, kernels: list[
         "-std=gnu11",
         "-ffunction-sections",
         "-fdata-sections",
-        "-DTC_PROFILE",
+        *([f"-D{profile.macro('PROFILE')}"] if profile is not None else []),
         *(["-DTC_DUMP_LAYERS"] if dump_layers else []),
         "--specs=picolibc.specs",
         "--oslib=semihost",
@@ -207,21 +227,21 @@ _MAIN = """\
 #include "vectors.h"
 
 @COUNTER@
-static uint32_t tc_counts[TC_NUM_KERNELS + 1];
+static uint32_t tc_counts[@M@NUM_KERNELS + 1];
 static uint32_t tc_last;
 static uint32_t tc_total;
 static int tc_vector;
 
-void tc_profile_hook(int k) {
+void @P@profile_hook(int k) {
   uint32_t now = counter_read();
   if (k > 0) {
     uint32_t d = counter_elapsed(tc_last, now);
     tc_counts[k - 1] = d;
     tc_total += d;
 #ifdef TC_DUMP_LAYERS
-    const int8_t* t = tc_model_arena() + tc_kernel_out_offset[k - 1];
+    const int8_t* t = @N@arena() + @P@kernel_out_offset[k - 1];
     printf("L %d %d ", tc_vector, k - 1);
-    for (uint32_t i = 0; i < tc_kernel_out_size[k - 1]; ++i) printf("%02x", (unsigned)(uint8_t)t[i]);
+    for (uint32_t i = 0; i < @P@kernel_out_size[k - 1]; ++i) printf("%02x", (unsigned)(uint8_t)t[i]);
     printf("\\n");
 #endif
   }
@@ -229,20 +249,20 @@ void tc_profile_hook(int k) {
 }
 
 int main(void) {
-  static int8_t out[TC_OUTPUT_SIZE];
+  static int8_t out[@M@OUTPUT_SIZE];
   counter_init();
   for (int v = 0; v < TC_NUM_VECTORS; ++v) {
     tc_total = 0;
     tc_vector = v;
-    int rc = tc_model_run(tc_vectors[v], out);
+    int rc = @N@run(tc_vectors[v], out);
     if (rc != 0) { printf("E %d %d\\n", v, rc); exit(1); }
     printf("O %d ", v);
-    for (int i = 0; i < TC_OUTPUT_SIZE; ++i) printf("%02x", (unsigned)(uint8_t)out[i]);
+    for (int i = 0; i < @M@OUTPUT_SIZE; ++i) printf("%02x", (unsigned)(uint8_t)out[i]);
     printf("\\n");
-    for (int k = 0; k < TC_NUM_KERNELS; ++k) printf("P %d %d %lu\\n", v, k, (unsigned long)tc_counts[k]);
+    for (int k = 0; k < @M@NUM_KERNELS; ++k) printf("P %d %d %lu\\n", v, k, (unsigned long)tc_counts[k]);
     printf("T %d %lu\\n", v, (unsigned long)tc_total);
   }
-  printf("W %lu\\n", (unsigned long)tc_model_workspace_peak());
+  printf("W %lu\\n", (unsigned long)@N@workspace_peak());
   printf("DONE\\n");
   exit(0);  /* semihosting exit: returning from main does not stop every QEMU machine */
 }

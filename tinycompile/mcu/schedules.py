@@ -140,8 +140,9 @@ def _mul4_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
 TensorIntrin.register(SMLA_MUL4, _mul4_desc, _mul4_impl, override=True)
 
 
-# The same two intrinsics for TVM's C target: ACLE calls (arm_acle.h, which the generated C includes on cores
-# with the DSP extension) and ``tc_load32`` (a 32-bit load from any address, defined in the ABI header).
+# The same two intrinsics for TVM's C target: ``tc_<acle name>`` calls (``codegen.ACLE_HEADER_TEXT``, which the
+# generated C includes on cores with the DSP extension: the ACLE intrinsics of arm_acle.h there, portable C on a host
+# build) and ``tc_load32`` (a 32-bit load from any address, defined in the ABI header).
 
 
 @T.prim_func(s_tir=True)
@@ -154,10 +155,10 @@ def _dot4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
         T.writes(C[0:1])
         C[0] = T.call_pure_extern(
             "int32",
-            "__smlad",
+            "tc_smlad",
             T.call_pure_extern(
                 "int32",
-                "__sxtb16",
+                "tc_sxtb16",
                 T.Cast(
                     "int32",
                     T.bitwise_or(
@@ -169,8 +170,8 @@ def _dot4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
             T.call_pure_extern("int32", "tc_load32", T.address_of(B[1, 0])),
             T.call_pure_extern(
                 "int32",
-                "__smlad",
-                T.call_pure_extern("int32", "__sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
+                "tc_smlad",
+                T.call_pure_extern("int32", "tc_sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
                 T.call_pure_extern("int32", "tc_load32", T.address_of(B[0, 0])),
                 C[0],
             ),
@@ -186,25 +187,25 @@ def _mul4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
         T.reads(C[0:4], A[0:4], B[0:4])
         T.writes(C[0:4])
         C[0] = T.call_pure_extern(
-            "int32", "__smlabb",
-            T.call_pure_extern("int32", "__sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
+            "int32", "tc_smlabb",
+            T.call_pure_extern("int32", "tc_sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
             T.call_pure_extern("int32", "tc_load32", T.address_of(B[0])), C[0])
         C[2] = T.call_pure_extern(
-            "int32", "__smlatb",
-            T.call_pure_extern("int32", "__sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
+            "int32", "tc_smlatb",
+            T.call_pure_extern("int32", "tc_sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))),
             T.call_pure_extern("int32", "tc_load32", T.address_of(B[2])), C[2])
         C[1] = T.call_pure_extern(
-            "int32", "__smlabt",
+            "int32", "tc_smlabt",
             T.call_pure_extern(
-                "int32", "__sxtb16",
+                "int32", "tc_sxtb16",
                 T.Cast("int32", T.bitwise_or(
                     T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
                     T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24))))),
             T.call_pure_extern("int32", "tc_load32", T.address_of(B[0])), C[1])
         C[3] = T.call_pure_extern(
-            "int32", "__smlatt",
+            "int32", "tc_smlatt",
             T.call_pure_extern(
-                "int32", "__sxtb16",
+                "int32", "tc_sxtb16",
                 T.Cast("int32", T.bitwise_or(
                     T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
                     T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24))))),

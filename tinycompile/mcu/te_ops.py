@@ -33,6 +33,22 @@ def _i64(v: int) -> PrimExpr:
     return tirx.const(int(v), "int64")
 
 
+def times_pow2(v: PrimExpr, k: int) -> PrimExpr:
+    """``v * 2**k`` for an int32 ``v`` whose product provably fits int32, as ``int32(uint32(v) << k)``: C leaves
+    ``v << k`` undefined for a negative ``v``; shifting the unsigned value is defined, and converting it back to
+    int32 is implementation-defined, not undefined (modulo 2**32 in GCC and Clang, which gives the product). One
+    shift instruction, as before. Not a multiply: TVM's simplifier would fold ``int64(v * 2**k) * M`` for a constant
+    ``M`` into a constant above int32, which its index narrowing pass rejects."""
+    return (v.astype("uint32") << tirx.const(k, "uint32")).astype("int32")
+
+
+def wrapping_mul(a: PrimExpr, b: PrimExpr) -> PrimExpr:
+    """``a * b`` of int32 values, wrapping modulo 2**32 as ``intmath.requantize`` does (TFLite's int32 multiply on
+    every MCU): the multiply runs in uint32, defined to wrap in C, where an int32 multiply that overflows is
+    undefined; the conversion back is implementation-defined (modulo 2**32 in GCC and Clang), as in ``times_pow2``."""
+    return (a.astype("uint32") * b.astype("uint32")).astype("int32")
+
+
 def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr, left_shift: bool = False) -> PrimExpr:
     """TFLite double rounding in TIR, equal to ``intmath.requantize`` for multipliers in [0, 2**31), shifts in [0, 31].
 
@@ -42,15 +58,17 @@ def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr, left_s
     one 64-bit add and a shift (its saturating case needs a negative multiplier, which never occurs).
     RoundingDivideByPOT(high, s) stays in int32 as TFLite writes it: ``(high >> s) + (rem > thr)`` with
     ``rem = high & mask``, ``thr = (mask >> 1) + [high < 0]``, ``mask = 2**s - 1`` (no overflow for any int32).
-    ``left_shift`` (some shifts may be negative, down to -30): ``acc * 2**max(-shift, 0)`` in int32 first and a right
-    shift of ``max(shift, 0)``, as ``intmath.requantize`` (a multiply: C leaves left shifts of negatives undefined).
+    ``left_shift`` (some shifts may be negative, down to -30): ``acc * 2**max(-shift, 0)`` in int32 first, wrapping
+    as ``intmath.requantize`` does (``wrapping_mul``: C leaves left shifts of negatives and int32 overflow
+    undefined), and a right shift of ``max(shift, 0)``. The mask is computed in uint32: ``1 << 31`` is undefined
+    for int32 in C (and TVM's bound analysis of ``INT32_MAX >> (31 - shift)`` is wrong: it drops the rounding).
     """
     if left_shift:
-        acc = acc * (_i32(1) << tirx.max(_i32(0) - shift, _i32(0)))
+        acc = wrapping_mul(acc, _i32(1) << tirx.max(_i32(0) - shift, _i32(0)))
         shift = tirx.max(shift, _i32(0))
     ab = acc.astype("int64") * multiplier.astype("int64")
     high = ((ab + _i64(1 << 30)) >> _i64(31)).astype("int32")
-    mask = (_i32(1) << shift) - _i32(1)
+    mask = ((tirx.const(1, "uint32") << shift.astype("uint32")) - tirx.const(1, "uint32")).astype("int32")
     thr = (mask >> _i32(1)) - (high >> _i32(31))
     return (high >> shift) + ((high & mask) > thr).astype("int32")
 
@@ -111,7 +129,7 @@ def requantize_const(t: PrimExpr, multiplier: int, shift: int, bound: int) -> Pr
         mask = _i32((1 << shift) - 1)
         return (high >> _i32(shift)) + ((high & mask) > (_i32(((1 << shift) - 1) >> 1) - (high >> _i32(31)))).astype("int32")
     if bound < FAST_ACC_BOUND and 1 <= shift <= 31:
-        return fast_requantize_expr(t << _i32(1), _i32(multiplier), _i32(1 << (shift - 1)), _i32(shift))
+        return fast_requantize_expr(times_pow2(t, 1), _i32(multiplier), _i32(1 << (shift - 1)), _i32(shift))
     return requantize_expr(t, _i32(multiplier), _i32(shift))
 
 
@@ -311,7 +329,7 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
     fast = len(tables) == 1
     if fast:
         rq = tables[0]
-        biased = te.compute(acc.shape, lambda *idx: (acc[idx] << _i32(1)) + rq[chan(idx), 0], name="biased")
+        biased = te.compute(acc.shape, lambda *idx: times_pow2(acc[idx], 1) + rq[chan(idx), 0], name="biased")
     else:
         bias, mult, shift = tables
         biased = te.compute(acc.shape, lambda *idx: acc[idx] + bias[chan(idx)], name="biased")
@@ -513,8 +531,8 @@ def add(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
     shifted = 255 << ADD_LEFT_SHIFT
 
     def f(*idx: PrimExpr) -> PrimExpr:
-        ra = requantize_const((a[idx].astype("int32") - _i32(zp_a)) << _i32(ADD_LEFT_SHIFT), m[0], s[0], shifted)
-        rb = requantize_const((b[idx].astype("int32") - _i32(zp_b)) << _i32(ADD_LEFT_SHIFT), m[1], s[1], shifted)
+        ra = requantize_const(times_pow2(a[idx].astype("int32") - _i32(zp_a), ADD_LEFT_SHIFT), m[0], s[0], shifted)
+        rb = requantize_const(times_pow2(b[idx].astype("int32") - _i32(zp_b), ADD_LEFT_SHIFT), m[1], s[1], shifted)
         return clamp_int8(requantize_const(ra + rb, m[2], s[2], shifted), op.out_q.zero_point, op.lo, op.hi)
 
     return te.compute(tuple(op.out_shape), f, name="out")
