@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fpga_helpers import INPUTS, SPECS, random_graph, target_with_array
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.cost.model import estimate
+from tinycompile.quant import reference
+from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target
 
 CASES = [(name, n) for name in SPECS for n in (4, 8)]
@@ -24,6 +27,10 @@ def test_build_runs_bit_exact_on_rtl(builds: dict, name: str, n: int) -> None:
     ran = {r["ran_on"] for r in report["layers"] if r["op"] != "flatten"}
     assert ran == {"accelerator"}
     assert (folder / "image.bin").is_file() and (folder / "program.s").read_text().count("\n") > 10
+    with np.load(folder / "io.npz") as io:  # what ran, as the target produced it, for any other oracle
+        graph = QuantGraph.load(folder / "quant")
+        assert np.array_equal(io["outputs"], reference.run(graph, io["inputs"]))
+        assert len(io["inputs"]) == report["inputs"]
     # both first layers read a 1-channel input: the host packs min(N, kw) columns, then as many rows as fit, per word
     kh, kw = SPECS[name].layers[0].kernel
     packing = report["input_packing"]

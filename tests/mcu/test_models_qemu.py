@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tinycompile.arch import WEIGHTED_OPS
 from tinycompile.cost.arena import plan_activations
 from tinycompile.cost.model import weight_bytes
 from tinycompile.mcu.backend import build_and_run
+from tinycompile.quant import reference
 from tinycompile.targets import load_target
 
 TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55", "rv32imc")
@@ -23,6 +25,8 @@ def test_network_is_bit_exact_on_qemu(prepared, target, task, codegen, tmp_path)
     r = result.report
     assert r["vectors"] >= 16
     assert r["mismatched_vectors"] == 0 and result.ok
+    with np.load(tmp_path / "io.npz") as io:  # what ran, as the target produced it, for any other oracle
+        assert np.array_equal(io["inputs"], p.vectors) and np.array_equal(io["outputs"], reference.run(p.graph, p.vectors))
     # The built arena is the planner's figure, in the ELF too, and no bigger than all activations together.
     assert r["arena_bytes"] == r["arena_bytes_in_elf"] == plan_activations(p.spec).size
     assert r["arena_ratio"] <= 1.0
