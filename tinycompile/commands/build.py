@@ -6,6 +6,10 @@ model is also checked against TFLite's reference interpreter (:mod:`tinycompile.
 Back ends plug in by target kind: ``BACKENDS[kind]`` names a module exposing
 ``build(request: BuildRequest) -> BuildOutcome``. The MCU back end is ``tinycompile.mcu.command``; an FPGA back end
 adds its module here under ``"fpga"`` and touches nothing else.
+
+Builds are atomic: the back end writes a fresh temporary folder beside ``-o`` (``request.out``), which replaces the
+output folder whole once the build has a verdict, pass or fail. An interrupted or crashed build leaves the old folder
+as it was and no debris; the output folder is locked, so a second build into it is refused at once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.errors import UserError
+from tinycompile.fileio import atomic_folder, check_out_dir, folder_lock
 from tinycompile.frontends import is_model_file
 from tinycompile.targets import load_target
 
@@ -29,7 +34,7 @@ class BuildRequest:
 
     trial: Path
     target: Any  # tinycompile.targets.Target
-    out: Path
+    out: Path  # an empty folder to write the build into (moved onto -o once the build has a verdict)
     codegen: str
     vectors: int
     array: int | None = None  # accelerator array size (fpga); None: the target's own
@@ -70,19 +75,30 @@ def run(args: argparse.Namespace) -> int:
     if args.array is not None and target.kind != "fpga":
         raise UserError(f"--array applies to the fpga target only, not {target.name} ({target.kind})")
     backend = backend_for(target.kind)
-    if not is_model_file(args.trial):
-        if args.inputs is not None or args.calib is not None:
-            raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
-        request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array)
-        return 0 if backend.build(request).ok else 1
+    model_file = is_model_file(args.trial)
+    if not model_file and (args.inputs is not None or args.calib is not None):
+        raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
+    out = check_out_dir(args.out, "-o").absolute()
+    with folder_lock(out):
+        try:
+            with atomic_folder(out) as tmp:
+                ok = _build(args, target, backend, tmp) if model_file else backend.build(
+                    BuildRequest(args.trial, target, tmp, args.codegen, args.vectors, args.array)).ok
+        except KeyboardInterrupt:
+            raise UserError(f"build interrupted; {out} was left as it was") from None
+    return 0 if ok else 1
+
+
+def _build(args: argparse.Namespace, target: Any, backend: Any, out: Path) -> bool:
+    """Build a model file into ``out`` and check it against its oracles as well; True iff every check agreed."""
     from tinycompile.frontends.check import check_against_oracles
     from tinycompile.frontends import load_model
 
     model = load_model(args.trial, args.calib)
     inputs = model.test_inputs(args.inputs, args.vectors)
-    request = BuildRequest(args.trial, target, args.out, args.codegen, len(inputs), args.array, model, inputs)
+    request = BuildRequest(args.trial, target, out, args.codegen, len(inputs), args.array, model, inputs)
     outcome = backend.build(request)
-    return 0 if check_against_oracles(model, args.out, outcome.ok) else 1
+    return check_against_oracles(model, out, outcome.ok)
 
 
 def backend_for(kind: str) -> Any:
