@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vectors must be >= 16, but got {args.vectors}")
     if args.array is not None and target.kind != "fpga":
         raise UserError(f"--array applies to the fpga target only, not {target.name} ({target.kind})")
-    backend = backend_for(target.kind)
     model_file = is_model_file(args.trial)
     if not model_file and (args.inputs is not None or args.calib is not None):
         raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
     out = check_out_dir(args.out, "-o").absolute()
+    backend = backend_for(target.kind)
     with folder_lock(out):
         try:
             with atomic_folder(out) as tmp:

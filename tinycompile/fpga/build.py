@@ -83,18 +83,14 @@ def build_fpga(trial_dir: Path, target: Any, out_dir: Path, array: int | None, i
     """Build a trial for the accelerator, run ``inputs`` test inputs on the RTL, write report.json; 0 iff bit-exact."""
     from tinycompile.console import console
     from tinycompile.quant.quantize import quantize
-    from tinycompile.tasks import load_task
-    from tinycompile.trial import load_trial
+    from tinycompile.trial import load_trial, trial_task
 
     if inputs < MIN_INPUTS:
         raise UserError(f"inputs must be >= {MIN_INPUTS}, but got {inputs}")
     n = array_size(target, array)
     trial_dir, out_dir = Path(trial_dir), Path(out_dir)
     spec, model, metrics = load_trial(trial_dir)
-    task_name = spec.meta.get("task") or metrics.get("task")
-    if not task_name:
-        raise UserError(f"{trial_dir}: spec.json has no meta.task; cannot find the data to calibrate and test on")
-    task = load_task(str(task_name))
+    task = trial_task(trial_dir, spec, metrics)
     log = console(stderr=True)
     log.print(f"[bold]build[/] {trial_dir} for {target.name} (accelerator N={n})")
     graph = quantize(spec, model, task.x_train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from tinycompile.cost.model import Cost, estimate
 from tinycompile.errors import UserError
+from tinycompile.fileio import check_out_dir
 from tinycompile.search.space import SearchSpace, load_space
 from tinycompile.targets import Target, load_target
 from tinycompile.tasks import Task, load_task
@@ -100,8 +102,9 @@ def prepare(config: SearchConfig) -> Prepared:
     space.check_input(task.input_shape)
     sram_kb = _budget("--sram-kb", config.sram_kb, target.sram_kb, "SRAM", target.name)
     flash_kb = _budget("--flash-kb", config.flash_kb, target.flash_kb, "flash", target.name)
-    if config.latency_ms is not None and config.latency_ms <= 0:
-        raise UserError(f"--latency-ms must be > 0, but got {config.latency_ms}")
+    if config.latency_ms is not None and not (math.isfinite(config.latency_ms) and config.latency_ms > 0):
+        raise UserError(f"--latency-ms must be a finite number > 0, but got {config.latency_ms}")
+    check_out_dir(config.out, "--out")
     prepared = Prepared(config, task, space, target, int(sram_kb * 1024), int(flash_kb * 1024), config.latency_ms)
     _check_reachable(prepared)
     return prepared
@@ -110,8 +113,8 @@ def prepare(config: SearchConfig) -> Prepared:
 def _budget(flag: str, value: float | None, chip: float, what: str, target: str) -> float:
     if value is None:
         return chip
-    if value <= 0:
-        raise UserError(f"{flag} must be > 0, but got {value}")
+    if not (math.isfinite(value) and value > 0):  # nan compares false with everything: it would pass "<= 0"
+        raise UserError(f"{flag} must be a finite number > 0, but got {value}")
     if value > chip:
         raise UserError(f"{flag} {value:g} exceeds the {chip:g} KB of {what} that {target} has; lower it or pick another target")
     return value
