@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ class SearchConfig:
 
     @property
     def study_name(self) -> str:
-        """The study's name: given, or made from task, space, target, objective and seed."""
+        """The study's name: given (:func:`prepare` sets it from the loaded task, space and target), or, for a
+        config.json written before it did, made from the task, space, target, objective and seed as given."""
         task = Path(self.task).stem if self.task.endswith(".npz") else self.task
         return self.study or f"{task}-{self.space}-{self.target}-{self.objective}-s{self.seed}"
 
@@ -96,9 +98,14 @@ def prepare(config: SearchConfig) -> Prepared:
         raise UserError(f"unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if config.storage and not config.storage.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise UserError(f"--storage must be a sqlite:///FILE or postgresql://USER@HOST/DB URL, but got {config.storage!r}")
+    if config.study is not None and (config.study in ("", ".", "..") or "/" in config.study or "\0" in config.study):
+        raise UserError(f"--study must be a plain name (it names the run folder inside --out), but got {config.study!r}")
     target = load_target(config.target)
     space = load_space(config.space)
     task = load_task(config.task, seed=config.seed)
+    if config.study is None:  # from the names inside the files: a --space given as a path must not nest or escape --out
+        parts = (task.name, space.name, target.name, config.objective, f"s{config.seed}")
+        config = replace(config, study="-".join(folder_name(part) for part in parts))
     space.check_input(task.input_shape)
     sram_kb = _budget("--sram-kb", config.sram_kb, target.sram_kb, "SRAM", target.name)
     flash_kb = _budget("--flash-kb", config.flash_kb, target.flash_kb, "flash", target.name)
@@ -108,6 +115,11 @@ def prepare(config: SearchConfig) -> Prepared:
     prepared = Prepared(config, task, space, target, int(sram_kb * 1024), int(flash_kb * 1024), config.latency_ms)
     _check_reachable(prepared)
     return prepared
+
+
+def folder_name(text: str) -> str:
+    """``text`` as one safe folder name: runs of characters other than letters, digits and ``._+-`` become ``-``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip(".-") or "study"
 
 
 def _budget(flag: str, value: float | None, chip: float, what: str, target: str) -> float:
