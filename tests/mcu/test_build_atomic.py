@@ -130,3 +130,17 @@ def test_a_build_with_a_verdict_replaces_the_folder_whole(trial: Path, tmp_path:
     assert sorted(snapshot(out)) == ["lib/model.c", "report.json"]  # nothing of the old build is left beside it
     assert json.loads((out / "report.json").read_text()) == {"bit_exact": ok, "trial": "new"}
     assert debris(tmp_path) == []
+
+
+def test_a_folder_that_is_not_a_build_is_never_replaced(trial: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """-o naming a project folder by mistake: one line, exit 2, and every file kept (a build replaces its folder)."""
+    monkeypatch.setattr(build_command, "backend_for", lambda kind: fake_backend(True))
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["build", str(trial), "--target", "cortex-m4", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "holds files but no report.json, so it is not a previous build" in err, err
+    assert snapshot(out) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}
+    assert debris(tmp_path) == []

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out, "-o").absolute()
     backend = backend_for(target.kind)
     with folder_lock(out):
+        _check_replaceable(out)
         try:
             with atomic_folder(out) as tmp:
                 ok = _build(args, target, backend, tmp) if model_file else backend.build(
@@ -87,6 +88,14 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             raise UserError(f"build interrupted; {out} was left as it was") from None
     return 0 if ok else 1
+
+
+def _check_replaceable(out: Path) -> None:
+    """A build replaces its output folder whole: refuse (UserError) a folder with files that no build wrote, such as
+    a project folder given to -o by mistake. A previous build (even a failing one) always holds report.json."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
+        raise UserError(f"-o {out} holds files but no report.json, so it is not a previous build; a build replaces its "
+                        "output folder whole: give a new folder, or empty this one")
 
 
 def _build(args: argparse.Namespace, target: Any, backend: Any, out: Path) -> bool:
