@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     model_file = is_model_file(args.trial)
     if not model_file and (args.inputs is not None or args.calib is not None):
         raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
-    out = check_out_dir(args.out, "-o").absolute()
+    out = check_out_dir(args.out, "-o").resolve()  # a symlinked -o: the build replaces the folder it names
     backend = backend_for(target.kind)
     with folder_lock(out):
         _check_replaceable(out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tinycompile.errors import UserError
 from tinycompile.fileio import folder_lock, write_json
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.build import verify_program
