@@ -77,3 +77,45 @@ def test_input_kind_must_fit_the_task() -> None:
         load_space("cnn1d").check_input((1, 8, 8))
     with pytest.raises(UserError, match="takes 2-D images"):
         load_space("cnn2d").check_input((1, 1, 40))
+
+
+def deep_space(tmp_path: Path, count: int) -> str:
+    path = tmp_path / "deep.yaml"
+    text = (Path(__file__).parent.parent / "search_spaces" / "cnn1d.yaml").read_text()
+    path.write_text(text.replace("count: [1, 2, 3, 4]", f"count: [{count}]"))
+    return str(path)
+
+
+@pytest.mark.timeout(120)  # the budget probe used to build 3000 candidates of 5000 blocks, quadratically: hours
+def test_a_space_too_deep_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tinycompile.cli import main
+
+    space = deep_space(tmp_path, 5000)
+    args = ["search", "--task", "mnist1d", "--space", space, "--target", "cortex-m4", "--out", str(tmp_path / "runs")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "key 'blocks.count' must list integers <= 32" in err and "but got 5000" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [("channels", 5000), ("kernel", 65), ("stride", 17)])
+def test_sizes_are_bounded(tmp_path: Path, key: str, value: int) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text((Path(__file__).parent.parent / "search_spaces" / "cnn2d.yaml").read_text()
+                    .replace("  kernel: [3]\n", f"  kernel: [{value if key == 'kernel' else 3}]\n")
+                    .replace("  channels: [8, 16, 24, 32, 48, 64]", f"  channels: [{value if key == 'channels' else 8}]")
+                    .replace("  stride: [1, 2]\n  pool", f"  stride: [{value if key == 'stride' else 1}]\n  pool"))
+    with pytest.raises(UserError, match=rf"key 'blocks.{key}' must list integers <= \d+ .*but got {value}"):
+        load_space(str(path))
+
+
+def test_every_block_of_a_deep_candidate_gets_its_own_choices(tmp_path: Path) -> None:
+    """Blocks 1 and 10..12 are told apart (their keys share a prefix), in one pass over the choices."""
+    space = load_space(deep_space(tmp_path, 12))
+    choices = space.random_choices(random.Random(0))
+    choices.update({f"block{i}.{k}": v for i in range(12)
+                    for k, v in {"type": "conv", "channels": 8 + 8 * (i % 7), "stride": 1, "pool": "none",
+                                 "residual": False}.items()})
+    spec = space.build(choices, (1, 1, 40), 10)
+    convs = [layer.channels for layer in spec.layers if layer.op == "conv"][1:]  # the stem first
+    assert convs == [8 + 8 * (i % 7) for i in range(12)]

@@ -66,6 +66,16 @@ def test_user_npz_in_three_layouts(tmp_path: Path) -> None:
          "x_train must be (N, L), (N, C, L) or (N, C, H, W)"),
         ({"x_train": np.full((4, 3), np.nan), "y_train": np.zeros(4, int), "x_test": np.zeros((2, 3)), "y_test": np.zeros(2, int)},
          "NaN or infinite"),
+        ({"x_train": np.zeros((4, 0)), "y_train": np.arange(4) % 2, "x_test": np.zeros((2, 0)), "y_test": np.arange(2)},
+         "x_train samples must hold features, but have shape (0,)"),
+        ({"x_train": np.ones((4, 3)), "y_train": np.full(4, 2), "x_test": np.zeros((2, 3)), "y_test": np.full(2, 2)},
+         "y_train holds a single class (2); a classifier needs at least 2"),
+        ({"x_train": np.arange(12.0).reshape(4, 3) * 1e299, "y_train": np.arange(4) % 2, "x_test": np.zeros((2, 3)),
+          "y_test": np.arange(2)}, "x values reach 1.1e+300, which overflows normalising them to float32"),
+        ({"x_train": np.zeros((4, 3)), "y_train": np.array([0, 1, 0, 2**64 - 1], np.uint64), "x_test": np.zeros((2, 3)),
+          "y_test": np.arange(2)}, "y_train must hold class indices below 1000, but has 18446744073709551615"),
+        ({"x_train": np.zeros((4, 3)), "y_train": np.array([0, 1, 2, 3]), "x_test": np.zeros((2, 3)), "y_test": np.arange(2)},
+         "y_train has 1 sample of class 0; every class needs at least 2"),
     ],
 )
 def test_bad_npz_is_refused_with_the_reason(tmp_path: Path, arrays, message: str) -> None:
@@ -78,5 +88,10 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(UserError, match="not a readable .npz"):
         load_task(str(tmp_path / "junk.npz"))
+    good = tmp_path / "good.npz"
+    np.savez(good, x_train=np.zeros((40, 3)), y_train=np.arange(40) % 2, x_test=np.zeros((4, 3)), y_test=np.arange(4) % 2)
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:-200])  # truncated: the central directory is gone
+    with pytest.raises(UserError, match="cut.npz: not a readable .npz file"):
+        load_task(str(tmp_path / "cut.npz"))
     with pytest.raises(UserError, match="does not exist"):
         load_task(str(tmp_path / "absent.npz"))

@@ -150,12 +150,16 @@ class ArchSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
-        """Inverse of :meth:`to_dict`."""
-        layers = tuple(
-            Layer(**{k: tuple(v) if isinstance(v, list) else v for k, v in layer.items()}) for layer in data["layers"]
-        )
-        return cls(tuple(data["input_shape"]), int(data["num_classes"]), layers, dict(data.get("meta", {})))
+    def from_dict(cls, data: Any) -> ArchSpec:
+        """Inverse of :meth:`to_dict`; ``ValueError`` naming the key if ``data`` (read from a file) is not a spec."""
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), list) or not data["layers"]:
+            raise ValueError("a spec must be a JSON object with input_shape, num_classes and a non-empty list of layers")
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta must be an object, but got {meta!r}")
+        layers = tuple(_layer(i, layer) for i, layer in enumerate(data["layers"]))
+        return cls(_ints("input_shape", data.get("input_shape"), 3, 1), _int("num_classes", data.get("num_classes"), 0),
+                   layers, dict(meta))
 
     def save(self, path: str | Path) -> None:
         """Write the spec as indented JSON."""
@@ -163,8 +167,45 @@ class ArchSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> ArchSpec:
-        """Read a spec written by :meth:`save`."""
+        """Read a spec written by :meth:`save` (``ValueError`` if the file is not JSON or not a spec)."""
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _int(key: str, value: Any, low: int) -> int:
+    """``value`` as read from JSON, which must be an integer >= ``low`` (not a float, not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{key} must be an integer >= {low}, but got {value!r}")
+    return value
+
+
+def _ints(key: str, value: Any, count: int, low: int) -> tuple[int, ...]:
+    """A list of ``count`` integers >= ``low`` as read from JSON."""
+    if not isinstance(value, list) or len(value) != count:
+        raise ValueError(f"{key} must be a list of {count} integers, but got {value!r}")
+    return tuple(_int(key, v, low) for v in value)
+
+
+def _layer(i: int, data: Any) -> Layer:
+    """One layer of a spec read from JSON: every field of the type :class:`Layer` declares."""
+    where = f"layer {i}"
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object, but got {data!r}")
+    unknown = set(data) - set(Layer.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    if data.get("op") not in OPS:
+        raise ValueError(f"{where}: unknown op {data.get('op')!r}; expected one of {', '.join(OPS)}")
+    if not isinstance(data.get("relu", False), bool):
+        raise ValueError(f"{where}: relu must be true or false, but got {data['relu']!r}")
+    inputs = data.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in inputs):
+        raise ValueError(f"{where}: inputs must be a list of layer indices, but got {inputs!r}")
+    fields = {"op": data["op"], "inputs": tuple(inputs), "relu": data.get("relu", False),
+              "channels": _int(f"{where}: channels", data.get("channels", 0), 0)}
+    for key, count, low in (("kernel", 2, 1), ("stride", 2, 1), ("padding", 4, 0)):
+        if key in data:
+            fields[key] = _ints(f"{where}: {key}", data[key], count, low)
+    return Layer(**fields)
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

@@ -9,12 +9,19 @@ from torch import nn
 from tinycompile.arch import ArchSpec, Layer
 
 
+TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add")  # what the spaces produce
+
+
 class SpecNet(nn.Module):
     """Runs the layers of a spec in order; conv and depthwise layers train with batch norm, folded away later."""
 
     def __init__(self, spec: ArchSpec) -> None:
+        """The module of ``spec``; ``ValueError`` for an op only imported models have (their weights are int8 files)."""
         super().__init__()
         self.spec = spec
+        other = [f"{i} ({layer.op})" for i, layer in enumerate(spec.layers) if layer.op not in TRAINABLE_OPS]
+        if other:
+            raise ValueError(f"layer {other[0]} has no torch module; trainable ops are {', '.join(TRAINABLE_OPS)}")
         shapes = spec.shapes()
         self.ops = nn.ModuleList(_make_op(layer, spec.input_shapes(i, shapes)[0][0]) for i, layer in enumerate(spec.layers))
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from tinycompile.errors import UserError
+from tinycompile.fileio import read_npz
 
 BUILTIN_TASKS = ("mnist1d", "digits")
 VALIDATION_FRACTION = 0.1
+MAX_CLASSES = 1000  # a classifier head on a microcontroller; also keeps a stray huge label from sizing a layer
 
 
 @dataclass(frozen=True)
@@ -50,25 +52,43 @@ def load_task(name: str, seed: int = 0) -> Task:
         x_train, y_train, x_test, y_test = _npz(Path(name))
     else:
         raise UserError(f"unknown task {name!r}; choose one of {', '.join(BUILTIN_TASKS)} or give a path to an .npz file")
+    _check_classes(name, y_train)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     train_idx, val_idx = _stratified_split(y_train, VALIDATION_FRACTION, seed)
-    mean, std = float(x_train[train_idx].mean()), float(x_train[train_idx].std()) or 1.0
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, in one line
+        mean, std = float(x_train[train_idx].mean()), float(x_train[train_idx].std()) or 1.0
 
-    def norm(x: np.ndarray) -> np.ndarray:
-        return ((x - mean) / std).astype(np.float32)
+        def norm(x: np.ndarray) -> np.ndarray:
+            return ((x - mean) / std).astype(np.float32)
 
+        fit, val, test = norm(x_train[train_idx]), norm(x_train[val_idx]), norm(x_test)
+    if not np.isfinite([mean, std]).all() or not all(np.isfinite(x).all() for x in (fit, val, test)):
+        peak = max(float(np.abs(x_train).max()), float(np.abs(x_test).max()))
+        raise UserError(f"{name}: x values reach {peak:.3g}, which overflows normalising them to float32 (mean 0, "
+                        "standard deviation 1); rescale the data")
     return Task(
         name=Path(name).stem if name.endswith(".npz") else name,
-        x_train=norm(x_train[train_idx]),
+        x_train=fit,
         y_train=y_train[train_idx],
-        x_val=norm(x_train[val_idx]),
+        x_val=val,
         y_val=y_train[val_idx],
-        x_test=norm(x_test),
+        x_test=test,
         y_test=y_test,
         num_classes=num_classes,
         mean=mean,
         std=std,
     )
+
+
+def _check_classes(name: str, y_train: np.ndarray) -> None:
+    """UserError unless there are two classes at least and each can give one sample to validation and keep one."""
+    labels, counts = np.unique(y_train, return_counts=True)
+    if len(labels) < 2:
+        raise UserError(f"{name}: y_train holds a single class ({labels[0]}); a classifier needs at least 2")
+    if counts.min() < 2:
+        label = labels[counts.argmin()]
+        raise UserError(f"{name}: y_train has 1 sample of class {label}; every class needs at least 2 (one is held out "
+                        "for validation), so add samples or drop the class")
 
 
 def _mnist1d() -> tuple[np.ndarray, ...]:
@@ -98,11 +118,7 @@ def _digits() -> tuple[np.ndarray, ...]:
 def _npz(path: Path) -> tuple[np.ndarray, ...]:
     if not path.is_file():
         raise UserError(f"task file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = read_npz(path)
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise UserError(f"{path}: missing array(s) {', '.join(missing)}; a task .npz needs x_train, y_train, x_test, y_test")
@@ -119,6 +135,10 @@ def _npz(path: Path) -> tuple[np.ndarray, ...]:
             raise UserError(f"{path}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
         if len(y) == 0 or y.min() < 0:
             raise UserError(f"{path}: y_{split} must hold class indices >= 0 and not be empty")
+        if int(y.max()) >= MAX_CLASSES:  # compared before the int64 cast, which would wrap a large uint64 negative
+            raise UserError(f"{path}: y_{split} must hold class indices below {MAX_CLASSES}, but has {int(y.max())}")
+        if x.size == 0:
+            raise UserError(f"{path}: x_{split} samples must hold features, but have shape {x.shape[1:]}")
         if not np.isfinite(x).all():
             raise UserError(f"{path}: x_{split} holds NaN or infinite values")
         x = x.astype(np.float64)

@@ -6,6 +6,10 @@ model is also checked against TFLite's reference interpreter (:mod:`tinycompile.
 Back ends plug in by target kind: ``BACKENDS[kind]`` names a module exposing
 ``build(request: BuildRequest) -> BuildOutcome``. The MCU back end is ``tinycompile.mcu.command``; an FPGA back end
 adds its module here under ``"fpga"`` and touches nothing else.
+
+Builds are atomic: the back end writes a fresh temporary folder beside ``-o`` (``request.out``), which replaces the
+output folder whole once the build has a verdict, pass or fail. An interrupted or crashed build leaves the old folder
+as it was and no debris; the output folder is locked, so a second build into it is refused at once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.errors import UserError
+from tinycompile.fileio import atomic_folder, check_out_dir, folder_lock
 from tinycompile.frontends import is_model_file
 from tinycompile.mcu.naming import DEFAULT_NAME, Naming
 from tinycompile.targets import load_target
@@ -30,7 +35,7 @@ class BuildRequest:
 
     trial: Path
     target: Any  # tinycompile.targets.Target
-    out: Path
+    out: Path  # an empty folder to write the build into (moved onto -o once the build has a verdict)
     codegen: str
     vectors: int
     array: int | None = None  # accelerator array size (fpga); None: the target's own
@@ -77,20 +82,40 @@ def run(args: argparse.Namespace) -> int:
     if args.name != DEFAULT_NAME and target.kind != "mcu":
         raise UserError(f"--name applies to MCU targets only, not {target.name} ({target.kind})")
     Naming(args.name)  # refuses a name that is no C identifier before anything is built
+    model_file = is_model_file(args.trial)
+    if not model_file and (args.inputs is not None or args.calib is not None):
+        raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
+    out = check_out_dir(args.out, "-o").resolve()  # a symlinked -o: the build replaces the folder it names
     backend = backend_for(target.kind)
-    if not is_model_file(args.trial):
-        if args.inputs is not None or args.calib is not None:
-            raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
-        request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array, name=args.name)
-        return 0 if backend.build(request).ok else 1
+    with folder_lock(out):
+        _check_replaceable(out)
+        try:
+            with atomic_folder(out) as tmp:
+                ok = _build(args, target, backend, tmp) if model_file else backend.build(
+                    BuildRequest(args.trial, target, tmp, args.codegen, args.vectors, args.array, name=args.name)).ok
+        except KeyboardInterrupt:
+            raise UserError(f"build interrupted; {out} was left as it was") from None
+    return 0 if ok else 1
+
+
+def _check_replaceable(out: Path) -> None:
+    """A build replaces its output folder whole: refuse (UserError) a folder with files that no build wrote, such as
+    a project folder given to -o by mistake. A previous build (even a failing one) always holds report.json."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
+        raise UserError(f"-o {out} holds files but no report.json, so it is not a previous build; a build replaces its "
+                        "output folder whole: give a new folder, or empty this one")
+
+
+def _build(args: argparse.Namespace, target: Any, backend: Any, out: Path) -> bool:
+    """Build a model file into ``out`` and check it against its oracles as well; True iff every check agreed."""
     from tinycompile.frontends.check import check_against_oracles
     from tinycompile.frontends import load_model
 
     model = load_model(args.trial, args.calib)
     inputs = model.test_inputs(args.inputs, args.vectors)
-    request = BuildRequest(args.trial, target, args.out, args.codegen, len(inputs), args.array, model, inputs, args.name)
+    request = BuildRequest(args.trial, target, out, args.codegen, len(inputs), args.array, model, inputs, args.name)
     outcome = backend.build(request)
-    return 0 if check_against_oracles(model, args.out, outcome.ok) else 1
+    return check_against_oracles(model, out, outcome.ok)
 
 
 def backend_for(kind: str) -> Any:

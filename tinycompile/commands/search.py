@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console = make_console()
     prepared = prepare(config)
+    config = prepared.config  # with the study (and so the run folder) named
     console.print(
         f"searching {config.space} on {prepared.task.name} for {prepared.target.name}: {config.trials} trials, "
         f"{config.sampler}, budgets SRAM {prepared.sram_bytes / 1024:g} KB flash {prepared.flash_bytes / 1024:g} KB"

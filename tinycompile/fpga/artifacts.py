@@ -19,8 +19,9 @@ import numpy as np
 from tinycompile.accel.assembler import MemoryImage, format_instr
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json, write_text, write_with
-from tinycompile.fpga.codegen import AccelProgram, InputPack, LayerCode, TensorLoc
-from tinycompile.fpga.plan import AccelParams, Geom, plan_layer
+from tinycompile.accel.isa import INSTR_BYTES
+from tinycompile.fpga.codegen import IMAGE_ALIGN, AccelProgram, InputPack, LayerCode, TensorLoc
+from tinycompile.fpga.plan import ARRAYS, AccelParams, Geom, cpad, plan_layer
 from tinycompile.quant.graph import QuantGraph
 
 MANIFEST = "build.json"
@@ -63,39 +64,118 @@ def save_hybrid(out: Path, graph: QuantGraph, placement: dict[int, str], x: np.n
 
 
 def load(folder: Path) -> tuple[AccelProgram, dict[int, str], np.ndarray, QuantGraph, dict[str, Any]]:
-    """Read a build folder written by :func:`save`."""
-    from tinycompile.accel.assembler import disassemble
+    """Read a build folder written by :func:`save`; a one-line UserError if any of its files is missing, damaged or
+    disagrees with the others (the image is checked against build.json, the inputs against the graph).
 
+    The program is not judged here: an instruction that does not decode is left for the accelerator, which stops
+    on it with its own error code and PC (``prog.instrs`` is then empty)."""
     folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
-        raise UserError(f"{folder} is not an FPGA build folder (no {MANIFEST}); run `tinycompile build --target fpga` first")
-    doc = json.loads((folder / MANIFEST).read_text())
+    doc = manifest(folder)
     if doc.get("hybrid"):
         raise UserError(f"{folder} holds a build with layers on the host; use load_hybrid")
+    graph = load_graph(folder)
+    x = load_inputs(folder, graph)
+    try:
+        raw = np.frombuffer((folder / "image.bin").read_bytes(), np.uint8)
+    except OSError as exc:
+        raise damaged(folder, f"cannot read image.bin ({exc.strerror})") from None
+    try:
+        prog = _program(doc, raw, len(graph.ops))
+        placement = {int(k): str(v) for k, v in doc["placement"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+        raise damaged(folder, f"{MANIFEST} and image.bin disagree ({type(exc).__name__}: {exc})") from None
+    return prog, placement, x, graph, doc
+
+
+def _program(doc: dict[str, Any], raw: np.ndarray, n_ops: int) -> AccelProgram:
+    """The AccelProgram that build.json describes over the image bytes ``raw`` (ValueError where they disagree)."""
+    from tinycompile.accel.assembler import disassemble
+
     params = AccelParams(**doc["params"])
-    raw = np.frombuffer((folder / "image.bin").read_bytes(), np.uint8)
+    if params.n not in ARRAYS or any(not isinstance(v, int) or v < 1 for v in asdict(params).values()):
+        raise ValueError(f"params must be positive integers with n in {ARRAYS}, but got {doc['params']}")
+    top, prog_addr = int(doc["image_top"]), int(doc["prog_addr"])
+    size = -(-top // IMAGE_ALIGN) * IMAGE_ALIGN
+    if raw.size != size:
+        raise ValueError(f"image.bin must hold {size} bytes (the image ends at byte {top}), but holds {raw.size}")
+    if not 0 <= prog_addr < top or (top - prog_addr) % INSTR_BYTES:
+        raise ValueError(f"prog_addr must start whole instructions before image_top={top}, but got {prog_addr}")
+    length = (top - prog_addr) // INSTR_BYTES  # instructions, the final DONE included
     image = MemoryImage(params.n, raw.size)
     image.data[:] = raw
-    image.top = int(doc["image_top"])
-    instrs = disassemble(raw[doc["prog_addr"]:].tobytes())
+    image.top = top
     layers = []
     for d in doc["layers"]:
         geom = None if d["geom"] is None else Geom(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["geom"].items()})
         tiling = None if geom is None else plan_layer(geom, params)
-        layers.append(LayerCode(d["index"], d["op"], geom, tiling, d["first"], d["count"], TensorLoc(**d["out"])))
-    prog = AccelProgram(params, image, int(doc["prog_addr"]), instrs, layers, TensorLoc(**doc["input"]),
+        code = LayerCode(int(d["index"]), str(d["op"]), geom, tiling, int(d["first"]), int(d["count"]), _loc(d["out"], raw.size, params.n))
+        if not 0 <= code.index < n_ops or code.first < 0 or code.count < 0 or code.first + code.count >= length:
+            raise ValueError(f"layer {code.index} must be an op of the graph with instructions inside the program's "
+                             f"{length}, but has instructions {code.first}..{code.first + code.count}")
+        layers.append(code)
+    try:
+        instrs = disassemble(raw[prog_addr:top].tobytes())
+    except ValueError:
+        instrs = []  # an illegal instruction: the accelerator itself reports it when it runs (error 1 and its PC)
+    return AccelProgram(params, image, prog_addr, instrs, layers, _loc(doc["input"], raw.size, params.n),
                         [c.index for c in layers if c.geom is not None],
                         None if doc.get("input_pack") is None else InputPack(**doc["input_pack"]))
-    placement = {int(k): v for k, v in doc["placement"].items()}
-    return prog, placement, np.load(folder / "inputs.npy"), QuantGraph.load(folder / "quant"), doc
+
+
+def _loc(d: dict[str, Any], image_bytes: int, n: int) -> TensorLoc:
+    """A tensor location of build.json, checked to lie inside the image (ValueError if not)."""
+    loc = TensorLoc(**d)
+    if min(loc.h, loc.w, loc.c) < 1 or loc.addr < 0 or loc.addr + loc.h * loc.w * cpad(loc.c, n) > image_bytes:
+        raise ValueError(f"tensor {d} must lie inside the image's {image_bytes} bytes")
+    return loc
 
 
 def manifest(folder: Path) -> dict[str, Any]:
-    """The build folder's build.json (UserError if it is not a build folder)."""
+    """The build folder's build.json (UserError if it is not a build folder, or if build.json is not a JSON object)."""
     folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
+    if not is_build_folder(folder):
         raise UserError(f"{folder} is not an FPGA build folder (no {MANIFEST}); run `tinycompile build --target fpga` first")
-    return json.loads((folder / MANIFEST).read_text())
+    try:
+        doc = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise damaged(folder, f"{MANIFEST} is not readable JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict):
+        raise damaged(folder, f"{MANIFEST} must hold a JSON object, but holds {type(doc).__name__}")
+    return doc
+
+
+def is_build_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds an FPGA build (its manifest), intact or not."""
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def load_graph(folder: Path) -> QuantGraph:
+    """The build's QuantGraph (``quant/``), or a UserError saying the folder is damaged."""
+    try:
+        return QuantGraph.load(Path(folder) / "quant")
+    except UserError as exc:
+        raise damaged(folder, str(exc)) from None
+
+
+def load_inputs(folder: Path, graph: QuantGraph) -> np.ndarray:
+    """The build's test inputs (``inputs.npy``): int8 ``(N, H, W, C)`` of the graph's input shape, N >= 1."""
+    path = Path(folder) / "inputs.npy"
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy raises many types for a missing, truncated or foreign file
+        raise damaged(folder, f"inputs.npy is not a readable .npy file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(x, np.ndarray):  # an .npz under the .npy's name
+        raise damaged(folder, f"inputs.npy must hold one array, but holds {type(x).__name__}")
+    want = (x.shape[0] if x.ndim else 0, *graph.input_shape)
+    if x.dtype != np.int8 or x.shape != want or want[0] == 0:
+        raise damaged(folder, f"inputs.npy must hold int8 inputs shaped (N >= 1, {', '.join(map(str, graph.input_shape))}), "
+                              f"but holds {x.dtype} {list(x.shape)}")
+    return x
+
+
+def damaged(folder: Path, what: str) -> UserError:
+    """The one-line error for a build folder whose files cannot be what a build wrote."""
+    return UserError(f"{folder}: damaged build folder: {what}; rebuild it with `tinycompile build ... --target fpga -o {folder}`")
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

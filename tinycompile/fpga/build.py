@@ -16,12 +16,11 @@ from tinycompile.errors import UserError
 from tinycompile.fileio import write_io, write_json
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.codegen import AccelProgram
-from tinycompile.fpga.plan import AccelParams
-from tinycompile.fpga.report import make_report, print_report
+from tinycompile.fpga.plan import ARRAYS, AccelParams
+from tinycompile.fpga.report import fault_report, make_report, print_report
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
 
-ARRAYS = (4, 8, 16)  # array sizes the RTL elaborates
 MIN_INPUTS = 16
 
 
@@ -84,18 +83,14 @@ def build_fpga(trial_dir: Path, target: Any, out_dir: Path, array: int | None, i
     """Build a trial for the accelerator, run ``inputs`` test inputs on the RTL, write report.json; 0 iff bit-exact."""
     from tinycompile.console import console
     from tinycompile.quant.quantize import quantize
-    from tinycompile.tasks import load_task
-    from tinycompile.trial import load_trial
+    from tinycompile.trial import load_trial, trial_task
 
     if inputs < MIN_INPUTS:
         raise UserError(f"inputs must be >= {MIN_INPUTS}, but got {inputs}")
     n = array_size(target, array)
     trial_dir, out_dir = Path(trial_dir), Path(out_dir)
     spec, model, metrics = load_trial(trial_dir)
-    task_name = spec.meta.get("task") or metrics.get("task")
-    if not task_name:
-        raise UserError(f"{trial_dir}: spec.json has no meta.task; cannot find the data to calibrate and test on")
-    task = load_task(str(task_name))
+    task = trial_task(trial_dir, spec, metrics)
     log = console(stderr=True)
     log.print(f"[bold]build[/] {trial_dir} for {target.name} (accelerator N={n})")
     graph = quantize(spec, model, task.x_train)
@@ -113,24 +108,21 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
 
     The whole network runs as one accelerator program when every layer maps; otherwise the accelerator regions
     run on the RTL and the layers left in Relax on the host (TVM, LLVM), see :mod:`tinycompile.fpga.hybrid`.
+    A run the accelerator does not finish gives a failing report with its error status and PC (no ``io.npz``).
     """
-    from tinycompile.fpga.rtl import run_network
+    from tinycompile.fpga.rtl import AcceleratorFault
 
     out_dir = Path(out_dir)
     params = AccelParams.for_array(n, target.accelerator)
     (out_dir / "report.json").unlink(missing_ok=True)  # a stale report must not pass for this build's
     _check_simulator()
     part = partition_for_accelerator(graph, params)
-    expected = reference.run_layers(graph, x)
-    names = [op.op for op in graph.ops]
     if part.program is not None:
         prog = part.program
         artifacts.save(out_dir, graph, prog, part.placement, x, target)
         if log is not None:
             log.print(f"program: {len(prog.instrs)} instructions, image {prog.image.data.size} B; running {len(x)} inputs on the RTL")
-        run = run_network(prog, x, log=out_dir / "rtl.log")
-        outputs = run.outputs
-        report = make_report([(prog, run)], part.placement, names, check_outputs(outputs, expected), target, len(x))
+        report, outputs = verify_program(prog, part.placement, graph, x, target, out_dir / "rtl.log")
     else:
         from tinycompile.fpga.hybrid import run_hybrid
 
@@ -138,12 +130,35 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
         if log is not None:
             host = [i for i, w in part.placement.items() if w == "host"]
             log.print(f"{len(part.programs)} accelerator regions, layers {host} on the host; running {len(x)} inputs")
-        hyb = run_hybrid(graph, part, x, log=out_dir / "rtl.log")
-        outputs = [{i: v[k] for i, v in hyb.values.items() if i >= 0} for k in range(len(x))]
-        report = make_report(hyb.regions, part.placement, names, check_outputs(outputs, expected), target, len(x))
-    last = len(graph.ops) - 1
-    while graph.ops[last].op == "flatten":  # a view: its bytes are its source's
-        last = graph.ops[last].inputs[0]
-    write_io(out_dir, x, np.stack([np.asarray(o[last]).reshape(graph.output_shape) for o in outputs]))
+        try:
+            hyb = run_hybrid(graph, part, x, log=out_dir / "rtl.log")
+        except AcceleratorFault as fault:
+            report, outputs = fault_report(fault, part.placement, target, n, len(x)), None
+        else:
+            outputs = [{i: v[k] for i, v in hyb.values.items() if i >= 0} for k in range(len(x))]
+            mismatches = check_outputs(outputs, reference.run_layers(graph, x))
+            report = make_report(hyb.regions, part.placement, [op.op for op in graph.ops], mismatches, target, len(x))
+    if outputs is not None:
+        last = len(graph.ops) - 1
+        while graph.ops[last].op == "flatten":  # a view: its bytes are its source's
+            last = graph.ops[last].inputs[0]
+        write_io(out_dir, x, np.stack([np.asarray(o[last]).reshape(graph.output_shape) for o in outputs]))
     write_json(out_dir / "report.json", report)
     return report
+
+
+def verify_program(prog: AccelProgram, placement: dict[int, str], graph: QuantGraph, x: np.ndarray, target: Any,
+                   log: Path) -> tuple[dict[str, Any], list[dict[int, np.ndarray]] | None]:
+    """Run ``x`` through a whole-network program on the RTL and check every layer against the integer reference.
+
+    Returns the report and the outputs; a run the accelerator does not finish gives the failing report of
+    :func:`~tinycompile.fpga.report.fault_report` and no outputs.
+    """
+    from tinycompile.fpga.rtl import AcceleratorFault, run_network
+
+    try:
+        run = run_network(prog, x, log=log)
+    except AcceleratorFault as fault:
+        return fault_report(fault, placement, target, prog.params.n, len(x)), None
+    mismatches = check_outputs(run.outputs, reference.run_layers(graph, x))
+    return make_report([(prog, run)], placement, [op.op for op in graph.ops], mismatches, target, len(x)), run.outputs

@@ -29,7 +29,7 @@ def _build_model(request: BuildRequest) -> BuildOutcome:
     log.print(f"[bold]build[/] {imported.path} ({imported.format}) for {target.name} (accelerator N={n})")
     report = build_graph(imported.graph, target, out, n, request.inputs, log=log)
     report.update(model=str(imported.path), format=imported.format)
-    for row in report["layers"]:
+    for row in report.get("layers", []):  # none when the accelerator did not finish
         row["source"] = imported.sources[row["index"]]
     write_json(out / "report.json", report)
     print_report(report, console())

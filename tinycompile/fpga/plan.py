@@ -28,6 +28,9 @@ MAX_PIXEL_STEP = 15  # 4-bit coordinate steps
 IDENTITY_MULT = (1 << 31) - 1  # with shift 0: the identity on int8-range values (max pooling)
 
 
+ARRAYS = (4, 8, 16)  # array sizes the RTL elaborates
+
+
 @dataclass(frozen=True)
 class AccelParams:
     """Sizes of one accelerator configuration (must equal the RTL parameters the program runs on)."""

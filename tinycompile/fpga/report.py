@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.fpga.codegen import AccelProgram
-from tinycompile.fpga.rtl import RtlRun
+from tinycompile.fpga.rtl import AcceleratorFault, RtlRun
 from tinycompile.fpga.schedule import layer_timing, network_timing
 
 SYNTH_RESULTS = Path(__file__).resolve().parents[2] / "rtl_sim" / "synth" / "estimate.json"
@@ -119,9 +119,21 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
     }
 
 
+def fault_report(fault: AcceleratorFault, placement: dict[int, str], target: Any, n: int, inputs: int) -> dict[str, Any]:
+    """The report of a build the accelerator did not finish: a failing verdict with the accelerator's own error
+    status and PC, and nothing measured (a run that stopped early has no figures worth reporting)."""
+    return {"target": target.name, "backend": "fpga", "codegen": "relax.ext.tinyaccel", "array": n, "inputs": inputs,
+            "host_layers": sorted(i for i, where in placement.items() if where == "host"), "bit_exact": False,
+            "error": fault.to_dict()}
+
+
 def print_report(report: dict[str, Any], out: Any) -> None:
-    """The per-layer table and the totals."""
+    """The per-layer table and the totals; for a run the accelerator did not finish, the one line saying why."""
     from rich.table import Table
+
+    if "error" in report:
+        out.print(f"[red]not verified[/]: {report['error']['message']}", soft_wrap=True)  # one line, never wrapped
+        return
 
     t = Table(title=f"{report['target']} accelerator, N={report['array']}: predicted vs RTL cycles")
     for col in ("#", "op", "ran on", "MACs", "predicted", "measured", "error", "util.", "MAC eff.", "bytes"):

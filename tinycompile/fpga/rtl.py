@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tinycompile.accel.assembler import MemoryImage
+from tinycompile.accel.isa import ERRORS, INSTR_BYTES
 from tinycompile.accel.kernels import AccelConfig
 from tinycompile.fpga.codegen import AccelProgram, cut_after, read_tensor
 
@@ -42,6 +43,33 @@ class RtlRun:
     mac_cycles: list[int]
     layers: list[LayerMeasure]
     wall_s: float
+
+
+class AcceleratorFault(RuntimeError):
+    """A run the accelerator did not finish: it raised its error flag, or the cycle budget ran out.
+
+    Carries the accelerator's own status register, error code and fetch PC, so a report can say where it stopped."""
+
+    def __init__(self, run: str, status: int, error_code: int, pc: int, cycles: int, prog_addr: int,
+                 timeout_cycles: int | None = None) -> None:
+        """``run`` names the run (``input 3``); ``timeout_cycles`` is set when the run timed out without an error."""
+        self.run, self.status, self.error_code, self.pc, self.cycles = run, status, error_code, pc, cycles
+        self.timeout_cycles = timeout_cycles
+        where = f"pc {pc:#x}"
+        if pc >= prog_addr and (pc - prog_addr) % INSTR_BYTES == 0:
+            where += f" (instruction {(pc - prog_addr) // INSTR_BYTES})"
+        if timeout_cycles is None:
+            text = (f"the accelerator stopped on {run} with error {error_code} "
+                    f"({ERRORS.get(error_code, 'unknown error code')}) at {where} after {cycles:,} cycles (status {status:#x})")
+        else:
+            text = f"the accelerator did not finish {run} within {timeout_cycles:,} cycles (status {status:#x}, {where})"
+        super().__init__(text)
+
+    def to_dict(self) -> dict[str, object]:
+        """The fault as report.json records it."""
+        return {"message": str(self), "run": self.run, "status": self.status, "error_code": self.error_code,
+                "error": ERRORS.get(self.error_code, "unknown error code"), "pc": self.pc, "cycles": self.cycles,
+                "timed_out": self.timeout_cycles is not None}
 
 
 def accel_config(prog: AccelProgram) -> AccelConfig:
@@ -104,7 +132,8 @@ def run_network(prog: AccelProgram, inputs: np.ndarray | list[dict[int, np.ndarr
 
     ``inputs`` may instead be one dict per run of every tensor the program reads (``prog.inputs``: -1 is the network
     input, others are outputs of ops that ran on the host). ``log``: a file for the simulator's console output
-    (Verilator build, cocotb), kept off the user's terminal.
+    (Verilator build, cocotb), kept off the user's terminal. Raises :class:`AcceleratorFault` if any run stops with
+    the accelerator's error flag or does not finish within ``timeout_cycles``.
     """
     from tinycompile.accel.simulate import (  # cocotb is only needed here
         SimJob,
@@ -123,9 +152,9 @@ def run_network(prog: AccelProgram, inputs: np.ndarray | list[dict[int, np.ndarr
         results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
     for k, r in enumerate(results):
         if not r.done or r.error:
-            what = f"input {k}" if k < len(feeds) else f"cut after layer {cuts[k - len(feeds)]}"
-            raise RuntimeError(f"accelerator run ({what}) did not finish: status={r.status:#x} error_code={r.error_code}"
-                               f" pc={r.error_pc:#x} cycles={r.cycles}")
+            what = f"input {k}" if k < len(feeds) else f"the run cut after layer {cuts[k - len(feeds)]}"
+            raise AcceleratorFault(what, r.status, r.error_code, r.error_pc, r.cycles, prog.prog_addr,
+                                   None if r.error else timeout_cycles)
     outputs = []
     for r in results[: len(feeds)]:
         outputs.append({code.index: read_tensor(r.image, code.out) for code in prog.layers if code.count})

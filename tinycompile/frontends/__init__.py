@@ -17,6 +17,7 @@ import numpy as np
 
 from tinycompile.arch import ArchSpec
 from tinycompile.errors import UserError
+from tinycompile.fileio import read_npz
 from tinycompile.quant.graph import QuantGraph, spec_of
 
 MODEL_SUFFIXES = (".tflite", ".onnx", ".pt", ".pt2")
@@ -73,16 +74,11 @@ def is_model_file(path: Path) -> bool:
 
 def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` file; one-line UserError when it cannot be read or lacks a key."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise UserError(f"{path}: no array named {missing[0]!r} (it holds {', '.join(npz.files) or 'nothing'})")
-            return {k: npz[k] for k in npz.files}
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - numpy raises many types for a missing, truncated or foreign file
-        raise UserError(f"{path}: cannot read it as an .npz file ({type(exc).__name__}: {exc})") from None
+    arrays = read_npz(path)
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise UserError(f"{path}: no array named {missing[0]!r} (it holds {', '.join(arrays) or 'nothing'})")
+    return arrays
 
 
 def load_model(path: Path, calib: Path | None = None) -> ImportedModel:

@@ -23,6 +23,10 @@ def check_against_oracles(model: ImportedModel, out: Path, target_ok: bool) -> b
     """Compare the build in ``out`` with the model's oracles, record them in report.json; True iff all agree."""
     report_path = Path(out) / "report.json"
     report = json.loads(report_path.read_text())
+    if "error" in report:  # the target did not finish (the accelerator stopped): no outputs to compare
+        report["verdict"] = "fail"
+        write_json(report_path, report)
+        return False
     with np.load(Path(out) / IO_NPZ) as io:
         inputs, outputs = io["inputs"], io["outputs"]
     oracles: dict[str, Any] = {}

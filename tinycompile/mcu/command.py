@@ -8,7 +8,6 @@ from rich.table import Table
 
 from tinycompile.commands.build import BuildOutcome, BuildRequest
 from tinycompile.console import console
-from tinycompile.errors import UserError
 from tinycompile.fileio import write_json
 from tinycompile.mcu import backend
 from tinycompile.mcu.naming import Naming
@@ -22,16 +21,12 @@ def build(request: BuildRequest) -> BuildOutcome:
     backend.check_tools(target)
     if request.model is not None:
         return _build_model(request)
-    from tinycompile.tasks import load_task
     from tinycompile.train import evaluate
-    from tinycompile.trial import load_trial
+    from tinycompile.trial import load_trial, trial_task
 
     spec, model, metrics = load_trial(request.trial)
     budget = backend.check_budget(spec, target)  # refuses before anything is built
-    task_name = spec.meta.get("task") or metrics.get("task")
-    if not task_name:
-        raise UserError(f"{request.trial}: spec.json has no meta.task; cannot find the data to calibrate and test on")
-    task = load_task(str(task_name))
+    task = trial_task(request.trial, spec, metrics)
     log = console(stderr=True)
     log.print(f"[bold]build[/] {request.trial} for {target.name} ({request.codegen})")
     graph = quantize(spec, model, task.x_train)

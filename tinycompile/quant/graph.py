@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from tinycompile.arch import ArchSpec, Layer
-from tinycompile.fileio import write_json, write_with
+from tinycompile.errors import UserError
+from tinycompile.fileio import read_npz, write_json, write_with
 
 HWC = tuple[int, int, int]
 GRAPH_JSON, TENSORS_NPZ = "quant_graph.json", "quant_tensors.npz"
@@ -123,13 +124,31 @@ class QuantGraph:
 
     @classmethod
     def load(cls, folder: str | Path) -> QuantGraph:
-        """Read a graph written by :meth:`save`."""
+        """Read a graph written by :meth:`save`; a one-line UserError if the files are missing, damaged or disagree
+        (every tensor must have the dtype and shape the JSON records for it)."""
         folder = Path(folder)
-        doc = json.loads((folder / GRAPH_JSON).read_text())
-        with np.load(folder / TENSORS_NPZ) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        try:
+            doc = json.loads((folder / GRAPH_JSON).read_text())
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+            raise UserError(f"{folder / GRAPH_JSON}: not a readable QuantGraph ({type(exc).__name__}: {exc})") from None
+        arrays = read_npz(folder / TENSORS_NPZ)
+        try:
+            return cls._from_doc(doc, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{folder}: {GRAPH_JSON} and {TENSORS_NPZ} do not make a QuantGraph "
+                            f"({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> QuantGraph:
         ops = []
         for d in doc["ops"]:
+            tensors = {}
+            for name, t in d["tensors"].items():
+                arr = arrays[t["key"]]
+                if str(arr.dtype) != t["dtype"] or list(arr.shape) != list(t["shape"]):
+                    raise ValueError(f"tensor {t['key']} must be {t['dtype']} {list(t['shape'])}, but is "
+                                     f"{arr.dtype} {list(arr.shape)}")
+                tensors[name] = arr
             ops.append(
                 QOp(
                     op=d["op"],
@@ -144,9 +163,11 @@ class QuantGraph:
                     lo=d["lo"],
                     hi=d["hi"],
                     params=dict(d["params"]),
-                    tensors={n: arrays[t["key"]] for n, t in d["tensors"].items()},
+                    tensors=tensors,
                 )
             )
+        if not ops:
+            raise ValueError("the graph has no ops")
         return cls(tuple(doc["input_shape"]), QParams(**doc["input_q"]), ops, dict(doc.get("meta", {})))  # type: ignore[arg-type]
 
 

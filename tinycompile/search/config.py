@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tinycompile.cost.model import Cost, estimate
 from tinycompile.errors import UserError
+from tinycompile.fileio import check_out_dir
 from tinycompile.search.space import SearchSpace, load_space
 from tinycompile.targets import Target, load_target
 from tinycompile.tasks import Task, load_task
@@ -41,7 +44,8 @@ class SearchConfig:
 
     @property
     def study_name(self) -> str:
-        """The study's name: given, or made from task, space, target, objective and seed."""
+        """The study's name: given (:func:`prepare` sets it from the loaded task, space and target), or, for a
+        config.json written before it did, made from the task, space, target, objective and seed as given."""
         task = Path(self.task).stem if self.task.endswith(".npz") else self.task
         return self.study or f"{task}-{self.space}-{self.target}-{self.objective}-s{self.seed}"
 
@@ -94,24 +98,35 @@ def prepare(config: SearchConfig) -> Prepared:
         raise UserError(f"unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if config.storage and not config.storage.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise UserError(f"--storage must be a sqlite:///FILE or postgresql://USER@HOST/DB URL, but got {config.storage!r}")
+    if config.study is not None and (config.study in ("", ".", "..") or "/" in config.study or "\0" in config.study):
+        raise UserError(f"--study must be a plain name (it names the run folder inside --out), but got {config.study!r}")
     target = load_target(config.target)
     space = load_space(config.space)
     task = load_task(config.task, seed=config.seed)
+    if config.study is None:  # from the names inside the files: a --space given as a path must not nest or escape --out
+        parts = (task.name, space.name, target.name, config.objective, f"s{config.seed}")
+        config = replace(config, study="-".join(folder_name(part) for part in parts))
     space.check_input(task.input_shape)
     sram_kb = _budget("--sram-kb", config.sram_kb, target.sram_kb, "SRAM", target.name)
     flash_kb = _budget("--flash-kb", config.flash_kb, target.flash_kb, "flash", target.name)
-    if config.latency_ms is not None and config.latency_ms <= 0:
-        raise UserError(f"--latency-ms must be > 0, but got {config.latency_ms}")
+    if config.latency_ms is not None and not (math.isfinite(config.latency_ms) and config.latency_ms > 0):
+        raise UserError(f"--latency-ms must be a finite number > 0, but got {config.latency_ms}")
+    check_out_dir(config.out, "--out")
     prepared = Prepared(config, task, space, target, int(sram_kb * 1024), int(flash_kb * 1024), config.latency_ms)
     _check_reachable(prepared)
     return prepared
 
 
+def folder_name(text: str) -> str:
+    """``text`` as one safe folder name: runs of characters other than letters, digits and ``._+-`` become ``-``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip(".-") or "study"
+
+
 def _budget(flag: str, value: float | None, chip: float, what: str, target: str) -> float:
     if value is None:
         return chip
-    if value <= 0:
-        raise UserError(f"{flag} must be > 0, but got {value}")
+    if not (math.isfinite(value) and value > 0):  # nan compares false with everything: it would pass "<= 0"
+        raise UserError(f"{flag} must be a finite number > 0, but got {value}")
     if value > chip:
         raise UserError(f"{flag} {value:g} exceeds the {chip:g} KB of {what} that {target} has; lower it or pick another target")
     return value

@@ -36,6 +36,9 @@ SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
     "mlp": {"blocks": {"count": _INT, "units": _INT}},
 }
 ZERO_ALLOWED = {("head", "hidden")}  # 0 means "no hidden layer"
+# Largest value of each integer key: tiny networks are a few blocks deep; the bounds also keep the budget probe (which
+# builds thousands of candidates before the search starts) and every candidate's cost model fast.
+MAX_VALUE = {"count": 32, "channels": 4096, "units": 4096, "hidden": 4096, "kernel": 64, "stride": 16}
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ def _check_values(path: Path, section: str, key: str, values: Any, allowed: Any)
         bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < low]
         if bad:
             raise UserError(f"{where} must list integers >= {low}, but got {bad[0]!r}")
+        high = MAX_VALUE[key]
+        if max(values) > high:
+            raise UserError(f"{where} must list integers <= {high} (tiny networks; the search probes thousands of "
+                            f"candidates), but got {max(values)}")
     else:
         bad = [v for v in values if v not in allowed or type(v) is not type(allowed[0])]
         if bad:
@@ -157,8 +164,13 @@ class _CnnBuilder:
 
     def layers(self, choices: dict[str, Any]) -> list[Layer]:
         self._conv("conv", -1, choices["stem.channels"], choices["stem.kernel"], choices["stem.stride"], relu=True)
-        for i in range(choices["blocks.count"]):
-            self._block({k.split(".", 1)[1]: v for k, v in choices.items() if k.startswith(f"block{i}.")})
+        blocks: list[dict[str, Any]] = [{} for _ in range(choices["blocks.count"])]
+        for key, value in choices.items():  # one pass over the choices: linear in the space's size
+            section, name = key.split(".", 1)
+            if section.startswith("block") and section != "blocks" and int(section[5:]) < len(blocks):
+                blocks[int(section[5:])][name] = value
+        for block in blocks:
+            self._block(block)
         last = len(self.layers_) - 1
         reduce = choices["head.reduce"]
         self.layers_.append(Layer(reduce, (last,)))

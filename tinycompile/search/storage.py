@@ -6,6 +6,7 @@ import dataclasses
 import random
 import time
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -80,3 +81,17 @@ def open_study(config: SearchConfig, worker: int = 0) -> optuna.Study:
                     "resume it with the same settings or pass another --study name"
                 )
     return study
+
+
+def load_study(config: SearchConfig) -> optuna.Study:
+    """Open an existing study to read it, never creating one: UserError if its SQLite file or the study is missing."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = config.storage_url
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():  # opening it would create it
+        raise UserError(f"{url[len('sqlite:///'):]} does not exist, so study {config.study_name!r} is gone; restore "
+                        "it, or run `tinycompile search` again with the same settings to make a new one")
+    try:
+        return optuna.load_study(study_name=config.study_name, storage=make_storage(url))
+    except KeyError:
+        raise UserError(f"storage {url!r} holds no study named {config.study_name!r}; "
+                        "give the run folder that `tinycompile search` wrote") from None
