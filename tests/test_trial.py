@@ -60,7 +60,7 @@ def weights_of_another_trial(folder: Path) -> None:
         (layer0(relu="yes"), "layer 0: relu must be true or false, but got 'yes'"),
         (layer0(colour="red"), "layer 0: unknown key 'colour'"),
         (layer0(op="transformer"), "layer 0: unknown op 'transformer'"),
-        (layer0(op="softmax", channels=0), "layer 0 (softmax) has no torch module"),
+        (layer0(op="lut", channels=0), "layer 0 (lut) has no torch module"),
         (layer0(channels=-3), "layer 0: channels must be an integer >= 0, but got -3"),
         (spec_edit(lambda s: s["layers"][5].update(channels=0)), "layer 5 (dense): channels must be >= 1, but got 0"),
         (layer0(channels=1e9), "layer 0: channels must be an integer >= 0, but got 1000000000.0"),

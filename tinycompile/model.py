@@ -9,14 +9,15 @@ from torch import nn
 from tinycompile.arch import ArchSpec, Layer
 
 
-TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add")  # what the spaces produce
+# What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
+TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean")
 
 
 class SpecNet(nn.Module):
     """Runs the layers of a spec in order; conv and depthwise layers train with batch norm, folded away later."""
 
     def __init__(self, spec: ArchSpec) -> None:
-        """The module of ``spec``; ``ValueError`` for an op only imported models have (their weights are int8 files)."""
+        """The module of ``spec``; ``ValueError`` for an op without one (``lut``: only int8 imports have it)."""
         super().__init__()
         self.spec = spec
         other = [f"{i} ({layer.op})" for i, layer in enumerate(spec.layers) if layer.op not in TRAINABLE_OPS]
