@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if not is_model_file(args.trial):
         if args.inputs is not None or args.calib is not None:
             raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
-        request = BuildRequest(args.trial, target, args.out, args.codegen, args.vectors, args.array)
+        from tinycompile.search.artifacts import local_trial_folder  # a trial another machine trained is fetched
+
+        trial = local_trial_folder(args.trial)
+        request = BuildRequest(trial, target, args.out, args.codegen, args.vectors, args.array)
         return 0 if backend.build(request).ok else 1
     from tinycompile.frontends.check import check_against_oracles
     from tinycompile.frontends import load_model

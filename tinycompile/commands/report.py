@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from tinycompile.commands.search import summarize
 from tinycompile.console import console
-from tinycompile.errors import UserError
-from tinycompile.search.config import SearchConfig
-from tinycompile.search.storage import open_study
+from tinycompile.search.config import load_run_config
+from tinycompile.search.storage import load_study
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Reload the study named in the run folder's config.json and summarise it."""
-    run_dir = Path(args.run)
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.json); give runs/<study> as written by `search`")
-    data = json.loads(config_file.read_text())
-    config = SearchConfig(**{**data, "out": str(run_dir.parent)})
-    study = open_study(config)
-    return summarize(study, run_dir, config.objective, console())
+    """Reload the study named in the run folder's config.json and summarise it (fetching the Pareto trials' folders
+    that this machine lacks)."""
+    config = load_run_config(Path(args.run))
+    return summarize(load_study(config), config, console())

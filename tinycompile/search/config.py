@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,6 +59,15 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+
+def load_run_config(run_dir: Path) -> SearchConfig:
+    """The settings a run folder's ``config.json`` recorded, with the folder where it is now (``report``, ``build``)."""
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.json); give runs/<study> as written by `search`")
+    data = json.loads(config_file.read_text())
+    return SearchConfig(**{**data, "out": str(run_dir.parent)})
 
 
 @dataclass
