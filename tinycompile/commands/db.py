@@ -25,6 +25,7 @@ from tinycompile.errors import UserError
 USER = "tinycompile"  # the server's superuser, and the database's name
 DEFAULT_PORT = 5432
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY = ("*", "0.0.0.0", "::")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,18 +55,19 @@ def run_start(args: argparse.Namespace) -> int:
     """Start (and on first use create) the server and its database; print the storage URL last."""
     folder = args.data.resolve()
     pgdata = folder / "pgdata"
+    port = _running_port(pgdata)
+    if port is not None and port != args.port:
+        raise UserError(f"the server of {folder} is already running on port {port}, not {args.port}; "
+                        f"stop it first (tinycompile db stop --data {folder})")
+    if port is None:
+        _refuse_port_in_use(args.listen, args.port)
     if not (pgdata / "PG_VERSION").is_file():
         _create(folder, pgdata)
     if args.listen not in LOOPBACK:
-        _allow_remote(pgdata)
-    port = _running_port(pgdata)
+        _allow_remote(pgdata)  # read at start: a running server admits other machines once restarted
     if port is not None:
-        if port != args.port:
-            raise UserError(f"the server of {folder} is already running on port {port}, not {args.port}; "
-                            f"stop it first (tinycompile db stop --data {folder})")
         print(f"PostgreSQL of {folder} is already running on port {port}")
     else:
-        _refuse_port_in_use(args.listen, args.port)
         # TCP only: Unix sockets would need a directory the server can write, and workers connect by TCP anyway.
         options = f"-p {args.port} -c listen_addresses='{args.listen}' -c unix_socket_directories=''"
         _pg("pg_ctl", "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-o", options, "-w", "-t", "60", "start",
@@ -73,7 +75,8 @@ def run_start(args: argparse.Namespace) -> int:
         print(f"PostgreSQL of {folder} started on port {args.port}, listening on {args.listen}")
     password = (folder / "password").read_text().strip()
     _create_database(args.port, password)
-    host = "127.0.0.1" if args.listen in LOOPBACK else (socket.getfqdn() if args.listen in ("*", "0.0.0.0", "::") else args.listen)
+    # Listening on every interface: name this host; workers elsewhere may need its address in place of the name.
+    host = "127.0.0.1" if args.listen in LOOPBACK else (socket.gethostname() if args.listen in ANY else args.listen)
     print(f"postgresql://{USER}:{password}@{host}:{args.port}/{USER}")
     return 0
 
@@ -160,7 +163,8 @@ def _running_port(pgdata: Path) -> int | None:
 
 
 def _refuse_port_in_use(listen: str, port: int) -> None:
-    host = "127.0.0.1" if listen in ("*", "0.0.0.0", "localhost") else listen
+    """A one-line refusal when something already answers on the port (pg_ctl would only say the start failed)."""
+    host = "127.0.0.1" if listen in (*ANY, "localhost") else listen
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.settimeout(1)
         if s.connect_ex((host, port)) == 0:

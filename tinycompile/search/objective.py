@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,12 @@ class Objective:
         constraints = self.p.constraints(cost)
         for key in COST_ATTRS:
             trial.set_user_attr(key, getattr(cost, key))
-        for key, value in constraints.items():
-            trial.set_constraint(key, value)  # read by the samplers: infeasible trials rank below feasible ones
+        with warnings.catch_warnings():
+            # A retried trial carries its constraints already (same configuration, same values); Optuna keeps them
+            # and would warn.
+            warnings.filterwarnings("ignore", message="The constraint value is ignored")
+            for key, value in constraints.items():
+                trial.set_constraint(key, value)  # read by the samplers: infeasible trials rank below feasible ones
         second = cost.latency_ms if self.p.config.objective == "latency" else cost.energy_uj
         if any(v > 0 for v in constraints.values()):
             # Over budget: scored from the cost model alone, never trained; infeasible to the sampler anyway.

@@ -64,8 +64,9 @@ class StaleTrialCallback(RetryHeartbeatStaleTrialCallback):
 
     - It recorded its result (files stored, values known; killed before Optuna could mark it COMPLETE): the study
       gets a COMPLETE copy with the same parameters, values and attributes, so the work is not lost or redone.
-    - Otherwise Optuna's retry queues its configuration again (WAITING), up to :data:`MAX_RETRIES` times, unless the
-      study already holds ``trials`` finished trials or the trial died before choosing its configuration.
+    - Otherwise Optuna's retry queues its configuration again (WAITING), up to :data:`MAX_RETRIES` times, while
+      the trials finished and under way leave a place for it (the same test a worker makes before starting one; a
+      retry queued beyond it would wait forever once the study is full), and if it had chosen a configuration.
     """
 
     def __init__(self, trials: int | None) -> None:
@@ -86,8 +87,8 @@ class StaleTrialCallback(RetryHeartbeatStaleTrialCallback):
                 )
             )
             return
-        full = self.trials is not None and ledger.finished(study.get_trials(deepcopy=False)) >= self.trials
-        if trial.params and not full:
+        room = self.trials is None or ledger.places_in_use(study.get_trials(deepcopy=False)) < self.trials
+        if trial.params and room:
             super().__call__(study, trial)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import os
 import signal
 import time
 from typing import Any
@@ -44,11 +45,12 @@ def run_search(prepared: Prepared, console: Console) -> optuna.Study:
     done = len(completed(study))
     if done >= config.trials:
         console.print(f"study {config.study_name} already holds {done} finished trials")
+        _drain(study, Reaper())  # a trial killed in a run that had just filled the study is still RUNNING
         return study
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
     ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(config.to_dict(),), daemon=False) for _ in range(config.jobs)]
+    workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid()), daemon=False) for _ in range(config.jobs)]
     for w in workers:
         w.start()
     reaper = Reaper()
@@ -105,12 +107,18 @@ def _monitor(study: optuna.Study, config: SearchConfig, workers: list[Any], reap
             time.sleep(POLL_SECONDS)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the search process dies (even by SIGKILL): no orphan keeps training."""
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker if the search process dies (even by SIGKILL): no orphan keeps training.
+
+    A spawned worker gets here only after seconds of imports; a parent killed meanwhile has already gone, and the
+    request would never fire: then this worker has been adopted by another process, and it exits at once.
+    """
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def wait_for_place(study: optuna.Study, trials: int) -> bool:
@@ -128,8 +136,8 @@ def wait_for_place(study: optuna.Study, trials: int) -> bool:
         time.sleep(POLL_SECONDS)
 
 
-def _worker(config_dict: dict[str, Any]) -> None:
-    _die_with_parent()
+def _worker(config_dict: dict[str, Any], parent: int) -> None:
+    _die_with_parent(parent)
     import torch
 
     config = SearchConfig(**config_dict)
