@@ -7,6 +7,7 @@ waits, and also clears trials that died before their heartbeat began.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -89,7 +90,11 @@ class StaleTrialCallback(RetryHeartbeatStaleTrialCallback):
             return
         room = self.trials is None or ledger.places_in_use(study.get_trials(deepcopy=False)) < self.trials
         if trial.params and room:
-            super().__call__(study, trial)
+            # The retry starts afresh: without the dead run's attributes (its WORKER above all, which would hide a
+            # retry killed before its objective from the Reaper); the configuration and constraints carry over.
+            retry = copy.deepcopy(trial)
+            retry.user_attrs = {}
+            super().__call__(study, retry)
 
 
 def make_storage(url: str, trials: int | None = None) -> RDBStorage:
