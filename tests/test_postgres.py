@@ -6,6 +6,7 @@ The server is the one `tinycompile db start` makes (the README's steps for a stu
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import pytest
 from optuna.trial import TrialState
 
 from support import ROOT, run_cli
+from tinycompile.search.artifacts import local_trial_folder
+from tinycompile.trial import load_trial
 
 
 def _free_port() -> int:
@@ -78,16 +81,14 @@ def test_two_processes_share_one_study_and_can_build_each_others_trials(postgres
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2, f"both processes should have run trials, got {workers}"
 
-    from tinycompile.search.artifacts import local_trial_folder
-    from tinycompile.trial import load_trial
-
-    trained = [t for t in trials if t.user_attrs["trained"]]
-    folders = [[m / "shared" / "trials" / str(t.number) for m in machines] for t in trained]
-    # a full build on machine1 of a trial that machine0 trained, from a folder machine1 does not have
-    theirs = next(f1 for f0, f1 in folders if f0.is_dir() and not f1.exists())
-    build = run_cli("build", str(theirs), "--target", "cortex-m4", "-o", str(tmp_path / "m4"), "--vectors", "16")
+    # Machine1 forgets every trial folder (each search fetched the Pareto trials it lacked): all must come from the
+    # study now. A full build of its `best`, a dangling link there:
+    shutil.rmtree(machines[1] / "shared" / "trials")
+    build = run_cli("build", str(machines[1] / "shared" / "best"), "--target", "cortex-m4", "-o", str(tmp_path / "m4"),
+                    "--vectors", "16")
     assert build.returncode == 0, build.stderr
     assert "bit-exact" in build.stdout
-    for t, pair in zip(trained, folders):  # every trial loads in either run folder
-        for folder in pair:
-            assert load_trial(local_trial_folder(folder))[2]["val_acc"] == t.values[0]
+    for t in (t for t in trials if t.user_attrs["trained"]):  # every trained trial loads in either run folder
+        for machine in machines:
+            folder = local_trial_folder(machine / "shared" / "trials" / str(t.number))
+            assert load_trial(folder)[2]["val_acc"] == t.values[0]

@@ -1,4 +1,6 @@
-"""The search end to end, through the CLI: budgets respected, resumption after SIGKILL, accuracy, run folder."""
+"""The search end to end, through the CLI: budgets respected, resumption after SIGKILL (once, and again and again),
+exactly N finished trials with several workers, no configuration trained twice, trial folders fetched from the study,
+accuracy, run folder."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from support import ROOT, run_cli
+from tinycompile.search.artifacts import local_trial_folder
+from tinycompile.trial import load_trial
 
 DIGITS = ["--task", "digits", "--space", "cnn2d", "--target", "cortex-m4", "--epochs", "12"]
 QUICK = ["--task", "digits", "--space", "cnn2d", "--target", "cortex-m4", "--epochs", "1"]  # ~1-3 s a candidate
@@ -52,11 +56,18 @@ def test_over_budget_candidates_are_never_trained(tmp_path: Path) -> None:
     for name in ("pareto_front.png", "pareto_front.html", "history.png", "history.html", "plotly.min.js"):
         assert (run_dir / name).stat().st_size > 1000
     assert (run_dir / "best" / "weights.pt").is_file()
-    # `report` regenerates the same front from the study alone
+    # `report` regenerates the same front from the study alone, even on a machine without the trial folders: another
+    # machine of the study, where `best` dangled. It fetches the front's folders from the study's database.
     (run_dir / "pareto.json").unlink()
+    shutil.rmtree(run_dir / "trials")
     again = run_cli("report", str(run_dir))
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "pareto.json").read_text())["front"] == front
+    spec, _, metrics = load_trial(run_dir / "best")
+    assert spec.meta["trial"] == front[0]["trial"] and metrics["val_acc"] == front[0]["val_acc"]
+    for t in under:  # what `build` does with a trial folder that is not on this machine
+        assert load_trial(local_trial_folder(run_dir / "trials" / str(t.number)))[2]["val_acc"] == t.values[0]
+    assert not list(run_dir.rglob("*.tmp"))
 
 
 def test_a_search_killed_with_sigkill_resumes_without_losing_trials(tmp_path: Path) -> None:
@@ -80,8 +91,6 @@ def test_a_search_killed_with_sigkill_resumes_without_losing_trials(tmp_path: Pa
     assert len(after) >= 7
     for number, values in before.items():
         assert after[number] == values  # every finished trial kept, unchanged
-    from tinycompile.search.artifacts import local_trial_folder
-
     for number in after:  # a trial killed after saving counts, under a new number: its folder comes from the study
         assert json.loads((local_trial_folder(run_dir / "trials" / str(number)) / "metrics.json").read_text())
     assert not list(run_dir.rglob("*.tmp")), "an interrupted write left a temporary file behind"
@@ -157,30 +166,6 @@ def test_concurrent_and_resumed_runs_never_train_a_candidate_twice(tmp_path: Pat
     assert not groups[TrialState.RUNNING] and not groups[TrialState.WAITING]
 
 
-def test_trials_are_fetched_from_the_study_when_their_folders_are_missing(tmp_path: Path) -> None:
-    from tinycompile.search.artifacts import local_trial_folder
-    from tinycompile.trial import load_trial
-
-    result = run_cli("search", *QUICK, "--trials", "4", "--study", "moved", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    run_dir = tmp_path / "moved"
-    # another machine of the study has none of these folders; `best` dangles there
-    shutil.rmtree(run_dir / "trials")
-    assert not (run_dir / "best").exists()
-    again = run_cli("report", str(run_dir))
-    assert again.returncode == 0, again.stderr
-    spec, _, metrics = load_trial(run_dir / "best")
-    front = json.loads((run_dir / "pareto.json").read_text())["front"]
-    assert front[0]["trial"] == spec.meta["trial"] and metrics["val_acc"] == front[0]["val_acc"]
-    for row in front:
-        load_trial(row["folder"])
-    trained = [t for t in complete(load(run_dir)) if t.user_attrs["trained"]]
-    for t in trained:  # what `build` does with a trial folder that is not on this machine
-        folder = local_trial_folder(run_dir / "trials" / str(t.number))
-        assert load_trial(folder)[2]["val_acc"] == t.values[0]
-    assert not list(run_dir.rglob("*.tmp"))
-
-
 KILL_AFTER_SAVING = """
 import os, signal, sys
 from tinycompile.fileio import write_json
@@ -247,9 +232,6 @@ def test_a_search_killed_again_and_again_ends_with_exactly_n_trials(tmp_path: Pa
     assert len(done) == n
     assert not groups[TrialState.RUNNING] and not groups[TrialState.WAITING]
     assert len({config_of(t) for t in done}) == n, "a configuration was trained twice"
-    from tinycompile.search.artifacts import local_trial_folder
-    from tinycompile.trial import load_trial
-
     for t in done:
         if t.user_attrs["trained"]:
             assert load_trial(local_trial_folder(run_dir / "trials" / str(t.number)))[2]["val_acc"] == t.values[0]
