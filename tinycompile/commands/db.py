@@ -55,18 +55,18 @@ def run_start(args: argparse.Namespace) -> int:
     """Start (and on first use create) the server and its database; print the storage URL last."""
     folder = args.data.resolve()
     pgdata = folder / "pgdata"
-    port = _running_port(pgdata)
-    if port is not None and port != args.port:
-        raise UserError(f"the server of {folder} is already running on port {port}, not {args.port}; "
-                        f"stop it first (tinycompile db stop --data {folder})")
-    if port is None:
+    running = _running(pgdata)
+    if running is not None and running != (args.port, args.listen):
+        raise UserError(f"the server of {folder} is already running on port {running[0]}, listening on {running[1]}, "
+                        f"not {args.port} and {args.listen}; stop it first (tinycompile db stop --data {folder})")
+    if running is None:
         _refuse_port_in_use(args.listen, args.port)
     if not (pgdata / "PG_VERSION").is_file():
         _create(folder, pgdata)
     if args.listen not in LOOPBACK:
-        _allow_remote(pgdata)  # read at start: a running server admits other machines once restarted
-    if port is not None:
-        print(f"PostgreSQL of {folder} is already running on port {port}")
+        _allow_remote(pgdata)
+    if running is not None:
+        print(f"PostgreSQL of {folder} is already running on port {args.port}")
     else:
         # TCP only: Unix sockets would need a directory the server can write, and workers connect by TCP anyway.
         options = f"-p {args.port} -c listen_addresses='{args.listen}' -c unix_socket_directories=''"
@@ -84,7 +84,7 @@ def run_start(args: argparse.Namespace) -> int:
 def run_stop(args: argparse.Namespace) -> int:
     """Stop the server if it runs."""
     pgdata = args.data.resolve() / "pgdata"
-    if _running_port(pgdata) is None:
+    if _running(pgdata) is None:
         print(f"no server of {args.data} is running")
         return 0
     _pg("pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "stop", what="stop the server")
@@ -150,8 +150,8 @@ def _allow_remote(pgdata: Path) -> None:
                        + "\n".join(missing) + "\n")
 
 
-def _running_port(pgdata: Path) -> int | None:
-    """The port of the server running on ``pgdata``, or ``None`` if none runs."""
+def _running(pgdata: Path) -> tuple[int, str] | None:
+    """The port and listen address of the server running on ``pgdata``, or ``None`` if none runs."""
     if not (pgdata / "PG_VERSION").is_file():
         return None
     status = subprocess.run([*_as_server_user(), str(_bindir() / "pg_ctl"), "-D", str(pgdata), "status"],
@@ -159,7 +159,7 @@ def _running_port(pgdata: Path) -> int | None:
     if status.returncode != 0:
         return None
     pid_lines = (pgdata / "postmaster.pid").read_text().splitlines()
-    return int(pid_lines[3])  # postmaster.pid: pid, data dir, start time, port, ...
+    return int(pid_lines[3]), pid_lines[5]  # postmaster.pid: pid, data dir, start time, port, socket dir, listen
 
 
 def _refuse_port_in_use(listen: str, port: int) -> None:
@@ -173,7 +173,10 @@ def _refuse_port_in_use(listen: str, port: int) -> None:
 
 def _create_database(port: int, password: str) -> None:
     """Create the study database unless it exists."""
-    import psycopg
+    try:
+        import psycopg  # the driver the workers' storage URL uses too
+    except ImportError:
+        raise UserError("the PostgreSQL driver is missing: pip install 'psycopg[binary]' (scripts/setup.sh does)") from None
 
     try:
         with psycopg.connect(host="127.0.0.1", port=port, user=USER, password=password, dbname="postgres",

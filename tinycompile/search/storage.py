@@ -181,8 +181,8 @@ class Reaper:
     Optuna's ``fail_stale_trials`` handles every trial whose heartbeat stopped (and runs :class:`StaleTrialCallback`).
     A trial killed inside ``ask``, before its heartbeat began, has no heartbeat to go stale: it never reached the
     objective (no :data:`WORKER` attr). Clocks differ between machines, so this process times such a trial on its own
-    monotonic clock from when it first saw it, and fails it after :data:`ORPHAN_SECONDS`; it had chosen nothing worth
-    retrying.
+    monotonic clock from when it first saw it, and fails it after :data:`ORPHAN_SECONDS`. It had done no work; if it
+    was a queued retry, its configuration is not queued again (the sampler may propose it anew).
     """
 
     def __init__(self) -> None:
@@ -194,9 +194,9 @@ class Reaper:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         now = time.monotonic()
-        waiting = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if WORKER not in t.user_attrs}
-        self._first_seen = {n: self._first_seen.get(n, now) for n in waiting}
+        unstarted = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                     if WORKER not in t.user_attrs}
+        self._first_seen = {n: self._first_seen.get(n, now) for n in unstarted}
         for number, seen in self._first_seen.items():
             if now - seen > ORPHAN_SECONDS:
                 study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
