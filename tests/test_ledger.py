@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tinycompile.search import ledger
@@ -76,6 +77,9 @@ def reap(study: optuna.Study, dead: list[int]) -> None:
     StaleTrialCallback(N)(study, study.get_trials()[number])
 
 
+# The workers step through ask and tell by hand (Optuna suggests optimize with heartbeats) and call the experimental
+# retry callback directly, as the storage would.
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage", "ignore::optuna.exceptions.ExperimentalWarning")
 def test_any_interleaving_ends_with_exactly_n_distinct_finished_trials(tmp_path: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", N)
