@@ -87,12 +87,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--inputs and --calib apply to model files (.tflite, .onnx, .pt, .pt2), not trial folders")
     out = check_out_dir(args.out, "-o").resolve()  # a symlinked -o: the build replaces the folder it names
     backend = backend_for(target.kind)
+    if not model_file:
+        from tinycompile.search.artifacts import local_trial_folder  # a trial another machine trained is fetched
+
+        trial = local_trial_folder(args.trial)
     with folder_lock(out):
         _check_replaceable(out)
         try:
             with atomic_folder(out) as tmp:
                 ok = _build(args, target, backend, tmp) if model_file else backend.build(
-                    BuildRequest(args.trial, target, tmp, args.codegen, args.vectors, args.array, name=args.name)).ok
+                    BuildRequest(trial, target, tmp, args.codegen, args.vectors, args.array, name=args.name)).ok
         except KeyboardInterrupt:
             raise UserError(f"build interrupted; {out} was left as it was") from None
     return 0 if ok else 1

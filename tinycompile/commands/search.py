@@ -67,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
     from tinycompile.search.study import run_search  # imports torch: only once the inputs are known good
 
     study = run_search(prepared, make_console(stderr=True))
-    return summarize(study, config.run_dir, config.objective, console)
+    return summarize(study, config, console)
 
 
-def summarize(study, run_dir, objective: str, console: Console) -> int:  # noqa: ANN001 - optuna.Study, Path
-    """Write pareto.json and the plots, print the Pareto table."""
-    rows = write_pareto(study, run_dir)
-    write_plots(study, run_dir, objective)
+def summarize(study, config: SearchConfig, console: Console) -> int:  # noqa: ANN001 - optuna.Study (lazy import)
+    """Write pareto.json (the Pareto trials' folders fetched from the study where missing) and the plots, print the
+    Pareto table."""
+    rows = write_pareto(study, config)
+    write_plots(study, config.run_dir, config.objective)
     console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)"))
-    console.print(f"wrote {run_dir / 'pareto.json'}, plots in {run_dir}")
+    console.print(f"wrote {config.run_dir / 'pareto.json'}, plots in {config.run_dir}")
     return 0

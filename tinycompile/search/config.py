@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -62,6 +63,25 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+
+def load_run_config(run_dir: Path) -> SearchConfig:
+    """The settings a run folder's ``config.json`` recorded, with the folder where it is now (``report``, ``build``):
+    its study is read from that folder's own study.db unless the search used another storage."""
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.json); give runs/<study> as written by `search`")
+    try:
+        data = json.loads(config_file.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"config.json must hold a JSON object, but holds {type(data).__name__}")
+        config = SearchConfig(**{**data, "out": str(run_dir.parent)})
+        if not all(isinstance(v, str) for v in (config.task, config.space, config.target, config.objective)):
+            raise TypeError("task, space, target and objective must be strings")
+    except (OSError, ValueError, TypeError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise UserError(f"{config_file}: not a search's config.json ({type(exc).__name__}: {exc}); "
+                        "it is written by `tinycompile search`") from None
+    return replace(config, storage=config.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}")
 
 
 @dataclass

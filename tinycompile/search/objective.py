@@ -1,15 +1,26 @@
-"""One trial: choose a candidate, score it with the cost model, and train it only if it fits the hard budgets."""
+"""One trial: choose a candidate, score it with the cost model, and train it only if it fits the hard budgets.
+
+Before any work the trial checks the shared study (:mod:`tinycompile.search.ledger`): a configuration another trial
+holds is skipped, not trained again, and a trial beyond the N places the user asked for is skipped too. Both end
+PRUNED with the reason in a user attr. A trained trial's files go to the study's artifact store; its values are
+recorded last, so a worker killed after that point loses nothing (:class:`~tinycompile.search.storage.StaleTrialCallback`).
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import warnings
+from pathlib import Path
 
 import numpy as np
 import optuna
 
 from tinycompile.cost.model import estimate
+from tinycompile.search import ledger
+from tinycompile.search.artifacts import DatabaseArtifactStore, publish
 from tinycompile.search.config import Prepared
+from tinycompile.search.storage import WORKER, process_seed
 from tinycompile.search.teacher import teacher_logits
 from tinycompile.train import train
 from tinycompile.trial import save_trial
@@ -17,9 +28,9 @@ from tinycompile.trial import save_trial
 COST_ATTRS = ("cycles", "latency_ms", "energy_uj", "peak_sram", "arena_bytes", "flash", "params", "macs")
 
 
-def trial_dir(prepared: Prepared, number: int) -> str:
+def trial_dir(prepared: Prepared, number: int) -> Path:
     """The folder of trial ``number``."""
-    return str(prepared.config.run_dir / "trials" / str(number))
+    return prepared.config.run_dir / "trials" / str(number)
 
 
 class Objective:
@@ -27,6 +38,7 @@ class Objective:
 
     def __init__(self, prepared: Prepared) -> None:
         self.p = prepared
+        self.store = DatabaseArtifactStore(prepared.config.storage_url)
         self._teacher: np.ndarray | None = None
 
     def teacher(self) -> np.ndarray | None:
@@ -37,27 +49,55 @@ class Objective:
         return self._teacher
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float]:
+        # Optuna's heartbeat thread starts beside this call; recording one here first means that every trial with a
+        # WORKER attr can go stale, and one without it died before this point (storage.Reaper).
+        trial.storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("sampler_seed", process_seed(self.p.config.seed))
         space = self.p.space
         choices = {key: trial.suggest_categorical(key, values) for key, values in space.parameters().items()}
+        self._claim(trial)
         spec = space.build(choices, self.p.task.input_shape, self.p.task.num_classes)
         spec.meta.update(task=self.p.config.task, target=self.p.target.name, trial=trial.number)
         cost = estimate(spec, self.p.target)
         constraints = self.p.constraints(cost)
         for key in COST_ATTRS:
             trial.set_user_attr(key, getattr(cost, key))
-        for key, value in constraints.items():
-            trial.set_constraint(key, value)  # read by the samplers: infeasible trials rank below feasible ones
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        with warnings.catch_warnings():
+            # A retried trial carries its constraints already (same configuration, same values); Optuna keeps them
+            # and would warn.
+            warnings.filterwarnings("ignore", message="The constraint value is ignored")
+            for key, value in constraints.items():
+                trial.set_constraint(key, value)  # read by the samplers: infeasible trials rank below feasible ones
         second = cost.latency_ms if self.p.config.objective == "latency" else cost.energy_uj
         if any(v > 0 for v in constraints.values()):
             # Over budget: scored from the cost model alone, never trained; infeasible to the sampler anyway.
             trial.set_user_attr("trained", False)
-            return 0.0, second
+            return self._done(trial, (0.0, second))
         seed = self.p.config.seed + trial.number
         model, metrics = train(spec, self.p.task, epochs=self.p.config.epochs, seed=seed, teacher_logits=self.teacher())
         metrics["cost"] = cost.to_dict()
-        save_trial(trial_dir(self.p, trial.number), spec, model, metrics)
+        folder = trial_dir(self.p, trial.number)
+        save_trial(folder, spec, model, metrics)
+        publish(trial, folder, self.store)
         trial.set_user_attr("trained", True)
         trial.set_user_attr("test_acc", metrics["test_acc"])
         trial.set_user_attr("train_seconds", metrics["train_seconds"])
-        return metrics["val_acc"], second
+        return self._done(trial, (metrics["val_acc"], second))
+
+    def _claim(self, trial: optuna.trial.Trial) -> None:
+        """Skip (prune) the trial if its configuration is taken or the study's N places are."""
+        trials = trial.study.get_trials(deepcopy=False)
+        twin = ledger.twin_of(trials, trial.number, trial.params)
+        if twin is not None:
+            trial.set_user_attr(ledger.DUPLICATE_OF, twin)
+            raise optuna.TrialPruned(f"trial {twin} holds the same configuration")
+        if ledger.places_before(trials, trial.number) >= self.p.config.trials:
+            trial.set_user_attr(ledger.SURPLUS, True)
+            raise optuna.TrialPruned(f"{self.p.config.trials} trials were already under way")
+
+    @staticmethod
+    def _done(trial: optuna.trial.Trial, values: tuple[float, float]) -> tuple[float, float]:
+        """Record the values as the trial's last write: from here a crash cannot lose the trial."""
+        trial.set_user_attr(ledger.RESULT, list(values))
+        return values

@@ -11,6 +11,7 @@ import optuna
 from rich.table import Table
 
 from tinycompile.fileio import write_json
+from tinycompile.search.config import SearchConfig
 
 
 def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
@@ -53,9 +54,17 @@ def row(trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def write_pareto(study: optuna.Study, run_dir: Path) -> list[dict[str, Any]]:
-    """Write ``pareto.json`` and point the ``best`` link at the most accurate Pareto trial; return the rows."""
-    rows = [row(t, run_dir) for t in pareto_front(study.get_trials(deepcopy=False))]
+def write_pareto(study: optuna.Study, config: SearchConfig) -> list[dict[str, Any]]:
+    """Write ``pareto.json`` and point the ``best`` link at the most accurate Pareto trial; return the rows.
+
+    The rows name trial folders: those this machine did not train are fetched from the study first.
+    """
+    from tinycompile.search.artifacts import fetch_numbers  # SQLAlchemy: only once there is a front to write
+
+    run_dir = config.run_dir
+    front = pareto_front(study.get_trials(deepcopy=False))
+    fetch_numbers(study, config, [t.number for t in front])
+    rows = [row(t, run_dir) for t in front]
     write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows})
     if rows:
         link = run_dir / "best"

@@ -1,9 +1,15 @@
-"""Running a search: N worker processes fill one Optuna study while this process shows progress."""
+"""Running a search: worker processes fill one Optuna study while this process shows progress and reaps dead trials.
+
+A worker starts a trial only while fewer than N places are in use (:mod:`tinycompile.search.ledger`), and otherwise
+waits: for the study to reach N finished trials (then it stops), or for a place to free up (a trial of a dead worker
+failed and queued again). The objective's own check before training makes the count exact.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import os
 import signal
 import time
 from typing import Any
@@ -15,12 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json
+from tinycompile.search import ledger
 from tinycompile.search.config import Prepared, SearchConfig, prepare
 from tinycompile.search.objective import Objective
 from tinycompile.search.pareto import is_feasible, pareto_front
-from tinycompile.search.storage import open_study
+from tinycompile.search.storage import GRACE_SECONDS, HEARTBEAT_SECONDS, ORPHAN_SECONDS, Reaper, open_study
 
 POLL_SECONDS = 1.0
+TRIALS_PER_PLACE = 10  # a worker's bound on trials (skipped ones included) per place: ends a search of an exhausted space
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -37,26 +45,47 @@ def run_search(prepared: Prepared, console: Console) -> optuna.Study:
     done = len(completed(study))
     if done >= config.trials:
         console.print(f"study {config.study_name} already holds {done} finished trials")
+        _drain(study, Reaper())  # a trial killed in a run that had just filled the study is still RUNNING
         return study
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
     ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(config.to_dict(), i), daemon=False) for i in range(config.jobs)]
+    workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid()), daemon=False) for _ in range(config.jobs)]
     for w in workers:
         w.start()
+    reaper = Reaper()
     try:
-        _monitor(study, config, workers, console)
+        _monitor(study, config, workers, reaper, console)
     except KeyboardInterrupt:
         for w in workers:
             w.terminate()
         raise UserError("search interrupted; finished trials are kept: run the same command again to resume") from None
+    _drain(study, reaper)
     failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
-    if failed and len(completed(study)) < config.trials:
+    done = len(completed(study))
+    if failed and done < config.trials:
         raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the messages above")
+    if done < config.trials:
+        raise UserError(
+            f"the study holds {done} of {config.trials} finished trials: the workers stopped after "
+            f"{TRIALS_PER_PLACE * config.trials} trials each, most of them configurations already taken; "
+            "the space may have too few candidates for --trials"
+        )
     return study
 
 
-def _monitor(study: optuna.Study, config: SearchConfig, workers: list[Any], console: Console) -> None:
+def _drain(study: optuna.Study, reaper: Reaper) -> None:
+    """Wait until no trial is RUNNING: those of workers killed in an earlier run go stale and are failed here.
+
+    Bounded: a trial that is still alive (another machine's, about to find the study full) is left to its worker.
+    """
+    deadline = time.monotonic() + GRACE_SECONDS + ORPHAN_SECONDS + 2 * HEARTBEAT_SECONDS
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) and time.monotonic() < deadline:
+        reaper.reap(study)
+        time.sleep(POLL_SECONDS)
+
+
+def _monitor(study: optuna.Study, config: SearchConfig, workers: list[Any], reaper: Reaper, console: Console) -> None:
     columns = (
         TextColumn("[bold]search"),
         BarColumn(),
@@ -74,19 +103,41 @@ def _monitor(study: optuna.Study, config: SearchConfig, workers: list[Any], cons
             progress.update(bar, completed=min(len(trials), config.trials), best=best, front=len(pareto_front(trials)))
             if not any(w.is_alive() for w in workers):
                 break
+            reaper.reap(study)  # workers waiting for a place need the dead trials that hold one failed
             time.sleep(POLL_SECONDS)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the search process dies (even by SIGKILL): no orphan keeps training."""
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker if the search process dies (even by SIGKILL): no orphan keeps training.
+
+    A spawned worker gets here only after seconds of imports; a parent killed meanwhile has already gone, and the
+    request would never fire: then this worker has been adopted by another process, and it exits at once.
+    """
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def _worker(config_dict: dict[str, Any], index: int) -> None:
-    _die_with_parent()
+def wait_for_place(study: optuna.Study, trials: int) -> bool:
+    """Block until a trial may start (True) or the study holds ``trials`` finished trials (False).
+
+    Optuna's ``MaxTrialsCallback`` stops a worker only after its trial ends, so workers mid-trial at that moment
+    overshot N; counting the trials in progress too, a worker waits instead, in case one of them fails.
+    """
+    while True:
+        trials_now = study.get_trials(deepcopy=False)
+        if ledger.finished(trials_now) >= trials:
+            return False
+        if ledger.places_in_use(trials_now) < trials:
+            return True
+        time.sleep(POLL_SECONDS)
+
+
+def _worker(config_dict: dict[str, Any], parent: int) -> None:
+    _die_with_parent(parent)
     import torch
 
     config = SearchConfig(**config_dict)
@@ -94,7 +145,13 @@ def _worker(config_dict: dict[str, Any], index: int) -> None:
     # busy machine slowed training by 50x here; parallelism comes from --jobs instead.
     torch.set_num_threads(1)
     prepared = prepare(config)
-    study = open_study(config, worker=index)
-    stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE,))
-    # n_trials bounds a worker whose trials keep failing; the callback stops all workers at the shared count.
-    study.optimize(Objective(prepared), n_trials=2 * config.trials, callbacks=[stop], gc_after_trial=False)
+    study = open_study(config)
+    objective = Objective(prepared)
+
+    def next_or_stop(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        if not wait_for_place(study, config.trials):
+            study.stop()
+
+    if wait_for_place(study, config.trials):
+        study.optimize(objective, n_trials=TRIALS_PER_PLACE * config.trials, callbacks=[next_or_stop],
+                       gc_after_trial=False)

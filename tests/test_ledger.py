@@ -1,0 +1,109 @@
+"""The ledger's rules under every interleaving we can throw at them: workers on one real SQLite study, advanced one
+step at a time in random order, some killed mid-trial or after recording their result (their trials stay RUNNING until
+a reaper fails them, as heartbeats do). Always exactly N finished trials, never one configuration twice, nothing left
+RUNNING or WAITING."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tinycompile.search import ledger
+from tinycompile.search.storage import StaleTrialCallback, make_storage
+
+N = 6
+
+
+class Worker:
+    """One worker process's trials as steps: wait for a place, ask, choose, check, then finish or be killed."""
+
+    def __init__(self, study: optuna.Study, rng: random.Random, dead: list[int], events: Counter[str]) -> None:
+        self.study, self.rng, self.dead, self.events = study, rng, dead, events
+        self.trial: optuna.trial.Trial | None = None
+        self.stage = "idle"
+        self.stopped = False
+
+    def step(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        if self.stage == "idle":  # what study.wait_for_place decides
+            if ledger.finished(trials) >= N:
+                self.stopped = True
+            elif ledger.places_in_use(trials) < N:
+                self.trial, self.stage = self.study.ask(), "asked"
+            return
+        trial = self.trial
+        assert trial is not None
+        if self.stage == "asked":
+            trial.suggest_int("x", 0, 11)  # a small space: proposals collide often
+            self.stage = "chosen"
+        elif self.stage == "chosen":  # what Objective._claim decides
+            taken = ledger.twin_of(trials, trial.number, trial.params) is not None
+            if taken or ledger.places_before(trials, trial.number) >= N:
+                self.events["skipped"] += 1
+                self.study.tell(trial, state=TrialState.PRUNED)
+                self.stage = "idle"
+            else:
+                self.stage = "training"
+        elif self.stage == "training":
+            fate = self.rng.random()
+            if fate < 0.15:
+                self.killed("killed training")
+                return
+            values = [self.rng.random(), self.rng.random()]
+            trial.set_user_attr(ledger.RESULT, values)
+            if fate < 0.3:
+                self.killed("killed after its result")
+                return
+            self.study.tell(trial, values)
+            self.stage = "idle"
+
+    def killed(self, event: str) -> None:
+        """The process dies; its trial stays RUNNING until the reaper finds it. A new process takes its place."""
+        assert self.trial is not None
+        self.events[event] += 1
+        self.dead.append(self.trial.number)
+        self.trial, self.stage = None, "idle"
+
+
+def reap(study: optuna.Study, dead: list[int]) -> None:
+    """What fail_stale_trials does once a dead trial's heartbeat is stale: FAIL, then the stale-trial callback."""
+    number = dead.pop(0)
+    study.tell(number, state=TrialState.FAIL)
+    StaleTrialCallback(N)(study, study.get_trials()[number])
+
+
+# The workers step through ask and tell by hand (Optuna suggests optimize with heartbeats) and call the experimental
+# retry callback directly, as the storage would.
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage", "ignore::optuna.exceptions.ExperimentalWarning")
+def test_any_interleaving_ends_with_exactly_n_distinct_finished_trials(tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", N)
+    events: Counter[str] = Counter()
+    for seed in range(6):
+        study = optuna.create_study(storage=storage, study_name=f"s{seed}", directions=["maximize", "minimize"],
+                                    sampler=optuna.samplers.RandomSampler(seed=seed))
+        rng = random.Random(seed)
+        dead: list[int] = []
+        workers = [Worker(study, rng, dead, events) for _ in range(3)]
+        for _ in range(3000):
+            live = [w for w in workers if not w.stopped]
+            if not live and not dead:
+                break
+            if dead and (not live or rng.random() < 0.1):
+                reap(study, dead)
+            else:
+                rng.choice(live).step()
+            assert ledger.finished(study.get_trials(deepcopy=False)) <= N
+        assert all(w.stopped for w in workers) and not dead, "the workers neither finished nor could go on"
+        trials = study.get_trials()
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert len(done) == N
+        assert len({t.params["x"] for t in done}) == N
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # every path was taken: skipped proposals, kills in training (retried) and after the result (finished as a copy)
+    assert events["skipped"] and events["killed training"] and events["killed after its result"], events
