@@ -373,16 +373,9 @@ def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
     if op.params.get("divide"):
         return avgpool_divide(op, x)
     ho, wo, c = op.out_shape
-    sh, sw = op.stride
     zp = op.in_q[0].zero_point
     count = op.kernel[0] * op.kernel[1]
-    rkh = te.reduce_axis((0, op.kernel[0]), "kh")
-    rkw = te.reduce_axis((0, op.kernel[1]), "kw")
-    acc = te.compute(
-        (ho, wo, c),
-        lambda h, w, ch: te.sum(x[h * sh + rkh, w * sw + rkw, ch].astype("int32"), axis=[rkh, rkw]),
-        name="acc",
-    )
+    acc = window_sum(op, x)
     biased = te.compute((ho, wo, c), lambda h, w, ch: acc[h, w, ch] - _i32(count * zp), name="biased")
     m, s = int(op.tensors["multiplier"][0]), int(op.tensors["shift"][0])
     bound = 255 * count  # |x - zp| <= 255 per element
@@ -393,19 +386,25 @@ def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
     )
 
 
-def avgpool_divide(op: QOp, x: te.Tensor) -> te.Tensor:
-    """TFLite's integer average (``params["divide"]``): the raw window sum ``acc``, then ``out`` divides it by the
-    window size rounding half away from zero (C's truncating division of ``acc +- count / 2``) and clamps."""
+def window_sum(op: QOp, x: te.Tensor) -> te.Tensor:
+    """The ``acc`` stage of an average: the int32 sum of the raw int8 values of each window (no padding)."""
     ho, wo, c = op.out_shape
     sh, sw = op.stride
-    count = op.kernel[0] * op.kernel[1]
     rkh = te.reduce_axis((0, op.kernel[0]), "kh")
     rkw = te.reduce_axis((0, op.kernel[1]), "kw")
-    acc = te.compute(
+    return te.compute(
         (ho, wo, c),
         lambda h, w, ch: te.sum(x[h * sh + rkh, w * sw + rkw, ch].astype("int32"), axis=[rkh, rkw]),
         name="acc",
     )
+
+
+def avgpool_divide(op: QOp, x: te.Tensor) -> te.Tensor:
+    """TFLite's integer average (``params["divide"]``): the raw window sum ``acc``, then ``out`` divides it by the
+    window size rounding half away from zero (C's truncating division of ``acc +- count / 2``) and clamps."""
+    ho, wo, c = op.out_shape
+    count = op.kernel[0] * op.kernel[1]
+    acc = window_sum(op, x)
 
     def f(h: PrimExpr, w: PrimExpr, ch: PrimExpr) -> PrimExpr:
         s = acc[h, w, ch]
