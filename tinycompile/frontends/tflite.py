@@ -57,7 +57,7 @@ class TfliteImport:
         if self.float_input_q is not None:
             q = self.float_input_q
             scaled = np.asarray(x, np.float32) / np.float32(q.scale)
-            x = np.clip(_round_away(scaled) + q.zero_point, -128, 127).astype(np.int8)
+            x = np.clip(semantics.round_half_away(scaled) + q.zero_point, -128, 127).astype(np.int8)
         return np.asarray(x, np.int8).reshape(len(x), *self.graph.input_shape)
 
     def model_inputs(self, x8: np.ndarray) -> np.ndarray:
@@ -81,12 +81,6 @@ def import_tflite(path: str | Path) -> TfliteImport:
         return _Importer(data, str(path)).run()
     except (struct.error, IndexError) as exc:  # the generated reader walked off a truncated buffer
         raise UserError(f"{path}: the TFLite flatbuffer is corrupt or truncated ({type(exc).__name__}); re-export it") from None
-
-
-def _round_away(x: Any) -> Any:
-    """C's ``round``: half away from zero (numpy's ``round`` goes to even)."""
-    x = np.asarray(x, np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
 
 
 def _model(data: bytes, where: str) -> Any:
@@ -255,7 +249,7 @@ class _Importer:
         """TFLite's CalculateActivationRangeQuantized: ``zp + round(f / scale)`` in float32, within int8."""
 
         def at(f: float) -> int:
-            return q.zero_point + int(_round_away(np.float32(f) / np.float32(q.scale)))
+            return q.zero_point + int(semantics.round_half_away(np.float32(f) / np.float32(q.scale)))
 
         if act == ACT_NONE:
             return -128, 127

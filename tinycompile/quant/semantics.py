@@ -83,7 +83,14 @@ _EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308
 
 def tflite_round(x: float) -> int:
     """C's ``round`` (TfLiteRound): half away from zero (Python's ``round`` is half to even)."""
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+    return int(round_half_away(x))
+
+
+def round_half_away(v: Any) -> Any:
+    """Element-wise C ``round``/``roundf`` (half away from zero) as int64. Computed in float64, where ``|v| + 0.5`` is
+    exact for any float32 value (in float32 it is not: 0.49999997 + 0.5 rounds up to 1)."""
+    v = np.asarray(v, dtype=np.float64)
+    return (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int64)
 
 
 def tflite_quantize_multiplier(scale: float) -> tuple[int, int]:
@@ -207,14 +214,8 @@ def _float_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int, fn: A
     s_in = np.float32(in_scale)
     dequantized = s_in * (q - np.int32(in_zp)).astype(np.float32)
     inverse_scale = np.float32(1.0) / np.float32(out_scale)
-    rescaled = _round_half_away(fn(dequantized).astype(np.float32) * inverse_scale)
-    quantized = (rescaled + np.float32(out_zp)).astype(np.int64)  # exact: rescaled is a small integer
-    return np.clip(quantized, -128, 127).astype(np.int8)
-
-
-def _round_half_away(v: np.ndarray) -> np.ndarray:
-    """Element-wise C ``roundf``: half away from zero, in float32."""
-    return (np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))).astype(np.float32)
+    rescaled = round_half_away(fn(dequantized).astype(np.float32) * inverse_scale)  # the float32 product, as TFLite
+    return np.clip(rescaled + out_zp, -128, 127).astype(np.int8)
 
 
 def _expf(v: np.ndarray) -> np.ndarray:
