@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize, requantize_single, requantize_to_int8
@@ -98,7 +98,7 @@ def test_postproc_programs_bit_exact(n: int) -> None:
     jobs, refs = [], []
     for _ in range(2):
         img, pa = _postproc_program(n, rng)
-        refs.append(run_model(img, pa, AccelConfig(n=n)))
+        refs.append(run_model(img, pa, AccelConfig.for_array(n)))
         jobs += [SimJob(img, pa, stall=False), SimJob(img, pa, stall=True)]
     res = run_jobs(jobs, n=n)
     for k, r in enumerate(res):
@@ -131,7 +131,7 @@ def test_postproc_timing(capsys: pytest.CaptureFixture[str]) -> None:
     busy = {}
     for r, key, job in zip(res, keys, jobs):
         assert r.done and not r.error
-        np.testing.assert_array_equal(r.image.data, run_model(job.image, job.prog_addr, AccelConfig(n=n)).data)
+        np.testing.assert_array_equal(r.image.data, run_model(job.image, job.prog_addr, AccelConfig.for_array(n)).data)
         busy[key] = r.store_busy
     for add, (fixed, per_row) in ((0, POSTPROC_NORMAL), (1, POSTPROC_ADD)):
         got = {rows: busy[(add, rows)] - busy[(add, 0)] for rows in lengths}
@@ -232,7 +232,7 @@ def test_isa_model_single_rounding_is_intmath() -> None:
     for seed in range(3):
         rng = np.random.default_rng(900 + seed)
         img, pa, pps = _single_program(n, rng)
-        cfg = AccelConfig(n=n)
+        cfg = AccelConfig.for_array(n)
         got = run_model(img, pa, cfg)
         # the ACC rows and parameters the program loaded, from its own image
         loads = [i for i in _program_of(img, pa) if i.op == "LOAD"]
@@ -277,7 +277,7 @@ def test_postproc_single_rounding_bit_exact(n: int) -> None:
     jobs, refs = [], []
     for k in range(2):
         img, pa, _ = _single_program(n, rng)
-        refs.append(run_model(img, pa, AccelConfig(n=n)))
+        refs.append(run_model(img, pa, AccelConfig.for_array(n)))
         jobs += [SimJob(img, pa, stall=False), SimJob(img, pa, stall=True)]
         double = img.data.copy()
         img0 = MemoryImage(n, img.data.size)
@@ -287,7 +287,7 @@ def test_postproc_single_rounding_bit_exact(n: int) -> None:
             if ins.op == "POSTPROC":
                 ins.fields["single"] = 0
         img0.write(pa, np.frombuffer(assemble(prog), np.uint8))
-        assert (run_model(img0, pa, AccelConfig(n=n)).data != refs[-1].data).sum() >= 10
+        assert (run_model(img0, pa, AccelConfig.for_array(n)).data != refs[-1].data).sum() >= 10
     res = run_jobs(jobs, n=n)
     for k, r in enumerate(res):
         assert r.done and not r.error, (r.status, r.error_code)

@@ -11,7 +11,7 @@ import numpy as np
 
 from tinycompile.accel.assembler import MemoryImage, decode
 from tinycompile.accel.isa import INSTR_BYTES, OPNAMES
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.quant.intmath import requantize, requantize_to_int8
 
 

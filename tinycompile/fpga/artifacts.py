@@ -19,8 +19,11 @@ import numpy as np
 from tinycompile.accel.assembler import MemoryImage, format_instr
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json, write_text, write_with
-from tinycompile.fpga.codegen import AccelProgram, InputPack, LayerCode, TensorLoc
-from tinycompile.fpga.plan import AccelParams, Geom, plan_layer
+from tinycompile.accel.config import AccelConfig
+from tinycompile.accel.layout import TensorLoc
+from tinycompile.fpga.codegen import AccelProgram, InputPack, LayerCode
+from tinycompile.fpga.geometry import Geom
+from tinycompile.fpga.tiling import plan_layer
 from tinycompile.quant.graph import QuantGraph
 
 MANIFEST = "build.json"
@@ -72,7 +75,7 @@ def load(folder: Path) -> tuple[AccelProgram, dict[int, str], np.ndarray, QuantG
     doc = json.loads((folder / MANIFEST).read_text())
     if doc.get("hybrid"):
         raise UserError(f"{folder} holds a build with layers on the host; use load_hybrid")
-    params = AccelParams(**doc["params"])
+    params = AccelConfig(**doc["params"])
     raw = np.frombuffer((folder / "image.bin").read_bytes(), np.uint8)
     image = MemoryImage(params.n, raw.size)
     image.data[:] = raw
