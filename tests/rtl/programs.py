@@ -40,7 +40,8 @@ class TestProgram:
         write_tensor(self.image, loc, x)
         return loc
 
-    def layer(self, g: Geom, values: LayerValues, x: TensorLoc, quant: LayerQuant, b: TensorLoc | None = None) -> TensorLoc:
+    def layer(self, g: Geom, values: LayerValues, x: TensorLoc, quant: LayerQuant,
+              b: TensorLoc | None = None) -> TensorLoc:
         """Append one layer reading ``x`` (and ``b``, an add's second input); return its output's location."""
         t = plan_layer(g, self.cfg)
         tiles, blob = layer_constants(g, t, self.cfg.n, values)
@@ -62,7 +63,8 @@ def _out_hw(x: TensorLoc, k: tuple[int, int], stride: int, pad: Pad) -> tuple[in
 
 
 def conv2d(prog: TestProgram, x: TensorLoc, zp_in: int, w: np.ndarray, bias: np.ndarray, scale: Scale, zp_out: int,
-           stride: int = 1, pad: Pad = (0, 0, 0, 0), lo: int = -128, hi: int = 127, depthwise: bool = False) -> TensorLoc:
+           stride: int = 1, pad: Pad = (0, 0, 0, 0), lo: int = -128, hi: int = 127,
+           depthwise: bool = False) -> TensorLoc:
     """A convolution (``w``: int8 ``[KH, KW, Cin, Cout]``) or depthwise convolution (``[KH, KW, C]``)."""
     k = w.shape[:2]
     co = x.c if depthwise else w.shape[3]

@@ -107,7 +107,7 @@ def test_reset_mid_program_then_rerun(rng: np.random.Generator) -> None:
     assert not res[0].done  # really interrupted
     assert res[1].done and not res[1].error
     for t, ref in checks:
-        np.testing.assert_array_equal(get_act(res[1].image, t), ref)
+        np.testing.assert_array_equal(read_tensor(res[1].image, t), ref)
 
 
 def _error_program(kind: str, n: int) -> tuple[MemoryImage, int]:

@@ -49,13 +49,10 @@ ERRORS: dict[int, str] = {
     5: "dependency token counter overflow",
 }
 
+# Dependency flags, bits 4..7 of every instruction in this order (section 3 of rtl_sim/ISA.md).
+TOKEN_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 _COMMON: dict[str, tuple[int, int, bool]] = {
-    "op": (0, 4, False),
-    "pop_prev": (4, 1, False),
-    "pop_next": (5, 1, False),
-    "push_prev": (6, 1, False),
-    "push_next": (7, 1, False),
-}
+    "op": (0, 4, False), **{flag: (4 + i, 1, False) for i, flag in enumerate(TOKEN_FLAGS)}}
 
 # The address pattern shared by LOAD and STORE.
 _PATTERN: dict[str, tuple[int, int, bool]] = {
@@ -114,20 +111,6 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "DONE": dict(_COMMON),
 }
 
-# Defaults applied by the assembler when a field is omitted.
-DEFAULTS: dict[str, dict[str, int]] = {
-    "LOAD": {"n0": 1, "n1": 1, "n2": 1, "h": 4095, "w": 4095},
-    "STORE": {"n0": 1, "n1": 1, "n2": 1, "h": 4095, "w": 4095},
-    "COMPUTE": {"m": 1, "kt": 1, "nt": 1, "init": 1},
-    "POSTPROC": {"rows": 1, "lo": -128, "hi": 127},
-}
-
-# Post-processing parameter set: three rows of N int32 (bias, multiplier, shift); a row is 4 N-byte PARAM words.
-PARAM_ROWS_PER_SET = 3
-PARAM_WORDS_PER_ROW = 4
-PARAM_WORDS_PER_SET = PARAM_ROWS_PER_SET * PARAM_WORDS_PER_ROW
-ADD_PARAM_SETS = 3  # POSTPROC add mode reads sets P (input a), P + 1 (input b), P + 2 (the sum)
-
 
 def field_max(op: str, name: str) -> int:
     """The largest value field ``name`` of ``op`` can hold (what a compiler must keep counts and strides below)."""
@@ -140,3 +123,17 @@ MAX_STRIDE = field_max("LOAD", "d0")  # 20-bit signed byte strides
 MAX_PIXEL_STEP = field_max("LOAD", "sy0")  # 4-bit coordinate steps
 MAX_M = field_max("COMPUTE", "m")  # 16-bit rows per COMPUTE pass
 MAX_NT_STRIDE = field_max("COMPUTE", "inp_nt_stride")  # 16-bit INP words between the n tiles of a COMPUTE
+
+# Defaults applied by the assembler when a field is omitted (bounds at their largest: every element in bounds).
+DEFAULTS: dict[str, dict[str, int]] = {
+    "LOAD": {"n0": 1, "n1": 1, "n2": 1, "h": MAX_COUNT, "w": MAX_COUNT},
+    "STORE": {"n0": 1, "n1": 1, "n2": 1, "h": MAX_COUNT, "w": MAX_COUNT},
+    "COMPUTE": {"m": 1, "kt": 1, "nt": 1, "init": 1},
+    "POSTPROC": {"rows": 1, "lo": -128, "hi": 127},
+}
+
+# Post-processing parameter set: three rows of N int32 (bias, multiplier, shift); a row is 4 N-byte PARAM words.
+PARAM_ROWS_PER_SET = 3
+PARAM_WORDS_PER_ROW = 4
+PARAM_WORDS_PER_SET = PARAM_ROWS_PER_SET * PARAM_WORDS_PER_ROW
+ADD_PARAM_SETS = 3  # POSTPROC add mode reads sets P (input a), P + 1 (input b), P + 2 (the sum)

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
 from tinycompile.accel.config import AccelConfig
-from tinycompile.accel.isa import INSTR_BYTES
+from tinycompile.accel.isa import ADD_PARAM_SETS, INSTR_BYTES
 from tinycompile.accel.layout import TensorLoc, cpad, write_tensor
 from tinycompile.errors import UserError
 from tinycompile.fpga.constants import IDENTITY_MULT, LayerValues, layer_constants
@@ -120,14 +120,16 @@ def layer_values(op: QOp, g: Geom) -> LayerValues:
     if g.kind == "conv":  # a dense layer is a window over its input's storage (a flatten is a view)
         w = t["weight"]
         window = (g.kh, g.kw, g.c) if op.op == "dense" else (*op.kernel, g.c // (g.dx * g.dy))
-        return LayerValues(w.reshape(len(w), *window).transpose(1, 2, 3, 0), t["bias"], ((t["multiplier"], t["shift"]),), zp_in)
+        hwio = w.reshape(len(w), *window).transpose(1, 2, 3, 0)
+        return LayerValues(hwio, t["bias"], ((t["multiplier"], t["shift"]),), zp_in)
     if g.kind == "dw":
         return LayerValues(t["weight"].reshape(*op.kernel, g.c), t["bias"], ((t["multiplier"], t["shift"]),), zp_in)
     if g.kind == "maxpool":  # max(x) - zp_in + zp_out is exact: a max pool keeps its input's quantization
         return LayerValues(None, 0, ((IDENTITY_MULT, 0),), zp_in)
     if g.kind == "avgpool":
         return LayerValues(None, 0, ((t["multiplier"][0], t["shift"][0]),), zp_in)
-    return LayerValues(None, 0, tuple((t["multiplier"][k], t["shift"][k]) for k in range(3)), zp_in, op.in_q[1].zero_point)
+    scales = tuple((t["multiplier"][k], t["shift"][k]) for k in range(ADD_PARAM_SETS))  # inputs a and b, the sum
+    return LayerValues(None, 0, scales, zp_in, op.in_q[1].zero_point)
 
 
 def single_rounding(op: QOp) -> bool:

@@ -127,7 +127,8 @@ def _tile_major(g: Geom, t: Tiling, n: int, v: LayerValues) -> tuple[np.ndarray,
         wp = np.zeros((g.kh, g.kw, cb * n, nt * n), np.int8)
         wp[:, :, : g.c, : g.co] = w4
         tiles = np.ascontiguousarray(wp.reshape(g.taps * cb, n, nt, n).transpose(2, 0, 1, 3))
-        return tiles, param_blob(n, bias - v.zp_in * w4.astype(np.int64).reshape(-1, g.co).sum(axis=0), *v.scales[0], g.co)
+        folded = bias - v.zp_in * w4.astype(np.int64).reshape(-1, g.co).sum(axis=0)
+        return tiles, param_blob(n, folded, *v.scales[0], g.co)
     if g.kind == "dw":
         w = kept_taps(np.asarray(v.weight, np.int64), g).reshape(g.taps, g.c)
         return tap_tiles(n, g, t, w), param_blob(n, bias - v.zp_in * w.sum(axis=0), *v.scales[0], g.co)

@@ -35,7 +35,8 @@ def barrier(blocks: int, steps: int) -> list[Instr]:
     """
     drain = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "pop_next": 1}) for _ in range(min(blocks, HALVES))]
     handover = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "push_prev": 1})]
-    return drain + handover + [Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}) for _ in range(min(steps, HALVES) + 1)]
+    collect = [Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}) for _ in range(min(steps, HALVES) + 1)]
+    return drain + handover + collect
 
 
 class LayerEmitter:
@@ -101,16 +102,19 @@ class LayerEmitter:
         if self.split_fill(ps, s):
             self.split_loads(ps, s)
             return
-        lds = ([self.param_load(ps)] if s == 0 else []) + self.scheme.step_loads(ps, self.step(ps, s), self.wgt_half(ps, s))
+        lds = [self.param_load(ps)] if s == 0 else []
+        lds += self.scheme.step_loads(ps, self.step(ps, s), self.wgt_half(ps, s))
         for i, ld in enumerate(lds):
-            self.prog.append(Instr("LOAD", {"pop_next": int(i == 0 and s >= HALVES), "push_next": int(i == len(lds) - 1), **ld}))
+            flags = {"pop_next": int(i == 0 and s >= HALVES), "push_next": int(i == len(lds) - 1)}
+            self.prog.append(Instr("LOAD", {**flags, **ld}))
 
     def split_loads(self, ps: Pass, s: int) -> None:
         """The first step's loads with its weights in one piece per output tile: the input, then the pieces, each
         pushing a token; the parameters go before the last piece (only post-processing needs them)."""
         st = self.step(ps, s)
         wb, blk, k = self.wgt_half(ps, s), st.blk, st.k1 - st.k0
-        pieces = [self.scheme.weight_tiles(replace(blk, g0=blk.g0 + j, gn=1), st.k0, st.k1, wb + j * k) for j in range(blk.gn)]
+        pieces = [self.scheme.weight_tiles(replace(blk, g0=blk.g0 + j, gn=1), st.k0, st.k1, wb + j * k)
+                  for j in range(blk.gn)]
         order = ([(ld, 0) for ld in self.scheme.input_loads(st)] + [(ld, 1) for ld in pieces[:-1]]
                  + [(self.param_load(ps), 0), (pieces[-1], 1)])
         for ld, push in order:
@@ -127,7 +131,8 @@ class LayerEmitter:
         parts, nt = self.scheme.parts(st, wb, ab, m), blk.gn
         split = self.split_fill(ps, s)
         if split:  # one part per output tile, each waiting for its weight piece
-            parts, nt = [{**parts[0], "wgt_base": wb + j * (st.k1 - st.k0), "acc_base": ab + j * m} for j in range(nt)], 1
+            k = st.k1 - st.k0
+            parts, nt = [{**parts[0], "wgt_base": wb + j * k, "acc_base": ab + j * m} for j in range(nt)], 1
         for i, f in enumerate(parts):
             end = i == len(parts) - 1
             self.prog.append(Instr("COMPUTE", {

@@ -3,10 +3,10 @@
 For a layer, :func:`tinycompile.fpga.tiling.plan_layer` gives the real tiling and
 :func:`tinycompile.fpga.emit.emit_layer` the real instructions (addresses do not change timing). A fluid event model
 then runs them: the fetch unit reads ``32 / N`` bus words per instruction and dispatches in order into three queues
-(depth 8) whose units run concurrently, ordered by the dependency tokens in the instructions; the fetch, load and store units share the one
-memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
-(no bubbles between passes), post-processing one row per cycle (3 in residual-add mode), stores one word
-per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
+(depth 8) whose units run concurrently, ordered by the dependency tokens in the instructions; the fetch, load and
+store units share the one memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one
+accumulator row per cycle (no bubbles between passes), post-processing one row per cycle (3 in residual-add mode),
+stores one word per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
 word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5.3%, mean 0.9%).
 
 Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the

@@ -115,21 +115,24 @@ class Scheme:
                 return []
             big = max(ps.blocks, key=lambda b: b.gn)
             if ctx.fixed:
-                return [dict(sp=SP_WGT, sp_base=0, base=ctx.a.wgt + big.g0 * ctx.n * ctx.n, **contiguous(big.gn * ctx.n, ctx.n))]
+                n = ctx.n
+                return [dict(sp=SP_WGT, sp_base=0, base=ctx.a.wgt + big.g0 * n * n, **contiguous(big.gn * n, n))]
             return [self.weight_tiles(big, 0, min(ctx.t.kt, ctx.t.kc), 0)]
         if ctx.t.chunks > 1 or st.c == 0 and ps.new_group(st.bi):
             return [self.weight_tiles(st.blk, st.k0, st.k1, wb)]
         return []
 
     def weight_tiles(self, blk: Block, k0: int, k1: int, sp_tile: int) -> Fields:
-        """LOAD fields of the weight tiles of reduction tiles ``k0 .. k1`` of a block's group, to WGT tile ``sp_tile``."""
+        """LOAD fields of the weight tiles of reduction tiles ``k0 .. k1`` of a block's group, to WGT tile
+        ``sp_tile``."""
         ctx, n = self.ctx, self.ctx.n
         a, kt, nts = ctx.a, ctx.t.kt, ctx.nts
         if tap_major(ctx.g):  # memory (tap, tile): for each tap of the chunk the group's tiles
             return {"sp": SP_WGT, "sp_base": sp_tile * n, "base": a.wgt + (k0 * nts + blk.g0) * n * n,
                     "n2": 1, "n1": k1 - k0, "d1": nts * n * n, "n0": blk.gn * n, "d0": n}
         if k0 == 0 and k1 == kt:  # memory (tile, k): the group's tiles are contiguous
-            return dict(sp=SP_WGT, sp_base=sp_tile * n, base=a.wgt + blk.g0 * kt * n * n, **contiguous(blk.gn * kt * n, n))
+            return dict(sp=SP_WGT, sp_base=sp_tile * n, base=a.wgt + blk.g0 * kt * n * n,
+                        **contiguous(blk.gn * kt * n, n))
         return {"sp": SP_WGT, "sp_base": sp_tile * n, "base": a.wgt + (blk.g0 * kt + k0) * n * n,
                 "n2": blk.gn, "d2": kt * n * n, "n1": 1, "n0": (k1 - k0) * n, "d0": n}
 
@@ -150,10 +153,10 @@ class Scheme:
         byte); ``offset`` bytes into the pixel, ``tiles`` channel tiles."""
         ctx, g = self.ctx, self.ctx.g
         y0, x0 = blk.oy0 * g.sh + ky * g.dy - g.pad[0], blk.ox0 * g.sw + kx * g.dx - g.pad[2]
-        return {"sp": SP_INP, "sp_base": sp_base, "base": (ctx.a.x + (y0 * g.w + x0) * ctx.cs_in + offset) % ADDRESS_SPACE,
-                "n2": tiles, "d2": ctx.n, "n1": blk.rows, "d1": g.sh * g.w * ctx.cs_in, "n0": blk.cols,
-                "d0": g.sw * ctx.cs_in, "y0": y0, "x0": x0, "sy1": g.sh, "sx0": g.sw, "h": g.h, "w": g.w,
-                "pad": ctx.pad_byte}
+        base = (ctx.a.x + (y0 * g.w + x0) * ctx.cs_in + offset) % ADDRESS_SPACE  # the first pixel may be padding
+        return {"sp": SP_INP, "sp_base": sp_base, "base": base, "n2": tiles, "d2": ctx.n,
+                "n1": blk.rows, "d1": g.sh * g.w * ctx.cs_in, "n0": blk.cols, "d0": g.sw * ctx.cs_in,
+                "y0": y0, "x0": x0, "sy1": g.sh, "sx0": g.sw, "h": g.h, "w": g.w, "pad": ctx.pad_byte}
 
 
 class ConvScheme(Scheme):
@@ -179,7 +182,8 @@ class ConvScheme(Scheme):
                 tap += run
                 continue
             ky, kx = divmod(tap, g.kw)
-            out.append(self._tap_load(blk, ky, kx, st.ib + (lo_k - st.k0) * blk.m, (lo_k - tap * cb) * ctx.n, hi_k - lo_k))
+            sp_base, offset = st.ib + (lo_k - st.k0) * blk.m, (lo_k - tap * cb) * ctx.n
+            out.append(self._tap_load(blk, ky, kx, sp_base, offset, hi_k - lo_k))
             tap += 1
         return out
 
@@ -196,7 +200,8 @@ class TapScheme(Scheme):
     def input_loads(self, st: Step) -> list[Fields]:
         """One load per tap of the chunk: INP (tap, tile, pixel)."""
         blk, g = st.blk, self.ctx.g
-        return [self._tap_load(blk, *divmod(tap, g.kw), st.ib + (tap - st.k0) * blk.gn * blk.m, blk.g0 * self.ctx.n, blk.gn)
+        plane = blk.gn * blk.m
+        return [self._tap_load(blk, *divmod(tap, g.kw), st.ib + (tap - st.k0) * plane, blk.g0 * self.ctx.n, blk.gn)
                 for tap in range(st.k0, st.k1)]
 
     def parts(self, st: Step, wb: int, ab: int, m: int) -> list[Fields]:
@@ -237,8 +242,9 @@ class ShiftScheme(Scheme):
         self.gs = gs = sweep_geom(g, ctx.t)
         self.wp = gs.w + gs.pad[2] + gs.pad[3]
         # byte steps along the sweep's rows and columns, in the input and the output (NHWC either way)
-        self.in_row, self.in_col = (ctx.cs_in, g.w * ctx.cs_in) if ctx.t.transposed else (g.w * ctx.cs_in, ctx.cs_in)
-        self.out_row, self.out_col = (ctx.cs_out, g.ow * ctx.cs_out) if ctx.t.transposed else (g.ow * ctx.cs_out, ctx.cs_out)
+        self.in_row, self.in_col, self.out_row, self.out_col = g.w * ctx.cs_in, ctx.cs_in, g.ow * ctx.cs_out, ctx.cs_out
+        if ctx.t.transposed:  # the sweep's rows are the map's columns
+            self.in_row, self.in_col, self.out_row, self.out_col = self.in_col, self.in_row, self.out_col, self.out_row
 
     def acc_rows(self, blk: Block) -> int:
         """Every padded position of the block's rows is computed (the spare ones too)."""
@@ -274,7 +280,10 @@ class ShiftScheme(Scheme):
         """The block's rows, ``Wp`` positions each: the spare ones, before the first output or after the last, are
         out of bounds and skipped."""
         ctx, g = self.ctx, self.ctx.g
-        bounds = {"y0": -self.spare, "sy0": 1, "h": g.oh} if ctx.t.transposed else {"x0": -self.spare, "sx0": 1, "w": g.ow}
+        if ctx.t.transposed:
+            bounds = {"y0": -self.spare, "sy0": 1, "h": g.oh}
+        else:
+            bounds = {"x0": -self.spare, "sx0": 1, "w": g.ow}
         base = (ctx.a.out + blk.oy0 * self.out_row - self.spare * self.out_col + blk.g0 * ctx.n) % ADDRESS_SPACE
         return dict(sp_base=0, base=base, n2=blk.gn, d2=ctx.n, n1=blk.rows, d1=self.out_row, n0=self.wp,
                     d0=self.out_col, **bounds)
@@ -312,8 +321,10 @@ class AddScheme(Scheme):
     def input_loads(self, st: Step) -> list[Fields]:
         """Input a, then input b, of the block's flat pixel range."""
         ctx, blk = self.ctx, st.blk
-        return [{"sp": SP_INP, "sp_base": st.ib + i * blk.gn * blk.m, "base": src + blk.ox0 * ctx.cs_in + blk.g0 * ctx.n,
-                 "n2": blk.gn, "d2": ctx.n, "n1": 1, "n0": blk.m, "d0": ctx.cs_in} for i, src in enumerate((ctx.a.x, ctx.a.b))]
+        return [{"sp": SP_INP, "sp_base": st.ib + i * blk.gn * blk.m,
+                 "base": src + blk.ox0 * ctx.cs_in + blk.g0 * ctx.n,
+                 "n2": blk.gn, "d2": ctx.n, "n1": 1, "n0": blk.m, "d0": ctx.cs_in}
+                for i, src in enumerate((ctx.a.x, ctx.a.b))]
 
     def parts(self, st: Step, wb: int, ab: int, m: int) -> list[Fields]:
         """One COMPUTE per input, each into its own accumulator block."""
