@@ -48,16 +48,20 @@ def _param_sets(rng: np.random.Generator, n: int) -> np.ndarray:
 def _setup(img: MemoryImage, rng: np.random.Generator, acc_rows: int = ACC_ROWS,
            params: np.ndarray | None = None, rows: np.ndarray | None = None) -> list[Instr]:
     """ACC[0:acc_rows] = random int8 rows (or ``rows``), PARAM = SETS sets (or ``params``); the first store-queue
-    entry pops."""
+    entry pops. The sets arrive in two LOADs, the second at a PARAM word other than 0 (as a compiler loading the
+    sets of two layers does)."""
     n = img.n
     x = rng.integers(-128, 128, (acc_rows, n)).astype(np.int8) if rows is None else rows
     x_addr = img.put(x)
     w_addr = img.put(np.eye(n, dtype=np.int8))
     p_addr = img.put(_param_sets(rng, n) if params is None else params)
+    half = SETS // 2
     return [
         Instr("LOAD", dict(sp=0, base=x_addr, n0=acc_rows, d0=n)),
         Instr("LOAD", dict(sp=1, base=w_addr, n0=n, d0=n)),
-        Instr("LOAD", dict(sp=2, base=p_addr, n0=12 * SETS, d0=n, push_next=1)),
+        Instr("LOAD", dict(sp=2, base=p_addr, n0=12 * half, d0=n)),
+        Instr("LOAD", dict(sp=2, sp_base=12 * half, base=p_addr + 12 * half * n, n0=12 * (SETS - half), d0=n,
+                           push_next=1)),
         Instr("COMPUTE", dict(init=1, m=acc_rows, kt=1, nt=1, pop_prev=1, push_next=1)),
     ]
 

@@ -20,10 +20,7 @@ from tinycompile.accel.isa import ADD_PARAM_SETS, PARAM_WORDS_PER_SET, QUEUE_COM
 from tinycompile.accel.layout import contiguous
 from tinycompile.fpga.geometry import Geom
 from tinycompile.fpga.schemes import EmitContext, Fields, LayerAddrs, LayerQuant, Step, scheme_for
-from tinycompile.fpga.tiling import Pass, Tiling, tiling_passes
-
-# Two tokens may be left per pipeline: each alternates two halves, so a unit waits only on the step two back.
-HALVES = 2
+from tinycompile.fpga.tiling import HALVES, Pass, Tiling, tiling_passes
 
 
 def barrier(blocks: int, steps: int) -> list[Instr]:

@@ -24,7 +24,7 @@ from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.isa import ADD_PARAM_SETS, ADDRESS_SPACE, MAX_COUNT, SP_INP, SP_WGT
 from tinycompile.accel.layout import contiguous, cpad
 from tinycompile.fpga.geometry import Geom, dense_like, tap_major, window_chunks
-from tinycompile.fpga.tiling import Block, Pass, Tiling, sweep_geom
+from tinycompile.fpga.tiling import Block, Pass, Tiling, halves, sweep_geom
 
 Fields = dict[str, int]
 
@@ -59,7 +59,7 @@ class EmitContext:
         """Keep the layer and derive its scratchpad halves, padded channel strides and identity-tile mode."""
         self.g, self.t, self.cfg, self.a, self.q = g, t, cfg, a, q
         self.n = n = cfg.n
-        self.half_inp, self.half_wgt, self.half_acc = cfg.inp_depth // 2, cfg.wgt_tiles // 2, cfg.acc_depth // 2
+        self.half_inp, self.half_wgt, self.half_acc = halves(cfg)
         self.cs_in, self.cs_out = cpad(g.c, n), cpad(g.co, n)
         self.nts = self.cs_out // n
         self.pool = g.kind in ("maxpool", "avgpool")  # identity tiles: the same for every group and chunk

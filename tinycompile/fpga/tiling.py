@@ -24,6 +24,12 @@ TARGET_BLOCKS = 4  # spatial blocks per group: enough for the double-buffered pi
 GROUP_BLOCKS = 8  # channel-group blocks wanted by a shifted-window layer (no halo: only instructions cost more)
 MIN_BLOCK_PIXELS = 16  # below this the per-block instruction overhead outweighs the overlap
 MAX_PSET = field_max("POSTPROC", "pset")  # parameter sets a pass may address
+HALVES = 2  # INP, WGT and ACC are double-buffered: one half is filled or drained while the other is computed on
+
+
+def halves(p: AccelConfig) -> tuple[int, int, int]:
+    """INP words, WGT tiles and ACC rows of one half of each double-buffered scratchpad."""
+    return p.inp_depth // HALVES, p.wgt_tiles // HALVES, p.acc_depth // HALVES
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def _shift_plan(g: Geom, p: AccelConfig, gn: int, tn: int) -> tuple[int, int] | 
     if g.kind not in ("dw", "maxpool", "avgpool") or (g.sh, g.sw, g.dx) != (1, 1, 1) or dense_like(g):
         return None
     wp = g.w + g.pad[2] + g.pad[3]
-    half_inp, half_acc = p.inp_depth // 2, p.acc_depth // 2
+    half_inp, _, half_acc = halves(p)
 
     def rmax(k: int) -> int:  # rows of a block of k channel tiles that fit INP, ACC, OUT and the fields
         return min(((half_inp - g.kw) // k) // wp - (g.kh - 1), half_acc // (k * wp), p.out_depth // (k * wp),
@@ -169,8 +175,8 @@ def _reduction(g: Geom, p: AccelConfig, window: bool) -> tuple[int, int, int]:
     12-bit loop count of weight rows.
     """
     n = p.n
-    half_inp, half_wgt, half_acc = p.inp_depth // 2, p.wgt_tiles // 2, p.acc_depth // 2
-    if g.kind == "add":
+    half_inp, half_wgt, half_acc = halves(p)
+    if g.kind == "add":  # both inputs (and both accumulators) of a tile in one half
         return max(1, min(p.param_sets // ADD_PARAM_SETS, half_inp // 2, half_acc // 2, p.out_depth, half_wgt)), 1, 1
     kt = g.taps * cpad(g.c, n) // n if g.kind == "conv" else g.kh * window_chunks(g, n) if window else g.taps
     return max(1, min(p.param_sets, MAX_PSET)), kt, min(kt, half_wgt, half_inp, MAX_COUNT // n)
@@ -183,7 +189,7 @@ def _group(g: Geom, p: AccelConfig, tn: int, kt: int, kc: int) -> tuple[int, int
     channel tile, so the group bounds its input too. A chunked reduction keeps one tile per group.
     """
     n = p.n
-    half_inp, half_wgt, half_acc = p.inp_depth // 2, p.wgt_tiles // 2, p.acc_depth // 2
+    half_inp, half_wgt, half_acc = halves(p)
     if g.kind == "add":  # both inputs and both accumulators of every tile of the pass
         return tn, min(half_inp // (2 * tn), half_acc // (2 * tn), p.out_depth // tn)
     if kc < kt:
