@@ -16,17 +16,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "rtl"))  # the RTL benches' programs: the compiler's emitter on numpy layers
 
-from tinycompile.accel.assembler import MemoryImage, assemble  # noqa: E402
-from tinycompile.accel.kernels import AccelConfig, ProgramBuilder, Tensor, conv2d, cpad  # noqa: E402
-from tinycompile.accel.reference import conv2d_ref  # noqa: E402
+from programs import TestProgram, conv2d, dense, pool  # noqa: E402
+
+from tinycompile.accel.layout import read_tensor  # noqa: E402
+from tinycompile.accel.reference import conv2d_ref, pool_ref  # noqa: E402
 from tinycompile.accel.simulate import SimJob, run_jobs  # noqa: E402
 from tinycompile.quant.intmath import quantize_multiplier  # noqa: E402
 
 
+def _scales(rng: np.random.Generator, c: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Random per-channel (multiplier, shift) from scales in [lo, hi)."""
+    ms = [quantize_multiplier(v) for v in rng.uniform(lo, hi, c)]
+    return np.array([a for a, _ in ms]), np.array([z for _, z in ms])
+
+
 def _workload(name: str, n: int, rng: np.random.Generator):
-    img = MemoryImage(n, 1 << 21)
-    pb = ProgramBuilder(AccelConfig(n=n), img)
+    prog = TestProgram(n, 1 << 21)
     if name.startswith("gemm"):
         s = int(name[4:])
         h, w_, c, cout, kk, pad = s, 1, s, s, 1, (0, 0, 0, 0)
@@ -35,69 +42,51 @@ def _workload(name: str, n: int, rng: np.random.Generator):
     x = rng.integers(-128, 128, (h, w_, c)).astype(np.int8)
     wt = rng.integers(-128, 128, (kk, kk, c, cout)).astype(np.int8)
     b = rng.integers(-20000, 20000, cout)
-    ms = [quantize_multiplier(v) for v in rng.uniform(1e-5, 1e-4, cout)]
-    m, sh = np.array([a for a, _ in ms]), np.array([z for _, z in ms])
-    xp = np.zeros((h, w_, cpad(c, n)), np.int8)
-    xp[:, :, :c] = x
-    xt = Tensor(img.put(xp), h, w_, c, zp=-3)
-    out = conv2d(pb, xt, wt, b, m, sh, out_zp=5, pad=pad)
-    prog = pb.finish()
-    pa = img.put(np.frombuffer(assemble(prog), np.uint8))
-    ref = conv2d_ref(x, wt, b, m, sh, -3, 5, 1, pad)
+    q = _scales(rng, cout, 1e-5, 1e-4)
+    out = conv2d(prog, prog.put(x), -3, wt, b, q, 5, pad=pad)
+    pa = prog.finish()
+    ref = conv2d_ref(x, wt, b, *q, -3, 5, 1, pad)
     macs = out.h * out.w * cout * kk * kk * c
-    return img, pa, out, ref, macs, len(prog)
+    return prog.image, pa, out, ref, macs, len(prog.instrs) + 1
 
 
 def _dscnn(n: int, rng: np.random.Generator):
-    """DS-CNN (MLPerf Tiny KWS) shapes with random int8 weights, whole network in one program."""
-    from tinycompile.accel.kernels import Tensor as T
-
-    img = MemoryImage(n, 1 << 21)
-    pb = ProgramBuilder(AccelConfig(n=n), img)
-
-    def q(c: int) -> tuple[np.ndarray, np.ndarray]:
-        ms = [quantize_multiplier(v) for v in rng.uniform(2e-4, 2e-3, c)]
-        return np.array([a for a, _ in ms]), np.array([z for _, z in ms])
-
+    """DS-CNN (MLPerf Tiny KWS) shapes with random int8 weights, whole network in one program (the compiler's
+    emitter, without the packed first layer: the input is one channel per word)."""
+    prog = TestProgram(n, 1 << 21)
     x = rng.integers(-128, 128, (49, 10, 1)).astype(np.int8)
-    xp = np.zeros((49, 10, cpad(1, n)), np.int8)
-    xp[:, :, :1] = x
-    t = T(img.put(xp), 49, 10, 1, zp=83)
-    ref = x
+    t, ref, zp = prog.put(x), x, 83
     w = rng.integers(-128, 128, (10, 4, 1, 64)).astype(np.int8)
     b = rng.integers(-2000, 2000, 64)
-    m, sh = q(64)
+    q = _scales(rng, 64, 2e-4, 2e-3)
     pad = (4, 5, 1, 1)
-    t = conv2d(pb, t, w, b, m, sh, out_zp=-128, stride=2, pad=pad)
-    ref = conv2d_ref(ref, w, b, m, sh, 83, -128, 2, pad)
+    t = conv2d(prog, t, zp, w, b, q, -128, stride=2, pad=pad)
+    ref, zp = conv2d_ref(ref, w, b, *q, zp, -128, 2, pad), -128
     macs = 25 * 5 * 64 * 40
     for _ in range(4):
         w = rng.integers(-128, 128, (3, 3, 64)).astype(np.int8)
         b = rng.integers(-2000, 2000, 64)
-        m, sh = q(64)
-        t = conv2d(pb, t, w, b, m, sh, out_zp=-128, pad=(1, 1, 1, 1), depthwise=True)
-        ref = conv2d_ref(ref, w, b, m, sh, -128, -128, 1, (1, 1, 1, 1), depthwise=True)
+        q = _scales(rng, 64, 2e-4, 2e-3)
+        t = conv2d(prog, t, zp, w, b, q, -128, pad=(1, 1, 1, 1), depthwise=True)
+        ref = conv2d_ref(ref, w, b, *q, zp, -128, 1, (1, 1, 1, 1), depthwise=True)
         w = rng.integers(-128, 128, (1, 1, 64, 64)).astype(np.int8)
         b = rng.integers(-2000, 2000, 64)
-        m, sh = q(64)
-        t = conv2d(pb, t, w, b, m, sh, out_zp=-128)
-        ref = conv2d_ref(ref, w, b, m, sh, -128, -128)
+        q = _scales(rng, 64, 2e-4, 2e-3)
+        t = conv2d(prog, t, zp, w, b, q, -128)
+        ref = conv2d_ref(ref, w, b, *q, zp, -128)
         macs += 25 * 5 * 64 * 9 + 25 * 5 * 64 * 64
     am, ash = quantize_multiplier(0.9 / 125)
     avg = (np.full(64, am), np.full(64, ash))
-    from tinycompile.accel.reference import pool_ref
-
-    t = conv2d(pb, t, np.zeros((25, 5, 64), np.int8), None, *avg, out_zp=-20, pool="avg")
-    ref = pool_ref(ref, (25, 5), 1, "avg", -128, -20, *avg)
-    w = rng.integers(-128, 128, (1, 1, 64, 12)).astype(np.int8)
+    t = pool(prog, t, zp, "avg", (25, 5), avg, -20)
+    ref = pool_ref(ref, (25, 5), 1, "avg", zp, -20, *avg)
+    w = rng.integers(-128, 128, (64, 12)).astype(np.int8)
     b = rng.integers(-2000, 2000, 12)
-    m, sh = q(12)
-    t = conv2d(pb, t, w, b, m, sh, out_zp=3)
-    ref = conv2d_ref(ref, w, b, m, sh, -20, 3)
+    q = _scales(rng, 12, 2e-4, 2e-3)
+    t = dense(prog, t, -20, w, b, q, 3)
+    ref = conv2d_ref(ref, w.reshape(1, 1, 64, 12), b, *q, -20, 3)
     macs += 64 * 12
-    prog = pb.finish()
-    pa = img.put(np.frombuffer(assemble(prog), np.uint8))
-    return img, pa, t, ref, macs, len(prog)
+    pa = prog.finish()
+    return prog.image, pa, t, ref, macs, len(prog.instrs) + 1
 
 
 def main() -> None:
@@ -116,8 +105,7 @@ def main() -> None:
             img, pa, out, ref, macs, ninstr = loads[i]
             for j, st in enumerate((False, True)):
                 r = res[2 * i + j]
-                got = r.image.read(out.addr, out.h * out.w * cpad(out.c, n)).view(np.int8)
-                exact = bool(np.array_equal(got.reshape(out.h, out.w, -1)[:, :, : out.c], ref))
+                exact = bool(np.array_equal(read_tensor(r.image, out), ref))
                 rows.append(dict(n=n, workload=nm, stalls=st, macs=macs, cycles=r.cycles,
                                  utilisation=macs / (n * n * r.cycles), mac_active=r.mac_cycles,
                                  instructions=ninstr, bit_exact=exact, done=r.done,

@@ -65,8 +65,8 @@ def test_search_cost_model_uses_the_schedule(builds: dict, fpga_target: Target, 
 def test_search_cost_model_sees_channel_padding_behind_a_flatten(fpga_target: Target) -> None:
     """A dense reading a flattened (12, 1, 10) map: stored with 12 -> 16 channel bytes per pixel at N = 8, so the
     search's estimate must cost the 10-pixel window the code generator emits, not a contiguous 120-element vector."""
+    from tinycompile.accel.config import AccelConfig
     from tinycompile.fpga.codegen import op_geom
-    from tinycompile.fpga.plan import AccelParams
     from tinycompile.fpga.schedule import layer_timing
 
     spec = ArchSpec((1, 1, 40), 10, (Layer("conv", (-1,), channels=12, kernel=(1, 3), stride=(1, 4), padding=(0, 0, 1, 1)),
@@ -75,4 +75,4 @@ def test_search_cost_model_sees_channel_padding_behind_a_flatten(fpga_target: Ta
     target = target_with_array(fpga_target, 8)
     g = op_geom(graph, 2, 8)
     assert (g.kh, g.kw, g.c) == (1, 10, 12)  # the window over the padded pixels, as emitted
-    assert estimate(spec, target).layers[2].cycles == layer_timing(g, AccelParams.for_array(8, target.accelerator)).cycles
+    assert estimate(spec, target).layers[2].cycles == layer_timing(g, AccelConfig.for_array(8, target.accelerator)).cycles

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from fpga_helpers import random_graph
 
+from tinycompile.accel.config import AccelConfig
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
 from tinycompile.fpga.build import compile_for_accelerator, partition_for_accelerator
-from tinycompile.fpga.plan import AccelParams
 from tinycompile.fpga.rtl import run_network
 from tinycompile.quant import reference
 
@@ -35,7 +35,7 @@ BIG = ArchSpec(
 def test_oversized_layers_are_tiled_and_exact() -> None:
     """Column blocks, reduction chunks and parameter passes all appear, and the RTL still matches the reference."""
     graph = random_graph(BIG)
-    prog, _ = compile_for_accelerator(graph, AccelParams.for_array(8))
+    prog, _ = compile_for_accelerator(graph, AccelConfig.for_array(8))
     tiling = {c.index: c.tiling for c in prog.layers if c.tiling is not None}
     assert sum(len(b) for b in tiling[0].blocks) > 1 and max(b.cols for b in tiling[0].blocks[0]) < 600
     assert tiling[3].chunks > 1
@@ -52,7 +52,7 @@ def test_model_the_accelerator_cannot_run_at_all_is_refused_in_one_line() -> Non
     """Its only layer reads an input wider than the address generator's 12-bit bounds: one line, layer and reason."""
     spec = ArchSpec((1, 1, 5000), 4, (L("conv", (-1,), channels=4, kernel=(1, 5000)),))
     with pytest.raises(UserError) as err:
-        partition_for_accelerator(random_graph(spec), AccelParams.for_array(8))
+        partition_for_accelerator(random_graph(spec), AccelConfig.for_array(8))
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("layer 0 (conv) cannot run on the accelerator") and "4095" in msg
@@ -63,7 +63,7 @@ def test_model_too_big_for_accelerator_memory_is_refused_in_one_line() -> None:
     spec = ArchSpec((1, 1, 2048), 10, (L("conv", (-1,), channels=8), L("flatten", (0,)), L("dense", (1,), channels=80),
                                         L("dense", (2,), channels=10)))
     with pytest.raises(UserError) as err:
-        compile_for_accelerator(random_graph(spec), AccelParams.for_array(4))
+        compile_for_accelerator(random_graph(spec), AccelConfig.for_array(4))
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("layer 2 (dense) weights") and "1024 KB" in msg
 
@@ -93,16 +93,16 @@ EDGE_CASES = {
 def _exact_layers_on_model(spec: ArchSpec, seed: int = 0):
     """Compile ``spec`` at N = 4, 8 and 16, run it on the ISA model and check every layer's output against the
     integer reference; yields (N, layer code) for each accelerated layer."""
-    from tinycompile.accel.kernels import AccelConfig
+    from tinycompile.accel.layout import read_tensor
     from tinycompile.accel.model import run_model
-    from tinycompile.fpga.codegen import compile_graph, read_tensor
+    from tinycompile.fpga.codegen import compile_graph
 
     graph = random_graph(spec)
     x = graph.quantize_input(np.random.default_rng(seed).standard_normal((1, *spec.input_shape)).astype(np.float32))
     want = reference.run_layers(graph, x)
     for n in (4, 8, 16):
-        prog = compile_graph(graph, AccelParams.for_array(n), (1 << 18) * n)
-        got = run_model(prog.with_input(x[0]), prog.prog_addr, AccelConfig(n=n), max_instrs=1_000_000)
+        prog = compile_graph(graph, AccelConfig.for_array(n), (1 << 18) * n)
+        got = run_model(prog.with_input(x[0]), prog.prog_addr, AccelConfig.for_array(n), max_instrs=1_000_000)
         for code in prog.layers:
             if code.count:
                 np.testing.assert_array_equal(read_tensor(got, code.out), want[code.index][0], err_msg=f"N={n} layer {code.index}")

@@ -6,9 +6,9 @@ import tvm
 from fpga_helpers import random_graph
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix
 
+from tinycompile.accel.config import AccelConfig
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.fpga.partition import CODEGEN, PATTERN_OPS, partition
-from tinycompile.fpga.plan import AccelParams
 
 L = Layer
 
@@ -27,7 +27,7 @@ def _repeated_blocks() -> ArchSpec:
 def test_whole_network_goes_to_the_accelerator_through_run_codegen() -> None:
     """Every op matches a tinyaccel pattern, the regions merge into one external function, the codegen emits it."""
     graph = random_graph(_repeated_blocks())
-    part = partition(graph, AccelParams.for_array(8), 1 << 21)
+    part = partition(graph, AccelConfig.for_array(8), 1 << 21)
     assert [part.placement[i] for i in range(len(graph.ops))] == ["accelerator"] * 6 + ["view", "accelerator"]
     assert part.refused == {}
     assert part.program is not None and len(part.program.ops) == 7
@@ -42,7 +42,7 @@ def test_unsupported_layer_stays_in_relax_with_its_reason() -> None:
     """A stride beyond the address generator's 4-bit steps fails its pattern check and stays a host call_tir."""
     spec = ArchSpec((1, 1, 64), 3, (L("conv", (-1,), channels=4, kernel=(1, 16), stride=(1, 16)), L("gap", (0,)),
                                      L("flatten", (1,)), L("dense", (2,), channels=3)))
-    part = partition(random_graph(spec), AccelParams.for_array(8), 1 << 21)
+    part = partition(random_graph(spec), AccelConfig.for_array(8), 1 << 21)
     assert part.placement[0] == "host" and "stride" in part.refused[0]
     assert part.placement[1] == "accelerator" and part.program is None
     assert "R.call_tir" in part.relax_text and "l0_conv" in part.relax_text

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 from fpga_helpers import INPUTS, random_graph, target_with_array
 
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
+from tinycompile.accel.layout import read_tensor
 from tinycompile.accel.model import run_model
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.fpga.build import build_graph
-from tinycompile.fpga.codegen import compile_graph, read_tensor
+from tinycompile.fpga.codegen import compile_graph
 from tinycompile.fpga.partition import accelerator_reason, rounding_reason
-from tinycompile.fpga.plan import AccelParams
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QOp, QParams, QuantGraph
 from tinycompile.targets import Target
@@ -78,13 +78,13 @@ def test_single_rounding_postprocs_and_isa_model() -> None:
     double = reference.run_layers(_graph(single=False), x)
     assert sum(int((want[i] != double[i]).sum()) for i in DENSE) > 0
     for n in (4, 8, 16):
-        prog = compile_graph(graph, AccelParams.for_array(n), (1 << 18) * n)
+        prog = compile_graph(graph, AccelConfig.for_array(n), (1 << 18) * n)
         for code in prog.layers:
             pps = [ins for ins in prog.instrs[code.first : code.first + code.count] if ins.op == "POSTPROC"]
             assert (code.count == 0) == (not pps)
             assert {ins.get("single") for ins in pps} <= ({1} if code.index in DENSE else {0})
         for b in range(len(x)):
-            got = run_model(prog.with_input(x[b]), prog.prog_addr, AccelConfig(n=n))
+            got = run_model(prog.with_input(x[b]), prog.prog_addr, AccelConfig.for_array(n))
             for code in prog.layers:
                 if code.count:
                     np.testing.assert_array_equal(read_tensor(got, code.out), want[code.index][b],

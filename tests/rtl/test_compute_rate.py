@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 
@@ -60,7 +60,7 @@ def test_short_passes_are_exact_and_take_one_cycle_per_row(n: int) -> None:
     jobs, refs = [], []
     for i, (kt, m, nt, mode) in enumerate(CASES):
         img, pa, outs = _program(n, kt, m, nt, mode, seed=i)
-        refs.append((run_model(img, pa, AccelConfig(n=n)), outs, m * nt))
+        refs.append((run_model(img, pa, AccelConfig.for_array(n)), outs, m * nt))
         jobs += [SimJob(img, pa, stall=False), SimJob(img, pa, stall=True)]
     res = run_jobs(jobs, n=n)
     for k, r in enumerate(res):

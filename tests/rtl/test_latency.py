@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 
@@ -98,7 +98,7 @@ def test_unit_latency(n: int, capsys: pytest.CaptureFixture[str]) -> None:
     busy: dict[tuple[str, int], int] = {}
     for (kind, s, job), r in zip(cases, res):
         assert r.done and not r.error, (kind, s, r.status, r.error_code)
-        ref = run_model(job.image, job.prog_addr, AccelConfig(n=n))
+        ref = run_model(job.image, job.prog_addr, AccelConfig.for_array(n))
         np.testing.assert_array_equal(r.image.data, ref.data)
         busy[(kind, s)] = {"load": r.load_busy, "load2": r.load_busy, "compute": r.compute_busy,
                            "store": r.store_busy, "store2": r.store_busy}[kind]

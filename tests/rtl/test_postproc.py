@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize, requantize_single, requantize_to_int8
@@ -48,16 +48,20 @@ def _param_sets(rng: np.random.Generator, n: int) -> np.ndarray:
 def _setup(img: MemoryImage, rng: np.random.Generator, acc_rows: int = ACC_ROWS,
            params: np.ndarray | None = None, rows: np.ndarray | None = None) -> list[Instr]:
     """ACC[0:acc_rows] = random int8 rows (or ``rows``), PARAM = SETS sets (or ``params``); the first store-queue
-    entry pops."""
+    entry pops. The sets arrive in two LOADs, the second at a PARAM word other than 0 (as a compiler loading the
+    sets of two layers does)."""
     n = img.n
     x = rng.integers(-128, 128, (acc_rows, n)).astype(np.int8) if rows is None else rows
     x_addr = img.put(x)
     w_addr = img.put(np.eye(n, dtype=np.int8))
     p_addr = img.put(_param_sets(rng, n) if params is None else params)
+    half = SETS // 2
     return [
         Instr("LOAD", dict(sp=0, base=x_addr, n0=acc_rows, d0=n)),
         Instr("LOAD", dict(sp=1, base=w_addr, n0=n, d0=n)),
-        Instr("LOAD", dict(sp=2, base=p_addr, n0=12 * SETS, d0=n, push_next=1)),
+        Instr("LOAD", dict(sp=2, base=p_addr, n0=12 * half, d0=n)),
+        Instr("LOAD", dict(sp=2, sp_base=12 * half, base=p_addr + 12 * half * n, n0=12 * (SETS - half), d0=n,
+                           push_next=1)),
         Instr("COMPUTE", dict(init=1, m=acc_rows, kt=1, nt=1, pop_prev=1, push_next=1)),
     ]
 
@@ -98,7 +102,7 @@ def test_postproc_programs_bit_exact(n: int) -> None:
     jobs, refs = [], []
     for _ in range(2):
         img, pa = _postproc_program(n, rng)
-        refs.append(run_model(img, pa, AccelConfig(n=n)))
+        refs.append(run_model(img, pa, AccelConfig.for_array(n)))
         jobs += [SimJob(img, pa, stall=False), SimJob(img, pa, stall=True)]
     res = run_jobs(jobs, n=n)
     for k, r in enumerate(res):
@@ -131,7 +135,7 @@ def test_postproc_timing(capsys: pytest.CaptureFixture[str]) -> None:
     busy = {}
     for r, key, job in zip(res, keys, jobs):
         assert r.done and not r.error
-        np.testing.assert_array_equal(r.image.data, run_model(job.image, job.prog_addr, AccelConfig(n=n)).data)
+        np.testing.assert_array_equal(r.image.data, run_model(job.image, job.prog_addr, AccelConfig.for_array(n)).data)
         busy[key] = r.store_busy
     for add, (fixed, per_row) in ((0, POSTPROC_NORMAL), (1, POSTPROC_ADD)):
         got = {rows: busy[(add, rows)] - busy[(add, 0)] for rows in lengths}
@@ -232,7 +236,7 @@ def test_isa_model_single_rounding_is_intmath() -> None:
     for seed in range(3):
         rng = np.random.default_rng(900 + seed)
         img, pa, pps = _single_program(n, rng)
-        cfg = AccelConfig(n=n)
+        cfg = AccelConfig.for_array(n)
         got = run_model(img, pa, cfg)
         # the ACC rows and parameters the program loaded, from its own image
         loads = [i for i in _program_of(img, pa) if i.op == "LOAD"]
@@ -277,7 +281,7 @@ def test_postproc_single_rounding_bit_exact(n: int) -> None:
     jobs, refs = [], []
     for k in range(2):
         img, pa, _ = _single_program(n, rng)
-        refs.append(run_model(img, pa, AccelConfig(n=n)))
+        refs.append(run_model(img, pa, AccelConfig.for_array(n)))
         jobs += [SimJob(img, pa, stall=False), SimJob(img, pa, stall=True)]
         double = img.data.copy()
         img0 = MemoryImage(n, img.data.size)
@@ -287,7 +291,7 @@ def test_postproc_single_rounding_bit_exact(n: int) -> None:
             if ins.op == "POSTPROC":
                 ins.fields["single"] = 0
         img0.write(pa, np.frombuffer(assemble(prog), np.uint8))
-        assert (run_model(img0, pa, AccelConfig(n=n)).data != refs[-1].data).sum() >= 10
+        assert (run_model(img0, pa, AccelConfig.for_array(n)).data != refs[-1].data).sum() >= 10
     res = run_jobs(jobs, n=n)
     for k, r in enumerate(res):
         assert r.done and not r.error, (r.status, r.error_code)

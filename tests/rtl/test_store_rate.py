@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import _pattern, run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 
@@ -67,7 +67,7 @@ def _store_program(n: int, rng: np.random.Generator) -> tuple[MemoryImage, int]:
     """Setup, then many STOREs: contiguous, random 3-level patterns with out-of-bounds elements,
     all out of bounds, empty, a repeated address (order), single words back to back, the last OUT
     word, and STOREs interleaved with LOADs that compete for the memory port."""
-    cfg = AccelConfig(n=n)
+    cfg = AccelConfig.for_array(n)
     img = MemoryImage(n, 1 << 20)
     depth = cfg.out_depth
     prog = _setup(img, cfg, rng, depth)
@@ -98,7 +98,7 @@ def test_store_programs_bit_exact(n: int) -> None:
     """STORE-heavy programs: memory equals the ISA model's, stalls off and on."""
     rng = np.random.default_rng(2024 + n)
     img, pa = _store_program(n, rng)
-    ref = run_model(img, pa, AccelConfig(n=n))
+    ref = run_model(img, pa, AccelConfig.for_array(n))
     res = run_jobs([SimJob(img, pa, stall=False), SimJob(img, pa, stall=True)], n=n)
     for r in res:
         assert r.done and not r.error, (r.status, r.error_code)
@@ -108,7 +108,7 @@ def test_store_programs_bit_exact(n: int) -> None:
 
 def _error_jobs(n: int, rng: np.random.Generator) -> list[tuple[SimJob, MemoryImage, int]]:
     """(job, expected memory, expected error code): each program's STOREs end with a faulting one."""
-    cfg = AccelConfig(n=n)
+    cfg = AccelConfig.for_array(n)
     depth = cfg.out_depth
     out = []
     cases = [
@@ -155,7 +155,7 @@ def test_store_errors_after_earlier_writes() -> None:
 
 def _rate_jobs(n: int, elems: int, stall: bool) -> list[SimJob]:
     """Jobs: POSTPROC only; + one contiguous STORE of ``elems`` words; + the same all out of bounds."""
-    cfg = AccelConfig(n=n)
+    cfg = AccelConfig.for_array(n)
     rng = np.random.default_rng(9)
     jobs = []
     for tail in ([], [dict()], [dict(h=0)]):
@@ -177,7 +177,7 @@ def test_store_one_element_per_cycle(capsys: pytest.CaptureFixture[str]) -> None
     res = run_jobs(jobs + sjobs, n=n)
     for r, job in zip(res, jobs + sjobs):
         assert r.done and not r.error
-        ref = run_model(job.image, job.prog_addr, AccelConfig(n=n))
+        ref = run_model(job.image, job.prog_addr, AccelConfig.for_array(n))
         np.testing.assert_array_equal(r.image.data, ref.data)
     base, full, skip, sbase, sfull, _ = (r.store_busy for r in res)
     per_word = (full - base) / elems

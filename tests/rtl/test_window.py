@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 from tinycompile.quant.intmath import requantize_to_int8
@@ -42,7 +42,7 @@ def _cases(n: int) -> list[tuple[int, int, list[dict[str, int]]]]:
 
 def _program(n: int, rng: np.random.Generator, win: int) -> tuple[MemoryImage, int, list[tuple[int, int]]]:
     """Memory image, program address and (byte address, rows) of every stored accumulator block."""
-    cfg = AccelConfig(n=n)
+    cfg = AccelConfig.for_array(n)
     img = MemoryImage(n, 1 << 20)
     pr = np.random.default_rng(rng.integers(1 << 31))  # identical data for win = 0 and 1
     x_addr = img.put(pr.integers(-128, 128, (INP_WORDS, n)).astype(np.int8))
@@ -130,7 +130,7 @@ def test_window_mode_bit_exact_same_timing(n: int, rng: np.random.Generator) -> 
     r1, r0, r1s = run_jobs([SimJob(img1, pa1), SimJob(img0, pa0), SimJob(img1, pa1, stall=True)], n=n)
     for r in (r1, r0, r1s):
         assert r.done and not r.error, (r.status, r.error_code)
-    cfg = AccelConfig(n=n)
+    cfg = AccelConfig.for_array(n)
     model1, model0 = run_model(img1, pa1, cfg), run_model(img0, pa0, cfg)
     ref1 = _reference(n, img1, pa1)
     for (addr, rows), ref in zip(outs, ref1):

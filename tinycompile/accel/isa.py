@@ -23,9 +23,21 @@ OPNAMES: dict[int, str] = {v: k for k, v in OPCODES.items()}
 # Queues: which unit executes an opcode (SYNC names its queue in the ``queue`` field).
 QUEUE_LOAD, QUEUE_COMPUTE, QUEUE_STORE = 0, 1, 2
 QUEUE_OF = {"LOAD": QUEUE_LOAD, "COMPUTE": QUEUE_COMPUTE, "POSTPROC": QUEUE_STORE, "STORE": QUEUE_STORE}
+QUEUE_DEPTH = 8  # instructions per unit queue (tc_accel ``QueueDepth``): the fetch unit blocks on a full one
 
 # LOAD targets.
 SP_INP, SP_WGT, SP_PARAM = 0, 1, 2
+
+# Scratchpad bytes of the default configuration, kept equal for every N (tc_accel's defaults at N = 8:
+# InpDepth 4096 words, WgtTiles 512, AccDepth 1024 rows, OutDepth 1024 words, ParamSets 64).
+INP_BYTES = 32 * 1024
+WGT_BYTES = 32 * 1024
+ACC_BYTES = 32 * 1024
+OUT_BYTES = 8 * 1024
+PARAM_SETS = 64
+ACC_LANE_BYTES = 4  # an accumulator lane is int32
+
+ADDRESS_SPACE = 1 << 32  # byte addresses (``base``) wrap modulo 2^32
 
 # Error codes in the status register, bits [7:4].
 ERRORS: dict[int, str] = {
@@ -37,13 +49,10 @@ ERRORS: dict[int, str] = {
     5: "dependency token counter overflow",
 }
 
+# Dependency flags, bits 4..7 of every instruction in this order (section 3 of rtl_sim/ISA.md).
+TOKEN_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 _COMMON: dict[str, tuple[int, int, bool]] = {
-    "op": (0, 4, False),
-    "pop_prev": (4, 1, False),
-    "pop_next": (5, 1, False),
-    "push_prev": (6, 1, False),
-    "push_next": (7, 1, False),
-}
+    "op": (0, 4, False), **{flag: (4 + i, 1, False) for i, flag in enumerate(TOKEN_FLAGS)}}
 
 # The address pattern shared by LOAD and STORE.
 _PATTERN: dict[str, tuple[int, int, bool]] = {
@@ -102,13 +111,29 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "DONE": dict(_COMMON),
 }
 
-# Defaults applied by the assembler when a field is omitted.
+
+def field_max(op: str, name: str) -> int:
+    """The largest value field ``name`` of ``op`` can hold (what a compiler must keep counts and strides below)."""
+    _, width, signed = FIELDS[op][name]
+    return (1 << (width - 1)) - 1 if signed else (1 << width) - 1
+
+
+MAX_COUNT = field_max("LOAD", "n0")  # 12-bit loop counts and pixel bounds of the address generator
+MAX_STRIDE = field_max("LOAD", "d0")  # 20-bit signed byte strides
+MAX_PIXEL_STEP = field_max("LOAD", "sy0")  # 4-bit coordinate steps
+MAX_M = field_max("COMPUTE", "m")  # 16-bit rows per COMPUTE pass
+MAX_NT_STRIDE = field_max("COMPUTE", "inp_nt_stride")  # 16-bit INP words between the n tiles of a COMPUTE
+
+# Defaults applied by the assembler when a field is omitted (bounds at their largest: every element in bounds).
 DEFAULTS: dict[str, dict[str, int]] = {
-    "LOAD": {"n0": 1, "n1": 1, "n2": 1, "h": 4095, "w": 4095},
-    "STORE": {"n0": 1, "n1": 1, "n2": 1, "h": 4095, "w": 4095},
+    "LOAD": {"n0": 1, "n1": 1, "n2": 1, "h": MAX_COUNT, "w": MAX_COUNT},
+    "STORE": {"n0": 1, "n1": 1, "n2": 1, "h": MAX_COUNT, "w": MAX_COUNT},
     "COMPUTE": {"m": 1, "kt": 1, "nt": 1, "init": 1},
     "POSTPROC": {"rows": 1, "lo": -128, "hi": 127},
 }
 
-# Post-processing parameter set: three rows of N int32 (bias, multiplier, shift).
+# Post-processing parameter set: three rows of N int32 (bias, multiplier, shift); a row is 4 N-byte PARAM words.
 PARAM_ROWS_PER_SET = 3
+PARAM_WORDS_PER_ROW = 4
+PARAM_WORDS_PER_SET = PARAM_ROWS_PER_SET * PARAM_WORDS_PER_ROW
+ADD_PARAM_SETS = 3  # POSTPROC add mode reads sets P (input a), P + 1 (input b), P + 2 (the sum)

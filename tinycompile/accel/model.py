@@ -10,8 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from tinycompile.accel.assembler import MemoryImage, decode
-from tinycompile.accel.isa import INSTR_BYTES, OPNAMES
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.isa import (
+    ADD_PARAM_SETS,
+    ADDRESS_SPACE,
+    INSTR_BYTES,
+    OPNAMES,
+    PARAM_ROWS_PER_SET,
+    QUEUE_STORE,
+    SP_PARAM,
+)
+from tinycompile.accel.config import AccelConfig
 from tinycompile.quant.intmath import requantize, requantize_to_int8
 
 
@@ -33,7 +41,7 @@ def _pattern(f: dict[str, int]):
     for i2 in range(f["n2"]):
         for i1 in range(f["n1"]):
             for i0 in range(f["n0"]):
-                addr = (f["base"] + i2 * f["d2"] + i1 * f["d1"] + i0 * f["d0"]) % 2**32
+                addr = (f["base"] + i2 * f["d2"] + i1 * f["d1"] + i0 * f["d0"]) % ADDRESS_SPACE
                 y = f["y0"] + i1 * f["sy1"] + i0 * f["sy0"]
                 x = f["x0"] + i1 * f["sx1"] + i0 * f["sx0"]
                 yield addr, (0 <= y < f["h"] and 0 <= x < f["w"])
@@ -46,7 +54,7 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
     mem.data[:] = image.data
     inp = np.zeros((cfg.inp_depth, n), np.int8)
     wgt = np.zeros((cfg.wgt_tiles * n, n), np.int8)
-    prm = np.zeros((cfg.param_sets * 3, n), np.int32)
+    prm = np.zeros((cfg.param_sets * PARAM_ROWS_PER_SET, n), np.int32)
     acc = np.zeros((cfg.acc_depth, n), np.int64)
     out = np.zeros((cfg.out_depth, n), np.int8)
     pc = prog_addr
@@ -60,15 +68,15 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
         if op == "DONE":
             return mem
         if op == "SYNC":
-            if f["queue"] == 3:
-                raise AccelError(4, "SYNC queue 3")
+            if f["queue"] > QUEUE_STORE:
+                raise AccelError(4, f"SYNC queue {f['queue']}")
             continue
         if op in ("LOAD", "STORE"):
             if any(v % n for v in (f["base"], f["d0"], f["d1"], f["d2"])):
                 raise AccelError(3, f"misaligned pattern at {pc - INSTR_BYTES:#x}")
             if op == "LOAD":
-                if f["sp"] == 3:
-                    raise AccelError(4, "LOAD sp 3")
+                if f["sp"] > SP_PARAM:
+                    raise AccelError(4, f"LOAD sp {f['sp']}")
                 target = (inp, wgt, prm.view(np.int8).reshape(-1, n))[f["sp"]]
                 for k, (addr, inb) in enumerate(_pattern(f)):
                     sp = f["sp_base"] + k
@@ -106,10 +114,10 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
                     acc[aa : aa + m] = _wrap32(acc[aa : aa + m] + p)
         elif op == "POSTPROC":
             rows, ps = f["rows"], f["pset"]
-            sets = 3 if f["add"] else 1
-            if 3 * (ps + sets) > prm.shape[0]:
+            rows_of = PARAM_ROWS_PER_SET
+            if rows_of * (ps + (ADD_PARAM_SETS if f["add"] else 1)) > prm.shape[0]:
                 raise AccelError(2, "parameter set out of range")
-            b, mu, sh = (prm[3 * ps + r].astype(np.int64) for r in range(3))
+            b, mu, sh = (prm[rows_of * ps + r].astype(np.int64) for r in range(rows_of))
             a_rows = acc[f["acc_a"] : f["acc_a"] + rows]
             if f["out_base"] + rows > cfg.out_depth or f["acc_a"] + rows > cfg.acc_depth:
                 raise AccelError(2, "postproc scratchpad address out of range")
@@ -120,8 +128,8 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
             else:  # add mode ignores ``single``: all three requantizations round twice
                 if f["acc_b"] + rows > cfg.acc_depth:
                     raise AccelError(2, "postproc scratchpad address out of range")
-                b2, mu2, sh2 = (prm[3 * ps + 3 + r].astype(np.int64) for r in range(3))
-                b3, mu3, sh3 = (prm[3 * ps + 6 + r].astype(np.int64) for r in range(3))
+                b2, mu2, sh2 = (prm[rows_of * (ps + 1) + r].astype(np.int64) for r in range(rows_of))
+                b3, mu3, sh3 = (prm[rows_of * (ps + 2) + r].astype(np.int64) for r in range(rows_of))
                 ra = requantize(_wrap32(_wrap32(a_rows + b) << ls), mu, sh & 31)
                 rb_rows = acc[f["acc_b"] : f["acc_b"] + rows]
                 rb = requantize(_wrap32(_wrap32(rb_rows + b2) << ls), mu2, sh2 & 31)

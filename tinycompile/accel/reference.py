@@ -44,13 +44,3 @@ def pool_ref(x: np.ndarray, k: tuple[int, int], stride: int, kind: str, in_zp: i
     acc = np.max(wins, axis=0) if kind == "max" else np.sum(wins, axis=0)
     return requantize_to_int8(acc, np.asarray(mult), np.asarray(shift), out_zp)
 
-
-def add_ref(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int, out_zp: int, lshift: int,
-            ma: np.ndarray, sa: np.ndarray, mb: np.ndarray, sb: np.ndarray, mo: np.ndarray,
-            so: np.ndarray, lo: int = -128, hi: int = 127) -> np.ndarray:
-    """TFLite-style int8 residual add: requantize both inputs, add, requantize the sum."""
-    from tinycompile.quant.intmath import requantize
-
-    ra = requantize((a.astype(np.int64) - a_zp) << lshift, ma, sa)
-    rb = requantize((b.astype(np.int64) - b_zp) << lshift, mb, sb)
-    return requantize_to_int8(ra + rb, mo, so, out_zp, lo, hi)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinycompile.accel.assembler import MemoryImage
-from tinycompile.accel.kernels import AccelConfig
+from tinycompile.accel.config import AccelConfig
 
 REPO = Path(__file__).resolve().parents[2]
 RTL_SIM = REPO / "rtl_sim"
@@ -178,7 +178,7 @@ def run_jobs(jobs: list[SimJob], cfg: AccelConfig | None = None, n: int | None =
              mem_words: int = 1 << 18) -> list[SimResult]:
     """Run each job's image on the RTL in one simulator process; return one result per job."""
     if cfg is None:
-        cfg = AccelConfig(n=n or 8)
+        cfg = AccelConfig.for_array(n or 8)
     bdir = build_tb(cfg, mem_words)
     with tempfile.TemporaryDirectory(prefix="tc_sim_") as tmp:
         tdir = Path(tmp)

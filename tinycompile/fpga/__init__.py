@@ -10,9 +10,14 @@ Entry points:
 
 Modules, one job each:
 
-* :mod:`.plan` - layer geometry, tiling to the scratchpads and the instruction stream (pure Python);
-* :mod:`.schedule` - the cost model: replays the planned instruction stream through a timing model of the units;
-* :mod:`.codegen` - weight / parameter layouts and the memory image of a whole network;
+* :mod:`.geometry` - what a layer computes on the array, and the rewrites that make it cheaper (pure Python);
+* :mod:`.tiling` - a layer cut to the scratchpads: passes, groups, blocks, reduction chunks (pure Python);
+* :mod:`.emit` - the one program generator: a tiling's double-buffered pipeline of instructions (pure Python);
+* :mod:`.schemes` - what each COMPUTE scheme (convolution, per-tap, whole map, shifted rows, window mode, add)
+  loads, computes and stores;
+* :mod:`.constants` - weight tiles and parameter sets in the layouts the schemes read;
+* :mod:`.schedule` - the cost model: replays the emitted instruction stream through a timing model of the units;
+* :mod:`.codegen` - a whole network's constants, tensors and program in one memory image;
 * :mod:`.partition` - the Relax BYOC partition (patterns ``tinyaccel.*``, codegen ``relax.ext.tinyaccel``);
 * :mod:`.rtl` - runs a program on the Verilator RTL through cocotb and attributes counters to layers;
 * :mod:`.hybrid` - runs a partitioned network: regions on the RTL, the rest on the host through TVM;

@@ -19,9 +19,12 @@ import numpy as np
 from tinycompile.accel.assembler import MemoryImage, format_instr
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json, write_text, write_with
+from tinycompile.accel.config import ARRAYS, AccelConfig
 from tinycompile.accel.isa import INSTR_BYTES
-from tinycompile.fpga.codegen import IMAGE_ALIGN, AccelProgram, InputPack, LayerCode, TensorLoc
-from tinycompile.fpga.plan import ARRAYS, AccelParams, Geom, cpad, plan_layer
+from tinycompile.accel.layout import TensorLoc, cpad
+from tinycompile.fpga.codegen import IMAGE_ALIGN, AccelProgram, InputPack, LayerCode
+from tinycompile.fpga.geometry import Geom
+from tinycompile.fpga.tiling import plan_layer
 from tinycompile.quant.graph import QuantGraph
 
 MANIFEST = "build.json"
@@ -91,7 +94,7 @@ def _program(doc: dict[str, Any], raw: np.ndarray, n_ops: int) -> AccelProgram:
     """The AccelProgram that build.json describes over the image bytes ``raw`` (ValueError where they disagree)."""
     from tinycompile.accel.assembler import disassemble
 
-    params = AccelParams(**doc["params"])
+    params = AccelConfig(**doc["params"])
     if params.n not in ARRAYS or any(not isinstance(v, int) or v < 1 for v in asdict(params).values()):
         raise ValueError(f"params must be positive integers with n in {ARRAYS}, but got {doc['params']}")
     top, prog_addr = int(doc["image_top"]), int(doc["prog_addr"])

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from tinycompile.accel.config import ARRAYS, AccelConfig
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io, write_json
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.codegen import AccelProgram
-from tinycompile.fpga.plan import ARRAYS, AccelParams
 from tinycompile.fpga.report import fault_report, make_report, print_report
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
@@ -32,7 +32,7 @@ def array_size(target: Any, array: int | None) -> int:
     return n
 
 
-def partition_for_accelerator(graph: QuantGraph, params: AccelParams) -> Any:
+def partition_for_accelerator(graph: QuantGraph, params: AccelConfig) -> Any:
     """Partition ``graph`` through TVM (regions compiled by ``relax.ext.tinyaccel``); refuse (one-line UserError,
     naming the first layer and its reason) a network of which the accelerator can run nothing."""
     from tinycompile.fpga.partition import partition
@@ -47,7 +47,7 @@ def partition_for_accelerator(graph: QuantGraph, params: AccelParams) -> Any:
     return part
 
 
-def compile_for_accelerator(graph: QuantGraph, params: AccelParams) -> tuple[AccelProgram, dict[int, str]]:
+def compile_for_accelerator(graph: QuantGraph, params: AccelConfig) -> tuple[AccelProgram, dict[int, str]]:
     """The whole network as one accelerator program; refuse (UserError) a layer the accelerator cannot run."""
     part = partition_for_accelerator(graph, params)
     for i, where in part.placement.items():
@@ -113,7 +113,7 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
     from tinycompile.fpga.rtl import AcceleratorFault
 
     out_dir = Path(out_dir)
-    params = AccelParams.for_array(n, target.accelerator)
+    params = AccelConfig.for_array(n, target.accelerator)
     (out_dir / "report.json").unlink(missing_ok=True)  # a stale report must not pass for this build's
     _check_simulator()
     part = partition_for_accelerator(graph, params)

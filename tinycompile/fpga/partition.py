@@ -12,7 +12,7 @@ Patterns (registered with ``tvm.relax.backend.pattern_registry``, prefix ``tinya
   tinyaccel.dwconv_requant_clamp call_tir of a depthwise kernel
   tinyaccel.conv_requant_clamp   call_tir of a convolution kernel
 
-Each pattern's check asks :func:`tinycompile.fpga.plan.unsupported_reason` whether the accelerator can run that op
+Each pattern's check asks :func:`tinycompile.fpga.geometry.unsupported_reason` whether the accelerator can run that op
 (and at which array size); a refused op stays in Relax for the host. ``FuseOpsByPattern`` ->
 ``MergeCompositeFunctions`` -> ``RunCodegen`` then hands each merged region to ``relax.ext.tinyaccel``, which
 compiles it into an accelerator program and memory image (:mod:`tinycompile.fpga.codegen`).
@@ -32,9 +32,10 @@ from tvm.relax.backend.pattern_registry import (
 )
 from tvm.relax.dpl.pattern import is_gv, is_op, wildcard
 
+from tinycompile.accel.config import AccelConfig
 from tinycompile.errors import UserError
 from tinycompile.fpga.codegen import AccelProgram, compile_graph, op_geom
-from tinycompile.fpga.plan import AccelParams, unsupported_reason
+from tinycompile.fpga.geometry import unsupported_reason
 from tinycompile.mcu.lower import to_relax
 from tinycompile.quant.graph import QOp, QuantGraph
 
@@ -57,7 +58,7 @@ class _Context:
     """The graph being partitioned (pattern checks and the codegen are called back from TVM)."""
 
     graph: QuantGraph
-    params: AccelParams
+    params: AccelConfig
     mem_bytes: int
     refused: dict[int, str] = field(default_factory=dict)
     programs: dict[str, AccelProgram] = field(default_factory=dict)
@@ -204,7 +205,7 @@ class Partition:
     regions: dict[str, list[int]] = field(default_factory=dict)  # region symbol -> op indices
 
 
-def partition(graph: QuantGraph, params: AccelParams, mem_bytes: int) -> Partition:
+def partition(graph: QuantGraph, params: AccelConfig, mem_bytes: int) -> Partition:
     """Partition ``graph`` for the accelerator and generate its program through ``RunCodegen``."""
     _register()
     ctx = _Context(graph, params, mem_bytes)

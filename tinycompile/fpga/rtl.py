@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from tinycompile.accel.assembler import MemoryImage
+from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.isa import ERRORS, INSTR_BYTES
-from tinycompile.accel.kernels import AccelConfig
-from tinycompile.fpga.codegen import AccelProgram, cut_after, read_tensor
+from tinycompile.accel.layout import read_tensor
+from tinycompile.fpga.codegen import AccelProgram, cut_after
 
 MEM_WORDS = 1 << 18  # words of the test bench memory (the cached Verilator builds use this size)
 
@@ -70,13 +71,6 @@ class AcceleratorFault(RuntimeError):
         return {"message": str(self), "run": self.run, "status": self.status, "error_code": self.error_code,
                 "error": ERRORS.get(self.error_code, "unknown error code"), "pc": self.pc, "cycles": self.cycles,
                 "timed_out": self.timeout_cycles is not None}
-
-
-def accel_config(prog: AccelProgram) -> AccelConfig:
-    """The RTL configuration matching the program's scratchpad sizes."""
-    p = prog.params
-    return AccelConfig(n=p.n, inp_depth=p.inp_depth, wgt_tiles=p.wgt_tiles, acc_depth=p.acc_depth,
-                       out_depth=p.out_depth, param_sets=p.param_sets)
 
 
 def mem_bytes(n: int) -> int:
@@ -148,8 +142,8 @@ def run_network(prog: AccelProgram, inputs: np.ndarray | list[dict[int, np.ndarr
         img: MemoryImage = prog.with_inputs(feeds[0])
         cut_after(prog, layer, img)
         jobs.append(SimJob(img, prog.prog_addr, timeout_cycles=timeout_cycles))
-    with _output_to(log), _build_lock(accel_config(prog)):
-        results = run_jobs(jobs, cfg=accel_config(prog), mem_words=MEM_WORDS)
+    with _output_to(log), _build_lock(prog.params):  # the RTL built with the sizes the program was cut for
+        results = run_jobs(jobs, cfg=prog.params, mem_words=MEM_WORDS)
     for k, r in enumerate(results):
         if not r.done or r.error:
             what = f"input {k}" if k < len(feeds) else f"the run cut after layer {cuts[k - len(feeds)]}"

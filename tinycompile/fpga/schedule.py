@@ -1,12 +1,12 @@
 """The accelerator's cost model: replay the instruction stream the code generator emits through a timing model.
 
-For a layer, :func:`tinycompile.fpga.plan.plan_layer` gives the real tiling and :func:`emit_layer` the real
-instructions (addresses do not change timing). A fluid event model then runs them: the fetch unit reads
-``32 / N`` bus words per instruction and dispatches in order into three queues (depth 8) whose units run
-concurrently, ordered by the dependency tokens in the instructions; the fetch, load and store units share the one
-memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one accumulator row per cycle
-(no bubbles between passes), post-processing one row per cycle (3 in residual-add mode), stores one word
-per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
+For a layer, :func:`tinycompile.fpga.tiling.plan_layer` gives the real tiling and
+:func:`tinycompile.fpga.emit.emit_layer` the real instructions (addresses do not change timing). A fluid event model
+then runs them: the fetch unit reads ``32 / N`` bus words per instruction and dispatches in order into three queues
+(depth 8) whose units run concurrently, ordered by the dependency tokens in the instructions; the fetch, load and
+store units share the one memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one
+accumulator row per cycle (no bubbles between passes), post-processing one row per cycle (3 in residual-add mode),
+stores one word per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
 word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5.3%, mean 0.9%).
 
 Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the
@@ -20,23 +20,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tinycompile.arch import Layer, Shape
-from tinycompile.fpga.plan import (
-    AccelParams,
-    Geom,
-    LayerAddrs,
-    accel_geom,
-    emit_layer,
-    geom_from_hwc,
-    plan_layer,
+from tinycompile.accel.config import AccelConfig
+from tinycompile.accel.isa import (
+    ADD_PARAM_SETS,
+    DEFAULTS,
+    INSTR_BYTES,
+    PARAM_ROWS_PER_SET,
+    QUEUE_COMPUTE,
+    QUEUE_DEPTH,
+    QUEUE_LOAD,
+    QUEUE_STORE,
 )
+from tinycompile.arch import Layer, Shape
+from tinycompile.fpga.emit import emit_layer
+from tinycompile.fpga.geometry import Geom, accel_geom, geom_from_hwc
+from tinycompile.fpga.schemes import LayerAddrs, LayerQuant
+from tinycompile.fpga.tiling import plan_layer
 from tinycompile.targets import Target
 
-QUEUE_DEPTH = 8
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
 OVERHEAD = {"LOAD": 6, "COMPUTE": 5, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
+ADD_ROW_CYCLES = 3  # residual-add mode streams one row per 3 cycles
 STORE_CYCLES_PER_WORD = 1
 PAD_CYCLES = 1.0  # per padding word (out-of-bounds element): fitted to RTL runs of padded layers
 
@@ -67,8 +73,9 @@ def _count_in(start: int, count: int, step: int, bound: int) -> int:
 def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, float]:
     """(unit, fixed cycles, port words, cycles per port word) of one instruction."""
     if ins_op in ("LOAD", "STORE"):
-        n0, n1, n2 = f.get("n0", 1), f.get("n1", 1), f.get("n2", 1)
-        h, w = f.get("h", 4095), f.get("w", 4095)
+        dflt = DEFAULTS[ins_op]
+        n0, n1, n2 = f.get("n0", dflt["n0"]), f.get("n1", dflt["n1"]), f.get("n2", dflt["n2"])
+        h, w = f.get("h", dflt["h"]), f.get("w", dflt["w"])
         ys = _count_in(f.get("y0", 0), n1, f.get("sy1", 0), h)
         xs = _count_in(f.get("x0", 0), n0, f.get("sx0", 0), w)
         inb = n2 * ys * xs
@@ -81,10 +88,10 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         return "C", OVERHEAD["COMPUTE"] + passes * f.get("m", 1), 0, 1.0
     if ins_op == "POSTPROC":
         add = f.get("add", 0)
-        rows = f.get("rows", 1) * (3 if add else 1)
-        prm = (9 if add else 3) * PARAM_ROW_CYCLES
+        rows = f.get("rows", 1) * (ADD_ROW_CYCLES if add else 1)
+        prm = (ADD_PARAM_SETS if add else 1) * PARAM_ROWS_PER_SET * PARAM_ROW_CYCLES
         return "S", OVERHEAD["POSTPROC_ADD" if add else "POSTPROC"] + prm + rows, 0, 1.0
-    queue = {0: "L", 1: "C", 2: "S"}[f.get("queue", 0)]
+    queue = {QUEUE_LOAD: "L", QUEUE_COMPUTE: "C", QUEUE_STORE: "S"}[f.get("queue", QUEUE_LOAD)]
     return queue, OVERHEAD["SYNC"], 0, 1.0
 
 
@@ -105,7 +112,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     ``marks``: instruction indices whose completion times are wanted (appended to ``LayerTiming.marks``).
     ``done``: the program ends with DONE, so the run lasts at least until DONE has been fetched too.
     """
-    beats = max(1, 32 // n)
+    beats = max(1, INSTR_BYTES // n)
     work = [(ins.op, *_work(ins.op, ins.fields, n), ins.fields) for ins in instrs]
     queues: dict[str, list[int]] = {"L": [], "C": [], "S": []}
     tokens = {"L2C": 0, "C2L": 0, "C2S": 0, "S2C": 0}
@@ -241,12 +248,13 @@ def _predecessor(n: int) -> Geom:
     return Geom("conv", 1, 64, 2 * n, 1, 64, 2 * n)
 
 
-def _instrs(g: Geom, p: AccelParams) -> list:
-    return emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), 0, 0, -128, 127)
+def _instrs(g: Geom, p: AccelConfig) -> list:
+    """The layer's instructions at arbitrary addresses and zero points (neither changes timing)."""
+    return emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), LayerQuant())
 
 
 @lru_cache(maxsize=4096)
-def layer_timing(g: Geom, p: AccelParams) -> LayerTiming:
+def layer_timing(g: Geom, p: AccelConfig) -> LayerTiming:
     """Predicted timing of one layer without its network (cached: the search meets the same shapes again and again).
 
     Its cycles are its share behind a typical predecessor (the fetch unit runs ahead into a layer while the one
@@ -259,10 +267,10 @@ def layer_timing(g: Geom, p: AccelParams) -> LayerTiming:
     return LayerTiming(max(1, share), own.mac_cycles, own.load_words, own.store_words, own.fetch_words)
 
 
-def target_params(target: Target, array: int | None = None) -> AccelParams:
+def target_params(target: Target, array: int | None = None) -> AccelConfig:
     """Accelerator sizes of a target (``array`` overrides its ``accelerator.array``)."""
     acc = target.accelerator
-    return AccelParams.for_array(int(array or acc["array"]), acc)
+    return AccelConfig.for_array(int(array or acc["array"]), acc)
 
 
 ACCEL_LAYER_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "add", "flatten")

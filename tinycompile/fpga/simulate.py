@@ -13,7 +13,7 @@ from typing import Any
 from tinycompile.fileio import folder_lock, write_json
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.build import verify_program
-from tinycompile.fpga.plan import ARRAYS
+from tinycompile.accel.config import ARRAYS
 from tinycompile.fpga.report import print_report
 from tinycompile.targets import Target, load_target
 

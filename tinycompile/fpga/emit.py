@@ -1,0 +1,151 @@
+"""The accelerator's one program generator: a layer's tiling -> its instruction stream.
+
+Pure Python over plain integers: :func:`emit_layer` takes byte addresses and returns the instructions, so the code
+generator (:mod:`tinycompile.fpga.codegen`, real addresses), the cost model (:mod:`tinycompile.fpga.schedule`, any
+addresses) and the RTL tests' programs all run exactly this stream.
+
+Every pass is a double-buffered pipeline of steps (:class:`tinycompile.fpga.tiling.Pass`): the loads of step s
+fill INP half s % 2 while step s-1 computes, and the post-processing and store of block b drain ACC half b % 2 while
+block b+1 computes. Dependency tokens (rtl_sim/ISA.md section 3) order the three units; a barrier ends every pass.
+What a step loads and computes is its scheme's (:mod:`tinycompile.fpga.schemes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tinycompile.accel.assembler import Instr
+from tinycompile.accel.config import AccelConfig
+from tinycompile.accel.isa import ADD_PARAM_SETS, PARAM_WORDS_PER_SET, QUEUE_COMPUTE, QUEUE_LOAD, SP_PARAM
+from tinycompile.accel.layout import contiguous
+from tinycompile.fpga.geometry import Geom
+from tinycompile.fpga.schemes import EmitContext, Fields, LayerAddrs, LayerQuant, Step, scheme_for
+from tinycompile.fpga.tiling import HALVES, Pass, Tiling, tiling_passes
+
+
+def barrier(blocks: int, steps: int) -> list[Instr]:
+    """Wait for a pass's last stores and drain its leftover tokens, so the next pass or layer starts clean.
+
+    The last ``min(blocks, 2)`` stores pushed store->compute tokens no COMPUTE popped; the compute queue takes them
+    (so every store has landed), then pushes one compute->load token. The load queue takes the leftover
+    compute->load tokens of the last ``min(steps, 2)`` steps and that one, so no later load can overtake.
+    """
+    drain = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "pop_next": 1}) for _ in range(min(blocks, HALVES))]
+    handover = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "push_prev": 1})]
+    collect = [Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}) for _ in range(min(steps, HALVES) + 1)]
+    return drain + handover + collect
+
+
+class LayerEmitter:
+    """Emits one layer: per pass the pipelined steps (loads, compute, post-processing and store), then a barrier."""
+
+    def __init__(self, g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant) -> None:
+        """Choose the layer's scheme; nothing is emitted yet."""
+        self.ctx = EmitContext(g, t, cfg, a, q)
+        self.scheme = scheme_for(self.ctx)
+        self.prog: list[Instr] = []
+
+    def emit(self) -> list[Instr]:
+        """The layer's instructions."""
+        for ps in tiling_passes(self.ctx.t):
+            self.emit_pass(ps)
+        return self.prog
+
+    def emit_pass(self, ps: Pass) -> None:
+        """One pass in program order per step s: COMPUTE(s), the post-processing and store of the block that finished
+        at s-1, the loads of s+1. Units fetch in program order from queues 8 deep, so a compute placed before the
+        next step's (possibly many) loads is dispatched in time to overlap them."""
+        last_chunk = ps.chunks - 1
+        self.loads(ps, 0)
+        for s in range(len(ps.steps)):
+            self.compute(ps, s)
+            if s >= 1 and ps.steps[s - 1][1] == last_chunk:
+                self.store(ps, ps.steps[s - 1][0])
+            if s + 1 < len(ps.steps):
+                self.loads(ps, s + 1)
+        self.store(ps, ps.steps[-1][0])
+        self.prog += barrier(len(ps.blocks), len(ps.steps))
+
+    def step(self, ps: Pass, s: int) -> Step:
+        """Step ``s`` of a pass: its block, reduction range and INP half."""
+        bi, c = ps.steps[s]
+        kc, kt = self.ctx.t.kc, self.ctx.t.kt
+        return Step(s, bi, c, ps.blocks[bi], c * kc, min(kt, (c + 1) * kc), (s % HALVES) * self.ctx.half_inp)
+
+    def wgt_half(self, ps: Pass, s: int) -> int:
+        """First WGT tile of step ``s``'s weights: halves alternate per chunk, or per group when a group's weights
+        fit at once; identity tiles (pools, adds) are loaded once per pass and never overwritten."""
+        ctx = self.ctx
+        if ctx.pool or ctx.g.kind == "add":
+            return 0
+        if ps.chunks > 1:
+            return (s % HALVES) * ctx.half_wgt
+        return (ps.groups[ps.steps[s][0]] % HALVES) * ctx.half_wgt
+
+    def split_fill(self, ps: Pass, s: int) -> bool:
+        """The pipeline's first convolution step: weights loaded and computed per output tile, so the array starts
+        after one tile's weights instead of the whole group's (each piece pushes its own token)."""
+        return s == 0 and self.scheme.fills_per_tile and ps.chunks == 1 and ps.blocks[0].gn > 1
+
+    def param_load(self, ps: Pass) -> Fields:
+        """LOAD fields of the pass's parameter sets (one per output tile, three for an add), to set 0."""
+        n = self.ctx.n
+        words = PARAM_WORDS_PER_SET * (ADD_PARAM_SETS if self.ctx.g.kind == "add" else 1)
+        return dict(sp=SP_PARAM, sp_base=0, base=self.ctx.a.prm + ps.t0 * words * n, **contiguous(words * ps.tn, n))
+
+    def loads(self, ps: Pass, s: int) -> None:
+        """The loads of step ``s``: the first waits until the compute two steps back freed its INP half, the last
+        tells the compute unit the step is ready."""
+        if self.split_fill(ps, s):
+            self.split_loads(ps, s)
+            return
+        lds = [self.param_load(ps)] if s == 0 else []
+        lds += self.scheme.step_loads(ps, self.step(ps, s), self.wgt_half(ps, s))
+        for i, ld in enumerate(lds):
+            flags = {"pop_next": int(i == 0 and s >= HALVES), "push_next": int(i == len(lds) - 1)}
+            self.prog.append(Instr("LOAD", {**flags, **ld}))
+
+    def split_loads(self, ps: Pass, s: int) -> None:
+        """The first step's loads with its weights in one piece per output tile: the input, then the pieces, each
+        pushing a token; the parameters go before the last piece (only post-processing needs them)."""
+        st = self.step(ps, s)
+        wb, blk, k = self.wgt_half(ps, s), st.blk, st.k1 - st.k0
+        pieces = [self.scheme.weight_tiles(replace(blk, g0=blk.g0 + j, gn=1), st.k0, st.k1, wb + j * k)
+                  for j in range(blk.gn)]
+        order = ([(ld, 0) for ld in self.scheme.input_loads(st)] + [(ld, 1) for ld in pieces[:-1]]
+                 + [(self.param_load(ps), 0), (pieces[-1], 1)])
+        for ld, push in order:
+            self.prog.append(Instr("LOAD", {"push_next": push, **ld}))
+
+    def compute(self, ps: Pass, s: int) -> None:
+        """The COMPUTEs of step ``s``: the first takes the loads' token (and, starting a block two or more into the
+        pass, the store token of the block that used its ACC half); the last hands INP back and, at a block's last
+        chunk, its accumulators on to post-processing."""
+        ctx, st = self.ctx, self.step(ps, s)
+        blk = st.blk
+        m, ab, wb = self.scheme.acc_rows(blk), (st.bi % HALVES) * ctx.half_acc, self.wgt_half(ps, s)
+        first_wait, last = int(st.c == 0 and st.bi >= HALVES), int(st.c == ps.chunks - 1)
+        parts, nt = self.scheme.parts(st, wb, ab, m), blk.gn
+        split = self.split_fill(ps, s)
+        if split:  # one part per output tile, each waiting for its weight piece
+            k = st.k1 - st.k0
+            parts, nt = [{**parts[0], "wgt_base": wb + j * k, "acc_base": ab + j * m} for j in range(nt)], 1
+        for i, f in enumerate(parts):
+            end = i == len(parts) - 1
+            self.prog.append(Instr("COMPUTE", {
+                "pop_prev": int(i == 0 or split), "pop_next": first_wait if i == 0 else 0, "push_prev": int(end),
+                "push_next": last if end else 0, "max": int(ctx.g.kind == "maxpool"), "m": m, "nt": nt, **f}))
+
+    def store(self, ps: Pass, bi: int) -> None:
+        """Post-process every output tile of block ``bi`` (the first waits for its accumulators), then store it;
+        the store frees the ACC half for the block two later."""
+        blk = ps.blocks[bi]
+        m, ab = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc
+        for j in range(blk.gn):
+            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0), **self.scheme.postproc(blk, j, ab, m, ps.t0)}))
+        self.prog.append(Instr("STORE", {"push_prev": 1, **self.scheme.store(blk)}))
+
+
+def emit_layer(g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant) -> list[Instr]:
+    """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between)."""
+    return LayerEmitter(g, t, cfg, a, q).emit()
