@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinycompile.accel.assembler import Instr, MemoryImage
+from tinycompile.accel.config import default_array, rtl_parameters, scratchpad_depths
 from tinycompile.accel.isa import QUEUE_COMPUTE, QUEUE_LOAD, SP_INP, SP_PARAM, SP_WGT
 
 
@@ -22,26 +23,35 @@ def cpad(c: int, n: int) -> int:
 
 @dataclass
 class AccelConfig:
-    """Scratchpad sizes of one RTL configuration (must match the tc_accel parameters).
+    """Array and scratchpad sizes of one RTL configuration (the tc_accel parameters it is built with).
 
-    Sizes left at 0 are derived from ``n`` so every array size gets the same bytes: 32 KB of
-    inputs, 32 KB of weights, 32 KB of accumulators and 8 KB of outputs (the N = 8 defaults of
-    tc_accel: 4096 input words, 512 weight tiles, 1024 accumulator rows, 1024 output words).
+    Values left at 0 come from the fpga target (``hw_targets/fpga.yaml``, see :mod:`tinycompile.accel.config`): its
+    array size, and scratchpads of the same bytes for every array size (32 KB of inputs, 32 KB of weights, 32 KB of
+    accumulators, 8 KB of outputs: 4096 input words, 512 weight tiles, 1024 accumulator rows and 1024 output words
+    at N = 8).
     """
 
-    n: int = 8
+    n: int = 0
     inp_depth: int = 0
     wgt_tiles: int = 0
     acc_depth: int = 0
     out_depth: int = 0
-    param_sets: int = 64
+    param_sets: int = 0
 
     def __post_init__(self) -> None:
-        """Fill in the derived sizes."""
-        self.inp_depth = self.inp_depth or 32768 // self.n
-        self.wgt_tiles = self.wgt_tiles or 32768 // (self.n * self.n)
-        self.acc_depth = self.acc_depth or 8192 // self.n
-        self.out_depth = self.out_depth or 8192 // self.n
+        """Fill in the sizes left at 0."""
+        self.n = self.n or default_array()
+        sizes = scratchpad_depths(self.n)
+        self.inp_depth = self.inp_depth or sizes["inp_depth"]
+        self.wgt_tiles = self.wgt_tiles or sizes["wgt_tiles"]
+        self.acc_depth = self.acc_depth or sizes["acc_depth"]
+        self.out_depth = self.out_depth or sizes["out_depth"]
+        self.param_sets = self.param_sets or sizes["param_sets"]
+
+    def rtl_parameters(self) -> dict[str, int]:
+        """The tc_accel parameters of this configuration."""
+        return rtl_parameters(self.n, self.inp_depth, self.wgt_tiles, self.acc_depth, self.out_depth,
+                              self.param_sets)
 
 
 def contiguous(words: int, n: int) -> dict[str, int]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tinycompile.accel.config import ARRAYS
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io, write_json
 from tinycompile.fpga import artifacts
@@ -21,13 +22,12 @@ from tinycompile.fpga.report import make_report, print_report
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
 
-ARRAYS = (4, 8, 16)  # array sizes the RTL elaborates
 MIN_INPUTS = 16
 
 
 def array_size(target: Any, array: int | None) -> int:
     """The array size to build for (``--array`` or the target's), checked against what the RTL supports."""
-    n = int(array if array is not None else target.accelerator.get("array", 8))
+    n = int(array if array is not None else target.accelerator["array"])
     if n not in ARRAYS:
         raise UserError(f"--array must be one of {', '.join(map(str, ARRAYS))}, but got {n}")
     return n

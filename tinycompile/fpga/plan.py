@@ -14,9 +14,12 @@ block b overlap compute of block b+1 (dependency tokens as in ``rtl_sim/ISA.md``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from tinycompile.accel.assembler import Instr
+from tinycompile.accel.config import scratchpad_depths
 
 KINDS = ("conv", "dw", "maxpool", "avgpool", "add")
 TARGET_BLOCKS = 4  # spatial blocks per group: enough for the double-buffered pipeline to fill
@@ -40,19 +43,10 @@ class AccelParams:
     param_sets: int
 
     @classmethod
-    def for_array(cls, n: int, accelerator: dict | None = None) -> AccelParams:
-        """Sizes for an ``n`` x ``n`` array from a target's ``accelerator:`` section (bytes kept equal across N)."""
-        a = accelerator or {}
-        inp_kb, wgt_kb = float(a.get("input_buffer_kb", 32)), float(a.get("weight_buffer_kb", 32))
-        acc_kb, out_kb = float(a.get("acc_buffer_kb", 32)), float(a.get("output_buffer_kb", 8))
-        return cls(
-            n=n,
-            inp_depth=int(inp_kb * 1024) // n,
-            wgt_tiles=int(wgt_kb * 1024) // (n * n),
-            acc_depth=int(acc_kb * 1024) // (4 * n),
-            out_depth=int(out_kb * 1024) // n,
-            param_sets=int(a.get("param_sets", 64)),
-        )
+    def for_array(cls, n: int, accelerator: Mapping[str, Any] | None = None) -> AccelParams:
+        """Sizes for an ``n`` x ``n`` array from a target's ``accelerator:`` section (bytes kept equal across N; keys
+        it leaves out, or all with None, are the shipped fpga target's)."""
+        return cls(n=n, **scratchpad_depths(n, accelerator))
 
 
 def cpad(c: int, n: int) -> int:
