@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinycompile.accel.config import ARRAYS
 from tinycompile.errors import UserError
 from tinycompile.frontends import is_model_file
 from tinycompile.targets import load_target
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (library, firmware, report.json)")
     p.add_argument("--codegen", choices=("c", "llvm"), default="c", help="TVM's C target (default) or its LLVM target")
     p.add_argument("--vectors", type=int, default=32, help="test inputs run on the target (>= 16)")
-    p.add_argument("--array", type=int, choices=(4, 8, 16), help="fpga only: the accelerator's N x N array size")
+    p.add_argument("--array", type=int, choices=ARRAYS, help="fpga only: the accelerator's N x N array size")
     p.add_argument("--inputs", type=Path, help="model files: an .npz whose array x holds (N, *input shape) test inputs "
                    "in the model's input dtype (default: random ones over its input range)")
     p.add_argument("--calib", type=Path, help="float models: an .npz whose array x holds calibration inputs "
