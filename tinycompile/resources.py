@@ -1,7 +1,9 @@
-"""Where the declarative folders (``search_spaces/``, ``hw_targets/``) live: in the installed package, or the checkout."""
+"""Where the shipped folders (``search_spaces/``, ``hw_targets/``, ``rtl_sim/``) live: in the installed package, or the
+checkout; and where the RTL simulator may write its builds."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,25 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"cannot find the {name}/ folder beside {_PACKAGE}; reinstall tinycompile")
+
+
+def rtl_dir() -> Path:
+    """The accelerator's folder ``rtl_sim/``: Verilog (``rtl/``, the test bench ``tb/``), ``ISA.md`` and the synthesis
+    figures (``synth/estimate.json``). Every part of tinycompile that needs the RTL finds it here."""
+    return data_dir("rtl_sim")
+
+
+def rtl_build_dir() -> Path:
+    """Where Verilator models are built and cached: ``$TINYCOMPILE_RTL_BUILD`` if set; ``rtl_sim/build`` in a checkout
+    (as the developers' scripts expect); otherwise a per-user cache, since an installed package's folder may be
+    read-only and is not the place for build products."""
+    if os.environ.get("TINYCOMPILE_RTL_BUILD"):
+        return Path(os.environ["TINYCOMPILE_RTL_BUILD"])
+    rtl = rtl_dir()
+    if rtl.parent != _PACKAGE:
+        return rtl / "build"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "tinycompile" / "rtl-build"
 
 
 def yaml_files(name: str) -> dict[str, Path]:

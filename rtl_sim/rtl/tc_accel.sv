@@ -3,14 +3,17 @@
 // fetch, load, compute and store units (and their queues) in reset until the next start, so a
 // fault can never hang the accelerator. Scratchpads are double-buffered by software: the load
 // unit writes one half while the compute unit reads the other, ordered by dependency tokens.
+// The array and scratchpad sizes have no defaults: they come from one place, the `accelerator:`
+// section of hw_targets/fpga.yaml, through tinycompile.accel.config (which the simulation runner,
+// the lint test and the synthesis script all use), so the RTL cannot drift from the compiler.
 module tc_accel #(
-  parameter int unsigned N          = 8,     // MAC array is N x N; bus is N bytes wide
-  parameter int unsigned InpDepth   = 4096,  // input scratchpad words (N int8 each)
-  parameter int unsigned WgtTiles   = 512,   // weight scratchpad tiles (N x N int8 each)
-  parameter int unsigned AccDepth   = 1024,  // accumulator rows (N int32 each)
-  parameter int unsigned OutDepth   = 1024,  // output scratchpad words (N int8 each)
-  parameter int unsigned ParamSets  = 64,    // post-processing parameter sets (3 rows of N int32)
-  parameter int unsigned QueueDepth = 8      // instructions per unit queue
+  parameter int unsigned N,              // MAC array is N x N; bus is N bytes wide
+  parameter int unsigned InpDepth,       // input scratchpad words (N int8 each)
+  parameter int unsigned WgtTiles,       // weight scratchpad tiles (N x N int8 each)
+  parameter int unsigned AccDepth,       // accumulator rows (N int32 each)
+  parameter int unsigned OutDepth,       // output scratchpad words (N int8 each)
+  parameter int unsigned ParamSets,      // post-processing parameter sets (3 rows of N int32)
+  parameter int unsigned QueueDepth = 8  // instructions per unit queue
 ) (
   input  logic           clk_i,
   input  logic           rst_ni,
@@ -34,7 +37,7 @@ module tc_accel #(
   localparam int unsigned DataW = 8 * N;
   localparam int unsigned LogN = $clog2(N);
   localparam int unsigned WgtRows = WgtTiles * N;
-  localparam int unsigned ParamRows = 3 * ParamSets;
+  localparam int unsigned ParamRows = tc_pkg::ParamRowsPerSet * ParamSets;
   localparam int unsigned InpAw = $clog2(InpDepth);
   localparam int unsigned WgtAw = $clog2(WgtTiles);
   localparam int unsigned AccAw = $clog2(AccDepth);
@@ -42,18 +45,18 @@ module tc_accel #(
   localparam int unsigned PrmAw = $clog2(ParamRows);
 
   // ---------------------------------------------------------------- status and control
-  logic        busy_d, busy_q, done_d, done_q, err_d, err_q;
-  logic [3:0]  code_d, code_q;
-  logic [31:0] cyc_d, cyc_q, mac_d, mac_q, lb_d, lb_q, cb_d, cb_q, sb_d, sb_q, ni_d, ni_q;
-  logic [31:0] epc_d, epc_q;
-  logic        unit_rst_n, start_ok, all_idle;
-  logic        f_err, l_err, c_err, s_err, tok_err;
-  logic [3:0]  f_code, l_code, c_code, s_code;
-  logic        f_halted, l_busy, c_busy, s_busy, c_mac, arb_idle;
-  logic [31:0] f_pc;
-  logic [2:0]  q_push, q_full, q_empty, q_pop;
-  logic [255:0] f_instr;
-  logic [255:0] q_head [0:2];
+  logic                      busy_d, busy_q, done_d, done_q, err_d, err_q;
+  logic [tc_pkg::ErrW-1:0]   code_d, code_q;
+  logic [31:0]               cyc_d, cyc_q, mac_d, mac_q, lb_d, lb_q, cb_d, cb_q, sb_d, sb_q, ni_d, ni_q;
+  logic [31:0]               epc_d, epc_q;
+  logic                      unit_rst_n, start_ok, all_idle;
+  logic                      f_err, l_err, c_err, s_err, tok_err;
+  logic [tc_pkg::ErrW-1:0]   f_code, l_code, c_code, s_code;
+  logic                      f_halted, l_busy, c_busy, s_busy, c_mac, arb_idle;
+  logic [31:0]               f_pc;
+  logic [2:0]                q_push, q_full, q_empty, q_pop;
+  logic [tc_pkg::InstrW-1:0] f_instr;
+  logic [tc_pkg::InstrW-1:0] q_head [0:2];
 
   assign unit_rst_n = rst_ni && !err_q;
   // A new program may only start once every read of the previous one has returned.
@@ -94,7 +97,7 @@ module tc_accel #(
         busy_d = 1'b0;
         err_d = 1'b1;
         epc_d = f_pc;
-        code_d = f_err ? f_code : l_err ? l_code : c_err ? c_code : s_err ? s_code : 4'd5;
+        code_d = f_err ? f_code : l_err ? l_code : c_err ? c_code : s_err ? s_code : tc_pkg::ErrToken;
       end else if (all_idle) begin
         busy_d = 1'b0;
         done_d = 1'b1;
@@ -234,7 +237,7 @@ module tc_accel #(
   );
 
   for (genvar q = 0; q < 3; q++) begin : g_queue
-    tc_fifo #(.Width(256), .Depth(QueueDepth)) u_q (
+    tc_fifo #(.Width(tc_pkg::InstrW), .Depth(QueueDepth)) u_q (
       .clk_i,
       .rst_ni (unit_rst_n),
       .push_i (q_push[q]),
@@ -254,23 +257,23 @@ module tc_accel #(
   // Units range-check their 16-bit scratchpad addresses against the depths, so the address bits
   // above each RAM's index width are intentionally unused here.
   /* verilator lint_off UNUSEDSIGNAL */
-  logic             l_we;
-  logic [1:0]       l_sel;
-  logic [15:0]      l_spa;
-  logic [DataW-1:0] l_wdata;
-  logic [15:0]      c_inp_ra, c_wgt_ra, c_acc_ra, c_acc_wa;
-  logic [DataW-1:0] inp_rdata;
-  logic [DataW*N-1:0] wgt_rdata;
-  logic [32*N-1:0]  c_acc_rdata, s_acc_rdata, c_acc_wdata, prm_rdata;
-  logic             c_acc_we;
-  logic [15:0]      s_acc_ra, s_prm_ra, s_out_wa, s_out_ra;
-  logic             s_out_we;
-  logic [DataW-1:0] s_out_wdata, s_out_rdata;
+  logic                      l_we;
+  logic [tc_pkg::PatSpW-1:0] l_sel;
+  logic [15:0]               l_spa;
+  logic [DataW-1:0]          l_wdata;
+  logic [15:0]               c_inp_ra, c_wgt_ra, c_acc_ra, c_acc_wa;
+  logic [DataW-1:0]          inp_rdata;
+  logic [DataW*N-1:0]        wgt_rdata;
+  logic [32*N-1:0]           c_acc_rdata, s_acc_rdata, c_acc_wdata, prm_rdata;
+  logic                      c_acc_we;
+  logic [15:0]               s_acc_ra, s_prm_ra, s_out_wa, s_out_ra;
+  logic                      s_out_we;
+  logic [DataW-1:0]          s_out_wdata, s_out_rdata;
   /* verilator lint_on UNUSEDSIGNAL */
 
   tc_ram_1r1w #(.Width(DataW), .Depth(InpDepth), .NoRwCheck(1'b1)) u_inp (
     .clk_i,
-    .we_i   (l_we && l_sel == 2'd0),
+    .we_i   (l_we && l_sel == tc_pkg::SpInp),
     .waddr_i(l_spa[InpAw-1:0]),
     .wdata_i(l_wdata),
     .re_i   (1'b1),
@@ -282,7 +285,7 @@ module tc_accel #(
   for (genvar r = 0; r < N; r++) begin : g_wgt
     tc_ram_1r1w #(.Width(DataW), .Depth(WgtTiles), .NoRwCheck(1'b1)) u_wgt (
       .clk_i,
-      .we_i   (l_we && l_sel == 2'd1 && l_spa[LogN-1:0] == LogN'(r)),
+      .we_i   (l_we && l_sel == tc_pkg::SpWgt && l_spa[LogN-1:0] == LogN'(r)),
       .waddr_i(l_spa[LogN +: WgtAw]),
       .wdata_i(l_wdata),
       .re_i   (1'b1),
@@ -295,7 +298,7 @@ module tc_accel #(
   for (genvar b = 0; b < 4; b++) begin : g_prm
     tc_ram_1r1w #(.Width(DataW), .Depth(ParamRows), .NoRwCheck(1'b1)) u_prm (
       .clk_i,
-      .we_i   (l_we && l_sel == 2'd2 && l_spa[1:0] == 2'(b)),
+      .we_i   (l_we && l_sel == tc_pkg::SpParam && l_spa[1:0] == 2'(b)),
       .waddr_i(l_spa[2 +: PrmAw]),
       .wdata_i(l_wdata),
       .re_i   (1'b1),

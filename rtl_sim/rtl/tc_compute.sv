@@ -12,65 +12,73 @@
 // pooling and dense layers with M = 1) takes the value forwarded from the last two writes.
 // Window mode only changes the array operands (a shift register of the last N-1 input words of the
 // pass, cleared at each pass start); the schedule and timing are identical in both modes.
+// Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
 module tc_compute #(
-  parameter int unsigned N        = 8,
-  parameter int unsigned InpDepth = 4096,
-  parameter int unsigned WgtTiles = 512,
-  parameter int unsigned AccDepth = 1024
+  parameter int unsigned N,         // array size
+  parameter int unsigned InpDepth,  // INP words
+  parameter int unsigned WgtTiles,  // WGT tiles
+  parameter int unsigned AccDepth   // ACC rows
 ) (
-  input  logic             clk_i,
-  input  logic             rst_ni,
+  input  logic                      clk_i,
+  input  logic                      rst_ni,
   // Only this queue's fields are decoded; the rest of the word is reserved.
   /* verilator lint_off UNUSEDSIGNAL */
-  input  logic [255:0]     instr_i,
+  input  logic [tc_pkg::InstrW-1:0] instr_i,
   /* verilator lint_on UNUSEDSIGNAL */
-  input  logic             instr_valid_i,
-  output logic             instr_pop_o,
+  input  logic                      instr_valid_i,
+  output logic                      instr_pop_o,
   // dependency tokens (prev = load, next = store)
-  input  logic             tok_prev_i,
-  input  logic             tok_next_i,
-  output logic             tok_pop_prev_o,
-  output logic             tok_pop_next_o,
-  output logic             tok_push_prev_o,
-  output logic             tok_push_next_o,
+  input  logic                      tok_prev_i,
+  input  logic                      tok_next_i,
+  output logic                      tok_pop_prev_o,
+  output logic                      tok_pop_next_o,
+  output logic                      tok_push_prev_o,
+  output logic                      tok_push_next_o,
   // scratchpads
-  output logic [15:0]      inp_raddr_o,
-  input  logic [8*N-1:0]   inp_rdata_i,
-  output logic [15:0]      wgt_raddr_o,
-  input  logic [8*N*N-1:0] wgt_rdata_i,
-  output logic [15:0]      acc_raddr_o,
-  input  logic [32*N-1:0]  acc_rdata_i,
-  output logic             acc_we_o,
-  output logic [15:0]      acc_waddr_o,
-  output logic [32*N-1:0]  acc_wdata_o,
+  output logic [15:0]               inp_raddr_o,
+  input  logic [8*N-1:0]            inp_rdata_i,
+  output logic [15:0]               wgt_raddr_o,
+  input  logic [8*N*N-1:0]          wgt_rdata_i,
+  output logic [15:0]               acc_raddr_o,
+  input  logic [32*N-1:0]           acc_rdata_i,
+  output logic                      acc_we_o,
+  output logic [15:0]               acc_waddr_o,
+  output logic [32*N-1:0]           acc_wdata_o,
   // status
-  output logic             busy_o,
-  output logic             mac_o,
-  output logic             err_o,
-  output logic [3:0]       err_code_o
+  output logic                      busy_o,
+  output logic                      mac_o,
+  output logic                      err_o,
+  output logic [tc_pkg::ErrW-1:0]   err_code_o
 );
-  localparam logic [3:0] OpCompute = 4'd2;
-  localparam logic [3:0] ErrSpRange = 4'd2;
-
   typedef enum logic [1:0] {StIdle, StRun, StDrain, StFinish} state_e;
   state_e state_d, state_q;
 
-  wire [3:0]  op       = instr_i[3:0];
-  wire        pop_pv   = instr_i[4];
-  wire        pop_nx   = instr_i[5];
-  wire        push_pv  = instr_i[6];
-  wire        push_nx  = instr_i[7];
-  wire        init     = instr_i[8];
-  wire        is_max   = instr_i[9];
-  wire        win      = instr_i[10];
-  wire        wfix     = instr_i[11];
-  wire [15:0] inp_base = instr_i[31:16];
-  wire [15:0] wgt_base = instr_i[47:32];
-  wire [15:0] acc_base = instr_i[63:48];
-  wire [15:0] m_cnt    = instr_i[79:64];
-  wire [11:0] kt_cnt   = instr_i[91:80];
-  wire [11:0] nt_cnt   = instr_i[103:92];
-  wire [15:0] inp_nts  = instr_i[119:104];
+  logic [tc_pkg::OpW-1:0]             op;
+  logic                               pop_pv, pop_nx, push_pv, push_nx, init, is_max, win, wfix;
+  logic [tc_pkg::CmpInpBaseW-1:0]     inp_base;
+  logic [tc_pkg::CmpWgtBaseW-1:0]     wgt_base;
+  logic [tc_pkg::CmpAccBaseW-1:0]     acc_base;
+  logic [tc_pkg::CmpMW-1:0]           m_cnt;
+  logic [tc_pkg::CmpKtW-1:0]          kt_cnt;
+  logic [tc_pkg::CmpNtW-1:0]          nt_cnt;
+  logic [tc_pkg::CmpInpNtStrideW-1:0] inp_nts;
+
+  assign op       = instr_i[tc_pkg::OpLsb +: tc_pkg::OpW];
+  assign pop_pv   = instr_i[tc_pkg::PopPrevLsb];
+  assign pop_nx   = instr_i[tc_pkg::PopNextLsb];
+  assign push_pv  = instr_i[tc_pkg::PushPrevLsb];
+  assign push_nx  = instr_i[tc_pkg::PushNextLsb];
+  assign init     = instr_i[tc_pkg::CmpInitLsb];
+  assign is_max   = instr_i[tc_pkg::CmpMaxLsb];
+  assign win      = instr_i[tc_pkg::CmpWinLsb];
+  assign wfix     = instr_i[tc_pkg::CmpWfixLsb];
+  assign inp_base = instr_i[tc_pkg::CmpInpBaseLsb +: tc_pkg::CmpInpBaseW];
+  assign wgt_base = instr_i[tc_pkg::CmpWgtBaseLsb +: tc_pkg::CmpWgtBaseW];
+  assign acc_base = instr_i[tc_pkg::CmpAccBaseLsb +: tc_pkg::CmpAccBaseW];
+  assign m_cnt    = instr_i[tc_pkg::CmpMLsb +: tc_pkg::CmpMW];
+  assign kt_cnt   = instr_i[tc_pkg::CmpKtLsb +: tc_pkg::CmpKtW];
+  assign nt_cnt   = instr_i[tc_pkg::CmpNtLsb +: tc_pkg::CmpNtW];
+  assign inp_nts  = instr_i[tc_pkg::CmpInpNtStrideLsb +: tc_pkg::CmpInpNtStrideW];
 
   logic [15:0] m_d, m_q;
   logic [11:0] kt_d, kt_q, nt_d, nt_q;
@@ -138,7 +146,7 @@ module tc_compute #(
     tok_push_prev_o = 1'b0;
     tok_push_next_o = 1'b0;
     err_o = 1'b0;
-    err_code_o = 4'd0;
+    err_code_o = tc_pkg::ErrNone;
     unique case (state_q)
       StIdle: begin
         if (instr_valid_i && (!pop_pv || tok_prev_i) && (!pop_nx || tok_next_i)) begin
@@ -153,7 +161,7 @@ module tc_compute #(
           wa_d = {1'b0, wgt_base};
           aa_d = {1'b0, acc_base};
           ant_d = {1'b0, acc_base};
-          if (op == OpCompute && m_cnt != '0 && kt_cnt != '0 && nt_cnt != '0) begin
+          if (op == tc_pkg::OpCompute && m_cnt != '0 && kt_cnt != '0 && nt_cnt != '0) begin
             state_d = StRun;
           end else begin
             state_d = StDrain;
@@ -163,7 +171,7 @@ module tc_compute #(
       StRun: begin
         if (range_err) begin
           err_o = 1'b1;
-          err_code_o = ErrSpRange;
+          err_code_o = tc_pkg::ErrSpRange;
         end else begin
           issue = 1'b1;
           if (m_q + 16'd1 < m_cnt) begin

@@ -3,74 +3,75 @@
 // that executes it (0 load, 1 compute, 2 store), in program order. Units then run in parallel,
 // synchronised only by the dependency tokens carried in the instructions.
 module tc_fetch #(
-  parameter int unsigned N = 8
+  parameter int unsigned N  // bus bytes (no default: the configuration comes from hw_targets/fpga.yaml)
 ) (
-  input  logic           clk_i,
-  input  logic           rst_ni,
-  input  logic           start_i,
-  input  logic [31:0]    prog_base_i,
+  input  logic                      clk_i,
+  input  logic                      rst_ni,
+  input  logic                      start_i,
+  input  logic [31:0]               prog_base_i,
   // memory requester (reads only)
-  output logic           req_valid_o,
-  input  logic           req_ready_i,
-  output logic [31:0]    req_addr_o,
-  input  logic           rsp_valid_i,
-  input  logic [8*N-1:0] rsp_rdata_i,
+  output logic                      req_valid_o,
+  input  logic                      req_ready_i,
+  output logic [31:0]               req_addr_o,
+  input  logic                      rsp_valid_i,
+  input  logic [8*N-1:0]            rsp_rdata_i,
   // dispatch
-  output logic [2:0]     q_push_o,
-  input  logic [2:0]     q_full_i,
-  output logic [255:0]   instr_o,
+  output logic [2:0]                q_push_o,
+  input  logic [2:0]                q_full_i,
+  output logic [tc_pkg::InstrW-1:0] instr_o,
   // status
-  output logic           halted_o,
-  output logic [31:0]    pc_o,
-  output logic           err_o,
-  output logic [3:0]     err_code_o
+  output logic                      halted_o,
+  output logic [31:0]               pc_o,
+  output logic                      err_o,
+  output logic [tc_pkg::ErrW-1:0]   err_code_o
 );
   localparam int unsigned LogN = $clog2(N);
-  localparam int unsigned Beats = 32 / N;
-  localparam logic [3:0] OpLoad = 4'd1;
-  localparam logic [3:0] OpCompute = 4'd2;
-  localparam logic [3:0] OpPost = 4'd3;
-  localparam logic [3:0] OpStore = 4'd4;
-  localparam logic [3:0] OpSync = 4'd5;
-  localparam logic [3:0] OpDone = 4'd6;
-  localparam logic [3:0] ErrOpcode = 4'd1;
-  localparam logic [3:0] ErrAlign = 4'd3;
-  localparam logic [3:0] ErrField = 4'd4;
+  localparam int unsigned Beats = tc_pkg::InstrW / (8 * N);
 
   typedef enum logic [1:0] {StIdle, StFetch, StDispatch, StHalt} state_e;
   state_e state_d, state_q;
 
-  logic [31:0]  pc_d, pc_q;
-  logic [3:0]   nreq_d, nreq_q, nrsp_d, nrsp_q;
-  logic [255:0] ir_d, ir_q;
-  logic [1:0]   queue;
-  logic         legal;
-  logic [3:0]   dec_code;
+  logic [31:0]                   pc_d, pc_q;
+  logic [3:0]                    nreq_d, nreq_q, nrsp_d, nrsp_q;
+  logic [tc_pkg::InstrW-1:0]     ir_d, ir_q;
+  logic [tc_pkg::SyncQueueW-1:0] queue, sync_queue;
+  logic                          legal;
+  logic [tc_pkg::ErrW-1:0]       dec_code;
+  logic [tc_pkg::OpW-1:0]        op;
+  logic [tc_pkg::PatSpW-1:0]     sp;
+  logic                          pop_prev, pop_next, push_prev, push_next;
 
-  wire [3:0] op = ir_q[3:0];
-  wire [1:0] field = ir_q[9:8];
+  assign op         = ir_q[tc_pkg::OpLsb +: tc_pkg::OpW];
+  assign sp         = ir_q[tc_pkg::PatSpLsb +: tc_pkg::PatSpW];
+  assign sync_queue = ir_q[tc_pkg::SyncQueueLsb +: tc_pkg::SyncQueueW];
+  assign pop_prev   = ir_q[tc_pkg::PopPrevLsb];
+  assign pop_next   = ir_q[tc_pkg::PopNextLsb];
+  assign push_prev  = ir_q[tc_pkg::PushPrevLsb];
+  assign push_next  = ir_q[tc_pkg::PushNextLsb];
 
-  // Decode: which queue, and is the word legal? Load has no "prev" neighbour and store no "next".
+  // Decode: which queue, and is the word legal? Load has no "prev" neighbour and store no "next";
+  // LOAD names one of three scratchpads, STORE only OUT (0), SYNC one of three queues.
   always_comb begin
-    queue = 2'd0;
+    queue = tc_pkg::QueueLoad;
     legal = 1'b1;
-    dec_code = ErrField;
+    dec_code = tc_pkg::ErrField;
     unique case (op)
-      OpLoad:    queue = 2'd0;
-      OpCompute: queue = 2'd1;
-      OpPost,
-      OpStore:   queue = 2'd2;
-      OpSync:    queue = field;
-      OpDone:    queue = 2'd0;
+      tc_pkg::OpLoad:     queue = tc_pkg::QueueLoad;
+      tc_pkg::OpCompute:  queue = tc_pkg::QueueCompute;
+      tc_pkg::OpPostproc,
+      tc_pkg::OpStore:    queue = tc_pkg::QueueStore;
+      tc_pkg::OpSync:     queue = sync_queue;
+      tc_pkg::OpDone:     queue = tc_pkg::QueueLoad;
       default: begin
         legal = 1'b0;
-        dec_code = ErrOpcode;
+        dec_code = tc_pkg::ErrOpcode;
       end
     endcase
-    if (legal && op != OpDone) begin
-      if ((op == OpLoad && field == 2'd3) || (op == OpStore && field != 2'd0) ||
-          (op == OpSync && field == 2'd3) ||
-          (queue == 2'd0 && (ir_q[4] || ir_q[6])) || (queue == 2'd2 && (ir_q[5] || ir_q[7]))) begin
+    if (legal && op != tc_pkg::OpDone) begin
+      if ((op == tc_pkg::OpLoad && sp > tc_pkg::SpParam) || (op == tc_pkg::OpStore && sp != '0) ||
+          (op == tc_pkg::OpSync && sync_queue > tc_pkg::QueueStore) ||
+          (queue == tc_pkg::QueueLoad && (pop_prev || push_prev)) ||
+          (queue == tc_pkg::QueueStore && (pop_next || push_next))) begin
         legal = 1'b0;
       end
     end
@@ -114,11 +115,11 @@ module tc_fetch #(
       StDispatch: begin
         if (!legal) begin
           err_o = 1'b1;
-        end else if (op == OpDone) begin
+        end else if (op == tc_pkg::OpDone) begin
           state_d = StHalt;
         end else if (!q_full_i[queue]) begin
           q_push_o[queue] = 1'b1;
-          pc_d = pc_q + 32'd32;
+          pc_d = pc_q + 32'(tc_pkg::InstrW / 8);
           nreq_d = '0;
           nrsp_d = '0;
           state_d = StFetch;
@@ -154,7 +155,7 @@ module tc_fetch #(
 
   assign req_addr_o = (pc_q >> LogN) + {28'd0, nreq_q};
   assign instr_o = ir_q;
-  assign err_code_o = (state_q == StFetch) ? ErrAlign : dec_code;
+  assign err_code_o = (state_q == StFetch) ? tc_pkg::ErrAlign : dec_code;
   assign halted_o = (state_q == StHalt);
   assign pc_o = pc_q;
 endmodule

@@ -5,46 +5,44 @@
 // in a FIFO until its in-order response arrives. A read request is first placed in a one-entry
 // slot register (req_valid_o / req_addr_o come from flops, so the memory arbiter's grant does not
 // wait for this unit's decode); the slot refills in the cycle it is accepted, one read per cycle.
+// Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
 module tc_load #(
-  parameter int unsigned N          = 8,
-  parameter int unsigned InpDepth   = 4096,
-  parameter int unsigned WgtRows    = 4096,
-  parameter int unsigned ParamWords = 768,
-  parameter int unsigned PendDepth  = 8
+  parameter int unsigned N,           // bus bytes
+  parameter int unsigned InpDepth,    // INP words
+  parameter int unsigned WgtRows,     // WGT rows (tiles x N)
+  parameter int unsigned ParamWords,  // PARAM words (4 per row of N int32)
+  parameter int unsigned PendDepth = 8
 ) (
-  input  logic           clk_i,
-  input  logic           rst_ni,
+  input  logic                      clk_i,
+  input  logic                      rst_ni,
   // instruction queue head
   // Only this queue's fields are decoded; the rest of the word is reserved.
   /* verilator lint_off UNUSEDSIGNAL */
-  input  logic [255:0]   instr_i,
+  input  logic [tc_pkg::InstrW-1:0] instr_i,
   /* verilator lint_on UNUSEDSIGNAL */
-  input  logic           instr_valid_i,
-  output logic           instr_pop_o,
+  input  logic                      instr_valid_i,
+  output logic                      instr_pop_o,
   // dependency tokens (next = compute)
-  input  logic           tok_next_i,
-  output logic           tok_pop_next_o,
-  output logic           tok_push_next_o,
+  input  logic                      tok_next_i,
+  output logic                      tok_pop_next_o,
+  output logic                      tok_push_next_o,
   // memory requester
-  output logic           req_valid_o,
-  input  logic           req_ready_i,
-  output logic [31:0]    req_addr_o,
-  input  logic           rsp_valid_i,
-  input  logic [8*N-1:0] rsp_rdata_i,
+  output logic                      req_valid_o,
+  input  logic                      req_ready_i,
+  output logic [31:0]               req_addr_o,
+  input  logic                      rsp_valid_i,
+  input  logic [8*N-1:0]            rsp_rdata_i,
   // scratchpad write port
-  output logic           sp_we_o,
-  output logic [1:0]     sp_sel_o,
-  output logic [15:0]    sp_addr_o,
-  output logic [8*N-1:0] sp_wdata_o,
+  output logic                      sp_we_o,
+  output logic [tc_pkg::PatSpW-1:0] sp_sel_o,
+  output logic [15:0]               sp_addr_o,
+  output logic [8*N-1:0]            sp_wdata_o,
   // status
-  output logic           busy_o,
-  output logic           err_o,
-  output logic [3:0]     err_code_o
+  output logic                      busy_o,
+  output logic                      err_o,
+  output logic [tc_pkg::ErrW-1:0]   err_code_o
 );
   localparam int unsigned LogN = $clog2(N);
-  localparam logic [3:0] OpLoad = 4'd1;
-  localparam logic [3:0] ErrSpRange = 4'd2;
-  localparam logic [3:0] ErrAlign = 4'd3;
 
   typedef enum logic [2:0] {StIdle, StStart, StRun, StDrain, StFinish} state_e;
   state_e state_d, state_q;
@@ -60,36 +58,29 @@ module tc_load #(
   logic        slot_d, slot_q, slot_free;
   logic [31:0] slot_addr_d, slot_addr_q;
 
-  wire [3:0]  op      = instr_i[3:0];
-  wire        pop_nx  = instr_i[5];
-  wire        push_nx = instr_i[7];
-  wire [1:0]  sp      = instr_i[9:8];
-  wire [15:0] sp_base = instr_i[31:16];
-  wire [7:0]  pad     = instr_i[231:224];
+  logic [tc_pkg::OpW-1:0]        op;
+  logic                          pop_nx, push_nx;
+  logic [tc_pkg::PatSpW-1:0]     sp;
+  logic [tc_pkg::PatSpBaseW-1:0] sp_base;
+  logic [tc_pkg::PatPadW-1:0]    pad;
 
-  tc_agu u_agu (
+  assign op      = instr_i[tc_pkg::OpLsb +: tc_pkg::OpW];
+  assign pop_nx  = instr_i[tc_pkg::PopNextLsb];
+  assign push_nx = instr_i[tc_pkg::PushNextLsb];
+  assign sp      = instr_i[tc_pkg::PatSpLsb +: tc_pkg::PatSpW];
+  assign sp_base = instr_i[tc_pkg::PatSpBaseLsb +: tc_pkg::PatSpBaseW];
+  assign pad     = instr_i[tc_pkg::PatPadLsb +: tc_pkg::PatPadW];
+
+  tc_agu #(.N(N)) u_agu (
     .clk_i,
     .rst_ni,
-    .start_i(agu_start),
-    .base_i (instr_i[63:32]),
-    .d0_i   (instr_i[119:100]),
-    .d1_i   (instr_i[139:120]),
-    .d2_i   (instr_i[159:140]),
-    .n0_i   (instr_i[75:64]),
-    .n1_i   (instr_i[87:76]),
-    .n2_i   (instr_i[99:88]),
-    .y0_i   (instr_i[171:160]),
-    .x0_i   (instr_i[183:172]),
-    .sy0_i  (instr_i[187:184]),
-    .sx0_i  (instr_i[191:188]),
-    .sy1_i  (instr_i[195:192]),
-    .sx1_i  (instr_i[199:196]),
-    .h_i    (instr_i[211:200]),
-    .w_i    (instr_i[223:212]),
-    .next_i (agu_next),
-    .valid_o(agu_valid),
-    .addr_o (agu_addr),
-    .inb_o  (agu_inb)
+    .start_i     (agu_start),
+    .instr_i,
+    .next_i      (agu_next),
+    .valid_o     (agu_valid),
+    .addr_o      (agu_addr),
+    .inb_o       (agu_inb),
+    .misaligned_o(misaligned)
   );
 
   tc_fifo #(.Width(16), .Depth(PendDepth)) u_pend (
@@ -105,18 +96,10 @@ module tc_load #(
 
   always_comb begin
     unique case (sp)
-      2'd0:    limit = 17'(InpDepth);
-      2'd1:    limit = 17'(WgtRows);
-      default: limit = 17'(ParamWords);
+      tc_pkg::SpInp: limit = 17'(InpDepth);
+      tc_pkg::SpWgt: limit = 17'(WgtRows);
+      default:       limit = 17'(ParamWords);
     endcase
-  end
-
-  // All byte addresses and strides must be multiples of N (the bus is N bytes wide).
-  if (LogN > 0) begin : g_align
-    assign misaligned = (instr_i[32 +: LogN] != '0) || (instr_i[100 +: LogN] != '0) ||
-                        (instr_i[120 +: LogN] != '0) || (instr_i[140 +: LogN] != '0);
-  end else begin : g_noalign
-    assign misaligned = 1'b0;
   end
 
   // room_q = (spa_q < limit), kept as a flag so the range check is a flop on the request path.
@@ -139,7 +122,7 @@ module tc_load #(
     tok_pop_next_o = 1'b0;
     tok_push_next_o = 1'b0;
     err_o = 1'b0;
-    err_code_o = 4'd0;
+    err_code_o = tc_pkg::ErrNone;
     sp_we_o = 1'b0;
     sp_addr_o = pend_head;
     sp_wdata_o = rsp_rdata_i;
@@ -150,13 +133,13 @@ module tc_load #(
       StIdle: begin
         if (instr_valid_i && (!pop_nx || tok_next_i)) begin
           tok_pop_next_o = pop_nx;
-          state_d = (op == OpLoad) ? StStart : StFinish;
+          state_d = (op == tc_pkg::OpLoad) ? StStart : StFinish;
         end
       end
       StStart: begin
         if (misaligned) begin
           err_o = 1'b1;
-          err_code_o = ErrAlign;
+          err_code_o = tc_pkg::ErrAlign;
         end else begin
           agu_start = 1'b1;
           spa_d = {1'b0, sp_base};
@@ -169,7 +152,7 @@ module tc_load #(
           state_d = StDrain;
         end else if (range_err) begin
           err_o = 1'b1;
-          err_code_o = ErrSpRange;
+          err_code_o = tc_pkg::ErrSpRange;
         end else if (agu_inb) begin
           // The scratchpad address enters the pending FIFO as the read enters the slot.
           if (!pend_full && slot_free) begin

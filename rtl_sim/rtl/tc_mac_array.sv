@@ -6,7 +6,7 @@
 // feed N adder trees; accumulation across cycles happens in the compute unit's accumulator stage,
 // so the array itself stays purely feed-forward (one register stage) and never stalls.
 module tc_mac_array #(
-  parameter int unsigned N = 8
+  parameter int unsigned N  // array size (no default: it comes from hw_targets/fpga.yaml)
 ) (
   input  logic              clk_i,
   input  logic [N*N*8-1:0]  x_i,   // byte r*N + c = x[r][c]

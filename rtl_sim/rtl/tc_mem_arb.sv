@@ -3,7 +3,7 @@
 // back-pressure), so a FIFO of requester ids routes each response to whoever issued the read.
 // Writes are posted and produce no response.
 module tc_mem_arb #(
-  parameter int unsigned DataW   = 64,
+  parameter int unsigned DataW,        // bus bits (8 N)
   parameter int unsigned IdDepth = 16
 ) (
   input  logic                clk_i,

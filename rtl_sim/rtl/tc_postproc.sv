@@ -7,7 +7,7 @@
 //   out = clamp(RQ(ra + rb + bias2, mult2, shift2) + zp)
 // RQ is tc_requant (TFLite double rounding), a pipeline of LaneLatency stages taking one
 // operation per cycle. A parameter set is three rows of N int32: bias, multiplier, shift.
-// The `single` bit (instr[9]) selects single rounding (TFLite's fully connected,
+// The `single` bit (POSTPROC field single) selects single rounding (TFLite's fully connected,
 // (t * mult + 2^(30+shift)) >> (31+shift)) for the normal mode; add mode ignores it.
 //
 // After the parameter rows are fetched (and every row range checked, error before any write),
@@ -19,28 +19,29 @@
 // goes to ra_q; when B leaves, sum_q = ra_q + rb and the output operation (kind W, set P+2,
 // no left shift) enters the lane in the next free issue slot, at the latest three cycles later,
 // before the next B leaves. Writes are in row order (the lane is in order), counted by wi_q.
+// Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
 module tc_postproc #(
-  parameter int unsigned N         = 8,
-  parameter int unsigned AccDepth  = 1024,
-  parameter int unsigned OutDepth  = 1024,
-  parameter int unsigned ParamRows = 192
+  parameter int unsigned N,         // lanes
+  parameter int unsigned AccDepth,  // ACC rows
+  parameter int unsigned OutDepth,  // OUT words
+  parameter int unsigned ParamRows  // PARAM rows of N int32
 ) (
-  input  logic            clk_i,
-  input  logic            rst_ni,
-  input  logic            start_i,
+  input  logic                      clk_i,
+  input  logic                      rst_ni,
+  input  logic                      start_i,
   // Only the POSTPROC fields are decoded; the rest of the word is reserved.
   /* verilator lint_off UNUSEDSIGNAL */
-  input  logic [255:0]    instr_i,
+  input  logic [tc_pkg::InstrW-1:0] instr_i,
   /* verilator lint_on UNUSEDSIGNAL */
-  output logic            done_o,
-  output logic            err_o,
-  output logic [15:0]     acc_raddr_o,
-  input  logic [32*N-1:0] acc_rdata_i,
-  output logic [15:0]     prm_raddr_o,
-  input  logic [32*N-1:0] prm_rdata_i,
-  output logic            out_we_o,
-  output logic [15:0]     out_waddr_o,
-  output logic [8*N-1:0]  out_wdata_o
+  output logic                      done_o,
+  output logic                      err_o,
+  output logic [15:0]               acc_raddr_o,
+  input  logic [32*N-1:0]           acc_rdata_i,
+  output logic [15:0]               prm_raddr_o,
+  input  logic [32*N-1:0]           prm_rdata_i,
+  output logic                      out_we_o,
+  output logic [15:0]               out_waddr_o,
+  output logic [8*N-1:0]            out_wdata_o
 );
   // Pipeline depth of tc_requant (operation in at cycle c, result out at cycle c + LaneLatency).
   localparam int unsigned LaneLatency = 5;
@@ -50,17 +51,28 @@ module tc_postproc #(
   // Kind of a lane operation (and of the accumulator read feeding it).
   typedef enum logic [1:0] {KNone, KA, KB, KW} kind_e;
 
-  wire        add_mode = instr_i[8];
-  wire        single   = instr_i[9] && !add_mode;  // add mode always rounds twice
-  wire [15:0] acc_a    = instr_i[31:16];
-  wire [15:0] acc_b    = instr_i[47:32];
-  wire [15:0] out_base = instr_i[63:48];
-  wire [15:0] rows     = instr_i[79:64];
-  wire [11:0] pset     = instr_i[91:80];
-  wire [7:0]  zp       = instr_i[99:92];
-  wire [7:0]  lo       = instr_i[107:100];
-  wire [7:0]  hi       = instr_i[115:108];
-  wire [4:0]  lshift   = instr_i[120:116];
+  logic                         add_mode, single;
+  logic [tc_pkg::PpAccAW-1:0]    acc_a;
+  logic [tc_pkg::PpAccBW-1:0]    acc_b;
+  logic [tc_pkg::PpOutBaseW-1:0] out_base;
+  logic [tc_pkg::PpRowsW-1:0]    rows;
+  logic [tc_pkg::PpPsetW-1:0]    pset;
+  logic [tc_pkg::PpZpW-1:0]      zp;
+  logic [tc_pkg::PpLoW-1:0]      lo;
+  logic [tc_pkg::PpHiW-1:0]      hi;
+  logic [tc_pkg::PpLshiftW-1:0]  lshift;
+
+  assign add_mode = instr_i[tc_pkg::PpAddLsb];
+  assign single   = instr_i[tc_pkg::PpSingleLsb] && !add_mode;  // add mode always rounds twice
+  assign acc_a    = instr_i[tc_pkg::PpAccALsb +: tc_pkg::PpAccAW];
+  assign acc_b    = instr_i[tc_pkg::PpAccBLsb +: tc_pkg::PpAccBW];
+  assign out_base = instr_i[tc_pkg::PpOutBaseLsb +: tc_pkg::PpOutBaseW];
+  assign rows     = instr_i[tc_pkg::PpRowsLsb +: tc_pkg::PpRowsW];
+  assign pset     = instr_i[tc_pkg::PpPsetLsb +: tc_pkg::PpPsetW];
+  assign zp       = instr_i[tc_pkg::PpZpLsb +: tc_pkg::PpZpW];
+  assign lo       = instr_i[tc_pkg::PpLoLsb +: tc_pkg::PpLoW];
+  assign hi       = instr_i[tc_pkg::PpHiLsb +: tc_pkg::PpHiW];
+  assign lshift   = instr_i[tc_pkg::PpLshiftLsb +: tc_pkg::PpLshiftW];
 
   logic [3:0]  k_d, k_q;           // parameter row being fetched
   logic [15:0] rd_d, rd_q;         // rows whose (last) accumulator read has been issued

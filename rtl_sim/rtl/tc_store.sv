@@ -12,57 +12,58 @@
 // element is issued only when the slot is free or is being emptied this cycle, so at most one
 // write is ever pending and words can be neither lost, duplicated nor reordered. A scratchpad
 // address out of range raises error 2 only once every earlier write has been accepted.
+// Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
 module tc_store #(
-  parameter int unsigned N         = 8,
-  parameter int unsigned AccDepth  = 1024,
-  parameter int unsigned OutDepth  = 1024,
-  parameter int unsigned ParamRows = 192
+  parameter int unsigned N,         // bus bytes and lanes
+  parameter int unsigned AccDepth,  // ACC rows
+  parameter int unsigned OutDepth,  // OUT words
+  parameter int unsigned ParamRows  // PARAM rows of N int32
 ) (
-  input  logic            clk_i,
-  input  logic            rst_ni,
+  input  logic                      clk_i,
+  input  logic                      rst_ni,
   // Only this queue's fields are decoded; the rest of the word is reserved.
   /* verilator lint_off UNUSEDSIGNAL */
-  input  logic [255:0]    instr_i,
+  input  logic [tc_pkg::InstrW-1:0] instr_i,
   /* verilator lint_on UNUSEDSIGNAL */
-  input  logic            instr_valid_i,
-  output logic            instr_pop_o,
+  input  logic                      instr_valid_i,
+  output logic                      instr_pop_o,
   // dependency tokens (prev = compute)
-  input  logic            tok_prev_i,
-  output logic            tok_pop_prev_o,
-  output logic            tok_push_prev_o,
+  input  logic                      tok_prev_i,
+  output logic                      tok_pop_prev_o,
+  output logic                      tok_push_prev_o,
   // memory requester (writes only)
-  output logic            req_valid_o,
-  input  logic            req_ready_i,
-  output logic [31:0]     req_addr_o,
-  output logic [8*N-1:0]  req_wdata_o,
+  output logic                      req_valid_o,
+  input  logic                      req_ready_i,
+  output logic [31:0]               req_addr_o,
+  output logic [8*N-1:0]            req_wdata_o,
   // scratchpads
-  output logic [15:0]     acc_raddr_o,
-  input  logic [32*N-1:0] acc_rdata_i,
-  output logic [15:0]     prm_raddr_o,
-  input  logic [32*N-1:0] prm_rdata_i,
-  output logic            out_we_o,
-  output logic [15:0]     out_waddr_o,
-  output logic [8*N-1:0]  out_wdata_o,
-  output logic [15:0]     out_raddr_o,
-  input  logic [8*N-1:0]  out_rdata_i,
+  output logic [15:0]               acc_raddr_o,
+  input  logic [32*N-1:0]           acc_rdata_i,
+  output logic [15:0]               prm_raddr_o,
+  input  logic [32*N-1:0]           prm_rdata_i,
+  output logic                      out_we_o,
+  output logic [15:0]               out_waddr_o,
+  output logic [8*N-1:0]            out_wdata_o,
+  output logic [15:0]               out_raddr_o,
+  input  logic [8*N-1:0]            out_rdata_i,
   // status
-  output logic            busy_o,
-  output logic            err_o,
-  output logic [3:0]      err_code_o
+  output logic                      busy_o,
+  output logic                      err_o,
+  output logic [tc_pkg::ErrW-1:0]   err_code_o
 );
   localparam int unsigned LogN = $clog2(N);
-  localparam logic [3:0] OpPost = 4'd3;
-  localparam logic [3:0] OpStore = 4'd4;
-  localparam logic [3:0] ErrSpRange = 4'd2;
-  localparam logic [3:0] ErrAlign = 4'd3;
 
   typedef enum logic [1:0] {StIdle, StPost, StStore, StFinish} state_e;
   state_e state_d, state_q;
 
-  wire [3:0]  op      = instr_i[3:0];
-  wire        pop_pv  = instr_i[4];
-  wire        push_pv = instr_i[6];
-  wire [15:0] sp_base = instr_i[31:16];
+  logic [tc_pkg::OpW-1:0]        op;
+  logic                          pop_pv, push_pv;
+  logic [tc_pkg::PatSpBaseW-1:0] sp_base;
+
+  assign op      = instr_i[tc_pkg::OpLsb +: tc_pkg::OpW];
+  assign pop_pv  = instr_i[tc_pkg::PopPrevLsb];
+  assign push_pv = instr_i[tc_pkg::PushPrevLsb];
+  assign sp_base = instr_i[tc_pkg::PatSpBaseLsb +: tc_pkg::PatSpBaseW];
 
   // spa_q: OUT word of the AGU's current element. pend_q: one write is pending, to word address
   // paddr_q; its data is the RAM output (first cycle, held_q = 0) or hold_q (held_q = 1).
@@ -75,29 +76,16 @@ module tc_store #(
   logic           pp_start, pp_done, pp_err, misaligned;
   logic           accept, slot_free, range_err;
 
-  tc_agu u_agu (
+  tc_agu #(.N(N)) u_agu (
     .clk_i,
     .rst_ni,
-    .start_i(agu_start),
-    .base_i (instr_i[63:32]),
-    .d0_i   (instr_i[119:100]),
-    .d1_i   (instr_i[139:120]),
-    .d2_i   (instr_i[159:140]),
-    .n0_i   (instr_i[75:64]),
-    .n1_i   (instr_i[87:76]),
-    .n2_i   (instr_i[99:88]),
-    .y0_i   (instr_i[171:160]),
-    .x0_i   (instr_i[183:172]),
-    .sy0_i  (instr_i[187:184]),
-    .sx0_i  (instr_i[191:188]),
-    .sy1_i  (instr_i[195:192]),
-    .sx1_i  (instr_i[199:196]),
-    .h_i    (instr_i[211:200]),
-    .w_i    (instr_i[223:212]),
-    .next_i (agu_next),
-    .valid_o(agu_valid),
-    .addr_o (agu_addr),
-    .inb_o  (agu_inb)
+    .start_i     (agu_start),
+    .instr_i,
+    .next_i      (agu_next),
+    .valid_o     (agu_valid),
+    .addr_o      (agu_addr),
+    .inb_o       (agu_inb),
+    .misaligned_o(misaligned)
   );
 
   tc_postproc #(
@@ -118,13 +106,6 @@ module tc_store #(
     .out_wdata_o
   );
 
-  if (LogN > 0) begin : g_align
-    assign misaligned = (instr_i[32 +: LogN] != '0) || (instr_i[100 +: LogN] != '0) ||
-                        (instr_i[120 +: LogN] != '0) || (instr_i[140 +: LogN] != '0);
-  end else begin : g_noalign
-    assign misaligned = 1'b0;
-  end
-
   // The pending write goes out this cycle; the slot can take a new element.
   assign accept = pend_q && req_ready_i;
   assign slot_free = !pend_q || req_ready_i;
@@ -144,7 +125,7 @@ module tc_store #(
     tok_pop_prev_o = 1'b0;
     tok_push_prev_o = 1'b0;
     err_o = 1'b0;
-    err_code_o = 4'd0;
+    err_code_o = tc_pkg::ErrNone;
 
     // Pending slot: retire on acceptance, otherwise park the RAM data once it has arrived.
     if (accept) begin
@@ -158,13 +139,13 @@ module tc_store #(
       StIdle: begin
         if (instr_valid_i && (!pop_pv || tok_prev_i)) begin
           tok_pop_prev_o = pop_pv;
-          if (op == OpPost) begin
+          if (op == tc_pkg::OpPostproc) begin
             pp_start = 1'b1;
             state_d = StPost;
-          end else if (op == OpStore) begin
+          end else if (op == tc_pkg::OpStore) begin
             if (misaligned) begin
               err_o = 1'b1;
-              err_code_o = ErrAlign;
+              err_code_o = tc_pkg::ErrAlign;
             end else begin
               agu_start = 1'b1;
               spa_d = {1'b0, sp_base};
@@ -178,7 +159,7 @@ module tc_store #(
       StPost: begin
         if (pp_err) begin
           err_o = 1'b1;
-          err_code_o = ErrSpRange;
+          err_code_o = tc_pkg::ErrSpRange;
         end else if (pp_done) begin
           state_d = StFinish;
         end
@@ -195,7 +176,7 @@ module tc_store #(
           // Raised only after all earlier writes have gone out.
           if (!pend_q) begin
             err_o = 1'b1;
-            err_code_o = ErrSpRange;
+            err_code_o = tc_pkg::ErrSpRange;
           end
         end else if (!agu_inb) begin
           agu_next = 1'b1;

@@ -28,12 +28,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from tinycompile.accel.config import synthesis_parameters
+
 RTL = Path(__file__).resolve().parents[1] / "rtl"
-ORDER = ["tc_fifo", "tc_ram_1r1w", "tc_mac_array", "tc_requant", "tc_agu", "tc_mem_arb", "tc_load",
+# Read order: yosys 0.23 needs a package before the modules that use it.
+ORDER = ["tc_pkg", "tc_fifo", "tc_ram_1r1w", "tc_mac_array", "tc_requant", "tc_agu", "tc_mem_arb", "tc_load",
          "tc_compute", "tc_postproc", "tc_store", "tc_fetch", "tc_accel"]
-# Scratchpads sized for a small FPGA: 4 KB inputs, 2 KB weights (N=8), 4 KB accumulators.
-FPGA_PARAMS = {"InpDepth": 512, "WgtTiles": 32, "AccDepth": 128, "OutDepth": 128, "ParamSets": 8,
-               "QueueDepth": 4}
+# Scratchpads sized for a small FPGA (4 KB inputs, 2 KB weights at N = 8, 4 KB accumulators) and the queue depth:
+# set with the simulated sizes in hw_targets/fpga.yaml (accelerator: synthesis:).
+FPGA_PARAMS = synthesis_parameters()
 
 
 def _yosys(n: int, target: str, workdir: Path, timeout: int) -> tuple[dict[str, int], Path]:

@@ -1,7 +1,7 @@
 // Synthesis-only wrapper: feeds tc_mac_array from a shift register and folds its outputs, so the
 // array can be placed on a small iCE40 (its raw ports exceed the package IO count) for an Fmax.
 module tc_array_harness #(
-  parameter int unsigned N = 4
+  parameter int unsigned N  // array size, set by estimate.py
 ) (
   input  logic clk_i,
   input  logic din_i,

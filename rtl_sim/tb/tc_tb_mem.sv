@@ -3,8 +3,8 @@
 // (about 1 cycle in 4) and response valid (about 1 in 4), to exercise the valid/ready paths.
 // The contents are loaded from / dumped to hex files when the host pulses load_i / dump_i.
 module tc_tb_mem #(
-  parameter int unsigned N     = 8,
-  parameter int unsigned Words = 262144
+  parameter int unsigned N,     // bytes per word
+  parameter int unsigned Words  // memory words
 ) (
   input  logic           clk_i,
   input  logic           rst_ni,

@@ -1,13 +1,14 @@
 // Free-running test bench top: accelerator + behavioural memory. cocotb only drives the clock,
 // reset, start and the load/dump strobes, then waits for done or error; no per-cycle Python.
+// Every parameter is set by tinycompile.accel.simulate (sizes from hw_targets/fpga.yaml).
 module tc_tb_top #(
-  parameter int unsigned N        = 8,
-  parameter int unsigned MemWords = 262144,
-  parameter int unsigned InpDepth = 4096,
-  parameter int unsigned WgtTiles = 512,
-  parameter int unsigned AccDepth = 1024,
-  parameter int unsigned OutDepth = 1024,
-  parameter int unsigned ParamSets = 64
+  parameter int unsigned N,
+  parameter int unsigned MemWords,
+  parameter int unsigned InpDepth,
+  parameter int unsigned WgtTiles,
+  parameter int unsigned AccDepth,
+  parameter int unsigned OutDepth,
+  parameter int unsigned ParamSets
 ) (
   input  logic        clk,
   input  logic        rst_n,

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tinycompile.accel.simulate import RTL_DIR, build, check_results, run_cocotb
+from tinycompile.accel.simulate import build, run_cocotb, unit_sources
 
 HERE = Path(__file__).parent
 
 
 def _run(top: str, sources: list[str], params: dict[str, int], test: str, name: str, tmp_path: Path,
          env: dict[str, str] | None = None) -> None:
-    bdir = build(top, [RTL_DIR / s for s in sources], params, name)
-    xml = run_cocotb(top, bdir, "cb_units", tmp_path, {"COCOTB_TEST_FILTER": test, **(env or {})})
-    check_results(xml)
+    """Build ``top`` from ``sources`` (and tc_pkg) and run the cocotb test ``test`` of cb_units on it (exactly that
+    test: an anchored filter, and run_cocotb fails if it selects nothing)."""
+    bdir = build(top, unit_sources(*sources), params, name)
+    run_cocotb(top, bdir, "cb_units", tmp_path, env, test_filter=f"^cb_units\\.{test}$")
 
 
 def test_requant_lane(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ async def read_csr(dut, addr: int) -> int:
 async def run_jobs(dut) -> None:
     """Run every job of $TC_JOBS: load memory, start, let the clock run free, dump memory."""
     jobs = json.loads(Path(os.environ["TC_JOBS"]).read_text())
+    if not jobs:
+        # An empty job list would pass having simulated nothing.
+        raise RuntimeError(f"{os.environ['TC_JOBS']} lists no job")
     tdir = Path(os.environ["TC_JOBS"]).parent
     Clock(dut.clk, 10, unit="ns").start()
     dut.start.value = 0

@@ -1,17 +1,25 @@
-"""The one description of an accelerator configuration: the ``tc_accel`` parameters a program is generated for.
+"""The accelerator's configuration, from one place: the ``accelerator:`` section of ``hw_targets/fpga.yaml``.
 
-The program generator, the cost model, the ISA model and the RTL test bench all take this type, so a program is
-always run on the scratchpad sizes it was cut for.
+The array size (``array``) and the scratchpads (``input_buffer_kb``, ``weight_buffer_kb``, ``acc_buffer_kb``,
+``output_buffer_kb``, ``param_sets``) are read from that file (or a user's target file) and nowhere else. One type,
+:class:`AccelConfig`, carries them to the program generator, the cost model, the ISA model and, through
+:meth:`AccelConfig.rtl_parameters`, the ``tc_accel`` parameters every simulation, lint run and synthesis is built with
+(the RTL has no defaults of its own), so a program always runs on the scratchpad sizes it was cut for. Scratchpads
+are given in bytes so every array size gets the same memory. The synthesis estimates use smaller scratchpads that
+fit an FPGA's block RAM (``synthesis:`` in the same section).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from tinycompile.accel.isa import ACC_BYTES, ACC_LANE_BYTES, INP_BYTES, OUT_BYTES, PARAM_SETS, WGT_BYTES
+from tinycompile.accel.isa import ACC_LANE_BYTES
 
-ARRAYS = (4, 8, 16)  # array sizes the RTL elaborates
+SIZE_KEYS = ("input_buffer_kb", "weight_buffer_kb", "acc_buffer_kb", "output_buffer_kb", "param_sets")
+ARRAYS = (4, 8, 16)  # array sizes the RTL elaborates (lint clean, tested)
 
 
 @dataclass(frozen=True)
@@ -29,18 +37,46 @@ class AccelConfig:
     param_sets: int  # PARAM sets of 3 rows of n int32
 
     @classmethod
-    def for_array(cls, n: int, accelerator: dict[str, Any] | None = None) -> AccelConfig:
-        """Sizes for an ``n`` x ``n`` array from a target's ``accelerator:`` section (bytes kept equal across N;
-        without one, the RTL's defaults: 32 KB of inputs, weights and accumulators, 8 KB of outputs, 64 sets)."""
-        a = accelerator or {}
-        kib = {key: float(a.get(key, default / 1024)) * 1024 for key, default in (
-            ("input_buffer_kb", INP_BYTES), ("weight_buffer_kb", WGT_BYTES), ("acc_buffer_kb", ACC_BYTES),
-            ("output_buffer_kb", OUT_BYTES))}
+    def for_array(cls, n: int, accelerator: Mapping[str, Any] | None = None) -> AccelConfig:
+        """Sizes for an ``n`` x ``n`` array from a target's ``accelerator:`` section (bytes kept equal across N; keys
+        it leaves out, or all with None, are the shipped fpga target's)."""
+        a = {**shipped_accelerator(), **(accelerator or {})}
         return cls(
             n=n,
-            inp_depth=int(kib["input_buffer_kb"]) // n,
-            wgt_tiles=int(kib["weight_buffer_kb"]) // (n * n),
-            acc_depth=int(kib["acc_buffer_kb"]) // (ACC_LANE_BYTES * n),
-            out_depth=int(kib["output_buffer_kb"]) // n,
-            param_sets=int(a.get("param_sets", PARAM_SETS)),
+            inp_depth=int(float(a["input_buffer_kb"]) * 1024) // n,  # N int8 per word
+            wgt_tiles=int(float(a["weight_buffer_kb"]) * 1024) // (n * n),  # N x N int8 per tile
+            acc_depth=int(float(a["acc_buffer_kb"]) * 1024) // (ACC_LANE_BYTES * n),  # N int32 per row
+            out_depth=int(float(a["output_buffer_kb"]) * 1024) // n,
+            param_sets=int(a["param_sets"]),
         )
+
+    def rtl_parameters(self) -> dict[str, int]:
+        """The ``tc_accel`` parameters of this configuration (names as in the RTL)."""
+        return {"N": self.n, "InpDepth": self.inp_depth, "WgtTiles": self.wgt_tiles, "AccDepth": self.acc_depth,
+                "OutDepth": self.out_depth, "ParamSets": self.param_sets}
+
+
+@lru_cache(maxsize=1)
+def shipped_accelerator() -> dict[str, Any]:
+    """The ``accelerator:`` section of the shipped ``hw_targets/fpga.yaml``."""
+    from tinycompile.targets import load_target
+
+    section = dict(load_target("fpga").accelerator)
+    missing = [k for k in ("array", *SIZE_KEYS) if k not in section]
+    if missing:
+        raise ValueError(f"hw_targets/fpga.yaml: accelerator: lacks {', '.join(missing)}")
+    return section
+
+
+def default_array() -> int:
+    """The array size of the shipped fpga target."""
+    return int(shipped_accelerator()["array"])
+
+
+def synthesis_parameters() -> dict[str, int]:
+    """The ``tc_accel`` parameters (besides ``N``) the synthesis estimates use: scratchpads small enough for an FPGA's
+    block RAM, and the unit queue depth."""
+    section = shipped_accelerator().get("synthesis")
+    if not isinstance(section, dict):
+        raise ValueError("hw_targets/fpga.yaml: accelerator: lacks the synthesis: mapping")
+    return {str(k): int(v) for k, v in section.items()}

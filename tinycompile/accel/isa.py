@@ -3,6 +3,9 @@
 Every instruction is 256 bits, stored little-endian as 32 bytes. Bits [3:0] are the opcode and
 bits [7:4] the dependency flags (pop_prev, pop_next, push_prev, push_next); the remaining fields
 depend on the opcode and are listed in :data:`FIELDS` as ``name: (lsb, width, signed)``.
+
+This table is the one source of the encodings: the RTL reads them from ``rtl_sim/rtl/tc_pkg.sv``,
+which :mod:`tinycompile.accel.svpkg` generates from it (``python -m tinycompile.accel.svpkg``).
 """
 
 from __future__ import annotations
@@ -28,18 +31,13 @@ QUEUE_DEPTH = 8  # instructions per unit queue (tc_accel ``QueueDepth``): the fe
 # LOAD targets.
 SP_INP, SP_WGT, SP_PARAM = 0, 1, 2
 
-# Scratchpad bytes of the default configuration, kept equal for every N (tc_accel's defaults at N = 8:
-# InpDepth 4096 words, WgtTiles 512, AccDepth 1024 rows, OutDepth 1024 words, ParamSets 64).
-INP_BYTES = 32 * 1024
-WGT_BYTES = 32 * 1024
-ACC_BYTES = 32 * 1024
-OUT_BYTES = 8 * 1024
-PARAM_SETS = 64
 ACC_LANE_BYTES = 4  # an accumulator lane is int32
 
 ADDRESS_SPACE = 1 << 32  # byte addresses (``base``) wrap modulo 2^32
 
-# Error codes in the status register, bits [7:4].
+# Error codes in the status register, bits [7:4]: by name (the RTL's ``Err*`` constants) and their meaning.
+ERROR_CODE_BITS = 4
+ERROR_NAMES: dict[str, int] = {"NONE": 0, "OPCODE": 1, "SP_RANGE": 2, "ALIGN": 3, "FIELD": 4, "TOKEN": 5}
 ERRORS: dict[int, str] = {
     0: "none",
     1: "illegal opcode",
@@ -49,13 +47,14 @@ ERRORS: dict[int, str] = {
     5: "dependency token counter overflow",
 }
 
-# Dependency flags, bits 4..7 of every instruction in this order (section 3 of rtl_sim/ISA.md).
+# Dependency flags, bits 4..7 of every instruction in this order (section 3 of rtl_sim/ISA.md); the fields every
+# opcode has.
 TOKEN_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
-_COMMON: dict[str, tuple[int, int, bool]] = {
+COMMON_FIELDS: dict[str, tuple[int, int, bool]] = {
     "op": (0, 4, False), **{flag: (4 + i, 1, False) for i, flag in enumerate(TOKEN_FLAGS)}}
 
 # The address pattern shared by LOAD and STORE.
-_PATTERN: dict[str, tuple[int, int, bool]] = {
+PATTERN_FIELDS: dict[str, tuple[int, int, bool]] = {
     "sp": (8, 2, False),
     "sp_base": (16, 16, False),
     "base": (32, 32, False),
@@ -77,10 +76,10 @@ _PATTERN: dict[str, tuple[int, int, bool]] = {
 }
 
 FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
-    "LOAD": {**_COMMON, **_PATTERN},
-    "STORE": {**_COMMON, **_PATTERN},
+    "LOAD": {**COMMON_FIELDS, **PATTERN_FIELDS},
+    "STORE": {**COMMON_FIELDS, **PATTERN_FIELDS},
     "COMPUTE": {
-        **_COMMON,
+        **COMMON_FIELDS,
         "init": (8, 1, False),
         "max": (9, 1, False),
         "win": (10, 1, False),
@@ -94,7 +93,7 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
         "inp_nt_stride": (104, 16, False),
     },
     "POSTPROC": {
-        **_COMMON,
+        **COMMON_FIELDS,
         "add": (8, 1, False),
         "single": (9, 1, False),  # single rounding (TFLite's fully connected); normal mode only
         "acc_a": (16, 16, False),
@@ -107,8 +106,8 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
         "hi": (108, 8, True),
         "lshift": (116, 5, False),
     },
-    "SYNC": {**_COMMON, "queue": (8, 2, False)},
-    "DONE": dict(_COMMON),
+    "SYNC": {**COMMON_FIELDS, "queue": (8, 2, False)},
+    "DONE": dict(COMMON_FIELDS),
 }
 
 

@@ -7,9 +7,11 @@ Typical use by a compiler::
     out = res.image.read(addr, nbytes)          # memory after the run
     res.cycles, res.mac_cycles, res.status       # counters read from the CSRs
 
-A Verilator model is built once per configuration under ``rtl_sim/build/<config>`` and reused while
-the RTL sources are unchanged. Several jobs share one simulator process; the clock runs free and
-Python only starts the program and waits for done or error.
+The RTL is found through :func:`tinycompile.resources.rtl_dir` (inside the installed package, or the
+checkout's ``rtl_sim/``). A Verilator model is built once per configuration under
+:func:`tinycompile.resources.rtl_build_dir` and reused while the RTL sources are unchanged. Several jobs
+share one simulator process; the clock runs free and Python only starts the program and waits for done
+or error.
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 from tinycompile.accel.assembler import MemoryImage
-from tinycompile.accel.config import AccelConfig
+from tinycompile.accel.config import AccelConfig, default_array
+from tinycompile.resources import rtl_build_dir, rtl_dir
 
-REPO = Path(__file__).resolve().parents[2]
-RTL_SIM = REPO / "rtl_sim"
-RTL_DIR = RTL_SIM / "rtl"
-TB_DIR = RTL_SIM / "tb"
-BUILD_ROOT = RTL_SIM / "build"
+PACKAGE = "tc_pkg.sv"  # the ISA constants every module uses (generated from isa.py by tinycompile.accel.svpkg)
 # The wheel's verilated.mk leaves the precompiled-header flag empty, so g++ would take the header
 # as an input file; a command-line make variable (passed through MAKEFLAGS) restores "-include".
 MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
@@ -56,8 +56,18 @@ def setup_env() -> None:
 
 
 def rtl_sources() -> list[Path]:
-    """The synthesizable RTL files, in a stable order."""
-    return sorted(RTL_DIR.glob("*.sv"))
+    """The synthesizable RTL files in a stable order, the package first (yosys needs it read before its users)."""
+    folder = rtl_dir() / "rtl"
+    pkg = folder / PACKAGE
+    if not pkg.is_file():
+        raise FileNotFoundError(f"{pkg} is missing; reinstall tinycompile")
+    return [pkg] + sorted(p for p in folder.glob("*.sv") if p.name != PACKAGE)
+
+
+def unit_sources(*names: str) -> list[Path]:
+    """The package and the named RTL files (``tc_requant.sv``...), to build one unit on its own."""
+    folder = rtl_dir() / "rtl"
+    return [folder / PACKAGE] + [folder / name for name in names]
 
 
 def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: str) -> Path:
@@ -69,9 +79,10 @@ def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: 
     h.update(json.dumps(parameters, sort_keys=True).encode())
     h.update(MAKEFLAGS.encode())
     digest = h.hexdigest()[:16]
-    bdir = BUILD_ROOT / name
-    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(BUILD_ROOT / f".{name}.lock", "w") as lock:
+    root = rtl_build_dir()
+    bdir = root / name
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes building one configuration would corrupt its folder
         return _build_locked(toplevel, sources, parameters, bdir, digest)
 
@@ -104,29 +115,56 @@ def _build_locked(toplevel: str, sources: list[Path], parameters: dict[str, int]
     return bdir
 
 
-def run_cocotb(toplevel: str, bdir: Path, module: str, test_dir: Path, env: dict[str, str],
-               plusargs: list[str] | None = None) -> Path:
-    """Run cocotb test module ``module`` (importable by name) on a built model; return results.xml."""
+class NoTestsRan(AssertionError):
+    """A cocotb run selected no test (an empty module, or a filter that matches nothing): nothing was checked."""
+
+
+def run_cocotb(toplevel: str, bdir: Path, module: str, test_dir: Path, env: dict[str, str] | None = None,
+               plusargs: list[str] | None = None, test_filter: str | None = None) -> Path:
+    """Run cocotb test module ``module`` (importable by name) on a built model, optionally only the tests whose name
+    matches the regular expression ``test_filter``; check the results (:func:`check_results`) and return results.xml.
+
+    Raises ``AssertionError`` if a test failed and :class:`NoTestsRan` if the module and filter selected no test."""
     setup_env()
     from cocotb_tools.runner import get_runner
 
+    if env and ("COCOTB_TEST_FILTER" in env or "COCOTB_TESTCASE" in env):
+        raise ValueError("pass the test selection as test_filter, so an empty selection is caught")
     runner = get_runner("verilator")
-    return runner.test(
+    xml = runner.test(
         test_module=module,
         hdl_toplevel=toplevel,
         build_dir=str(bdir),
         test_dir=str(test_dir),
         hdl_toplevel_lang="verilog",
-        extra_env=env,
+        extra_env=env or {},
         plusargs=plusargs or [],
+        test_filter=test_filter,
     )
+    selection = f"module {module!r}" + (f" with test filter {test_filter!r}" if test_filter else "")
+    check_results(xml, selection)
+    return xml
 
 
-def check_results(xml: Path) -> None:
-    """Raise if the cocotb results file records a failure."""
-    text = Path(xml).read_text()
-    if "<failure" in text or "<error" in text:
-        raise AssertionError(f"cocotb reported a failure, see {xml}")
+def check_results(xml: Path, selection: str = "") -> int:
+    """Raise ``AssertionError`` if the cocotb results file records a failing test, :class:`NoTestsRan` if it records
+    no test that ran (all skipped, or none selected: cocotb itself passes such a run); return the tests that passed.
+    ``selection`` names what was run, for the message."""
+    path = Path(xml)
+    if not path.is_file():
+        raise AssertionError(f"the simulation ended without a results file ({path}); see its log above")
+    ran = 0
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        name = f"{case.get('classname', '')}.{case.get('name', '')}"
+        for bad in ("failure", "error"):
+            if case.find(bad) is not None:
+                raise AssertionError(f"cocotb test {name} reported a {bad}, see {path}")
+        if case.find("skipped") is None:
+            ran += 1
+    if ran == 0:
+        raise NoTestsRan(f"cocotb ran no test ({selection or 'see ' + str(path)}): check the module name and the "
+                         "test filter (a regular expression searched in each test's name)")
+    return ran
 
 
 @dataclass
@@ -168,17 +206,21 @@ def tb_name(cfg: AccelConfig, mem_words: int) -> str:
 
 def build_tb(cfg: AccelConfig, mem_words: int = 1 << 18) -> Path:
     """Build (or reuse) the free-running test bench top for one configuration."""
-    params = dict(N=cfg.n, MemWords=mem_words, InpDepth=cfg.inp_depth, WgtTiles=cfg.wgt_tiles,
-                  AccDepth=cfg.acc_depth, OutDepth=cfg.out_depth, ParamSets=cfg.param_sets)
-    sources = rtl_sources() + [TB_DIR / "tc_tb_mem.sv", TB_DIR / "tc_tb_top.sv"]
+    params = {**cfg.rtl_parameters(), "MemWords": mem_words}
+    tb = rtl_dir() / "tb"
+    sources = rtl_sources() + [tb / "tc_tb_mem.sv", tb / "tc_tb_top.sv"]
     return build("tc_tb_top", sources, params, tb_name(cfg, mem_words))
 
 
 def run_jobs(jobs: list[SimJob], cfg: AccelConfig | None = None, n: int | None = None,
              mem_words: int = 1 << 18) -> list[SimResult]:
-    """Run each job's image on the RTL in one simulator process; return one result per job."""
+    """Run each job's image on the RTL in one simulator process; return one result per job.
+
+    ``cfg`` (or the fpga target's sizes for an ``n`` x ``n`` array, or its own array size) is the RTL configuration."""
+    if not jobs:
+        raise ValueError("run_jobs needs at least one job")
     if cfg is None:
-        cfg = AccelConfig.for_array(n or 8)
+        cfg = AccelConfig.for_array(n or default_array())
     bdir = build_tb(cfg, mem_words)
     with tempfile.TemporaryDirectory(prefix="tc_sim_") as tmp:
         tdir = Path(tmp)
@@ -193,11 +235,9 @@ def run_jobs(jobs: list[SimJob], cfg: AccelConfig | None = None, n: int | None =
                              reset_after=job.reset_after))
         (tdir / "jobs.json").write_text(json.dumps(spec))
         t0 = time.perf_counter()
-        xml = run_cocotb("tc_tb_top", bdir, "tinycompile.accel._cocotb_run", tdir,
-                         {"TC_JOBS": str(tdir / "jobs.json")},
-                         [f"+MEMFILE={tdir / 'mem.hex'}", f"+DUMPFILE={tdir / 'dump.hex'}"])
+        run_cocotb("tc_tb_top", bdir, "tinycompile.accel._cocotb_run", tdir, {"TC_JOBS": str(tdir / "jobs.json")},
+                   [f"+MEMFILE={tdir / 'mem.hex'}", f"+DUMPFILE={tdir / 'dump.hex'}"])
         wall = time.perf_counter() - t0
-        check_results(xml)
         results = []
         for k, job in enumerate(jobs):
             rec = json.loads((tdir / f"job{k}.json").read_text())

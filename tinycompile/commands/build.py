@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinycompile.accel.config import ARRAYS
 from tinycompile.errors import UserError
 from tinycompile.fileio import atomic_folder, check_out_dir, folder_lock
 from tinycompile.frontends import is_model_file
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (library, firmware, report.json)")
     p.add_argument("--codegen", choices=("c", "llvm"), default="c", help="TVM's C target (default) or its LLVM target")
     p.add_argument("--vectors", type=int, default=32, help="test inputs run on the target (>= 16)")
-    p.add_argument("--array", type=int, choices=(4, 8, 16), help="fpga only: the accelerator's N x N array size")
+    p.add_argument("--array", type=int, choices=ARRAYS, help="fpga only: the accelerator's N x N array size")
     p.add_argument("--name", default=DEFAULT_NAME,
                    help=f"MCU targets: the C library's name, the prefix of every symbol it exports (default {DEFAULT_NAME}: "
                    f"{DEFAULT_NAME}_run); libraries of different names link into one firmware")

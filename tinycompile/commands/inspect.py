@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from tinycompile.accel.config import ARRAYS, default_array
 from tinycompile.console import console
 from tinycompile.errors import UserError
 from tinycompile.frontends import ImportedModel, is_model_file, load_model
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="list a model file's ops, shapes, quantization, MACs and where each target runs them")
     p.add_argument("model", type=Path, help="a model file (.tflite; .onnx, .pt, .pt2 with --calib)")
     p.add_argument("--target", help="also predict latency, energy, arena and flash on this target (cost model)")
-    p.add_argument("--array", type=int, choices=(4, 8, 16), default=8, help="the accelerator's array size for placement")
+    p.add_argument("--array", type=int, choices=ARRAYS,
+                   help="the accelerator's array size for placement (default: the fpga target's)")
     p.add_argument("--calib", type=Path, help="float models: calibration inputs (.npz, array x)")
     p.set_defaults(func=run)
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args.target) if args.target else None
     model = load_model(args.model, args.calib)
     out = console()
-    out.print(op_table(model, args.array))
+    fpga = target.accelerator if target is not None and target.kind == "fpga" else {"array": default_array()}
+    out.print(op_table(model, args.array or int(fpga["array"])))
     out.print(f"{model.format} model: input {list(model.graph.input_shape)} (H, W, C) int8 scale {model.graph.input_q.scale:.6g} "
               f"zero point {model.graph.input_q.zero_point} | output {list(model.graph.output_shape)} | "
               f"{sum(model.spec.macs()):,} MACs | {model.spec.params():,} parameters")

@@ -26,7 +26,7 @@ MIN_INPUTS = 16
 
 def array_size(target: Any, array: int | None) -> int:
     """The array size to build for (``--array`` or the target's), checked against what the RTL supports."""
-    n = int(array if array is not None else target.accelerator.get("array", 8))
+    n = int(array if array is not None else target.accelerator["array"])
     if n not in ARRAYS:
         raise UserError(f"--array must be one of {', '.join(map(str, ARRAYS))}, but got {n}")
     return n

@@ -13,27 +13,26 @@ Two utilisation figures, both per layer and for the network:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from tinycompile.fpga.codegen import AccelProgram
 from tinycompile.fpga.rtl import AcceleratorFault, RtlRun
 from tinycompile.fpga.schedule import layer_timing, network_timing
+from tinycompile.resources import rtl_dir
 
-SYNTH_RESULTS = Path(__file__).resolve().parents[2] / "rtl_sim" / "synth" / "estimate.json"
+SYNTH_RESULTS = "synth/estimate.json"  # in the RTL folder (rtl_sim/, shipped inside the package)
 
 
 def synthesis_estimate(n: int) -> dict[str, Any] | str:
     """The synthesis figures for this array size from rtl_sim/synth/estimate.json, or "not measured"."""
-    if not SYNTH_RESULTS.is_file():
-        return "not measured"
     try:
-        rows = json.loads(SYNTH_RESULTS.read_text())
+        path = rtl_dir() / SYNTH_RESULTS
+        rows = json.loads(path.read_text())
     except (OSError, ValueError):
         return "not measured"
     for row in rows if isinstance(rows, list) else []:
         if row.get("n") == n:
-            return {**row, "source": str(SYNTH_RESULTS.relative_to(SYNTH_RESULTS.parents[2])),
+            return {**row, "source": f"rtl_sim/{SYNTH_RESULTS}",
                     "note": "synthesised with the small FPGA scratchpads in 'params', not the simulated sizes"}
     return "not measured"
 

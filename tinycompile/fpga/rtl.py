@@ -109,9 +109,10 @@ def _build_lock(cfg: AccelConfig) -> Iterator[None]:
     import hashlib
     import tempfile
 
-    from tinycompile.accel.simulate import BUILD_ROOT, tb_name
+    from tinycompile.accel.simulate import tb_name
+    from tinycompile.resources import rtl_build_dir
 
-    key = f"tinycompile-{hashlib.sha1(str(BUILD_ROOT).encode()).hexdigest()[:8]}-{tb_name(cfg, MEM_WORDS)}.lock"
+    key = f"tinycompile-{hashlib.sha1(str(rtl_build_dir()).encode()).hexdigest()[:8]}-{tb_name(cfg, MEM_WORDS)}.lock"
     with open(Path(tempfile.gettempdir()) / key, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
