@@ -103,7 +103,7 @@ def run(arrays: list[int], with_mcu: bool) -> dict:
             for n in arrays:
                 target = _with_array(fpga, n)
                 t0 = time.perf_counter()
-                rep = build_graph(graph, target, work / f"{name}-n{n}", n, x)
+                rep = build_graph(graph, target, work / f"{name}-n{n}", n, x).report
                 tot = rep["total"]
                 errs = [r["relative_error"] for r in rep["layers"] if r.get("relative_error") is not None]
                 entry["arrays"][str(n)] = {

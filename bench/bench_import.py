@@ -72,13 +72,14 @@ def summarize(name: str, target: str, result: dict) -> dict:
                bit_exact_vs_tflite_reference=ref.get("bit_exact"), inputs=ref.get("inputs"),
                tflm_arena_bytes=micro.get("arena_bytes"),
                tflm_mismatched_inputs_vs_reference=micro.get("mismatched_inputs_vs_reference"))  # fmt: skip
-    if target == "fpga":
-        tot = r["total"]
-        row.update(cycles=tot["cycles"], latency_ms=tot["latency_ms"], mac_efficiency=tot["mac_efficiency"],
-                   host_layers=[x["index"] for x in r["layers"] if str(x["ran_on"]).startswith("host")])
+    lat, mem, backend = r["latency"], r["memory"], r["backend"]
+    row.update({r["unit"]: lat["measured"], "predicted": lat["predicted"], "latency_ms": lat["measured_ms"],
+                "energy_uj": r["energy"]["measured_uj"], "arena_bytes": mem["arena_bytes"], "flash_bytes": mem["flash_bytes"],
+                "host_layers": [x["index"] for x in r["layers"] if str(x["ran_on"]).startswith("host")]})
+    if r["unit"] == "cycles":
+        row.update(mac_efficiency=backend["total"]["mac_efficiency"])
     else:
-        row.update(instructions=r["measured_instructions"], instructions_per_mac=r["instructions_per_mac"],
-                   arena_bytes=r["arena_bytes"], flash_bytes=r["library_flash_bytes"], predicted_cycles=r["predicted_cycles"])
+        row.update(instructions_per_mac=backend["instructions_per_mac"])
     anchor = PUBLISHED.get((name, target))
     if anchor:
         row.update(published=anchor[0], published_cycles=anchor[1])
@@ -95,7 +96,7 @@ def table(rows: list[dict]) -> Table:
             continue
         verdict = "bit-exact" if r["bit_exact_vs_tflite_reference"] and r["bit_exact_vs_integer_reference"] else "[red]DIFFERS[/]"
         count = f"{r['cycles']:,} cyc" if "cycles" in r else f"{r['instructions']:,.0f} instr"
-        ours = f"{r['arena_bytes']:,}" if "arena_bytes" in r else "-"
+        ours = f"{r['arena_bytes']:,}" if r.get("arena_bytes") is not None else "-"
         arena = f"{ours} ({r['tflm_arena_bytes']:,})" if r.get("tflm_arena_bytes") else ours
         pub = f"{r['published_cycles']:,}" if r.get("published_cycles") else ""
         t.add_row(r["model"], r["target"], f"{verdict} ({r['inputs']})", count, arena, f"{r.get('flash_bytes', '-')}", pub)

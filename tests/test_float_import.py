@@ -154,7 +154,7 @@ def test_float_model_builds_for_cortex_m4(trained: Trained, exported: dict[str, 
                    "-o", str(tmp_path / "out"), "--vectors", "16")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["bit_exact"] and report["format"] == fmt and report["verdict"] == "pass"
+    assert report["bit_exact"] and report["graph"]["source"]["format"] == fmt and report["verdict"] == "pass"
     agree = report["float_vs_int8"]
     assert agree["samples"] == CALIBRATION // 5 and agree["agreement"] >= AGREEMENT_BAR, agree
 

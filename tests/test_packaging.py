@@ -89,5 +89,5 @@ def test_installed_wheel_builds_for_fpga(wheel: Path, tmp_path: Path) -> None:
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["bit_exact"] and report["array"] == 8 and report["inputs"] == 16
-    assert report["synthesis"] != "not measured"  # estimate.json ships too
+    assert report["bit_exact"] and report["backend"]["array"] == 8 and report["inputs"] == 16
+    assert report["backend"]["synthesis"] != "not measured"  # estimate.json ships too

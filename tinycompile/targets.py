@@ -1,16 +1,17 @@
-"""Hardware targets: one YAML per chip in ``hw_targets/``; adding a chip needs no Python."""
+"""Hardware targets: one YAML per chip in ``hw_targets/``; adding a chip needs no Python.
+
+This module checks what every target file has (name, kind, clock, memories, runtime, energy); the back end of the
+file's ``kind`` checks its own sections (:meth:`tinycompile.backends.Backend.check_target`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tinycompile.errors import UserError
 from tinycompile.resources import find_yaml, read_yaml_mapping, yaml_files
-
-KINDS = ("mcu", "fpga")
-CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,12 @@ class Target:
     sram_kb: float
     flash_kb: float
     runtime: dict[str, int]
-    cycles: dict[str, float]
+    cycles: dict[str, float]  # the cost model's coefficients, where the back end of this kind uses them
     energy: dict[str, float]
     build: dict[str, Any]
     accelerator: dict[str, Any]
     path: Path
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole file: sections of other back ends
 
 
 def available_targets() -> list[str]:
@@ -43,37 +45,32 @@ def load_target(name_or_path: str) -> Target:
 
 
 def _parse(path: Path) -> Target:
+    from tinycompile.backends import get_backend, kinds
+
     data = read_yaml_mapping(path)
 
-    def need(key: str, kind: type | tuple[type, ...], where: dict[str, Any] = data, prefix: str = "") -> Any:
-        if key not in where:
-            raise UserError(f"{path}: missing key '{prefix}{key}'")
-        value = where[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise UserError(f"{path}: key '{prefix}{key}' must be {_kind_name(kind)}, but got {value!r}")
-        if isinstance(value, (int, float)) and value < 0:
-            raise UserError(f"{path}: key '{prefix}{key}' must be >= 0, but got {value!r}")
-        return value
+    def need(key: str, kind: type | tuple[type, ...]) -> Any:
+        return require(data, key, kind, path)
 
     kind = need("kind", str)
-    if kind not in KINDS:
-        raise UserError(f"{path}: key 'kind' must be one of {', '.join(KINDS)}, but got {kind!r}")
-    cycles = need("cycles", dict)
-    for key in CYCLE_KEYS:
-        need(key, (int, float), cycles, "cycles.")
+    if kind not in kinds():
+        raise UserError(f"{path}: key 'kind' must be one of {', '.join(kinds())}, but got {kind!r}")
     energy = need("energy", dict)
-    need("active_mw", (int, float), energy, "energy.")
+    require(energy, "active_mw", (int, float), path, "energy.")
+    cycles = need("cycles", dict) if "cycles" in data else {}
+    for section, name in ((energy, "energy."), (cycles, "cycles.")):
+        for key in section:
+            require(section, key, (int, float), path, name)
     runtime = need("runtime", dict)
     for key in ("sram_bytes", "code_bytes", "code_bytes_per_layer"):
-        need(key, int, runtime, "runtime.")
-    accelerator = data.get("accelerator", {}) or {}
-    if kind == "fpga":
-        for key in ("array", "bus_bytes_per_cycle"):
-            need(key, int, accelerator, "accelerator.")
+        require(runtime, key, int, path, "runtime.")
     for key in ("clock_mhz", "sram_kb", "flash_kb"):
         if need(key, (int, float)) == 0:
             raise UserError(f"{path}: key '{key}' must be > 0")
-    return Target(
+    for key in ("build", "accelerator"):
+        if data.get(key) is not None:
+            need(key, dict)
+    target = Target(
         name=need("name", str),
         kind=kind,
         chip=str(data.get("chip", "")),
@@ -84,10 +81,25 @@ def _parse(path: Path) -> Target:
         runtime=dict(runtime),
         cycles={k: float(v) for k, v in cycles.items()},
         energy={k: float(v) for k, v in energy.items()},
-        build=dict(data.get("build", {}) or {}),
-        accelerator=dict(accelerator),
+        build=dict(data.get("build") or {}),
+        accelerator=dict(data.get("accelerator") or {}),
         path=path,
+        raw=data,
     )
+    get_backend(kind).check_target(target)
+    return target
+
+
+def require(where: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path, prefix: str = "") -> Any:
+    """``where[key]``, checked to be of ``kind`` and, if a number, >= 0; a UserError naming ``path`` and the key."""
+    if key not in where:
+        raise UserError(f"{path}: missing key '{prefix}{key}'")
+    value = where[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserError(f"{path}: key '{prefix}{key}' must be {_kind_name(kind)}, but got {value!r}")
+    if isinstance(value, (int, float)) and value < 0:
+        raise UserError(f"{path}: key '{prefix}{key}' must be >= 0, but got {value!r}")
+    return value
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -45,14 +45,15 @@ def trials(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def builds(trials: dict[str, Path], fpga_target: Target, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], tuple[int, dict, Path]]:
-    """``build_fpga`` of each trial at N = 4 and N = 8: (exit code, report, build folder)."""
-    from tinycompile.fpga.build import build_fpga
+    """Each trial built at N = 4 and N = 8: (exit code, report, build folder)."""
+    from tinycompile.backends.flow import build_trial
 
     root = tmp_path_factory.mktemp("builds")
     out = {}
     for name, trial in trials.items():
         for n in (4, 8):
             folder = root / f"{name}-n{n}"
-            code = build_fpga(trial, fpga_target, folder, n, INPUTS)
-            out[(name, n)] = (code, json.loads((folder / "report.json").read_text()), folder)
+            report = build_trial(trial, fpga_target, folder, {"array": n}, INPUTS)
+            assert json.loads((folder / "report.json").read_text()) == json.loads(json.dumps(report))
+            out[(name, n)] = (0 if report["bit_exact"] else 1, report, folder)
     return out

@@ -21,9 +21,9 @@ def test_build_runs_bit_exact_on_rtl(builds: dict, name: str, n: int) -> None:
     """Every layer output of every test input equals the integer reference; the exit code says so."""
     code, report, folder = builds[(name, n)]
     assert code == 0
-    assert report["bit_exact"] and report["mismatched_outputs"] == 0
-    assert report["inputs"] >= INPUTS and report["array"] == n
-    assert len(report["cycles_per_input"]) == 1  # data-independent schedule: every input takes the same cycles
+    assert report["bit_exact"] and report["mismatched_inputs"] == 0 and report["mismatched_layer_outputs"] == 0
+    assert report["inputs"] >= INPUTS and report["backend"]["array"] == n
+    assert len(report["backend"]["cycles_per_input"]) == 1  # data-independent schedule: every input takes the same cycles
     ran = {r["ran_on"] for r in report["layers"] if r["op"] != "flatten"}
     assert ran == {"accelerator"}
     assert (folder / "image.bin").is_file() and (folder / "program.s").read_text().count("\n") > 10
@@ -33,7 +33,7 @@ def test_build_runs_bit_exact_on_rtl(builds: dict, name: str, n: int) -> None:
         assert len(io["inputs"]) == report["inputs"]
     # both first layers read a 1-channel input: the host packs min(N, kw) columns, then as many rows as fit, per word
     kh, kw = SPECS[name].layers[0].kernel
-    packing = report["input_packing"]
+    packing = report["backend"]["input_packing"]
     assert packing["columns"] == min(n, kw) and packing["rows"] * packing["columns"] <= n
     assert packing["rows"] == (1 if kh == 1 else min(kh, n // packing["columns"]))
 
@@ -46,7 +46,10 @@ def test_cost_model_within_10_percent_of_rtl(builds: dict, name: str, n: int) ->
     assert errors and all(e is not None for e in errors.values())
     worst = max(errors.values(), key=abs)
     assert abs(worst) <= MAX_ERROR, errors
-    assert sum(r["measured_cycles"] for r in report["layers"] if r.get("measured_cycles")) == report["total"]["cycles"]
+    assert report["unit"] == "cycles"
+    assert sum(r["measured"] for r in report["layers"] if r["measured"]) == report["latency"]["measured"]
+    assert report["energy"]["measured_uj"] == pytest.approx(
+        report["latency"]["measured"] / (report["target"]["clock_mhz"] * 1e3) * report["energy"]["active_mw"])
 
 
 @pytest.mark.parametrize(("name", "n"), CASES)

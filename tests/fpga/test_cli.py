@@ -15,7 +15,8 @@ def test_build_command_targets_fpga(trials: dict[str, Path], tmp_path: Path) -> 
     out = tmp_path / "fpga"
     assert main(["build", str(trials["digits"]), "--target", "fpga", "-o", str(out), "--vectors", "16"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["bit_exact"] and report["inputs"] == 16 and report["array"] == 8
+    assert report["bit_exact"] and report["inputs"] == 16 and report["backend"]["array"] == 8
+    assert report["graph"]["source"]["trial"] == str(trials["digits"]) and report["energy"]["measured_uj"] > 0
     assert (out / "build.json").is_file() and (out / "rtl.log").is_file()
 
 
@@ -25,12 +26,13 @@ def test_simulate_reruns_a_build(builds: dict) -> None:
     (folder / "report.json").unlink()
     assert main(["simulate", str(folder)]) == 0
     after = json.loads((folder / "report.json").read_text())
-    assert after["bit_exact"] and after["total"]["cycles"] == before["total"]["cycles"]
-    assert [r.get("measured_cycles") for r in after["layers"]] == [r.get("measured_cycles") for r in before["layers"]]
+    assert after["bit_exact"] and after["latency"]["measured"] == before["latency"]["measured"]
+    assert [r["measured"] for r in after["layers"]] == [r["measured"] for r in before["layers"]]
+    assert after["graph"]["source"]["trial"] == before["graph"]["source"]["trial"]
 
 
 def test_simulate_refuses_a_folder_that_is_not_a_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One line on stderr and exit code 2."""
     assert main(["simulate", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "not an FPGA build folder" in err
+    assert "\n" not in err and "is not a build folder that can be re-run" in err

@@ -24,10 +24,10 @@ INSTR = 32  # bytes per accelerator instruction
 @pytest.fixture(scope="module")
 def built(trials: dict[str, Path], fpga_target, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small bit-exact build (digits, N=4) that each test copies and damages."""
-    from tinycompile.fpga.build import build_fpga
+    from tinycompile.backends.flow import build_trial
 
     folder = tmp_path_factory.mktemp("damaged") / "build"
-    assert build_fpga(trials["digits"], fpga_target, folder, 4, 16) == 0
+    assert build_trial(trials["digits"], fpga_target, folder, {"array": 4}, 16)["bit_exact"]
     assert json.loads((folder / "report.json").read_text())["bit_exact"] is True
     return folder
 

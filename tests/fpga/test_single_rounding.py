@@ -95,7 +95,7 @@ def test_single_rounding_dense_layers_run_on_the_rtl_bit_exact(fpga_target: Targ
     """build_graph: one accelerator program, every dense layer on the accelerator, every layer bit-exact on the RTL."""
     graph = _graph()
     x = _inputs(graph, INPUTS)
-    report = build_graph(graph, target_with_array(fpga_target, 8), tmp_path, 8, x)
+    report = build_graph(graph, target_with_array(fpga_target, 8), tmp_path, 8, x).report
     assert report["bit_exact"] and report["inputs"] == INPUTS
     ran = [r["ran_on"] for r in report["layers"]]
     assert ran == ["accelerator", "view (no data moved)"] + ["accelerator"] * len(DENSE)

@@ -14,15 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
 
 from support import ROOT
 from tinycompile.cli import main
-from tinycompile.commands import build as build_command
-from tinycompile.commands.build import BuildOutcome, BuildRequest
+from tinycompile.backends import Backend, BuildResult, flow
+from tinycompile.quant import reference
 
 
 @pytest.fixture(scope="module")
@@ -106,36 +105,43 @@ def test_a_second_build_into_a_locked_folder_is_refused(trial: Path, tmp_path: P
     assert snapshot(out) == before
 
 
-def fake_backend(ok: bool) -> types.ModuleType:
-    """A back end that writes a small build with the given verdict (the landing does not depend on what it built)."""
+class FakeBackend(Backend):
+    """Writes a small build and returns the reference's outputs, or wrong ones (the landing depends on the verdict
+    alone, not on what was built)."""
 
-    def build(request: BuildRequest) -> BuildOutcome:
-        report = {"bit_exact": ok, "trial": "new"}
-        (request.out / "report.json").write_text(json.dumps(report))
-        (request.out / "lib").mkdir(exist_ok=True)
-        (request.out / "lib" / "model.c").write_text("/* new */")
-        return BuildOutcome(ok, report)
+    kind = "mcu"
 
-    return types.SimpleNamespace(build=build)  # type: ignore[return-value]
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+
+    def build(self, work, target, options, out):  # type: ignore[no-untyped-def]
+        (out / "lib").mkdir(exist_ok=True)
+        (out / "lib" / "model.c").write_text("/* new */")
+        outputs = reference.run(work.graph, work.inputs).reshape(len(work.inputs), *work.graph.output_shape)
+        if not self.ok:
+            outputs = outputs.copy()
+            outputs[0].flat[0] ^= 1
+        return BuildResult(outputs, "instructions", [], 1.0, 1.0, {}, {"fake": True})
 
 
 @pytest.mark.parametrize(("ok", "code"), [(True, 0), (False, 1)])
 def test_a_build_with_a_verdict_replaces_the_folder_whole(trial: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           ok: bool, code: int) -> None:
-    monkeypatch.setattr(build_command, "backend_for", lambda kind: fake_backend(ok))
+    monkeypatch.setattr(flow, "get_backend", lambda kind: FakeBackend(ok))
     out = tmp_path / "out"
     old_build(out)
     (tmp_path / ".out.tmp-killed").mkdir()  # left by a build killed with SIGKILL: cleaned by the next one
     assert main(["build", str(trial), "--target", "cortex-m4", "-o", str(out)]) == code
     assert sorted(snapshot(out)) == ["lib/model.c", "report.json"]  # nothing of the old build is left beside it
-    assert json.loads((out / "report.json").read_text()) == {"bit_exact": ok, "trial": "new"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["bit_exact"] is ok and report["backend"]["fake"] and report["mismatched_inputs"] == (0 if ok else 1)
     assert debris(tmp_path) == []
 
 
 def test_a_folder_that_is_not_a_build_is_never_replaced(trial: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """-o naming a project folder by mistake: one line, exit 2, and every file kept (a build replaces its folder)."""
-    monkeypatch.setattr(build_command, "backend_for", lambda kind: fake_backend(True))
+    monkeypatch.setattr(flow, "get_backend", lambda kind: FakeBackend(True))
     out = tmp_path / "project"
     out.mkdir()
     (out / "notes.txt").write_text("mine")

@@ -202,4 +202,4 @@ def test_cli_refuses_a_bad_name_before_building(tmp_path) -> None:
     assert result.returncode == 2 and "--name must be a lowercase C identifier" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     result = run_cli("build", str(tmp_path / "trial"), "--target", "fpga", "-o", str(tmp_path / "out"), "--name", "kws")
-    assert result.returncode == 2 and "--name applies to MCU targets only" in result.stderr
+    assert result.returncode == 2 and "--name applies to mcu targets only" in result.stderr

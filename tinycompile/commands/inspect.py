@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from tinycompile.accel.config import ARRAYS, default_array
+from tinycompile.backends import get_backend, kinds
+from tinycompile.commands.build import add_backend_options, backend_options
 from tinycompile.console import console
 from tinycompile.errors import UserError
 from tinycompile.frontends import ImportedModel, is_model_file, load_model
 from tinycompile.quant.graph import QOp
-from tinycompile.targets import load_target
+from tinycompile.targets import Target, available_targets, load_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="list a model file's ops, shapes, quantization, MACs and where each target runs them")
     p.add_argument("model", type=Path, help="a model file (.tflite; .onnx, .pt, .pt2 with --calib)")
     p.add_argument("--target", help="also predict latency, energy, arena and flash on this target (cost model)")
-    p.add_argument("--array", type=int, choices=ARRAYS,
-                   help="the accelerator's array size for placement (default: the fpga target's)")
     p.add_argument("--calib", type=Path, help="float models: calibration inputs (.npz, array x)")
+    add_backend_options(p)  # placement follows them (fpga: --array)
     p.set_defaults(func=run)
 
 
@@ -33,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     if not is_model_file(args.model):
         raise UserError(f"{args.model}: not a model file; inspect takes .tflite, .onnx, .pt or .pt2")
     target = load_target(args.target) if args.target else None
+    columns = placement_targets(target)
+    options = {kind: backend_options(args, t, strict=t is target) for kind, t in columns.items()}
     model = load_model(args.model, args.calib)
     out = console()
-    fpga = target.accelerator if target is not None and target.kind == "fpga" else {"array": default_array()}
-    out.print(op_table(model, args.array or int(fpga["array"])))
+    out.print(op_table(model, columns, options))
     out.print(f"{model.format} model: input {list(model.graph.input_shape)} (H, W, C) int8 scale {model.graph.input_q.scale:.6g} "
               f"zero point {model.graph.input_q.zero_point} | output {list(model.graph.output_shape)} | "
               f"{sum(model.spec.macs()):,} MACs | {model.spec.params():,} parameters")
@@ -45,33 +46,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def placements(model: ImportedModel, array: int) -> dict[str, list[str]]:
-    """Per target kind, where each op runs: MCU cores run every op with a kernel; the accelerator what it maps."""
-    from tinycompile.fpga.partition import accelerator_reason
-    from tinycompile.mcu.lower import LOWERED_OPS
-
-    mcu = ["core" if op.op in LOWERED_OPS else "missing" for op in model.graph.ops]
-    fpga = []
-    for i, op in enumerate(model.graph.ops):
-        if op.op == "flatten":
-            fpga.append("view")
-        else:
-            fpga.append("host" if accelerator_reason(model.graph, i, array) else "accelerator")
-    return {"mcu": mcu, "fpga": fpga}
+def placement_targets(target: Target | None) -> dict[str, Target]:
+    """One target per kind for the placement columns: ``target`` for its own kind, the first shipped one otherwise."""
+    chosen = {} if target is None else {target.kind: target}
+    for name in available_targets():
+        t = load_target(name)
+        chosen.setdefault(t.kind, t)
+    return {kind: chosen[kind] for kind in kinds() if kind in chosen}
 
 
-def op_table(model: ImportedModel, array: int) -> Table:
-    """One row per QuantGraph op: its source, shapes, quantization, MACs, parameters and placements."""
-    where = placements(model, array)
+def op_table(model: ImportedModel, columns: dict[str, Target], options: dict[str, dict[str, Any]]) -> Table:
+    """One row per QuantGraph op: its source, shapes, quantization, MACs, parameters and where each kind runs it."""
+    where = {kind: get_backend(kind).placements(model.graph, t, options[kind]) for kind, t in columns.items()}
     macs = model.spec.macs()
     table = Table(title=f"{model.path.name}: {len(model.graph.ops)} ops")
-    for col in ("#", "source", "op", "input -> output (H, W, C)", "quantization (out; weights)", "MACs", "params",
-                "MCU", f"fpga N={array}"):
+    for col in ("#", "source", "op", "input -> output (H, W, C)", "quantization (out; weights)", "MACs", "params"):
         table.add_column(col, justify="right" if col in ("#", "MACs", "params") else "left")
+    for kind, t in columns.items():
+        table.add_column(f"{t.name} ({kind})")
     for i, op in enumerate(model.graph.ops):
         shapes = " + ".join("x".join(map(str, s)) for s in op.in_shapes) + " -> " + "x".join(map(str, op.out_shape))
         table.add_row(str(i), model.sources[i], _op_text(op), shapes, _quant_text(op), f"{macs[i]:,}",
-                      f"{_params(op):,}", where["mcu"][i], where["fpga"][i])
+                      f"{_params(op):,}", *(where[kind][i] for kind in columns))
     return table
 
 

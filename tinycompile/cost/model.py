@@ -1,18 +1,17 @@
 """The cost model: per-layer and total cycles, latency, energy, peak SRAM and flash of a spec on a target.
 
-Pure Python over the ArchSpec (no torch), fast enough to score thousands of candidates a second. The per-layer
-cycle formula is looked up by the target's kind, so a back end with its own schedule (the accelerator) plugs in
-by registering a function in ``LAYER_CYCLES``.
+Pure Python over the ArchSpec (no torch), fast enough to score thousands of candidates a second. Per-layer cycles
+and constant bytes come from the back end of the target's kind (:meth:`tinycompile.backends.Backend.layer_cycles`,
+:meth:`~tinycompile.backends.Backend.constant_bytes`); the arena, latency, energy and totals are computed here once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from tinycompile.arch import WEIGHTED_OPS, ArchSpec, Layer, Shape, numel
+from tinycompile.arch import ArchSpec, Shape, numel
+from tinycompile.backends.registry import get_backend
 from tinycompile.cost.arena import VIEW_OPS, plan_activations
-from tinycompile.mcu.layout import constant_bytes, uses_dsp
 from tinycompile.targets import Target
 
 
@@ -46,48 +45,12 @@ class Cost:
         return asdict(self)
 
 
-LayerCycles = Callable[[Layer, Shape, Shape, int, Target], float]
-
-
-def mcu_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
-    """Cycles of one layer on an MCU: a per-MAC (or per-element) rate, requantization per output, a fixed overhead."""
-    c = target.cycles
-    if layer.op in VIEW_OPS:
-        return 0.0
-    if layer.op in WEIGHTED_OPS:
-        work = macs * c[layer.op] + numel(out_shape) * c["per_output"]
-    elif layer.op in ("maxpool", "avgpool"):
-        work = macs * c["pool"]
-    elif layer.op in ("gap", "mean"):
-        work = numel(in_shape) * c["gap"]
-    else:  # add, and the element-wise ops of imported models (softmax, lut, pad, concat) at the same rate
-        work = numel(out_shape) * c["add"]
-    return work + c["layer_overhead"]
-
-
-def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
-    """Cycles of one layer on the accelerator: the FPGA back end's schedule replayed through its timing model."""
-    from tinycompile.fpga.schedule import fpga_layer_cycles as scheduled  # the back end owns its schedule
-
-    return scheduled(layer, in_shape, out_shape, macs, target)
-
-
-LAYER_CYCLES: dict[str, LayerCycles] = {"mcu": mcu_layer_cycles, "fpga": fpga_layer_cycles}
-
-
-def weight_bytes(spec: ArchSpec, target: Target | None = None) -> list[int]:
-    """Flash bytes of each layer's constants as the MCU back end stores them: weights (packed as int16 where an Arm
-    core's DSP schedules read them so) and per-channel int32 requantization tables (the larger of their two forms)."""
-    dsp = target is not None and uses_dsp(target.build.get("llvm_target"))
+def weight_bytes(spec: ArchSpec, target: Target) -> list[int]:
+    """Bytes of each layer's constants (weights, requantization tables) as the target's back end stores them."""
+    backend = get_backend(target.kind)
     shapes = spec.shapes()
-    result = []
-    for i, layer in enumerate(spec.layers):
-        if layer.op not in WEIGHTED_OPS:
-            result.append(0)
-            continue
-        cin = spec.input_shapes(i, shapes)[0][0] if layer.op != "dense" else numel(spec.input_shapes(i, shapes)[0])
-        result.append(constant_bytes(layer.op, cin, shapes[i][0], tuple(layer.kernel), dsp))  # type: ignore[arg-type]
-    return result
+    return [backend.constant_bytes(layer, spec.input_shapes(i, shapes)[0], shapes[i], target)
+            for i, layer in enumerate(spec.layers)]
 
 
 def _stored_shape(spec: ArchSpec, index: int, shapes: list[Shape]) -> Shape:
@@ -99,7 +62,7 @@ def _stored_shape(spec: ArchSpec, index: int, shapes: list[Shape]) -> Shape:
 
 def estimate(spec: ArchSpec, target: Target) -> Cost:
     """Predict the cost of running ``spec`` on ``target``."""
-    layer_cycles = LAYER_CYCLES[target.kind]
+    layer_cycles = get_backend(target.kind).layer_cycles
     shapes = spec.shapes()
     macs = spec.macs()
     weights = weight_bytes(spec, target)

@@ -1,12 +1,10 @@
 """The FPGA back end: QuantGraph -> TVM partition -> accelerator program + memory image -> RTL run, bit-exact check.
 
-Entry points:
+Entry points, through :class:`tinycompile.backends.fpga.FpgaBackend` (the ``fpga`` kind of target):
 
-* ``tinycompile.fpga.build.build_fpga(trial_dir, target, out_dir, array, inputs=16) -> int`` (exit code: 0 only if
-  every layer output of every test input equals the integer reference); ``tinycompile.fpga.command.build(request)``
-  adapts it to ``tinycompile.commands.build``'s back-end interface;
-* ``tinycompile simulate <build folder>`` (:mod:`tinycompile.commands.simulate`) re-runs a build on the RTL;
-* ``LAYER_CYCLES["fpga"]`` in :mod:`tinycompile.cost.model` calls :func:`.schedule.fpga_layer_cycles`.
+* ``build``: :func:`.build.build_graph` compiles a QuantGraph, runs its inputs on the RTL and checks every layer;
+* ``simulate``: :func:`.simulate.rerun` re-runs a build folder on the RTL;
+* the cost model: :func:`.schedule.fpga_layer_cycles` replays a layer's schedule.
 
 Modules, one job each:
 

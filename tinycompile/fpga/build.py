@@ -1,12 +1,13 @@
-"""``tinycompile build --target fpga``: trial -> int8 QuantGraph -> TVM partition -> accelerator program -> RTL run.
+"""The FPGA build: int8 QuantGraph -> TVM partition -> accelerator program -> RTL run, every layer checked.
 
-Steps: quantize (the MCU back end's quantizer) -> integer reference -> partition + code generation through Relax
-BYOC -> write the build folder -> run every test input on the RTL (plus cut runs for per-layer counters) -> compare
-every layer's output with the reference -> ``report.json``. Exit code 0 only if every output is bit-exact.
+Steps: partition + code generation through Relax BYOC -> write the build folder -> run every test input on the RTL
+(plus cut runs for per-layer counters) -> compare every layer's output with the integer reference -> the back end's
+report (:mod:`tinycompile.fpga.report`), which :mod:`tinycompile.backends.fpga` puts into the common report.json.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,22 @@ import numpy as np
 
 from tinycompile.accel.config import ARRAYS, AccelConfig
 from tinycompile.errors import UserError
-from tinycompile.fileio import write_io, write_json
+from tinycompile.fileio import write_io
 from tinycompile.fpga import artifacts
 from tinycompile.fpga.codegen import AccelProgram
-from tinycompile.fpga.report import fault_report, make_report, print_report
+from tinycompile.fpga.report import fault_report, make_report
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
 
-MIN_INPUTS = 16
+
+
+@dataclass
+class FpgaRun:
+    """One build's run: the back end's report (:func:`tinycompile.fpga.report.make_report`, or ``fault_report``)
+    and the network outputs ``(N, *output_shape)`` (None when the accelerator did not finish)."""
+
+    report: dict[str, Any]
+    outputs: np.ndarray | None
 
 
 def array_size(target: Any, array: int | None) -> int:
@@ -79,32 +88,8 @@ def check_outputs(outputs: list[dict[int, np.ndarray]], expected: list[np.ndarra
     return bad
 
 
-def build_fpga(trial_dir: Path, target: Any, out_dir: Path, array: int | None, inputs: int = MIN_INPUTS) -> int:
-    """Build a trial for the accelerator, run ``inputs`` test inputs on the RTL, write report.json; 0 iff bit-exact."""
-    from tinycompile.console import console
-    from tinycompile.quant.quantize import quantize
-    from tinycompile.trial import load_trial, trial_task
-
-    if inputs < MIN_INPUTS:
-        raise UserError(f"inputs must be >= {MIN_INPUTS}, but got {inputs}")
-    n = array_size(target, array)
-    trial_dir, out_dir = Path(trial_dir), Path(out_dir)
-    spec, model, metrics = load_trial(trial_dir)
-    task = trial_task(trial_dir, spec, metrics)
-    log = console(stderr=True)
-    log.print(f"[bold]build[/] {trial_dir} for {target.name} (accelerator N={n})")
-    graph = quantize(spec, model, task.x_train)
-    graph.meta.update(task=task.name, trial=str(trial_dir))
-    x = graph.quantize_input(task.x_test[: min(inputs, len(task.x_test))])
-    report = build_graph(graph, target, out_dir, n, x, log=log)
-    report.update(trial=str(trial_dir), task=task.name, int8_test_accuracy=reference.accuracy(graph, task.x_test, task.y_test))
-    write_json(out_dir / "report.json", report)
-    print_report(report, console())
-    return 0 if report["bit_exact"] else 1
-
-
-def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.ndarray, log: Any = None) -> dict[str, Any]:
-    """Compile a QuantGraph, save the build folder, run ``x`` (int8 NHWC) on the RTL, return the report dict.
+def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.ndarray, log: Any = None) -> FpgaRun:
+    """Compile a QuantGraph, save the build folder, run ``x`` (int8 NHWC) on the RTL, check every layer.
 
     The whole network runs as one accelerator program when every layer maps; otherwise the accelerator regions
     run on the RTL and the layers left in Relax on the host (TVM, LLVM), see :mod:`tinycompile.fpga.hybrid`.
@@ -138,13 +123,19 @@ def build_graph(graph: QuantGraph, target: Any, out_dir: Path, n: int, x: np.nda
             outputs = [{i: v[k] for i, v in hyb.values.items() if i >= 0} for k in range(len(x))]
             mismatches = check_outputs(outputs, reference.run_layers(graph, x))
             report = make_report(hyb.regions, part.placement, [op.op for op in graph.ops], mismatches, target, len(x))
-    if outputs is not None:
-        last = len(graph.ops) - 1
-        while graph.ops[last].op == "flatten":  # a view: its bytes are its source's
-            last = graph.ops[last].inputs[0]
-        write_io(out_dir, x, np.stack([np.asarray(o[last]).reshape(graph.output_shape) for o in outputs]))
-    write_json(out_dir / "report.json", report)
-    return report
+    if outputs is None:
+        return FpgaRun(report, None)
+    final = final_outputs(graph, outputs)
+    write_io(out_dir, x, final)
+    return FpgaRun(report, final)
+
+
+def final_outputs(graph: QuantGraph, outputs: list[dict[int, np.ndarray]]) -> np.ndarray:
+    """The network outputs ``(N, *output_shape)`` from every layer's outputs per input."""
+    last = len(graph.ops) - 1
+    while graph.ops[last].op == "flatten":  # a view: its bytes are its source's
+        last = graph.ops[last].inputs[0]
+    return np.stack([np.asarray(o[last]).reshape(graph.output_shape) for o in outputs])
 
 
 def verify_program(prog: AccelProgram, placement: dict[int, str], graph: QuantGraph, x: np.ndarray, target: Any,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tinycompile.accel.isa import ACC_LANE_BYTES, PARAM_ROWS_PER_SET
+from tinycompile.accel.layout import cpad
 from tinycompile.fpga.codegen import AccelProgram
 from tinycompile.fpga.rtl import AcceleratorFault, RtlRun
 from tinycompile.fpga.schedule import layer_timing, network_timing
@@ -99,6 +101,7 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
         "bit_exact": not mismatches,
         "mismatches": mismatches[:20],
         "mismatched_outputs": len(mismatches),
+        "memory": memory_use(regions),
         "cycles_per_input": sorted({sum(run.cycles[k] for _, run in regions) for k in range(inputs)}),
         "layers": layers,
         "total": {
@@ -118,52 +121,23 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
     }
 
 
+def memory_use(regions: list[tuple[AccelProgram, RtlRun]]) -> dict[str, int]:
+    """The accelerator's memory: its tensors in the external memory image (``arena_bytes``), the rest of the image
+    (weight tiles, parameter sets, the program: ``flash_bytes``) and its on-chip scratchpads (``scratch_bytes``)."""
+    p = regions[0][0].params
+    tensors = image = 0
+    for prog, _ in regions:
+        locs = [*prog.inputs.values(), *(c.out for c in prog.layers if c.geom is not None)]
+        tensors += sum(loc.h * loc.w * cpad(loc.c, p.n) for loc in locs)
+        image += prog.image.top
+    scratch = p.n * (p.inp_depth + p.n * p.wgt_tiles + ACC_LANE_BYTES * p.acc_depth + p.out_depth
+                     + PARAM_ROWS_PER_SET * ACC_LANE_BYTES * p.param_sets)
+    return {"arena_bytes": tensors, "scratch_bytes": scratch, "flash_bytes": image - tensors}
+
+
 def fault_report(fault: AcceleratorFault, placement: dict[int, str], target: Any, n: int, inputs: int) -> dict[str, Any]:
     """The report of a build the accelerator did not finish: a failing verdict with the accelerator's own error
     status and PC, and nothing measured (a run that stopped early has no figures worth reporting)."""
     return {"target": target.name, "backend": "fpga", "codegen": "relax.ext.tinyaccel", "array": n, "inputs": inputs,
             "host_layers": sorted(i for i, where in placement.items() if where == "host"), "bit_exact": False,
             "error": fault.to_dict()}
-
-
-def print_report(report: dict[str, Any], out: Any) -> None:
-    """The per-layer table and the totals; for a run the accelerator did not finish, the one line saying why."""
-    from rich.table import Table
-
-    if "error" in report:
-        out.print(f"[red]not verified[/]: {report['error']['message']}", soft_wrap=True)  # one line, never wrapped
-        return
-
-    t = Table(title=f"{report['target']} accelerator, N={report['array']}: predicted vs RTL cycles")
-    for col in ("#", "op", "ran on", "MACs", "predicted", "measured", "error", "util.", "MAC eff.", "bytes"):
-        t.add_column(col, justify="left" if col in ("op", "ran on") else "right")
-    for r in report["layers"]:
-        if "predicted_cycles" not in r:
-            zero = "-" if r["macs"] is None else "0"
-            t.add_row(str(r["index"]), r["op"], r["ran_on"], zero, zero, "-", "-", "-", "-", zero)
-            continue
-        meas, err = r["measured_cycles"], r["relative_error"]
-        t.add_row(
-            str(r["index"]), r["op"], r["ran_on"], f"{r['macs']:,}", f"{r['predicted_cycles']:,}",
-            "-" if meas is None else f"{meas:,}", "-" if err is None else f"{100 * err:+.1f}%",
-            "-" if r["utilisation"] is None else f"{100 * r['utilisation']:.0f}%",
-            "-" if r["mac_efficiency"] is None else f"{100 * r['mac_efficiency']:.0f}%", f"{r['bytes_moved']:,}",
-        )  # fmt: skip
-    tot = report["total"]
-    t.add_row("", "total", "", f"{tot['macs']:,}", f"{tot['predicted_cycles']:,}", f"{tot['cycles']:,}",
-              f"{100 * (tot['predicted_cycles'] - tot['cycles']) / tot['cycles']:+.1f}%", f"{100 * tot['utilisation']:.0f}%",
-              f"{100 * tot['mac_efficiency']:.0f}%", f"{tot['bytes_moved']:,}")  # fmt: skip
-    out.print(t)
-    verdict = "[green]bit-exact[/]" if report["bit_exact"] else f"[red]{report['mismatched_outputs']} layer outputs differ[/]"
-    synth = report["synthesis"]
-    synth_text = synth if isinstance(synth, str) else (
-        f"ECP5 {synth['ecp5']['luts']} LUT4, {synth['ecp5']['mult18']} MULT18, {synth['ecp5']['bram']} DP16KD; "
-        f"iCE40 {synth['ice40']['luts']} LUT4 (small-scratchpad build)")
-    out.print(f"{report['inputs']} test inputs, every layer: {verdict} vs the integer reference | "
-              f"{tot['cycles']:,} cycles = {tot['latency_ms']:.3f} ms at {report['clock_mhz']:g} MHz | "
-              f"energy ~{tot['energy_uj']:.1f} uJ | array utilisation {100 * tot['utilisation']:.0f}% "
-              f"(MAC efficiency {100 * tot['mac_efficiency']:.0f}%)")
-    out.print(f"synthesis for N={report['array']}: {synth_text}")
-    if report["host_layers"]:
-        out.print(f"layers {report['host_layers']} ran on the host (TVM-compiled, checked bit-exact); the cycles above "
-                  f"are the accelerator's {report['accelerator_regions']} regions only")

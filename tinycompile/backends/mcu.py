@@ -1,0 +1,112 @@
+"""The microcontroller back end (``kind: mcu``): TVM compiles the graph to a C library, the target's cross compiler
+links it into firmware, QEMU runs it and counts instructions (:mod:`tinycompile.mcu`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tinycompile.arch import WEIGHTED_OPS, Layer, Shape, numel
+from tinycompile.backends.base import Backend, BuildResult, Workload
+from tinycompile.cost.arena import VIEW_OPS
+from tinycompile.mcu.layout import constant_bytes, uses_dsp
+from tinycompile.mcu.naming import DEFAULT_NAME, Naming
+from tinycompile.quant.graph import QuantGraph
+from tinycompile.targets import Target, require
+
+CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
+# report keys of the MCU build that the common core already carries (tinycompile.backends.report)
+_CORE_KEYS = ("target", "vectors", "mismatched_vectors", "bit_exact", "layers", "predicted_cycles", "macs",
+              "measured_instructions", "total_relative_error", "arena_bytes", "workspace_bytes", "library_flash_bytes",
+              "predicted_flash_bytes", "predicted_peak_sram")
+
+
+class McuBackend(Backend):
+    """Arm Cortex-M and 32-bit RISC-V cores."""
+
+    kind = "mcu"
+    title = "MCU targets (Cortex-M, RISC-V)"
+    defaults = {"codegen": "c", "name": DEFAULT_NAME}
+
+    def add_options(self, group: argparse._ArgumentGroup) -> None:
+        """``--codegen`` and ``--name``."""
+        group.add_argument("--codegen", choices=("c", "llvm"), help="TVM's C target (default) or its LLVM target")
+        group.add_argument("--name", help=f"the C library's name, the prefix of every symbol it exports (default "
+                           f"{DEFAULT_NAME}: {DEFAULT_NAME}_run); libraries of different names link into one firmware")
+
+    def options(self, given: dict[str, Any], target: Target) -> dict[str, Any]:
+        """The options, the library name checked to be a C identifier."""
+        opts = super().options(given, target)
+        Naming(opts["name"])  # refuses a name that is no C identifier before anything is built
+        return opts
+
+    def check_target(self, target: Target) -> None:
+        """The cost model's coefficients, and the ``build:`` section where the file has one."""
+        from tinycompile.mcu.firmware import build_config
+
+        cycles = require(target.raw, "cycles", dict, target.path)
+        for key in CYCLE_KEYS:
+            require(cycles, key, (int, float), target.path, "cycles.")
+        if target.build:
+            build_config(target)
+
+    def layer_cycles(self, layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
+        """A per-MAC (or per-element) rate, requantization per output, a fixed overhead (fitted to QEMU counts)."""
+        c = target.cycles
+        if layer.op in VIEW_OPS:
+            return 0.0
+        if layer.op in WEIGHTED_OPS:
+            work = macs * c[layer.op] + numel(out_shape) * c["per_output"]
+        elif layer.op in ("maxpool", "avgpool"):
+            work = macs * c["pool"]
+        elif layer.op in ("gap", "mean"):
+            work = numel(in_shape) * c["gap"]
+        else:  # add, and the element-wise ops of imported models (softmax, lut, pad, concat) at the same rate
+            work = numel(out_shape) * c["add"]
+        return work + c["layer_overhead"]
+
+    def constant_bytes(self, layer: Layer, in_shape: Shape, out_shape: Shape, target: Target) -> int:
+        """Weights (packed as int16 where an Arm core's DSP schedules read them so) and per-channel int32 tables."""
+        if layer.op not in WEIGHTED_OPS:
+            return 0
+        cin = numel(in_shape) if layer.op == "dense" else in_shape[0]
+        dsp = uses_dsp(target.build.get("llvm_target"))
+        return constant_bytes(layer.op, cin, out_shape[0], tuple(layer.kernel), dsp)  # type: ignore[arg-type]
+
+    def placements(self, graph: QuantGraph, target: Target, options: dict[str, Any]) -> list[str]:
+        """Every op with a kernel runs on the core."""
+        from tinycompile.mcu.lower import LOWERED_OPS
+
+        return ["view" if op.op == "flatten" else "core" if op.op in LOWERED_OPS else "missing" for op in graph.ops]
+
+    def summary_lines(self, report: dict[str, Any]) -> list[str]:
+        """Instructions per MAC and the arena against the sum of all activations."""
+        b = report["backend"]
+        return [f"{b['codegen']} codegen: {b['instructions_per_mac']:.2f} instr/MAC | arena planned "
+                f"{b['arena_planned_bytes']:,} B, {100 * b['arena_ratio']:.0f}% of all activations | library RAM "
+                f"{b['library_ram_bytes']:,} B | firmware flash {b['firmware_flash_bytes']:,} B"]
+
+    def build(self, work: Workload, target: Target, options: dict[str, Any], out: Path) -> BuildResult:
+        """Library + firmware, run on QEMU (instructions counted per layer)."""
+        from tinycompile.console import console
+        from tinycompile.mcu import backend
+
+        backend.check_tools(target)
+        budget = backend.check_budget(work.spec, target)  # refuses before anything is built
+        console(stderr=True).print(f"[bold]build[/] {work.label} for {target.name} ({options['codegen']})")
+        work.graph.save(out / "quant")
+        run = backend.build_and_run(work.graph, work.spec, target, out, work.inputs, options["codegen"],
+                                    naming=Naming(options["name"]))
+        r = run.report
+        layers = [{"index": row["index"], "op": row["op"], "ran_on": row["ran_on"], "macs": row["macs"],
+                   "predicted": row["predicted_cycles"], "measured": row["measured_instructions"]}
+                  for row in r["layers"]]
+        section = {k: v for k, v in r.items() if k not in _CORE_KEYS}
+        return BuildResult(
+            outputs=run.outputs, unit="instructions", layers=layers, predicted=r["predicted_cycles"],
+            measured=r["measured_instructions"],
+            memory={"arena_bytes": r["arena_bytes"], "scratch_bytes": r["workspace_bytes"],
+                    "flash_bytes": r["library_flash_bytes"]},
+            section={**section, "budget": budget},
+        )
