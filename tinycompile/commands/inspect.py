@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def placements(model: ImportedModel, array: int) -> dict[str, list[str]]:
     """Per target kind, where each op runs: MCU cores run every op with a kernel; the accelerator what it maps."""
     from tinycompile.fpga.partition import accelerator_reason
-    from tinycompile.mcu.lower import LOWERED_OPS
+    from tinycompile.lowering import LOWERED_OPS
 
     mcu = ["core" if op.op in LOWERED_OPS else "missing" for op in model.graph.ops]
     fpga = []
