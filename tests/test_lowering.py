@@ -58,7 +58,7 @@ def test_every_compute_op_gets_its_own_attributed_primfunc(name: str) -> None:
 
 def test_identical_ops_keep_distinct_primfuncs_and_attributes() -> None:
     graph = random_graph(repeated_blocks())
-    funcs = dict((op_of(f)[0], f) for _, f in called_functions(to_relax(graph)))
+    funcs = {op_of(f)[0]: f for _, f in called_functions(to_relax(graph))}
     for a, b in ((1, 3), (2, 4)):  # the two blocks' dwconv and pointwise conv
         assert graph.ops[a].op == graph.ops[b].op and graph.ops[a].out_shape == graph.ops[b].out_shape
         assert tvm_ffi.structural_equal(bare(funcs[a]), bare(funcs[b]))  # the same kernel but for the attributes
