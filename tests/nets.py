@@ -1,8 +1,15 @@
-"""The small fixed networks the back-end tests train (a plain module: several conftest.py share one run)."""
+"""The small fixed networks the back-end tests train, and random graphs of them (a plain module: several
+conftest.py share one run)."""
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from tinycompile.arch import ArchSpec, Layer
+from tinycompile.model import SpecNet
+from tinycompile.quant.graph import QuantGraph
+from tinycompile.quant.quantize import quantize
 
 L = Layer
 
@@ -38,3 +45,12 @@ SPECS = {
         {"task": "digits"},
     ),
 }
+
+
+def random_graph(spec: ArchSpec, seed: int = 0) -> QuantGraph:
+    """A QuantGraph of ``spec`` with random weights and random calibration data (shapes are what matter)."""
+    torch.manual_seed(seed)
+    model = SpecNet(spec)
+    model.eval()
+    calib = np.random.default_rng(seed).standard_normal((32, *spec.input_shape)).astype(np.float32)
+    return quantize(spec, model, calib)

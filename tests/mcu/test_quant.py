@@ -43,7 +43,7 @@ def test_tvm_requantization_equals_intmath_on_random_values() -> None:
     tvm = pytest.importorskip("tvm")
     from tvm import te
 
-    from tinycompile.mcu.te_ops import requantize_expr
+    from tinycompile.lowering.requant import requantize_expr
 
     n = 100_000
     rng = np.random.default_rng(1)
@@ -75,7 +75,7 @@ def test_fast_requantization_equals_intmath_where_it_is_used() -> None:
     tvm = pytest.importorskip("tvm")
     from tvm import te
 
-    from tinycompile.mcu.te_ops import FAST_ACC_BOUND, fast_requantize_expr
+    from tinycompile.lowering.requant import FAST_ACC_BOUND, fast_requantize_expr
 
     n = 100_000
     rng = np.random.default_rng(2)
@@ -99,7 +99,7 @@ def test_build_time_requantization_equals_intmath(mult: int, shift: int) -> None
     tvm = pytest.importorskip("tvm")
     from tvm import te
 
-    from tinycompile.mcu.te_ops import requantize_const
+    from tinycompile.lowering.requant import requantize_const
 
     n = 50_000
     bound = (1 << 30) - 1

@@ -76,7 +76,7 @@ class McuBackend(Backend):
 
     def placements(self, graph: QuantGraph, target: Target, options: dict[str, Any]) -> list[str]:
         """Every op with a kernel runs on the core."""
-        from tinycompile.mcu.lower import LOWERED_OPS
+        from tinycompile.lowering import LOWERED_OPS
 
         return ["view" if op.op == "flatten" else "core" if op.op in LOWERED_OPS else "missing" for op in graph.ops]
 

@@ -16,7 +16,8 @@ Modules, one job each:
 * :mod:`.constants` - weight tiles and parameter sets in the layouts the schemes read;
 * :mod:`.schedule` - the cost model: replays the emitted instruction stream through a timing model of the units;
 * :mod:`.codegen` - a whole network's constants, tensors and program in one memory image;
-* :mod:`.partition` - the Relax BYOC partition (patterns ``tinyaccel.*``, codegen ``relax.ext.tinyaccel``);
+* :mod:`.partition` - the Relax BYOC partition of the shared lowering (:mod:`tinycompile.lowering`; patterns
+  ``tinyaccel.*``, codegen ``relax.ext.tinyaccel``);
 * :mod:`.rtl` - runs a program on the Verilator RTL through cocotb and attributes counters to layers;
 * :mod:`.hybrid` - runs a partitioned network: regions on the RTL, the rest on the host through TVM;
 * :mod:`.build`, :mod:`.report`, :mod:`.artifacts`, :mod:`.simulate` - the flow, report.json, the build folder.

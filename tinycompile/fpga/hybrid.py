@@ -17,8 +17,9 @@ from tvm import relax
 
 from tinycompile.errors import UserError
 from tinycompile.fpga.codegen import AccelProgram
-from tinycompile.fpga.partition import _KERNEL, Partition
+from tinycompile.fpga.partition import Partition
 from tinycompile.fpga.rtl import RtlRun, run_network
+from tinycompile.lowering import op_of
 from tinycompile.quant.graph import QuantGraph
 
 HOST_TARGET = {"kind": "llvm"}  # the machine running the build: host ops are checked here, not on a board
@@ -46,7 +47,9 @@ def run_hybrid(graph: QuantGraph, part: Partition, x: np.ndarray, log: Path | No
     call_tir, dps, reshape = (tvm.ir.Op.get(f"relax.{n}") for n in ("call_tir", "call_dps_packed", "reshape"))
     host = [b for block in main.body.blocks for b in block.bindings
             if isinstance(b.value, relax.Call) and b.value.op.same_as(call_tir)]
-    kernels = tvm.IRModule({b.value.args[0]: mod[b.value.args[0]] for b in host}) if host else None
+    # Each host kernel exported under its function's name (the lowering leaves the symbols to the back ends).
+    kernels = tvm.IRModule({gv: mod[gv].with_attr("global_symbol", gv.name_hint)
+                            for gv in (b.value.args[0] for b in host)}) if host else None
     with tvm.transform.PassContext(opt_level=3):
         lib = tvm.tirx.build(kernels, target=HOST_TARGET) if kernels is not None else None
     regions, host_ops = [], []
@@ -58,7 +61,10 @@ def run_hybrid(graph: QuantGraph, part: Partition, x: np.ndarray, log: Path | No
             elif isinstance(v, relax.Call) and v.op.same_as(reshape):
                 tensor_of[b.var] = tensor_of[v.args[0]]  # a view: the same values, read in another shape
             elif isinstance(v, relax.Call) and v.op.same_as(call_tir):
-                index = int(_KERNEL.match(v.args[0].name_hint).group(1))
+                found = op_of(mod[v.args[0]])
+                if found is None:
+                    raise UserError(f"host kernel {v.args[0].name_hint} names no QuantGraph op; please report it")
+                index = found[0]
                 args = []
                 for a in v.args[1].fields:
                     if isinstance(a, tvm.ir.expr.Constant):
@@ -66,7 +72,7 @@ def run_hybrid(graph: QuantGraph, part: Partition, x: np.ndarray, log: Path | No
                     else:
                         args.append(values[tensor_of[a]].reshape(len(x), *_shape(a)))
                 out = np.zeros((len(x), *_shape(b.var)), np.int8)
-                f = lib[str(mod[v.args[0]].attrs["global_symbol"])]
+                f = lib[v.args[0].name_hint]
                 for k in range(len(x)):
                     res = tvm.runtime.tensor(out[k])
                     f(*[tvm.runtime.tensor(np.ascontiguousarray(arr[k])) for arr in args], res)

@@ -1,7 +1,8 @@
 """Partitioning through TVM's Relax BYOC: which ops of a QuantGraph the accelerator runs, and its code generator.
 
-The Relax module is the MCU back end's (:func:`tinycompile.mcu.lower.to_relax`): one ``call_tir`` per op whose
-PrimFunc already fuses the op with its requantization and clamp (``l<i>_<op>``), and ``R.reshape`` for views.
+The Relax module is the shared lowering's (:func:`tinycompile.lowering.to_relax`): one ``call_tir`` per op whose
+PrimFunc already fuses the op with its requantization and clamp and names the op by attribute
+(:func:`tinycompile.lowering.op_of`), and ``R.reshape`` for views.
 Patterns (registered with ``tvm.relax.backend.pattern_registry``, prefix ``tinyaccel``):
 
   tinyaccel.view                 R.reshape (flatten, and the flat view a dense reads)
@@ -20,7 +21,6 @@ compiles it into an accelerator program and memory image (:mod:`tinycompile.fpga
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 
@@ -36,7 +36,7 @@ from tinycompile.accel.config import AccelConfig
 from tinycompile.errors import UserError
 from tinycompile.fpga.codegen import AccelProgram, compile_graph, op_geom
 from tinycompile.fpga.geometry import unsupported_reason
-from tinycompile.mcu.lower import to_relax
+from tinycompile.lowering import op_of, to_relax
 from tinycompile.quant.graph import QOp, QuantGraph
 
 CODEGEN = "tinyaccel"
@@ -50,7 +50,6 @@ PATTERN_OPS: dict[str, tuple[str, ...]] = {
     "dwconv_requant_clamp": ("dwconv",),
     "conv_requant_clamp": ("conv",),
 }
-_KERNEL = re.compile(r"^l(\d+)_([a-z]+)\d*$")  # a numeric suffix: the builder renamed a duplicate
 
 
 @dataclass
@@ -60,6 +59,7 @@ class _Context:
     graph: QuantGraph
     params: AccelConfig
     mem_bytes: int
+    module: tvm.IRModule  # the lowered module: its PrimFuncs name their ops
     refused: dict[int, str] = field(default_factory=dict)
     programs: dict[str, AccelProgram] = field(default_factory=dict)
     regions: dict[str, list[int]] = field(default_factory=dict)
@@ -80,8 +80,7 @@ def _ctx() -> _Context:
 def _kernel_of(call: relax.Call) -> tuple[int, str] | None:
     """(op index, op name) of a ``call_tir`` to one of the lowering's kernels."""
     gv = call.args[0]
-    m = _KERNEL.match(getattr(gv, "name_hint", ""))
-    return (int(m.group(1)), m.group(2)) if m else None
+    return op_of(_ctx().module[gv]) if isinstance(gv, tvm.ir.GlobalVar) else None
 
 
 def _check(ops: tuple[str, ...]):
@@ -139,8 +138,8 @@ def _codegen(functions: list, options: dict, constant_names: dict) -> list:
     ctx = _ctx()
     compute = {i for i, op in enumerate(ctx.graph.ops) if op.op != "flatten"}
     for func in functions:
-        ops = sorted({int(m.group(1)) for gv in relax.analysis.all_global_vars(func)
-                      if (m := _KERNEL.match(gv.name_hint))})
+        ops = sorted({found[0] for gv in relax.analysis.all_global_vars(func)
+                      if (found := op_of(ctx.module[gv])) is not None})
         symbol = str(func.attrs["global_symbol"])
         ctx.regions[symbol] = ops
         try:  # a region short of the whole network reads the tensors the host produced as inputs
@@ -149,39 +148,6 @@ def _codegen(functions: list, options: dict, constant_names: dict) -> list:
         except UserError as exc:
             ctx.error = exc
     return []  # the programs run on the RTL simulator, not inside a TVM runtime module
-
-
-def unique_kernels(mod: tvm.IRModule, graph: QuantGraph) -> tvm.IRModule:
-    """Give every op its own kernel ``l<i>_<op>``: the BlockBuilder shares one PrimFunc between identical ops
-    (the repeated blocks of a DS-CNN), but partition checks and the codegen must know which op a call is."""
-    compute = [i for i, op in enumerate(graph.ops) if op.op != "flatten"]
-    call_tir = tvm.ir.Op.get("relax.call_tir")
-
-    @relax.expr_functor.mutator
-    class _Rename(relax.expr_functor.PyExprMutator):
-        def __init__(self) -> None:
-            super().__init__(mod)
-            self.k = 0
-
-        def visit_call_(self, call: relax.Call) -> relax.Expr:
-            call = super().visit_call_(call)
-            if not call.op.same_as(call_tir):
-                return call
-            if self.k >= len(compute):
-                raise RuntimeError("more kernel calls than QuantGraph ops; the lowering changed, please report it")
-            i = compute[self.k]
-            self.k += 1
-            name = f"l{i}_{graph.ops[i].op}"
-            # A distinct global_symbol keeps the builder from sharing the kernel again.
-            gv = self.builder_.add_func(mod[call.args[0]].with_attr("global_symbol", name), name)
-            return relax.Call(call.op, [gv, *call.args[1:]], call.attrs, call.ty_args)
-
-    rename = _Rename()
-    main_gv = mod.get_global_var("main")
-    rename.builder_.update_func(main_gv, rename.visit_expr(mod["main"]))
-    if rename.k != len(compute):
-        raise RuntimeError("fewer kernel calls than QuantGraph ops; the lowering changed, please report it")
-    return relax.transform.DeadCodeElimination(["main"])(rename.builder_.get())
 
 
 def _register() -> None:
@@ -208,11 +174,10 @@ class Partition:
 def partition(graph: QuantGraph, params: AccelConfig, mem_bytes: int) -> Partition:
     """Partition ``graph`` for the accelerator and generate its program through ``RunCodegen``."""
     _register()
-    ctx = _Context(graph, params, mem_bytes)
+    mod = to_relax(graph)
+    ctx = _Context(graph, params, mem_bytes, mod)
     _local.ctx = ctx
     try:
-        mod, _ = to_relax(graph)
-        mod = unique_kernels(mod, graph)
         mod = relax.transform.FuseOpsByPattern(get_patterns_with_prefix(CODEGEN), bind_constants=False,
                                                annotate_codegen=False)(mod)
         mod = relax.transform.MergeCompositeFunctions()(mod)

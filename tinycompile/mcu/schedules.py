@@ -1,4 +1,4 @@
-"""Per-kernel TIR schedules of the MCU back end (``s_tir.Schedule`` on the PrimFuncs of ``te_ops``).
+"""Per-kernel TIR schedules of the MCU back end (``s_tir.Schedule`` on the PrimFuncs of ``tinycompile.lowering.te_ops``).
 
 Every weighted kernel is a reduction block ``acc`` and an epilogue block ``out`` (requantize, clamp, store); padded
 convolutions have a ``pad`` block in front. The schedules:
@@ -260,7 +260,7 @@ def _fused_epilogue(sch: s_tir.Schedule, op: QOp | None) -> None:
 
 
 def _softmax(sch: s_tir.Schedule) -> None:
-    """Every per-position stage of ``te_ops.softmax`` inside the output's position loop, in order: each row's
+    """Every per-position stage of ``lowering.te_ops.softmax`` inside the output's position loop, in order: each row's
     maximum, sum and reciprocal live in registers instead of (H, W) scratch buffers."""
     row = sch.get_loops(sch.get_sblock("out"))[1]
     stages = [name for name in _blocks(sch) if name != "out"]  # in definition order

@@ -7,7 +7,10 @@ point (placed by the schedule), so the reduction reads without bounds tests.
 
 The weighted kernels use ``acc = bias_eff + sum(x * w)`` with ``bias_eff = bias - zp_in * sum(w)``: identical in
 integers to the reference's ``bias + sum((x - zp_in) * w)`` (padded taps read ``zp_in`` and cancel), and it lets the
-inner loop multiply raw int8 values.
+inner loop multiply raw int8 values. The requantization arithmetic and the per-channel tables are ``requant``'s.
+
+Weights come in the layout the caller of ``to_relax`` chose: int8 as the QuantGraph holds them, or (conv) the packed
+int16 forms of a 4-way dot product, which the kernel recognises by the weight's rank.
 """
 
 from __future__ import annotations
@@ -17,155 +20,22 @@ from typing import Any
 import tvm
 from tvm import te, tirx
 
-from tinycompile.mcu import layout
+from tinycompile.lowering.requant import (
+    clamp_int8,
+    fast_requantize_expr,
+    i32,
+    i64,
+    requantize_const,
+    requantize_expr,
+    requantize_float_expr,
+    requantize_single_expr,
+    times_pow2,
+)
 from tinycompile.quant.graph import QOp
 from tinycompile.quant.intmath import INT32_MAX
 from tinycompile.quant.semantics import ADD_LEFT_SHIFT
 
 PrimExpr = Any
-
-
-def _i32(v: int) -> PrimExpr:
-    return tirx.const(int(v), "int32")
-
-
-def _i64(v: int) -> PrimExpr:
-    return tirx.const(int(v), "int64")
-
-
-def times_pow2(v: PrimExpr, k: int) -> PrimExpr:
-    """``v * 2**k`` for an int32 ``v`` whose product provably fits int32, as ``int32(uint32(v) << k)``: C leaves
-    ``v << k`` undefined for a negative ``v``; shifting the unsigned value is defined, and converting it back to
-    int32 is implementation-defined, not undefined (modulo 2**32 in GCC and Clang, which gives the product). One
-    shift instruction, as before. Not a multiply: TVM's simplifier would fold ``int64(v * 2**k) * M`` for a constant
-    ``M`` into a constant above int32, which its index narrowing pass rejects."""
-    return (v.astype("uint32") << tirx.const(k, "uint32")).astype("int32")
-
-
-def wrapping_mul(a: PrimExpr, b: PrimExpr) -> PrimExpr:
-    """``a * b`` of int32 values, wrapping modulo 2**32 as ``intmath.requantize`` does (TFLite's int32 multiply on
-    every MCU): the multiply runs in uint32, defined to wrap in C, where an int32 multiply that overflows is
-    undefined; the conversion back is implementation-defined (modulo 2**32 in GCC and Clang), as in ``times_pow2``."""
-    return (a.astype("uint32") * b.astype("uint32")).astype("int32")
-
-
-def requantize_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr, left_shift: bool = False) -> PrimExpr:
-    """TFLite double rounding in TIR, equal to ``intmath.requantize`` for multipliers in [0, 2**31), shifts in [0, 31].
-
-    SaturatingRoundingDoublingHighMul is ``truncdiv(ab + nudge, 2**31)`` with ``nudge = 2**30`` or ``1 - 2**30`` by the
-    sign of ``ab``; both cases equal ``floor((ab + 2**30) / 2**31)`` (for negative ``ab`` the truncating division of
-    ``ab + 1 - 2**30`` is its ceiling, which is that floor), so ``high = (ab + 2**30) >> 31``: one 64-bit multiply,
-    one 64-bit add and a shift (its saturating case needs a negative multiplier, which never occurs).
-    RoundingDivideByPOT(high, s) stays in int32 as TFLite writes it: ``(high >> s) + (rem > thr)`` with
-    ``rem = high & mask``, ``thr = (mask >> 1) + [high < 0]``, ``mask = 2**s - 1`` (no overflow for any int32).
-    ``left_shift`` (some shifts may be negative, down to -30): ``acc * 2**max(-shift, 0)`` in int32 first, wrapping
-    as ``intmath.requantize`` does (``wrapping_mul``: C leaves left shifts of negatives and int32 overflow
-    undefined), and a right shift of ``max(shift, 0)``. The mask is computed in uint32: ``1 << 31`` is undefined
-    for int32 in C (and TVM's bound analysis of ``INT32_MAX >> (31 - shift)`` is wrong: it drops the rounding).
-    """
-    if left_shift:
-        acc = wrapping_mul(acc, _i32(1) << tirx.max(_i32(0) - shift, _i32(0)))
-        shift = tirx.max(shift, _i32(0))
-    ab = acc.astype("int64") * multiplier.astype("int64")
-    high = ((ab + _i64(1 << 30)) >> _i64(31)).astype("int32")
-    mask = ((tirx.const(1, "uint32") << shift.astype("uint32")) - tirx.const(1, "uint32")).astype("int32")
-    thr = (mask >> _i32(1)) - (high >> _i32(31))
-    return (high >> shift) + ((high & mask) > thr).astype("int32")
-
-
-def requantize_single_expr(acc: PrimExpr, multiplier: PrimExpr, shift: PrimExpr) -> PrimExpr:
-    """``intmath.requantize_single`` in TIR, as ``((acc M >> (S + 30)) + 1) >> 1`` (the same floor; TVM clamps a
-    variable left shift of the rounding constant ``1 << (S + 30)`` to 31 bits)."""
-    product = acc.astype("int64") * multiplier.astype("int64")
-    return (((product >> (shift.astype("int64") + _i64(30))) + _i64(1)) >> _i64(1)).astype("int32")
-
-
-def requantize_float_expr(acc: PrimExpr, scale: PrimExpr) -> PrimExpr:
-    """``intmath.requantize_float`` in TIR: C's ``round(double(acc) * scale)``, from the truncating cast and the exact
-    remainder (no math intrinsics: TVM's C codegen lacks ``fabs``, and its round may go to even); soft-float on
-    cores without a double-precision FPU."""
-    v = acc.astype("float64") * scale
-    whole = v.astype("int32")  # truncates towards zero; |v| < 2**31
-    frac = v - whole.astype("float64")  # exact
-    half = tirx.const(0.5, "float64")
-    return whole + tirx.Select(frac >= half, _i32(1), tirx.Select(frac <= -half, _i32(-1), _i32(0)))
-
-
-FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``
-
-
-def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, shift: PrimExpr) -> PrimExpr:
-    """``requantize_expr(t, M, S)`` for ``acc2 = 2 t`` with ``|t| < 2**30``, ``S`` in [1, 31], ``rnd = 2**(S-1)``.
-
-    With ``2 t`` in int32, SaturatingRoundingDoublingHighMul is ``high = floor((2 t M + 2**31) / 2**32)`` (the same
-    floor as ``requantize_expr``'s), i.e. the high word of a rounding 32 x 32 multiply. For ``S >= 1``
-    RoundingDivideByPOT is ``floor((high + rnd - [high < 0]) / 2**S)`` and ``[high < 0]`` may be replaced by
-    ``[t < 0]`` (they differ only when ``high = 0``, where both give 0), so the sum folds into the multiply's high
-    word: ``(2 t M + 2**31 + (rnd + (t >> 31)) * 2**32) >> 32``, then one arithmetic shift. On Arm that is SMMLAR
-    plus an ASR; no sum overflows since ``|high| < 2**30`` and ``rnd <= 2**30``.
-    """
-    # (rnd + sign) * 2**32 + 2**31, built without a constant above int32 (the index narrowing pass rejects those)
-    adj = (((rnd + (acc2 >> _i32(31))).astype("int64") << _i64(1)) | _i64(1)) << _i64(31)
-    high = (acc2.astype("int64") * multiplier.astype("int64") + adj) >> _i64(32)
-    return high.astype("int32") >> shift
-
-
-def requantize_const(t: PrimExpr, multiplier: int, shift: int, bound: int) -> PrimExpr:
-    """``requantize_expr`` with a build-time multiplier and shift, for ``|t| <= bound``: the SMMLAR form when the
-    bound and the shift allow it (``fast_requantize_expr`` with ``rnd`` a constant), else the general one.
-
-    A negative ``shift`` (a left shift by ``k = -shift``, ``intmath.requantize``) needs ``bound * 2**k`` in int32; then
-    SaturatingRoundingDoublingHighMul(t 2**k, M) = floor((t 2**k M + 2**30) / 2**31) = floor((t M + 2**(30-k)) /
-    2**(31-k)) exactly, written so (TVM would fold ``int64(t * 2**k) * M`` into a constant above int32)."""
-    if shift < 0:
-        k = -shift
-        if bound * (1 << k) > INT32_MAX or k > 30:
-            raise ValueError(f"a requantization left shift of {k} overflows int32 for values up to {bound}")
-        return ((t.astype("int64") * _i64(multiplier) + _i64(1 << (30 - k))) >> _i64(31 - k)).astype("int32")
-    if multiplier == 1 << 30:  # a power-of-two scale (the larger input of an add): high = floor((t + 1) / 2)
-        high = (t + _i32(1)) >> _i32(1) if bound < INT32_MAX else ((t.astype("int64") + _i64(1)) >> _i64(1)).astype("int32")
-        if shift == 0:
-            return high
-        mask = _i32((1 << shift) - 1)
-        return (high >> _i32(shift)) + ((high & mask) > (_i32(((1 << shift) - 1) >> 1) - (high >> _i32(31)))).astype("int32")
-    if bound < FAST_ACC_BOUND and 1 <= shift <= 31:
-        return fast_requantize_expr(times_pow2(t, 1), _i32(multiplier), _i32(1 << (shift - 1)), _i32(shift))
-    return requantize_expr(t, _i32(multiplier), _i32(shift))
-
-
-def fast_requant(op: QOp) -> bool:
-    """Whether ``op``'s accumulators provably allow ``fast_requantize_expr``: every ``|acc + bias|`` below
-    ``FAST_ACC_BOUND`` for any int8 input (from the weights' absolute sums) and every shift in [1, 31]."""
-    import numpy as np
-
-    if op.op not in ("conv", "dwconv", "dense") or op.params.get("single_rounding"):
-        return False
-    w = op.tensors["weight"].astype(np.int64)
-    sums = np.abs(w).sum(axis=(0, 1)) if op.op == "dwconv" else np.abs(w).reshape(len(w), -1).sum(axis=1)
-    bound = np.abs(bias_eff(op).astype(np.int64)) + 128 * sums
-    shift = op.tensors["shift"]
-    return bool(bound.max() < FAST_ACC_BOUND and shift.min() >= 1 and shift.max() <= 31)
-
-
-def requant_consts(op: QOp) -> list[Any]:
-    """The per-channel tables a weighted kernel takes after its weight: ``[bias, multiplier, shift]``, or with
-    ``fast_requant`` one int32 table ``(C, 4)`` of rows ``(2 bias, multiplier, 2**(shift-1), shift)``: a channel's
-    four constants are adjacent, two double-word loads on Arm."""
-    import numpy as np
-
-    b = bias_eff(op)
-    mult, shift = op.tensors["multiplier"], op.tensors["shift"]
-    if op.params.get("float_scale") and not op.params.get("single_rounding"):
-        return [b, op.tensors["scale"].astype("float64"), shift]
-    if fast_requant(op):
-        rnd = 1 << (shift.astype(np.int64) - 1)
-        return [np.stack([2 * b.astype(np.int64), mult, rnd, shift], axis=1).astype(np.int32)]
-    return [b, mult, shift]
-
-
-def clamp_int8(v: PrimExpr, zero_point: int, lo: int, hi: int) -> PrimExpr:
-    """Add the output zero point, clamp to ``[lo, hi]``, cast to int8."""
-    return tirx.max(tirx.min(v + _i32(zero_point), _i32(hi)), _i32(lo)).astype("int8")
 
 
 def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0, channels: int = 0) -> te.Tensor:
@@ -209,48 +79,8 @@ def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0,
     return te.compute((hp, wp, channels), f, name="pad")
 
 
-def dot_axis(op: QOp) -> str | None:
-    """The reduction axis of ``op``'s packed 4-way int8 dot product (see ``layout.dot_axis``)."""
-    return layout.dot_axis(op.op, op.in_shapes[0][2], tuple(op.kernel))
-
-
-def conv_weight(op: QOp, packed: bool) -> Any:
-    """The conv weight constant as the kernel reads it.
-
-    Plain: int8 ``(O, KH, KW, I)``. Packed (for the dual 16-bit multiply-accumulate): the dot axis zero-padded to a
-    multiple of four, groups of four taps ``t = 4g + a + 2b`` stored as int16 ``[..., g, a, b]``, so each 32-bit word
-    holds the taps ``(0, 2)`` or ``(1, 3)`` of a group, the order in which a sign-extend-bytes-to-halfwords of four
-    input bytes delivers them.
-    """
-    import numpy as np
-
-    w = op.tensors["weight"]
-    axis = dot_axis(op) if packed else None
-    if axis is None:
-        return w
-    o, kh, kw, ci = w.shape
-    if axis == "ci":
-        cp = -(-ci // 4) * 4
-        w = np.pad(w, ((0, 0), (0, 0), (0, 0), (0, cp - ci)))
-        w6 = w.reshape(o, kh, kw, cp // 4, 2, 2).transpose(0, 1, 2, 3, 5, 4)
-    else:
-        kwp = -(-kw // 4) * 4
-        w = np.pad(w, ((0, 0), (0, 0), (0, kwp - kw), (0, 0)))
-        w6 = w.reshape(o, kh, kwp // 4, 2, 2).transpose(0, 1, 2, 4, 3)
-    return np.ascontiguousarray(w6.astype(np.int16))
-
-
-def dwconv_weight(op: QOp, packed: bool) -> Any:
-    """The depthwise weight ``(KH, KW, C)`` as the kernel reads it: int8, or int16 for the DSP schedule (channels a
-    multiple of four), whose halfword multiply-accumulates take pairs of int16 weights from one 32-bit load."""
-    import numpy as np
-
-    w = op.tensors["weight"]
-    return np.ascontiguousarray(w.astype(np.int16)) if packed and w.shape[2] % 4 == 0 else w
-
-
 def conv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
-    """Standard convolution; weight int8 ``(O, KH, KW, I)``, or the packed int16 layout of ``conv_weight``."""
+    """Standard convolution; weight int8 ``(O, KH, KW, I)``, or a packed int16 layout (see the module docstring)."""
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
     cin = op.in_shapes[0][2]
@@ -376,7 +206,7 @@ def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
     zp = op.in_q[0].zero_point
     count = op.kernel[0] * op.kernel[1]
     acc = window_sum(op, x)
-    biased = te.compute((ho, wo, c), lambda h, w, ch: acc[h, w, ch] - _i32(count * zp), name="biased")
+    biased = te.compute((ho, wo, c), lambda h, w, ch: acc[h, w, ch] - i32(count * zp), name="biased")
     m, s = int(op.tensors["multiplier"][0]), int(op.tensors["shift"][0])
     bound = 255 * count  # |x - zp| <= 255 per element
     return te.compute(
@@ -408,8 +238,8 @@ def avgpool_divide(op: QOp, x: te.Tensor) -> te.Tensor:
 
     def f(h: PrimExpr, w: PrimExpr, ch: PrimExpr) -> PrimExpr:
         s = acc[h, w, ch]
-        num = tirx.Select(s > _i32(0), s + _i32(count // 2), s - _i32(count // 2))
-        return tirx.max(tirx.min(tirx.truncdiv(num, _i32(count)), _i32(op.hi)), _i32(op.lo)).astype("int8")
+        num = tirx.Select(s > i32(0), s + i32(count // 2), s - i32(count // 2))
+        return tirx.max(tirx.min(tirx.truncdiv(num, i32(count)), i32(op.hi)), i32(op.lo)).astype("int8")
 
     return te.compute((ho, wo, c), f, name="out")
 
@@ -417,13 +247,13 @@ def avgpool_divide(op: QOp, x: te.Tensor) -> te.Tensor:
 def _srdhm(a: PrimExpr, b: PrimExpr) -> PrimExpr:
     """SaturatingRoundingDoublingHighMul of int32 values, as ``(a b + 2**30) >> 31`` (see ``requantize_expr``; the
     saturating case needs both operands at INT32_MIN, which softmax's operands never are)."""
-    return ((a.astype("int64") * b.astype("int64") + _i64(1 << 30)) >> _i64(31)).astype("int32")
+    return ((a.astype("int64") * b.astype("int64") + i64(1 << 30)) >> i64(31)).astype("int32")
 
 
 def _sat_shl(t: PrimExpr, exponent: int) -> PrimExpr:
     """gemmlowp's saturating ``t * 2**exponent`` on int32 (a multiply: C leaves left shifts of negatives undefined)."""
     thr = (1 << (31 - exponent)) - 1
-    return tirx.Select(t > _i32(thr), _i32(INT32_MAX), tirx.Select(t < _i32(-thr), _i32(-INT32_MAX - 1), t * _i32(1 << exponent)))
+    return tirx.Select(t > i32(thr), i32(INT32_MAX), tirx.Select(t < i32(-thr), i32(-INT32_MAX - 1), t * i32(1 << exponent)))
 
 
 def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
@@ -450,7 +280,7 @@ def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
 
     def headroom(h: PrimExpr, w: PrimExpr) -> PrimExpr:
         s = row_sum[h, w]
-        return sum((s < _i32(1 << k)).astype("int32") for k in range(20, 31))  # clz(S) - 1 for S >= 2**19
+        return sum((s < i32(1 << k)).astype("int32") for k in range(20, 31))  # clz(S) - 1 for S >= 2**19
 
     row_lz = te.compute((hn, wn), headroom, name="row_lz")
 
@@ -462,7 +292,7 @@ def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
     # value reaches a comparison (the int32 index narrowing pass would narrow it).
     def correction(prev: te.Tensor) -> Any:
         def f(h: PrimExpr, w: PrimExpr) -> PrimExpr:
-            err = _i32(1 << 29) - _srdhm(half_den(h, w), prev[h, w])  # 1 - half_den x, Q2.29
+            err = i32(1 << 29) - _srdhm(half_den(h, w), prev[h, w])  # 1 - half_den x, Q2.29
             return _srdhm(prev[h, w], err)
 
         return f
@@ -470,7 +300,7 @@ def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
     def update(prev: te.Tensor, t: te.Tensor) -> Any:
         return lambda h, w: prev[h, w] + _sat_shl(t[h, w], 2)
 
-    x_i = te.compute((hn, wn), lambda h, w: _i32(1515870810) + _srdhm(half_den(h, w), _i32(-1010580540)), name="recip0")
+    x_i = te.compute((hn, wn), lambda h, w: i32(1515870810) + _srdhm(half_den(h, w), i32(-1010580540)), name="recip0")
     for k in range(1, 4):
         t = te.compute((hn, wn), correction(x_i), name=f"recip{k}_t")
         x_i = te.compute((hn, wn), update(x_i, t), name=f"recip{k}")
@@ -480,16 +310,16 @@ def softmax(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
         v = _srdhm(recip[h, w], table[diff(h, w, c), 0])
         # The shift is 33 - n in [22, 33], capped at 31 (v < 2**31). Both bounds are written out: TVM's bound
         # analysis of a shift by an unbounded amount is wrong and would drop the clamp below.
-        shift = tirx.max(tirx.min(_i32(33) - row_lz[h, w], _i32(31)), _i32(22))
-        rounded = ((v >> shift) + _i32(1)) >> _i32(1)
-        return tirx.min(rounded + _i32(-128), _i32(127)).astype("int8")  # rounded >= 0: only the top clamps
+        shift = tirx.max(tirx.min(i32(33) - row_lz[h, w], i32(31)), i32(22))
+        rounded = ((v >> shift) + i32(1)) >> i32(1)
+        return tirx.min(rounded + i32(-128), i32(127)).astype("int8")  # rounded >= 0: only the top clamps
 
     return te.compute((hn, wn, cn), out, name="out")
 
 
 def lut(op: QOp, x: te.Tensor, table: te.Tensor) -> te.Tensor:
     """Elementwise table lookup ``y = table[x + 128]`` (int8 table of 256 entries)."""
-    return te.compute(tuple(op.out_shape), lambda *idx: table[x[idx].astype("int32") + _i32(128)], name="out")
+    return te.compute(tuple(op.out_shape), lambda *idx: table[x[idx].astype("int32") + i32(128)], name="out")
 
 
 def pad(op: QOp, x: te.Tensor) -> te.Tensor:
@@ -530,27 +360,11 @@ def add(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
     shifted = 255 << ADD_LEFT_SHIFT
 
     def f(*idx: PrimExpr) -> PrimExpr:
-        ra = requantize_const(times_pow2(a[idx].astype("int32") - _i32(zp_a), ADD_LEFT_SHIFT), m[0], s[0], shifted)
-        rb = requantize_const(times_pow2(b[idx].astype("int32") - _i32(zp_b), ADD_LEFT_SHIFT), m[1], s[1], shifted)
+        ra = requantize_const(times_pow2(a[idx].astype("int32") - i32(zp_a), ADD_LEFT_SHIFT), m[0], s[0], shifted)
+        rb = requantize_const(times_pow2(b[idx].astype("int32") - i32(zp_b), ADD_LEFT_SHIFT), m[1], s[1], shifted)
         return clamp_int8(requantize_const(ra + rb, m[2], s[2], shifted), op.out_q.zero_point, op.lo, op.hi)
 
     return te.compute(tuple(op.out_shape), f, name="out")
-
-
-def bias_eff(op: QOp) -> Any:
-    """``bias - zp_in * sum(w)`` per output channel (int32), see the module docstring."""
-    import numpy as np
-
-    w = op.tensors["weight"].astype(np.int64)
-    zp = op.in_q[0].zero_point
-    if op.op == "dwconv":
-        sums = w.sum(axis=(0, 1))
-    else:
-        sums = w.reshape(len(w), -1).sum(axis=1)
-    out = op.tensors["bias"].astype(np.int64) - zp * sums
-    if out.min() < -(2**31) or out.max() >= 2**31:
-        raise OverflowError(f"{op.op}: folded bias outside int32")
-    return out.astype(np.int32)
 
 
 _ = tvm  # tvm must be imported before tirx expressions are built

@@ -1,0 +1,55 @@
+"""The weight layouts of the MCU's DSP schedules (Arm cores with the DSP extension): what ``lower`` hands
+``tinycompile.lowering.to_relax`` as its ``weight`` for those builds. Which axis packs is ``layout``'s decision, which
+the cost model shares, so flash is predicted the way a build stores it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinycompile.mcu import layout
+from tinycompile.quant.graph import QOp
+
+
+def dsp_weight(op: QOp) -> np.ndarray:
+    """The weight constant of a weighted op as the DSP schedules read it (packed where they pack, else as it is)."""
+    if op.op == "conv":
+        return conv_weight(op)
+    if op.op == "dwconv":
+        return dwconv_weight(op)
+    return op.tensors["weight"]
+
+
+def dot_axis(op: QOp) -> str | None:
+    """The reduction axis of ``op``'s packed 4-way int8 dot product (see ``layout.dot_axis``)."""
+    return layout.dot_axis(op.op, op.in_shapes[0][2], tuple(op.kernel))
+
+
+def conv_weight(op: QOp) -> np.ndarray:
+    """The conv weight for the dual 16-bit multiply-accumulate, or int8 ``(O, KH, KW, I)`` when no axis packs.
+
+    Packed: the dot axis zero-padded to a multiple of four, groups of four taps ``t = 4g + a + 2b`` stored as int16
+    ``[..., g, a, b]``, so each 32-bit word holds the taps ``(0, 2)`` or ``(1, 3)`` of a group, the order in which a
+    sign-extend-bytes-to-halfwords of four input bytes delivers them.
+    """
+    w = op.tensors["weight"]
+    axis = dot_axis(op)
+    if axis is None:
+        return w
+    o, kh, kw, ci = w.shape
+    if axis == "ci":
+        cp = -(-ci // 4) * 4
+        w = np.pad(w, ((0, 0), (0, 0), (0, 0), (0, cp - ci)))
+        w6 = w.reshape(o, kh, kw, cp // 4, 2, 2).transpose(0, 1, 2, 3, 5, 4)
+    else:
+        kwp = -(-kw // 4) * 4
+        w = np.pad(w, ((0, 0), (0, 0), (0, kwp - kw), (0, 0)))
+        w6 = w.reshape(o, kh, kwp // 4, 2, 2).transpose(0, 1, 2, 4, 3)
+    return np.ascontiguousarray(w6.astype(np.int16))
+
+
+def dwconv_weight(op: QOp) -> np.ndarray:
+    """The depthwise weight ``(KH, KW, C)``: int16 when the channels are a multiple of four (the halfword
+    multiply-accumulates take pairs of int16 weights from one 32-bit load), else int8 as it is."""
+    w = op.tensors["weight"]
+    return np.ascontiguousarray(w.astype(np.int16)) if w.shape[2] % 4 == 0 else w
