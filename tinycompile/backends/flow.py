@@ -47,7 +47,7 @@ def build(work: Workload, source: dict[str, Any], target: Target, options: dict[
     backend = get_backend(target.kind)
     result = backend.build(work, target, options, out)
     report = finish(work, source, target, result, out)
-    print_report(report, backend.summary_lines(report), console())
+    print_report(report, backend, console())
     return report
 
 

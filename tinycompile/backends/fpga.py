@@ -125,7 +125,7 @@ class FpgaBackend(Backend):
             work = Workload(graph, spec_of(graph), x, str(folder))
             source = {k: graph.meta[k] for k in ("trial", "task", "model", "format") if k in graph.meta}
             report = finish(work, source, target, result_of(run, work, target), folder)
-        print_report(report, self.summary_lines(report), console())
+        print_report(report, self, console())
         return 0 if report["bit_exact"] else 1
 
 

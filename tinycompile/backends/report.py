@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tinycompile.backends.base import BuildResult, Workload
+from tinycompile.backends.base import Backend, BuildResult, Workload
 from tinycompile.targets import Target
 
 SCHEMA = 1
@@ -72,8 +72,8 @@ def count_mismatches(outputs: np.ndarray | None, expected: np.ndarray) -> int:
     return int((got != expected.reshape(len(expected), -1)).any(axis=1).sum())
 
 
-def print_report(report: dict[str, Any], extra: list[str], out: Any) -> None:
-    """The per-layer table and the summary (``extra``: the back end's own lines); one line if the target stopped."""
+def print_report(report: dict[str, Any], backend: Backend, out: Any) -> None:
+    """The per-layer table and the summary (and the back end's own lines); one line if the target stopped."""
     from rich.table import Table
 
     if "error" in report:
@@ -100,7 +100,7 @@ def print_report(report: dict[str, Any], extra: list[str], out: Any) -> None:
     src = report["graph"]["source"]
     if "float_test_accuracy" in src:
         out.print(f"test accuracy: float {100 * src['float_test_accuracy']:.2f}% | int8 {100 * src['int8_test_accuracy']:.2f}%")
-    for line in extra:
+    for line in backend.summary_lines(report):
         out.print(line)
 
 

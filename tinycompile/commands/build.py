@@ -13,6 +13,7 @@ debris; the output folder is locked, so a second build into it is refused at onc
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
             with atomic_folder(out) as tmp:
                 ok = _build_model(args, target, options, tmp) if model_file else _build_trial(trial, args, target, options, tmp)
         except KeyboardInterrupt:
-            raise UserError(f"build interrupted; {out} was left as it was") from None
+            ok = None
+    if ok is None:
+        # Objects the interrupt left half-built (TVM's) warn as they are freed: let them, before the last line is ours.
+        gc.collect()
+        raise UserError(f"build interrupted; {out} was left as it was")
     return 0 if ok else 1
 
 
