@@ -95,7 +95,7 @@ def table(rows: list[dict]) -> Table:
             t.add_row(r["model"], r["target"], f"[red]{r['error'][:60]}[/]", "", "", "", "")
             continue
         verdict = "bit-exact" if r["bit_exact_vs_tflite_reference"] and r["bit_exact_vs_integer_reference"] else "[red]DIFFERS[/]"
-        count = f"{r['cycles']:,} cyc" if "cycles" in r else f"{r['instructions']:,.0f} instr"
+        count = f"{r['cycles']:,.0f} cyc" if "cycles" in r else f"{r['instructions']:,.0f} instr"
         ours = f"{r['arena_bytes']:,}" if r.get("arena_bytes") is not None else "-"
         arena = f"{ours} ({r['tflm_arena_bytes']:,})" if r.get("tflm_arena_bytes") else ours
         pub = f"{r['published_cycles']:,}" if r.get("published_cycles") else ""
