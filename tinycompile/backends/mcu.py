@@ -101,9 +101,9 @@ class McuBackend(Backend):
         cycles = b.get("estimated_cycles")
         if cycles is not None:
             e = b["cycle_estimate"]
-            lines.append(f"estimated cycles (an estimate, not a measurement): {cycles:,.0f} = {e['estimated_ms']:.3f} ms "
-                         f"at {report['target']['clock_mhz']:g} MHz, {e['cycles_per_instruction']:.2f} per instruction; "
-                         f"{b['cycles_are']}")
+            lines.append(f"estimated cycles: {cycles:,.0f} = {e['estimated_ms']:.3f} ms at {report['target']['clock_mhz']:g} "
+                         f"MHz, {e['cycles_per_instruction']:.2f} per instruction (an estimate, not a measurement)")
+            lines.append(f"  {b['cycles_are']}")
         elif "cycles_are" in b:
             lines.append(f"cycles {b['cycles_are']}")
         return lines
