@@ -136,8 +136,8 @@ def counter_reads(isa: str, insns: list[Insn], word: Callable[[int], int | None]
             consts.pop(dest, None)
             if value is not None:
                 consts[dest] = value
-        elif dest in _REG:
-            consts.pop(dest, None)
+        elif dest in _REG and not root.startswith(("str", "cmp", "cmn", "tst", "teq", "push", "b", "it")):
+            consts.pop(dest, None)  # written by something this does not follow
     return found
 
 
