@@ -136,9 +136,16 @@ def counter_reads(isa: str, insns: list[Insn], word: Callable[[int], int | None]
             consts.pop(dest, None)
             if value is not None:
                 consts[dest] = value
-        elif dest in _REG and not root.startswith(("str", "cmp", "cmn", "tst", "teq", "push", "b", "it")):
+        elif dest in _REG and not _writes_nothing(root):
             consts.pop(dest, None)  # written by something this does not follow
     return found
+
+
+def _writes_nothing(root: str) -> bool:
+    """Whether a Thumb instruction leaves its first register operand as it was (stores, compares, branches)."""
+    conds = ("eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le", "al")
+    return root.startswith(("str", "cmp", "cmn", "tst", "teq", "push", "it")) or root in (
+        "b", "bl", "bx", "blx", "cbz", "cbnz") or (root[:1] == "b" and root[1:] in conds)
 
 
 class LogParser:
