@@ -27,13 +27,17 @@ class McuBackend(Backend):
 
     kind = "mcu"
     title = "MCU targets (Cortex-M, RISC-V)"
-    defaults = {"codegen": "c", "name": DEFAULT_NAME}
+    defaults = {"codegen": "c", "name": DEFAULT_NAME, "cycle_estimate": True}
 
     def add_options(self, group: argparse._ArgumentGroup) -> None:
         """``--codegen`` and ``--name``."""
         group.add_argument("--codegen", choices=("c", "llvm"), help="TVM's C target (default) or its LLVM target")
         group.add_argument("--name", help=f"the C library's name, the prefix of every symbol it exports (default "
                            f"{DEFAULT_NAME}: {DEFAULT_NAME}_run); libraries of different names link into one firmware")
+        group.add_argument("--no-cycle-estimate", dest="cycle_estimate", action="store_const", const=False,
+                           help="skip the estimated cycles (by default the first input runs once more with QEMU's "
+                           "instruction trace, priced with the target's timing: table; about a second per million "
+                           "instructions)")
 
     def options(self, given: dict[str, Any], target: Target) -> dict[str, Any]:
         """The options, the library name checked to be a C identifier."""
@@ -42,14 +46,22 @@ class McuBackend(Backend):
         return opts
 
     def check_target(self, target: Target) -> None:
-        """The cost model's coefficients, and the ``build:`` section where the file has one."""
+        """The cost model's coefficients, the ``build:`` section and the ``timing:`` table where the file has them."""
+        from tinycompile.errors import UserError
         from tinycompile.mcu.firmware import build_config
+        from tinycompile.mcu.timing import TimingModel
 
         cycles = require(target.raw, "cycles", dict, target.path)
         for key in CYCLE_KEYS:
             require(cycles, key, (int, float), target.path, "cycles.")
         if target.build:
             build_config(target)
+        if target.raw.get("timing") is not None:
+            model = TimingModel.from_section(target.raw["timing"], target.path)
+            counter = target.build.get("counter")
+            if counter is not None and model.isa != {"systick": "thumb", "minstret": "riscv"}.get(counter):
+                raise UserError(f"{target.path}: timing.isa {model.isa} does not match build.counter {counter} "
+                                f"(systick: thumb, minstret: riscv)")
 
     def layer_cycles(self, layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
         """A per-MAC (or per-element) rate, requantization per output, a fixed overhead (fitted to QEMU counts)."""
@@ -81,14 +93,24 @@ class McuBackend(Backend):
         return ["view" if op.op == "flatten" else "core" if op.op in LOWERED_OPS else "missing" for op in graph.ops]
 
     def summary_lines(self, report: dict[str, Any]) -> list[str]:
-        """Instructions per MAC and the arena against the sum of all activations."""
+        """Instructions per MAC, the arena against the sum of all activations, and the estimated cycles."""
         b = report["backend"]
-        return [f"{b['codegen']} codegen: {b['instructions_per_mac']:.2f} instr/MAC | arena planned "
-                f"{b['arena_planned_bytes']:,} B, {100 * b['arena_ratio']:.0f}% of all activations | library RAM "
-                f"{b['library_ram_bytes']:,} B | firmware flash {b['firmware_flash_bytes']:,} B"]
+        lines = [f"{b['codegen']} codegen: {b['instructions_per_mac']:.2f} instr/MAC | arena planned "
+                 f"{b['arena_planned_bytes']:,} B, {100 * b['arena_ratio']:.0f}% of all activations | library RAM "
+                 f"{b['library_ram_bytes']:,} B | firmware flash {b['firmware_flash_bytes']:,} B"]
+        cycles = b.get("estimated_cycles")
+        if cycles is not None:
+            e = b["cycle_estimate"]
+            lines.append(f"estimated cycles: {cycles:,.0f} = {e['estimated_ms']:.3f} ms at {report['target']['clock_mhz']:g} "
+                         f"MHz, {e['cycles_per_instruction']:.2f} per instruction (an estimate, not a measurement)")
+            lines.append(f"  {b['cycles_are']}")
+        elif "cycles_are" in b:
+            lines.append(f"cycles {b['cycles_are']}")
+        return lines
 
     def build(self, work: Workload, target: Target, options: dict[str, Any], out: Path) -> BuildResult:
-        """Library + firmware, run on QEMU (instructions counted per layer)."""
+        """Library + firmware, run on QEMU (instructions counted per layer; cycles estimated from the first input's
+        instruction trace unless ``--no-cycle-estimate``)."""
         from tinycompile.console import console
         from tinycompile.mcu import backend
 
@@ -97,10 +119,11 @@ class McuBackend(Backend):
         console(stderr=True).print(f"[bold]build[/] {work.label} for {target.name} ({options['codegen']})")
         work.graph.save(out / "quant")
         run = backend.build_and_run(work.graph, work.spec, target, out, work.inputs, options["codegen"],
-                                    naming=Naming(options["name"]))
+                                    naming=Naming(options["name"]), trace=options["cycle_estimate"])
         r = run.report
         layers = [{"index": row["index"], "op": row["op"], "ran_on": row["ran_on"], "macs": row["macs"],
-                   "predicted": row["predicted_cycles"], "measured": row["measured_instructions"]}
+                   "predicted": row["predicted_cycles"], "measured": row["measured_instructions"],
+                   "estimated_cycles": row["estimated_cycles"]}
                   for row in r["layers"]]
         section = {k: v for k, v in r.items() if k not in _CORE_KEYS}
         return BuildResult(

@@ -1,7 +1,9 @@
 """The MCU back end of ``tinycompile build``: quantize, compile with TVM, build the firmware, run it on QEMU, check it.
 
 Steps (each a short function): check the budget and the tools -> quantize -> integer reference -> TVM lowering ->
-library -> firmware -> QEMU -> compare every output with the reference -> report (measured vs the cost model).
+library -> firmware -> QEMU -> compare every output with the reference -> (``trace``: QEMU's executed instruction
+stream of the first input, priced with the target's ``timing:`` table) -> report (measured vs the cost model,
+estimated cycles beside the instructions).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from tinycompile.arch import ArchSpec, numel
 from tinycompile.cost.arena import VIEW_OPS, plan_activations
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io
-from tinycompile.mcu import firmware
+from tinycompile.mcu import firmware, timing
+from tinycompile.mcu import trace as tracing
 from tinycompile.mcu.library import Compiled, Library, compile_graph, write_library
 from tinycompile.mcu.naming import Naming
 from tinycompile.quant import reference
@@ -78,9 +81,11 @@ def build_and_run(
     compiled: Compiled | None = None,
     check_layers: bool = False,
     naming: Naming = Naming(),
+    trace: bool = False,
 ) -> McuBuild:
     """Compile ``graph`` for ``target``, run ``vectors`` (int8 NHWC) on QEMU and compare with the reference;
-    ``naming``: the library's exported names (``tinycompile build --name``)."""
+    ``naming``: the library's exported names (``tinycompile build --name``); ``trace``: also run the first vector
+    once more with QEMU's instruction trace and estimate its cycles per layer (the target's ``timing:``)."""
     b = firmware.build_config(target)
     _check_double(graph, target, codegen, b)
     compiled = compiled or compile_graph(graph)
@@ -103,7 +108,68 @@ def build_and_run(
     outputs = result.outputs.reshape(len(vectors), *graph.output_shape)
     write_io(out, vectors, outputs)
     report = _report(graph, spec, target, lib, elf, result, expected, mismatches, cc_seconds, codegen)
+    report.update(_cycles(target, lib, elf, result, naming, report["layers"], trace))
     return McuBuild(mismatches == 0, report, lib, elf, outputs, mismatches)
+
+
+def _cycles(target: Target, lib: Library, elf: Path, result: firmware.RunResult, naming: Naming,
+            layers: list[dict[str, Any]], trace: bool) -> dict[str, Any]:
+    """The report's cycle estimate (``estimated_cycles``, total and in each layer row, and what it rests on): the first
+    vector's executed instruction stream priced with the target's ``timing:`` table; None where not traced."""
+    table = f"hw_targets/{target.path.name}" if target.path.parent.name == "hw_targets" else str(target.path)
+    for row in layers:
+        row["estimated_cycles"] = None
+    if "timing" not in target.raw:
+        return {"estimated_cycles": None, "cycles_are": f"not estimated: {table} has no timing: section"}
+    if not trace:
+        return {"estimated_cycles": None, "cycles_are": "not estimated: the build ran without the instruction trace"}
+    model = timing.TimingModel.from_section(target.raw["timing"], target.path)
+    cmd = firmware.qemu_command(elf, target, elf.with_name("firmware.trace.out"))
+    n_kernels = len(lib.info.kernels)
+    try:
+        traced = tracing.trace_firmware(elf, cmd, model.isa, naming.ident("profile_hook"), n_kernels,
+                                        firmware.QEMU_TIMEOUT_S)
+    except (RuntimeError, OSError) as exc:  # the build's verdict stands without its estimate
+        return {"estimated_cycles": None, "cycles_are": f"not estimated: the instruction trace failed: {exc}"[:500]}
+    start = time.perf_counter()
+    kernels = timing.estimate(traced, model)
+    model_seconds = time.perf_counter() - start
+    elf.with_name("firmware.trace.out").unlink(missing_ok=True)
+    per_op: dict[int, float] = {}
+    for op, k in zip(lib.info.kernel_ops, kernels):
+        per_op[op] = per_op.get(op, 0.0) + k.cycles
+    for row in layers:
+        if row["index"] in per_op:
+            row["estimated_cycles"] = round(per_op[row["index"]], 1)
+        elif row["measured_instructions"] == 0.0:
+            row["estimated_cycles"] = 0.0  # a view: no code
+    # The traced run is the measured run without -icount: the same instructions (to the counter's resolution).
+    tick = float(firmware.build_config(target)["instructions_per_tick"])
+    counted = result.kernel_instructions[0]
+    matches = all(abs(t - c) < max(tick, 1.0) for t, c in zip(traced.kernel_instructions(), counted))
+    total = sum(k.cycles for k in kernels)
+    instructions = sum(k.instructions for k in kernels)
+    mix: dict[str, int] = {}
+    for k in kernels:
+        for cls, n in k.mix.items():
+            mix[cls] = mix.get(cls, 0) + n
+    return {
+        "estimated_cycles": round(total, 1),
+        "cycles_are": f"estimated from QEMU's executed instruction stream with {table} timing:",
+        "cycle_estimate": {
+            "traced_input": 0,
+            "traced_instructions": instructions,
+            "trace_matches_counter": matches,
+            "cycles_per_instruction": total / instructions if instructions else None,
+            "issue_cycles": round(sum(k.issue for k in kernels), 1),
+            "branch_refill_cycles": round(sum(k.branches for k in kernels), 1),
+            "fetch_stall_cycles": round(sum(k.fetch for k in kernels), 1),
+            "instruction_mix": dict(sorted(mix.items(), key=lambda kv: -kv[1])),
+            "estimated_ms": total / (target.clock_mhz * 1e3),
+            "trace_seconds": round(traced.seconds, 2),
+            "model_seconds": round(model_seconds, 2),
+        },
+    }
 
 
 def _check_double(graph: QuantGraph, target: Target, codegen: str, build: dict[str, Any]) -> None:

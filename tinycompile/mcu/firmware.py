@@ -137,18 +137,9 @@ def compile_firmware(
 def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size: int, timeout: float = QEMU_TIMEOUT_S) -> RunResult:
     """Run the firmware on the target's QEMU machine and parse what it printed."""
     b = build_config(target)
-    require_tool(b["qemu"][0])
     log = elf.with_suffix(".out")
     log.unlink(missing_ok=True)
-    # Semihosting output goes to a file chardev: QEMU's stdio backend makes stdout non-blocking and drops output
-    # written into a full pipe.
-    cmd = [
-        *map(str, b["qemu"]),
-        "-display", "none", "-monitor", "none", "-serial", "none",
-        "-chardev", f"file,id=tcout,path={log}",
-        "-semihosting-config", "enable=on,target=native,chardev=tcout",
-        "-kernel", str(elf),
-    ]  # fmt: skip
+    cmd = qemu_command(elf, target, log)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -179,6 +170,21 @@ def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size
         elif parts[0] == "E":
             raise RuntimeError(f"the model returned an error on the MCU: {line}")
     return RunResult(outputs, counts, layers, totals, peak, text)
+
+
+def qemu_command(elf: Path, target: Target, log: Path) -> list[str]:
+    """The command that runs ``elf`` on the target's QEMU machine, its semihosting output going to ``log``."""
+    b = build_config(target)
+    require_tool(b["qemu"][0])
+    # Semihosting output goes to a file chardev: QEMU's stdio backend makes stdout non-blocking and drops output
+    # written into a full pipe.
+    return [
+        *map(str, b["qemu"]),
+        "-display", "none", "-monitor", "none", "-serial", "none",
+        "-chardev", f"file,id=tcout,path={log}",
+        "-semihosting-config", "enable=on,target=native,chardev=tcout",
+        "-kernel", str(elf),
+    ]  # fmt: skip
 
 
 def section_sizes(path: Path) -> dict[str, int]:
