@@ -3,6 +3,8 @@ conftest.py share one run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -54,3 +56,36 @@ def random_graph(spec: ArchSpec, seed: int = 0) -> QuantGraph:
     model.eval()
     calib = np.random.default_rng(seed).standard_normal((32, *spec.input_shape)).astype(np.float32)
     return quantize(spec, model, calib)
+
+
+def sampled_mbconv(seed: int = 0, max_macs: int = 400_000) -> ArchSpec:
+    """The first candidate of the shipped mbconv2d space (on digits) that has every part of an MBConv network worth
+    building: an expansion above 1, a 5x5 or 7x7 depthwise kernel, a residual add and a stride of 2; few MACs."""
+    import random
+
+    from tinycompile.search.space import load_space
+
+    space = load_space("mbconv2d")
+    rng = random.Random(seed)
+    while True:
+        spec = space.build(space.random_choices(rng), (1, 8, 8), 10)
+        layers = spec.layers
+        depthwise = [layer for layer in layers if layer.op == "dwconv"]
+        expands = any(a.op == "conv" and a.kernel == (1, 1) and b.op == "dwconv" for a, b in zip(layers, layers[1:]))
+        if (expands and any(layer.op == "add" for layer in layers) and any(d.kernel[0] >= 5 for d in depthwise)
+                and any(d.stride == (2, 2) for d in depthwise) and sum(spec.macs()) <= max_macs):
+            spec.meta["task"] = "digits"
+            return spec
+
+
+def mbconv_trial(folder: Path) -> Path:
+    """A trial folder of :func:`sampled_mbconv` trained for two epochs on digits at its resolution (bit-exactness, not
+    accuracy, is what the builds check)."""
+    from tinycompile.tasks import load_task
+    from tinycompile.train import train
+    from tinycompile.trial import save_trial
+
+    spec = sampled_mbconv()
+    model, metrics = train(spec, load_task("digits", resolution=spec.meta["resolution"]), epochs=2, seed=0, device="cpu")
+    save_trial(folder, spec, model, metrics)
+    return folder
