@@ -1,5 +1,5 @@
-"""The small fixed networks the back-end tests train, and random graphs of them (a plain module: several
-conftest.py share one run)."""
+"""The small fixed networks the back-end tests train, random graphs of them, and a sampled MBConv network (a plain
+module: several conftest.py share one run)."""
 
 from __future__ import annotations
 
@@ -89,3 +89,29 @@ def mbconv_trial(folder: Path) -> Path:
     model, metrics = train(spec, load_task("digits", resolution=spec.meta["resolution"]), epochs=2, seed=0, device="cpu")
     save_trial(folder, spec, model, metrics)
     return folder
+
+
+def mbconv_blocks(spec: ArchSpec) -> list[dict]:
+    """The inverted-residual blocks of an mbconv candidate, read back from its layers (asserting their structure)."""
+    shapes = spec.shapes()
+    layers = spec.layers
+    blocks, i = [], 1  # layer 0 is the stem
+    while layers[i].op in ("conv", "dwconv"):
+        block_input, in_channels, expansion = i - 1, shapes[i - 1][0], 1
+        if layers[i].op == "conv":  # the 1x1 expansion
+            expand = layers[i]
+            assert expand.kernel == (1, 1) and expand.relu and expand.inputs == (block_input,)
+            expansion = expand.channels // in_channels
+            assert expand.channels == in_channels * expansion and expansion > 1
+            i += 1
+        depthwise, project = layers[i], layers[i + 1]
+        assert depthwise.op == "dwconv" and depthwise.relu and depthwise.inputs == (i - 1,)
+        assert project.op == "conv" and project.kernel == (1, 1) and not project.relu and project.inputs == (i,)
+        i += 2
+        residual = layers[i].op == "add"
+        if residual:
+            assert layers[i].inputs == (block_input, i - 1) and not layers[i].relu
+            i += 1
+        blocks.append({"expansion": expansion, "kernel": max(depthwise.kernel), "stride": max(depthwise.stride),
+                       "channels": project.channels, "in_channels": in_channels, "residual": residual})
+    return blocks
