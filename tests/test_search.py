@@ -1,6 +1,6 @@
 """The search end to end, through the CLI: budgets respected, resumption after SIGKILL (once, and again and again),
 exactly N finished trials with several workers, no configuration trained twice, trial folders fetched from the study,
-accuracy, run folder."""
+accuracy, run folder; an MBConv search at its chosen resolutions, and the training device."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
+from nets import mbconv_blocks
 from support import ROOT, run_cli
 from tinycompile.search.artifacts import local_trial_folder
 from tinycompile.trial import load_trial
@@ -235,3 +237,34 @@ def test_a_search_killed_again_and_again_ends_with_exactly_n_trials(tmp_path: Pa
     for t in done:
         if t.user_attrs["trained"]:
             assert load_trial(local_trial_folder(run_dir / "trials" / str(t.number)))[2]["val_acc"] == t.values[0]
+
+
+def test_an_mbconv_search_trains_inverted_residual_networks_at_their_resolution(tmp_path: Path) -> None:
+    result = run_cli("search", "--task", "digits", "--space", "mbconv2d", "--target", "cortex-m4", "--trials", "3",
+                     "--epochs", "1", "--device", "cpu", "--study", "mb", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "mb"
+    assert json.loads((run_dir / "config.json").read_text())["device"] == "cpu"
+    trials = complete(load(run_dir))
+    assert len(trials) == 3 and all(t.user_attrs["trained"] for t in trials)  # all fit cortex-m4's memories
+    for t in trials:
+        spec, _, metrics = load_trial(run_dir / "trials" / str(t.number))  # the weights load on this CPU machine
+        side = t.params["net.resolution"]
+        assert spec.input_shape == (1, side, side) and spec.meta["resolution"] == side and spec.meta["task"] == "digits"
+        blocks = mbconv_blocks(spec)  # asserts expand -> depthwise -> linear projection (-> add) in every block
+        assert len(blocks) == sum(t.params[f"stage{s}.depth"] for s in range(3))
+        assert blocks[0]["kernel"] == t.params["stage0.block0.kernel"]
+        assert metrics["device"] == "cpu" and metrics["val_acc"] == t.values[0]
+        assert t.user_attrs["macs"] == sum(spec.macs())  # the cost model saw the resized input
+
+
+def test_cuda_on_a_machine_without_it_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is allowed here")
+    result = run_cli("search", *QUICK, "--trials", "1", "--device", "cuda", "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert "\n" not in err and "--device cuda: CUDA is not available on this machine" in err, err
+    assert not (tmp_path / "runs").exists()

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from nets import mbconv_blocks
 from tinycompile.errors import UserError
+from tinycompile.search.mbconv import scale_channels
 from tinycompile.search.space import available_spaces, load_space
 
 
@@ -119,3 +121,93 @@ def test_every_block_of_a_deep_candidate_gets_its_own_choices(tmp_path: Path) ->
     spec = space.build(choices, (1, 1, 40), 10)
     convs = [layer.channels for layer in spec.layers if layer.op == "conv"][1:]  # the stem first
     assert convs == [8 + 8 * (i % 7) for i in range(12)]
+
+
+# --- the mbconv family ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,shape", [("mbconv2d", (1, 8, 8)), ("mbconv1d", (1, 1, 40))])
+def test_mbconv_candidates_are_inverted_residual_stages(name: str, shape) -> None:
+    space = load_space(name)
+    assert space.family == "mbconv" and name in available_spaces()
+    rng = random.Random(0)
+    seen = {"expansion": set(), "kernel": set(), "residual": set(), "stride": set(), "side": set()}
+    for _ in range(300):
+        choices = space.random_choices(rng)
+        spec = space.build(choices, shape, 10)
+        side = choices.get("net.resolution")
+        assert spec.input_shape == (shape if side is None else (1, side, side))
+        assert spec.meta.get("resolution") == side
+        width = choices["net.width"]
+        assert spec.layers[0].channels == scale_channels(choices["stem.channels"], width)
+        expected = [(s, b) for s in range(3) for b in range(choices[f"stage{s}.depth"])]
+        blocks = mbconv_blocks(spec)
+        assert len(blocks) == len(expected)
+        for (s, b), block in zip(expected, blocks):
+            assert block["expansion"] == choices[f"stage{s}.block{b}.expansion"]
+            assert block["kernel"] == choices[f"stage{s}.block{b}.kernel"]
+            assert block["channels"] == scale_channels(choices[f"stage{s}.channels"], width)
+            assert block["stride"] <= (choices[f"stage{s}.stride"] if b == 0 else 1)
+            assert block["residual"] == (block["stride"] == 1 and block["channels"] == block["in_channels"])
+            for key in ("expansion", "kernel", "residual", "stride"):
+                seen[key].add(block[key])
+        seen["side"].add(side)
+        assert all(layer.channels % 8 == 0 for layer in spec.layers if layer.op == "conv")
+        assert spec.layers[-1].op == "dense" and spec.layers[-1].channels == 10
+    assert seen["expansion"] == {1, 3, 4, 6} and seen["kernel"] == {3, 5, 7}
+    assert seen["residual"] == {False, True} and seen["stride"] == {1, 2}
+    assert seen["side"] == ({8, 12, 16} if name == "mbconv2d" else {None})
+
+
+@pytest.mark.parametrize(("channels", "width", "scaled"),
+                         [(16, 1.0, 16), (16, 0.5, 8), (8, 0.5, 8), (16, 0.75, 16), (24, 0.75, 16), (40, 0.5, 24),
+                          (48, 0.75, 40), (32, 2, 64)])
+def test_the_width_multiplier_rounds_to_multiples_of_8(channels: int, width: float, scaled: int) -> None:
+    assert scale_channels(channels, width) == scaled
+
+
+MBCONV = Path(__file__).parent.parent / "search_spaces" / "mbconv2d.yaml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("family: mbconv", "family: resnet", "key 'family' must be one of cnn, mlp, mbconv, but got 'resnet'"),
+        ("input: 2d", "input: any", "family mbconv takes input 1d or 2d, but got input any"),
+        ("  width: [0.5, 0.75, 1.0]", "  width: [0.5, 0]", "key 'net.width' must list numbers > 0, but got 0"),
+        ("  width: [0.5, 0.75, 1.0]", "  width: [.nan]", "key 'net.width' must list numbers > 0, but got nan"),
+        ("  width: [0.5, 0.75, 1.0]", "  width: [8]", "key 'net.width' must list numbers <= 4"),
+        ("  resolution: [8, 12, 16]", "  resolution: [8, 300]", "key 'net.resolution' must list integers <= 256"),
+        ("  expansion: [1, 3, 4, 6]", "  expansion: [1, 16]", "key 'blocks.expansion' must list integers <= 8"),
+        ("{depth: [1, 2, 3], channels: [24, 32]", "{depth: [1, 0], channels: [24, 32]",
+         "key 'stages[1].depth' must list integers >= 1, but got 0"),
+        ("{depth: [1, 2, 3], channels: [24, 32], stride: [2]}", "{depth: [1], channels: [24], strides: [2]}",
+         "unknown key 'stages[1].strides'; allowed: depth, channels, stride"),
+        ("{depth: [1, 2, 3], channels: [32, 48]", "{depth: [30], channels: [32, 48]",
+         "the stages' largest depths add up to 35 blocks; at most 32"),
+        ("stages:", "stage:", "unknown key 'stage'"),
+    ],
+)
+def test_bad_mbconv_yaml_is_one_line_naming_the_key(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = MBCONV.read_text()
+    assert old in text
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(UserError) as err:
+        load_space(str(path))
+    assert str(path) in str(err.value) and message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_stages_must_be_a_list_and_resolution_is_for_images(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    text = MBCONV.read_text()
+    path.write_text(text[: text.index("stages:")] + "stages: {depth: [1]}\n" + text[text.index("blocks:"):])
+    with pytest.raises(UserError, match="missing section 'stages' \\(a non-empty list of mappings"):
+        load_space(str(path))
+    path.write_text(text.replace("input: 2d", "input: 1d"))
+    with pytest.raises(UserError, match="key 'net.resolution' resizes 2-D images, but this space takes input 1d"):
+        load_space(str(path))
+    path.write_text(text.replace("  resolution: [8, 12, 16]", ""))  # optional: then the task's own size
+    space = load_space(str(path))
+    spec = space.build(space.random_choices(random.Random(0)), (1, 8, 8), 10)
+    assert spec.input_shape == (1, 8, 8) and "resolution" not in spec.meta

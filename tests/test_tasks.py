@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinycompile.errors import UserError
-from tinycompile.tasks import load_task
+from tinycompile.tasks import load_task, resize_task
 
 
 def test_mnist1d_is_the_standard_split(mnist1d) -> None:
@@ -95,3 +95,24 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
         load_task(str(tmp_path / "cut.npz"))
     with pytest.raises(UserError, match="does not exist"):
         load_task(str(tmp_path / "absent.npz"))
+
+
+@pytest.mark.parametrize("side", [4, 12, 16])
+def test_images_resize_bilinearly_like_torch(digits, side: int) -> None:
+    import torch
+
+    resized = load_task("digits", resolution=side)
+    assert resized.input_shape == (1, side, side) and resized.num_classes == 10
+    for split in ("x_train", "x_val", "x_test"):  # every split alike, the labels untouched
+        x = getattr(digits, split)
+        want = torch.nn.functional.interpolate(torch.from_numpy(x), size=(side, side), mode="bilinear", align_corners=False)
+        assert getattr(resized, split).dtype == np.float32
+        assert np.abs(getattr(resized, split) - want.numpy()).max() < 1e-5
+    assert np.array_equal(resized.y_test, digits.y_test) and np.array_equal(resized.y_val, digits.y_val)
+    assert np.array_equal(load_task("digits", resolution=side).x_test, resized.x_test)  # deterministic
+
+
+def test_resizing_to_the_own_size_changes_nothing_and_signals_are_refused(digits, mnist1d) -> None:
+    assert resize_task(digits, 8) is digits
+    with pytest.raises(UserError, match=r"mnist1d: its samples are 1-D signals \(1, 1, 40\); only images can be resized"):
+        resize_task(mnist1d, 16)

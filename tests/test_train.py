@@ -1,10 +1,15 @@
-"""Training: a short schedule learns the task, and distillation really follows the teacher's soft outputs."""
+"""Training: a short schedule learns the task, distillation really follows the teacher's soft outputs, and the device
+is chosen as asked (CUDA refused where there is none)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from tinycompile.arch import ArchSpec, Layer
+from tinycompile.device import resolve_device
+from tinycompile.errors import UserError
 from tinycompile.train import evaluate, train
 
 SMALL_2D = ArchSpec(
@@ -38,3 +43,22 @@ def test_distillation_follows_the_teacher(digits) -> None:
     assert evaluate(model, digits.x_test, (digits.y_test + 1) % 10) >= 0.5
     plain, _ = train(SMALL_2D, digits, epochs=3, seed=0)
     assert evaluate(plain, digits.x_test, (digits.y_test + 1) % 10) < 0.1
+
+
+def test_training_on_the_cpu_records_it_and_returns_cpu_weights(digits) -> None:
+    model, metrics = train(SMALL_2D, digits, epochs=1, seed=0, device="cpu")
+    assert metrics["device"] == "cpu"
+    assert all(t.device.type == "cpu" for t in model.state_dict().values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: --device cuda is allowed here")
+def test_cuda_without_cuda_is_one_line(digits) -> None:
+    with pytest.raises(UserError, match="^--device cuda: CUDA is not available on this machine .*; use --device cpu or auto$"):
+        train(SMALL_2D, digits, epochs=1, device="cuda")
+
+
+def test_auto_is_cuda_only_where_torch_sees_a_gpu() -> None:
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(UserError, match="unknown device 'tpu'; choose one of auto, cpu, cuda"):
+        resolve_device("tpu")

@@ -66,6 +66,10 @@ def weights_of_another_trial(folder: Path) -> None:
         (layer0(channels=1e9), "layer 0: channels must be an integer >= 0, but got 1000000000.0"),
         (layer0(channels=10**9), "tensor ops.0.1.weight must be shaped [1000000000, 1, 3, 3], but is shaped [8, 1, 3, 3]"),
         (spec_edit(lambda s: s.update(input_shape=[1, 9, 9])), "takes [1, 9, 9] inputs into 10 classes, but task digits has [1, 8, 8]"),
+        (spec_edit(lambda s: s["meta"].update(resolution="12")), "meta.resolution must be an integer from 1 to 256"),
+        (spec_edit(lambda s: s["meta"].update(resolution=10**6)), "meta.resolution must be an integer from 1 to 256"),
+        (spec_edit(lambda s: s["meta"].update(resolution=12)),  # the images resized, the network not
+         "takes [1, 8, 8] inputs into 10 classes, but task digits has [1, 12, 12]"),
         (truncate("weights.pt"), "weights.pt: not a readable weights file"),
         (write("weights.pt", b""), "weights.pt: not a readable weights file"),
         (weights_of_another_trial, "weights.pt does not fit spec.json: tensor ops.0.1.weight must be shaped [8, 1, 3, 3]"),

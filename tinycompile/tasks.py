@@ -2,12 +2,13 @@
 
 Every task gives float32 arrays shaped ``(N, C, H, W)`` (1-D signals as ``H = 1``), normalised with the training
 split's mean and standard deviation, and int64 labels. A validation split is carved from the training data; the
-test split is only for final reporting.
+test split is only for final reporting. A task of images may be resized to a square side (:func:`resize_task`), the
+same way for every split, when a network was searched at another input resolution.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from tinycompile.fileio import read_npz
 
 BUILTIN_TASKS = ("mnist1d", "digits")
 VALIDATION_FRACTION = 0.1
+MAX_RESOLUTION = 256  # the largest side images are resized to (a search space's net.resolution)
 MAX_CLASSES = 1000  # a classifier head on a microcontroller; also keeps a stray huge label from sizing a layer
 
 
@@ -42,8 +44,47 @@ class Task:
         return int(c), int(h), int(w)
 
 
-def load_task(name: str, seed: int = 0) -> Task:
-    """Load ``mnist1d``, ``digits`` or a path to an ``.npz`` with ``x_train, y_train, x_test, y_test``."""
+def load_task(name: str, seed: int = 0, resolution: int | None = None) -> Task:
+    """Load ``mnist1d``, ``digits`` or a path to an ``.npz`` with ``x_train, y_train, x_test, y_test``; with
+    ``resolution``, its images resized to that side (:func:`resize_task`)."""
+    return at_resolution(_load(name, seed), resolution)
+
+
+def at_resolution(task: Task, resolution: int | None) -> Task:
+    """``task`` with its images resized to ``resolution`` (a spec's ``meta.resolution``), or as it is for None."""
+    return task if resolution is None else resize_task(task, resolution)
+
+
+def resize_task(task: Task, side: int) -> Task:
+    """``task`` with every image of every split resized to ``side`` x ``side``: bilinear with half-pixel centres
+    (torch's ``interpolate(mode="bilinear", align_corners=False)``), computed in float64, so deterministic."""
+    _, h, w = task.input_shape
+    if h == 1:
+        raise UserError(f"{task.name}: its samples are 1-D signals {task.input_shape}; only images can be resized")
+    if (h, w) == (side, side):
+        return task
+    rows, cols = _bilinear(h, side), _bilinear(w, side)
+
+    def resize(x: np.ndarray) -> np.ndarray:
+        return np.einsum("ih,nchw,jw->ncij", rows, x.astype(np.float64), cols).astype(np.float32)
+
+    return replace(task, x_train=resize(task.x_train), x_val=resize(task.x_val), x_test=resize(task.x_test))
+
+
+def _bilinear(size: int, out: int) -> np.ndarray:
+    """The ``(out, size)`` matrix of linear interpolation along one axis: output ``i`` samples the input at
+    ``(i + 0.5) * size / out - 0.5``, clamped to the edge pixels."""
+    src = np.clip((np.arange(out) + 0.5) * size / out - 0.5, 0, size - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, size - 1)
+    frac = src - lo
+    matrix = np.zeros((out, size))
+    np.add.at(matrix, (np.arange(out), lo), 1 - frac)
+    np.add.at(matrix, (np.arange(out), hi), frac)
+    return matrix
+
+
+def _load(name: str, seed: int) -> Task:
     if name == "mnist1d":
         x_train, y_train, x_test, y_test = _mnist1d()
     elif name == "digits":

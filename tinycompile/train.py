@@ -1,4 +1,5 @@
-"""Training on the CPU: a short schedule (AdamW, one-cycle learning rate) with early stopping on validation accuracy."""
+"""Training: a short schedule (AdamW, one-cycle learning rate) with early stopping on validation accuracy, on the CPU
+or a CUDA GPU (:mod:`tinycompile.device`); the trained model always comes back on the CPU."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ import torch
 from torch import nn
 
 from tinycompile.arch import ArchSpec
+from tinycompile.device import resolve_device
 from tinycompile.model import SpecNet
 from tinycompile.tasks import Task
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` on float inputs ``x`` (N, C, H, W) and labels ``y``."""
+    """Top-1 accuracy of ``model`` on float inputs ``x`` (N, C, H, W) and labels ``y``, on the model's device."""
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(x[i : i + batch_size]))
-            correct += int((logits.argmax(1).numpy() == y[i : i + batch_size]).sum())
+            logits = model(torch.from_numpy(x[i : i + batch_size]).to(device))
+            correct += int((logits.argmax(1).cpu().numpy() == y[i : i + batch_size]).sum())
     return correct / max(len(x), 1)
 
 
@@ -39,29 +42,33 @@ def train(
     teacher_logits: np.ndarray | None = None,
     distill_weight: float = 0.5,
     temperature: float = 4.0,
+    device: str = "auto",
 ) -> tuple[SpecNet, dict[str, Any]]:
-    """Train a fresh model of ``spec``; return the weights of its best validation epoch and the metrics.
+    """Train a fresh model of ``spec`` on ``device`` (auto, cpu, cuda); return the weights of its best validation
+    epoch, on the CPU (they load on any machine), and the metrics.
 
     With ``teacher_logits`` (a teacher's logits on ``task.x_train``), the loss mixes cross-entropy with Hinton's
     distillation term (KL divergence of the softened outputs, scaled by ``temperature**2``).
     """
+    dev = torch.device(resolve_device(device))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = SpecNet(spec)
+    model = SpecNet(spec).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-len(task.x_train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    x_train, y_train = torch.from_numpy(task.x_train), torch.from_numpy(task.y_train)
+    # The whole training split moves to the device once: tiny tasks fit, and per-batch copies would dominate.
+    x_train, y_train = torch.from_numpy(task.x_train).to(dev), torch.from_numpy(task.y_train).to(dev)
     soft_targets = None
     if teacher_logits is not None:
-        soft_targets = torch.softmax(torch.from_numpy(teacher_logits).float() / temperature, dim=1)
+        soft_targets = torch.softmax(torch.from_numpy(teacher_logits).float().to(dev) / temperature, dim=1)
     loss_fn = nn.CrossEntropyLoss()
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     start = time.perf_counter()
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
-        order = torch.from_numpy(rng.permutation(len(x_train)))
+        order = torch.from_numpy(rng.permutation(len(x_train))).to(dev)  # numpy's order: the same on every device
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             opt.zero_grad(set_to_none=True)
@@ -88,5 +95,6 @@ def train(
         "best_epoch": best_epoch,
         "train_seconds": round(time.perf_counter() - start, 2),
         "distilled": teacher_logits is not None,
+        "device": dev.type,
     }
-    return model, metrics
+    return model.cpu(), metrics

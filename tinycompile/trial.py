@@ -56,13 +56,19 @@ def load_trial(folder: str | Path) -> tuple[ArchSpec, SpecNet, dict[str, Any]]:
 
 
 def trial_task(folder: str | Path, spec: ArchSpec, metrics: dict[str, Any]) -> Task:
-    """The task a trial was trained on (``meta.task`` of its spec), loaded and checked to fit the spec's network."""
-    from tinycompile.tasks import load_task
+    """The task a trial was trained on (``meta.task`` of its spec), its images resized to ``meta.resolution`` as they
+    were in training, loaded and checked to fit the spec's network."""
+    from tinycompile.tasks import MAX_RESOLUTION, load_task
 
     name = spec.meta.get("task") or metrics.get("task")
     if not name or not isinstance(name, str):
         raise UserError(f"{folder}: spec.json has no meta.task; cannot find the data to calibrate and test on")
-    task = load_task(name)
+    resolution = spec.meta.get("resolution")
+    if resolution is not None and (not isinstance(resolution, int) or isinstance(resolution, bool)
+                                   or not 1 <= resolution <= MAX_RESOLUTION):
+        raise UserError(f"{folder}: spec.json's meta.resolution must be an integer from 1 to {MAX_RESOLUTION} (the side "
+                        f"the task's images were resized to), but is {resolution!r}; the spec was edited")
+    task = load_task(name, resolution=resolution)
     if (task.input_shape, task.num_classes) != (spec.input_shape, spec.num_classes):
         raise UserError(f"{folder}: spec.json's network takes {list(spec.input_shape)} inputs into {spec.num_classes} "
                         f"classes, but task {name} has {list(task.input_shape)} and {task.num_classes}; the spec was "

@@ -7,6 +7,7 @@ import argparse
 from rich.console import Console
 
 from tinycompile.console import console as make_console
+from tinycompile.device import DEVICES
 
 from tinycompile.search.config import OBJECTIVES, SAMPLERS, SearchConfig, prepare
 from tinycompile.search.pareto import pareto_table, write_pareto
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``search`` subcommand."""
     p = sub.add_parser("search", help="search tiny networks for a task and a chip (Optuna, multi-objective)")
     p.add_argument("--task", required=True, help="mnist1d, digits, or a .npz with x_train, y_train, x_test, y_test")
-    p.add_argument("--space", required=True, help="a search space in search_spaces/ (cnn1d, cnn2d, mlp) or a YAML file")
+    p.add_argument("--space", required=True, help="a search space in search_spaces/ (cnn1d, cnn2d, mbconv1d, mbconv2d, mlp) or a YAML file")
     p.add_argument("--target", required=True, help="a chip in hw_targets/ (see `tinycompile targets`) or a YAML file")
     p.add_argument("--trials", type=int, default=40, help="finished trials to reach (default 40)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the splits and training (default 0)")
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs", help="folder of run folders (default runs/)")
     p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per candidate (default 40)")
     p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where to train: auto (CUDA if torch sees a GPU, else the CPU; default), cpu or cuda")
     p.set_defaults(func=run)
 
 
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         epochs=args.epochs,
         distill=args.distill,
+        device=args.device,
     )
     console = make_console()
     prepared = prepare(config)

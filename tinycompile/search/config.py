@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.cost.model import Cost, estimate
+from tinycompile.device import resolve_device
 from tinycompile.errors import UserError
 from tinycompile.fileio import check_out_dir
 from tinycompile.search.space import SearchSpace, load_space
@@ -42,6 +43,7 @@ class SearchConfig:
     out: str = "runs"
     epochs: int = 40
     distill: bool = False
+    device: str = "auto"  # where each worker trains; not a setting of the study: machines of one study may differ
 
     @property
     def study_name(self) -> str:
@@ -112,6 +114,8 @@ def prepare(config: SearchConfig) -> Prepared:
         raise UserError(f"--jobs must be >= 1, but got {config.jobs}")
     if config.epochs < 1:
         raise UserError(f"--epochs must be >= 1, but got {config.epochs}")
+    if config.device != "auto":  # auto always resolves; each worker resolves it on its own machine
+        resolve_device(config.device)
     if config.objective not in OBJECTIVES:
         raise UserError(f"unknown objective {config.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     if config.sampler not in SAMPLERS:

@@ -22,6 +22,7 @@ from tinycompile.search.artifacts import DatabaseArtifactStore, publish
 from tinycompile.search.config import Prepared
 from tinycompile.search.storage import WORKER, process_seed
 from tinycompile.search.teacher import teacher_logits
+from tinycompile.tasks import at_resolution
 from tinycompile.train import train
 from tinycompile.trial import save_trial
 
@@ -45,7 +46,8 @@ class Objective:
         """The teacher's logits when distilling (trained once per run, loaded once per worker)."""
         if self.p.config.distill and self._teacher is None:
             folder = self.p.config.run_dir / "teacher"
-            self._teacher = teacher_logits(self.p.space, self.p.task, folder, self.p.config.epochs, self.p.config.seed)
+            self._teacher = teacher_logits(self.p.space, self.p.task, folder, self.p.config.epochs, self.p.config.seed,
+                                           self.p.config.device)
         return self._teacher
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float]:
@@ -75,7 +77,9 @@ class Objective:
             trial.set_user_attr("trained", False)
             return self._done(trial, (0.0, second))
         seed = self.p.config.seed + trial.number
-        model, metrics = train(spec, self.p.task, epochs=self.p.config.epochs, seed=seed, teacher_logits=self.teacher())
+        task = at_resolution(self.p.task, spec.meta.get("resolution"))  # the images this candidate takes
+        model, metrics = train(spec, task, epochs=self.p.config.epochs, seed=seed, teacher_logits=self.teacher(),
+                               device=self.p.config.device)
         metrics["cost"] = cost.to_dict()
         folder = trial_dir(self.p, trial.number)
         save_trial(folder, spec, model, metrics)

@@ -3,22 +3,29 @@
 A space lists, for every key, the values the search may choose. Choices are a flat dict (``"stem.kernel"``,
 ``"block2.channels"``, ...) so every candidate is a point in one fixed space: all blocks get choices, the first
 ``blocks.count`` are used. A fixed space suits NSGA-II's crossover and TPE alike.
+
+Families (the YAML's ``family``; default ``mlp`` for ``input: any``, else ``cnn``): ``cnn`` (stem, blocks, head),
+``mlp`` (dense blocks) and ``mbconv`` (MCUNet's inverted-residual stages, :mod:`tinycompile.search.mbconv`).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinycompile.arch import ArchSpec, Layer, Shape, same_padding
+from tinycompile.arch import ArchSpec, Layer, Shape
 from tinycompile.errors import UserError
 from tinycompile.resources import find_yaml, read_yaml_mapping, yaml_files
+from tinycompile.search import mbconv
+from tinycompile.search.layout import LayerStack
+from tinycompile.tasks import MAX_RESOLUTION
 
 INPUTS = ("1d", "2d", "any")
-_INT = "int"
-# section -> key -> allowed values (a tuple) or the kind of value
+_INT, _NUMBER = "int", "number"
+# family -> section -> key -> allowed values (a tuple) or the kind of value
 SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
         "stem": {"channels": _INT, "kernel": _INT, "stride": _INT},
@@ -34,11 +41,22 @@ SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
         "head": {"reduce": ("flatten", "gap"), "hidden": _INT},
     },
     "mlp": {"blocks": {"count": _INT, "units": _INT}},
+    "mbconv": {
+        "net": {"width": _NUMBER, "resolution": _INT},
+        "stem": {"channels": _INT, "kernel": _INT, "stride": _INT},
+        "stages": {"depth": _INT, "channels": _INT, "stride": _INT},
+        "blocks": {"expansion": _INT, "kernel": _INT},
+        "head": {"reduce": ("flatten", "gap"), "hidden": _INT},
+    },
 }
+LIST_SECTIONS = {"stages"}  # a list of mappings, one per stage, each with the section's keys
+IMAGE_ONLY = {("net", "resolution")}  # optional, and only for 2-D spaces: the side images are resized to
 ZERO_ALLOWED = {("head", "hidden")}  # 0 means "no hidden layer"
-# Largest value of each integer key: tiny networks are a few blocks deep; the bounds also keep the budget probe (which
+# Largest value of each number key: tiny networks are a few blocks deep; the bounds also keep the budget probe (which
 # builds thousands of candidates before the search starts) and every candidate's cost model fast.
-MAX_VALUE = {"count": 32, "channels": 4096, "units": 4096, "hidden": 4096, "kernel": 64, "stride": 16}
+MAX_VALUE = {"count": 32, "channels": 4096, "units": 4096, "hidden": 4096, "kernel": 64, "stride": 16, "depth": 32,
+             "expansion": 8, "resolution": MAX_RESOLUTION, "width": 4}
+MAX_BLOCKS = 32  # an mbconv space's stages at their largest depths, added up (as blocks.count bounds the cnn family)
 
 
 @dataclass(frozen=True)
@@ -49,19 +67,17 @@ class SearchSpace:
     input: str
     choices: dict[str, list[Any]]  # "section.key" -> allowed values
     path: Path
-
-    @property
-    def family(self) -> str:
-        """``cnn`` or ``mlp``."""
-        return "mlp" if self.input == "any" else "cnn"
+    family: str  # cnn, mlp or mbconv
 
     @property
     def max_blocks(self) -> int:
         """The largest block count the space allows."""
-        return max(self.choices["blocks.count"])
+        return mbconv.max_blocks(self.choices) if self.family == "mbconv" else max(self.choices["blocks.count"])
 
     def parameters(self) -> dict[str, list[Any]]:
         """Every independent choice of a candidate: stem/head keys once, block keys once per block."""
+        if self.family == "mbconv":
+            return mbconv.parameters(self.choices)
         params: dict[str, list[Any]] = {}
         for key, values in self.choices.items():
             section, name = key.split(".")
@@ -86,11 +102,20 @@ class SearchSpace:
             raise UserError(f"search space {self.name!r} takes 2-D images, but the task gives 1-D signals {input_shape}; use cnn1d")
 
     def build(self, choices: dict[str, Any], input_shape: Shape, num_classes: int) -> ArchSpec:
-        """The ArchSpec of one candidate."""
-        builder = _CnnBuilder(self, input_shape) if self.family == "cnn" else _MlpBuilder(input_shape)
-        layers = builder.layers(choices)
+        """The ArchSpec of one candidate (on images resized to ``net.resolution`` where the space chooses it)."""
+        meta: dict[str, Any] = {"space": self.name, "choices": choices}
+        if "net.resolution" in choices:  # meta.resolution tells training and `build` to resize the task's images
+            side = choices["net.resolution"]
+            input_shape = (input_shape[0], side, side)
+            meta["resolution"] = side
+        two_d = self.input == "2d"
+        if self.family == "mbconv":
+            layers = mbconv.MbconvBuilder(input_shape, two_d).layers(choices)
+        elif self.family == "cnn":
+            layers = _CnnBuilder(input_shape, two_d).layers(choices)
+        else:
+            layers = _MlpBuilder(input_shape).layers(choices)
         layers.append(Layer("dense", (len(layers) - 1,), channels=num_classes))
-        meta = {"space": self.name, "choices": choices}
         return ArchSpec(input_shape, num_classes, tuple(layers), meta)
 
 
@@ -106,35 +131,75 @@ def load_space(name_or_path: str) -> SearchSpace:
     kind = data.get("input")
     if kind not in INPUTS:
         raise UserError(f"{path}: key 'input' must be one of {', '.join(INPUTS)}, but got {kind!r}")
-    schema = SCHEMA["mlp" if kind == "any" else "cnn"]
-    unknown = set(data) - {"name", "input", *schema}
+    family = data.get("family", "mlp" if kind == "any" else "cnn")
+    if not isinstance(family, str) or family not in SCHEMA:
+        raise UserError(f"{path}: key 'family' must be one of {', '.join(SCHEMA)}, but got {family!r}")
+    if (family == "mlp") != (kind == "any"):
+        takes = "any" if family == "mlp" else "1d or 2d"
+        raise UserError(f"{path}: family {family} takes input {takes}, but got input {kind}")
+    schema = SCHEMA[family]
+    unknown = set(data) - {"name", "input", "family", *schema}
     if unknown:
-        raise UserError(f"{path}: unknown key {sorted(unknown)[0]!r}; allowed: name, input, {', '.join(schema)}")
+        raise UserError(f"{path}: unknown key {sorted(unknown)[0]!r}; allowed: name, input, family, {', '.join(schema)}")
     choices: dict[str, list[Any]] = {}
     for section, keys in schema.items():
-        body = data.get(section)
-        if not isinstance(body, dict):
-            raise UserError(f"{path}: missing section '{section}' (a mapping with keys {', '.join(keys)})")
-        extra = set(body) - set(keys)
-        if extra:
-            raise UserError(f"{path}: unknown key '{section}.{sorted(extra)[0]}'; allowed: {', '.join(keys)}")
-        for key, allowed in keys.items():
-            choices[f"{section}.{key}"] = _check_values(path, section, key, body.get(key), allowed)
-    return SearchSpace(str(data.get("name", path.stem)), kind, choices, path)
+        if section in LIST_SECTIONS:
+            choices.update(_list_section(path, section, keys, data.get(section), kind))
+        else:
+            choices.update(_section(path, section, section, section, keys, data.get(section), kind))
+    if family == "mbconv" and mbconv.max_blocks(choices) > MAX_BLOCKS:
+        raise UserError(f"{path}: the stages' largest depths add up to {mbconv.max_blocks(choices)} blocks; at most "
+                        f"{MAX_BLOCKS} (tiny networks; the search probes thousands of candidates)")
+    return SearchSpace(str(data.get("name", path.stem)), kind, choices, path, family)
 
 
-def _check_values(path: Path, section: str, key: str, values: Any, allowed: Any) -> list[Any]:
-    where = f"{path}: key '{section}.{key}'"
+def _section(path: Path, section: str, label: str, prefix: str, keys: dict[str, Any], body: Any,
+             kind: str) -> dict[str, list[Any]]:
+    """The choices of one mapping (``label`` names it in errors, ``prefix`` in the choices' keys)."""
+    if not isinstance(body, dict):
+        raise UserError(f"{path}: missing section '{label}' (a mapping with keys {', '.join(keys)})")
+    extra = set(body) - set(keys)
+    if extra:
+        raise UserError(f"{path}: unknown key '{label}.{sorted(extra)[0]}'; allowed: {', '.join(keys)}")
+    choices: dict[str, list[Any]] = {}
+    for key, allowed in keys.items():
+        if (section, key) in IMAGE_ONLY:
+            if key not in body:
+                continue
+            if kind != "2d":
+                raise UserError(f"{path}: key '{label}.{key}' resizes 2-D images, but this space takes input {kind}; "
+                                "remove it")
+        choices[f"{prefix}.{key}"] = _check_values(path, f"{label}.{key}", (section, key), body.get(key), allowed)
+    return choices
+
+
+def _list_section(path: Path, section: str, keys: dict[str, Any], body: Any, kind: str) -> dict[str, list[Any]]:
+    """The choices of a list of mappings (``stages``): entry ``i``'s keys become ``stage{i}.<key>``."""
+    if not isinstance(body, list) or not body:
+        raise UserError(f"{path}: missing section '{section}' (a non-empty list of mappings with keys {', '.join(keys)})")
+    choices: dict[str, list[Any]] = {}
+    for i, entry in enumerate(body):
+        choices.update(_section(path, section, f"{section}[{i}]", f"{section[:-1]}{i}", keys, entry, kind))
+    return choices
+
+
+def _check_values(path: Path, label: str, key: tuple[str, str], values: Any, allowed: Any) -> list[Any]:
+    where = f"{path}: key '{label}'"
     if not isinstance(values, list) or not values:
         raise UserError(f"{where} must be a non-empty list of values to choose from, but got {values!r}")
-    if allowed == _INT:
-        low = 0 if (section, key) in ZERO_ALLOWED else 1
-        bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < low]
+    if allowed in (_INT, _NUMBER):
+        if allowed == _INT:
+            low = 0 if key in ZERO_ALLOWED else 1
+            what, expect = "integers", f"integers >= {low}"
+            bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < low]
+        else:  # a ratio: any finite number above 0 (nan compares false with everything, so it is named here)
+            what, expect = "numbers", "numbers > 0"
+            bad = [v for v in values if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < math.inf]
         if bad:
-            raise UserError(f"{where} must list integers >= {low}, but got {bad[0]!r}")
-        high = MAX_VALUE[key]
+            raise UserError(f"{where} must list {expect}, but got {bad[0]!r}")
+        high = MAX_VALUE[key[1]]
         if max(values) > high:
-            raise UserError(f"{where} must list integers <= {high} (tiny networks; the search probes thousands of "
+            raise UserError(f"{where} must list {what} <= {high} (tiny networks; the search probes thousands of "
                             f"candidates), but got {max(values)}")
     else:
         bad = [v for v in values if v not in allowed or type(v) is not type(allowed[0])]
@@ -154,16 +219,11 @@ class _MlpBuilder:
         return layers
 
 
-class _CnnBuilder:
+class _CnnBuilder(LayerStack):
     """Lays out stem, blocks and head, keeping every stride and pool legal for the shrinking feature map."""
 
-    def __init__(self, space: SearchSpace, input_shape: Shape) -> None:
-        self.two_d = space.input == "2d"
-        self.layers_: list[Layer] = []
-        self.shape = input_shape
-
     def layers(self, choices: dict[str, Any]) -> list[Layer]:
-        self._conv("conv", -1, choices["stem.channels"], choices["stem.kernel"], choices["stem.stride"], relu=True)
+        self.conv("conv", -1, choices["stem.channels"], choices["stem.kernel"], choices["stem.stride"], relu=True)
         blocks: list[dict[str, Any]] = [{} for _ in range(choices["blocks.count"])]
         for key, value in choices.items():  # one pass over the choices: linear in the space's size
             section, name = key.split(".", 1)
@@ -171,7 +231,7 @@ class _CnnBuilder:
                 blocks[int(section[5:])][name] = value
         for block in blocks:
             self._block(block)
-        last = len(self.layers_) - 1
+        last = self.last
         reduce = choices["head.reduce"]
         self.layers_.append(Layer(reduce, (last,)))
         if choices["head.hidden"]:
@@ -179,40 +239,17 @@ class _CnnBuilder:
         return self.layers_
 
     def _block(self, c: dict[str, Any]) -> None:
-        block_input = len(self.layers_) - 1
+        block_input = self.last
         in_shape = self.shape
-        stride = c["stride"] if self._spatial() >= 2 * c["stride"] else 1
+        stride = self.legal_stride(c["stride"])
         residual = c["residual"] and stride == 1 and c["channels"] == in_shape[0]
         if c["type"] == "conv":
-            self._conv("conv", block_input, c["channels"], c["kernel"], stride, relu=not residual)
+            self.conv("conv", block_input, c["channels"], c["kernel"], stride, relu=not residual)
         else:
-            self._conv("dwconv", block_input, in_shape[0], c["kernel"], stride, relu=True)
-            self._conv("conv", len(self.layers_) - 1, c["channels"], 1, 1, relu=not residual)
+            self.conv("dwconv", block_input, in_shape[0], c["kernel"], stride, relu=True)
+            self.conv("conv", self.last, c["channels"], 1, 1, relu=not residual)
         if residual:
-            self.layers_.append(Layer("add", (block_input, len(self.layers_) - 1), relu=True))
-        if c["pool"] != "none" and self._spatial() >= 2:
+            self.layers_.append(Layer("add", (block_input, self.last), relu=True))
+        if c["pool"] != "none" and self.spatial() >= 2:
             k = (2, 2) if self.two_d else (1, 2)
-            self._append(Layer(f"{c['pool']}pool", (len(self.layers_) - 1,), kernel=k, stride=k))
-
-    def _conv(self, op: str, src: int, channels: int, kernel: int, stride: int, relu: bool) -> None:
-        _, h, w = self.shape
-        if self.two_d:
-            kh = kw = kernel
-            sh = sw = stride
-        else:
-            kh, kw, sh, sw = 1, kernel, 1, stride
-        pad = (*same_padding(h, kh, sh), *same_padding(w, kw, sw))
-        self._append(Layer(op, (src,), channels=channels if op == "conv" else 0, kernel=(kh, kw), stride=(sh, sw), padding=pad, relu=relu))
-
-    def _append(self, layer: Layer) -> None:
-        self.layers_.append(layer)
-        c, h, w = self.shape
-        kh, kw = layer.kernel
-        sh, sw = layer.stride
-        pt, pb, pl, pr = layer.padding
-        channels = layer.channels if layer.op == "conv" else c
-        self.shape = (channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
-
-    def _spatial(self) -> int:
-        _, h, w = self.shape
-        return min(h, w) if self.two_d else w
+            self.append(Layer(f"{c['pool']}pool", (self.last,), kernel=k, stride=k))

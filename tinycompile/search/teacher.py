@@ -12,7 +12,7 @@ import torch
 from tinycompile.arch import ArchSpec
 from tinycompile.fileio import write_with
 from tinycompile.search.space import SearchSpace
-from tinycompile.tasks import Task
+from tinycompile.tasks import Task, at_resolution
 from tinycompile.train import train
 from tinycompile.trial import save_trial
 
@@ -32,17 +32,19 @@ def teacher_spec(space: SearchSpace, task: Task, seed: int) -> ArchSpec:
     return best
 
 
-def teacher_logits(space: SearchSpace, task: Task, folder: Path, epochs: int, seed: int) -> np.ndarray:
-    """The teacher's logits on ``task.x_train``: trained under a file lock the first time, then read from disk."""
+def teacher_logits(space: SearchSpace, task: Task, folder: Path, epochs: int, seed: int, device: str = "auto") -> np.ndarray:
+    """The teacher's logits on ``task.x_train`` (the same samples, in order, at whatever resolution the teacher takes):
+    trained under a file lock the first time, then read from disk."""
     folder.mkdir(parents=True, exist_ok=True)
     logits_file = folder / "logits.npy"
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker trains; the others wait and reuse its result
         if not logits_file.exists():
             spec = teacher_spec(space, task, seed)
-            model, metrics = train(spec, task, epochs=epochs, seed=seed)
-            with torch.no_grad():
-                logits = model(torch.from_numpy(task.x_train)).numpy()
+            seen = at_resolution(task, spec.meta.get("resolution"))
+            model, metrics = train(spec, seen, epochs=epochs, seed=seed, device=device)
+            with torch.no_grad():  # on the CPU, where train returns the model
+                logits = model(torch.from_numpy(seen.x_train)).numpy()
             save_trial(folder, spec, model, metrics)
             write_with(logits_file, lambda tmp: _save_array(tmp, logits))
     return np.load(logits_file)
