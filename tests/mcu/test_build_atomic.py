@@ -150,3 +150,26 @@ def test_a_folder_that_is_not_a_build_is_never_replaced(trial: Path, tmp_path: P
     assert "\n" not in err and "holds files but no report.json, so it is not a previous build" in err, err
     assert snapshot(out) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}
     assert debris(tmp_path) == []
+
+
+def test_an_interrupt_a_library_wraps_is_still_an_interrupt(trial: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C inside TVM reaches Python as a RuntimeError (its FFI wraps the KeyboardInterrupt): still the one line."""
+    import os
+
+    class WrappingBackend(FakeBackend):
+        def build(self, work, target, options, out):  # type: ignore[no-untyped-def]
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                raise RuntimeError("an error in a pass") from None
+
+    monkeypatch.setattr(flow, "get_backend", lambda kind: WrappingBackend(True))
+    out = tmp_path / "out"
+    before = old_build(out)
+    assert main(["build", str(trial), "--target", "cortex-m4", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].endswith(f"build interrupted; {out} was left as it was"), err
+    assert snapshot(out) == before and debris(tmp_path) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the build's handler is gone

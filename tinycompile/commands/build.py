@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +70,40 @@ def run(args: argparse.Namespace) -> int:
         from tinycompile.search.artifacts import local_trial_folder  # a trial another machine trained is fetched
 
         trial = local_trial_folder(args.trial)
-    with folder_lock(out):
+    with folder_lock(out), interrupt_flag() as interrupted:
         _check_replaceable(out)
         try:
             with atomic_folder(out) as tmp:
                 ok = _build_model(args, target, options, tmp) if model_file else _build_trial(trial, args, target, options, tmp)
-        except KeyboardInterrupt:
-            ok = None
+        except BaseException:
+            if not interrupted:
+                raise
+            ok = None  # Ctrl-C, or what a library made of it (TVM's FFI turns it into a RuntimeError)
     if ok is None:
         # Objects the interrupt left half-built (TVM's) warn as they are freed: let them, before the last line is ours.
         gc.collect()
         raise UserError(f"build interrupted; {out} was left as it was")
     return 0 if ok else 1
+
+
+@contextmanager
+def interrupt_flag() -> Iterator[list[bool]]:
+    """While inside, SIGINT still raises KeyboardInterrupt, and also leaves a mark in the yielded list: an interrupt
+    that a library wraps in another exception is still known to be one. (Only the main thread can set handlers.)"""
+    seen: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def backend_options(args: argparse.Namespace, target: Target, strict: bool = True) -> dict[str, Any]:
