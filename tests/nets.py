@@ -115,3 +115,14 @@ def mbconv_blocks(spec: ArchSpec) -> list[dict]:
         blocks.append({"expansion": expansion, "kernel": max(depthwise.kernel), "stride": max(depthwise.stride),
                        "channels": project.channels, "in_channels": in_channels, "residual": residual})
     return blocks
+
+
+def repeated_blocks() -> ArchSpec:
+    """Two identical depthwise-separable blocks (same shapes and parameters) between other ops."""
+    layers = [L("conv", (-1,), channels=8, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True)]
+    for _ in range(2):
+        layers.append(L("dwconv", (len(layers) - 1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True))
+        layers.append(L("conv", (len(layers) - 1,), channels=8, relu=True))
+    layers += [L("maxpool", (len(layers) - 1,), kernel=(2, 2), stride=(2, 2)), L("flatten", (len(layers),)),
+               L("dense", (len(layers) + 1,), channels=5)]
+    return ArchSpec((1, 6, 6), 5, tuple(layers))

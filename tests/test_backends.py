@@ -84,21 +84,6 @@ def toy(tmp_path: Path):
     get_backend.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def trial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A digits trial trained for one epoch."""
-    from nets import SPECS
-
-    from tinycompile.tasks import load_task
-    from tinycompile.train import train
-    from tinycompile.trial import save_trial
-
-    folder = tmp_path_factory.mktemp("trial") / "digits"
-    model, metrics = train(SPECS["digits"], load_task("digits"), epochs=1, seed=0)
-    save_trial(folder, SPECS["digits"], model, metrics)
-    return folder
-
-
 def test_the_cost_model_asks_the_new_kind(toy: Path) -> None:
     from nets import SPECS
 

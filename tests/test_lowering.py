@@ -10,25 +10,12 @@ import pytest
 import tvm
 import tvm_ffi
 
-from tinycompile.arch import ArchSpec, Layer
 from tinycompile.lowering import OP_ATTR, OP_INDEX_ATTR, op_of, to_relax
 from tinycompile.quant.graph import QuantGraph
 
-from nets import SPECS, random_graph
+from nets import SPECS, random_graph, repeated_blocks
 
-L = Layer
 PACKAGE = Path(__file__).resolve().parent.parent / "tinycompile"
-
-
-def repeated_blocks() -> ArchSpec:
-    """Two identical depthwise-separable blocks (same shapes and parameters) between other ops."""
-    layers = [L("conv", (-1,), channels=8, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True)]
-    for _ in range(2):
-        layers.append(L("dwconv", (len(layers) - 1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True))
-        layers.append(L("conv", (len(layers) - 1,), channels=8, relu=True))
-    layers += [L("maxpool", (len(layers) - 1,), kernel=(2, 2), stride=(2, 2)), L("flatten", (len(layers),)),
-               L("dense", (len(layers) + 1,), channels=5)]
-    return ArchSpec((1, 6, 6), 5, tuple(layers))
 
 
 def called_functions(mod: tvm.IRModule) -> list[tuple[tvm.ir.GlobalVar, tvm.tirx.PrimFunc]]:

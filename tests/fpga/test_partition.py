@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tvm
 from fpga_helpers import random_graph
+from nets import repeated_blocks
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix
 
 from tinycompile.accel.config import AccelConfig
@@ -13,20 +14,9 @@ from tinycompile.fpga.partition import CODEGEN, PATTERN_OPS, partition
 L = Layer
 
 
-def _repeated_blocks() -> ArchSpec:
-    """Identical depthwise-separable blocks: the lowering shares one kernel between them."""
-    layers = [L("conv", (-1,), channels=8, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True)]
-    for _ in range(2):
-        layers.append(L("dwconv", (len(layers) - 1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True))
-        layers.append(L("conv", (len(layers) - 1,), channels=8, relu=True))
-    layers += [L("maxpool", (len(layers) - 1,), kernel=(2, 2), stride=(2, 2)), L("flatten", (len(layers),)),
-               L("dense", (len(layers) + 1,), channels=5)]
-    return ArchSpec((1, 6, 6), 5, tuple(layers))
-
-
 def test_whole_network_goes_to_the_accelerator_through_run_codegen() -> None:
     """Every op matches a tinyaccel pattern, the regions merge into one external function, the codegen emits it."""
-    graph = random_graph(_repeated_blocks())
+    graph = random_graph(repeated_blocks())
     part = partition(graph, AccelConfig.for_array(8), 1 << 21)
     assert [part.placement[i] for i in range(len(graph.ops))] == ["accelerator"] * 6 + ["view", "accelerator"]
     assert part.refused == {}

@@ -24,21 +24,6 @@ from tinycompile.backends import Backend, BuildResult, flow
 from tinycompile.quant import reference
 
 
-@pytest.fixture(scope="module")
-def trial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A digits trial trained for one epoch (the build's verdict does not depend on accuracy)."""
-    from nets import SPECS
-
-    from tinycompile.tasks import load_task
-    from tinycompile.train import train
-    from tinycompile.trial import save_trial
-
-    folder = tmp_path_factory.mktemp("trial") / "digits"
-    model, metrics = train(SPECS["digits"], load_task("digits"), epochs=1, seed=0)
-    save_trial(folder, SPECS["digits"], model, metrics)
-    return folder
-
-
 def old_build(out: Path) -> dict[str, str]:
     """An existing build folder with a bit-exact verdict; returns its snapshot."""
     for name, text in {"quant/quant_graph.json": "{}", "lib/model.c": "/* old */", "firmware/main.c": "/* old */",
