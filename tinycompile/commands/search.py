@@ -17,7 +17,8 @@ from tinycompile.search.plots import write_plots
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``search`` subcommand."""
     p = sub.add_parser("search", help="search tiny networks for a task and a chip (Optuna, multi-objective)")
-    p.add_argument("--task", required=True, help="mnist1d, digits, or a .npz with x_train, y_train, x_test, y_test")
+    p.add_argument("--task", required=True,
+                   help="mnist1d, digits, basicmotions, kws-espeak[:N], or a .npz with x_train, y_train, x_test, y_test")
     p.add_argument("--space", required=True, help="a search space in search_spaces/ (cnn1d, cnn2d, mbconv1d, mbconv2d, mlp) or a YAML file")
     p.add_argument("--target", required=True, help="a chip in hw_targets/ (see `tinycompile targets`) or a YAML file")
     p.add_argument("--trials", type=int, default=40, help="finished trials to reach (default 40)")
