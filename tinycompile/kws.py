@@ -223,6 +223,7 @@ def _espeak() -> str:
 @cache
 def _espeak_version(espeak: str) -> str:
     try:
-        return subprocess.run([espeak, "--version"], capture_output=True, text=True, timeout=30).stdout.split("Data")[0].strip()
+        out = subprocess.run([espeak, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return out.split("Data")[0].strip()  # "eSpeak NG text-to-speech: 1.51  Data at: ..."
