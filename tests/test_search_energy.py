@@ -59,6 +59,7 @@ def test_a_search_reports_its_energy_and_a_resumed_one_adds_to_it(tmp_path: Path
     assert energy["best"]["inferences"] == pytest.approx(energy["energy_kwh"] * 3.6e6 / (front[0]["energy_uj"] * 1e-6))
     assert "search energy" in first.stdout and "inferences of trial" in first.stdout
     assert not list(tmp_path.rglob("emissions*.csv")) and not list(Path.cwd().glob("emissions*.csv"))
+    assert "[codecarbon" not in first.stderr + first.stdout  # its logging is silenced
 
     report = run_cli("report", str(run_dir))
     assert report.returncode == 0, report.stderr

@@ -63,20 +63,11 @@ class EnergyMeter:
         self._lock = threading.Lock()
 
     def __enter__(self) -> EnergyMeter:
-        from codecarbon import OfflineEmissionsTracker
-        from codecarbon.output_methods.base_output import BaseOutput
-
-        meter = self
-
-        class Recorder(BaseOutput):
-            def live_out(self, total: Any, delta: Any) -> None:  # codecarbon's thread, every RECORD_EVERY measures
-                meter._save(total)
-
-            def out(self, total: Any, delta: Any) -> None:  # at stop
-                meter._save(total)
-
-        logging.getLogger("codecarbon").setLevel(logging.CRITICAL)  # before its first message (at init)
         try:
+            from codecarbon import OfflineEmissionsTracker
+
+            # Importing it set its level from the environment; quiet it before its first message (at init).
+            logging.getLogger("codecarbon").setLevel(logging.CRITICAL)
             self._tracker = OfflineEmissionsTracker(
                 country_iso_code=self.country,
                 project_name="tinycompile-search",
@@ -84,7 +75,7 @@ class EnergyMeter:
                 measure_power_secs=MEASURE_SECONDS,
                 api_call_interval=RECORD_EVERY,
                 output_methods=[],  # no emissions.csv
-                output_handlers=[Recorder()],
+                output_handlers=[_recorder(self)],
                 log_level="critical",
                 allow_multiple_runs=True,  # searches may run side by side (codecarbon's lock would refuse the second)
             )
@@ -118,7 +109,7 @@ class EnergyMeter:
         }
         with self._lock:
             self.record = record
-            if self.config is None:  # still preparing: the next record (or the last) goes to the study
+            if self.config is None:  # the study is not known yet: a later record goes to it
                 return
             try:
                 if self._study is None:
@@ -128,6 +119,21 @@ class EnergyMeter:
                 self._study.set_user_attr(self.key, record)
             except Exception:  # noqa: BLE001 - no study yet (a search refused early), or the database is busy
                 self._study = None
+
+
+def _recorder(meter: EnergyMeter) -> Any:
+    """A codecarbon output handler that hands the session's totals to ``meter``: from codecarbon's thread every
+    :data:`RECORD_EVERY` measurements, and once more when the tracker stops."""
+    from codecarbon.output_methods.base_output import BaseOutput
+
+    class Recorder(BaseOutput):
+        def live_out(self, total: Any, delta: Any) -> None:
+            meter._save(total)
+
+        def out(self, total: Any, delta: Any) -> None:
+            meter._save(total)
+
+    return Recorder()
 
 
 def search_energy(study: Any, best: dict[str, Any] | None, target: str) -> dict[str, Any] | None:
