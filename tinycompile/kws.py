@@ -26,6 +26,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +91,8 @@ def cache_dir() -> Path:
 def load_kws(config: KwsConfig, progress: bool = True) -> dict[str, np.ndarray]:
     """``x_train, y_train, x_test, y_test`` of the task: from the cache, or rendered and then cached (atomically)."""
     espeak = _espeak()
-    import librosa
-
     key = {"generator": GENERATOR, "clips_per_class": config.clips_per_class, "keywords": list(config.keywords),
-           "seed": config.seed, "espeak-ng": _espeak_version(espeak), "librosa": librosa.__version__}
+           "seed": config.seed, "espeak-ng": _espeak_version(espeak), "librosa": version("librosa")}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{NAME}-{digest}.npz"
     try:
