@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything tinycompile needs on a fresh Debian 12 machine (as root), idempotently:
-# the Debian toolchains (cross compilers, QEMU, synthesis, PostgreSQL) and a venv with the pinned Python packages.
+# the Debian toolchains (cross compilers, QEMU, synthesis, PostgreSQL; espeak-ng renders the kws-espeak task) and a
+# venv with the pinned Python packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="gcc-arm-none-eabi picolibc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf
-picolibc-riscv64-unknown-elf qemu-system-arm qemu-system-misc yosys nextpnr-ice40 iverilog postgresql"
+picolibc-riscv64-unknown-elf qemu-system-arm qemu-system-misc yosys nextpnr-ice40 iverilog postgresql espeak-ng"
 VENV=${TINYCOMPILE_VENV:-.venv}
 
 missing=""

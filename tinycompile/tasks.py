@@ -1,4 +1,6 @@
-"""Tasks (data sets): MNIST-1D (generated procedurally), sklearn's 8x8 digits, or a user's ``.npz``.
+"""Tasks (data sets): MNIST-1D (generated procedurally), sklearn's 8x8 digits, the BasicMotions sensor recordings
+(shipped inside sktime), a keyword-spotting task rendered here with espeak-ng (:mod:`tinycompile.kws`), or a user's
+``.npz``.
 
 Every task gives float32 arrays shaped ``(N, C, H, W)`` (1-D signals as ``H = 1``), normalised with the training
 split's mean and standard deviation, and int64 labels. A validation split is carved from the training data; the
@@ -16,7 +18,7 @@ import numpy as np
 from tinycompile.errors import UserError
 from tinycompile.fileio import read_npz
 
-BUILTIN_TASKS = ("mnist1d", "digits")
+BUILTIN_TASKS = ("mnist1d", "digits", "basicmotions", "kws-espeak")
 VALIDATION_FRACTION = 0.1
 MAX_RESOLUTION = 256  # the largest side images are resized to (a search space's net.resolution)
 MAX_CLASSES = 1000  # a classifier head on a microcontroller; also keeps a stray huge label from sizing a layer
@@ -36,6 +38,7 @@ class Task:
     num_classes: int
     mean: float
     std: float
+    classes: tuple[str, ...] = ()  # the name of each label, where the task has names
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -45,8 +48,9 @@ class Task:
 
 
 def load_task(name: str, seed: int = 0, resolution: int | None = None) -> Task:
-    """Load ``mnist1d``, ``digits`` or a path to an ``.npz`` with ``x_train, y_train, x_test, y_test``; with
-    ``resolution``, its images resized to that side (:func:`resize_task`)."""
+    """Load ``mnist1d``, ``digits``, ``basicmotions``, ``kws-espeak`` (or ``kws-espeak:N``, N clips per class) or a
+    path to an ``.npz`` with ``x_train, y_train, x_test, y_test``; with ``resolution``, its images resized to that side
+    (:func:`resize_task`). ``seed`` draws the validation split, never the data."""
     return at_resolution(_load(name, seed), resolution)
 
 
@@ -85,10 +89,15 @@ def _bilinear(size: int, out: int) -> np.ndarray:
 
 
 def _load(name: str, seed: int) -> Task:
+    classes: tuple[str, ...] = ()
     if name == "mnist1d":
         x_train, y_train, x_test, y_test = _mnist1d()
     elif name == "digits":
         x_train, y_train, x_test, y_test = _digits()
+    elif name == "basicmotions":
+        x_train, y_train, x_test, y_test, classes = _basic_motions()
+    elif name == "kws-espeak" or name.startswith("kws-espeak:"):
+        x_train, y_train, x_test, y_test, classes = _kws(name)
     elif name.endswith(".npz"):
         x_train, y_train, x_test, y_test = _npz(Path(name))
     else:
@@ -118,6 +127,7 @@ def _load(name: str, seed: int) -> Task:
         num_classes=num_classes,
         mean=mean,
         std=std,
+        classes=classes,
     )
 
 
@@ -154,6 +164,33 @@ def _digits() -> tuple[np.ndarray, ...]:
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
     return x_train, y_train, x_test, y_test
+
+
+def _basic_motions() -> tuple:
+    """UEA's BasicMotions as sktime ships it (inside the wheel: nothing is downloaded): a smart watch's 3-axis
+    accelerometer and gyroscope at 10 Hz, 10 s per recording, (6, 100) per sample; standing, walking, running and
+    badminton, 40 recordings to train and 40 to test. Labels are the activities in alphabetical order."""
+    from sktime.datasets import load_basic_motions
+
+    x_train, y_train = load_basic_motions(split="train", return_type="numpy3D")
+    x_test, y_test = load_basic_motions(split="test", return_type="numpy3D")
+    classes = tuple(str(c) for c in np.unique(y_train))
+    index = {c: i for i, c in enumerate(classes)}
+
+    def labels(y: np.ndarray) -> np.ndarray:
+        return np.array([index[str(c)] for c in y], dtype=np.int64)
+
+    return x_train[:, :, None, :], labels(y_train), x_test[:, :, None, :], labels(y_test), classes
+
+
+def _kws(name: str) -> tuple:
+    """The keyword-spotting task rendered with espeak-ng (:mod:`tinycompile.kws`), from its cache after the first
+    load: MFCC images ``(1, 49, 10)``, twelve classes."""
+    from tinycompile import kws
+
+    config = kws.parse_name(name)
+    arrays = kws.load_kws(config)
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], config.classes
 
 
 def _npz(path: Path) -> tuple[np.ndarray, ...]:

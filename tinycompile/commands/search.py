@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
@@ -10,6 +11,7 @@ from tinycompile.console import console as make_console
 from tinycompile.device import DEVICES
 
 from tinycompile.search.config import OBJECTIVES, SAMPLERS, SearchConfig, prepare
+from tinycompile.search.energy import DEFAULT_COUNTRY, EnergyMeter, caption, check_country, search_energy
 from tinycompile.search.pareto import pareto_table, write_pareto
 from tinycompile.search.plots import write_plots
 
@@ -17,7 +19,8 @@ from tinycompile.search.plots import write_plots
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``search`` subcommand."""
     p = sub.add_parser("search", help="search tiny networks for a task and a chip (Optuna, multi-objective)")
-    p.add_argument("--task", required=True, help="mnist1d, digits, or a .npz with x_train, y_train, x_test, y_test")
+    p.add_argument("--task", required=True,
+                   help="mnist1d, digits, basicmotions, kws-espeak[:N], or an .npz of x_train, y_train, x_test, y_test")
     p.add_argument("--space", required=True, help="a search space in search_spaces/ (cnn1d, cnn2d, mbconv1d, mbconv2d, mlp) or a YAML file")
     p.add_argument("--target", required=True, help="a chip in hw_targets/ (see `tinycompile targets`) or a YAML file")
     p.add_argument("--trials", type=int, default=40, help="finished trials to reach (default 40)")
@@ -35,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where to train: auto (CUDA if torch sees a GPU, else the CPU; default), cpu or cuda")
+    p.add_argument("--country", default=DEFAULT_COUNTRY, metavar="ISO3",
+                   help=f"where this machine draws its electricity, for the search's CO2e (ISO 3166 alpha-3; default "
+                        f"{DEFAULT_COUNTRY})")
     p.set_defaults(func=run)
 
 
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     console = make_console()
+    country = check_country(args.country)
     prepared = prepare(config)
     config = prepared.config  # with the study (and so the run folder) named
     console.print(
@@ -70,15 +77,18 @@ def run(args: argparse.Namespace) -> int:
     )
     from tinycompile.search.study import run_search  # imports torch: only once the inputs are known good
 
-    study = run_search(prepared, make_console(stderr=True))
+    with EnergyMeter(country, config):  # this process and its workers: one session, recorded in the study
+        study = run_search(prepared, make_console(stderr=True))
     return summarize(study, config, console)
 
 
 def summarize(study, config: SearchConfig, console: Console) -> int:  # noqa: ANN001 - optuna.Study (lazy import)
     """Write pareto.json (the Pareto trials' folders fetched from the study where missing) and the plots, print the
-    Pareto table."""
+    Pareto table; each says what the search cost in energy where the study recorded it."""
     rows = write_pareto(study, config)
-    write_plots(study, config.run_dir, config.objective)
-    console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)"))
+    target = Path(config.target).stem if config.target.endswith((".yaml", ".yml")) else config.target
+    energy = caption(search_energy(study, rows[0] if rows else None, target))
+    write_plots(study, config.run_dir, config.objective, energy)
+    console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)", energy))
     console.print(f"wrote {config.run_dir / 'pareto.json'}, plots in {config.run_dir}")
     return 0

@@ -1,4 +1,5 @@
-"""The Pareto front of a study (feasible, trained trials only), its JSON file and its table."""
+"""The Pareto front of a study (feasible, trained trials only), its JSON file (with what the search cost in energy)
+and its table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from tinycompile.fileio import write_json
 from tinycompile.search.config import SearchConfig
+from tinycompile.search.energy import search_energy
 
 
 def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
@@ -65,7 +67,9 @@ def write_pareto(study: optuna.Study, config: SearchConfig) -> list[dict[str, An
     front = pareto_front(study.get_trials(deepcopy=False))
     fetch_numbers(study, config, [t.number for t in front])
     rows = [row(t, run_dir) for t in front]
-    write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows})
+    target = Path(config.target).stem if config.target.endswith((".yaml", ".yml")) else config.target
+    energy = search_energy(study, rows[0] if rows else None, target)
+    write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows, "search_energy": energy})
     if rows:
         link = run_dir / "best"
         tmp = run_dir / ".best.tmp"
@@ -75,9 +79,9 @@ def write_pareto(study: optuna.Study, config: SearchConfig) -> list[dict[str, An
     return rows
 
 
-def pareto_table(rows: list[dict[str, Any]], title: str) -> Table:
-    """A rich table of the Pareto front."""
-    table = Table(title=title)
+def pareto_table(rows: list[dict[str, Any]], title: str, caption: str | None = None) -> Table:
+    """A rich table of the Pareto front (``caption`` below it: the search's energy)."""
+    table = Table(title=title, caption=caption)
     headers = ("trial", "val acc", "test acc", "latency ms", "cycles", "energy uJ", "SRAM KB", "flash KB", "params", "MACs")
     for h in headers:
         table.add_column(h, justify="right")

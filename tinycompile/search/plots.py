@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -11,8 +12,9 @@ from tinycompile.fileio import write_with
 from tinycompile.search.pareto import constraints_of
 
 
-def write_plots(study: optuna.Study, run_dir: Path, objective: str) -> list[Path]:
-    """Write the Pareto front and the optimisation history as PNG and HTML; return the files written."""
+def write_plots(study: optuna.Study, run_dir: Path, objective: str, caption: str | None = None) -> list[Path]:
+    """Write the Pareto front and the optimisation history as PNG and HTML, with ``caption`` (the search's energy)
+    under each; return the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,9 +35,17 @@ def write_plots(study: optuna.Study, run_dir: Path, objective: str) -> list[Path
             ax = plot(opt_mpl)
             figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             figure.set_size_inches(8, 5.5)
+            if caption:
+                figure.text(0.5, -0.02, textwrap.fill(caption, 110), ha="center", va="top", fontsize=8)
             write_with(png, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
             plt.close(figure)
+            page = plot(optuna.visualization)
+            if caption:
+                page.add_annotation(text="<br>".join(textwrap.wrap(caption, 140)), xref="paper", yref="paper", x=0,
+                                    y=0, yshift=-70, xanchor="left", yanchor="top", showarrow=False, align="left",
+                                    font={"size": 11})
+                page.update_layout(margin={"b": 130})
             # plotly.min.js is written once beside the pages, so they open offline.
-            write_with(html, lambda tmp: plot(optuna.visualization).write_html(tmp, include_plotlyjs="directory"))
+            write_with(html, lambda tmp: page.write_html(tmp, include_plotlyjs="directory"))
             written += [png, html]
     return written
