@@ -1,0 +1,147 @@
+// A minimal RISC-V SoC: the VexRiscv core (SpinalHDL's RV32IMAC configuration with 4 KiB instruction and data
+// caches, as pythondata-cpu-vexriscv ships it) on Wishbone, one memory for code and data at 0x0000_0000 and the
+// peripheral registers of tc_soc_io at 0xF000_0000. An access to any other address is answered with a bus error
+// (the core traps) and latched in fault_o / fault_addr_o, so a test bench stops at once instead of timing out.
+module tc_soc #(
+  parameter int unsigned MemWords = 131072  // the memory's size in 32-bit words (512 KiB)
+) (
+  input  logic        clk_i,
+  input  logic        rst_ni,
+  output logic        tx_valid_o,
+  output logic [7:0]  tx_data_o,
+  output logic        exit_o,
+  output logic [31:0] exit_code_o,
+  output logic        fault_o,
+  output logic [31:0] fault_addr_o,
+  output logic [63:0] cycles_o
+);
+  localparam int unsigned AddrW = $clog2(MemWords);
+  localparam logic [27:0] IoBase = 28'hF00_0000;  // byte address 0xF000_0000 >> 4: the block's 16 bytes
+
+  // The core's two Wishbone masters (word addresses).
+  logic        ibus_cyc, ibus_stb, ibus_ack, ibus_err, ibus_we;
+  logic [29:0] ibus_adr;
+  logic [31:0] ibus_miso, ibus_mosi;
+  logic [3:0]  ibus_sel;
+  logic [2:0]  ibus_cti;
+  logic [1:0]  ibus_bte;
+  logic        dbus_cyc, dbus_stb, dbus_ack, dbus_err, dbus_we;
+  logic [29:0] dbus_adr;
+  logic [31:0] dbus_miso, dbus_mosi;
+  logic [3:0]  dbus_sel;
+  logic [2:0]  dbus_cti;
+  logic [1:0]  dbus_bte;
+
+  VexRiscv u_core (
+    .externalResetVector    (32'h0000_0000),
+    .timerInterrupt         (1'b0),
+    .softwareInterrupt      (1'b0),
+    .externalInterruptArray (32'h0),
+    .iBusWishbone_CYC       (ibus_cyc),
+    .iBusWishbone_STB       (ibus_stb),
+    .iBusWishbone_ACK       (ibus_ack),
+    .iBusWishbone_WE        (ibus_we),
+    .iBusWishbone_ADR       (ibus_adr),
+    .iBusWishbone_DAT_MISO  (ibus_miso),
+    .iBusWishbone_DAT_MOSI  (ibus_mosi),
+    .iBusWishbone_SEL       (ibus_sel),
+    .iBusWishbone_ERR       (ibus_err),
+    .iBusWishbone_CTI       (ibus_cti),
+    .iBusWishbone_BTE       (ibus_bte),
+    .dBusWishbone_CYC       (dbus_cyc),
+    .dBusWishbone_STB       (dbus_stb),
+    .dBusWishbone_ACK       (dbus_ack),
+    .dBusWishbone_WE        (dbus_we),
+    .dBusWishbone_ADR       (dbus_adr),
+    .dBusWishbone_DAT_MISO  (dbus_miso),
+    .dBusWishbone_DAT_MOSI  (dbus_mosi),
+    .dBusWishbone_SEL       (dbus_sel),
+    .dBusWishbone_ERR       (dbus_err),
+    .dBusWishbone_CTI       (dbus_cti),
+    .dBusWishbone_BTE       (dbus_bte),
+    .clk                    (clk_i),
+    .reset                  (!rst_ni)
+  );
+
+  // Address decoding. Classic Wishbone holds the address until the acknowledge, so the read data are selected by
+  // the current address.
+  logic i_req, i_mem, d_req, d_mem, d_io;
+  assign i_req = ibus_cyc && ibus_stb;
+  assign i_mem = ibus_adr[29:AddrW] == '0;
+  assign d_req = dbus_cyc && dbus_stb;
+  assign d_mem = dbus_adr[29:AddrW] == '0;
+  assign d_io  = dbus_adr[29:2] == IoBase;
+
+  logic        mem_a_ack, mem_b_ack, io_ack;
+  logic [31:0] mem_a_dat, mem_b_dat, io_dat;
+
+  tc_soc_ram #(
+    .Words(MemWords)
+  ) u_ram (
+    .clk_i,
+    .rst_ni,
+    .a_stb_i (i_req && i_mem),
+    .a_adr_i (ibus_adr[AddrW-1:0]),
+    .a_ack_o (mem_a_ack),
+    .a_dat_o (mem_a_dat),
+    .b_stb_i (d_req && d_mem),
+    .b_we_i  (dbus_we),
+    .b_sel_i (dbus_sel),
+    .b_adr_i (dbus_adr[AddrW-1:0]),
+    .b_dat_i (dbus_mosi),
+    .b_ack_o (mem_b_ack),
+    .b_dat_o (mem_b_dat)
+  );
+
+  tc_soc_io u_io (
+    .clk_i,
+    .rst_ni,
+    .stb_i       (d_req && d_io),
+    .we_i        (dbus_we),
+    .adr_i       (dbus_adr[1:0]),
+    .dat_i       (dbus_mosi),
+    .ack_o       (io_ack),
+    .dat_o       (io_dat),
+    .tx_valid_o,
+    .tx_data_o,
+    .exit_o,
+    .exit_code_o,
+    .cycles_o
+  );
+
+  // Unmapped accesses: a bus error one cycle later, and the first such address latched for the test bench.
+  logic        i_err_q, d_err_q, fault_q;
+  logic [31:0] fault_addr_q;
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      i_err_q      <= 1'b0;
+      d_err_q      <= 1'b0;
+      fault_q      <= 1'b0;
+      fault_addr_q <= '0;
+    end else begin
+      i_err_q <= i_req && !i_mem && !i_err_q;
+      d_err_q <= d_req && !d_mem && !d_io && !d_err_q;
+      if (!fault_q && i_req && !i_mem) begin
+        fault_q      <= 1'b1;
+        fault_addr_q <= {ibus_adr, 2'b00};
+      end else if (!fault_q && d_req && !d_mem && !d_io) begin
+        fault_q      <= 1'b1;
+        fault_addr_q <= {dbus_adr, 2'b00};
+      end
+    end
+  end
+
+  assign ibus_ack  = mem_a_ack;
+  assign ibus_err  = i_err_q;
+  assign ibus_miso = mem_a_dat;
+  assign dbus_ack  = mem_b_ack || io_ack;
+  assign dbus_err  = d_err_q;
+  assign dbus_miso = d_io ? io_dat : mem_b_dat;
+
+  assign fault_o      = fault_q;
+  assign fault_addr_o = fault_addr_q;
+
+  // The instruction bus never writes; burst hints are not needed by a memory that answers every word alike.
+  logic unused_bus;
+  assign unused_bus = ^{ibus_we, ibus_mosi, ibus_sel, ibus_cti, ibus_bte, dbus_cti, dbus_bte};
+endmodule

@@ -1,0 +1,34 @@
+// Simulation top of the SoC: makes its own 100 MHz clock, so the simulator runs clock edges without waking the
+// test bench (cocotb only waits for printed bytes, the exit, a fault or its time-out). Needs Verilator --timing.
+module tc_soc_sim #(
+  parameter int unsigned MemWords = 131072
+) (
+  input  logic        rst_ni,
+  output logic        tx_valid_o,
+  output logic [7:0]  tx_data_o,
+  output logic        exit_o,
+  output logic [31:0] exit_code_o,
+  output logic        fault_o,
+  output logic [31:0] fault_addr_o,
+  output logic [63:0] cycles_o
+);
+  timeunit 1ns;
+  timeprecision 1ps;
+
+  logic clk = 1'b0;
+  always #5 clk = !clk;
+
+  tc_soc #(
+    .MemWords(MemWords)
+  ) u_soc (
+    .clk_i (clk),
+    .rst_ni,
+    .tx_valid_o,
+    .tx_data_o,
+    .exit_o,
+    .exit_code_o,
+    .fault_o,
+    .fault_addr_o,
+    .cycles_o
+  );
+endmodule

@@ -1,0 +1,54 @@
+"""The SoC's RTL: the core's Verilog (from the ``pythondata-cpu-vexriscv`` package), our glue (``rtl_sim/soc/``)
+and the cached Verilator model of the whole (built once per core variant and memory size, like the accelerator's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinycompile.errors import UserError
+from tinycompile.resources import rtl_dir
+
+TOP = "tc_soc_sim"  # the simulation top: the SoC (tc_soc) and its own clock
+# SpinalHDL's GenCoreDefault with --csrPluginConfig all --atomics true --compressedGen true: RV32IMAC, 4 KiB
+# instruction and data caches, single-cycle multiply, mcycle/minstret. The compressed set runs the rv32imc target's
+# code unchanged.
+CORE_VARIANTS = {"imac": "VexRiscv_IMAC.v"}
+# Speed (the SoC runs millions of cycles per inference): the simulation top makes its own clock (--timing; the
+# wheel's verilated.mk leaves out the coroutine flag that needs), only the top's ports are visible to cocotb (the
+# runner's --public-flat-rw keeps every signal and slows the model about threefold), and the model's hot code is
+# compiled -O2 instead of verilated.mk's -Os.
+VERILATOR_ARGS = ("--timing", "-CFLAGS", "-fcoroutines", "--no-public-flat-rw")
+MAKE_VARS = ("OPT_FAST=-O2",)
+
+
+def core_source(variant: str = "imac") -> Path:
+    """The VexRiscv Verilog of ``variant``; UserError naming the PyPI package when it is not installed."""
+    try:
+        import pythondata_cpu_vexriscv as pd
+    except ImportError:
+        raise UserError("the SoC needs the VexRiscv core's Verilog; install it with: "
+                        "pip install pythondata-cpu-vexriscv==1.0.1.post407") from None
+    if variant not in CORE_VARIANTS:
+        raise UserError(f"unknown VexRiscv variant {variant!r}; choose one of {', '.join(CORE_VARIANTS)}")
+    return Path(pd.data_location) / CORE_VARIANTS[variant]
+
+
+def glue_sources() -> list[Path]:
+    """Our SoC modules (the memory, the peripheral registers, the top, the simulation top) and the Verilator control
+    files (lint waived in the third-party core; the simulation top's ports visible to cocotb)."""
+    folder = rtl_dir() / "soc"
+    return [folder / "tc_soc.vlt", folder / "tc_soc_ram.sv", folder / "tc_soc_io.sv", folder / "tc_soc.sv",
+            folder / "tc_soc_sim.sv", folder / "tc_soc_sim.vlt"]
+
+
+def sources(variant: str = "imac") -> list[Path]:
+    """Every file of the SoC, the core first."""
+    return [core_source(variant), *glue_sources()]
+
+
+def build_model(mem_words: int, variant: str = "imac") -> Path:
+    """Build (or reuse) the Verilator model of the SoC with ``mem_words`` words of memory; its build folder."""
+    from tinycompile.accel.simulate import build
+
+    return build(TOP, sources(variant), {"MemWords": mem_words}, f"soc_vexriscv_{variant}_m{mem_words}",
+                 VERILATOR_ARGS, MAKE_VARS)
