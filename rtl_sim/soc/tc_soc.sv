@@ -1,7 +1,8 @@
 // A minimal RISC-V SoC: the VexRiscv core (SpinalHDL's RV32IMAC configuration with 4 KiB instruction and data
 // caches, as pythondata-cpu-vexriscv ships it) on Wishbone, one memory for code and data at 0x0000_0000 and the
-// peripheral registers of tc_soc_io at 0xF000_0000. An access to any other address is answered with a bus error
-// (the core traps) and latched in fault_o / fault_addr_o, so a test bench stops at once instead of timing out.
+// peripheral registers of tc_soc_io at 0xF000_0000. An access to any other address is acknowledged (reads give 0)
+// and latched in fault_o / fault_addr_o, so a test bench stops at once: this core's Wishbone bridges ignore ERR and
+// would wait for an acknowledge forever.
 module tc_soc #(
   parameter int unsigned MemWords = 131072  // the memory's size in 32-bit words (512 KiB)
 ) (
@@ -109,18 +110,19 @@ module tc_soc #(
     .cycles_o
   );
 
-  // Unmapped accesses: a bus error one cycle later, and the first such address latched for the test bench.
-  logic        i_err_q, d_err_q, fault_q;
+  // Unmapped accesses: acknowledged one cycle later like any other, and the first such address latched for the
+  // test bench.
+  logic        i_miss_q, d_miss_q, fault_q;
   logic [31:0] fault_addr_q;
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      i_err_q      <= 1'b0;
-      d_err_q      <= 1'b0;
+      i_miss_q     <= 1'b0;
+      d_miss_q     <= 1'b0;
       fault_q      <= 1'b0;
       fault_addr_q <= '0;
     end else begin
-      i_err_q <= i_req && !i_mem && !i_err_q;
-      d_err_q <= d_req && !d_mem && !d_io && !d_err_q;
+      i_miss_q <= i_req && !i_mem && !i_miss_q;
+      d_miss_q <= d_req && !d_mem && !d_io && !d_miss_q;
       if (!fault_q && i_req && !i_mem) begin
         fault_q      <= 1'b1;
         fault_addr_q <= {ibus_adr, 2'b00};
@@ -131,12 +133,12 @@ module tc_soc #(
     end
   end
 
-  assign ibus_ack  = mem_a_ack;
-  assign ibus_err  = i_err_q;
-  assign ibus_miso = mem_a_dat;
-  assign dbus_ack  = mem_b_ack || io_ack;
-  assign dbus_err  = d_err_q;
-  assign dbus_miso = d_io ? io_dat : mem_b_dat;
+  assign ibus_ack  = mem_a_ack || i_miss_q;
+  assign ibus_err  = 1'b0;  // ignored by the core's bridges; the miss is acknowledged and reported instead
+  assign ibus_miso = i_mem ? mem_a_dat : '0;
+  assign dbus_ack  = mem_b_ack || io_ack || d_miss_q;
+  assign dbus_err  = 1'b0;
+  assign dbus_miso = d_io ? io_dat : d_mem ? mem_b_dat : '0;
 
   assign fault_o      = fault_q;
   assign fault_addr_o = fault_addr_q;

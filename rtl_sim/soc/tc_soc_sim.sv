@@ -12,11 +12,12 @@ module tc_soc_sim #(
   output logic [31:0] fault_addr_o,
   output logic [63:0] cycles_o
 );
-  timeunit 1ns;
-  timeprecision 1ps;
-
-  logic clk = 1'b0;
-  always #5 clk = !clk;
+  // 5 time units per half period: 100 MHz under the build's --timescale 1ns/1ps.
+  logic clk;
+  initial begin : clock
+    clk = 1'b0;
+    forever #5 clk = !clk;
+  end
 
   tc_soc #(
     .MemWords(MemWords)

@@ -13,11 +13,11 @@ TOP = "tc_soc_sim"  # the simulation top: the SoC (tc_soc) and its own clock
 # instruction and data caches, single-cycle multiply, mcycle/minstret. The compressed set runs the rv32imc target's
 # code unchanged.
 CORE_VARIANTS = {"imac": "VexRiscv_IMAC.v"}
-# Speed (the SoC runs millions of cycles per inference): the simulation top makes its own clock (--timing; the
-# wheel's verilated.mk leaves out the coroutine flag that needs), only the top's ports are visible to cocotb (the
+# Speed (the SoC runs millions of cycles per inference): the simulation top makes its own clock (--timing, a 10 ns
+# period under --timescale 1ns/1ps; the wheel's verilated.mk leaves out the coroutine flag that needs), only the top's ports are visible to cocotb (the
 # runner's --public-flat-rw keeps every signal and slows the model about threefold), and the model's hot code is
 # compiled -O2 instead of verilated.mk's -Os.
-VERILATOR_ARGS = ("--timing", "-CFLAGS", "-fcoroutines", "--no-public-flat-rw")
+VERILATOR_ARGS = ("--timing", "--timescale", "1ns/1ps", "-CFLAGS", "-fcoroutines", "--no-public-flat-rw")
 MAKE_VARS = ("OPT_FAST=-O2",)
 
 

@@ -40,16 +40,15 @@ class SocRun:
         if self.exited and self.exit_code == 0:
             return None
         tail = self.text[-1500:]
+        if self.fault:
+            return (f"the firmware accessed {self.fault_addr:#010x}, where the SoC has no memory or register; stopped "
+                    f"at cycle {self.cycles:,}; its output:\n{tail}")
         if self.exited and self.exit_code == TRAP_EXIT:
             trap = [ln for ln in self.text.splitlines() if ln.startswith("X ")]
             what = trap[-1].split() if trap else ["X", "?", "?", "?"]
-            bus = f"; bus error at {self.fault_addr:#010x}" if self.fault else ""
-            return f"the core trapped (mcause {what[1]}, mepc {what[2]}, mtval {what[3]}{bus}); its output:\n{tail}"
+            return f"the core trapped (mcause {what[1]}, mepc {what[2]}, mtval {what[3]}); its output:\n{tail}"
         if self.exited:
             return f"the firmware exited with code {self.exit_code} after {self.cycles:,} cycles; its output:\n{tail}"
-        if self.fault:
-            return (f"bus error at {self.fault_addr:#010x} (no memory or register there) and the firmware did not "
-                    f"exit; its output:\n{tail}")
         return (f"the firmware did not exit within {timeout_cycles:,} cycles (the time-out); it printed "
                 f"{len(self.text)} characters, ending:\n{tail}")
 
