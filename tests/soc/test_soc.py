@@ -4,6 +4,7 @@ that traps or hangs reported in one clear message."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_network_bit_exact_with_qemus_instruction_count(small: tuple, tmp_path: 
 def test_soc_backend_reports_cycles_beside_instructions(small: tuple, tmp_path: Path) -> None:
     """`build --target soc-vexriscv` (the back end and the shared verdict): bit-exact, unit cycles from mcycle, every
     layer's cycles at least its QEMU instruction count (one instruction per cycle at best on this core), the total
-    the sum of the layers, and the simulation's speed reported."""
+    the sum of the layers, and the simulation's speed reported; `simulate` re-runs the folder to the same cycles."""
     spec, graph, vectors, _ = small
     target = load_target(TARGET)
     backend = get_backend("soc")
@@ -84,7 +85,13 @@ def test_soc_backend_reports_cycles_beside_instructions(small: tuple, tmp_path: 
     assert sum(r["measured"] for r in rows) == report["latency"]["measured"]
     b = report["backend"]
     assert 1.0 <= b["cycles_per_instruction"] < 4.0 and b["sim_cycles_per_second"] > 0
-    assert (tmp_path / "firmware" / "firmware.elf").is_file() and (tmp_path / "report.json").is_file()
+    assert (tmp_path / "firmware" / "firmware.elf").is_file() and (tmp_path / "io.npz").is_file()
+    # `tinycompile simulate`: the same firmware on the RTL again, the same cycles, a fresh report
+    (tmp_path / "report.json").unlink()
+    assert backend.owns(tmp_path) and backend.simulate(tmp_path) == 0
+    again = json.loads((tmp_path / "report.json").read_text())
+    assert again["bit_exact"] and again["latency"]["measured"] == report["latency"]["measured"]
+    assert [r["qemu_instructions"] for r in again["layers"]] == [r["qemu_instructions"] for r in report["layers"]]
 
 
 def _program(tmp_path: Path, body: str) -> Path:

@@ -57,41 +57,69 @@ class SocBackend(Backend):
         """Library + firmware on the SoC's RTL (cycles per layer from mcycle), and the same library on QEMU
         (instructions per layer) when the target names an instruction-counting target."""
         from tinycompile.console import console
-        from tinycompile.cost.model import estimate
+        from tinycompile.fileio import write_io, write_json
         from tinycompile.mcu import backend as mcu
         from tinycompile.mcu.library import compile_graph
-        from tinycompile.soc.run import per_layer, run_network, summary
+        from tinycompile.soc.run import run_network
 
         budget = mcu.check_budget(work.spec, target)  # refuses before anything is built
         console(stderr=True).print(f"[bold]build[/] {work.label} for {target.name} (RTL simulation)")
         work.graph.save(out / "quant")
         compiled = compile_graph(work.graph)
         res = run_network(work.graph, work.spec, target, out, work.inputs, compiled)
-        cycles = per_layer(res.library, res.counts.kernel_instructions[0], len(work.spec.layers))
         instructions = self._instructions(work, target, out, compiled)
-        cost = estimate(work.spec, target)
-        layers = []
-        for i, layer in enumerate(work.spec.layers):
-            measured = 0.0 if layer.op in VIEW_OPS else cycles[i]
-            instr = None if instructions is None else instructions[i]
-            layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)" if layer.op in VIEW_OPS
-                           else "core", "macs": work.spec.macs()[i], "predicted": cost.layers[i].cycles,
-                           "measured": measured, "qemu_instructions": instr,
-                           "cycles_per_instruction": measured / instr if instr and measured else None})
-        total = float(res.counts.total_instructions[0])
-        total_instr = None if instructions is None else sum(v or 0.0 for v in instructions)
+        outputs = res.outputs.reshape(len(work.inputs), *work.graph.output_shape)
+        write_io(out, work.inputs, outputs)
         info = res.library.info
-        section = {"core": "VexRiscv RV32IMAC, 4 KiB I$ + 4 KiB D$", "counter": "mcycle", **summary(res),
-                   "qemu_instructions": total_instr,
-                   "cycles_per_instruction": total / total_instr if total_instr else None,
-                   "elf": str(res.elf.relative_to(out)), "kernels": list(info.kernels), "budget": budget}
-        return BuildResult(
-            outputs=res.outputs.reshape(len(work.inputs), *work.graph.output_shape), unit="cycles", layers=layers,
-            predicted=cost.cycles, measured=total,
-            memory={"arena_bytes": info.arena_bytes, "scratch_bytes": info.workspace_bytes,
-                    "flash_bytes": None},
-            section=section,
-        )
+        write_json(out / MANIFEST, {"target": target.name, "target_file": str(target.path.resolve()),
+                                    "kernel_ops": list(info.kernel_ops), "arena_bytes": info.arena_bytes,
+                                    "workspace_bytes": info.workspace_bytes, "kernels": list(info.kernels),
+                                    "qemu_instructions": instructions, "budget": budget})
+        return _result(work, target, res.counts, res.run, instructions, _load_manifest(out))
+
+    def owns(self, folder: Path) -> bool:
+        """A SoC build folder holds its manifest, soc.json."""
+        return (Path(folder) / MANIFEST).is_file()
+
+    def simulate(self, folder: Path) -> int:
+        """Run the folder's firmware on the SoC's RTL again (its old report goes first, a new one replaces it)."""
+        import numpy as np
+
+        from tinycompile.backends.flow import finish
+        from tinycompile.backends.report import print_report
+        from tinycompile.console import console
+        from tinycompile.fileio import IO_NPZ, folder_lock, read_npz
+        from tinycompile.mcu.firmware import parse_output
+        from tinycompile.quant.graph import QuantGraph, spec_of
+        from tinycompile.soc.run import soc_config
+        from tinycompile.soc.simulate import run_elf
+        from tinycompile.targets import load_target
+
+        folder = Path(folder)
+        with folder_lock(folder):
+            (folder / "report.json").unlink(missing_ok=True)  # the verdict goes first: nothing below may leave it
+            doc = _load_manifest(folder)
+            path = doc["target_file"]
+            target = load_target(path if Path(path).is_file() else doc["target"])
+            graph = QuantGraph.load(folder / "quant")
+            inputs = np.asarray(read_npz(folder / IO_NPZ)["inputs"])
+            elf = folder / "firmware" / "firmware.elf"
+            if not elf.is_file():
+                raise UserError(f"{folder}: damaged build folder: firmware/firmware.elf is missing; rebuild it")
+            cfg = soc_config(target)
+            console(stderr=True).print(f"[bold]simulate[/] {folder}: {len(inputs)} inputs on the SoC's RTL")
+            run = run_elf(elf, cfg.mem_words, cfg.timeout_cycles, cfg.variant, log=elf.with_name("soc.log"))
+            failure = run.failure(cfg.timeout_cycles)
+            if failure is not None:
+                raise UserError(f"{folder}: the firmware failed on the SoC: {failure}")
+            out_size = int(np.prod(graph.output_shape))
+            counts = parse_output(run.text, len(inputs), len(doc["kernel_ops"]), out_size, 1.0, "the SoC")
+            work = Workload(graph, spec_of(graph), inputs, str(folder))
+            source = {k: graph.meta[k] for k in ("trial", "task", "model", "format") if k in graph.meta}
+            result = _result(work, target, counts, run, doc.get("qemu_instructions"), doc)
+            report = finish(work, source, target, result, folder)
+        print_report(report, self, console())
+        return 0 if report["bit_exact"] else 1
 
     def _instructions(self, work: Workload, target: Target, out: Path, compiled: Any) -> list[float | None] | None:
         """Per layer, QEMU's instruction count of the same library on the ``soc.instructions`` target (None if the
@@ -116,3 +144,53 @@ class SocBackend(Backend):
             lines.append(f"QEMU counts {b['qemu_instructions']:,.0f} instructions for the same library: "
                          f"{b['cycles_per_instruction']:.2f} cycles per instruction")
         return lines
+
+
+MANIFEST = "soc.json"  # what simulate needs besides the firmware: the target, the kernels' ops, QEMU's counts
+
+
+def _load_manifest(folder: Path) -> dict[str, Any]:
+    """The build folder's soc.json; a one-line UserError if it is not what a build wrote."""
+    import json
+
+    try:
+        doc = json.loads((Path(folder) / MANIFEST).read_text())
+        if not (isinstance(doc["target"], str) and isinstance(doc["target_file"], str)
+                and all(isinstance(k, int) for k in doc["kernel_ops"])):
+            raise TypeError("wrong types")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{folder}: damaged build folder: {MANIFEST} is not a SoC build's ({exc}); rebuild it") from None
+    return doc
+
+
+def _result(work: Workload, target: Target, counts: Any, run: Any, instructions: list[float | None] | None,
+            doc: dict[str, Any]) -> BuildResult:
+    """The common result of one SoC run: per-layer cycles (first input) beside QEMU's instructions."""
+    from tinycompile.cost.model import estimate
+    from tinycompile.soc.run import per_layer
+
+    cycles = per_layer(doc["kernel_ops"], counts.kernel_instructions[0], len(work.spec.layers))
+    cost = estimate(work.spec, target)
+    macs = work.spec.macs()
+    layers = []
+    for i, layer in enumerate(work.spec.layers):
+        measured = 0.0 if layer.op in VIEW_OPS else cycles[i]
+        instr = None if instructions is None else instructions[i]
+        layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)" if layer.op in VIEW_OPS else "core",
+                       "macs": macs[i], "predicted": cost.layers[i].cycles, "measured": measured,
+                       "qemu_instructions": instr,
+                       "cycles_per_instruction": measured / instr if instr and measured else None})
+    totals = counts.total_instructions  # the harness's T lines: counter deltas, here cycles
+    total_instr = None if instructions is None else sum(v or 0.0 for v in instructions)
+    section = {"core": "VexRiscv RV32IMAC, 4 KiB I$ + 4 KiB D$", "counter": "mcycle",
+               "cycles_first_input": totals[0], "cycles_spread": [min(totals), max(totals)],
+               "qemu_instructions": total_instr,
+               "cycles_per_instruction": totals[0] / total_instr if total_instr else None,
+               "sim_cycles": run.cycles, "sim_seconds": round(run.wall_s, 2),
+               "sim_cycles_per_second": round(run.cycles_per_second), "image_bytes": run.image_bytes,
+               "elf": "firmware/firmware.elf", "kernels": doc.get("kernels"), "budget": doc.get("budget")}
+    outputs = counts.outputs.reshape(len(work.inputs), *work.graph.output_shape)
+    return BuildResult(outputs=outputs, unit="cycles", layers=layers, predicted=cost.cycles, measured=float(totals[0]),
+                       memory={"arena_bytes": doc.get("arena_bytes"), "scratch_bytes": doc.get("workspace_bytes"),
+                               "flash_bytes": None},
+                       section=section)

@@ -4,9 +4,9 @@ every kernel read from the core's ``mcycle`` (or ``minstret``) counter."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -90,17 +90,9 @@ def run_network(graph: QuantGraph, spec: ArchSpec, target: Target, out: Path, ve
     return SocResult(counts.outputs, expected, mismatches, counts, run, lib, elf)
 
 
-def per_layer(lib: Library, counts: list[float], n_layers: int) -> list[float | None]:
+def per_layer(kernel_ops: Sequence[int], counts: Sequence[float], n_layers: int) -> list[float | None]:
     """Per-kernel counts summed per op of the graph (None for ops with no kernel: views)."""
     rows: list[float | None] = [None] * n_layers
-    for op, c in zip(lib.info.kernel_ops, counts):
+    for op, c in zip(kernel_ops, counts):
         rows[op] = (rows[op] or 0.0) + c
     return rows
-
-
-def summary(res: SocResult) -> dict[str, Any]:
-    """The run's figures for a report: cycles of the first input and their spread, simulation speed, image size."""
-    totals = res.counts.total_instructions  # the harness's T lines: counter deltas, here cycles
-    return {"cycles_first_input": totals[0], "cycles_spread": [min(totals), max(totals)],
-            "sim_cycles": res.run.cycles, "sim_seconds": round(res.run.wall_s, 2),
-            "sim_cycles_per_second": round(res.run.cycles_per_second), "image_bytes": res.run.image_bytes}
