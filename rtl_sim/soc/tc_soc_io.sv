@@ -26,7 +26,7 @@ module tc_soc_io (
 
   assign req = stb_i && !ack_q;
 
-  always_ff @(posedge clk_i or negedge rst_ni) begin
+  always_ff @(posedge clk_i) begin
     if (!rst_ni) begin
       ack_q       <= 1'b0;
       tx_valid_q  <= 1'b0;

@@ -50,7 +50,7 @@ module tc_soc_ram #(
   end
 
   // One acknowledge per request: a strobe held after its acknowledge is the next request.
-  always_ff @(posedge clk_i or negedge rst_ni) begin
+  always_ff @(posedge clk_i) begin
     if (!rst_ni) begin
       a_ack_q <= 1'b0;
       b_ack_q <= 1'b0;

@@ -1,7 +1,14 @@
 // Simulation top of the SoC: makes its own 100 MHz clock, so the simulator runs clock edges without waking the
 // test bench (cocotb only waits for printed bytes, the exit, a fault or its time-out). Needs Verilator --timing.
 module tc_soc_sim #(
-  parameter int unsigned MemWords = 131072
+  parameter int unsigned MemWords      = 131072,
+  parameter int unsigned AccelN        = 0,
+  parameter int unsigned AccelMemWords = 1024,
+  parameter int unsigned InpDepth      = 1,
+  parameter int unsigned WgtTiles      = 1,
+  parameter int unsigned AccDepth      = 1,
+  parameter int unsigned OutDepth      = 1,
+  parameter int unsigned ParamSets     = 1
 ) (
   input  logic        rst_ni,
   output logic        tx_valid_o,
@@ -20,7 +27,8 @@ module tc_soc_sim #(
   end
 
   tc_soc #(
-    .MemWords(MemWords)
+    .MemWords(MemWords), .AccelN(AccelN), .AccelMemWords(AccelMemWords), .InpDepth(InpDepth),
+    .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth), .ParamSets(ParamSets)
   ) u_soc (
     .clk_i (clk),
     .rst_ni,

@@ -3,8 +3,10 @@ and the cached Verilator model of the whole (built once per core variant and mem
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from tinycompile.accel.config import AccelConfig
 from tinycompile.errors import UserError
 from tinycompile.resources import rtl_dir
 
@@ -34,21 +36,42 @@ def core_source(variant: str = "imac") -> Path:
 
 
 def glue_sources() -> list[Path]:
-    """Our SoC modules (the memory, the peripheral registers, the top, the simulation top) and the Verilator control
-    files (lint waived in the third-party core; the simulation top's ports visible to cocotb)."""
+    """Our SoC modules (the memory, the peripheral registers, the accelerator's memory and registers, the top, the
+    simulation top) and the Verilator control files (lint waived in the third-party core; the simulation top's
+    ports visible to cocotb)."""
     folder = rtl_dir() / "soc"
-    return [folder / "tc_soc.vlt", folder / "tc_soc_ram.sv", folder / "tc_soc_io.sv", folder / "tc_soc.sv",
-            folder / "tc_soc_sim.sv", folder / "tc_soc_sim.vlt"]
+    return [folder / "tc_soc.vlt", folder / "tc_soc_ram.sv", folder / "tc_soc_io.sv", folder / "tc_soc_accel_mem.sv",
+            folder / "tc_soc_accel_regs.sv", folder / "tc_soc.sv", folder / "tc_soc_sim.sv",
+            folder / "tc_soc_sim.vlt"]
 
 
-def sources(variant: str = "imac") -> list[Path]:
-    """Every file of the SoC, the core first."""
-    return [core_source(variant), *glue_sources()]
+def sources(variant: str = "imac", accel: bool = False) -> list[Path]:
+    """Every file of the SoC, the core first; ``accel``: with the accelerator's RTL (its package before its users)."""
+    from tinycompile.accel.simulate import rtl_sources
+
+    return [core_source(variant), *(rtl_sources() if accel else []), *glue_sources()]
 
 
-def build_model(mem_words: int, variant: str = "imac") -> Path:
-    """Build (or reuse) the Verilator model of the SoC with ``mem_words`` words of memory; its build folder."""
-    from tinycompile.accel.simulate import build
+@dataclass(frozen=True)
+class AccelPart:
+    """The accelerator in the SoC: its configuration (array and scratchpads) and its memory's size in bytes."""
 
-    return build(TOP, sources(variant), {"MemWords": mem_words}, f"soc_vexriscv_{variant}_m{mem_words}",
-                 VERILATOR_ARGS, MAKE_VARS)
+    cfg: AccelConfig
+    mem_bytes: int = 1 << 16
+
+    def parameters(self) -> dict[str, int]:
+        """tc_soc's parameters for this accelerator."""
+        p = {k: v for k, v in self.cfg.rtl_parameters().items() if k != "N"}
+        return {"AccelN": self.cfg.n, "AccelMemWords": self.mem_bytes // self.cfg.n, **p}
+
+
+def build_model(mem_words: int, variant: str = "imac", accel: AccelPart | None = None) -> Path:
+    """Build (or reuse) the Verilator model of the SoC with ``mem_words`` words of memory (and ``accel``); its build
+    folder."""
+    from tinycompile.accel.simulate import build, tb_name
+
+    params: dict[str, int] = {"MemWords": mem_words, **(accel.parameters() if accel else {})}
+    name = f"soc_vexriscv_{variant}_m{mem_words}"
+    if accel is not None:
+        name += "_" + tb_name(accel.cfg, accel.mem_bytes // accel.cfg.n).removeprefix("tb_")
+    return build(TOP, sources(variant, accel is not None), params, name, VERILATOR_ARGS, MAKE_VARS)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinycompile.soc.image import write_hex
-from tinycompile.soc.rtl import TOP, build_model
+from tinycompile.soc.rtl import TOP, AccelPart, build_model
 from tinycompile.soc.runtime import TRAP_EXIT
 
 DEFAULT_TIMEOUT_CYCLES = 200_000_000
@@ -62,13 +62,13 @@ def _importable_in_simulator() -> None:
 
 
 def run_elf(elf: Path, mem_words: int, timeout_cycles: int = DEFAULT_TIMEOUT_CYCLES, variant: str = "imac",
-            log: Path | None = None) -> SocRun:
-    """Boot ``elf`` on the SoC (``mem_words`` words of memory) and run it until it exits, faults or times out;
-    ``log``: where the simulator's own log goes (default: a temporary folder)."""
+            log: Path | None = None, accel: AccelPart | None = None) -> SocRun:
+    """Boot ``elf`` on the SoC (``mem_words`` words of memory, and the accelerator ``accel`` if given) and run it
+    until it exits, faults or times out; ``log``: where the firmware's text goes besides the result."""
     from tinycompile.accel.simulate import run_cocotb
 
     _importable_in_simulator()
-    bdir = build_model(mem_words, variant)
+    bdir = build_model(mem_words, variant, accel)
     with tempfile.TemporaryDirectory(prefix="tc_soc_") as tmp:
         tdir = Path(tmp)
         size = write_hex(elf, mem_words * 4, tdir / "firmware.hex")
