@@ -205,6 +205,8 @@ module tc_soc #(
     logic unused_status;
     assign unused_status = ^{done, error};
   end else begin : g_no_accel
+    logic [31:0] unused_sizes;  // the accelerator's sizes matter only with it
+    assign unused_sizes = InpDepth ^ WgtTiles ^ AccDepth ^ OutDepth ^ ParamSets ^ AccelMemWords;
     assign d_amem   = 1'b0;
     assign d_areg   = 1'b0;
     assign amem_ack = 1'b0;

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nets import SPECS, random_graph
+from tinycompile.accel.config import AccelConfig
 from tinycompile.backends.base import Workload
 from tinycompile.backends.flow import finish
 from tinycompile.backends.registry import get_backend
@@ -37,17 +38,21 @@ def small() -> tuple:
     return spec, graph, vectors, compile_graph(graph)
 
 
-@pytest.mark.parametrize("top", ["tc_soc", "tc_soc_sim"])
-def test_soc_glue_lints_clean(top: str) -> None:
+@pytest.mark.parametrize(("top", "accel_n"), [("tc_soc", 0), ("tc_soc_sim", 0), ("tc_soc", 4), ("tc_soc", 8),
+                                              ("tc_soc", 16), ("tc_soc_sim", 8)])
+def test_soc_glue_lints_clean(top: str, accel_n: int) -> None:
     """Our SoC Verilog elaborates with -Wall and no warning (the core's own generated Verilog is waived by
-    tc_soc.vlt), the synthesizable top and the simulation top alike."""
+    tc_soc.vlt), the synthesizable top and the simulation top, without the accelerator and with it at each array
+    size (the fpga target's scratchpads)."""
     from tinycompile.accel.simulate import setup_env
+    from tinycompile.soc.rtl import AccelPart
 
     setup_env()
-    files = [str(p) for p in rtl.sources() if top == "tc_soc_sim" or "sim" not in p.name]
+    files = [str(p) for p in rtl.sources(accel=accel_n > 0) if top == "tc_soc_sim" or "_sim." not in p.name]
     timing = ["--timing", "--timescale", "1ns/1ps"] if top == "tc_soc_sim" else []
-    res = subprocess.run(["verilator", "--lint-only", "-Wall", *timing, "--top-module", top, *files],
-                         capture_output=True, text=True)
+    params = AccelPart(AccelConfig.for_array(accel_n), 1 << 16).parameters() if accel_n else {}
+    res = subprocess.run(["verilator", "--lint-only", "-Wall", *timing, *(f"-G{k}={v}" for k, v in params.items()),
+                          "--top-module", top, *files], capture_output=True, text=True)
     assert res.returncode == 0 and "%Warning" not in res.stderr and "%Error" not in res.stderr, res.stderr[-3000:]
 
 
