@@ -144,3 +144,25 @@ def test_hang_times_out_with_a_clear_message(tmp_path: Path) -> None:
     msg = run.failure(200_000)
     assert msg is not None and "did not exit within 200,000 cycles" in msg and "spinning" in msg, msg
     assert not run.exited and run.cycles >= 200_000
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda raw: raw["soc"].update(core="rocket"), "soc.core must be one of imac, but got 'rocket'"),
+    (lambda raw: raw["soc"].update(timeout_cycles="long"), "soc.timeout_cycles"),
+    (lambda raw: raw["build"].update(flash_origin=0x1000), "build.flash_origin must be 0"),
+    (lambda raw: raw["build"].update(ram_origin=0x7FFF0000, ram_size=0x20000), "below 0x80000000"),
+    (lambda raw: raw.pop("soc"), "soc"),
+])  # fmt: skip
+def test_back_end_refuses_a_bad_soc_target(change, message: str) -> None:
+    """A target file whose soc: section or memory map the SoC cannot run is refused with one line naming the key."""
+    import copy
+    import dataclasses
+
+    from tinycompile.errors import UserError
+
+    target = load_target(TARGET)
+    raw = copy.deepcopy(target.raw)
+    change(raw)
+    bad = dataclasses.replace(target, raw=raw, build=raw["build"])
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        get_backend("soc").check_target(bad)

@@ -33,8 +33,9 @@ class SocBackend(Backend):
             require(cycles, key, (int, float), target.path, "cycles.")
         build_config(target, emulator=False)
         soc = require(target.raw, "soc", dict, target.path)
-        if soc.get("core", "imac") not in CORE_VARIANTS:
-            raise UserError(f"{target.path}: soc.core must be one of {', '.join(CORE_VARIANTS)}, not {soc['core']!r}")
+        core = soc.get("core", "imac")
+        if not isinstance(core, str) or core not in CORE_VARIANTS:
+            raise UserError(f"{target.path}: soc.core must be one of {', '.join(CORE_VARIANTS)}, but got {core!r}")
         if "timeout_cycles" in soc:
             require(soc, "timeout_cycles", int, target.path, "soc.")
         if "instructions" in soc:
