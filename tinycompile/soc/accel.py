@@ -86,20 +86,35 @@ def run_program(image: np.ndarray, prog: int, out_addr: int, out_bytes: int, tar
         raise ValueError("the image must fit the accelerator's memory, the output start on a word, the program on "
                          "an instruction")
     folder.mkdir(parents=True, exist_ok=True)
-    words = np.zeros((image.size + 3) // 4 * 4, np.uint8)
-    words[: image.size] = image
-    body = ",\n".join(", ".join(f"0x{int(w):08x}u" for w in row) for row in np.array_split(
-        words.view("<u4"), max(1, words.size // 32)))
     (folder / "image.h").write_text(
         f"#define TC_PROG {prog}u\n#define TC_OUT_ADDR {out_addr}u\n#define TC_OUT_BYTES {out_bytes}u\n"
-        f"#define TC_MAX_POLLS {max_polls}u\nstatic const uint32_t tc_image[] = {{\n{body}\n}};\n")
+        f"#define TC_MAX_POLLS {max_polls}u\n{c_words('tc_image', image)}")
     (folder / "main.c").write_text(_MAIN)
+    soc = run_firmware(folder, [folder / "main.c"], target, accel)
+    lines = {ln.split()[0]: ln.split()[1:] for ln in soc.text.splitlines() if ln[:2] in ("A ", "M ")}
+    values = dict(zip(_FIELDS, map(int, lines["A"])))
+    output = np.frombuffer(bytes.fromhex(lines["M"][0] if lines["M"] else ""), np.uint8)
+    return AccelRun(output=output, soc=soc, **values)
+
+
+def c_words(name: str, data: np.ndarray) -> str:
+    """A C definition of ``data`` (bytes) as ``static const uint32_t name[]``, little-endian words, zero-padded."""
+    words = np.zeros((data.size + 3) // 4 * 4, np.uint8)
+    words[: data.size] = data
+    rows = np.array_split(words.view("<u4"), max(1, words.size // 32))
+    body = ",\n".join(", ".join(f"0x{int(w):08x}u" for w in row) for row in rows if row.size)
+    return f"static const uint32_t {name}[] = {{\n{body}\n}};\n"
+
+
+def run_firmware(folder: Path, sources: list[Path], target: Target, accel: AccelPart) -> SocRun:
+    """Link ``sources`` with the SoC runtime and the accelerator driver (written into ``folder``) for ``target``'s
+    memory map, run the firmware on the SoC with ``accel``; RuntimeError if it did not build or did not finish."""
     write_driver(folder)
     runtime = write_runtime(folder)
     b = build_config(target, emulator=False)
-    elf = folder / "accel.elf"
+    elf = folder / "firmware.elf"
     cmd = [b["cc"], *b["cflags"], "-O2", "-std=gnu11", "--specs=picolibc.specs", f"-I{folder}", "-o", str(elf),
-           str(folder / "main.c"), str(runtime), "-Wl,--gc-sections",
+           *map(str, sources), str(runtime), "-Wl,--gc-sections",
            *(f"-Wl,--defsym={sym}={int(b[key]):#x}" for sym, key in (("__flash", "flash_origin"),
              ("__flash_size", "flash_size"), ("__ram", "ram_origin"), ("__ram_size", "ram_size")))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -110,7 +125,4 @@ def run_program(image: np.ndarray, prog: int, out_addr: int, out_bytes: int, tar
     failure = soc.failure(cfg.timeout_cycles)
     if failure is not None:
         raise RuntimeError(f"the accelerator firmware failed on the SoC: {failure}")
-    lines = {ln.split()[0]: ln.split()[1:] for ln in soc.text.splitlines() if ln[:2] in ("A ", "M ")}
-    values = dict(zip(_FIELDS, map(int, lines["A"])))
-    output = np.frombuffer(bytes.fromhex(lines["M"][0] if lines["M"] else ""), np.uint8)
-    return AccelRun(output=output, soc=soc, **values)
+    return soc
