@@ -150,7 +150,8 @@ def test_hang_times_out_with_a_clear_message(tmp_path: Path) -> None:
     (lambda raw: raw["soc"].update(core="rocket"), "soc.core must be one of imac, but got 'rocket'"),
     (lambda raw: raw["soc"].update(timeout_cycles="long"), "soc.timeout_cycles"),
     (lambda raw: raw["build"].update(flash_origin=0x1000), "build.flash_origin must be 0"),
-    (lambda raw: raw["build"].update(ram_origin=0x7FFF0000, ram_size=0x20000), "below 0x80000000"),
+    (lambda raw: raw["build"].update(ram_origin=0x7FFF0000, ram_size=0x20000), "at or below 0x80000000"),
+    (lambda raw: raw["build"].update(ram_size=0x10000), "must end at a power of two"),
     (lambda raw: raw.pop("soc"), "soc"),
 ])  # fmt: skip
 def test_back_end_refuses_a_bad_soc_target(change, message: str) -> None:

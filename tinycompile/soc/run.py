@@ -52,8 +52,10 @@ def soc_config(target: Target) -> SocConfig:
     if int(b["flash_origin"]) != 0:
         raise UserError(f"{target.path}: build.flash_origin must be 0 on the SoC (the core starts there)")
     top = max(int(b["flash_origin"]) + int(b["flash_size"]), int(b["ram_origin"]) + int(b["ram_size"]))
-    if top > 0x8000_0000 or top % 4:
-        raise UserError(f"{target.path}: the memory map must end on a word boundary below 0x80000000, not at {top:#x}")
+    if top > 0x8000_0000 or top < 4 or top & (top - 1):
+        # one memory of a power-of-two size: the SoC decodes it by its upper address bits
+        raise UserError(f"{target.path}: the memory map must end at a power of two at or below 0x80000000, not at "
+                        f"{top:#x}")
     return SocConfig(top // 4, str(soc.get("core", "imac")), int(soc.get("timeout_cycles", DEFAULT_TIMEOUT_CYCLES)))
 
 
