@@ -13,10 +13,12 @@ DATA_FOLDERS = {
     "tinycompile.rtl_sim.rtl": "rtl_sim/rtl",
     "tinycompile.rtl_sim.tb": "rtl_sim/tb",
     "tinycompile.rtl_sim.synth": "rtl_sim/synth",
+    "tinycompile.rtl_sim.soc": "rtl_sim/soc",
 }
 # What the RTL simulation and the build report read: the Verilog (with the ISA package tc_pkg.sv), the test bench,
 # the synthesis figures (build reports quote them) and, for the reader, the ISA; estimate.py comes along as the
-# synth folder's module, the script that made estimate.json.
+# synth folder's module, the script that made estimate.json. The SoC's glue Verilog and Verilator control files
+# (soc/) ship too; its core's Verilog comes from the pythondata-cpu-vexriscv package.
 DATA = {
     "tinycompile.search_spaces": ["*.yaml"],
     "tinycompile.hw_targets": ["*.yaml"],
@@ -24,6 +26,7 @@ DATA = {
     "tinycompile.rtl_sim.rtl": ["*.sv"],
     "tinycompile.rtl_sim.tb": ["*.sv"],
     "tinycompile.rtl_sim.synth": ["estimate.json", "*.sv"],
+    "tinycompile.rtl_sim.soc": ["*.sv", "*.vlt"],
 }
 
 setup(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("bench_search.py", "bench_accel.py", "bench_mcu.py", "bench_fpga.py", "bench_import.py")
+ORDER = ("bench_search.py", "bench_accel.py", "bench_mcu.py", "bench_fpga.py", "bench_import.py", "bench_soc.py")
 
 
 def main() -> int:

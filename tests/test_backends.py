@@ -144,5 +144,5 @@ def test_an_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
 
     other = tmp_path / "other.yaml"
     other.write_text(TOY_YAML.replace("kind: toy", "kind: gpu"))
-    with pytest.raises(UserError, match=r"key 'kind' must be one of fpga, mcu, but got 'gpu'"):
+    with pytest.raises(UserError, match=r"key 'kind' must be one of fpga, mcu, soc, but got 'gpu'"):
         load_target(str(other))

@@ -70,24 +70,34 @@ def unit_sources(*names: str) -> list[Path]:
     return [folder / PACKAGE] + [folder / name for name in names]
 
 
-def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: str) -> Path:
-    """Build (or reuse) a Verilator model of ``toplevel``; return its build directory."""
+def build(toplevel: str, sources: list[Path], parameters: dict[str, int], name: str,
+          extra_args: tuple[str, ...] = (), make_vars: tuple[str, ...] = ()) -> Path:
+    """Build (or reuse) a Verilator model of ``toplevel``; return its build directory. ``extra_args``: Verilator
+    options beyond the common ones (``--timing`` for a test bench that makes its own clock); ``make_vars``: variables
+    for the model's make (``OPT_FAST=-O2``), for this build only."""
     setup_env()
     h = hashlib.sha256()
     for src in sources:
         h.update(src.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True).encode())
     h.update(MAKEFLAGS.encode())
+    h.update(" ".join(extra_args + make_vars).encode())
     digest = h.hexdigest()[:16]
     root = rtl_build_dir()
     bdir = root / name
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes building one configuration would corrupt its folder
-        return _build_locked(toplevel, sources, parameters, bdir, digest)
+        saved = os.environ["MAKEFLAGS"]
+        os.environ["MAKEFLAGS"] = " ".join([saved, *make_vars])
+        try:
+            return _build_locked(toplevel, sources, parameters, bdir, digest, extra_args)
+        finally:
+            os.environ["MAKEFLAGS"] = saved
 
 
-def _build_locked(toplevel: str, sources: list[Path], parameters: dict[str, int], bdir: Path, digest: str) -> Path:
+def _build_locked(toplevel: str, sources: list[Path], parameters: dict[str, int], bdir: Path, digest: str,
+                  extra_args: tuple[str, ...] = ()) -> Path:
     from cocotb_tools.runner import get_runner
 
     stamp = bdir / "stamp.txt"
@@ -103,7 +113,7 @@ def _build_locked(toplevel: str, sources: list[Path], parameters: dict[str, int]
                 hdl_toplevel=toplevel,
                 parameters=parameters,
                 build_dir=str(bdir),
-                build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+                build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast", *extra_args],
                 always=True,
             )
             break

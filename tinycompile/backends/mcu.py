@@ -59,9 +59,9 @@ class McuBackend(Backend):
         if target.raw.get("timing") is not None:
             model = TimingModel.from_section(target.raw["timing"], target.path)
             counter = target.build.get("counter")
-            if counter is not None and model.isa != {"systick": "thumb", "minstret": "riscv"}.get(counter):
+            if counter is not None and model.isa != {"systick": "thumb", "minstret": "riscv", "mcycle": "riscv"}.get(counter):
                 raise UserError(f"{target.path}: timing.isa {model.isa} does not match build.counter {counter} "
-                                f"(systick: thumb, minstret: riscv)")
+                                f"(systick: thumb, minstret and mcycle: riscv)")
 
     def layer_cycles(self, layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
         """A per-MAC (or per-element) rate, requantization per output, a fixed overhead (fitted to QEMU counts)."""

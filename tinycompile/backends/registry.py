@@ -15,7 +15,8 @@ from tinycompile.backends.base import Backend
 from tinycompile.errors import UserError
 
 ENTRY_POINT_GROUP = "tinycompile.backends"
-BUILTIN = {"mcu": "tinycompile.backends.mcu:McuBackend", "fpga": "tinycompile.backends.fpga:FpgaBackend"}
+BUILTIN = {"mcu": "tinycompile.backends.mcu:McuBackend", "fpga": "tinycompile.backends.fpga:FpgaBackend",
+           "soc": "tinycompile.backends.soc:SocBackend"}
 _registered: dict[str, type[Backend]] = {}
 
 

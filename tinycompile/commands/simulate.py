@@ -1,5 +1,5 @@
-"""``tinycompile simulate``: re-run a build folder on what its back end simulates (the accelerator's RTL), check it
-bit for bit, refresh its report."""
+"""``tinycompile simulate``: re-run a build folder on what its back end simulates (the accelerator's or the SoC's
+RTL), check it bit for bit, refresh its report."""
 
 from __future__ import annotations
 
@@ -23,5 +23,5 @@ def run(args: argparse.Namespace) -> int:
         backend = get_backend(kind)
         if backend.owns(args.build):
             return backend.simulate(args.build)
-    raise UserError(f"{args.build} is not a build folder that can be re-run (the fpga target's: no build.json); "
-                    "run `tinycompile build --target fpga -o <folder>` first")
+    raise UserError(f"{args.build} is not a build folder that can be re-run (fpga: no build.json; soc: no soc.json); "
+                    "run `tinycompile build --target fpga -o <folder>` (or soc-vexriscv) first")

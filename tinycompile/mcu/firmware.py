@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,17 @@ def toolchain_tool(cc: str, tool: str) -> str:
     return path
 
 
-def build_config(target: Target) -> dict[str, Any]:
-    """The target's ``build:`` section, checked for the keys this back end needs."""
+def build_config(target: Target, emulator: bool = True) -> dict[str, Any]:
+    """The target's ``build:`` section, checked for the keys this back end needs (``emulator``: and the QEMU command;
+    a firmware that runs elsewhere, on the SoC's RTL, needs none)."""
     b = target.build
-    need = ("cc", "cflags", "qemu", "flash_origin", "flash_size", "ram_origin", "ram_size", "counter", "instructions_per_tick", "llvm_target")
+    need = ("cc", "cflags", *(("qemu",) if emulator else ()), "flash_origin", "flash_size", "ram_origin", "ram_size",
+            "counter", "instructions_per_tick", "llvm_target")
     missing = [k for k in need if k not in b]
     if missing:
         raise UserError(f"{target.path}: build section lacks {', '.join(missing)}; see hw_targets/cortex-m4.yaml")
-    if b["counter"] not in ("systick", "minstret"):
-        raise UserError(f"{target.path}: build.counter must be systick or minstret, but got {b['counter']!r}")
+    if b["counter"] not in _COUNTERS:
+        raise UserError(f"{target.path}: build.counter must be one of {', '.join(_COUNTERS)}, but got {b['counter']!r}")
     return dict(b)
 
 
@@ -92,12 +95,14 @@ def write_harness(folder: Path, vectors: np.ndarray, counter: str, naming: Namin
 
 
 def compile_firmware(
-    folder: Path, library: Path, target: Target, kernels: list[Path], dump_layers: bool = False, profile: Naming | None = Naming()
+    folder: Path, library: Path, target: Target, kernels: list[Path], dump_layers: bool = False,
+    profile: Naming | None = Naming(), oslib: str | None = "semihost", extra_sources: Sequence[Path] = (),
 ) -> Path:
     """Cross-compile ``folder/main.c`` with the library in ``library`` (its ``model.c``) and ``kernels`` (sources or
     objects) into ``folder/firmware.elf``; ``profile``: the library whose profiling hooks the harness defines (its
-    ``<NAME>_PROFILE`` macro), or None for a harness without them."""
-    b = build_config(target)
+    ``<NAME>_PROFILE`` macro), or None for a harness without them; ``oslib``: picolibc's OS layer (None: the
+    ``extra_sources`` give stdout and ``_exit``, as on a chip without a debugger)."""
+    b = build_config(target, emulator=False)
     cc = require_tool(b["cc"])
     elf = folder / "firmware.elf"
     cmd = [
@@ -111,13 +116,14 @@ def compile_firmware(
         *([f"-D{profile.macro('PROFILE')}"] if profile is not None else []),
         *(["-DTC_DUMP_LAYERS"] if dump_layers else []),
         "--specs=picolibc.specs",
-        "--oslib=semihost",
+        *([f"--oslib={oslib}"] if oslib else []),
         f"-I{library}",
         "-o",
         str(elf),
         str(folder / "main.c"),
         str(library / "model.c"),
         *map(str, kernels),
+        *map(str, extra_sources),
         "-Wl,--gc-sections",
         f"-Wl,--defsym=__flash={b['flash_origin']:#x}",
         f"-Wl,--defsym=__flash_size={b['flash_size']:#x}",
@@ -147,7 +153,12 @@ def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size
     text = log.read_text() if log.exists() else ""
     if proc.returncode != 0 or "DONE" not in text:
         raise RuntimeError(f"firmware failed on QEMU (exit {proc.returncode}):\n{text[-2000:]}{proc.stderr[-1000:]}")
-    per_tick = float(b["instructions_per_tick"])
+    return parse_output(text, n_vectors, n_kernels, out_size, float(b["instructions_per_tick"]), "the MCU")
+
+
+def parse_output(text: str, n_vectors: int, n_kernels: int, out_size: int, per_tick: float, where: str) -> RunResult:
+    """What the harness printed (outputs, per-kernel counts x ``per_tick``, layer dumps, workspace peak), parsed;
+    RuntimeError for the model's error line (``where`` names the machine in the message)."""
     outputs = np.zeros((n_vectors, out_size), np.int8)
     counts = [[0.0] * n_kernels for _ in range(n_vectors)]
     totals = [0.0] * n_vectors
@@ -168,7 +179,7 @@ def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size
         elif parts[0] == "W":
             peak = int(parts[1])
         elif parts[0] == "E":
-            raise RuntimeError(f"the model returned an error on the MCU: {line}")
+            raise RuntimeError(f"the model returned an error on {where}: {line}")
     return RunResult(outputs, counts, layers, totals, peak, text)
 
 
@@ -220,6 +231,12 @@ static inline uint32_t counter_elapsed(uint32_t before, uint32_t after) { return
     "minstret": """\
 static void counter_init(void) {}
 static inline uint32_t counter_read(void) { uint32_t v; __asm__ volatile(".insn i 0x73, 2, %0, x0, -1278" : "=r"(v)); return v; }
+static inline uint32_t counter_elapsed(uint32_t before, uint32_t after) { return after - before; }
+""",
+    # mcycle counts clock cycles, on RTL (a real core: tinycompile.soc); csrr mcycle is csrrs x0 from 0xB00 (-1280).
+    "mcycle": """\
+static void counter_init(void) {}
+static inline uint32_t counter_read(void) { uint32_t v; __asm__ volatile(".insn i 0x73, 2, %0, x0, -1280" : "=r"(v)); return v; }
 static inline uint32_t counter_elapsed(uint32_t before, uint32_t after) { return after - before; }
 """,
 }
