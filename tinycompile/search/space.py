@@ -56,6 +56,8 @@ ZERO_ALLOWED = {("head", "hidden")}  # 0 means "no hidden layer"
 # builds thousands of candidates before the search starts) and every candidate's cost model fast.
 MAX_VALUE = {"count": 32, "channels": 4096, "units": 4096, "hidden": 4096, "kernel": 64, "stride": 16, "depth": 32,
              "expansion": 8, "resolution": MAX_RESOLUTION, "width": 4}
+# Families whose spaces a weight-sharing supernet covers (`search --strategy supernet`, tinycompile.search.supernet)
+SUPERNET_FAMILIES = ("cnn", "mbconv", "mlp")
 MAX_BLOCKS = 32  # an mbconv space's stages at their largest depths, added up (as blocks.count bounds the cnn family)
 
 

@@ -41,9 +41,8 @@ from torch.nn import functional as F
 
 from tinycompile.arch import ArchSpec, Layer, Shape
 from tinycompile.model import SpecNet
-from tinycompile.search.space import SearchSpace
+from tinycompile.search.space import SUPERNET_FAMILIES, SearchSpace
 
-SUPERNET_FAMILIES = ("cnn", "mbconv", "mlp")  # every family of search_spaces/: cnn1d, cnn2d, mbconv1d, mbconv2d, mlp
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch's defaults, as SpecNet's batch norm has them
 # The largest and smallest candidates (the sandwich rule's two ends): per key name, values from largest to smallest
 # where "larger" is not "more" (a stride of 1 keeps more of the map; a flatten keeps every position).
