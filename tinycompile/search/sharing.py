@@ -2,9 +2,9 @@
 front fine-tuned.
 
 1. :func:`ensure_supernet`: before any worker starts, the run's supernet (:mod:`tinycompile.search.supernet`) is
-   trained with the sandwich rule (each step: the largest, the smallest and two random candidates, their gradients
-   summed; in-place distillation: the largest learns from the labels, the others from the labels and the largest's
-   soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
+   trained with the sandwich rule (each step: the largest, the smallest and two random candidates that fit the run's
+   budgets, their gradients summed; in-place distillation: the largest learns from the labels, the others from the
+   labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
    seed and epochs it was trained for, written last). A resumed run finds it and does not train it again.
 2. :class:`Inheritance`: a trial copies its candidate's weights out of the supernet into a standalone SpecNet,
    recomputes its batch-norm statistics on a few training batches, and is scored on the validation split. Its trial
@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from tinycompile.cost.model import estimate
 from tinycompile.device import resolve_device
 from tinycompile.errors import UserError
 from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_with
@@ -50,13 +51,14 @@ LR, WEIGHT_DECAY = 0.01, 1e-4  # as train.py's, with the same one-cycle schedule
 DISTILL_WEIGHT, TEMPERATURE = 0.5, 1.0  # the smaller candidates' loss: (1 - w) * labels + w * the largest's outputs
 GRAD_CLIP = 5.0
 RANDOM_PER_STEP = 2
+FIT_TRIES = 50  # draws for a random candidate within the budgets before taking one that is not
 RECALIBRATION_SAMPLES = 1024  # training samples that batch-norm statistics are recomputed on (a fixed subset)
-FINETUNE_LR = 0.003
+FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, not a near-optimum (0.003 fell behind)
 
 
 def supernet_key(prepared: Prepared) -> str:
     """What the cached supernet must have been trained for: the task (name, shapes, its training data), the space (its
-    family, input and every choice), the seed and the epochs."""
+    family, input and every choice), the seed, the epochs, and the target and budgets its random candidates fit."""
     task, space, config = prepared.task, prepared.space, prepared.config
     data = hashlib.sha256(np.ascontiguousarray(task.x_train).tobytes() + task.y_train.tobytes()).hexdigest()
     material = {
@@ -65,6 +67,8 @@ def supernet_key(prepared: Prepared) -> str:
         "space": [space.family, space.input, {k: list(v) for k, v in space.choices.items()}],
         "seed": config.seed,
         "epochs": config.epochs,
+        # the random candidates it trained on were drawn within the budgets, on this target's cost model
+        "budgets": [prepared.target.name, prepared.sram_bytes, prepared.flash_bytes, prepared.latency_ms],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -138,7 +142,7 @@ def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
                                 smallest=f"{figures['smallest_val_acc']:.3f}")
 
             metrics = train_supernet(net, prepared.task, epochs=config.epochs, seed=config.seed, device=config.device,
-                                     on_epoch=on_epoch)
+                                     on_epoch=on_epoch, fits=lambda sub: fits_budgets(prepared, sub))
         write_with(folder / WEIGHTS, lambda tmp: torch.save(net.state_dict(), tmp))
         info = {"key": supernet_key(prepared), "task": prepared.task.name, "space": prepared.space.name,
                 "seed": config.seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params,
@@ -192,10 +196,30 @@ def subnet_accuracy(net: Supernet, sub: Subnet, task: Task, seed: int) -> tuple[
     return model, evaluate(model, task.x_val, task.y_val), recalibrated
 
 
+def fits_budgets(prepared: Prepared, sub: Subnet) -> bool:
+    """Whether a candidate fits the run's hard budgets (the cost model's figures): one the search would score."""
+    return all(v <= 0 for v in prepared.constraints(estimate(sub.spec, prepared.target)).values())
+
+
+def _random_subnet(net: Supernet, pick: random.Random, fits: Callable[[Subnet], bool] | None) -> Subnet:
+    """A random candidate, drawn among those that ``fits`` accepts where some are found within a few tries."""
+    sub = net.random(pick)
+    for _ in range(FIT_TRIES if fits else 0):
+        if fits(sub):  # type: ignore[misc]
+            break
+        sub = net.random(pick)
+    return sub
+
+
 def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device: str = "auto",
-                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+                   fits: Callable[[Subnet], bool] | None = None) -> dict[str, Any]:
     """Train ``net`` on ``task`` for ``epochs`` with the sandwich rule and in-place distillation; leave it on the CPU
-    in eval mode; return the figures (the largest and smallest candidates' validation accuracy after each epoch)."""
+    in eval mode; return the figures (the largest and smallest candidates' validation accuracy after each epoch).
+
+    ``fits``: the random candidates of each step are drawn among those it accepts (the run's budgets), so that the
+    shared weights serve the candidates the search will score (as MCUNet draws within its constraints); the largest
+    stays the space's largest, whatever it costs: it is the teacher."""
     dev = torch.device(resolve_device(device))
     torch.manual_seed(seed)
     order_rng, pick = np.random.default_rng(seed), random.Random(seed)
@@ -219,7 +243,7 @@ def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device:
             logits = net(x_train[largest.spec.meta.get("resolution")][idx], largest)
             nn.functional.cross_entropy(logits, y).backward()
             soft = torch.softmax(logits.detach() / TEMPERATURE, dim=1)
-            for sub in (smallest, *(net.random(pick) for _ in range(RANDOM_PER_STEP))):
+            for sub in (smallest, *(_random_subnet(net, pick, fits) for _ in range(RANDOM_PER_STEP))):
                 out = net(x_train[sub.spec.meta.get("resolution")][idx], sub)
                 kd = nn.functional.kl_div(nn.functional.log_softmax(out / TEMPERATURE, dim=1), soft,
                                           reduction="batchmean") * TEMPERATURE**2
@@ -350,6 +374,8 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
             _finetune_one(study, prepared, trial, epochs, teacher, store)
             done += 1
             progress.update(bar, completed=done)
+    if done < len(todo):
+        console.print(f"stopped at the deadline: {done} of {len(todo)} Pareto candidates fine-tuned")
     return done
 
 

@@ -36,12 +36,15 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def run_search(prepared: Prepared, console: Console, deadline: float | None = None) -> optuna.Study:
+def run_search(prepared: Prepared, console: Console, deadline: float | None = None,
+               finetune_deadline: float | None = None) -> optuna.Study:
     """Run (or resume) the search until the study holds ``trials`` completed trials; return the study.
 
     ``--strategy supernet``: the run's supernet is trained (or found) first, and the Pareto candidates are fine-tuned
-    at the end. ``deadline`` (a ``time.time()``, for benchmarks): no trial starts after it, and fine-tuning stops there.
+    at the end. For benchmarks under a wall-clock budget (``time.time()`` values): no trial starts after ``deadline``,
+    and no fine-tuning after ``finetune_deadline`` (default: ``deadline``).
     """
+    finetune_deadline = finetune_deadline if finetune_deadline is not None else deadline
     config = prepared.config
     config.run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(config)
@@ -50,7 +53,7 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     if done >= config.trials:
         console.print(f"study {config.study_name} already holds {done} finished trials")
         _drain(study, Reaper())  # a trial killed in a run that had just filled the study is still RUNNING
-        _finetune(study, prepared, console, deadline)  # a run stopped while fine-tuning
+        _finetune(study, prepared, console, finetune_deadline)  # a run stopped while fine-tuning
         return study
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
@@ -85,7 +88,7 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
             f"{TRIALS_PER_PLACE * config.trials} trials each, most of them configurations already taken; "
             "the space may have too few candidates for --trials"
         )
-    _finetune(study, prepared, console, deadline)
+    _finetune(study, prepared, console, finetune_deadline)
     return study
 
 
