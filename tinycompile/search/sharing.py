@@ -1,7 +1,7 @@
 """``search --strategy supernet``: one supernet per run trained once, trials scored with inherited weights, the Pareto
 front fine-tuned.
 
-1. :func:`ensure_supernet`: before any worker starts, the run's supernet (:mod:`tinycompile.search.supernet`) is
+1. :func:`ensure_supernet`: while the workers start up (they wait for it), the run's supernet (:mod:`tinycompile.search.supernet`) is
    trained with the sandwich rule (each step: the largest, the smallest and two random candidates that fit the run's
    budgets, their gradients summed; in-place distillation: the largest learns from the labels, the others from the
    labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
@@ -51,6 +51,7 @@ LR, WEIGHT_DECAY = 0.01, 1e-4  # as train.py's, with the same one-cycle schedule
 DISTILL_WEIGHT, TEMPERATURE = 0.5, 1.0  # the smaller candidates' loss: (1 - w) * labels + w * the largest's outputs
 GRAD_CLIP = 5.0
 RANDOM_PER_STEP = 2
+POLL_SECONDS = 0.5
 FIT_TRIES = 50  # draws for a random candidate within the budgets before taking one that is not
 RECALIBRATION_SAMPLES = 1024  # training samples that batch-norm statistics are recomputed on (a fixed subset)
 FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, not a near-optimum (0.003 fell behind)
@@ -134,7 +135,7 @@ def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
         columns = (TextColumn("[bold]supernet"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
                    TextColumn("largest val {task.fields[largest]}"), TextColumn("smallest val {task.fields[smallest]}"),
                    TimeElapsedColumn())
-        with _threads(config.jobs), Progress(*columns, console=console, transient=False) as progress:
+        with _threads(), Progress(*columns, console=console, transient=False) as progress:
             bar = progress.add_task("supernet", total=config.epochs, largest="-", smallest="-")
 
             def on_epoch(epoch: int, figures: dict[str, Any]) -> None:
@@ -151,11 +152,26 @@ def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
         return info
 
 
+def wait_for_supernet(prepared: Prepared, deadline: float | None = None) -> bool:
+    """Block until the run's supernet is trained (True; a worker starts while the search process trains it) or
+    ``deadline`` passes (False). A worker whose search process died is killed with it (study._die_with_parent)."""
+    while True:
+        try:
+            if read_info(prepared) is not None:
+                return True
+        except UserError:  # a supernet of another run: the search process says so, in one line
+            return False
+        if deadline is not None and time.time() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+
+
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` (the search's --jobs: the cores its workers would use) for a block."""
+def _threads() -> Iterator[None]:
+    """One torch thread for a block, as each search worker has: on a busy 2-core machine two spinning intra-op threads
+    made the supernet's epochs 4x slower than one (161 s for 8 epochs against about 40 s)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, n))
+    torch.set_num_threads(1)
     try:
         yield
     finally:
@@ -365,7 +381,7 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     columns = (TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("trial {task.fields[trial]}"),
                TimeElapsedColumn())
     done = 0
-    with _threads(config.jobs), Progress(*columns, console=console, transient=False) as progress:
+    with _threads(), Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("fine-tune", total=len(todo), trial="-")
         for trial in todo:
             if deadline is not None and time.time() >= deadline:

@@ -57,14 +57,6 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
         return study
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
-    if config.strategy == "supernet":
-        from tinycompile.search.sharing import ensure_supernet
-
-        try:
-            ensure_supernet(prepared, console)
-        except KeyboardInterrupt:
-            raise UserError("search interrupted while training the supernet; nothing was saved: run the same command "
-                            "again to start it over") from None
     ctx = mp.get_context("spawn")
     workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid(), deadline), daemon=False)
                for _ in range(config.jobs)]
@@ -72,11 +64,19 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
         w.start()
     reaper = Reaper()
     try:
+        if config.strategy == "supernet":  # trained here while the workers start up; they wait for it
+            from tinycompile.search.sharing import ensure_supernet
+
+            ensure_supernet(prepared, console)
         _monitor(study, config, workers, reaper, console)
     except KeyboardInterrupt:
         for w in workers:
             w.terminate()
         raise UserError("search interrupted; finished trials are kept: run the same command again to resume") from None
+    except BaseException:
+        for w in workers:
+            w.terminate()
+        raise
     _drain(study, reaper)
     failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
     done = len(completed(study))
@@ -190,6 +190,11 @@ def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = N
         if not wait_for_place(study, config.trials, deadline):
             study.stop()
 
+    if config.strategy == "supernet":
+        from tinycompile.search.sharing import wait_for_supernet
+
+        if not wait_for_supernet(prepared, deadline):
+            return
     if wait_for_place(study, config.trials, deadline):
         study.optimize(objective, n_trials=TRIALS_PER_PLACE * config.trials, callbacks=[next_or_stop],
                        gc_after_trial=False)
