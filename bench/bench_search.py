@@ -1,8 +1,18 @@
-"""Search benchmark: cost-model speed, NSGA-II vs random hypervolume, wall time per trial, the full-size goal.
+"""Search benchmark, two sections (both by default):
 
-    python bench/bench_search.py [--trials 40] [--seeds 0 1] [--jobs 2]
+- ``samplers``: cost-model speed, NSGA-II vs random hypervolume after ``--trials`` trained trials, wall time per
+  trial, the full-size goal (MNIST-1D within 16 KB SRAM / 32 KB flash), digits on cnn2d.
+- ``strategies``: on MNIST-1D / cortex-m4 within 16 KB SRAM and 32 KB flash, the same wall-clock budget
+  (``--budget-s``) for each of ``supernet`` (one weight-sharing supernet, trials scored with inherited weights, the
+  Pareto front fine-tuned, all inside the budget), ``train`` (NSGA-II, every trial trained) and ``random`` (random
+  sampling, every trial trained): hypervolume in the box (error <= 0.2, <= 2 ms), best feasible accuracy, and the wall
+  time each needs to reach the hypervolume of ``train``'s front.
 
-Prints a table and writes bench/results/search.json. Every figure comes from this one run on this machine.
+    python bench/bench_search.py [--sections samplers strategies] [--trials 40] [--seeds 0 1] [--jobs 2]
+        [--budget-s 540] [--epochs 40] [--supernet-epochs 30] [--finetune-epochs 10] [--supernet-trials 400]
+
+Prints a table per section and writes bench/results/search.json; a section not run keeps its figures there (each
+section records its own date and command). Every figure of a section comes from one run on this machine.
 """
 
 from __future__ import annotations
@@ -10,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from optuna._hypervolume import compute_hypervolume
@@ -23,6 +35,7 @@ from tinycompile.cost.model import estimate
 from tinycompile.fileio import write_json
 from tinycompile.search.config import SearchConfig, prepare
 from tinycompile.search.pareto import is_feasible
+from tinycompile.search.records import finetuned
 from tinycompile.search.space import load_space
 from tinycompile.search.study import completed, run_search
 from tinycompile.targets import load_target
@@ -31,6 +44,9 @@ HERE = Path(__file__).resolve().parent
 # (1 - validation accuracy, predicted latency ms): the worst corner counted. The loose point counts the area of
 # trivially poor models too, which any sampler covers; the tighter ones measure the region a user wants.
 REFERENCE_POINTS = ((1.0, 4.0), (0.2, 2.0), (0.1, 1.0))
+BOX = (0.2, 2.0)  # the strategies' reference box: error <= 0.2, <= 2 ms
+GOAL = {"sram_kb": 16.0, "flash_kb": 32.0}  # the strategies' budgets on cortex-m4
+STRATEGIES = {"supernet": ("supernet", "nsga2"), "train": ("train", "nsga2"), "random": ("train", "random")}
 
 
 def hypervolume(losses: np.ndarray, ref: tuple[float, float]) -> float:
@@ -77,15 +93,9 @@ def search(sampler: str, seed: int, trials: int, jobs: int, out: Path, task: str
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", default=str(HERE / "runs"))
-    args = parser.parse_args()
-    out = Path(args.out)
-    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv])}
+def samplers(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]:
+    """NSGA-II vs random after --trials trained trials, the full-size goal and digits."""
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv])}
     results["cost_model_evals_per_second"] = cost_model_rate()
     runs = {s: [search(s, seed, args.trials, args.jobs, out) for seed in args.seeds] for s in ("nsga2", "random")}
     results["runs"] = runs
@@ -95,11 +105,10 @@ def main() -> int:
         str(ref): hv["nsga2"][str(ref)] / hv["random"][str(ref)] if hv["random"][str(ref)] else float("inf")
         for ref in REFERENCE_POINTS
     }
-    goal = search("nsga2", 0, args.trials, args.jobs, out, sram_kb=16, flash_kb=32)
+    goal = search("nsga2", 0, args.trials, args.jobs, out, **GOAL)
     results["full_size_goal"] = {"budget": "16 KB SRAM, 32 KB flash, cortex-m4", "target_test_acc": 0.94, **goal}
     digits = search("nsga2", 0, args.trials, args.jobs, out, task="digits", space="cnn2d")
     results["digits_cnn2d"] = {"target_test_acc": 0.95, **digits}
-    write_json(HERE / "results" / "search.json", results)
 
     table = Table(title=f"search benchmark (MNIST-1D, cnn1d, cortex-m4, {args.trials} trials, seeds {args.seeds})")
     table.add_column("figure")
@@ -114,8 +123,135 @@ def main() -> int:
     table.add_row("16 KB SRAM + 32 KB flash: best test acc", f"{goal['best_test_acc']:.3f} (goal >= 0.94)")
     table.add_row("  its peak SRAM / flash (KB)", f"{goal['best_peak_sram'] / 1024:.1f} / {goal['best_flash'] / 1024:.1f}")
     table.add_row("digits, cnn2d: best test acc", f"{digits['best_test_acc']:.3f} (goal >= 0.95)")
-    console().print(table)
-    print(json.dumps({k: results[k] for k in ("cost_model_evals_per_second", "hypervolume_ratio_nsga2_over_random")}))
+    return results, table
+
+
+def strategy_run(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """One strategy from scratch under the wall-clock budget: its hypervolume over time, its best feasible model."""
+    strategy, sampler = STRATEGIES[name]
+    supernet = strategy == "supernet"
+    study_name = f"strategy-{name}-{args.space}-s{args.seed}-b{args.budget_s:g}"
+    shutil.rmtree(out / study_name, ignore_errors=True)  # a budget means a fresh run, never a resumed one
+    config = SearchConfig(task="mnist1d", space=args.space, target="cortex-m4", seed=args.seed, sampler=sampler,
+                          jobs=args.jobs, study=study_name, out=str(out), strategy=strategy,
+                          trials=args.supernet_trials if supernet else args.trials,
+                          epochs=args.supernet_epochs if supernet else args.epochs,
+                          finetune_epochs=args.finetune_epochs if supernet else None, **GOAL)
+    prepared = prepare(config)
+    start = time.time()
+    end = start + args.budget_s
+    # the supernet's trials stop early enough to leave its fine-tuning a share of the same budget
+    deadline = end - args.finetune_share * args.budget_s if supernet else end
+    study = run_search(prepared, console(stderr=True), deadline=deadline, finetune_deadline=end)
+    wall = time.time() - start
+    trials = completed(study)
+    # every model the run produced, when it was ready: (seconds, val error, latency, test acc, trial, weights)
+    events: list[tuple[float, float, float, float, int, str]] = []
+    for t in trials:
+        if not is_feasible(t):
+            continue
+        events.append((t.datetime_complete.timestamp() - start, 1 - t.values[0], t.values[1], t.user_attrs["test_acc"],
+                       t.number, t.user_attrs.get("weights", "trained")))
+        record = finetuned(study, t.number)
+        if record is not None:
+            events.append((record["finished_at"] - start, 1 - record["val_acc"], t.values[1], record["test_acc"],
+                           t.number, record["weights"]))
+    events.sort()
+    curve = [(e[0], hypervolume(np.array([[p[1], p[2]] for p in events[: i + 1]]), BOX)) for i, e in enumerate(events)]
+    final: dict[int, tuple[float, float, float, float, int, str]] = {}
+    for e in events:  # a trial's last model (fine-tuned after inherited) is the one it hands over
+        final[e[4]] = e
+    best = min(final.values(), key=lambda e: (e[1], e[2]), default=None)
+    attrs = {t.number: t.user_attrs for t in trials}
+    figures: dict[str, Any] = {
+        "strategy": strategy, "sampler": sampler, "trials": len(trials), "feasible": len(final),
+        "wall_seconds": round(wall, 1), "hypervolume": curve[-1][1] if curve else 0.0,
+        "best_val_acc": 1 - best[1] if best else 0.0, "best_test_acc": best[3] if best else 0.0,
+        "best_trial": best[4] if best else None, "best_weights": best[5] if best else None,
+        "best_peak_sram": attrs[best[4]]["peak_sram"] if best else None,
+        "best_flash": attrs[best[4]]["flash"] if best else None,
+        "hypervolume_curve": [[round(t, 1), h] for t, h in curve],
+    }
+    if supernet:
+        info = json.loads((config.run_dir / "supernet" / "supernet.json").read_text())
+        figures["supernet_seconds"] = info["train_seconds"]
+        figures["supernet_largest_val_acc"] = info["largest"]["val_acc"]
+        figures["finetuned"] = sum(1 for t in trials if finetuned(study, t.number) is not None)
+    return figures
+
+
+def reach_seconds(curve: list[list[float]], target: float) -> float | None:
+    """When a hypervolume curve first reaches ``target`` (None: never)."""
+    return next((t for t, h in curve if h >= target - 1e-12), None) if target > 0 else None
+
+
+def strategies(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]:
+    """supernet vs train vs random under one wall-clock budget each."""
+    runs = {name: strategy_run(name, args, out) for name in STRATEGIES}
+    target = runs["train"]["hypervolume"]
+    for figures in runs.values():
+        figures["seconds_to_train_hypervolume"] = reach_seconds(figures["hypervolume_curve"], target)
+    results = {
+        "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv]),
+        "task": "mnist1d", "space": args.space, "target": "cortex-m4", "budget": "16 KB SRAM, 32 KB flash",
+        "reference_box": {"error": BOX[0], "latency_ms": BOX[1]}, "budget_seconds": args.budget_s,
+        "jobs": args.jobs, "seed": args.seed, "train_epochs": args.epochs, "train_trials": args.trials,
+        "supernet_epochs": args.supernet_epochs, "supernet_trials": args.supernet_trials,
+        "finetune_epochs": args.finetune_epochs, "finetune_share": args.finetune_share, "runs": runs,
+    }
+    table = Table(title=f"search strategies (MNIST-1D, {args.space}, cortex-m4, 16 KB SRAM / 32 KB flash, "
+                        f"{args.budget_s:g} s each, --jobs {args.jobs})")
+    for column in ("strategy", "trials (feasible)", "wall s", f"hypervolume {BOX}", "best val / test acc",
+                   "its SRAM / flash KB", "s to train's hypervolume"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for name, f in runs.items():
+        reach = f["seconds_to_train_hypervolume"]
+        table.add_row(
+            name + (f" (supernet {f['supernet_seconds']:.0f} s, {f['finetuned']} fine-tuned)" if "supernet_seconds" in f else ""),
+            f"{f['trials']} ({f['feasible']})", f"{f['wall_seconds']:.0f}", f"{f['hypervolume']:.4f}",
+            f"{f['best_val_acc']:.3f} / {f['best_test_acc']:.3f}",
+            f"{f['best_peak_sram'] / 1024:.1f} / {f['best_flash'] / 1024:.1f}" if f["best_trial"] is not None else "-",
+            "-" if reach is None else f"{reach:.0f}",
+        )
+    return results, table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=("samplers", "strategies"), default=["samplers", "strategies"])
+    parser.add_argument("--trials", type=int, default=40, help="trained trials per search (strategies: train, random)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="samplers: the seeds of each sampler")
+    parser.add_argument("--seed", type=int, default=0, help="strategies: the seed")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--budget-s", type=float, default=540.0, help="strategies: wall-clock seconds for each strategy")
+    parser.add_argument("--epochs", type=int, default=40, help="strategies: training epochs of a train/random trial")
+    parser.add_argument("--supernet-epochs", type=int, default=30, help="strategies: the supernet's training epochs")
+    parser.add_argument("--supernet-trials", type=int, default=400, help="strategies: most trials of the supernet run")
+    parser.add_argument("--finetune-epochs", type=int, default=10, help="strategies: the supernet front's fine-tuning")
+    parser.add_argument("--finetune-share", type=float, default=0.2,
+                        help="strategies: the share of the budget kept for the supernet front's fine-tuning")
+    parser.add_argument("--space", default="cnn1d", help="strategies: the search space")
+    parser.add_argument("--out", default=str(HERE / "runs"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    results_file = HERE / "results" / "search.json"
+    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    tables = []
+    if "samplers" in args.sections:
+        section, table = samplers(args, out)
+        results.update(section)  # the section's keys stay at the top level, as before
+        tables.append(table)
+    if "strategies" in args.sections:
+        section, table = strategies(args, out)
+        results["strategies"] = section
+        tables.append(table)
+    write_json(results_file, results)
+    for table in tables:
+        console().print(table)
+    if "strategies" in args.sections:
+        summary = {name: {k: f[k] for k in ("hypervolume", "best_test_acc", "wall_seconds", "seconds_to_train_hypervolume")}
+                   for name, f in results["strategies"]["runs"].items()}
+        print(json.dumps(summary))
     return 0
 
 

@@ -43,9 +43,11 @@ def train(
     distill_weight: float = 0.5,
     temperature: float = 4.0,
     device: str = "auto",
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[SpecNet, dict[str, Any]]:
     """Train a fresh model of ``spec`` on ``device`` (auto, cpu, cuda); return the weights of its best validation
-    epoch, on the CPU (they load on any machine), and the metrics.
+    epoch, on the CPU (they load on any machine), and the metrics. With ``init_state`` (a state dict of the spec's
+    network, e.g. weights inherited from a supernet), training starts from those weights: fine-tuning.
 
     With ``teacher_logits`` (a teacher's logits on ``task.x_train``), the loss mixes cross-entropy with Hinton's
     distillation term (KL divergence of the softened outputs, scaled by ``temperature**2``).
@@ -53,7 +55,10 @@ def train(
     dev = torch.device(resolve_device(device))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = SpecNet(spec).to(dev)
+    model = SpecNet(spec)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-len(task.x_train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)

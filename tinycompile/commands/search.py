@@ -10,10 +10,11 @@ from rich.console import Console
 from tinycompile.console import console as make_console
 from tinycompile.device import DEVICES
 
-from tinycompile.search.config import OBJECTIVES, SAMPLERS, SearchConfig, prepare
+from tinycompile.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SearchConfig, prepare
 from tinycompile.search.energy import DEFAULT_COUNTRY, EnergyMeter, caption, check_country, search_energy
 from tinycompile.search.pareto import pareto_table, write_pareto
 from tinycompile.search.plots import write_plots
+from tinycompile.search.records import run_extras
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite file in the run folder; postgresql://... to share)")
     p.add_argument("--study", help="study name (default: made from task, space, target, objective and seed)")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs/)")
-    p.add_argument("--epochs", type=int, default=40, help="maximum training epochs per candidate (default 40)")
-    p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs")
+    p.add_argument("--epochs", type=int, default=40,
+                   help="maximum training epochs per candidate; with --strategy supernet, the supernet's (default 40)")
+    p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs "
+                   "(with --strategy supernet: fine-tune the Pareto candidates against the supernet's largest)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="train",
+                   help="train: every candidate from scratch (default); supernet: train one weight-sharing supernet, "
+                   "score candidates with inherited weights, fine-tune the Pareto front (families cnn, mbconv, mlp)")
+    p.add_argument("--finetune-epochs", type=int,
+                   help="--strategy supernet: epochs of the Pareto candidates' fine-tuning (default: --epochs / 4)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where to train: auto (CUDA if torch sees a GPU, else the CPU; default), cpu or cuda")
     p.add_argument("--country", default=DEFAULT_COUNTRY, metavar="ISO3",
@@ -64,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         distill=args.distill,
         device=args.device,
+        strategy=args.strategy,
+        finetune_epochs=args.finetune_epochs,
     )
     console = make_console()
     country = check_country(args.country)
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     config = prepared.config  # with the study (and so the run folder) named
     console.print(
         f"searching {config.space} on {prepared.task.name} for {prepared.target.name}: {config.trials} trials, "
-        f"{config.sampler}, budgets SRAM {prepared.sram_bytes / 1024:g} KB flash {prepared.flash_bytes / 1024:g} KB"
+        f"{config.sampler}, strategy {config.strategy}, budgets SRAM {prepared.sram_bytes / 1024:g} KB flash {prepared.flash_bytes / 1024:g} KB"
         + (f" latency {config.latency_ms:g} ms" if config.latency_ms else "")
         + f"; run folder {config.run_dir}"
     )
@@ -90,5 +100,12 @@ def summarize(study, config: SearchConfig, console: Console) -> int:  # noqa: AN
     energy = caption(search_energy(study, rows[0] if rows else None, target))
     write_plots(study, config.run_dir, config.objective, energy)
     console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)", energy))
+    extras = run_extras(config.run_dir)
+    if "supernet" in extras:
+        console.print("strategy supernet: val acc is the inherited weights' (what the search ranked); test acc is the "
+                      "fine-tuned model's")
+    if "teacher" in extras:
+        teacher = extras["teacher"]
+        console.print(f"distillation teacher ({teacher['source']}): test acc {teacher['test_acc']:.3f}")
     console.print(f"wrote {config.run_dir / 'pareto.json'}, plots in {config.run_dir}")
     return 0

@@ -24,6 +24,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from tinycompile.errors import UserError
 from tinycompile.search.config import SearchConfig, load_run_config
+from tinycompile.search.records import finetuned
 from tinycompile.search.storage import engine_kwargs, load_study, open_with_retry
 from tinycompile.trial import METRICS, SPEC, WEIGHTS
 
@@ -77,11 +78,13 @@ def publish(trial: optuna.trial.Trial, folder: Path, store: DatabaseArtifactStor
     trial.set_user_attr(ARTIFACTS, ids)
 
 
-def fetch(trial: optuna.trial.FrozenTrial, folder: Path, store: DatabaseArtifactStore) -> Path:
-    """Materialise ``folder`` from the trial's stored files unless it is already complete; return it."""
+def fetch(trial: optuna.trial.FrozenTrial, folder: Path, store: DatabaseArtifactStore,
+          ids: dict[str, str] | None = None) -> Path:
+    """Materialise ``folder`` from the trial's stored files (or those of ``ids``: a fine-tuned supernet candidate's)
+    unless it is already complete; return it."""
     if (folder / METRICS).is_file():
         return folder
-    ids = trial.user_attrs.get(ARTIFACTS)
+    ids = ids or trial.user_attrs.get(ARTIFACTS)
     if not ids:
         why = "it was never trained (over budget?)" if not trial.user_attrs.get("trained") else "its files were not stored"
         raise UserError(f"{folder}: trial {trial.number} has no files to fetch, {why}; pick a trial from pareto.json")
@@ -105,7 +108,7 @@ def fetch_numbers(study: optuna.Study, config: SearchConfig, numbers: list[int])
     store = DatabaseArtifactStore(config.storage_url)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for n in numbers:
-        fetch(trials[n], config.run_dir / "trials" / str(n), store)
+        fetch(trials[n], config.run_dir / "trials" / str(n), store, (finetuned(study, n) or {}).get(ARTIFACTS))
 
 
 def local_trial_folder(path: str | Path) -> Path:

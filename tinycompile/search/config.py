@@ -14,12 +14,13 @@ from tinycompile.cost.model import Cost, estimate
 from tinycompile.device import resolve_device
 from tinycompile.errors import UserError
 from tinycompile.fileio import check_out_dir
-from tinycompile.search.space import SearchSpace, load_space
+from tinycompile.search.space import SUPERNET_FAMILIES, SearchSpace, load_space
 from tinycompile.targets import Target, load_target
 from tinycompile.tasks import Task, load_task
 
 OBJECTIVES = ("latency", "energy")
 SAMPLERS = ("nsga2", "tpe", "random")
+STRATEGIES = ("train", "supernet")  # train every candidate from scratch, or score it with a supernet's shared weights
 BUDGET_PROBES = 3000  # random candidates tried to tell an impossible budget from a hard one
 
 
@@ -44,6 +45,13 @@ class SearchConfig:
     epochs: int = 40
     distill: bool = False
     device: str = "auto"  # where each worker trains; not a setting of the study: machines of one study may differ
+    strategy: str = "train"  # supernet: --epochs trains the supernet, trials inherit its weights, the front is fine-tuned
+    finetune_epochs: int | None = None  # supernet: epochs of the Pareto candidates' fine-tuning (None: epochs // 4, >= 1)
+
+    @property
+    def finetune_epochs_used(self) -> int:
+        """The Pareto candidates' fine-tuning epochs (``--strategy supernet``)."""
+        return self.finetune_epochs if self.finetune_epochs is not None else max(1, self.epochs // 4)
 
     @property
     def study_name(self) -> str:
@@ -120,12 +128,21 @@ def prepare(config: SearchConfig) -> Prepared:
         raise UserError(f"unknown objective {config.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     if config.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if config.strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {config.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if config.finetune_epochs is not None and config.finetune_epochs < 1:
+        raise UserError(f"--finetune-epochs must be >= 1, but got {config.finetune_epochs}")
+    if config.finetune_epochs is not None and config.strategy != "supernet":
+        raise UserError("--finetune-epochs fine-tunes a supernet's Pareto candidates; it needs --strategy supernet")
     if config.storage and not config.storage.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise UserError(f"--storage must be a sqlite:///FILE or postgresql://USER@HOST/DB URL, but got {config.storage!r}")
     if config.study is not None and (config.study in ("", ".", "..") or "/" in config.study or "\0" in config.study):
         raise UserError(f"--study must be a plain name (it names the run folder inside --out), but got {config.study!r}")
     target = load_target(config.target)
     space = load_space(config.space)
+    if config.strategy == "supernet" and space.family not in SUPERNET_FAMILIES:
+        raise UserError(f"--strategy supernet: space {space.name!r} is of family {space.family}, which has no "
+                        f"supernet (families with one: {', '.join(SUPERNET_FAMILIES)}); use --strategy train")
     task = load_task(config.task, seed=config.seed)
     if config.study is None:  # from the names inside the files: a --space given as a path must not nest or escape --out
         parts = (task.name, space.name, target.name, config.objective, f"s{config.seed}")

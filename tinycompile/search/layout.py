@@ -1,5 +1,9 @@
 """Laying out convolutional candidates: a growing list of layers that tracks the feature map's shape, so that every
-kernel, stride and pool a builder appends is legal for the map it meets (SAME padding; 1-D maps convolve along W)."""
+kernel, stride and pool a builder appends is legal for the map it meets (SAME padding; 1-D maps convolve along W).
+
+Each layer with weights is also named by its place in the space (``stem``, ``block2.conv``, ``stage1.block0.expand``):
+the same name in every candidate, which is what a weight-sharing supernet (:mod:`tinycompile.search.supernet`) keys
+its shared weights by."""
 
 from __future__ import annotations
 
@@ -13,14 +17,18 @@ class LayerStack:
         self.two_d = two_d
         self.layers_: list[Layer] = []
         self.shape = input_shape
+        self.slots: dict[int, str] = {}  # layer index -> the name of its place in the space (layers with weights)
 
     @property
     def last(self) -> int:
         """Index of the last layer (-1: the network input)."""
         return len(self.layers_) - 1
 
-    def conv(self, op: str, src: int, channels: int, kernel: int, stride: int, relu: bool) -> None:
-        """Append a ``conv`` or ``dwconv`` reading layer ``src``, with SAME padding (a square kernel on 2-D maps)."""
+    def conv(self, op: str, src: int, channels: int, kernel: int, stride: int, relu: bool, slot: str | None = None) -> None:
+        """Append a ``conv`` or ``dwconv`` reading layer ``src``, with SAME padding (a square kernel on 2-D maps),
+        named ``slot``."""
+        if slot is not None:
+            self.slots[len(self.layers_)] = slot
         _, h, w = self.shape
         if self.two_d:
             kh = kw = kernel
@@ -30,6 +38,11 @@ class LayerStack:
         pad = (*same_padding(h, kh, sh), *same_padding(w, kw, sw))
         self.append(Layer(op, (src,), channels=channels if op == "conv" else 0, kernel=(kh, kw), stride=(sh, sw),
                           padding=pad, relu=relu))
+
+    def dense(self, channels: int, relu: bool, slot: str) -> None:
+        """Append a dense layer named ``slot`` reading the last layer (a flat map: after a flatten, gap or dense)."""
+        self.slots[len(self.layers_)] = slot
+        self.layers_.append(Layer("dense", (self.last,), channels=channels, relu=relu))
 
     def append(self, layer: Layer) -> None:
         """Append a layer that reads the current map and keeps or shrinks it (conv, dwconv, pools, add)."""

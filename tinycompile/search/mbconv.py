@@ -55,24 +55,26 @@ class MbconvBuilder(LayerStack):
         """The layers of a candidate, up to (not including) the classifier."""
         width = choices["net.width"]
         stem = scale_channels(choices["stem.channels"], width)
-        self.conv("conv", -1, stem, choices["stem.kernel"], self.legal_stride(choices["stem.stride"]), relu=True)
+        self.conv("conv", -1, stem, choices["stem.kernel"], self.legal_stride(choices["stem.stride"]), relu=True,
+                  slot="stem")
         for s in range(stage_count(choices)):
             channels = scale_channels(choices[f"stage{s}.channels"], width)
             for b in range(choices[f"stage{s}.depth"]):
                 stride = choices[f"stage{s}.stride"] if b == 0 else 1
-                self.block(channels, choices[f"stage{s}.block{b}.expansion"], choices[f"stage{s}.block{b}.kernel"], stride)
+                self.block(channels, choices[f"stage{s}.block{b}.expansion"], choices[f"stage{s}.block{b}.kernel"], stride,
+                           f"stage{s}.block{b}")
         self.layers_.append(Layer(choices["head.reduce"], (self.last,)))
         if choices["head.hidden"]:
-            self.layers_.append(Layer("dense", (self.last,), channels=choices["head.hidden"], relu=True))
+            self.dense(choices["head.hidden"], relu=True, slot="head.hidden")
         return self.layers_
 
-    def block(self, channels: int, expansion: int, kernel: int, stride: int) -> None:
-        """One inverted-residual block from the current map to ``channels`` channels."""
+    def block(self, channels: int, expansion: int, kernel: int, stride: int, name: str = "block") -> None:
+        """One inverted-residual block from the current map to ``channels`` channels (its layers named ``name.*``)."""
         block_input, in_channels = self.last, self.shape[0]
         stride = self.legal_stride(stride)
         if expansion > 1:
-            self.conv("conv", block_input, in_channels * expansion, 1, 1, relu=True)
-        self.conv("dwconv", self.last, 0, kernel, stride, relu=True)
-        self.conv("conv", self.last, channels, 1, 1, relu=False)
+            self.conv("conv", block_input, in_channels * expansion, 1, 1, relu=True, slot=f"{name}.expand")
+        self.conv("dwconv", self.last, 0, kernel, stride, relu=True, slot=f"{name}.dw")
+        self.conv("conv", self.last, channels, 1, 1, relu=False, slot=f"{name}.project")
         if stride == 1 and channels == in_channels:
             self.append(Layer("add", (block_input, self.last)))

@@ -1,4 +1,5 @@
-"""One trial: choose a candidate, score it with the cost model, and train it only if it fits the hard budgets.
+"""One trial: choose a candidate, score it with the cost model, and train it only if it fits the hard budgets (with
+``--strategy supernet``: score it with weights inherited from the run's supernet instead, :mod:`.sharing`).
 
 Before any work the trial checks the shared study (:mod:`tinycompile.search.ledger`): a configuration another trial
 holds is skipped, not trained again, and a trial beyond the N places the user asked for is skipped too. Both end
@@ -12,6 +13,7 @@ import os
 import socket
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -21,6 +23,7 @@ from tinycompile.search import ledger
 from tinycompile.search.artifacts import DatabaseArtifactStore, publish
 from tinycompile.search.config import Prepared
 from tinycompile.search.storage import WORKER, process_seed
+from tinycompile.search.supernet import Subnet
 from tinycompile.search.teacher import teacher_logits
 from tinycompile.tasks import at_resolution
 from tinycompile.train import train
@@ -41,6 +44,7 @@ class Objective:
         self.p = prepared
         self.store = DatabaseArtifactStore(prepared.config.storage_url)
         self._teacher: np.ndarray | None = None
+        self._inheritance: Any = None  # --strategy supernet: sharing.Inheritance, made at the first trial it scores
 
     def teacher(self) -> np.ndarray | None:
         """The teacher's logits when distilling (trained once per run, loaded once per worker)."""
@@ -49,6 +53,14 @@ class Objective:
             self._teacher = teacher_logits(self.p.space, self.p.task, folder, self.p.config.epochs, self.p.config.seed,
                                            self.p.config.device)
         return self._teacher
+
+    def inheritance(self) -> Any:
+        """--strategy supernet: the scorer of inherited weights (loads the run's supernet once per worker)."""
+        if self._inheritance is None:
+            from tinycompile.search.sharing import Inheritance
+
+            self._inheritance = Inheritance(self.p)
+        return self._inheritance
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, float]:
         # Optuna's heartbeat thread starts beside this call; recording one here first means that every trial with a
@@ -59,7 +71,7 @@ class Objective:
         space = self.p.space
         choices = {key: trial.suggest_categorical(key, values) for key, values in space.parameters().items()}
         self._claim(trial)
-        spec = space.build(choices, self.p.task.input_shape, self.p.task.num_classes)
+        spec, slots = space.build_with_slots(choices, self.p.task.input_shape, self.p.task.num_classes)
         spec.meta.update(task=self.p.config.task, target=self.p.target.name, trial=trial.number)
         cost = estimate(spec, self.p.target)
         constraints = self.p.constraints(cost)
@@ -76,17 +88,24 @@ class Objective:
             # Over budget: scored from the cost model alone, never trained; infeasible to the sampler anyway.
             trial.set_user_attr("trained", False)
             return self._done(trial, (0.0, second))
-        seed = self.p.config.seed + trial.number
-        task = at_resolution(self.p.task, spec.meta.get("resolution"))  # the images this candidate takes
-        model, metrics = train(spec, task, epochs=self.p.config.epochs, seed=seed, teacher_logits=self.teacher(),
-                               device=self.p.config.device)
+        if self.p.config.strategy == "supernet":  # no training: weights inherited from the run's supernet
+            model, metrics = self.inheritance().score(Subnet(choices, spec, slots))
+        else:
+            seed = self.p.config.seed + trial.number
+            task = at_resolution(self.p.task, spec.meta.get("resolution"))  # the images this candidate takes
+            model, metrics = train(spec, task, epochs=self.p.config.epochs, seed=seed, teacher_logits=self.teacher(),
+                                   device=self.p.config.device)
         metrics["cost"] = cost.to_dict()
         folder = trial_dir(self.p, trial.number)
         save_trial(folder, spec, model, metrics)
         publish(trial, folder, self.store)
         trial.set_user_attr("trained", True)
         trial.set_user_attr("test_acc", metrics["test_acc"])
-        trial.set_user_attr("train_seconds", metrics["train_seconds"])
+        if "weights" in metrics:  # inherited from the supernet
+            trial.set_user_attr("weights", metrics["weights"])
+            trial.set_user_attr("inherit_seconds", metrics["inherit_seconds"])
+        else:
+            trial.set_user_attr("train_seconds", metrics["train_seconds"])
         return self._done(trial, (metrics["val_acc"], second))
 
     def _claim(self, trial: optuna.trial.Trial) -> None:

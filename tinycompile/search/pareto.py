@@ -14,6 +14,7 @@ from rich.table import Table
 from tinycompile.fileio import write_json
 from tinycompile.search.config import SearchConfig
 from tinycompile.search.energy import search_energy
+from tinycompile.search.records import finetuned_row, run_extras
 
 
 def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
@@ -66,10 +67,11 @@ def write_pareto(study: optuna.Study, config: SearchConfig) -> list[dict[str, An
     run_dir = config.run_dir
     front = pareto_front(study.get_trials(deepcopy=False))
     fetch_numbers(study, config, [t.number for t in front])
-    rows = [row(t, run_dir) for t in front]
+    rows = [{**row(t, run_dir), **finetuned_row(study, t.number)} for t in front]  # supernet: fine-tuned test acc
     target = Path(config.target).stem if config.target.endswith((".yaml", ".yml")) else config.target
     energy = search_energy(study, rows[0] if rows else None, target)
-    write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows, "search_energy": energy})
+    write_json(run_dir / "pareto.json", {"study": study.study_name, "front": rows, "search_energy": energy,
+                                         **run_extras(run_dir)})
     if rows:
         link = run_dir / "best"
         tmp = run_dir / ".best.tmp"

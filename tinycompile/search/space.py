@@ -56,6 +56,8 @@ ZERO_ALLOWED = {("head", "hidden")}  # 0 means "no hidden layer"
 # builds thousands of candidates before the search starts) and every candidate's cost model fast.
 MAX_VALUE = {"count": 32, "channels": 4096, "units": 4096, "hidden": 4096, "kernel": 64, "stride": 16, "depth": 32,
              "expansion": 8, "resolution": MAX_RESOLUTION, "width": 4}
+# Families whose spaces a weight-sharing supernet covers (`search --strategy supernet`, tinycompile.search.supernet)
+SUPERNET_FAMILIES = ("cnn", "mbconv", "mlp")
 MAX_BLOCKS = 32  # an mbconv space's stages at their largest depths, added up (as blocks.count bounds the cnn family)
 
 
@@ -103,20 +105,30 @@ class SearchSpace:
 
     def build(self, choices: dict[str, Any], input_shape: Shape, num_classes: int) -> ArchSpec:
         """The ArchSpec of one candidate (on images resized to ``net.resolution`` where the space chooses it)."""
+        return self.build_with_slots(choices, input_shape, num_classes)[0]
+
+    def build_with_slots(self, choices: dict[str, Any], input_shape: Shape,
+                         num_classes: int) -> tuple[ArchSpec, tuple[str | None, ...]]:
+        """:meth:`build`, and for each layer the name of its place in the space (``stem``, ``block1.conv``,
+        ``stage0.block1.dw``, ``head.hidden``, ``classifier``; None for layers without weights): the same name in
+        every candidate, the key of a weight-sharing supernet's shared weights."""
         meta: dict[str, Any] = {"space": self.name, "choices": choices}
         if "net.resolution" in choices:  # meta.resolution tells training and `build` to resize the task's images
             side = choices["net.resolution"]
             input_shape = (input_shape[0], side, side)
             meta["resolution"] = side
         two_d = self.input == "2d"
+        builder: LayerStack | _MlpBuilder
         if self.family == "mbconv":
-            layers = mbconv.MbconvBuilder(input_shape, two_d).layers(choices)
+            builder = mbconv.MbconvBuilder(input_shape, two_d)
         elif self.family == "cnn":
-            layers = _CnnBuilder(input_shape, two_d).layers(choices)
+            builder = _CnnBuilder(input_shape, two_d)
         else:
-            layers = _MlpBuilder(input_shape).layers(choices)
+            builder = _MlpBuilder(input_shape)
+        layers = builder.layers(choices)
         layers.append(Layer("dense", (len(layers) - 1,), channels=num_classes))
-        return ArchSpec(input_shape, num_classes, tuple(layers), meta)
+        slots = tuple(builder.slots.get(i) for i in range(len(layers) - 1)) + ("classifier",)
+        return ArchSpec(input_shape, num_classes, tuple(layers), meta), slots
 
 
 def available_spaces() -> list[str]:
@@ -211,10 +223,12 @@ def _check_values(path: Path, label: str, key: tuple[str, str], values: Any, all
 class _MlpBuilder:
     def __init__(self, input_shape: Shape) -> None:
         self.input_shape = input_shape
+        self.slots: dict[int, str] = {}
 
     def layers(self, choices: dict[str, Any]) -> list[Layer]:
         layers = [Layer("flatten", (-1,))]
         for i in range(choices["blocks.count"]):
+            self.slots[len(layers)] = f"block{i}.dense"
             layers.append(Layer("dense", (len(layers) - 1,), channels=choices[f"block{i}.units"], relu=True))
         return layers
 
@@ -223,31 +237,31 @@ class _CnnBuilder(LayerStack):
     """Lays out stem, blocks and head, keeping every stride and pool legal for the shrinking feature map."""
 
     def layers(self, choices: dict[str, Any]) -> list[Layer]:
-        self.conv("conv", -1, choices["stem.channels"], choices["stem.kernel"], choices["stem.stride"], relu=True)
+        self.conv("conv", -1, choices["stem.channels"], choices["stem.kernel"], choices["stem.stride"], relu=True,
+                  slot="stem")
         blocks: list[dict[str, Any]] = [{} for _ in range(choices["blocks.count"])]
         for key, value in choices.items():  # one pass over the choices: linear in the space's size
             section, name = key.split(".", 1)
             if section.startswith("block") and section != "blocks" and int(section[5:]) < len(blocks):
                 blocks[int(section[5:])][name] = value
-        for block in blocks:
-            self._block(block)
-        last = self.last
+        for i, block in enumerate(blocks):
+            self._block(block, f"block{i}")
         reduce = choices["head.reduce"]
-        self.layers_.append(Layer(reduce, (last,)))
+        self.layers_.append(Layer(reduce, (self.last,)))
         if choices["head.hidden"]:
-            self.layers_.append(Layer("dense", (last + 1,), channels=choices["head.hidden"], relu=True))
+            self.dense(choices["head.hidden"], relu=True, slot="head.hidden")
         return self.layers_
 
-    def _block(self, c: dict[str, Any]) -> None:
+    def _block(self, c: dict[str, Any], name: str) -> None:
         block_input = self.last
         in_shape = self.shape
         stride = self.legal_stride(c["stride"])
         residual = c["residual"] and stride == 1 and c["channels"] == in_shape[0]
         if c["type"] == "conv":
-            self.conv("conv", block_input, c["channels"], c["kernel"], stride, relu=not residual)
+            self.conv("conv", block_input, c["channels"], c["kernel"], stride, relu=not residual, slot=f"{name}.conv")
         else:
-            self.conv("dwconv", block_input, in_shape[0], c["kernel"], stride, relu=True)
-            self.conv("conv", self.last, c["channels"], 1, 1, relu=not residual)
+            self.conv("dwconv", block_input, in_shape[0], c["kernel"], stride, relu=True, slot=f"{name}.dw")
+            self.conv("conv", self.last, c["channels"], 1, 1, relu=not residual, slot=f"{name}.pw")
         if residual:
             self.layers_.append(Layer("add", (block_input, self.last), relu=True))
         if c["pool"] != "none" and self.spatial() >= 2:

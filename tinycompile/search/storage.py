@@ -35,7 +35,8 @@ MAX_RETRIES = 2  # a configuration that killed its worker this often is given up
 ORPHAN_SECONDS = 30  # a trial seen this long without reaching the objective died in `ask`, before any heartbeat
 WORKER = "worker"  # user attr: host:pid of the process running the trial, set first thing in the objective
 DIRECTIONS = ("maximize", "minimize")
-MATCHING_KEYS = ("task", "space", "target", "objective", "sram_kb", "flash_kb", "latency_ms", "epochs", "distill")
+MATCHING_KEYS = ("task", "space", "target", "objective", "sram_kb", "flash_kb", "latency_ms", "epochs", "distill",
+                 "strategy", "finetune_epochs")
 
 T = TypeVar("T")
 

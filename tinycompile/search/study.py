@@ -36,8 +36,15 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def run_search(prepared: Prepared, console: Console) -> optuna.Study:
-    """Run (or resume) the search until the study holds ``trials`` completed trials; return the study."""
+def run_search(prepared: Prepared, console: Console, deadline: float | None = None,
+               finetune_deadline: float | None = None) -> optuna.Study:
+    """Run (or resume) the search until the study holds ``trials`` completed trials; return the study.
+
+    ``--strategy supernet``: the run's supernet is trained (or found) first, and the Pareto candidates are fine-tuned
+    at the end. For benchmarks under a wall-clock budget (``time.time()`` values): no trial starts after ``deadline``,
+    and no fine-tuning after ``finetune_deadline`` (default: ``deadline``).
+    """
+    finetune_deadline = finetune_deadline if finetune_deadline is not None else deadline
     config = prepared.config
     config.run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(config)
@@ -46,32 +53,60 @@ def run_search(prepared: Prepared, console: Console) -> optuna.Study:
     if done >= config.trials:
         console.print(f"study {config.study_name} already holds {done} finished trials")
         _drain(study, Reaper())  # a trial killed in a run that had just filled the study is still RUNNING
+        _finetune(study, prepared, console, finetune_deadline)  # a run stopped while fine-tuning
         return study
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
     ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid()), daemon=False) for _ in range(config.jobs)]
+    workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid(), deadline), daemon=False)
+               for _ in range(config.jobs)]
     for w in workers:
         w.start()
     reaper = Reaper()
     try:
+        if config.strategy == "supernet":  # trained here while the workers start up; they wait for it
+            from tinycompile.search.sharing import ensure_supernet
+
+            ensure_supernet(prepared, console)
         _monitor(study, config, workers, reaper, console)
     except KeyboardInterrupt:
         for w in workers:
             w.terminate()
         raise UserError("search interrupted; finished trials are kept: run the same command again to resume") from None
+    except BaseException:
+        for w in workers:
+            w.terminate()
+        raise
     _drain(study, reaper)
     failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
     done = len(completed(study))
     if failed and done < config.trials:
         raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the messages above")
-    if done < config.trials:
+    if done < config.trials and not _past(deadline):
         raise UserError(
             f"the study holds {done} of {config.trials} finished trials: the workers stopped after "
             f"{TRIALS_PER_PLACE * config.trials} trials each, most of them configurations already taken; "
             "the space may have too few candidates for --trials"
         )
+    _finetune(study, prepared, console, finetune_deadline)
     return study
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.time() >= deadline
+
+
+def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None) -> None:
+    """--strategy supernet: fine-tune the Pareto candidates that are not yet."""
+    if prepared.config.strategy != "supernet":
+        return
+    from tinycompile.search.sharing import finetune_front
+
+    try:
+        finetune_front(study, prepared, console, deadline)
+    except KeyboardInterrupt:
+        raise UserError("search interrupted while fine-tuning the Pareto candidates; the trials and the candidates "
+                        "already fine-tuned are kept: run the same command again to finish") from None
 
 
 def _drain(study: optuna.Study, reaper: Reaper) -> None:
@@ -121,13 +156,16 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def wait_for_place(study: optuna.Study, trials: int) -> bool:
-    """Block until a trial may start (True) or the study holds ``trials`` finished trials (False).
+def wait_for_place(study: optuna.Study, trials: int, deadline: float | None = None) -> bool:
+    """Block until a trial may start (True) or the study holds ``trials`` finished trials or ``deadline`` has passed
+    (False).
 
     Optuna's ``MaxTrialsCallback`` stops a worker only after its trial ends, so workers mid-trial at that moment
     overshot N; counting the trials in progress too, a worker waits instead, in case one of them fails.
     """
     while True:
+        if _past(deadline):
+            return False
         trials_now = study.get_trials(deepcopy=False)
         if ledger.finished(trials_now) >= trials:
             return False
@@ -136,7 +174,7 @@ def wait_for_place(study: optuna.Study, trials: int) -> bool:
         time.sleep(POLL_SECONDS)
 
 
-def _worker(config_dict: dict[str, Any], parent: int) -> None:
+def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = None) -> None:
     _die_with_parent(parent)
     import torch
 
@@ -149,9 +187,14 @@ def _worker(config_dict: dict[str, Any], parent: int) -> None:
     objective = Objective(prepared)
 
     def next_or_stop(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
-        if not wait_for_place(study, config.trials):
+        if not wait_for_place(study, config.trials, deadline):
             study.stop()
 
-    if wait_for_place(study, config.trials):
+    if config.strategy == "supernet":
+        from tinycompile.search.sharing import wait_for_supernet
+
+        if not wait_for_supernet(prepared, deadline):
+            return
+    if wait_for_place(study, config.trials, deadline):
         study.optimize(objective, n_trials=TRIALS_PER_PLACE * config.trials, callbacks=[next_or_stop],
                        gc_after_trial=False)

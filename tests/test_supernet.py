@@ -1,0 +1,156 @@
+"""Weight sharing (`search --strategy supernet`): a subnet extracted from a trained supernet is a standalone SpecNet with
+the supernet's forward for that candidate; every candidate of every space fits its supernet; a search trains the
+supernet once, caches it, reuses it when resumed, and leaves fine-tuned Pareto candidates that load and quantize."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from support import run_cli
+from tinycompile.backends.flow import trial_workload
+from tinycompile.model import SpecNet
+from tinycompile.search.config import SearchConfig, prepare
+from tinycompile.search.sharing import new_supernet, train_supernet
+from tinycompile.search.space import load_space
+from tinycompile.search.supernet import Supernet, has_batch_norm, recalibrate_bn
+from tinycompile.trial import load_trial, save_trial
+
+SUPERNET = ["--task", "digits", "--space", "cnn2d", "--target", "cortex-m4", "--epochs", "1", "--strategy", "supernet"]
+
+
+def candidates(net: Supernet, count: int, seed: int = 0) -> list:
+    rng = random.Random(seed)
+    return [net.largest(), net.smallest(), *(net.random(rng) for _ in range(count))]
+
+
+def assert_same_forward(net: Supernet, sub, x: torch.Tensor) -> SpecNet:
+    model = net.extract(sub)
+    assert type(model) is SpecNet and model.spec is sub.spec
+    fresh = SpecNet(sub.spec)  # standalone: its own parameters, loadable into a network built from the spec alone
+    fresh.load_state_dict(model.state_dict())
+    assert not {p.data_ptr() for p in model.parameters()} & {p.data_ptr() for p in net.parameters()}
+    with torch.no_grad():
+        net.eval()
+        torch.testing.assert_close(fresh.eval()(x), net(x, sub), atol=1e-5, rtol=1e-5)
+        net.train()  # batch statistics of this batch, on both sides
+        torch.testing.assert_close(fresh.train()(x), net(x, sub), atol=1e-5, rtol=1e-5)
+    net.eval()
+    return model
+
+
+def test_a_subnet_of_a_trained_supernet_is_a_standalone_specnet_with_its_forward(digits, tmp_path: Path) -> None:
+    prepared = prepare(SearchConfig(task="digits", space="cnn2d", target="cortex-m4", epochs=1, out=str(tmp_path)))
+    net = new_supernet(prepared)
+    metrics = train_supernet(net, digits, epochs=1, seed=0, device="cpu")
+    assert metrics["epochs"] == 1 and metrics["largest"]["val_acc"] > 0.5  # one epoch already teaches the largest
+    x = torch.from_numpy(digits.x_val[:16])
+    kinds = set()
+    for sub in candidates(net, 12):
+        model = assert_same_forward(net, sub, x)
+        kinds |= {layer.op for layer in sub.spec.layers}
+        # a trial folder of it loads like any trained trial
+        assert recalibrate_bn(model, digits.x_train[:256]) is True
+        folder = tmp_path / "trial"
+        save_trial(folder, sub.spec, model, {"val_acc": 0.0})
+        _, loaded, _ = load_trial(folder)
+        torch.testing.assert_close(loaded(x), model(x))
+    assert {"conv", "dwconv", "add", "maxpool", "avgpool", "gap", "flatten", "dense"} <= kinds
+
+
+@pytest.mark.parametrize("space", ["cnn1d", "cnn2d", "mbconv1d", "mbconv2d", "mlp"])
+def test_every_candidate_of_a_space_takes_its_weights_from_the_supernet(space: str) -> None:
+    # Untrained, but with batch-norm statistics and kernel transforms moved off their initial values, so that a
+    # wrong slice, crop or transform shows; every elastic dimension of each family is sampled.
+    shape = (1, 1, 40) if space.endswith("1d") else (1, 8, 8)
+    torch.manual_seed(0)
+    net = Supernet(load_space(space), shape, 10)
+    with torch.no_grad():
+        for slot in net.slots.values():
+            for t in slot.transforms.values():
+                t.add_(0.1 * torch.randn_like(t))
+            if hasattr(slot, "running_mean"):
+                slot.running_mean.normal_()
+                slot.running_var.uniform_(0.5, 2.0)
+                slot.bn_weight.normal_()
+    subs = candidates(net, 40, seed=1)
+    for sub in subs[:12]:
+        assert_same_forward(net, sub, torch.randn(4, *sub.spec.input_shape))
+    for sub in candidates(net, 300, seed=2):  # every weight fits what the supernet holds
+        for i, slot in enumerate(sub.slots):
+            if slot is not None:
+                net._slot(sub, i)
+    if space.startswith("mbconv"):  # elastic kernel: the 3x3 and 5x5 depthwise kernels pass through transforms
+        assert any(len(s.transforms) == 2 for s in net.slots.values())
+    assert has_batch_norm(net.extract(subs[0])) is (space != "mlp")  # an MLP has no batch norm to recalibrate
+
+
+def load(run_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def test_a_supernet_search_caches_its_supernet_reuses_it_and_fine_tunes_the_front(tmp_path: Path) -> None:
+    args = ["search", *SUPERNET, "--distill", "--study", "sn", "--out", str(tmp_path)]
+    first = run_cli(*args, "--trials", "4")
+    assert first.returncode == 0, first.stderr
+    run_dir = tmp_path / "sn"
+    info_file = run_dir / "supernet" / "supernet.json"
+    info = json.loads(info_file.read_text())
+    assert info["epochs"] == 1 and info["largest"]["val_acc"] > 0.5
+    stamp = (info_file.stat().st_mtime_ns, (run_dir / "supernet" / "supernet.pt").stat().st_mtime_ns)
+    trials = load(run_dir).get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    for t in trials:  # scored with inherited weights: no training
+        if t.user_attrs["trained"]:
+            assert t.user_attrs["weights"] == "inherited" and "train_seconds" not in t.user_attrs
+    pareto = json.loads((run_dir / "pareto.json").read_text())
+    assert pareto["supernet"]["key"] == info["key"]
+    teacher = pareto["teacher"]  # --distill: the supernet's largest candidate, its test accuracy beside the students'
+    assert "largest candidate" in teacher["source"] and teacher["test_acc"] > 0.5
+    assert "distillation teacher" in first.stdout and f"{teacher['test_acc']:.3f}" in first.stdout
+    assert pareto["front"]
+    for row in pareto["front"]:
+        metrics = json.loads((Path(row["folder"]) / "metrics.json").read_text())
+        assert metrics["weights"] in ("fine-tuned", "inherited") and metrics["finetune_epochs"] == 1
+        assert metrics["distilled"] is True and row["test_acc"] == metrics["test_acc"]
+        assert row["inherited_test_acc"] == metrics["inherited_test_acc"]
+        # the build path: the folder loads and quantizes, its int8 accuracy measured on the task
+        work, source = trial_workload(Path(row["folder"]), 4)
+        assert work.graph.ops and 0.0 <= source["int8_test_accuracy"] <= 1.0
+    assert load_trial(run_dir / "best")[0].meta["trial"] == pareto["front"][0]["trial"]
+
+    again = run_cli(*args, "--trials", "6")
+    assert again.returncode == 0, again.stderr
+    assert "reusing the supernet" in again.stdout + again.stderr
+    assert "training the supernet" not in again.stdout + again.stderr
+    assert (info_file.stat().st_mtime_ns, (run_dir / "supernet" / "supernet.pt").stat().st_mtime_ns) == stamp
+    assert json.loads(info_file.read_text())["trained_at"] == info["trained_at"]
+    assert len(load(run_dir).get_trials(states=(TrialState.COMPLETE,))) == 6
+    for row in json.loads((run_dir / "pareto.json").read_text())["front"]:  # new front members fine-tuned too
+        assert "finetuned_val_acc" in row
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_a_supernet_of_another_space_or_seed_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "x"
+    (run_dir / "supernet").mkdir(parents=True)
+    (run_dir / "supernet" / "supernet.pt").write_bytes(b"")
+    (run_dir / "supernet" / "supernet.json").write_text(json.dumps({"key": "0123456789abcdef"}))
+    result = run_cli("search", *SUPERNET, "--trials", "1", "--study", "x", "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert "\n" not in err and "holds a supernet trained for another task, space, seed or epochs" in err, err
+
+
+def test_finetune_epochs_need_the_supernet_strategy(tmp_path: Path) -> None:
+    result = run_cli("search", "--task", "digits", "--space", "mlp", "--target", "cortex-m4", "--trials", "1",
+                     "--finetune-epochs", "2", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--finetune-epochs fine-tunes a supernet's Pareto candidates" in result.stderr
+    assert not np.any([p.name == "study.db" for p in tmp_path.rglob("*")])

@@ -1,0 +1,423 @@
+"""``search --strategy supernet``: one supernet per run trained once, trials scored with inherited weights, the Pareto
+front fine-tuned.
+
+1. :func:`ensure_supernet`: while the workers start up (they wait for it), the run's supernet (:mod:`tinycompile.search.supernet`) is
+   trained with the sandwich rule (each step: the largest, the smallest and two random candidates that fit the run's
+   budgets, their gradients summed; in-place distillation: the largest learns from the labels, the others from the
+   labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
+   seed and epochs it was trained for, written last). A resumed run finds it and does not train it again.
+2. :class:`Inheritance`: a trial copies its candidate's weights out of the supernet into a standalone SpecNet,
+   recomputes its batch-norm statistics on a few training batches, and is scored on the validation split. Its trial
+   folder holds those inherited weights (``metrics.json``: ``"weights": "inherited"``).
+3. :func:`finetune_front`: after the search, only the Pareto candidates are trained a few epochs from their inherited
+   weights (with ``--distill``, against the supernet's largest candidate); their folders then hold the fine-tuned
+   weights, which the study also stores (user attr ``finetuned:<trial>``) for other machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.artifacts import upload_artifact
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from tinycompile.cost.model import estimate
+from tinycompile.device import resolve_device
+from tinycompile.errors import UserError
+from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_with
+from tinycompile.search.config import Prepared
+from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, finetuned
+from tinycompile.search.supernet import Subnet, Supernet, recalibrate_bn
+from tinycompile.tasks import Task, at_resolution
+from tinycompile.train import evaluate, train
+from tinycompile.trial import load_trial, save_trial
+
+FORMAT = 1  # of the cached supernet; part of its key
+BATCH_SIZE = 64
+LR, WEIGHT_DECAY = 0.01, 1e-4  # as train.py's, with the same one-cycle schedule
+DISTILL_WEIGHT, TEMPERATURE = 0.5, 1.0  # the smaller candidates' loss: (1 - w) * labels + w * the largest's outputs
+GRAD_CLIP = 5.0
+RANDOM_PER_STEP = 2
+POLL_SECONDS = 0.5
+FIT_TRIES = 50  # draws for a random candidate within the budgets before taking one that is not
+RECALIBRATION_SAMPLES = 1024  # training samples that batch-norm statistics are recomputed on (a fixed subset)
+FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, not a near-optimum (0.003 fell behind)
+
+
+def supernet_key(prepared: Prepared) -> str:
+    """What the cached supernet must have been trained for: the task (name, shapes, its training data), the space (its
+    family, input and every choice), the seed, the epochs, and the target and budgets its random candidates fit."""
+    task, space, config = prepared.task, prepared.space, prepared.config
+    data = hashlib.sha256(np.ascontiguousarray(task.x_train).tobytes() + task.y_train.tobytes()).hexdigest()
+    material = {
+        "format": FORMAT,
+        "task": [task.name, list(task.input_shape), task.num_classes, data],
+        "space": [space.family, space.input, {k: list(v) for k, v in space.choices.items()}],
+        "seed": config.seed,
+        "epochs": config.epochs,
+        # the random candidates it trained on were drawn within the budgets, on this target's cost model
+        "budgets": [prepared.target.name, prepared.sram_bytes, prepared.flash_bytes, prepared.latency_ms],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def supernet_dir(prepared: Prepared) -> Path:
+    """The run's supernet folder."""
+    return prepared.config.run_dir / FOLDER
+
+
+def new_supernet(prepared: Prepared) -> Supernet:
+    """The (untrained) supernet of the run's space and task, initialised from the run's seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(prepared.config.seed)
+        return Supernet(prepared.space, prepared.task.input_shape, prepared.task.num_classes)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock``: the first process trains, the others wait and reuse its result."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_info(prepared: Prepared) -> dict[str, Any] | None:
+    """``supernet.json`` of a complete cached supernet, or None; UserError if it was trained for something else."""
+    folder = supernet_dir(prepared)
+    info_file = folder / INFO
+    if not info_file.is_file() or not (folder / WEIGHTS).is_file():
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{info_file}: not readable JSON ({type(exc).__name__}: {exc}); delete {folder} to train the "
+                        "supernet again") from None
+    key = supernet_key(prepared)
+    if not isinstance(info, dict) or info.get("key") != key:
+        raise UserError(f"{folder} holds a supernet trained for another task, space, seed or epochs (key "
+                        f"{info.get('key') if isinstance(info, dict) else None}, this run needs {key}); delete it to "
+                        "train it again, or use another --study")
+    return info
+
+
+def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
+    """The run's supernet: reused from ``<run>/supernet/`` when it was trained for this task, space, seed and epochs,
+    else trained now (progress per epoch on ``console``); returns its ``supernet.json``."""
+    folder = supernet_dir(prepared)
+    with _locked(folder):
+        info = read_info(prepared)
+        if info is not None:
+            console.print(f"reusing the supernet in {folder} (trained {info['trained_at']}, {info['epochs']} epochs, "
+                          f"largest candidate val acc {info['largest']['val_acc']:.3f})")
+            return info
+        config = prepared.config
+        net = new_supernet(prepared)
+        params = sum(p.numel() for p in net.parameters())
+        console.print(f"training the supernet of {prepared.space.name} on {prepared.task.name}: {config.epochs} epochs, "
+                      f"{params:,} shared parameters, sandwich rule (largest + smallest + {RANDOM_PER_STEP} random per step)")
+        columns = (TextColumn("[bold]supernet"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                   TextColumn("largest val {task.fields[largest]}"), TextColumn("smallest val {task.fields[smallest]}"),
+                   TimeElapsedColumn())
+        with _threads(), Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task("supernet", total=config.epochs, largest="-", smallest="-")
+
+            def on_epoch(epoch: int, figures: dict[str, Any]) -> None:
+                progress.update(bar, completed=epoch, largest=f"{figures['largest_val_acc']:.3f}",
+                                smallest=f"{figures['smallest_val_acc']:.3f}")
+
+            metrics = train_supernet(net, prepared.task, epochs=config.epochs, seed=config.seed, device=config.device,
+                                     on_epoch=on_epoch, fits=lambda sub: fits_budgets(prepared, sub))
+        write_with(folder / WEIGHTS, lambda tmp: torch.save(net.state_dict(), tmp))
+        info = {"key": supernet_key(prepared), "task": prepared.task.name, "space": prepared.space.name,
+                "seed": config.seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params,
+                "shapes": {k: list(v) for k, v in net.shapes.items()}, **metrics}
+        write_json(folder / INFO, info)  # last: its presence marks a complete supernet
+        return info
+
+
+def wait_for_supernet(prepared: Prepared, deadline: float | None = None) -> bool:
+    """Block until the run's supernet is trained (True; a worker starts while the search process trains it) or
+    ``deadline`` passes (False). A worker whose search process died is killed with it (study._die_with_parent)."""
+    while True:
+        try:
+            if read_info(prepared) is not None:
+                return True
+        except UserError:  # a supernet of another run: the search process says so, in one line
+            return False
+        if deadline is not None and time.time() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+
+
+@contextlib.contextmanager
+def _threads() -> Iterator[None]:
+    """One torch thread for a block, as each search worker has: on a busy 2-core machine two spinning intra-op threads
+    made the supernet's epochs 4x slower than one (161 s for 8 epochs against about 40 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load_supernet(prepared: Prepared) -> tuple[Supernet, dict[str, Any]]:
+    """The run's trained supernet (on the CPU, eval mode) and its ``supernet.json``; UserError if it is missing."""
+    info = read_info(prepared)
+    folder = supernet_dir(prepared)
+    if info is None:
+        raise UserError(f"{folder}: no trained supernet; run `tinycompile search ... --strategy supernet` to train it")
+    net = new_supernet(prepared)
+    try:
+        net.load_state_dict(torch.load(folder / WEIGHTS, weights_only=True, map_location="cpu"))
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a truncated or foreign file
+        raise UserError(f"{folder / WEIGHTS}: not this run's supernet ({type(exc).__name__}); delete {folder} to train "
+                        "it again") from None
+    return net.eval(), info
+
+
+def _resolutions(net: Supernet) -> list[int | None]:
+    values = net.space.choices.get("net.resolution")
+    return list(values) if values else [None]
+
+
+def calibration_indices(task: Task, seed: int) -> np.ndarray:
+    """The fixed subset of training samples that every candidate's batch-norm statistics are recomputed on."""
+    order = np.random.default_rng(seed).permutation(len(task.x_train))
+    return np.sort(order[:RECALIBRATION_SAMPLES])
+
+
+def subnet_accuracy(net: Supernet, sub: Subnet, task: Task, seed: int) -> tuple[nn.Module, float, bool]:
+    """Candidate ``sub`` extracted from ``net``, its batch norm recalibrated, and its validation accuracy (``task``
+    at the candidate's resolution); also whether it had batch norm to recalibrate."""
+    model = net.extract(sub)
+    recalibrated = recalibrate_bn(model, task.x_train[calibration_indices(task, seed)])
+    return model, evaluate(model, task.x_val, task.y_val), recalibrated
+
+
+def fits_budgets(prepared: Prepared, sub: Subnet) -> bool:
+    """Whether a candidate fits the run's hard budgets (the cost model's figures): one the search would score."""
+    return all(v <= 0 for v in prepared.constraints(estimate(sub.spec, prepared.target)).values())
+
+
+def _random_subnet(net: Supernet, pick: random.Random, fits: Callable[[Subnet], bool] | None) -> Subnet:
+    """A random candidate, drawn among those that ``fits`` accepts where some are found within a few tries."""
+    sub = net.random(pick)
+    for _ in range(FIT_TRIES if fits else 0):
+        if fits(sub):  # type: ignore[misc]
+            break
+        sub = net.random(pick)
+    return sub
+
+
+def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device: str = "auto",
+                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+                   fits: Callable[[Subnet], bool] | None = None) -> dict[str, Any]:
+    """Train ``net`` on ``task`` for ``epochs`` with the sandwich rule and in-place distillation; leave it on the CPU
+    in eval mode; return the figures (the largest and smallest candidates' validation accuracy after each epoch).
+
+    ``fits``: the random candidates of each step are drawn among those it accepts (the run's budgets), so that the
+    shared weights serve the candidates the search will score (as MCUNet draws within its constraints); the largest
+    stays the space's largest, whatever it costs: it is the teacher."""
+    dev = torch.device(resolve_device(device))
+    torch.manual_seed(seed)
+    order_rng, pick = np.random.default_rng(seed), random.Random(seed)
+    views = {r: at_resolution(task, r) for r in _resolutions(net)}
+    x_train = {r: torch.from_numpy(v.x_train).to(dev) for r, v in views.items()}
+    y_train = torch.from_numpy(task.y_train).to(dev)
+    net.to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    steps = -(-len(task.x_train) // BATCH_SIZE)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * steps)
+    largest, smallest = net.largest(), net.smallest()
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.from_numpy(order_rng.permutation(len(task.x_train))).to(dev)
+        for i in range(0, len(order), BATCH_SIZE):
+            idx = order[i:i + BATCH_SIZE]
+            y = y_train[idx]
+            opt.zero_grad(set_to_none=True)
+            logits = net(x_train[largest.spec.meta.get("resolution")][idx], largest)
+            nn.functional.cross_entropy(logits, y).backward()
+            soft = torch.softmax(logits.detach() / TEMPERATURE, dim=1)
+            for sub in (smallest, *(_random_subnet(net, pick, fits) for _ in range(RANDOM_PER_STEP))):
+                out = net(x_train[sub.spec.meta.get("resolution")][idx], sub)
+                kd = nn.functional.kl_div(nn.functional.log_softmax(out / TEMPERATURE, dim=1), soft,
+                                          reduction="batchmean") * TEMPERATURE**2
+                ((1 - DISTILL_WEIGHT) * nn.functional.cross_entropy(out, y) + DISTILL_WEIGHT * kd).backward()
+            nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
+            opt.step()
+            sched.step()
+        net.cpu().eval()
+        figures = {"epoch": epoch, "seconds": round(time.perf_counter() - start, 2)}
+        for name, sub in (("largest", largest), ("smallest", smallest)):
+            view = views[sub.spec.meta.get("resolution")]
+            figures[f"{name}_val_acc"] = subnet_accuracy(net, sub, view, seed)[1]
+        history.append(figures)
+        if on_epoch:
+            on_epoch(epoch, figures)
+        net.to(dev)
+    net.cpu().eval()
+    last = history[-1]
+    return {
+        "epochs": epochs,
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "device": dev.type,
+        "largest": {"choices": largest.choices, "val_acc": last["largest_val_acc"],
+                    "params": largest.spec.params(), "macs": sum(largest.spec.macs())},
+        "smallest": {"choices": smallest.choices, "val_acc": last["smallest_val_acc"],
+                     "params": smallest.spec.params(), "macs": sum(smallest.spec.macs())},
+        "history": history,
+    }
+
+
+class Inheritance:
+    """Scores candidates with weights inherited from the run's supernet (one per worker, loaded at first use)."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.p = prepared
+        self._net: Supernet | None = None
+        self._key = ""
+        self._views: dict[int | None, Task] = {}
+
+    def net(self) -> Supernet:
+        """The run's supernet."""
+        if self._net is None:
+            self._net, info = load_supernet(self.p)
+            self._key = info["key"]
+        return self._net
+
+    def view(self, resolution: int | None) -> Task:
+        """The task at a candidate's resolution (resized once per worker)."""
+        if resolution not in self._views:
+            self._views[resolution] = at_resolution(self.p.task, resolution)
+        return self._views[resolution]
+
+    def score(self, sub: Subnet) -> tuple[nn.Module, dict[str, Any]]:
+        """Candidate ``sub`` with its inherited weights and BN statistics recomputed, and its metrics (validation and
+        test accuracy of those weights; no training)."""
+        start = time.perf_counter()
+        net = self.net()
+        task = self.view(sub.spec.meta.get("resolution"))
+        model, val_acc, recalibrated = subnet_accuracy(net, sub, task, self.p.config.seed)
+        return model, {
+            "val_acc": val_acc,
+            "test_acc": evaluate(model, task.x_test, task.y_test),
+            "weights": "inherited",
+            "supernet": self._key,
+            "bn_recalibrated": recalibrated,  # False: the network has no batch norm (an MLP)
+            "recalibration_samples": int(min(RECALIBRATION_SAMPLES, len(task.x_train))) if recalibrated else 0,
+            "inherit_seconds": round(time.perf_counter() - start, 3),
+            "device": "cpu",
+        }
+
+
+def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
+    """``--distill`` with a supernet: the teacher is the supernet's largest candidate (trained at every step, from the
+    labels, and the source of the in-place distillation), its batch norm recalibrated; saved as a trial folder in
+    ``<run>/teacher`` with its logits on the training split (made once, then read)."""
+    folder = prepared.config.run_dir / "teacher"
+    logits_file = folder / "logits.npy"
+    with _locked(folder):
+        if not logits_file.exists():
+            if read_info(prepared) is None:
+                ensure_supernet(prepared, console)
+            net, info = load_supernet(prepared)
+            sub = net.largest()
+            sub.spec.meta.update(task=prepared.config.task, target=prepared.target.name)
+            task = at_resolution(prepared.task, sub.spec.meta.get("resolution"))
+            model, val_acc, _ = subnet_accuracy(net, sub, task, prepared.config.seed)
+            metrics = {"val_acc": val_acc, "test_acc": evaluate(model, task.x_test, task.y_test),
+                       "source": "the supernet's largest candidate (sandwich rule, in-place distillation)",
+                       "supernet": info["key"], "epochs": info["epochs"], "params": sub.spec.params(),
+                       "macs": sum(sub.spec.macs())}
+            with torch.no_grad():
+                logits = model(torch.from_numpy(task.x_train)).numpy()
+            save_trial(folder, sub.spec, model, metrics)
+
+            def save(tmp: Path) -> None:
+                with tmp.open("wb") as f:
+                    np.save(f, logits)
+
+            write_with(logits_file, save)
+    return np.load(logits_file)
+
+
+def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None) -> int:
+    """Fine-tune the Pareto candidates not fine-tuned yet (all of them unless ``deadline``, a ``time.time()``, passes
+    first); return how many were fine-tuned now."""
+    from tinycompile.search.artifacts import DatabaseArtifactStore, fetch_numbers
+    from tinycompile.search.pareto import pareto_front
+
+    config = prepared.config
+    todo = [t for t in pareto_front(study.get_trials(deepcopy=False)) if finetuned(study, t.number) is None]
+    if not todo:
+        return 0
+    epochs = config.finetune_epochs_used
+    teacher = teacher_logits(prepared, console) if config.distill else None
+    fetch_numbers(study, config, [t.number for t in todo])  # the inherited weights, wherever they were scored
+    store = DatabaseArtifactStore(config.storage_url)
+    console.print(f"fine-tuning {len(todo)} Pareto candidate(s) from their inherited weights: {epochs} epoch(s) each"
+                  + (", distilled from the supernet's largest candidate" if teacher is not None else ""))
+    columns = (TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("trial {task.fields[trial]}"),
+               TimeElapsedColumn())
+    done = 0
+    with _threads(), Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("fine-tune", total=len(todo), trial="-")
+        for trial in todo:
+            if deadline is not None and time.time() >= deadline:
+                break
+            progress.update(bar, trial=str(trial.number))
+            _finetune_one(study, prepared, trial, epochs, teacher, store)
+            done += 1
+            progress.update(bar, completed=done)
+    if done < len(todo):
+        console.print(f"stopped at the deadline: {done} of {len(todo)} Pareto candidates fine-tuned")
+    return done
+
+
+def _finetune_one(study: optuna.Study, prepared: Prepared, trial: optuna.trial.FrozenTrial, epochs: int,
+                  teacher: np.ndarray | None, store: Any) -> None:
+    """Fine-tune one trial, replace its folder whole, store its files in the study, then record the figures."""
+    from tinycompile.search.artifacts import FILES
+
+    config = prepared.config
+    folder = config.run_dir / "trials" / str(trial.number)
+    spec, model, inherited = load_trial(folder)
+    task = at_resolution(prepared.task, spec.meta.get("resolution"))
+    tuned, metrics = train(spec, task, epochs=epochs, seed=config.seed + trial.number, lr=FINETUNE_LR,
+                           teacher_logits=teacher, device=config.device, init_state=model.state_dict())
+    kept = "fine-tuned"
+    if metrics["val_acc"] < inherited["val_acc"]:  # fine-tuning never makes a candidate worse on validation
+        tuned, kept = model, "inherited"
+        metrics.update(val_acc=inherited["val_acc"], test_acc=inherited["test_acc"])
+    metrics.update(weights=kept, finetune_epochs=epochs, inherited_val_acc=inherited["val_acc"],
+                   inherited_test_acc=inherited["test_acc"], supernet=inherited.get("supernet"),
+                   cost=inherited.get("cost"))
+    with folder_lock(folder), atomic_folder(folder) as tmp:
+        tmp.chmod(folder.stat().st_mode & 0o7777)  # as the folder it replaces (a temporary folder is private)
+        save_trial(tmp, spec, tuned, metrics)
+    ids = {name: upload_artifact(artifact_store=store, file_path=str(folder / name), study_or_trial=study)
+           for name in FILES}
+    record = {key: metrics[key] for key in ("val_acc", "test_acc", "inherited_val_acc", "inherited_test_acc",
+                                            "finetune_epochs", "distilled", "weights", "train_seconds")}
+    study.set_user_attr(f"{FINETUNED}{trial.number}", {**record, "artifacts": ids, "finished_at": time.time()})
