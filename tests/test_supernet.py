@@ -28,7 +28,7 @@ SUPERNET = ["--task", "digits", "--space", "cnn2d", "--target", "cortex-m4", "--
 
 def candidates(net: Supernet, count: int, seed: int = 0) -> list:
     rng = random.Random(seed)
-    return [net.largest(), net.smallest(), *(net.random(rng) for _ in range(count))]
+    return [net.largest(), net.smallest(), *(net.random_subnet(rng) for _ in range(count))]
 
 
 def assert_same_forward(net: Supernet, sub, x: torch.Tensor) -> SpecNet:

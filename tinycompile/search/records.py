@@ -34,14 +34,22 @@ def finetuned_row(study: optuna.Study, number: int) -> dict[str, Any]:
 def run_extras(run_dir: Path) -> dict[str, Any]:
     """The supernet's figures and the distillation teacher's (test accuracy beside the students'), where present."""
     extras: dict[str, Any] = {}
-    info_file = run_dir / FOLDER / INFO
-    if info_file.is_file():
-        info = json.loads(info_file.read_text())
+    info = _read(run_dir / FOLDER / INFO)
+    if info is not None:
         extras["supernet"] = {k: info.get(k) for k in ("key", "epochs", "train_seconds", "trained_at", "parameters")}
-        extras["supernet"].update(largest_val_acc=info["largest"]["val_acc"], smallest_val_acc=info["smallest"]["val_acc"])
-    teacher = run_dir / "teacher" / "metrics.json"
-    if teacher.is_file():
-        metrics = json.loads(teacher.read_text())
+        extras["supernet"].update(largest_val_acc=(info.get("largest") or {}).get("val_acc"),
+                                  smallest_val_acc=(info.get("smallest") or {}).get("val_acc"))
+    metrics = _read(run_dir / "teacher" / "metrics.json")
+    if metrics is not None and isinstance(metrics.get("test_acc"), (int, float)):
         extras["teacher"] = {"source": metrics.get("source", TRAIN_TEACHER),
                              **{k: metrics.get(k) for k in ("val_acc", "test_acc", "epochs", "params", "macs")}}
     return extras
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None if it is missing or damaged (the report goes on without it)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -219,11 +219,11 @@ def fits_budgets(prepared: Prepared, sub: Subnet) -> bool:
 
 def _random_subnet(net: Supernet, pick: random.Random, fits: Callable[[Subnet], bool] | None) -> Subnet:
     """A random candidate, drawn among those that ``fits`` accepts where some are found within a few tries."""
-    sub = net.random(pick)
+    sub = net.random_subnet(pick)
     for _ in range(FIT_TRIES if fits else 0):
         if fits(sub):  # type: ignore[misc]
             break
-        sub = net.random(pick)
+        sub = net.random_subnet(pick)
     return sub
 
 

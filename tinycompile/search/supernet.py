@@ -255,7 +255,7 @@ class Supernet(nn.Module):
         """The space's smallest candidate."""
         return self.subnet(extreme_choices(self.space, largest=False))
 
-    def random(self, rng: random.Random) -> Subnet:
+    def random_subnet(self, rng: random.Random) -> Subnet:
         """A uniformly random candidate."""
         return self.subnet(self.space.random_choices(rng))
 
