@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tinycompile.accel.config import ARRAYS, AccelConfig
+from tinycompile.accel.config import AccelConfig
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io
 from tinycompile.fpga import artifacts
@@ -31,14 +31,6 @@ class FpgaRun:
 
     report: dict[str, Any]
     outputs: np.ndarray | None
-
-
-def array_size(target: Any, array: int | None) -> int:
-    """The array size to build for (``--array`` or the target's), checked against what the RTL supports."""
-    n = int(array if array is not None else target.accelerator["array"])
-    if n not in ARRAYS:
-        raise UserError(f"--array must be one of {', '.join(map(str, ARRAYS))}, but got {n}")
-    return n
 
 
 def partition_for_accelerator(graph: QuantGraph, params: AccelConfig) -> Any:

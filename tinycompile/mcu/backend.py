@@ -29,8 +29,6 @@ from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target
 
-MIN_VECTORS = 16
-
 
 @dataclass
 class McuBuild:
