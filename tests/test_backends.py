@@ -118,7 +118,7 @@ def test_a_wrong_output_fails_the_build(toy: Path, trial: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--target", "TOY", "--array", "8"], "--array applies to fpga targets only, not toy-chip (toy)"),
+    (["--target", "TOY", "--array", "8"], "--array applies to fpga and soc targets only, not toy-chip (toy)"),
     (["--target", "cortex-m4", "--toy-flip", "1"], "--toy-flip applies to toy targets only, not cortex-m4 (mcu)"),
     (["--target", "TOY", "--codegen", "llvm"], "--codegen applies to mcu targets only, not toy-chip (toy)"),
 ])

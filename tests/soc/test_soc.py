@@ -74,7 +74,7 @@ def test_network_bit_exact_with_qemus_instruction_count(small: tuple, tmp_path: 
 
 @pytest.mark.slow
 def test_soc_backend_reports_cycles_beside_instructions(small: tuple, tmp_path: Path) -> None:
-    """`build --target soc-vexriscv` (the back end and the shared verdict): bit-exact, unit cycles from mcycle, every
+    """`build --target soc-vexriscv --core-only` (the back end and the shared verdict): bit-exact, unit cycles from mcycle, every
     layer's cycles at least its QEMU instruction count (one instruction per cycle at best on this core), the total
     the sum of the layers, and the simulation's speed reported; `simulate` re-runs the folder to the same cycles."""
     spec, graph, vectors, _ = small
@@ -82,7 +82,7 @@ def test_soc_backend_reports_cycles_beside_instructions(small: tuple, tmp_path: 
     backend = get_backend("soc")
     backend.check_target(target)
     work = Workload(graph, spec, vectors, "mnist1d (random weights)")
-    result = backend.build(work, target, backend.options({}, target), tmp_path)
+    result = backend.build(work, target, backend.options({"core_only": True}, target), tmp_path)
     report = finish(work, {"model": "test", "format": "spec"}, target, result, tmp_path)
     assert report["bit_exact"] and report["unit"] == "cycles" and report["target"]["kind"] == "soc"
     rows = [r for r in report["layers"] if r["op"] != "flatten"]
@@ -153,6 +153,9 @@ def test_hang_times_out_with_a_clear_message(tmp_path: Path) -> None:
     (lambda raw: raw["build"].update(ram_origin=0x7FFF0000, ram_size=0x20000), "at or below 0x80000000"),
     (lambda raw: raw["build"].update(ram_size=0x10000), "must end at a power of two"),
     (lambda raw: raw.pop("soc"), "soc"),
+    (lambda raw: raw["soc"]["accelerator"].update(array=5), "soc.accelerator.array must be one of 4, 8, 16"),
+    (lambda raw: raw["soc"]["accelerator"].update(memory_kb=100), "soc.accelerator.memory_kb must be a power of two"),
+    (lambda raw: raw["soc"]["accelerator"].pop("memory_kb"), "soc.accelerator.memory_kb"),
 ])  # fmt: skip
 def test_back_end_refuses_a_bad_soc_target(change, message: str) -> None:
     """A target file whose soc: section or memory map the SoC cannot run is refused with one line naming the key."""

@@ -4,9 +4,11 @@ counts of the same library (the target's ``soc.instructions`` target) are report
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from tinycompile.accel.config import ARRAYS
 from tinycompile.arch import Layer, Shape
 from tinycompile.backends.base import Backend, BuildResult, Workload
 from tinycompile.backends.mcu import CYCLE_KEYS, McuBackend
@@ -17,10 +19,32 @@ from tinycompile.targets import Target, require
 
 
 class SocBackend(Backend):
-    """A RISC-V core (VexRiscv) in a simulated SoC: the MCU firmware, cycle-exact."""
+    """A RISC-V core (VexRiscv) and the accelerator in a simulated SoC: one firmware, cycle-exact."""
 
     kind = "soc"
-    title = "RISC-V SoC in RTL (VexRiscv core, Verilator + cocotb): MCU firmware, cycles measured"
+    title = "RISC-V SoC in RTL (VexRiscv core + the accelerator, Verilator + cocotb): cycles measured"
+    defaults = {"array": None, "core_only": None}
+
+    def add_options(self, group: argparse._ArgumentGroup) -> None:
+        """``--array`` (shared with the fpga kind) and ``--core-only``."""
+        group.add_argument("--array", type=int, choices=ARRAYS, help="the accelerator's N x N array size "
+                           "(default: the target's)")
+        group.add_argument("--core-only", action="store_true", default=None,
+                           help="soc targets: run every layer on the core, without the accelerator")
+
+    def options(self, given: dict[str, Any], target: Target) -> dict[str, Any]:
+        """The accelerator's array size (``--array`` or the target's ``soc.accelerator.array``), or 0 for the core
+        alone (``--core-only``, or a target without an accelerator)."""
+        section = (target.raw.get("soc") or {}).get("accelerator")
+        if given.get("core_only"):
+            if given.get("array") is not None:
+                raise UserError("--array and --core-only contradict each other: give one")
+            return {"array": 0}
+        if section is None:
+            if given.get("array") is not None:
+                raise UserError(f"--array: {target.name} has no accelerator (no soc.accelerator section in {target.path})")
+            return {"array": 0}
+        return {"array": int(given["array"] if given.get("array") is not None else section["array"])}
 
     def check_target(self, target: Target) -> None:
         """The cost model's coefficients, the ``build:`` section (no emulator) and the ``soc:`` section."""
@@ -40,6 +64,16 @@ class SocBackend(Backend):
             require(soc, "timeout_cycles", int, target.path, "soc.")
         if "instructions" in soc:
             require(soc, "instructions", str, target.path, "soc.")
+        if "accelerator" in soc:
+            accel = require(soc, "accelerator", dict, target.path, "soc.")
+            for key in ("array", "memory_kb"):
+                require(accel, key, int, target.path, "soc.accelerator.")
+            if accel["array"] not in ARRAYS:
+                raise UserError(f"{target.path}: soc.accelerator.array must be one of {', '.join(map(str, ARRAYS))}, "
+                                f"but got {accel['array']}")
+            if accel["memory_kb"] < 4 or accel["memory_kb"] & (accel["memory_kb"] - 1):
+                raise UserError(f"{target.path}: soc.accelerator.memory_kb must be a power of two >= 4, but got "
+                                f"{accel['memory_kb']}")
         soc_config(target)
 
     def layer_cycles(self, layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
@@ -64,7 +98,9 @@ class SocBackend(Backend):
         from tinycompile.soc.run import run_network
 
         budget = mcu.check_budget(work.spec, target)  # refuses before anything is built
-        console(stderr=True).print(f"[bold]build[/] {work.label} for {target.name} (RTL simulation)")
+        if options["array"]:
+            return self._build_system(work, target, options["array"], out)
+        console(stderr=True).print(f"[bold]build[/] {work.label} for {target.name}'s core (RTL simulation)")
         work.graph.save(out / "quant")
         compiled = compile_graph(work.graph)
         res = run_network(work.graph, work.spec, target, out, work.inputs, compiled)
@@ -77,6 +113,38 @@ class SocBackend(Backend):
                                     "workspace_bytes": info.workspace_bytes, "kernels": list(info.kernels),
                                     "qemu_instructions": instructions, "budget": budget})
         return _result(work, target, res.counts, res.run, instructions, _load_manifest(out))
+
+    def _build_system(self, work: Workload, target: Target, n: int, out: Path) -> BuildResult:
+        """The accelerator's layers on the accelerator, the others on the core, one firmware (:mod:`tinycompile.soc.system`)."""
+        from tinycompile.console import console
+        from tinycompile.fileio import write_io, write_json
+        from tinycompile.fpga.schedule import network_timing
+        from tinycompile.soc.system import plan_system, run_system
+
+        cfg, mem = accelerator_of(target, n)
+        log = console(stderr=True)
+        log.print(f"[bold]build[/] {work.label} for {target.name}: VexRiscv + a {n}x{n} accelerator (RTL simulation)")
+        work.graph.save(out / "quant")
+        plan = plan_system(work.graph, cfg, mem)
+        on_core = [i for i, w in plan.placement.items() if w == "core"]
+        log.print(f"{sum(1 for k, _ in plan.steps if k == 'accelerator')} layers on the accelerator, "
+                  f"{len(on_core)} on the core{f' ({on_core})' if on_core else ''}; running {len(work.inputs)} inputs")
+        run, fw = run_system(plan, work.graph, work.inputs, target, out / "firmware", mem)
+        predicted = estimate_core(work, target)
+        if plan.program is not None:
+            prog = plan.program
+            codes = [c for c in prog.layers if c.count]
+            timed = network_timing([prog.instrs[c.first : c.first + c.count] for c in codes], n)
+            predicted.update({c.index: float(t) for c, t in zip(codes, timed)})
+        doc = {"target": target.name, "target_file": str(target.path.resolve()), "array": n, "accel_mem_bytes": mem,
+               "steps": [list(s) for s in plan.steps], "kernel_ops": [list(k) for k in fw.kernel_ops],
+               "placement": {str(i): w for i, w in plan.placement.items()}, "predicted": predicted,
+               "image_bytes": fw.image_bytes}
+        write_json(out / MANIFEST, doc)
+        result = _system_result(work, target, run, doc)
+        if result.outputs is not None:
+            write_io(out, work.inputs, result.outputs)
+        return result
 
     def owns(self, folder: Path) -> bool:
         """A SoC build folder holds its manifest, soc.json."""
@@ -109,15 +177,28 @@ class SocBackend(Backend):
                 raise UserError(f"{folder}: damaged build folder: firmware/firmware.elf is missing; rebuild it")
             cfg = soc_config(target)
             console(stderr=True).print(f"[bold]simulate[/] {folder}: {len(inputs)} inputs on the SoC's RTL")
-            run = run_elf(elf, cfg.mem_words, cfg.timeout_cycles, cfg.variant, log=elf.with_name("soc.log"))
-            failure = run.failure(cfg.timeout_cycles)
-            if failure is not None:
-                raise UserError(f"{folder}: the firmware failed on the SoC: {failure}")
-            out_size = int(np.prod(graph.output_shape))
-            counts = parse_output(run.text, len(inputs), len(doc["kernel_ops"]), out_size, 1.0, "the SoC")
             work = Workload(graph, spec_of(graph), inputs, str(folder))
             source = {k: graph.meta[k] for k in ("trial", "task", "model", "format") if k in graph.meta}
-            result = _result(work, target, counts, run, doc.get("qemu_instructions"), doc)
+            if doc.get("array"):
+                from tinycompile.soc.rtl import AccelPart
+                from tinycompile.soc.system import parse_run
+
+                accel, mem = accelerator_of(target, int(doc["array"]))
+                run = run_elf(elf, cfg.mem_words, cfg.timeout_cycles, cfg.variant, log=elf.with_name("soc.log"),
+                              accel=AccelPart(accel, int(doc["accel_mem_bytes"])))
+                try:
+                    sys_run = parse_run(run, len(inputs), len(doc["steps"]), target)
+                except RuntimeError as exc:
+                    raise UserError(f"{folder}: {exc}") from None
+                result = _system_result(work, target, sys_run, doc)
+            else:
+                run = run_elf(elf, cfg.mem_words, cfg.timeout_cycles, cfg.variant, log=elf.with_name("soc.log"))
+                failure = run.failure(cfg.timeout_cycles)
+                if failure is not None:
+                    raise UserError(f"{folder}: the firmware failed on the SoC: {failure}")
+                out_size = int(np.prod(graph.output_shape))
+                counts = parse_output(run.text, len(inputs), len(doc["kernel_ops"]), out_size, 1.0, "the SoC")
+                result = _result(work, target, counts, run, doc.get("qemu_instructions"), doc)
             report = finish(work, source, target, result, folder)
         print_report(report, self, console())
         return 0 if report["bit_exact"] else 1
@@ -137,8 +218,17 @@ class SocBackend(Backend):
         return [row["measured_instructions"] for row in run.report["layers"]]
 
     def summary_lines(self, report: dict[str, Any]) -> list[str]:
-        """Cycles per instruction against QEMU's count and the simulation's speed."""
+        """Cycles per instruction against QEMU's count (or the accelerator's share) and the simulation's speed."""
         b = report["backend"]
+        if "accelerator" in b:
+            a = b["accelerator"]
+            if "vs_accelerator_alone" not in a:
+                return []
+            return [f"core + {a['array']}x{a['array']} accelerator, cycles from mcycle on RTL: accelerator "
+                    f"{a['accelerator_cycles']:,}, core layers {a['core_layer_cycles']:,}, writing the input "
+                    f"{a['input_cycles']:,}, starting and polling {a['driver_cycles']:,}: {a['vs_accelerator_alone']:.2f}x "
+                    f"the accelerator alone | simulated {b['sim_cycles']:,} cycles in {b['sim_seconds']:.1f} s "
+                    f"({b['sim_cycles_per_second']:,} cycles/s)"]
         lines = [f"{b['core']}: cycles from mcycle on RTL | simulated {b['sim_cycles']:,} cycles in "
                  f"{b['sim_seconds']:.1f} s ({b['sim_cycles_per_second']:,} cycles/s)"]
         if b.get("cycles_per_instruction"):
@@ -150,14 +240,87 @@ class SocBackend(Backend):
 MANIFEST = "soc.json"  # what simulate needs besides the firmware: the target, the kernels' ops, QEMU's counts
 
 
+def accelerator_of(target: Target, n: int) -> tuple[Any, int]:
+    """The accelerator of ``target``'s SoC at array size ``n``: its configuration (the scratchpads of the fpga
+    target, the one place their sizes are set) and its memory's bytes."""
+    from tinycompile.accel.config import AccelConfig
+
+    section = target.raw["soc"]["accelerator"]
+    return AccelConfig.for_array(n), int(section["memory_kb"]) * 1024
+
+
+def estimate_core(work: Workload, target: Target) -> dict[int, float]:
+    """The cost model's cycles of every layer on the core (the MCU coefficients of ``target``)."""
+    from tinycompile.cost.model import estimate
+
+    return {i: float(layer.cycles) for i, layer in enumerate(estimate(work.spec, target).layers)}
+
+
+def _system_result(work: Workload, target: Target, run: Any, doc: dict[str, Any]) -> BuildResult:
+    """The result of one run of a core + accelerator firmware: per layer where it ran and its cycles (first input)."""
+    from tinycompile.soc.system import layer_cycles
+
+    n = int(doc["array"])
+    predicted = {int(k): v for k, v in doc["predicted"].items()}
+    macs = work.spec.macs()
+    section: dict[str, Any] = {
+        "core": "VexRiscv RV32IMAC, 4 KiB I$ + 4 KiB D$", "counter": "mcycle",
+        "accelerator": {"array": n, "memory_bytes": doc["accel_mem_bytes"], "image_bytes": doc["image_bytes"]},
+        "steps": doc["steps"], "sim_cycles": run.soc.cycles, "sim_seconds": round(run.soc.wall_s, 2),
+        "sim_cycles_per_second": round(run.soc.cycles_per_second), "elf": "firmware/firmware.elf"}
+    total_predicted = sum(predicted.get(i, 0.0) for i in range(len(work.spec.layers)))
+    if run.fault is not None:
+        f = run.fault
+        layers = [{"index": i, "op": layer.op, "ran_on": doc["placement"].get(str(i), "core"), "macs": macs[i],
+                   "predicted": predicted.get(i), "measured": None} for i, layer in enumerate(work.spec.layers)]
+        error = {"message": f.message(), "layer": f.layer, "input": f.vector, "rc": f.rc, "code": f.code, "pc": f.pc,
+                 "fault_addr": f.fault_addr}
+        return BuildResult(None, "cycles", layers, total_predicted, None, {"arena_bytes": None, "scratch_bytes": None,
+                           "flash_bytes": None}, section, error=error)
+    rows = layer_cycles([tuple(s) for s in doc["steps"]], run, doc["kernel_ops"], len(work.spec.layers))
+    layers = []
+    for i, layer in enumerate(work.spec.layers):
+        row = rows.get(i)
+        if row is None:
+            layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)", "macs": macs[i],
+                           "predicted": 0.0, "measured": 0.0})
+            continue
+        entry = {"index": i, "op": layer.op, "ran_on": row["ran_on"], "macs": macs[i], "predicted": predicted.get(i),
+                 "measured": float(row["cycles"])}
+        if row["ran_on"] == "accelerator":
+            entry.update(accelerator_cycles=row["accelerator_cycles"], mac_cycles=row["mac_cycles"],
+                         mac_efficiency=macs[i] / (n * n * row["accelerator_cycles"]) if row["accelerator_cycles"] else None)
+        layers.append(entry)
+    accel = sum(r["accelerator_cycles"] for r in rows.values() if r["ran_on"] == "accelerator")
+    on_accel = sum(r["cycles"] for r in rows.values() if r["ran_on"] == "accelerator")
+    core_layers = sum(r["cycles"] for r in rows.values() if r["ran_on"] == "core")
+    total = run.totals[0]
+    section["accelerator"].update(
+        accelerator_cycles=accel, core_layer_cycles=core_layers, input_cycles=run.input_cycles[0],
+        output_cycles=run.output_cycles[0], driver_cycles=on_accel - accel,
+        copy_cycles=total - run.input_cycles[0] - run.output_cycles[0] - on_accel - core_layers,
+        vs_accelerator_alone=total / accel if accel else None, boot_copy_cycles=run.boot_cycles,
+        mac_efficiency=sum(macs) / (n * n * accel) if accel else None)
+    section.update(cycles_first_input=total, cycles_spread=[min(run.totals), max(run.totals)])
+    return BuildResult(run.outputs.reshape(len(work.inputs), *work.graph.output_shape), "cycles", layers,
+                       total_predicted, float(total), {"arena_bytes": None, "scratch_bytes": None, "flash_bytes": None},
+                       section)
+
+
 def _load_manifest(folder: Path) -> dict[str, Any]:
     """The build folder's soc.json; a one-line UserError if it is not what a build wrote."""
     import json
 
     try:
         doc = json.loads((Path(folder) / MANIFEST).read_text())
-        if not (isinstance(doc["target"], str) and isinstance(doc["target_file"], str)
-                and all(isinstance(k, int) for k in doc["kernel_ops"])):
+        if doc.get("array"):  # core + accelerator: kernels per core part, the steps, the predictions per layer
+            ok = (isinstance(doc["array"], int) and isinstance(doc["accel_mem_bytes"], int)
+                  and all(isinstance(k, list) and all(isinstance(i, int) for i in k) for k in doc["kernel_ops"])
+                  and all(s[0] in ("accelerator", "core") and isinstance(s[1], int) for s in doc["steps"])
+                  and isinstance(doc["predicted"], dict) and isinstance(doc["placement"], dict))
+        else:
+            ok = all(isinstance(k, int) for k in doc["kernel_ops"])
+        if not (ok and isinstance(doc["target"], str) and isinstance(doc["target_file"], str)):
             raise TypeError("wrong types")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{folder}: damaged build folder: {MANIFEST} is not a SoC build's ({exc}); rebuild it") from None

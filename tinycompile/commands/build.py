@@ -45,14 +45,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+class _KindGroup:
+    """One back end's argument group: an option another kind added already (the same flag) is shared with it."""
+
+    def __init__(self, p: argparse.ArgumentParser, kind: str, owners: dict[str, tuple[tuple[str, ...], str]]) -> None:
+        self.p, self.kind, self.owners = p, kind, owners
+        self.group = p.add_argument_group(get_backend(kind).title or f"{kind} targets")
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> argparse.Action:
+        """``add_argument`` of the group, or the action another kind added under the same flag."""
+        known = self.p._option_string_actions  # noqa: SLF001 - argparse has no public lookup of an added option
+        action = next((known[f] for f in flags if f in known), None) or self.group.add_argument(*flags, **kwargs)
+        kinds_, flag = self.owners.get(action.dest, ((), action.option_strings[-1]))
+        self.owners[action.dest] = ((*kinds_, self.kind), flag)
+        return action
+
+
 def add_backend_options(p: argparse.ArgumentParser) -> None:
     """Every back end's options, in a group per kind; :func:`backend_options` picks the target's."""
-    owners: dict[str, tuple[str, str]] = {}  # option dest -> (the kind that added it, its flag)
+    owners: dict[str, tuple[tuple[str, ...], str]] = {}  # option dest -> (the kinds that take it, its flag)
     for kind in kinds():
-        backend = get_backend(kind)
-        before = {a.dest for a in p._actions}
-        backend.add_options(p.add_argument_group(backend.title or f"{kind} targets"))
-        owners.update({a.dest: (kind, a.option_strings[-1]) for a in p._actions if a.dest not in before})
+        get_backend(kind).add_options(_KindGroup(p, kind, owners))  # type: ignore[arg-type]
     p.set_defaults(option_owners=owners)
 
 
@@ -108,11 +121,11 @@ def interrupt_flag() -> Iterator[list[bool]]:
 
 def backend_options(args: argparse.Namespace, target: Target, strict: bool = True) -> dict[str, Any]:
     """The options of the target's back end; with ``strict``, a UserError for an option another kind's back end owns."""
-    owners: dict[str, tuple[str, str]] = args.option_owners
-    for dest, (kind, flag) in owners.items():
-        if strict and kind != target.kind and getattr(args, dest, None) is not None:
-            raise UserError(f"{flag} applies to {kind} targets only, not {target.name} ({target.kind})")
-    given = {dest: getattr(args, dest) for dest, (kind, _) in owners.items() if kind == target.kind}
+    owners: dict[str, tuple[tuple[str, ...], str]] = args.option_owners
+    for dest, (kinds_, flag) in owners.items():
+        if strict and target.kind not in kinds_ and getattr(args, dest, None) is not None:
+            raise UserError(f"{flag} applies to {' and '.join(kinds_)} targets only, not {target.name} ({target.kind})")
+    given = {dest: getattr(args, dest) for dest, (kinds_, _) in owners.items() if target.kind in kinds_}
     return get_backend(target.kind).options(given, target)
 
 

@@ -93,6 +93,11 @@ class AccelProgram:
             write_tensor(img, loc, pack_tensor(x, self.pack) if key == -1 and self.pack is not None else x)
         return img
 
+    def start_at(self, layer: int) -> int:
+        """Byte address of op ``layer``'s first instruction (where a run of that op starts)."""
+        code = next(c for c in self.layers if c.index == layer)
+        return self.prog_addr + code.first * INSTR_BYTES
+
     def done_at(self, layer: int) -> int:
         """Byte address of the first instruction after op ``layer`` (where a DONE cuts the program after it)."""
         code = next(c for c in self.layers if c.index == layer)
@@ -154,11 +159,14 @@ def storage_index(graph: QuantGraph, index: int) -> int:
     return index
 
 
-def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[int] | None = None) -> AccelProgram:
+def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[int] | None = None,
+                  stops: frozenset[int] = frozenset()) -> AccelProgram:
     """Lay out constants and tensors, emit every op's instructions, and assemble the program into one image.
 
     ``ops``: compile only these ops (one accelerator segment of a network whose other ops run on the host); the
-    tensors they read from outside become inputs the host writes (``AccelProgram.inputs``).
+    tensors they read from outside become inputs the host writes (``AccelProgram.inputs``). ``stops``: ops after
+    which the program ends with DONE; a run started at the next op's first instruction goes on from there (every
+    layer ends with a barrier, so nothing is in flight at a stop).
     """
     n = p.n
     img = MemoryImage(n, mem_bytes)
@@ -214,7 +222,10 @@ def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[in
         code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), quant)
         layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
         instrs.extend(code)
-    instrs.append(Instr("DONE"))
+        if i in stops:
+            instrs.append(Instr("DONE"))
+    if not instrs or instrs[-1].op != "DONE":
+        instrs.append(Instr("DONE"))
     prog_addr = _place(f"the program ({len(instrs)} instructions)", mem_bytes, img.put, np.frombuffer(assemble(instrs), np.uint8))
     size = -(-img.top // IMAGE_ALIGN) * IMAGE_ALIGN
     trimmed = MemoryImage(n, size)

@@ -1,0 +1,139 @@
+"""The SoC with its accelerator, one firmware for the whole network (`build --target soc-vexriscv`): the layers the
+accelerator can run run there, the others on the core (TVM's code for rv32), every output bit-exact, per-layer
+cycles from mcycle; an accelerator error reaches the report through the firmware instead of hanging it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nets import SPECS, random_graph
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.backends.base import Workload
+from tinycompile.backends.flow import finish
+from tinycompile.backends.registry import get_backend
+from tinycompile.cli import main
+from tinycompile.errors import UserError
+from tinycompile.targets import load_target
+
+pytestmark = pytest.mark.slow
+TARGET = "soc-vexriscv"
+L = Layer
+# Layer 1's stride (16) is beyond the accelerator's address generator: it runs on the core between two of its layers.
+HYBRID = ArchSpec((2, 1, 64), 3, (
+    L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+    L("conv", (0,), channels=8, kernel=(1, 16), stride=(1, 16)),
+    L("dwconv", (1,), kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+    L("flatten", (2,)),
+    L("dense", (3,), channels=3),
+))  # fmt: skip
+
+
+def _build(spec: ArchSpec, tmp_path: Path, vectors: int = 16) -> dict:
+    backend = get_backend("soc")
+    target = load_target(TARGET)
+    graph = random_graph(spec)
+    x = np.random.default_rng(0).integers(-128, 128, (vectors, *graph.input_shape)).astype(np.int8)
+    work = Workload(graph, spec, x, "test network")
+    result = backend.build(work, target, backend.options({}, target), tmp_path)
+    return finish(work, {"model": "test", "format": "spec"}, target, result, tmp_path)
+
+
+def test_a_core_layer_between_accelerator_layers(tmp_path: Path) -> None:
+    """Accelerator, core, accelerator: bit-exact on 16 inputs; each accelerator layer's cycles as the core saw them
+    hold the accelerator's own count; the whole inference costs at least its layers; `simulate` re-runs the image to
+    the same cycles."""
+    report = _build(HYBRID, tmp_path)
+    assert report["bit_exact"] and report["unit"] == "cycles"
+    assert [r["ran_on"] for r in report["layers"]] == ["accelerator", "core", "accelerator", "view (no data moved)",
+                                                       "accelerator"]
+    for r in report["layers"]:
+        if r["ran_on"] == "accelerator":
+            assert 0 < r["accelerator_cycles"] <= r["measured"] < r["accelerator_cycles"] + 400
+        elif r["ran_on"] == "core":
+            assert r["measured"] > 0
+    a = report["backend"]["accelerator"]
+    assert a["accelerator_cycles"] == sum(r.get("accelerator_cycles", 0) for r in report["layers"])
+    assert report["latency"]["measured"] >= sum(r["measured"] for r in report["layers"]) + a["input_cycles"]
+    assert a["vs_accelerator_alone"] == report["latency"]["measured"] / a["accelerator_cycles"]
+    (tmp_path / "report.json").unlink()
+    assert get_backend("soc").simulate(tmp_path) == 0
+    again = json.loads((tmp_path / "report.json").read_text())
+    assert again["bit_exact"] and again["latency"]["measured"] == report["latency"]["measured"]
+
+
+def test_every_layer_on_the_accelerator(tmp_path: Path) -> None:
+    """The digits network maps whole: no core layer, and the core's share is the input, the driver and the output."""
+    report = _build(SPECS["digits"], tmp_path)
+    assert report["bit_exact"]
+    assert {r["ran_on"] for r in report["layers"]} <= {"accelerator", "view (no data moved)"}
+    a = report["backend"]["accelerator"]
+    assert a["core_layer_cycles"] == 0 and a["mac_efficiency"] > 0
+    assert report["latency"]["measured"] == (a["accelerator_cycles"] + a["driver_cycles"] + a["input_cycles"]
+                                             + a["output_cycles"] + a["copy_cycles"])
+
+
+def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:
+    """A TFLite DS-CNN (one block, 8 channels) from the command line: its softmax runs on the core in the same image,
+    bit-exact against the integer reference and TFLite's reference kernels."""
+    from tflite_models import ds_cnn_like
+
+    b, y = ds_cnn_like(seed=2, channels=8, blocks=1)
+    model = tmp_path / "kws.tflite"
+    model.write_bytes(b.finish([y]))
+    out = tmp_path / "build"
+    assert main(["build", str(model), "--target", TARGET, "-o", str(out), "--vectors", "16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    ran = {r["op"]: r["ran_on"] for r in report["layers"]}
+    assert report["bit_exact"] and ran["softmax"] == "core" and ran["conv"] == "accelerator"
+
+
+def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
+    """A program damaged after the build (the illegal opcode 0 at its first layer): the firmware reads the error
+    status and stops; the report names the layer, the error code (1) and the instruction, and the verdict fails."""
+    from tinycompile.accel.isa import INSTR_BYTES
+    from tinycompile.soc import system
+
+    real = system.compile_graph
+
+    def damaged(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the code generator's signature
+        prog = real(*args, **kwargs)
+        at = prog.start_at(prog.layers[0].index)
+        prog.image.data[at : at + INSTR_BYTES] = 0
+        damaged.at = at  # type: ignore[attr-defined]
+        return prog
+
+    system.compile_graph = damaged
+    try:
+        report = _build(HYBRID, tmp_path, vectors=16)
+    finally:
+        system.compile_graph = real
+    assert not report["bit_exact"]
+    assert "accelerator stopped on an error in layer 0" in report["error"]["message"]
+    assert report["error"]["layer"] == 0 and report["error"]["code"] == 1 and report["error"]["pc"] == damaged.at
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"array": 8, "core_only": True}, "--array and --core-only contradict"),
+])  # fmt: skip
+def test_bad_options(given: dict, message: str) -> None:
+    """Contradicting options are refused in one line."""
+    with pytest.raises(UserError, match=message):
+        get_backend("soc").options(given, load_target(TARGET))
+
+
+def test_array_on_a_target_without_accelerator() -> None:
+    """--array on a SoC target without an accelerator section names the missing section."""
+    import copy
+    import dataclasses
+
+    target = load_target(TARGET)
+    raw = copy.deepcopy(target.raw)
+    del raw["soc"]["accelerator"]
+    bare = dataclasses.replace(target, raw=raw)
+    assert get_backend("soc").options({}, bare) == {"array": 0}
+    with pytest.raises(UserError, match="has no accelerator"):
+        get_backend("soc").options({"array": 8}, bare)

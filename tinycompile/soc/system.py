@@ -1,0 +1,378 @@
+"""A network on the SoC with its accelerator: one firmware image runs it end to end.
+
+The fpga back end's partition decides where each layer runs. The accelerator's layers make one program (its code
+generator), with DONE after every layer, so the core starts each layer on its own and times it (each layer ends
+with a barrier anyway: a stop loses no overlap). Each run of consecutive layers the accelerator cannot run is a
+sub-network compiled by the MCU back end (TVM's C for the core) into a library of its own name (``core0``, ...).
+The generated ``main()`` copies the accelerator's memory image in at boot; then, per input, it writes the input as
+the first layer reads it, walks the steps in order (start the accelerator and poll it; or copy a tensor out of the
+accelerator's memory, run a library, copy its result back) and reads the output, timing each step with ``mcycle``;
+it prints the figures after the inference, so printing is never timed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinycompile.accel.config import AccelConfig
+from tinycompile.accel.layout import cpad
+from tinycompile.errors import UserError
+from tinycompile.fpga.codegen import AccelProgram, compile_graph, storage_index
+from tinycompile.mcu import firmware
+from tinycompile.mcu.library import compile_graph as compile_for_core
+from tinycompile.mcu.library import write_library
+from tinycompile.mcu.naming import Naming
+from tinycompile.quant.graph import QuantGraph, spec_of
+from tinycompile.soc.accel import c_words, run_firmware
+from tinycompile.soc.network import WRITE_INPUT, c_vectors, input_defines, output_layer
+from tinycompile.soc.rtl import AccelPart
+from tinycompile.soc.simulate import SocRun
+from tinycompile.targets import Target
+
+MAX_POLLS = 100_000_000  # status reads before the driver gives up on a layer (rc 3: not finished)
+ACCEL_RC = {1: "the accelerator stopped on an error", 2: "the accelerator addressed beyond its memory",
+            3: "the accelerator did not finish"}
+
+
+@dataclass(frozen=True)
+class CorePart:
+    """Consecutive layers the core runs: their ops, the tensor they read and the sub-network they form."""
+
+    ops: tuple[int, ...]
+    source: int  # the op whose output buffer they read (-1: the network input)
+    graph: QuantGraph  # its input is ``source``'s tensor as the first of ``ops`` reads it
+
+
+@dataclass(frozen=True)
+class SystemPlan:
+    """Where every op runs (``accelerator``, ``core`` or ``view``), the accelerator's program, the core's parts and
+    the steps of one inference in order: ``("accelerator", op)`` or ``("core", part)``."""
+
+    placement: dict[int, str]
+    refused: dict[int, str]  # op -> why the accelerator cannot run it
+    program: AccelProgram | None
+    parts: tuple[CorePart, ...]
+    steps: tuple[tuple[str, int], ...]
+
+
+def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPlan:
+    """Partition ``graph`` for an accelerator of ``cfg`` with ``mem_bytes`` of memory and cut the rest into core parts;
+    UserError (one line) for a core part the firmware cannot feed (it reads two tensors, or two of its outputs are
+    read elsewhere)."""
+    from tinycompile.fpga.partition import partition
+
+    part = partition(graph, cfg, mem_bytes)
+    place = {i: "core" if part.placement.get(i, "core") == "host" else part.placement.get(i, "core")
+             for i in range(len(graph.ops))}
+    runs: list[list[int]] = []
+    for i in range(len(graph.ops)):
+        if place[i] != "accelerator":
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+    core_runs = [r for r in runs if any(place[i] == "core" for i in r)]
+    in_parts = {i for r in core_runs for i in r}
+    on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
+    parts = tuple(_core_part(graph, r) for r in core_runs)
+    program = None
+    if any(place[i] == "accelerator" for i in on_accel):
+        compute = frozenset(i for i in on_accel if place[i] == "accelerator")
+        program = compile_graph(graph, cfg, mem_bytes, ops=on_accel, stops=compute)
+    firsts = {p.ops[0]: k for k, p in enumerate(parts)}
+    steps: list[tuple[str, int]] = []
+    for i in range(len(graph.ops)):
+        if i in firsts:
+            steps.append(("core", firsts[i]))
+        elif place[i] == "accelerator" and i in on_accel:
+            steps.append(("accelerator", i))
+    return SystemPlan(place, dict(part.refused), program, parts, tuple(steps))
+
+
+def part_name(k: int) -> str:
+    """The C name of core part ``k``'s library."""
+    return f"core{k}"
+
+
+def _core_part(graph: QuantGraph, run: list[int]) -> CorePart:
+    inside = set(run)
+    what = f"layers {run[0]}..{run[-1]}" if len(run) > 1 else f"layer {run[0]}"
+    reads = {(storage_index(graph, j), graph.ops[i].in_shapes[k]) for i in run
+             for k, j in enumerate(graph.ops[i].inputs) if j not in inside}
+    if len({s for s, _ in reads}) != 1 or len(reads) != 1:
+        raise UserError(f"{what} ({', '.join(graph.ops[i].op for i in run)}) run on the SoC's core and read "
+                        f"{len(reads)} tensors from the accelerator; the soc back end feeds one: build with --core-only")
+    source, shape = reads.pop()
+    last = storage_index(graph, run[-1])
+    read_outside = {storage_index(graph, j) for k, op in enumerate(graph.ops) if k not in inside for j in op.inputs}
+    exported = ({s for s in read_outside if s in inside} | ({output_layer(graph)} & inside)) - {last}
+    if exported:
+        raise UserError(f"{what} run on the SoC's core and layer {min(exported)}'s output is read elsewhere too; the "
+                        "soc back end copies back only a core part's last output: build with --core-only")
+    index = {op: k for k, op in enumerate(run)}
+    ops = [dataclasses.replace(graph.ops[i], inputs=tuple(index.get(j, -1) for j in graph.ops[i].inputs)) for i in run]
+    q = graph.input_q if source < 0 else graph.ops[source].out_q
+    return CorePart(tuple(run), source, QuantGraph(tuple(shape), q, ops, {}))
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """What :func:`write_firmware` built: the ELF and, per core part, its library's kernels' ops (graph indices)."""
+
+    elf: Path
+    kernel_ops: tuple[tuple[int, ...], ...]
+    image_bytes: int
+
+
+def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, target: Target, folder: Path) -> tuple[
+        list[Path], list[str], Firmware]:
+    """Write the core parts' libraries, ``system.h`` and ``main.c`` into ``folder``; return the sources, the C flags
+    and what they will build (the ELF is linked by :func:`run_system`)."""
+    b = firmware.build_config(target, emulator=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    prog = plan.program
+    n = prog.params.n if prog is not None else 4
+    sources: list[Path] = [folder / "main.c"]
+    cflags: list[str] = []
+    kernel_ops: list[tuple[int, ...]] = []
+    includes, hooks, body, report = [], [], [], []
+    defines: dict[str, int] = {"TC_NUM_VECTORS": len(vectors), "TC_NUM_STEPS": len(plan.steps)}
+    locs = {c.index: c.out for c in prog.layers} if prog is not None else {}
+    max_cp = 4
+    for k, part in enumerate(plan.parts):
+        name, naming = part_name(k), Naming(part_name(k))
+        lib = write_library(folder / name, part.graph, spec_of(part.graph), compile_for_core(part.graph), "c",
+                            b.get("llvm_target"), naming, b["cc"])
+        sources += [lib.folder / "model.c", *lib.kernels]
+        cflags.append(f"-D{naming.macro('PROFILE')}")
+        kernel_ops.append(tuple(part.ops[j] for j in lib.info.kernel_ops))
+        includes.append(f'#include "{name}/model.h"')
+        nk = len(lib.info.kernels)
+        hooks.append(f"static uint32_t {name}_marks[{nk + 1}];\n"
+                     f"void {naming.ident('profile_hook')}(int k) {{ {name}_marks[k] = mcycle(); }}\n"
+                     f"static int8_t {name}_out[{naming.macro('OUTPUT_SIZE')}];")
+        if part.source < 0:
+            feed, copy_in = "tc_vectors[v]", ""
+        else:
+            loc = locs[part.source]
+            max_cp = max(max_cp, cpad(loc.c, n))
+            hooks.append(f"static int8_t {name}_in[{naming.macro('INPUT_SIZE')}];")
+            feed, copy_in = f"{name}_in", f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, {name}_in); "
+        copy_out = ""
+        dest = storage_index(graph, part.ops[-1])
+        if prog is not None and dest in prog.inputs:
+            loc = prog.inputs[dest]
+            max_cp = max(max_cp, cpad(loc.c, n))
+            copy_out = f"tc_put({name}_out, {loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u); "
+        step = plan.steps.index(("core", k))
+        body.append(f"    /* {name}: layers {list(part.ops)} on the core */\n"
+                    f"    a = mcycle(); {copy_in}b = mcycle();\n"
+                    f"    if ({naming.api('run')}({feed}, {name}_out) != 0) {{ printf(\"F %d {k}\\n\", v); exit(4); }}\n"
+                    f"    c = mcycle(); {copy_out}d = mcycle();\n"
+                    f"    st[{step}][0] = d - a; st[{step}][1] = b - a; st[{step}][2] = d - c;\n"
+                    f"    for (int j = 0; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j + 1] - {name}_marks[j];")
+        hooks.append(f"static uint32_t ks_{name}[{nk}];")
+        report.append(f"    for (int j = 0; j < {nk}; ++j) printf(\"K %d {k} %d %lu\\n\", v, j, (unsigned long)ks_{name}[j]);")
+    for step, (kind, i) in enumerate(plan.steps):
+        if kind != "accelerator":
+            continue
+        assert prog is not None
+        body.insert(step, f"    /* layer {i} ({graph.ops[i].op}) on the accelerator */\n"
+                          f"    a = mcycle(); rc = tc_accel_run({prog.start_at(i)}u, {MAX_POLLS}u, &r); b = mcycle();\n"
+                          f"    if (rc) fail(v, {i}, &r);\n"
+                          f"    st[{step}][0] = b - a; st[{step}][1] = r.cycles; st[{step}][2] = r.mac_cycles;")
+    last = output_layer(graph)
+    out_size = int(np.prod(graph.output_shape))
+    if last in locs:
+        loc = locs[last]
+        max_cp = max(max_cp, cpad(loc.c, n))
+        read_out = f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, out); const int8_t *o = out;"
+    else:
+        k = next(k for k, p in enumerate(plan.parts) if storage_index(graph, p.ops[-1]) == last)
+        read_out = f"const int8_t *o = {part_name(k)}_out;"
+    write_in = ""
+    if prog is not None and prog.input is not None:
+        defines.update(input_defines(graph, prog))
+        write_in = "write_input(tc_vectors[v]);"
+    defines["TC_MAX_CP"] = max_cp
+    defines["TC_OUTPUT_BYTES"] = out_size
+    image = prog.image.data[: prog.image.top] if prog is not None else np.zeros(4, np.uint8)
+    (folder / "system.h").write_text("".join(f"#define {k} ({v})\n" for k, v in defines.items()) + c_vectors(vectors)
+                                     + c_words("tc_image", image))
+    main = (_MAIN.replace("@INCLUDES@", "\n".join(includes))
+            .replace("@WRITE_INPUT@", WRITE_INPUT if write_in else "")
+            .replace("@HOOKS@", "\n".join(hooks))
+            .replace("@WRITE_IN@", write_in)
+            .replace("@STEPS@", "\n".join(body))
+            .replace("@READ_OUT@", read_out)
+            .replace("@REPORT@", "\n".join(report)))
+    (folder / "main.c").write_text(main)
+    return sources, cflags, Firmware(folder / "firmware.elf", tuple(kernel_ops), int(image.size))
+
+
+_MAIN = """\
+/* A network on the SoC: the accelerator's layers and the core's, one image (generated by tinycompile.soc.system). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tc_accel_driver.h"
+#include "system.h"
+@INCLUDES@
+
+static inline uint32_t mcycle(void) { uint32_t v; __asm__ volatile(".insn i 0x73, 2, %0, x0, -1280" : "=r"(v)); return v; }
+
+@WRITE_INPUT@
+/* An accelerator tensor (pixels of cp bytes, the first c real) to / from a dense NHWC int8 buffer. */
+static __attribute__((unused)) void tc_get(uint32_t addr, uint32_t pixels, uint32_t c, uint32_t cp, int8_t *dst) {
+  const volatile uint32_t *src = (const volatile uint32_t *)(TC_ACCEL_MEM_BASE + addr);
+  uint32_t w[TC_MAX_CP / 4];
+  for (uint32_t p = 0; p < pixels; ++p) {
+    for (uint32_t i = 0; i < cp / 4u; ++i) w[i] = *src++;
+    memcpy(dst + p * c, w, c);
+  }
+}
+
+static __attribute__((unused)) void tc_put(const int8_t *src, uint32_t addr, uint32_t pixels, uint32_t c, uint32_t cp) {
+  volatile uint32_t *dst = (volatile uint32_t *)(TC_ACCEL_MEM_BASE + addr);
+  uint32_t w[TC_MAX_CP / 4];
+  for (uint32_t p = 0; p < pixels; ++p) {
+    memset(w, 0, cp);
+    memcpy(w, src + p * c, c);
+    for (uint32_t i = 0; i < cp / 4u; ++i) *dst++ = w[i];
+  }
+}
+
+static void fail(int v, int layer, const tc_accel_result *r) {
+  printf("E %d %d %d %lu %lu %lu\\n", v, layer, r->rc, (unsigned long)r->code, (unsigned long)r->pc,
+         (unsigned long)r->fault_addr);
+  exit(3);
+}
+
+@HOOKS@
+static uint32_t st[TC_NUM_STEPS > 0 ? TC_NUM_STEPS : 1][3];
+static __attribute__((unused)) int8_t out[TC_OUTPUT_BYTES + TC_MAX_CP];
+
+int main(void) {
+  tc_accel_result r;
+  int rc;
+  uint32_t a, b, c, d;
+  (void)r; (void)rc; (void)c; (void)d;
+  uint32_t t0 = mcycle();
+  tc_accel_write(0, tc_image, sizeof(tc_image));
+  printf("B %lu\\n", (unsigned long)(mcycle() - t0));
+  for (int v = 0; v < TC_NUM_VECTORS; ++v) {
+    uint32_t start = mcycle();
+    @WRITE_IN@
+    uint32_t written = mcycle();
+@STEPS@
+    uint32_t ran = mcycle();
+    @READ_OUT@
+    uint32_t end = mcycle();
+    printf("T %d %lu %lu %lu\\n", v, (unsigned long)(end - start), (unsigned long)(written - start),
+           (unsigned long)(end - ran));
+    for (int s = 0; s < TC_NUM_STEPS; ++s)
+      printf("S %d %d %lu %lu %lu\\n", v, s, (unsigned long)st[s][0], (unsigned long)st[s][1], (unsigned long)st[s][2]);
+@REPORT@
+    printf("O %d ", v);
+    for (int i = 0; i < TC_OUTPUT_BYTES; ++i) printf("%02x", (unsigned)(uint8_t)o[i]);
+    printf("\\n");
+  }
+  exit(0);
+}
+"""
+
+
+@dataclass(frozen=True)
+class AccelFault:
+    """The accelerator stopped a layer: which input and layer, the driver's rc, its error code, PC and the address
+    beyond its memory (if that was it)."""
+
+    vector: int
+    layer: int
+    rc: int
+    code: int
+    pc: int
+    fault_addr: int
+
+    def message(self) -> str:
+        """One line for the report."""
+        where = f", address {self.fault_addr:#x}" if self.rc == 2 else ""
+        return (f"{ACCEL_RC.get(self.rc, f'rc {self.rc}')} in layer {self.layer} (input {self.vector}): error code "
+                f"{self.code}, instruction at {self.pc:#x}{where}")
+
+
+@dataclass(frozen=True)
+class SystemRun:
+    """One run of the firmware: outputs, per input the whole inference's cycles (and its input writing and output
+    reading), per step its figures (first input), per core kernel its cycles; the boot copy; the run itself."""
+
+    outputs: np.ndarray | None  # (N, output size) int8; None if the accelerator stopped
+    totals: list[int]
+    input_cycles: list[int]
+    output_cycles: list[int]
+    steps: list[tuple[int, int, int]]  # first input: accelerator (core cycles, accel cycles, MAC cycles) or core
+    #                                    part (core cycles, copy-in cycles, copy-out cycles)
+    kernels: dict[int, list[int]]  # core part -> its kernels' cycles (first input)
+    boot_cycles: int
+    fault: AccelFault | None
+    soc: SocRun
+
+
+def run_system(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, target: Target, folder: Path,
+               accel_mem_bytes: int) -> tuple[SystemRun, Firmware]:
+    """Build the firmware for ``vectors`` (int8 NHWC, one per row) into ``folder`` and run it on the SoC's RTL;
+    RuntimeError with the SoC's account if the firmware failed other than by the accelerator's error."""
+    sources, cflags, fw = write_firmware(plan, graph, vectors, target, folder)
+    cfg = plan.program.params if plan.program is not None else AccelConfig.for_array(8)
+    soc = run_firmware(folder, sources, target, AccelPart(cfg, accel_mem_bytes), cflags, check=False)
+    return parse_run(soc, len(vectors), len(plan.steps), target), fw
+
+
+def parse_run(soc: SocRun, n_vectors: int, n_steps: int, target: Target) -> SystemRun:
+    """What the firmware printed, read back; RuntimeError if it failed other than by the accelerator's error."""
+    from tinycompile.soc.run import soc_config
+
+    lines = [ln.split() for ln in soc.text.splitlines() if ln[:2] in ("B ", "T ", "S ", "K ", "O ", "E ")]
+    errors = [list(map(int, p[1:])) for p in lines if p[0] == "E"]
+    if errors:
+        return SystemRun(None, [], [], [], [], {}, 0, AccelFault(*errors[0][:6]), soc)
+    failure = soc.failure(soc_config(target).timeout_cycles)
+    if failure is not None:
+        raise RuntimeError(f"the firmware failed on the SoC: {failure}")
+    boot = next(int(p[1]) for p in lines if p[0] == "B")
+    totals = {int(p[1]): list(map(int, p[2:])) for p in lines if p[0] == "T"}
+    raw = {int(p[1]): np.frombuffer(bytes.fromhex(p[2]), np.int8) for p in lines if p[0] == "O"}
+    if sorted(totals) != list(range(n_vectors)) or sorted(raw) != list(range(n_vectors)):
+        raise RuntimeError(f"the firmware printed results for {len(raw)} of {n_vectors} inputs:\n{soc.text[-1500:]}")
+    steps = [tuple(map(int, p[3:6])) for p in lines if p[0] == "S" and p[1] == "0"]
+    kernels: dict[int, list[int]] = {}
+    for p in lines:
+        if p[0] == "K" and p[1] == "0":
+            kernels.setdefault(int(p[2]), []).append(int(p[4]))
+    assert len(steps) == n_steps
+    return SystemRun(np.stack([raw[v] for v in range(n_vectors)]), [totals[v][0] for v in range(n_vectors)],
+                     [totals[v][1] for v in range(n_vectors)], [totals[v][2] for v in range(n_vectors)],
+                     steps, kernels, boot, None, soc)  # type: ignore[arg-type]
+
+
+def layer_cycles(steps: Sequence[tuple[str, int]], run: SystemRun, kernel_ops: Sequence[Sequence[int]],
+                 n_ops: int) -> dict[int, dict[str, Any]]:
+    """Per op that did work (first input): where it ran and its cycles as the core saw them; the accelerator's own
+    count and MAC cycles beside them for its layers."""
+    rows: dict[int, dict[str, Any]] = {}
+    for (kind, i), (core, x, y) in zip(steps, run.steps):
+        if kind == "accelerator":
+            rows[i] = {"ran_on": "accelerator", "cycles": core, "accelerator_cycles": x, "mac_cycles": y}
+        else:
+            for op, cyc in zip(kernel_ops[i], run.kernels.get(i, [])):
+                row = rows.setdefault(op, {"ran_on": "core", "cycles": 0})
+                row["cycles"] += cyc
+    return {i: rows[i] for i in sorted(rows) if i < n_ops}
+
