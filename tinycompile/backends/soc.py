@@ -5,6 +5,7 @@ counts of the same library (the target's ``soc.instructions`` target) are report
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ class SocBackend(Backend):
             accel = require(soc, "accelerator", dict, target.path, "soc.")
             for key in ("array", "memory_kb"):
                 require(accel, key, int, target.path, "soc.accelerator.")
+            for key in ("start_cycles", "input_cycles_per_byte"):
+                require(accel, key, (int, float), target.path, "soc.accelerator.")
             if accel["array"] not in ARRAYS:
                 raise UserError(f"{target.path}: soc.accelerator.array must be one of {', '.join(map(str, ARRAYS))}, "
                                 f"but got {accel['array']}")
@@ -77,16 +80,39 @@ class SocBackend(Backend):
         soc_config(target)
 
     def layer_cycles(self, layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
-        """The MCU cost model: the core runs the MCU back end's code."""
-        return McuBackend().layer_cycles(layer, in_shape, out_shape, macs, target)
+        """A layer the target's accelerator can run: its schedule replayed through the accelerator's timing model,
+        plus the core's start and poll, plus writing the network input for the first layer (the ``soc.accelerator``
+        coefficients); any other layer: the MCU cost model (the core runs the MCU back end's code)."""
+        g = _accelerator_geom(layer, in_shape, out_shape, target)
+        if g is None:
+            return McuBackend().layer_cycles(layer, in_shape, out_shape, macs, target)
+        from tinycompile.accel.layout import cpad
+        from tinycompile.fpga.schedule import layer_timing
+
+        accel = target.raw["soc"]["accelerator"]
+        cfg, _ = accelerator_of(target, int(accel["array"]))
+        cycles = layer_timing(g, cfg).cycles + float(accel["start_cycles"])
+        if layer.inputs == (-1,):
+            cycles += float(accel["input_cycles_per_byte"]) * g.h * g.w * cpad(g.c, cfg.n)
+        return float(cycles)
 
     def constant_bytes(self, layer: Layer, in_shape: Shape, out_shape: Shape, target: Target) -> int:
-        """As the MCU library stores them (no DSP packing on RISC-V)."""
+        """As the accelerator's image stores them for its layers (the fpga back end's layout), else as the MCU
+        library does (no DSP packing on RISC-V)."""
+        if _accelerator_geom(layer, in_shape, out_shape, target) is not None:
+            from tinycompile.backends.fpga import FpgaBackend
+
+            view = dataclasses.replace(target, accelerator={"array": target.raw["soc"]["accelerator"]["array"]})
+            return FpgaBackend().constant_bytes(layer, in_shape, out_shape, view)
         return McuBackend().constant_bytes(layer, in_shape, out_shape, target)
 
     def placements(self, graph: QuantGraph, target: Target, options: dict[str, Any]) -> list[str]:
-        """Every op with a kernel runs on the core."""
-        return McuBackend().placements(graph, target, options)
+        """With the accelerator, what its patterns accept runs there and the rest on the core; else all on the core."""
+        if not options.get("array"):
+            return McuBackend().placements(graph, target, options)
+        from tinycompile.backends.fpga import FpgaBackend
+
+        return ["core" if p == "host" else p for p in FpgaBackend().placements(graph, target, options)]
 
     def build(self, work: Workload, target: Target, options: dict[str, Any], out: Path) -> BuildResult:
         """Library + firmware on the SoC's RTL (cycles per layer from mcycle), and the same library on QEMU
@@ -238,6 +264,19 @@ class SocBackend(Backend):
 
 
 MANIFEST = "soc.json"  # what simulate needs besides the firmware: the target, the kernels' ops, QEMU's counts
+
+
+def _accelerator_geom(layer: Layer, in_shape: Shape, out_shape: Shape, target: Target) -> Any:
+    """The accelerator's geometry for ``layer`` when ``target``'s SoC has an accelerator that can run it, else None."""
+    accel = (target.raw.get("soc") or {}).get("accelerator")
+    if accel is None:
+        return None
+    from tinycompile.fpga.geometry import unsupported_reason
+    from tinycompile.fpga.schedule import layer_geom
+
+    n = int(accel["array"])
+    g = layer_geom(layer, in_shape, out_shape, n)
+    return None if g is None or unsupported_reason(g, n) else g
 
 
 def accelerator_of(target: Target, n: int) -> tuple[Any, int]:

@@ -279,15 +279,19 @@ ACCEL_LAYER_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "add"
 def fpga_layer_cycles(layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
     """Cycles of one ArchSpec layer on the accelerator, following the code generator's schedule (0 for the ops of
     imported models that run on the host, which the fpga target does not cost)."""
-    if layer.op not in ACCEL_LAYER_OPS:
-        return 0.0
     p = target_params(target)
+    g = layer_geom(layer, in_shape, out_shape, p.n)
+    return 0.0 if g is None else float(layer_timing(g, p).cycles)
+
+
+def layer_geom(layer: Layer, in_shape: Shape, out_shape: Shape, n: int) -> Geom | None:
+    """The geometry the code generator emits for one ArchSpec layer on an ``n`` x ``n`` array (packed or trimmed),
+    or None for an op the accelerator has no mapping for."""
+    if layer.op not in ACCEL_LAYER_OPS:
+        return None
     c, h, w = in_shape
     oc, oh, ow = out_shape
     ins = [(h, w, c)] * (2 if layer.op == "add" else 1)
     kernel = (h, w) if layer.op == "gap" else tuple(layer.kernel)
-    g = geom_from_hwc(layer.op, ins, (oh, ow, oc), kernel, tuple(layer.stride), tuple(layer.padding), p.n)  # type: ignore[arg-type]
-    if g is None:
-        return 0.0
-    g = accel_geom(g, layer.inputs == (-1,), p.n)  # packed or trimmed, as the code generator does
-    return float(layer_timing(g, p).cycles)
+    g = geom_from_hwc(layer.op, ins, (oh, ow, oc), kernel, tuple(layer.stride), tuple(layer.padding), n)  # type: ignore[arg-type]
+    return None if g is None else accel_geom(g, layer.inputs == (-1,), n)
