@@ -103,9 +103,9 @@ def baseline(spec: ArchSpec) -> MemoryPlan:
 
 
 @lru_cache(maxsize=4096)
-def choose(spec: ArchSpec, inplace: bool = True, patches: bool = True) -> MemoryPlan:
+def choose(spec: ArchSpec, inplace: bool = True, patches: bool = True, max_overhead: float = MAX_MAC_OVERHEAD) -> MemoryPlan:
     """The plan of the smallest arena: in place where allowed, and the patch stage (stage end, square grid) that
-    lowers the arena most within ``MAX_MAC_OVERHEAD``; ties go to less recomputation."""
+    lowers the arena most within ``max_overhead`` (recomputed MACs / the network's); ties go to less recomputation."""
     best = plan_memory(spec, inplace, None)
     if not patches:
         return best
@@ -119,7 +119,7 @@ def choose(spec: ArchSpec, inplace: bool = True, patches: bool = True) -> Memory
                 continue
             whole, patched = stage_macs(spec, patch)
             overhead = (patched - whole) / total
-            if overhead > MAX_MAC_OVERHEAD:
+            if overhead > max_overhead:
                 continue
             candidate = plan_memory(spec, chosen if inplace else False, patch)
             if (candidate.size, overhead) < best_cost:
