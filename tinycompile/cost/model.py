@@ -12,7 +12,15 @@ from dataclasses import asdict, dataclass
 from tinycompile.arch import ArchSpec, Shape, numel
 from tinycompile.backends.registry import get_backend
 from tinycompile.cost.arena import VIEW_OPS
-from tinycompile.cost.memory import choose
+from tinycompile.cost.memory import MemoryPlan, baseline, choose
+
+PLANNED_KINDS = ("mcu", "soc")  # kinds whose runner is the MCU back end's AOT runner (cost.memory's plan)
+
+
+def arena_plan(spec: ArchSpec, target: Target) -> MemoryPlan:
+    """The arena a build for ``target`` lays out: the memory planner's choice where the MCU runner runs, else the
+    per-layer plan (the accelerator keeps its own tensors)."""
+    return choose(spec) if target.kind in PLANNED_KINDS else baseline(spec)
 from tinycompile.targets import Target
 
 
@@ -67,7 +75,7 @@ def estimate(spec: ArchSpec, target: Target) -> Cost:
     shapes = spec.shapes()
     macs = spec.macs()
     weights = weight_bytes(spec, target)
-    memory = choose(spec)  # the arena the MCU back end builds (in-place layers, a patch stage where it pays)
+    memory = arena_plan(spec, target)  # in-place layers, a patch stage where it pays
     patch = memory.patch
     layers = []
     for i, layer in enumerate(spec.layers):
