@@ -88,7 +88,7 @@ def vww() -> ArchSpec:
 
 def sram(target: str, codegen: str) -> int:
     """Peak SRAM of the VWW shape: the per-layer arena, with in-place layers, with the planner's choice (in place and
-    a patch stage); instructions and bit-exactness of each on QEMU; bench/results/mcu_sram.json."""
+    a patch stage); instructions and bit-exactness of each on QEMU; bench/results/mcu_sram-<target>-<codegen>.json."""
     spec = vww()
     torch.manual_seed(0)
     model = SpecNet(spec).eval()
@@ -132,7 +132,7 @@ def sram(target: str, codegen: str) -> int:
     out = {"date": date.today().isoformat(), "command": f"python bench/bench_mcu.py --sections sram --runs {target}:{codegen}",
            "macs": sum(spec.macs()), "sum_of_tensors": total, "input_bytes": in_bytes, "rows": rows}
     (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / "mcu_sram.json").write_text(json.dumps(out, indent=1) + "\n")
+    (ROOT / "results" / f"mcu_sram-{target}-{codegen}.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0 if all(r["bit_exact"] for r in rows) else 1
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinycompile.arch import ArchSpec, Shape, numel
+from tinycompile.arch import ArchSpec, Layer, Shape, numel
 
 ROW_OPS = ("dwconv", "maxpool", "avgpool", "conv", "add")
 POINTWISE_TILE = 2  # pixels per tile of a 1x1 convolution (schedules._conv: 2, or 1 on DSP cores; 2 covers both)
@@ -77,7 +77,7 @@ def overlaps(spec: ArchSpec) -> list[Overlap]:
     return [o for o in found if isinstance(o, Overlap)]
 
 
-def _distance(layer, in_shape: Shape, out_shape: Shape) -> int:  # type: ignore[no-untyped-def]
+def _distance(layer: Layer, in_shape: Shape, out_shape: Shape) -> int:
     """Smallest ``max_k end_write(k) - first_read(k)`` over the kernel's steps, aligned up (module docstring)."""
     c_in, _, w_in = in_shape
     c_out, h_out, w_out = out_shape

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
-from tinycompile.arch import ArchSpec, numel
+from tinycompile.arch import ArchSpec
 from tinycompile.cost.arena import VIEW_OPS
 from tinycompile.cost.memory import baseline, choose, sum_of_tensors
 from tinycompile.errors import UserError

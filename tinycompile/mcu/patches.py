@@ -18,7 +18,7 @@ from tinycompile.arch import ArchSpec
 from tinycompile.cost.memory import MemoryPlan
 from tinycompile.cost.patches import PatchPlan
 from tinycompile.mcu.lower import Arg, Call, Lowered, lower
-from tinycompile.quant.graph import QOp, QuantGraph
+from tinycompile.quant.graph import QuantGraph
 
 PREFIX = "patch_"
 
