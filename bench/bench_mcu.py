@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinycompile.arch import ArchSpec, Layer, same_padding
+from tinycompile.cost import memory
 from tinycompile.mcu.backend import build_and_run
 from tinycompile.mcu.library import compile_graph
 from tinycompile.model import SpecNet
@@ -70,12 +71,83 @@ def ds_cnn() -> ArchSpec:
     return ArchSpec((1, 49, 10), 12, tuple(layers), {"name": "ds-cnn-kws"})
 
 
+def vww() -> ArchSpec:
+    """MLPerf Tiny visual wake words' shape (MobileNetV1-0.25, 96x96x3): conv 3x3 s2 8, 13 depthwise-separable blocks
+    (16, 32, 32, 64, 64, 128 x6, 256; stride 2 where MobileNetV1 has it), global average pool, dense 2."""
+    layers = [Layer("conv", (-1,), channels=8, kernel=(3, 3), stride=(2, 2), padding=(0, 1, 0, 1), relu=True)]
+    for channels, stride in zip((16, 32, 32, 64, 64, 128, 128, 128, 128, 128, 128, 256, 256),
+                                (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)):
+        pad = (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1)  # TF's SAME on even sizes
+        layers.append(Layer("dwconv", (len(layers) - 1,), kernel=(3, 3), stride=(stride, stride), padding=pad, relu=True))
+        layers.append(Layer("conv", (len(layers) - 1,), channels=channels, relu=True))
+    layers.append(Layer("gap", (len(layers) - 1,)))
+    layers.append(Layer("flatten", (len(layers) - 1,)))
+    layers.append(Layer("dense", (len(layers) - 1,), channels=2))
+    return ArchSpec((3, 96, 96), 2, tuple(layers), {"name": "vww-mobilenetv1-0.25"})
+
+
+def sram(target: str, codegen: str) -> int:
+    """Peak SRAM of the VWW shape: the per-layer arena, with in-place layers, with the planner's choice (in place and
+    a patch stage); instructions and bit-exactness of each on QEMU; bench/results/mcu_sram-<target>-<codegen>.json."""
+    spec = vww()
+    torch.manual_seed(0)
+    model = SpecNet(spec).eval()
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 1, (16, *spec.input_shape)).astype(np.float32)
+    graph = quantize(spec, model, calib)
+    vectors = graph.quantize_input(calib[:2])
+    plans = {"per-layer": memory.baseline(spec), "in place": memory.plan_memory(spec, True, None),
+             "in place + patches": memory.choose(spec)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, plan in plans.items():
+            t0 = time.perf_counter()
+            compiled = compile_graph(graph, plan)
+            res = build_and_run(graph, spec, load_target(target), Path(tmp) / name.replace(" ", "_"), vectors, codegen,
+                                compiled=compiled, check_layers=True)
+            r = res.report
+            patch = plan.patch
+            rows.append({"plan": name, "arena_bytes": r["arena_bytes"], "arena_in_elf": r["arena_bytes_in_elf"],
+                         "input_in_arena": plan.input_in_arena, "instructions": r["measured_instructions"],
+                         "bit_exact": res.ok, "inplace_layers": [o.layer for o in plan.inplace],
+                         "patch_stage": None if patch is None else {"last_layer": patch.end, "grid": list(patch.grid)},
+                         "predicted_arena": memory.choose(spec).size if name == "in place + patches" else plan.size,
+                         "library_flash_bytes": r["library_flash_bytes"], "seconds": round(time.perf_counter() - t0, 1)})
+    base = rows[0]
+    total = memory.sum_of_tensors(spec)
+    table = Table(title=f"VWW (MobileNetV1-0.25, 96x96x3), {sum(spec.macs()):,} MACs, {target} {codegen}: peak SRAM")
+    for col in ("plan", "arena B", "x per-layer", "arena + input B", "instructions", "x per-layer ", "bit-exact", "flash B"):
+        table.add_column(col, justify="right")
+    in_bytes = int(np.prod(spec.input_shape))
+    for row in rows:
+        with_input = row["arena_bytes"] + (0 if row["input_in_arena"] else in_bytes)
+        row["arena_plus_caller_input"] = with_input
+        table.add_row(row["plan"], f"{row['arena_bytes']:,}", f"{row['arena_bytes'] / base['arena_bytes']:.2f}",
+                      f"{with_input:,}", f"{row['instructions']:,.0f}", f"{row['instructions'] / base['instructions']:.3f}",
+                      str(row["bit_exact"]), f"{row['library_flash_bytes']:,}")
+    console = Console(width=160)
+    console.print(table)
+    console.print(f"sum of all tensors: {total:,} B; input {in_bytes:,} B (the caller's buffer; copied into the arena "
+                  "unless a patch stage reads it in place)")
+    out = {"date": date.today().isoformat(), "command": f"python bench/bench_mcu.py --sections sram --runs {target}:{codegen}",
+           "macs": sum(spec.macs()), "sum_of_tensors": total, "input_bytes": in_bytes, "rows": rows}
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / f"mcu_sram-{target}-{codegen}.json").write_text(json.dumps(out, indent=1) + "\n")
+    return 0 if all(r["bit_exact"] for r in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build DS-CNN for each (target, codegen), run one inference per vector on QEMU, print and save the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", metavar="TARGET:CODEGEN", default=[f"{t}:{c}" for t, c in RUNS],
                         help="the builds to run (default: all eight); bench/results/mcu.json then holds only these")
+    parser.add_argument("--sections", choices=("speed", "sram"), default="speed",
+                        help="speed: DS-CNN per target (default); sram: the VWW shape's arena per memory plan "
+                             "(the first of --runs, default cortex-m4:c)")
     args = parser.parse_args(argv)
+    if args.sections == "sram":
+        target, codegen = (args.runs[0] if "--runs" in (argv or sys.argv) else "cortex-m4:c").split(":", 1)
+        return sram(target, codegen)
     runs = [tuple(r.split(":", 1)) for r in args.runs]
     spec = ds_cnn()
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinycompile.arch import WEIGHTED_OPS
-from tinycompile.cost.arena import plan_activations
+from tinycompile.cost.memory import choose
 from tinycompile.cost.model import weight_bytes
 from tinycompile.mcu.backend import build_and_run
 from tinycompile.quant import reference
@@ -28,7 +28,7 @@ def test_network_is_bit_exact_on_qemu(prepared, target, task, codegen, tmp_path)
     with np.load(tmp_path / "io.npz") as io:  # what ran, as the target produced it, for any other oracle
         assert np.array_equal(io["inputs"], p.vectors) and np.array_equal(io["outputs"], reference.run(p.graph, p.vectors))
     # The built arena is the planner's figure, in the ELF too, and no bigger than all activations together.
-    assert r["arena_bytes"] == r["arena_bytes_in_elf"] == plan_activations(p.spec).size
+    assert r["arena_bytes"] == r["arena_bytes_in_elf"] == choose(p.spec).size == r["arena_planned_bytes"]
     assert r["arena_ratio"] <= 1.0
     assert r["workspace_peak_bytes"] <= r["workspace_bytes"]
     measured = [row["measured_instructions"] for row in r["layers"] if row["op"] != "flatten"]

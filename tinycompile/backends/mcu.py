@@ -130,6 +130,10 @@ class McuBackend(Backend):
             outputs=run.outputs, unit="instructions", layers=layers, predicted=r["predicted_cycles"],
             measured=r["measured_instructions"],
             memory={"arena_bytes": r["arena_bytes"], "scratch_bytes": r["workspace_bytes"],
-                    "flash_bytes": r["library_flash_bytes"]},
+                    "flash_bytes": r["library_flash_bytes"],
+                    # the arena beside the planner's per-layer one and all tensors at once (TFLite Micro's arena is
+                    # added by the oracle check where the model was imported)
+                    "arena_per_layer_bytes": r["arena_per_layer_bytes"],
+                    "activation_bytes_total": r["activation_bytes_total"], "arena_plan": r["arena_plan"]},
             section={**section, "budget": budget},
         )

@@ -11,7 +11,16 @@ from dataclasses import asdict, dataclass
 
 from tinycompile.arch import ArchSpec, Shape, numel
 from tinycompile.backends.registry import get_backend
-from tinycompile.cost.arena import VIEW_OPS, plan_activations
+from tinycompile.cost.arena import VIEW_OPS
+from tinycompile.cost.memory import MemoryPlan, baseline, choose
+
+PLANNED_KINDS = ("mcu", "soc")  # kinds whose runner is the MCU back end's AOT runner (cost.memory's plan)
+
+
+def arena_plan(spec: ArchSpec, target: Target) -> MemoryPlan:
+    """The arena a build for ``target`` lays out: the memory planner's choice where the MCU runner runs, else the
+    per-layer plan (the accelerator keeps its own tensors)."""
+    return choose(spec) if target.kind in PLANNED_KINDS else baseline(spec)
 from tinycompile.targets import Target
 
 
@@ -66,14 +75,21 @@ def estimate(spec: ArchSpec, target: Target) -> Cost:
     shapes = spec.shapes()
     macs = spec.macs()
     weights = weight_bytes(spec, target)
+    memory = arena_plan(spec, target)  # in-place layers, a patch stage where it pays
+    patch = memory.patch
     layers = []
     for i, layer in enumerate(spec.layers):
-        in_shape = _stored_shape(spec, layer.inputs[0], shapes)
-        cycles = layer_cycles(layer, in_shape, shapes[i], macs[i], target)
+        if patch is not None and i <= patch.end:  # its patch kernel, once per patch
+            in_p, out_p = patch.in_shape(spec, i, shapes), patch.out_shape(spec, i, shapes)
+            layer_macs = numel(out_p) * layer.kernel[0] * layer.kernel[1] * (in_p[0] if layer.op == "conv" else 1)
+            cycles = patch.count * layer_cycles(patch.patch_layer(spec, i), in_p, out_p, layer_macs, target)
+        else:
+            in_shape = _stored_shape(spec, layer.inputs[0], shapes)
+            cycles = layer_cycles(layer, in_shape, shapes[i], macs[i], target)
         layers.append(LayerCost(layer.op, macs[i], int(round(cycles)), weights[i], numel(shapes[i])))
     total_cycles = sum(lc.cycles for lc in layers)
     latency_ms = total_cycles / (target.clock_mhz * 1e3)
-    arena = plan_activations(spec).size
+    arena = memory.size
     compute_layers = sum(1 for layer in spec.layers if layer.op not in VIEW_OPS)
     code = target.runtime["code_bytes"] + target.runtime["code_bytes_per_layer"] * compute_layers
     return Cost(

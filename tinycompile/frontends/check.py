@@ -35,6 +35,9 @@ def check_against_oracles(model: ImportedModel, out: Path, target_ok: bool) -> b
     if model.agreement:
         report["float_vs_int8"] = model.agreement
     report["oracles"] = oracles
+    micro = oracles.get("tflite_micro", {})
+    if "arena_bytes" in micro and "memory" in report:  # our arena side by side with TFLite Micro's, same model
+        report["memory"]["tflm_arena_bytes"] = micro["arena_bytes"]
     agree = all(o.get("bit_exact", True) for o in oracles.values())
     report["bit_exact_vs_oracles"] = agree
     ok = target_ok and agree

@@ -14,6 +14,8 @@ import numpy as np
 
 from tinycompile.arch import ArchSpec
 from tinycompile.cost.arena import ArenaPlan, storage_tensor
+from tinycompile.cost.memory import MemoryPlan
+from tinycompile.mcu import patches
 from tinycompile.mcu.codegen import ABI_HEADER
 from tinycompile.mcu.lower import Lowered
 from tinycompile.mcu.naming import Naming
@@ -37,16 +39,23 @@ class RunnerInfo:
 
 
 def generate(
-    graph: QuantGraph, spec: ArchSpec, lowered: Lowered, plan: ArenaPlan, workspace: int, naming: Naming = Naming()
+    graph: QuantGraph, spec: ArchSpec, lowered: Lowered, plan: ArenaPlan | MemoryPlan, workspace: int,
+    naming: Naming = Naming()
 ) -> tuple[str, str, RunnerInfo]:
-    """Return ``(model_h, model_c, info)``; every exported name as ``naming`` gives it."""
+    """Return ``(model_h, model_c, info)``; every exported name as ``naming`` gives it. With a patch stage
+    (``lowered.stage_calls``, ``plan.patch``) the first kernels run in the patch loop over patch buffers, reading
+    the input from the caller's buffer."""
     in_size = int(np.prod(graph.input_shape))
     out_size = int(np.prod(graph.output_shape))
     last = len(graph.ops) - 1
-    in_off = plan.offset_of_tensor(-1, spec)
+    staged = lowered.stage_calls
+    in_off = -1 if staged else plan.offset_of_tensor(-1, spec)
     out_off = plan.offset_of_tensor(last, spec)
 
-    def offset(tensor: int) -> int:
+    def offset(tensor: int, in_stage: bool = False) -> int:
+        if in_stage:  # layer l's input patch is buffer l, its output buffer l + 1 (the stage's output patch last)
+            assert isinstance(plan, MemoryPlan)
+            return plan.patch_offsets[tensor + 1]
         return plan.offset_of_tensor(storage_tensor(spec, tensor), spec)
 
     lines: list[str] = []
@@ -71,7 +80,7 @@ def generate(
                 tensor = call.op_index if arg is None else arg.tensor
                 assert tensor is not None
                 code, bits = 0, 8
-                data = f"(void*)(tc_arena + {offset(tensor)})"
+                data = f"(void*)(tc_arena + {offset(tensor, k < staged)})"
             shape = shapes[a_i]
             dims = ", ".join(str(int(d)) for d in shape) or "1"
             lines.append(f"static const int64_t {name}_shape[{max(len(shape), 1)}] = {{{dims}}};")
@@ -83,17 +92,21 @@ def generate(
         packed = ", ".join(f"{{.type_index = TC_FFI_DLTENSOR_PTR, .v_ptr = (void*)&{n}}}" for n in arg_names)
         lines.append(f"static const TVMFFIAny k{k}_args[{len(arg_names)}] = {{{packed}}};")
         lines.append("")
-        calls.append(
-            f"  TC_PROFILE_HOOK({k});\n"
-            f"  if ({naming.kernel(call.kernel)}(NULL, (void*)k{k}_args, {len(arg_names)}, &ret) != 0) return -{k + 1};"
-        )
+        step = max(k - staged + 1, 0) if staged else k  # the patch loop is step 0 of the profile
+        invoke = f"if ({naming.kernel(call.kernel)}(NULL, (void*)k{k}_args, {len(arg_names)}, &ret) != 0) return -{step + 1};"
+        calls.append(invoke if k < staged else f"  TC_PROFILE_HOOK({step});\n  {invoke}")
+    if staged:
+        assert isinstance(plan, MemoryPlan) and plan.patch is not None
+        lines.append(patches.HELPERS + patches.stage_tables(plan.patch))
+        calls[:staged] = ["  TC_PROFILE_HOOK(0);\n" + patches.stage_source(graph, plan, calls[:staged])]
+    steps = lowered.calls[staged - 1 :] if staged else lowered.calls
 
     info = RunnerInfo(
         arena_bytes=plan.size,
         workspace_bytes=workspace,
         weight_bytes=weight_bytes,
-        kernels=tuple(c.kernel for c in lowered.calls),
-        kernel_ops=tuple(c.op_index for c in lowered.calls),
+        kernels=tuple(("patch stage" if staged and k == 0 else c.kernel) for k, c in enumerate(steps)),
+        kernel_ops=tuple(c.op_index for c in steps),
         input_offset=in_off,
         output_offset=out_off,
     )
@@ -104,7 +117,7 @@ def generate(
         out_size=out_size,
         arena=plan.size,
         workspace=workspace,
-        n_kernels=len(lowered.calls),
+        n_kernels=len(steps),
         in_shape=" x ".join(map(str, graph.input_shape)),
         out_shape=" x ".join(map(str, graph.output_shape)),
         in_scale=graph.input_q.scale,
@@ -123,12 +136,12 @@ def generate(
         workspace=max(workspace, 8),
         protos="\n".join(protos),
         tables="\n".join(lines),
-        in_off=in_off,
         out_off=out_off,
         calls="\n".join(calls),
-        n_kernels=len(lowered.calls),
-        out_offsets=", ".join(str(offset(c.op_index)) for c in lowered.calls),
-        out_sizes=", ".join(str(int(np.prod(graph.ops[c.op_index].out_shape))) for c in lowered.calls),
+        n_kernels=len(steps),
+        out_offsets=", ".join(str(offset(c.op_index)) for c in steps),
+        out_sizes=", ".join(str(int(np.prod(graph.ops[c.op_index].out_shape))) for c in steps),
+        load_input="" if staged else f"memcpy(tc_arena + {in_off}, input, {names['M']}INPUT_SIZE);",
     )
     return h, c, info
 
@@ -227,7 +240,7 @@ const int8_t* {N}arena(void) {{ return tc_arena; }}
 {tables}
 int {N}run(const int8_t* input, int8_t* output) {{
   TVMFFIAny ret;
-  memcpy(tc_arena + {in_off}, input, {M}INPUT_SIZE);
+  {load_input}
 {calls}
   TC_PROFILE_HOOK({n_kernels});
   memcpy(output, tc_arena + {out_off}, {M}OUTPUT_SIZE);

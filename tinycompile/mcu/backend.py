@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
-from tinycompile.arch import ArchSpec, numel
-from tinycompile.cost.arena import VIEW_OPS, plan_activations
+from tinycompile.arch import ArchSpec
+from tinycompile.cost.arena import VIEW_OPS
+from tinycompile.cost.memory import baseline, choose, sum_of_tensors
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io
 from tinycompile.mcu import firmware, timing
@@ -47,7 +48,7 @@ def check_budget(spec: ArchSpec, target: Target) -> dict[str, int]:
     """Refuse (UserError) a network whose arena or flash exceeds the target, before anything is built."""
     from tinycompile.cost.model import estimate
 
-    plan = plan_activations(spec)
+    plan = choose(spec)
     cost = estimate(spec, target)
     sram = int(target.sram_kb * 1024)
     flash = int(target.flash_kb * 1024)
@@ -205,7 +206,8 @@ def _report(
         layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)" if layer.op in VIEW_OPS else target.name,
                        "macs": macs[i], "predicted_cycles": pred, "measured_instructions": meas, "relative_error": rel})
     total_meas = float(result.total_instructions[0])
-    all_tensors = numel(spec.input_shape) + sum(numel(s) for s, l in zip(spec.shapes(), spec.layers) if l.op not in VIEW_OPS)
+    all_tensors = sum_of_tensors(spec)
+    memory = choose(spec)
     elf_arena = _symbol_size(elf, "tc_arena")
     lib_flash, lib_ram = _library_memory(lib, target)
     fw_flash, fw_ram = firmware.memory_use(firmware.section_sizes(elf))
@@ -224,8 +226,10 @@ def _report(
         "measured_spread": [min(result.total_instructions), max(result.total_instructions)],
         "arena_bytes": lib.info.arena_bytes,
         "arena_bytes_in_elf": elf_arena,
-        "arena_planned_bytes": plan_activations(spec).size,
+        "arena_planned_bytes": memory.size,
+        "arena_per_layer_bytes": baseline(spec).size,
         "activation_bytes_total": all_tensors,
+        "arena_plan": _plan_summary(memory),
         "arena_ratio": lib.info.arena_bytes / max(all_tensors, 1),
         "workspace_bytes": lib.info.workspace_bytes,
         "workspace_peak_bytes": result.workspace_peak,
@@ -239,6 +243,17 @@ def _report(
         "compile_seconds": round(lib.compile_seconds, 2),
         "firmware_build_seconds": round(cc_seconds, 2),
         "kernels": list(lib.info.kernels),
+    }
+
+
+def _plan_summary(memory: Any) -> dict[str, Any]:
+    """How the arena was planned: the in-place layers and the patch stage (report.json)."""
+    patch = memory.patch
+    return {
+        "inplace_layers": [o.layer for o in memory.inplace],
+        "patch_stage": None if patch is None else {"last_layer": patch.end, "grid": list(patch.grid),
+                                                   "patch": list(patch.patch)},
+        "input_in_arena": memory.input_in_arena,
     }
 
 

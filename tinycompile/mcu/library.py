@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.arch import ArchSpec
-from tinycompile.cost.arena import plan_activations
+from tinycompile.cost.memory import MemoryPlan, choose
 from tinycompile.errors import UserError
 from tinycompile.mcu import aot, codegen, firmware
 from tinycompile.mcu.layout import uses_dsp
 from tinycompile.mcu.lower import Lowered, lower
 from tinycompile.mcu.naming import Naming
-from tinycompile.quant.graph import QuantGraph
+from tinycompile.quant.graph import QuantGraph, spec_of
 
 CODEGENS = ("c", "llvm")
 
@@ -43,6 +43,7 @@ class Compiled:
     seconds: float
     graph: QuantGraph | None = None
     variants: dict[tuple[str, bool], tuple[Lowered, str, int]] = field(default_factory=dict)
+    memory: MemoryPlan | None = None  # the arena plan the runner uses (None: the per-layer plan of the graph)
 
     def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str, int]:
         """The lowering, its C source (for the C codegen) and its kernel scratch in bytes, for a build with
@@ -54,7 +55,7 @@ class Compiled:
             return self.lowered, self.c_source, self.workspace
         if key not in self.variants:
             start = time.perf_counter()
-            lowered = lower(self.graph, *key)
+            lowered = _lower(self.graph, self.memory, *key)
             if key[0] == "c":
                 src = codegen.build_c(lowered.tir, dsp=key[1])
                 scratch = codegen.workspace_bytes(src)
@@ -66,12 +67,23 @@ class Compiled:
         return self.variants[key]
 
 
-def compile_graph(graph: QuantGraph) -> Compiled:
-    """Lower ``graph`` through Relax to TIR (the portable schedules) and generate the kernels' C."""
+def compile_graph(graph: QuantGraph, memory: MemoryPlan | None = None) -> Compiled:
+    """Lower ``graph`` through Relax to TIR (the portable schedules) and generate the kernels' C. ``memory``: the
+    arena plan, by default the planner's choice for the graph (``cost.memory.choose``: in-place layers, a patch
+    stage where it lowers the arena), which the cost model predicts with."""
     start = time.perf_counter()
-    lowered = lower(graph)
+    memory = memory or choose(spec_of(graph))
+    lowered = _lower(graph, memory)
     src = codegen.build_c(lowered.tir)
-    return Compiled(lowered, src, codegen.workspace_bytes(src), time.perf_counter() - start, graph)
+    return Compiled(lowered, src, codegen.workspace_bytes(src), time.perf_counter() - start, graph, memory=memory)
+
+
+def _lower(graph: QuantGraph, memory: MemoryPlan | None, codegen_kind: str = "c", dsp: bool = False) -> Lowered:
+    if memory is None or memory.patch is None:
+        return lower(graph, codegen_kind, dsp)
+    from tinycompile.mcu.patches import lower_patched
+
+    return lower_patched(graph, spec_of(graph), memory.patch, codegen_kind, dsp)
 
 
 def write_library(
@@ -91,7 +103,7 @@ def write_library(
         raise UserError(f"--codegen must be one of {', '.join(CODEGENS)}, but got {codegen_kind!r}")
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    plan = plan_activations(spec)
+    plan = compiled.memory or choose(spec)
     lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target)
     header, source, info = aot.generate(graph, spec, lowered, plan, scratch, naming)
     (folder / codegen.ABI_HEADER).write_text(naming.rename_source(codegen.ABI_HEADER_TEXT))

@@ -66,6 +66,7 @@ class Lowered:
     tir: tvm.IRModule
     calls: list[Call]
     relax_text: str
+    stage_calls: int = 0  # the first calls are the patch stage's kernels (``patches``), run once per patch
 
 
 def lower(graph: QuantGraph, codegen: str = "c", dsp: bool = False) -> Lowered:
