@@ -16,17 +16,19 @@ ABI_HEADER = "tc_tvm_abi.h"
 BUILD_CONFIG = {"tirx.disable_assert": True}  # shapes are fixed at build time; the checks would only cost flash
 _INCLUDE = re.compile(r'^#include\s+"(tvm|dlpack)/[^"]+"\s*$', re.M)
 ACLE_HEADER = "tc_acle.h"
+MVE_HEADER = "tc_mve.h"
 # TVM declares every extern it calls; ours (tc_load32, the DSP kernels' tc_<ACLE intrinsic>) are static inline
 # functions or macros of the ABI and ACLE headers, which such a declaration would contradict.
 _INTRIN_DECL = re.compile(r'^#ifdef __cplusplus\nextern "C"\n#endif\nTVM_DLL int32_t tc_\w+\(.*\);\n', re.M)
 _ALLOC = re.compile(r"TVMBackendAllocWorkspace\(\s*\d+,\s*\w+,\s*\(uint64_t\)(\d+)")
 
 
-def build_c(tir: tvm.IRModule, dsp: bool = False) -> str:
+def build_c(tir: tvm.IRModule, dsp: bool = False, mve: bool = False) -> str:
     """C source of all kernels, including our own small ABI header instead of TVM's, so it builds stand-alone.
 
     ``dsp``: the kernels call the ACLE intrinsics (``__smlad``, ``__sxtb16``, ...) as ``tc_smlad``, ``tc_sxtb16``,
-    ..., so the source includes ``ACLE_HEADER`` (arm_acle.h on cores with the DSP extension, else portable C).
+    ..., so the source includes ``ACLE_HEADER`` (arm_acle.h on cores with the DSP extension, else portable C);
+    ``mve``: and the Helium kernels' ``tc_mve_*`` functions, ``MVE_HEADER`` (arm_mve.h on Helium cores).
     """
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
         lib = tvm.tirx.build(tir, target=tvm.target.Target({"kind": "c"}))
@@ -34,6 +36,7 @@ def build_c(tir: tvm.IRModule, dsp: bool = False) -> str:
     src = _INCLUDE.sub("", src)
     src = _INTRIN_DECL.sub("", src)
     acle = f'#include "{ACLE_HEADER}"\n' if dsp else ""
+    acle += f'#include "{MVE_HEADER}"\n' if mve else ""
     return f'{_UNUSED_PRAGMAS}{acle}#include "{ABI_HEADER}"\n' + src
 
 
@@ -179,6 +182,31 @@ static inline int32_t tc_smlatb(int32_t x, int32_t y, int32_t acc) {
 }
 static inline int32_t tc_smlatt(int32_t x, int32_t y, int32_t acc) {
   return tc_acle_s32((uint32_t)acc + (uint32_t)(tc_acle_t16(x) * tc_acle_t16(y)));
+}
+#endif
+#endif
+"""
+
+
+MVE_HEADER_TEXT = """\
+/* The Helium (MVE) operations the kernels call, as tc_mve_<name>: arm_mve.h's intrinsics on a core with the integer
+ * M-profile vector extension; elsewhere (a host build of the library) portable C with the same results. */
+#ifndef TC_MVE_H
+#define TC_MVE_H
+#include <stdint.h>
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+/* acc + the dot product of 16 int8 values at a and 16 at b (two VLDRB, one VMLADAVA.S8) */
+static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
+  return vmladavaq_s8(acc, vld1q_s8(a), vld1q_s8(b));
+}
+#else
+/* The sums wrap modulo 2**32 as VMLADAVA's do. */
+static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
+  uint32_t s = (uint32_t)acc;
+  for (int i = 0; i < 16; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+  return s <= 0x7fffffffu ? (int32_t)s : (int32_t)(s - 0x80000000u) - 0x7fffffff - 1;
 }
 #endif
 #endif

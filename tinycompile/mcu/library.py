@@ -12,7 +12,7 @@ from tinycompile.arch import ArchSpec
 from tinycompile.cost.arena import plan_activations
 from tinycompile.errors import UserError
 from tinycompile.mcu import aot, codegen, firmware
-from tinycompile.mcu.layout import uses_dsp
+from tinycompile.mcu.layout import simd_kind
 from tinycompile.mcu.lower import Lowered, lower
 from tinycompile.mcu.naming import Naming
 from tinycompile.quant.graph import QuantGraph
@@ -42,25 +42,26 @@ class Compiled:
     workspace: int
     seconds: float
     graph: QuantGraph | None = None
-    variants: dict[tuple[str, bool], tuple[Lowered, str, int]] = field(default_factory=dict)
+    variants: dict[tuple[str, str | None], tuple[Lowered, str, int]] = field(default_factory=dict)
 
-    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str, int]:
+    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None, simd: str | None = None) -> tuple[Lowered, str, int]:
         """The lowering, its C source (for the C codegen) and its kernel scratch in bytes, for a build with
         ``codegen_kind`` for the chip of ``llvm_target``: schedules differ per codegen and for cores with the DSP
         extension. An LLVM variant allocates what the C variant of the same schedule does (the same TIR but for
-        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C."""
-        key = (codegen_kind, uses_dsp(llvm_target))
-        if key == ("c", False) or self.graph is None:
+        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C. ``simd``:
+        the target's ``build.simd`` (``layout.simd_kind``)."""
+        key = (codegen_kind, simd_kind(llvm_target, simd))
+        if key == ("c", None) or self.graph is None:
             return self.lowered, self.c_source, self.workspace
         if key not in self.variants:
             start = time.perf_counter()
             lowered = lower(self.graph, *key)
             if key[0] == "c":
-                src = codegen.build_c(lowered.tir, dsp=key[1])
+                src = codegen.build_c(lowered.tir, dsp=key[1] is not None, mve=key[1] == "mve")
                 scratch = codegen.workspace_bytes(src)
             else:
                 src = ""
-                scratch = self.lowered_for("c", llvm_target)[2]
+                scratch = self.lowered_for("c", llvm_target, simd)[2]
             self.variants[key] = (lowered, src, scratch)
             self.seconds += time.perf_counter() - start
         return self.variants[key]
@@ -83,27 +84,32 @@ def write_library(
     llvm_target: dict[str, Any] | None,
     naming: Naming = Naming(),
     cc: str | None = None,
+    simd: str | None = None,
 ) -> Library:
     """Write the library into ``folder`` (C kernels, or an object built with ``llvm_target``), its exported names as
     ``naming`` gives them. ``cc``: the target's C compiler, whose objcopy renames the symbols of an LLVM object
-    (needed only then, with a name other than the default)."""
+    (needed only then, with a name other than the default); ``simd``: the target's ``build.simd``."""
     if codegen_kind not in CODEGENS:
         raise UserError(f"--codegen must be one of {', '.join(CODEGENS)}, but got {codegen_kind!r}")
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_activations(spec)
-    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target)
+    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target, simd)
     header, source, info = aot.generate(graph, spec, lowered, plan, scratch, naming)
     (folder / codegen.ABI_HEADER).write_text(naming.rename_source(codegen.ABI_HEADER_TEXT))
     (folder / "model.h").write_text(header)
     (folder / "model.c").write_text(source)
     (folder / codegen.ACLE_HEADER).unlink(missing_ok=True)  # a folder written before may hold one
+    (folder / codegen.MVE_HEADER).unlink(missing_ok=True)
     acle = codegen_kind == "c" and f'#include "{codegen.ACLE_HEADER}"' in c_source  # DSP kernels in C
+    mve = codegen_kind == "c" and f'#include "{codegen.MVE_HEADER}"' in c_source  # Helium kernels in C
     if codegen_kind == "c":
         kernel = folder / "kernels.c"
         kernel.write_text(naming.rename_source(c_source))
         if acle:
             (folder / codegen.ACLE_HEADER).write_text(codegen.ACLE_HEADER_TEXT)
+        if mve:
+            (folder / codegen.MVE_HEADER).write_text(codegen.MVE_HEADER_TEXT)
     else:
         if llvm_target is None:
             raise UserError("--codegen llvm needs build.llvm_target in the target's YAML")
