@@ -47,6 +47,11 @@ def mve_conv(op: str, cin: int) -> bool:
     return op == "conv" and cin % MVE_LANES == 0
 
 
+def mve_dwconv(op: str, channels: int) -> bool:
+    """Whether a depthwise conv's Helium schedule reads its weight as it is (int8, channels in whole vectors)."""
+    return op == "dwconv" and channels % MVE_LANES == 0
+
+
 def _up4(v: int) -> int:
     return -(-v // 4) * 4
 
@@ -68,6 +73,8 @@ def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: boo
     kh, kw = kernel
     if op == "dense" or (dsp == "mve" and mve_conv(op, cin)):
         return cin * cout * kh * kw
+    if dsp == "mve" and mve_dwconv(op, cout):
+        return kh * kw * cout
     if op == "dwconv":
         return kh * kw * cout * (2 if dsp and cout % 4 == 0 else 1)
     axis = dot_axis(op, cin, kernel) if dsp else None

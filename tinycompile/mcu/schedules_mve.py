@@ -14,6 +14,7 @@ from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from tinycompile.lowering.requant import clamp_int8, fast_requant, fast_requantize_expr, times_pow2
 from tinycompile.quant.graph import QOp
 
 LANES = 16  # int8 lanes of a 128-bit vector
@@ -65,14 +66,99 @@ TensorIntrin.register(MVE_DOT16 + "_c", _dot16_desc, _dot16_impl_c, override=Tru
 FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
 
 
+def requant4(zp: int, lo: int, hi: int, flavour: str) -> str:
+    """The tensor intrinsic of the fast requantization epilogue of four channels (``te_ops``' ``biased`` stage
+    inlined into ``out``: ``2 acc + 2 bias``, rounding high multiply, rounding, shift, zero point ``zp``, clamp to
+    ``[lo, hi]``, int8 store) for the output quantization (zp, lo, hi); registered on first use.
+
+    LLVM flavour: the four table columns of the four channels by VLDRW gathers from the ``(C, 4)`` table, then
+    VRMULH.S32 (``(2 t M + 2**31) >> 32`` exactly, no saturation: ``2 t`` is below 2**31), the rounding constant and
+    the sign added, VSHL by the negated shift, VMAX/VMIN, a narrowing VSTRB.32. C flavour: ``tc_mve_requant4``.
+    """
+    name = f"tinycompile_mve_requant4_{zp}_{lo}_{hi}{flavour}".replace("-", "m")
+    if name in _REGISTERED:
+        return name
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, r: T.handle, o: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int32", offset_factor=1)
+        R = T.match_buffer(r, (4, 4), "int32", offset_factor=1)
+        O = T.match_buffer(o, (4,), "int8", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(A[0:4], R[0:4, 0:4])
+            T.writes(O[0:4])
+            for i in T.serial(4):
+                with T.sblock("out"):
+                    vi = T.axis.remap("S", [i])
+                    O[vi] = clamp_int8(fast_requantize_expr(times_pow2(A[vi], 1) + R[vi, 0], R[vi, 1], R[vi, 2], R[vi, 3]), zp, lo, hi)
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, r: T.handle, o: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int32", offset_factor=1)
+        R = T.match_buffer(r, (4, 4), "int32", offset_factor=1)
+        O = T.match_buffer(o, (4,), "int8", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(A[0:4], R[0:4, 0:4])
+            T.writes(O[0:4])
+            O.vstore([0], T.Cast("int8x4", T.max(T.min(
+                T.call_llvm_pure_intrin(
+                    "int32x4", "llvm.arm.mve.vshl.vector",
+                    T.call_llvm_pure_intrin(
+                        "int32x4", "llvm.arm.mve.vrmulh",
+                        T.shift_left(A.vload([0], "int32x4"), T.Broadcast(T.int32(1), 4))
+                        + T.call_llvm_pure_intrin("int32x4", "llvm.arm.mve.vldr.gather.offset", T.address_of(R[0, 0]),
+                                                  T.Ramp(0, 16, 4), 32, 0, 0),
+                        T.call_llvm_pure_intrin("int32x4", "llvm.arm.mve.vldr.gather.offset", T.address_of(R[0, 1]),
+                                                T.Ramp(0, 16, 4), 32, 0, 0),
+                        0)
+                    + T.call_llvm_pure_intrin("int32x4", "llvm.arm.mve.vldr.gather.offset", T.address_of(R[0, 2]),
+                                              T.Ramp(0, 16, 4), 32, 0, 0)
+                    + T.shift_right(
+                        T.shift_left(A.vload([0], "int32x4"), T.Broadcast(T.int32(1), 4))
+                        + T.call_llvm_pure_intrin("int32x4", "llvm.arm.mve.vldr.gather.offset", T.address_of(R[0, 0]),
+                                                  T.Ramp(0, 16, 4), 32, 0, 0),
+                        T.Broadcast(T.int32(31), 4)),
+                    T.Broadcast(T.int32(0), 4)
+                    - T.call_llvm_pure_intrin("int32x4", "llvm.arm.mve.vldr.gather.offset", T.address_of(R[0, 3]),
+                                              T.Ramp(0, 16, 4), 32, 0, 0),
+                    0, 0, 0)
+                + T.Broadcast(T.int32(zp), 4), T.Broadcast(T.int32(hi), 4)), T.Broadcast(T.int32(lo), 4))))
+
+    @T.prim_func(s_tir=True)
+    def impl_c(a: T.handle, r: T.handle, o: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int32", offset_factor=1)
+        R = T.match_buffer(r, (4, 4), "int32", offset_factor=1)
+        O = T.match_buffer(o, (4,), "int8", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(A[0:4], R[0:4, 0:4])
+            T.writes(O[0:4])
+            T.evaluate(T.call_extern("int32", "tc_mve_requant4", T.address_of(A[0]), T.address_of(R[0, 0]),
+                                     T.address_of(O[0]), zp, lo, hi))
+
+    TensorIntrin.register(name, desc, impl if flavour == "" else impl_c, override=True)
+    _REGISTERED.add(name)
+    return name
+
+
+_REGISTERED: set[str] = set()
+
+
 def mve_conv(op: QOp) -> bool:
     """Whether the MVE schedule takes this conv: input channels in whole vectors."""
     return op.op == "conv" and op.in_shapes[0][2] % LANES == 0
 
 
+DW_LANES = 16
+
+
+def mve_dwconv(op: QOp) -> bool:
+    """Whether the MVE schedule takes this depthwise conv: channels in whole vectors."""
+    return op.op == "dwconv" and op.out_shape[2] % DW_LANES == 0
+
+
 def takes(op: QOp | None) -> bool:
     """Whether ``schedule_kernel`` schedules ``op`` (else the DSP schedules do, with their weight layouts)."""
-    return op is not None and mve_conv(op)
+    return op is not None and (mve_conv(op) or mve_dwconv(op))
 
 
 def schedule_kernel(sch: s_tir.Schedule, op: QOp, codegen: str) -> None:
@@ -81,7 +167,45 @@ def schedule_kernel(sch: s_tir.Schedule, op: QOp, codegen: str) -> None:
 
     if "pad" in schedules._blocks(sch):
         schedules._place_pad(sch, op, codegen)
-    _conv(sch, op, FLAVOURS[codegen])
+    if op.op == "dwconv":
+        _dwconv(sch, op, FLAVOURS[codegen])
+    else:
+        _conv(sch, op, FLAVOURS[codegen])
+
+
+def _epilogue(sch: s_tir.Schedule, op: QOp, loop: s_tir.LoopRV, depth: int, flavour: str) -> None:
+    """Place the epilogue under ``loop`` (the channel tile loop, ``depth`` loops deep) and requantize four
+    channels at a time with ``requant4`` where the fast form applies, else as the DSP schedules do."""
+    from tinycompile.mcu import schedules
+
+    if not fast_requant(op):
+        schedules._epilogue_at(sch, loop)
+        schedules._unroll_epilogue(sch, depth)
+        return
+    sch.compute_inline(sch.get_sblock("biased"))
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, loop)
+    inner = sch.get_loops(out)[-1]
+    outer, inner = sch.split(inner, [None, 4])
+    sch.tensorize(inner, requant4(op.out_q.zero_point, op.lo, op.hi, flavour))
+    sch.unroll(outer)
+
+
+def _dwconv(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
+    from tinycompile.mcu import schedules
+
+    acc = sch.get_sblock("acc")
+    h, w, c, kh, kw = sch.get_loops(acc)
+    c_o, c_m, c_i = sch.split(c, [None, DW_LANES // 4, 4])
+    sch.reorder(c_o, kh, kw, c_m, c_i)
+    _epilogue(sch, op, c_o, 3, flavour)
+    sch.vectorize(c_i)
+    init = sch.decompose_reduction(acc, kh)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(sch.get_loops(init)[-2])
+    sch.unroll(kh)
+    sch.unroll(kw)
+    sch.unroll(c_m)
 
 
 def _conv(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
@@ -96,11 +220,10 @@ def _conv(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
     o_o, o_i = sch.split(o, [None, to])
     ci_o, ci_i = sch.split(ci, [None, LANES])
     sch.reorder(o_o, kh, kw, ci_o, o_i, ci_i)
-    schedules._epilogue_at(sch, o_o)
+    _epilogue(sch, op, o_o, len(pix) + 1, flavour)
     init = sch.decompose_reduction(acc, kh)
     for loop in sch.get_loops(init)[len(pix) + 1 :]:
         sch.unroll(loop)
     sch.tensorize(ci_i, MVE_DOT16 + flavour)
     sch.unroll(o_i)
     sch.unroll(ci_o)
-    schedules._unroll_epilogue(sch, len(pix) + 1)
