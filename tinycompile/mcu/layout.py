@@ -42,9 +42,10 @@ def check_simd(llvm_target: dict | None, simd: object) -> str | None:
     return None
 
 
-def mve_conv(op: str, cin: int) -> bool:
-    """Whether a conv's Helium schedule reads its weight as it is (int8, input channels in whole vectors)."""
-    return op == "conv" and cin % MVE_LANES == 0
+def mve_conv(op: str, cin: int, kernel: tuple[int, int]) -> bool:
+    """Whether a conv's Helium schedule reads its weight as it is (int8): input channels in whole vectors, or one
+    input channel and windows of whole half vectors (eight taps)."""
+    return op == "conv" and (cin % MVE_LANES == 0 or (cin == 1 and kernel[0] * kernel[1] % (MVE_LANES // 2) == 0))
 
 
 def mve_dwconv(op: str, channels: int) -> bool:
@@ -71,7 +72,7 @@ def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: boo
     """Bytes of a conv / dwconv / dense weight as the kernel reads it (int8, or the DSP schedules' int16 packing);
     ``dsp``: a ``simd_kind`` (True: "dsp")."""
     kh, kw = kernel
-    if op == "dense" or (dsp == "mve" and mve_conv(op, cin)):
+    if op == "dense" or (dsp == "mve" and mve_conv(op, cin, kernel)):
         return cin * cout * kh * kw
     if dsp == "mve" and mve_dwconv(op, cout):
         return kh * kw * cout

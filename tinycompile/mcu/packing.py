@@ -23,7 +23,7 @@ def dsp_weight(op: QOp) -> np.ndarray:
 def mve_weight(op: QOp) -> np.ndarray:
     """The weight constant as the Helium builds read it: int8 as it is where ``schedules_mve`` takes the op (see
     ``layout.mve_conv``), else ``dsp_weight``'s layout for the DSP schedules."""
-    if layout.mve_conv(op.op, op.in_shapes[0][2]) or layout.mve_dwconv(op.op, op.out_shape[2]):
+    if layout.mve_conv(op.op, op.in_shapes[0][2], tuple(op.kernel)) or layout.mve_dwconv(op.op, op.out_shape[2]):
         return op.tensors["weight"]
     return dsp_weight(op)
 

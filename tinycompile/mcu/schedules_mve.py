@@ -14,10 +14,12 @@ from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from tinycompile.mcu import layout
 from tinycompile.lowering.requant import clamp_int8, fast_requant, fast_requantize_expr, times_pow2
 from tinycompile.quant.graph import QOp
 
 LANES = 16  # int8 lanes of a 128-bit vector
+_REGISTERED: set[str] = set()  # the intrinsics registered on first use
 MVE_DOT16 = "tinycompile_mve_vmladava_i8x16"
 
 
@@ -60,7 +62,78 @@ def _dot16_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
         C[0] = T.call_pure_extern("int32", "tc_mve_dot16", C[0], T.address_of(A[0]), T.address_of(B[0]))
 
 
+MVE_DOT8 = "tinycompile_mve_vmladava_i16x8"
+
+
+@T.prim_func(s_tir=True)
+def _dot8_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (8,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (8,), "int8", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:8], B[0:8])
+        T.writes(C[0:1])
+        for i in T.serial(8):
+            with T.sblock("update"):
+                vi = T.axis.remap("R", [i])
+                C[0] = C[0] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+
+@T.prim_func(s_tir=True)
+def _dot8_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (8,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (8,), "int8", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:8], B[0:8])
+        T.writes(C[0:1])
+        # two widening loads (VLDRB.S16) and VMLADAVA.S16
+        C[0] = T.call_llvm_pure_intrin(
+            "int32", "llvm.arm.mve.vmldava.v8i16",
+            T.int32(0), T.int32(0), T.int32(0), C[0],
+            T.Cast("int16x8", A.vload([0], "int8x8")), T.Cast("int16x8", B.vload([0], "int8x8")))
+
+
+@T.prim_func(s_tir=True)
+def _dot8_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (8,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (8,), "int8", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:8], B[0:8])
+        T.writes(C[0:1])
+        C[0] = T.call_pure_extern("int32", "tc_mve_dot8", C[0], T.address_of(A[0]), T.address_of(B[0]))
+
+
+def dot8_rows(cols: int, flavour: str) -> str:
+    """``MVE_DOT8`` over ``8 // cols`` rows of ``cols`` taps (a loop nest as a conv's kernel rows and columns
+    leave it), on eight contiguous bytes; registered on first use."""
+    name = f"{MVE_DOT8}_rows{cols}{flavour}"
+    if name in _REGISTERED:
+        return name
+    rows = 8 // cols
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (8,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (8,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:8], B[0:8])
+            T.writes(C[0:1])
+            for i, j in T.grid(rows, cols):
+                with T.sblock("update"):
+                    vi, vj = T.axis.remap("RR", [i, j])
+                    C[0] = C[0] + T.Cast("int32", A[vi * cols + vj]) * T.Cast("int32", B[vi * cols + vj])
+
+    TensorIntrin.register(name, desc, _dot8_impl if flavour == "" else _dot8_impl_c, override=True)
+    _REGISTERED.add(name)
+    return name
+
+
 TensorIntrin.register(MVE_DOT16, _dot16_desc, _dot16_impl, override=True)
+TensorIntrin.register(MVE_DOT8, _dot8_desc, _dot8_impl, override=True)
+TensorIntrin.register(MVE_DOT8 + "_c", _dot8_desc, _dot8_impl_c, override=True)
 # TVM's C target: calls of the tc_mve_* functions of ``codegen.MVE_HEADER_TEXT`` (arm_mve.h on a Helium core)
 TensorIntrin.register(MVE_DOT16 + "_c", _dot16_desc, _dot16_impl_c, override=True)
 FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
@@ -140,12 +213,9 @@ def requant4(zp: int, lo: int, hi: int, flavour: str) -> str:
     return name
 
 
-_REGISTERED: set[str] = set()
-
-
 def mve_conv(op: QOp) -> bool:
-    """Whether the MVE schedule takes this conv: input channels in whole vectors."""
-    return op.op == "conv" and op.in_shapes[0][2] % LANES == 0
+    """Whether the MVE schedule takes this conv (``layout.mve_conv``)."""
+    return layout.mve_conv(op.op, op.in_shapes[0][2], tuple(op.kernel))
 
 
 DW_LANES = 16
@@ -169,6 +239,8 @@ def schedule_kernel(sch: s_tir.Schedule, op: QOp, codegen: str) -> None:
         schedules._place_pad(sch, op, codegen)
     if op.op == "dwconv":
         _dwconv(sch, op, FLAVOURS[codegen])
+    elif op.in_shapes[0][2] == 1:
+        _conv_window(sch, op, FLAVOURS[codegen])
     else:
         _conv(sch, op, FLAVOURS[codegen])
 
@@ -227,3 +299,35 @@ def _conv(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
     sch.tensorize(ci_i, MVE_DOT16 + flavour)
     sch.unroll(o_i)
     sch.unroll(ci_o)
+
+
+def _conv_window(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
+    """One input channel (a first layer): each output pixel's window of KH x KW taps is copied into a local
+    buffer, flat, and read as vectors of eight taps (``MVE_DOT8``, widening loads), as the weights of each output
+    channel, flat too (the same bytes as ``(O, KH, KW, 1)``)."""
+    acc = sch.get_sblock("acc")
+    src = sch.get(acc).reads[-2].source  # reads: the padded input (or the input), then the weight
+    kw_n = op.kernel[1]
+    win = sch.reindex_cache_read(acc, _read_index(sch, acc, src), "global",
+                                 lambda h, w, o, a, b, c: (h, w, a * kw_n + b + c))
+    sch.transform_layout(acc, ("read", _read_index(sch, acc, sch.get(acc).reads[-1].source)),
+                         lambda q, a, b, c: (q, a * kw_n + b + c))
+    h, w, o, kh, kw, ci = sch.get_loops(acc)
+    sch.compute_at(win, w)
+    for loop in sch.get_loops(win)[2:]:
+        sch.unroll(loop)
+    r_o, r_i = sch.split(kh, [None, 8 // kw_n])
+    sch.fuse(kw, ci)
+    o_o, o_i = sch.split(o, [None, 4])
+    sch.reorder(o_o, r_o, o_i, r_i)
+    _epilogue(sch, op, o_o, 3, flavour)
+    init = sch.decompose_reduction(acc, r_o)
+    for loop in sch.get_loops(init)[3:]:
+        sch.unroll(loop)
+    sch.tensorize(r_i, dot8_rows(kw_n, flavour))
+    sch.unroll(o_i)
+    sch.unroll(r_o)
+
+
+def _read_index(sch: s_tir.Schedule, block: s_tir.SBlockRV, buffer: object) -> int:
+    return next(i for i, region in enumerate(sch.get(block).reads) if region.source.same_as(buffer))
