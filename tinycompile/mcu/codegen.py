@@ -201,12 +201,52 @@ MVE_HEADER_TEXT = """\
 static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
   return vmladavaq_s8(acc, vld1q_s8(a), vld1q_s8(b));
 }
+/* the same over 8 values, widened to int16 on load (VLDRB.S16, VMLADAVA.S16) */
+static inline int32_t tc_mve_dot8(int32_t acc, const int8_t* a, const int8_t* b) {
+  return vmladavaq_s16(acc, vldrbq_s16(a), vldrbq_s16(b));
+}
+/* acc[0..3] += a[i] b[i] lane-wise (two VLDRB.S32, VMUL, VADD) */
+static inline void tc_mve_mla4(int32_t* acc, const int8_t* a, const int8_t* b) {
+  vst1q_s32(acc, vaddq_s32(vld1q_s32(acc), vmulq_s32(vldrbq_s32(a), vldrbq_s32(b))));
+}
+/* Four channels' fast requantization (tinycompile.lowering.requant.fast_requantize_expr) of the accumulators
+ * acc[0..3] with the rows rq[0..3] = (2 bias, multiplier, 2**(shift-1), shift): t2 = 2 acc + 2 bias,
+ * ((t2 M + 2**31) >> 32) + 2**(shift-1) + (t2 >> 31), shifted right by shift, plus zp, clamped to [lo, hi]. */
+static inline void tc_mve_requant4(const int32_t* acc, const int32_t* rq, int8_t* out, int32_t zp, int32_t lo, int32_t hi) {
+  const uint32x4_t rows = vmulq_n_u32(vidupq_n_u32(0, 1), 16);  /* byte offsets of the four rows */
+  const int8_t* base = (const int8_t*)rq;
+  int32x4_t t2 = vaddq_s32(vshlq_n_s32(vld1q_s32(acc), 1), vldrwq_gather_offset_s32((const int32_t*)base, rows));
+  int32x4_t y = vrmulhq_s32(t2, vldrwq_gather_offset_s32((const int32_t*)(base + 4), rows));
+  y = vaddq_s32(vaddq_s32(y, vldrwq_gather_offset_s32((const int32_t*)(base + 8), rows)), vshrq_n_s32(t2, 31));
+  y = vshlq_s32(y, vnegq_s32(vldrwq_gather_offset_s32((const int32_t*)(base + 12), rows)));
+  y = vminq_s32(vaddq_s32(y, vdupq_n_s32(zp)), vdupq_n_s32(hi));
+  vstrbq_s32(out, vmaxq_s32(y, vdupq_n_s32(lo)));
+}
 #else
 /* The sums wrap modulo 2**32 as VMLADAVA's do. */
 static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
   uint32_t s = (uint32_t)acc;
   for (int i = 0; i < 16; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
   return s <= 0x7fffffffu ? (int32_t)s : (int32_t)(s - 0x80000000u) - 0x7fffffff - 1;
+}
+static inline int32_t tc_mve_dot8(int32_t acc, const int8_t* a, const int8_t* b) {
+  uint32_t s = (uint32_t)acc;
+  for (int i = 0; i < 8; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+  return s <= 0x7fffffffu ? (int32_t)s : (int32_t)(s - 0x80000000u) - 0x7fffffff - 1;
+}
+static inline void tc_mve_mla4(int32_t* acc, const int8_t* a, const int8_t* b) {
+  for (int i = 0; i < 4; ++i) acc[i] = (int32_t)((uint32_t)acc[i] + (uint32_t)((int32_t)a[i] * (int32_t)b[i]));
+}
+/* The kernels use it only where a build-time bound proves |acc + bias| < 2**30 and every shift in [1, 31], so
+ * t2 fits int32 and the 64-bit sum cannot overflow. */
+static inline void tc_mve_requant4(const int32_t* acc, const int32_t* rq, int8_t* out, int32_t zp, int32_t lo, int32_t hi) {
+  for (int i = 0; i < 4; ++i) {
+    const int32_t* r = rq + 4 * i;
+    int32_t t2 = 2 * acc[i] + r[0];
+    int64_t high = ((int64_t)t2 * r[1] + ((int64_t)1 << 31)) >> 32;
+    int32_t y = (int32_t)((high + r[2] + (t2 < 0 ? -1 : 0)) >> r[3]) + zp;
+    out[i] = (int8_t)(y < lo ? lo : y > hi ? hi : y);
+  }
 }
 #endif
 #endif

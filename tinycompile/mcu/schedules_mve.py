@@ -105,6 +105,39 @@ def _dot8_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
         C[0] = T.call_pure_extern("int32", "tc_mve_dot8", C[0], T.address_of(A[0]), T.address_of(B[0]))
 
 
+MVE_MLA4 = "tinycompile_mve_mla_i32x4"
+
+
+@T.prim_func(s_tir=True)
+def _mla4_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (4,), "int8", offset_factor=1)
+    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4])
+        T.writes(C[0:4])
+        for i in T.serial(4):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+
+@T.prim_func(s_tir=True)
+def _mla4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (4,), "int8", offset_factor=1)
+    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4])
+        T.writes(C[0:4])
+        T.evaluate(T.call_extern("int32", "tc_mve_mla4", T.address_of(C[0]), T.address_of(A[0]), T.address_of(B[0])))
+
+
+# Lane-wise multiply-accumulate of four channels for TVM's C target (LLVM vectorizes the loop itself: VLDRB.S32
+# widening loads, VMUL, VADD).
+TensorIntrin.register(MVE_MLA4 + "_c", _mla4_desc, _mla4_impl_c, override=True)
+
+
 def dot8_rows(cols: int, flavour: str) -> str:
     """``MVE_DOT8`` over ``8 // cols`` rows of ``cols`` taps (a loop nest as a conv's kernel rows and columns
     leave it), on eight contiguous bytes; registered on first use."""
@@ -271,10 +304,18 @@ def _dwconv(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
     c_o, c_m, c_i = sch.split(c, [None, DW_LANES // 4, 4])
     sch.reorder(c_o, kh, kw, c_m, c_i)
     _epilogue(sch, op, c_o, 3, flavour)
-    sch.vectorize(c_i)
-    init = sch.decompose_reduction(acc, kh)
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.unroll(sch.get_loops(init)[-2])
+    if flavour:
+        init = sch.decompose_reduction(acc, kh)
+        sch.tensorize(c_i, MVE_MLA4 + flavour)
+    else:
+        sch.vectorize(c_i)
+        init = sch.decompose_reduction(acc, kh)
+    init_loops = sch.get_loops(init)
+    sch.unroll(init_loops[-2])
+    if flavour:
+        sch.unroll(init_loops[-1])  # TVM's C target has no vector types
+    else:
+        sch.vectorize(init_loops[-1])
     sch.unroll(kh)
     sch.unroll(kw)
     sch.unroll(c_m)
