@@ -223,26 +223,29 @@ static inline void tc_mve_requant4(const int32_t* acc, const int32_t* rq, int8_t
   vstrbq_s32(out, vmaxq_s32(y, vdupq_n_s32(lo)));
 }
 #else
-/* The sums wrap modulo 2**32 as VMLADAVA's do. */
+/* Sums wrap modulo 2**32 as the vector instructions' do, without undefined behaviour. */
+static inline int32_t tc_mve_s32(uint32_t u) {  /* the int32 of a bit pattern */
+  return u <= 0x7fffffffu ? (int32_t)u : (int32_t)(u - 0x80000000u) - 0x7fffffff - 1;
+}
 static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
   uint32_t s = (uint32_t)acc;
   for (int i = 0; i < 16; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
-  return s <= 0x7fffffffu ? (int32_t)s : (int32_t)(s - 0x80000000u) - 0x7fffffff - 1;
+  return tc_mve_s32(s);
 }
 static inline int32_t tc_mve_dot8(int32_t acc, const int8_t* a, const int8_t* b) {
   uint32_t s = (uint32_t)acc;
   for (int i = 0; i < 8; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
-  return s <= 0x7fffffffu ? (int32_t)s : (int32_t)(s - 0x80000000u) - 0x7fffffff - 1;
+  return tc_mve_s32(s);
 }
 static inline void tc_mve_mla4(int32_t* acc, const int8_t* a, const int8_t* b) {
-  for (int i = 0; i < 4; ++i) acc[i] = (int32_t)((uint32_t)acc[i] + (uint32_t)((int32_t)a[i] * (int32_t)b[i]));
+  for (int i = 0; i < 4; ++i) acc[i] = tc_mve_s32((uint32_t)acc[i] + (uint32_t)((int32_t)a[i] * (int32_t)b[i]));
 }
 /* The kernels use it only where a build-time bound proves |acc + bias| < 2**30 and every shift in [1, 31], so
- * t2 fits int32 and the 64-bit sum cannot overflow. */
+ * t2 fits int32 (2 acc alone may not: it wraps, as the kernels' doubling does) and the 64-bit sum cannot overflow. */
 static inline void tc_mve_requant4(const int32_t* acc, const int32_t* rq, int8_t* out, int32_t zp, int32_t lo, int32_t hi) {
   for (int i = 0; i < 4; ++i) {
     const int32_t* r = rq + 4 * i;
-    int32_t t2 = 2 * acc[i] + r[0];
+    int32_t t2 = tc_mve_s32((uint32_t)acc[i] * 2u + (uint32_t)r[0]);
     int64_t high = ((int64_t)t2 * r[1] + ((int64_t)1 << 31)) >> 32;
     int32_t y = (int32_t)((high + r[2] + (t2 < 0 ? -1 : 0)) >> r[3]) + zp;
     out[i] = (int8_t)(y < lo ? lo : y > hi ? hi : y);
