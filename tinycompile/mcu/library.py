@@ -119,17 +119,20 @@ def write_library(
             if cc is None:
                 raise ValueError("renaming an LLVM object's symbols needs the target's C compiler (cc)")
             codegen.rename_object_symbols(kernel, naming, firmware.toolchain_tool(cc, "objcopy"))
-    (folder / "README.md").write_text(_readme(graph, info, codegen_kind, kernel.name, naming, acle))
+    (folder / "README.md").write_text(_readme(graph, info, codegen_kind, kernel.name, naming, acle, mve))
     seconds = compiled.seconds + time.perf_counter() - start
     return Library(folder, (kernel,), info, codegen_kind, seconds, naming)
 
 
-def _readme(graph: QuantGraph, info: aot.RunnerInfo, kind: str, kernel: str, naming: Naming, acle: bool) -> str:
+def _readme(graph: QuantGraph, info: aot.RunnerInfo, kind: str, kernel: str, naming: Naming, acle: bool,
+            mve: bool = False) -> str:
     h, w, c = graph.input_shape
     compile_line = (
         "add `kernels.c` and `model.c` to your sources" if kind == "c" else "add `model.c` to your sources and link `kernels.o`"
     )
     acle_file = f", `{codegen.ACLE_HEADER}` (the DSP intrinsics: arm_acle.h's on the chip, portable C elsewhere)" if acle else ""
+    if mve:
+        acle_file += f", `{codegen.MVE_HEADER}` (the Helium operations: arm_mve.h's on the chip, portable C elsewhere)"
     run, m, p = naming.api("run"), naming.macro(""), naming.ident("")
     host = (
         "\n\nThe C sources also build on a PC (e.g. `gcc -std=gnu11 -I. your_test.c model.c kernels.c`) for unit tests: "
