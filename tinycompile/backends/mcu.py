@@ -10,7 +10,7 @@ from typing import Any
 from tinycompile.arch import WEIGHTED_OPS, Layer, Shape, numel
 from tinycompile.backends.base import Backend, BuildResult, Workload
 from tinycompile.cost.arena import VIEW_OPS
-from tinycompile.mcu.layout import constant_bytes, uses_dsp
+from tinycompile.mcu.layout import constant_bytes, simd_kind
 from tinycompile.mcu.naming import DEFAULT_NAME, Naming
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target, require
@@ -83,7 +83,7 @@ class McuBackend(Backend):
         if layer.op not in WEIGHTED_OPS:
             return 0
         cin = numel(in_shape) if layer.op == "dense" else in_shape[0]
-        dsp = uses_dsp(target.build.get("llvm_target"))
+        dsp = simd_kind(target.build.get("llvm_target"), target.build.get("simd"))
         return constant_bytes(layer.op, cin, out_shape[0], tuple(layer.kernel), dsp)  # type: ignore[arg-type]
 
     def placements(self, graph: QuantGraph, target: Target, options: dict[str, Any]) -> list[str]:

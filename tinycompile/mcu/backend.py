@@ -88,7 +88,8 @@ def build_and_run(
     b = firmware.build_config(target)
     _check_double(graph, target, codegen, b)
     compiled = compiled or compile_graph(graph)
-    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"), naming, b["cc"])
+    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"), naming, b["cc"],
+                        b.get("simd"))
     fw = out / "firmware"
     fw.mkdir(parents=True, exist_ok=True)
     firmware.write_harness(fw, vectors, b["counter"], naming)

@@ -16,17 +16,19 @@ ABI_HEADER = "tc_tvm_abi.h"
 BUILD_CONFIG = {"tirx.disable_assert": True}  # shapes are fixed at build time; the checks would only cost flash
 _INCLUDE = re.compile(r'^#include\s+"(tvm|dlpack)/[^"]+"\s*$', re.M)
 ACLE_HEADER = "tc_acle.h"
+MVE_HEADER = "tc_mve.h"
 # TVM declares every extern it calls; ours (tc_load32, the DSP kernels' tc_<ACLE intrinsic>) are static inline
 # functions or macros of the ABI and ACLE headers, which such a declaration would contradict.
 _INTRIN_DECL = re.compile(r'^#ifdef __cplusplus\nextern "C"\n#endif\nTVM_DLL int32_t tc_\w+\(.*\);\n', re.M)
 _ALLOC = re.compile(r"TVMBackendAllocWorkspace\(\s*\d+,\s*\w+,\s*\(uint64_t\)(\d+)")
 
 
-def build_c(tir: tvm.IRModule, dsp: bool = False) -> str:
+def build_c(tir: tvm.IRModule, dsp: bool = False, mve: bool = False) -> str:
     """C source of all kernels, including our own small ABI header instead of TVM's, so it builds stand-alone.
 
     ``dsp``: the kernels call the ACLE intrinsics (``__smlad``, ``__sxtb16``, ...) as ``tc_smlad``, ``tc_sxtb16``,
-    ..., so the source includes ``ACLE_HEADER`` (arm_acle.h on cores with the DSP extension, else portable C).
+    ..., so the source includes ``ACLE_HEADER`` (arm_acle.h on cores with the DSP extension, else portable C);
+    ``mve``: and the Helium kernels' ``tc_mve_*`` functions, ``MVE_HEADER`` (arm_mve.h on Helium cores).
     """
     with tvm.transform.PassContext(opt_level=3, config=BUILD_CONFIG):
         lib = tvm.tirx.build(tir, target=tvm.target.Target({"kind": "c"}))
@@ -34,6 +36,7 @@ def build_c(tir: tvm.IRModule, dsp: bool = False) -> str:
     src = _INCLUDE.sub("", src)
     src = _INTRIN_DECL.sub("", src)
     acle = f'#include "{ACLE_HEADER}"\n' if dsp else ""
+    acle += f'#include "{MVE_HEADER}"\n' if mve else ""
     return f'{_UNUSED_PRAGMAS}{acle}#include "{ABI_HEADER}"\n' + src
 
 
@@ -179,6 +182,74 @@ static inline int32_t tc_smlatb(int32_t x, int32_t y, int32_t acc) {
 }
 static inline int32_t tc_smlatt(int32_t x, int32_t y, int32_t acc) {
   return tc_acle_s32((uint32_t)acc + (uint32_t)(tc_acle_t16(x) * tc_acle_t16(y)));
+}
+#endif
+#endif
+"""
+
+
+MVE_HEADER_TEXT = """\
+/* The Helium (MVE) operations the kernels call, as tc_mve_<name>: arm_mve.h's intrinsics on a core with the integer
+ * M-profile vector extension; elsewhere (a host build of the library) portable C with the same results. */
+#ifndef TC_MVE_H
+#define TC_MVE_H
+#include <stdint.h>
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+/* acc + the dot product of 16 int8 values at a and 16 at b (two VLDRB, one VMLADAVA.S8) */
+static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
+  return vmladavaq_s8(acc, vld1q_s8(a), vld1q_s8(b));
+}
+/* the same over 8 values, widened to int16 on load (VLDRB.S16, VMLADAVA.S16) */
+static inline int32_t tc_mve_dot8(int32_t acc, const int8_t* a, const int8_t* b) {
+  return vmladavaq_s16(acc, vldrbq_s16(a), vldrbq_s16(b));
+}
+/* acc[0..3] += a[i] b[i] lane-wise (two VLDRB.S32, VMUL, VADD) */
+static inline void tc_mve_mla4(int32_t* acc, const int8_t* a, const int8_t* b) {
+  vst1q_s32(acc, vaddq_s32(vld1q_s32(acc), vmulq_s32(vldrbq_s32(a), vldrbq_s32(b))));
+}
+/* Four channels' fast requantization (tinycompile.lowering.requant.fast_requantize_expr) of the accumulators
+ * acc[0..3] with the rows rq[0..3] = (2 bias, multiplier, 2**(shift-1), shift): t2 = 2 acc + 2 bias,
+ * ((t2 M + 2**31) >> 32) + 2**(shift-1) + (t2 >> 31), shifted right by shift, plus zp, clamped to [lo, hi]. */
+static inline void tc_mve_requant4(const int32_t* acc, const int32_t* rq, int8_t* out, int32_t zp, int32_t lo, int32_t hi) {
+  const uint32x4_t rows = vmulq_n_u32(vidupq_n_u32(0, 1), 16);  /* byte offsets of the four rows */
+  const int8_t* base = (const int8_t*)rq;
+  int32x4_t t2 = vaddq_s32(vshlq_n_s32(vld1q_s32(acc), 1), vldrwq_gather_offset_s32((const int32_t*)base, rows));
+  int32x4_t y = vrmulhq_s32(t2, vldrwq_gather_offset_s32((const int32_t*)(base + 4), rows));
+  y = vaddq_s32(vaddq_s32(y, vldrwq_gather_offset_s32((const int32_t*)(base + 8), rows)), vshrq_n_s32(t2, 31));
+  y = vshlq_s32(y, vnegq_s32(vldrwq_gather_offset_s32((const int32_t*)(base + 12), rows)));
+  y = vminq_s32(vaddq_s32(y, vdupq_n_s32(zp)), vdupq_n_s32(hi));
+  vstrbq_s32(out, vmaxq_s32(y, vdupq_n_s32(lo)));
+}
+#else
+/* Sums wrap modulo 2**32 as the vector instructions' do, without undefined behaviour. */
+static inline int32_t tc_mve_s32(uint32_t u) {  /* the int32 of a bit pattern */
+  return u <= 0x7fffffffu ? (int32_t)u : (int32_t)(u - 0x80000000u) - 0x7fffffff - 1;
+}
+static inline int32_t tc_mve_dot16(int32_t acc, const int8_t* a, const int8_t* b) {
+  uint32_t s = (uint32_t)acc;
+  for (int i = 0; i < 16; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+  return tc_mve_s32(s);
+}
+static inline int32_t tc_mve_dot8(int32_t acc, const int8_t* a, const int8_t* b) {
+  uint32_t s = (uint32_t)acc;
+  for (int i = 0; i < 8; ++i) s += (uint32_t)((int32_t)a[i] * (int32_t)b[i]);
+  return tc_mve_s32(s);
+}
+static inline void tc_mve_mla4(int32_t* acc, const int8_t* a, const int8_t* b) {
+  for (int i = 0; i < 4; ++i) acc[i] = tc_mve_s32((uint32_t)acc[i] + (uint32_t)((int32_t)a[i] * (int32_t)b[i]));
+}
+/* The kernels use it only where a build-time bound proves |acc + bias| < 2**30 and every shift in [1, 31], so
+ * t2 fits int32 (2 acc alone may not: it wraps, as the kernels' doubling does) and the 64-bit sum cannot overflow. */
+static inline void tc_mve_requant4(const int32_t* acc, const int32_t* rq, int8_t* out, int32_t zp, int32_t lo, int32_t hi) {
+  for (int i = 0; i < 4; ++i) {
+    const int32_t* r = rq + 4 * i;
+    int32_t t2 = tc_mve_s32((uint32_t)acc[i] * 2u + (uint32_t)r[0]);
+    int64_t high = ((int64_t)t2 * r[1] + ((int64_t)1 << 31)) >> 32;
+    int32_t y = (int32_t)((high + r[2] + (t2 < 0 ? -1 : 0)) >> r[3]) + zp;
+    out[i] = (int8_t)(y < lo ? lo : y > hi ? hi : y);
+  }
 }
 #endif
 #endif

@@ -19,6 +19,7 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from tinycompile.errors import UserError
+from tinycompile.mcu.layout import check_simd
 from tinycompile.mcu.naming import Naming
 from tinycompile.targets import Target
 
@@ -77,6 +78,10 @@ def build_config(target: Target, emulator: bool = True) -> dict[str, Any]:
         raise UserError(f"{target.path}: build section lacks {', '.join(missing)}; see hw_targets/cortex-m4.yaml")
     if b["counter"] not in _COUNTERS:
         raise UserError(f"{target.path}: build.counter must be one of {', '.join(_COUNTERS)}, but got {b['counter']!r}")
+    if "simd" in b:
+        wrong = check_simd(b["llvm_target"], b["simd"])
+        if wrong:
+            raise UserError(f"{target.path}: {wrong}")
     return dict(b)
 
 

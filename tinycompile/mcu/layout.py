@@ -10,13 +10,47 @@ from __future__ import annotations
 
 from math import prod
 
-DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55")
+DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55", "cortex-m85")
+MVE_CPUS = ("cortex-m55", "cortex-m85")  # Armv8.1-M with the integer M-profile vector extension (Helium)
+SIMD = ("dsp", "mve")  # the values of a target's build.simd
+MVE_LANES = 16  # int8 lanes of a Helium vector
 TABLE_BYTES_PER_CHANNEL = (12, 16)  # int32 (bias, multiplier, shift), or the fast form's one (C, 4) int32 table
 
 
 def uses_dsp(llvm_target: dict | None) -> bool:
     """Whether the LLVM target is an Arm core with the DSP extension."""
     return bool(llvm_target) and str(llvm_target.get("mcpu", "")) in DSP_CPUS
+
+
+def simd_kind(llvm_target: dict | None, simd: str | None = None) -> str | None:
+    """The SIMD schedules a build uses: ``simd`` (the target's ``build.simd``, checked by ``check_simd``) where set,
+    else ``"dsp"`` on Arm cores with the DSP extension, else None (the portable schedules)."""
+    if simd is not None:
+        return simd
+    return "dsp" if uses_dsp(llvm_target) else None
+
+
+def check_simd(llvm_target: dict | None, simd: object) -> str | None:
+    """The reason a target's ``build.simd`` cannot be used on its core, or None when it can."""
+    cpu = str((llvm_target or {}).get("mcpu", ""))
+    if simd not in SIMD:
+        return f"build.simd must be one of {', '.join(SIMD)}, but got {simd!r}"
+    if simd == "mve" and cpu not in MVE_CPUS:
+        return f"build.simd mve needs a core with Helium ({', '.join(MVE_CPUS)}), but build.llvm_target.mcpu is {cpu or 'unset'}"
+    if cpu not in DSP_CPUS:
+        return f"build.simd {simd} needs an Arm core with the DSP extension ({', '.join(DSP_CPUS)}), but build.llvm_target.mcpu is {cpu or 'unset'}"
+    return None
+
+
+def mve_conv(op: str, cin: int, kernel: tuple[int, int]) -> bool:
+    """Whether a conv's Helium schedule reads its weight as it is (int8): input channels in whole vectors, or one
+    input channel and windows of whole half vectors (eight taps)."""
+    return op == "conv" and (cin % MVE_LANES == 0 or (cin == 1 and kernel[0] * kernel[1] % (MVE_LANES // 2) == 0))
+
+
+def mve_dwconv(op: str, channels: int) -> bool:
+    """Whether a depthwise conv's Helium schedule reads its weight as it is (int8, channels in whole vectors)."""
+    return op == "dwconv" and channels % MVE_LANES == 0
 
 
 def _up4(v: int) -> int:
@@ -34,11 +68,14 @@ def dot_axis(op: str, cin: int, kernel: tuple[int, int]) -> str | None:
     return "ci" if 3 * _up4(cin) <= 4 * cin else None
 
 
-def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool) -> int:
-    """Bytes of a conv / dwconv / dense weight as the kernel reads it (int8, or the DSP schedules' int16 packing)."""
+def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None) -> int:
+    """Bytes of a conv / dwconv / dense weight as the kernel reads it (int8, or the DSP schedules' int16 packing);
+    ``dsp``: a ``simd_kind`` (True: "dsp")."""
     kh, kw = kernel
-    if op == "dense":
-        return cin * cout
+    if op == "dense" or (dsp == "mve" and mve_conv(op, cin, kernel)):
+        return cin * cout * kh * kw
+    if dsp == "mve" and mve_dwconv(op, cout):
+        return kh * kw * cout
     if op == "dwconv":
         return kh * kw * cout * (2 if dsp and cout % 4 == 0 else 1)
     axis = dot_axis(op, cin, kernel) if dsp else None
@@ -49,6 +86,6 @@ def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: boo
     return prod((cout, kh, kw, cin))
 
 
-def constant_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool) -> int:
+def constant_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None) -> int:
     """Flash bytes of a weighted layer's constants: its weight and, at most, its requantization tables."""
     return weight_bytes(op, cin, cout, kernel, dsp) + cout * max(TABLE_BYTES_PER_CHANNEL)

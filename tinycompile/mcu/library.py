@@ -12,7 +12,7 @@ from tinycompile.arch import ArchSpec
 from tinycompile.cost.memory import MemoryPlan, choose
 from tinycompile.errors import UserError
 from tinycompile.mcu import aot, codegen, firmware
-from tinycompile.mcu.layout import uses_dsp
+from tinycompile.mcu.layout import simd_kind
 from tinycompile.mcu.lower import Lowered, lower
 from tinycompile.mcu.naming import Naming
 from tinycompile.quant.graph import QuantGraph, spec_of
@@ -42,26 +42,27 @@ class Compiled:
     workspace: int
     seconds: float
     graph: QuantGraph | None = None
-    variants: dict[tuple[str, bool], tuple[Lowered, str, int]] = field(default_factory=dict)
+    variants: dict[tuple[str, str | None], tuple[Lowered, str, int]] = field(default_factory=dict)
     memory: MemoryPlan | None = None  # the arena plan the runner uses (None: the per-layer plan of the graph)
 
-    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str, int]:
+    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None, simd: str | None = None) -> tuple[Lowered, str, int]:
         """The lowering, its C source (for the C codegen) and its kernel scratch in bytes, for a build with
         ``codegen_kind`` for the chip of ``llvm_target``: schedules differ per codegen and for cores with the DSP
         extension. An LLVM variant allocates what the C variant of the same schedule does (the same TIR but for
-        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C."""
-        key = (codegen_kind, uses_dsp(llvm_target))
-        if key == ("c", False) or self.graph is None:
+        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C. ``simd``:
+        the target's ``build.simd`` (``layout.simd_kind``)."""
+        key = (codegen_kind, simd_kind(llvm_target, simd))
+        if key == ("c", None) or self.graph is None:
             return self.lowered, self.c_source, self.workspace
         if key not in self.variants:
             start = time.perf_counter()
             lowered = _lower(self.graph, self.memory, *key)
             if key[0] == "c":
-                src = codegen.build_c(lowered.tir, dsp=key[1])
+                src = codegen.build_c(lowered.tir, dsp=key[1] is not None, mve=key[1] == "mve")
                 scratch = codegen.workspace_bytes(src)
             else:
                 src = ""
-                scratch = self.lowered_for("c", llvm_target)[2]
+                scratch = self.lowered_for("c", llvm_target, simd)[2]
             self.variants[key] = (lowered, src, scratch)
             self.seconds += time.perf_counter() - start
         return self.variants[key]
@@ -78,7 +79,7 @@ def compile_graph(graph: QuantGraph, memory: MemoryPlan | None = None) -> Compil
     return Compiled(lowered, src, codegen.workspace_bytes(src), time.perf_counter() - start, graph, memory=memory)
 
 
-def _lower(graph: QuantGraph, memory: MemoryPlan | None, codegen_kind: str = "c", dsp: bool = False) -> Lowered:
+def _lower(graph: QuantGraph, memory: MemoryPlan | None, codegen_kind: str = "c", dsp: bool | str | None = False) -> Lowered:
     if memory is None or memory.patch is None:
         return lower(graph, codegen_kind, dsp)
     from tinycompile.mcu.patches import lower_patched
@@ -95,27 +96,32 @@ def write_library(
     llvm_target: dict[str, Any] | None,
     naming: Naming = Naming(),
     cc: str | None = None,
+    simd: str | None = None,
 ) -> Library:
     """Write the library into ``folder`` (C kernels, or an object built with ``llvm_target``), its exported names as
     ``naming`` gives them. ``cc``: the target's C compiler, whose objcopy renames the symbols of an LLVM object
-    (needed only then, with a name other than the default)."""
+    (needed only then, with a name other than the default); ``simd``: the target's ``build.simd``."""
     if codegen_kind not in CODEGENS:
         raise UserError(f"--codegen must be one of {', '.join(CODEGENS)}, but got {codegen_kind!r}")
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = compiled.memory or choose(spec)
-    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target)
+    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target, simd)
     header, source, info = aot.generate(graph, spec, lowered, plan, scratch, naming)
     (folder / codegen.ABI_HEADER).write_text(naming.rename_source(codegen.ABI_HEADER_TEXT))
     (folder / "model.h").write_text(header)
     (folder / "model.c").write_text(source)
     (folder / codegen.ACLE_HEADER).unlink(missing_ok=True)  # a folder written before may hold one
+    (folder / codegen.MVE_HEADER).unlink(missing_ok=True)
     acle = codegen_kind == "c" and f'#include "{codegen.ACLE_HEADER}"' in c_source  # DSP kernels in C
+    mve = codegen_kind == "c" and f'#include "{codegen.MVE_HEADER}"' in c_source  # Helium kernels in C
     if codegen_kind == "c":
         kernel = folder / "kernels.c"
         kernel.write_text(naming.rename_source(c_source))
         if acle:
             (folder / codegen.ACLE_HEADER).write_text(codegen.ACLE_HEADER_TEXT)
+        if mve:
+            (folder / codegen.MVE_HEADER).write_text(codegen.MVE_HEADER_TEXT)
     else:
         if llvm_target is None:
             raise UserError("--codegen llvm needs build.llvm_target in the target's YAML")
@@ -125,17 +131,20 @@ def write_library(
             if cc is None:
                 raise ValueError("renaming an LLVM object's symbols needs the target's C compiler (cc)")
             codegen.rename_object_symbols(kernel, naming, firmware.toolchain_tool(cc, "objcopy"))
-    (folder / "README.md").write_text(_readme(graph, info, codegen_kind, kernel.name, naming, acle))
+    (folder / "README.md").write_text(_readme(graph, info, codegen_kind, kernel.name, naming, acle, mve))
     seconds = compiled.seconds + time.perf_counter() - start
     return Library(folder, (kernel,), info, codegen_kind, seconds, naming)
 
 
-def _readme(graph: QuantGraph, info: aot.RunnerInfo, kind: str, kernel: str, naming: Naming, acle: bool) -> str:
+def _readme(graph: QuantGraph, info: aot.RunnerInfo, kind: str, kernel: str, naming: Naming, acle: bool,
+            mve: bool = False) -> str:
     h, w, c = graph.input_shape
     compile_line = (
         "add `kernels.c` and `model.c` to your sources" if kind == "c" else "add `model.c` to your sources and link `kernels.o`"
     )
     acle_file = f", `{codegen.ACLE_HEADER}` (the DSP intrinsics: arm_acle.h's on the chip, portable C elsewhere)" if acle else ""
+    if mve:
+        acle_file += f", `{codegen.MVE_HEADER}` (the Helium operations: arm_mve.h's on the chip, portable C elsewhere)"
     run, m, p = naming.api("run"), naming.macro(""), naming.ident("")
     host = (
         "\n\nThe C sources also build on a PC (e.g. `gcc -std=gnu11 -I. your_test.c model.c kernels.c`) for unit tests: "

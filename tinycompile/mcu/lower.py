@@ -24,7 +24,7 @@ from tvm import relax, s_tir, tirx
 
 from tinycompile.errors import UserError
 from tinycompile.lowering import OP_ATTR, OP_INDEX_ATTR, op_of, to_relax
-from tinycompile.mcu import packing, schedules
+from tinycompile.mcu import packing, schedules, schedules_mve
 from tinycompile.quant.graph import QOp, QuantGraph
 
 # Fusion across ops is off (level 0): a fused kernel would read one planned buffer while writing another that the
@@ -69,14 +69,15 @@ class Lowered:
     stage_calls: int = 0  # the first calls are the patch stage's kernels (``patches``), run once per patch
 
 
-def lower(graph: QuantGraph, codegen: str = "c", dsp: bool = False) -> Lowered:
+def lower(graph: QuantGraph, codegen: str = "c", dsp: bool | str | None = False) -> Lowered:
     """Run all stages on ``graph`` for TVM's ``codegen`` ("c" or "llvm"); ``dsp``: schedule for Arm's DSP extension
-    with that codegen's flavour of the intrinsics (see ``schedules``)."""
+    with that codegen's flavour of the intrinsics (see ``schedules``), ``"mve"``: Helium where ``schedules_mve``
+    takes a kernel, the DSP extension elsewhere."""
     dead = dead_ops(graph)
     if dead:
         # Relax's dead-code elimination would drop their kernels: the arena would plan outputs no kernel writes.
         raise UserError(f"op(s) {', '.join(map(str, dead))} do not contribute to the graph's output (the last op); remove them before compiling")
-    mod = run_relax_pipeline(to_relax(graph, packing.dsp_weight if dsp else None))
+    mod = run_relax_pipeline(to_relax(graph, packing.mve_weight if dsp == "mve" else packing.dsp_weight if dsp else None))
     calls = extract_calls(mod)
     tir_mod, calls = share_kernels(mod, calls)
     tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, codegen, dsp)
@@ -98,13 +99,17 @@ def run_relax_pipeline(mod: tvm.IRModule) -> tvm.IRModule:
     return tvm.transform.Sequential(passes)(mod)
 
 
-def schedule(mod: tvm.IRModule, ops: dict[str, QOp], codegen: str = "c", dsp: bool = False) -> tvm.IRModule:
+def schedule(mod: tvm.IRModule, ops: dict[str, QOp], codegen: str = "c", dsp: bool | str | None = False) -> tvm.IRModule:
     """Schedule each kernel (see ``schedules``): int32 indices, tiles, the fused epilogue, the padded-input stage."""
     out = {}
     for gv, func in mod.functions.items():
         func = tirx.transform.ForceNarrowIndexToInt32()(tvm.IRModule({"main": func}))["main"]
         sch = s_tir.Schedule(func)
-        schedules.schedule_kernel(sch, ops.get(gv.name_hint), codegen, dsp)
+        op = ops.get(gv.name_hint)
+        if dsp == "mve" and schedules_mve.takes(op):
+            schedules_mve.schedule_kernel(sch, op, codegen)
+        else:
+            schedules.schedule_kernel(sch, op, codegen, bool(dsp))
         out[gv] = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
     return tvm.IRModule(out)
 

@@ -20,6 +20,14 @@ def dsp_weight(op: QOp) -> np.ndarray:
     return op.tensors["weight"]
 
 
+def mve_weight(op: QOp) -> np.ndarray:
+    """The weight constant as the Helium builds read it: int8 as it is where ``schedules_mve`` takes the op (see
+    ``layout.mve_conv``), else ``dsp_weight``'s layout for the DSP schedules."""
+    if layout.mve_conv(op.op, op.in_shapes[0][2], tuple(op.kernel)) or layout.mve_dwconv(op.op, op.out_shape[2]):
+        return op.tensors["weight"]
+    return dsp_weight(op)
+
+
 def dot_axis(op: QOp) -> str | None:
     """The reduction axis of ``op``'s packed 4-way int8 dot product (see ``layout.dot_axis``)."""
     return layout.dot_axis(op.op, op.in_shapes[0][2], tuple(op.kernel))

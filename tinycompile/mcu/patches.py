@@ -128,7 +128,7 @@ static void tc_patch_store(int8_t* dst, const int8_t* p, int32_t a, int32_t b, i
 """
 
 
-def lower_patched(graph: QuantGraph, spec: ArchSpec, plan: PatchPlan, codegen: str = "c", dsp: bool = False) -> Lowered:
+def lower_patched(graph: QuantGraph, spec: ArchSpec, plan: PatchPlan, codegen: str = "c", dsp: bool | str | None = False) -> Lowered:
     """The stage's kernels (renamed ``patch_*``) then the rest's, in one TIR module; the rest's calls name the
     original graph's ops and tensors."""
     first, rest = split(graph, spec, plan)
