@@ -23,18 +23,39 @@ _REGISTERED: set[str] = set()  # the intrinsics registered on first use
 MVE_DOT16 = "tinycompile_mve_vmladava_i8x16"
 
 
-@T.prim_func(s_tir=True)
-def _dot16_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-    B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:1], A[0:16], B[0:16])
-        T.writes(C[0:1])
-        for i in T.serial(16):
-            with T.sblock("update"):
-                vi = T.axis.remap("R", [i])
-                C[0] = C[0] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+def _dot_desc(n: int) -> object:
+    """An int8 dot product of ``n`` taps accumulated into an int32 (what both dot-product intrinsics compute)."""
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (n,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (n,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:n], B[0:n])
+            T.writes(C[0:1])
+            for i in T.serial(n):
+                with T.sblock("update"):
+                    vi = T.axis.remap("R", [i])
+                    C[0] = C[0] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+    return desc
+
+
+def _dot_impl_c(n: int) -> object:
+    """The dot product as TVM's C target calls it: ``tc_mve_dot<n>`` of ``tc_mve.h``."""
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (n,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (n,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:n], B[0:n])
+            T.writes(C[0:1])
+            C[0] = T.call_pure_extern("int32", f"tc_mve_dot{n}", C[0], T.address_of(A[0]), T.address_of(B[0]))
+
+    return impl
 
 
 @T.prim_func(s_tir=True)
@@ -51,32 +72,7 @@ def _dot16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
             T.int32(0), T.int32(0), T.int32(0), C[0], A.vload([0], "int8x16"), B.vload([0], "int8x16"))
 
 
-@T.prim_func(s_tir=True)
-def _dot16_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-    B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:1], A[0:16], B[0:16])
-        T.writes(C[0:1])
-        C[0] = T.call_pure_extern("int32", "tc_mve_dot16", C[0], T.address_of(A[0]), T.address_of(B[0]))
-
-
 MVE_DOT8 = "tinycompile_mve_vmladava_i16x8"
-
-
-@T.prim_func(s_tir=True)
-def _dot8_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (8,), "int8", offset_factor=1)
-    B = T.match_buffer(b, (8,), "int8", offset_factor=1)
-    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:1], A[0:8], B[0:8])
-        T.writes(C[0:1])
-        for i in T.serial(8):
-            with T.sblock("update"):
-                vi = T.axis.remap("R", [i])
-                C[0] = C[0] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
 
 
 @T.prim_func(s_tir=True)
@@ -92,17 +88,6 @@ def _dot8_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
             "int32", "llvm.arm.mve.vmldava.v8i16",
             T.int32(0), T.int32(0), T.int32(0), C[0],
             T.Cast("int16x8", A.vload([0], "int8x8")), T.Cast("int16x8", B.vload([0], "int8x8")))
-
-
-@T.prim_func(s_tir=True)
-def _dot8_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (8,), "int8", offset_factor=1)
-    B = T.match_buffer(b, (8,), "int8", offset_factor=1)
-    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:1], A[0:8], B[0:8])
-        T.writes(C[0:1])
-        C[0] = T.call_pure_extern("int32", "tc_mve_dot8", C[0], T.address_of(A[0]), T.address_of(B[0]))
 
 
 MVE_MLA4 = "tinycompile_mve_mla_i32x4"
@@ -159,16 +144,16 @@ def dot8_rows(cols: int, flavour: str) -> str:
                     vi, vj = T.axis.remap("RR", [i, j])
                     C[0] = C[0] + T.Cast("int32", A[vi * cols + vj]) * T.Cast("int32", B[vi * cols + vj])
 
-    TensorIntrin.register(name, desc, _dot8_impl if flavour == "" else _dot8_impl_c, override=True)
+    TensorIntrin.register(name, desc, _dot8_impl if flavour == "" else _dot_impl_c(8), override=True)
     _REGISTERED.add(name)
     return name
 
 
-TensorIntrin.register(MVE_DOT16, _dot16_desc, _dot16_impl, override=True)
-TensorIntrin.register(MVE_DOT8, _dot8_desc, _dot8_impl, override=True)
-TensorIntrin.register(MVE_DOT8 + "_c", _dot8_desc, _dot8_impl_c, override=True)
+TensorIntrin.register(MVE_DOT16, _dot_desc(16), _dot16_impl, override=True)
+TensorIntrin.register(MVE_DOT8, _dot_desc(8), _dot8_impl, override=True)
+TensorIntrin.register(MVE_DOT8 + "_c", _dot_desc(8), _dot_impl_c(8), override=True)
 # TVM's C target: calls of the tc_mve_* functions of ``codegen.MVE_HEADER_TEXT`` (arm_mve.h on a Helium core)
-TensorIntrin.register(MVE_DOT16 + "_c", _dot16_desc, _dot16_impl_c, override=True)
+TensorIntrin.register(MVE_DOT16 + "_c", _dot_desc(16), _dot_impl_c(16), override=True)
 FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
 
 
