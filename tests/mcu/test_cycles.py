@@ -186,7 +186,8 @@ def test_riscv_table() -> None:
     ({"dual_issue": 2}, "timing.dual_issue"),
     ({"bogus": 1}, "unknown key(s) timing.bogus"),
     ({"memory": {"wait_states": 5}}, "timing.memory.line_bytes"),
-    ({"isa": "riscv", "cycles": {"alu": 1, "mul": 1, "div": 1, "load": 1, "store": 1, "branch": 1}}, "does not match"),
+    ({"isa": "riscv", "cycles": {"alu": 1, "shift": 1, "mul": 1, "div": 1, "load": 1, "store": 1, "branch": 1}},
+     "does not match"),
 ])  # fmt: skip
 def test_back_end_refuses_a_bad_timing_section(change, message) -> None:
     target = load_target("cortex-m4")
