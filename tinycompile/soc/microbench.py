@@ -1,9 +1,10 @@
 """Cycles of short instruction patterns on the SoC's core, read from mcycle on the RTL: the measurements behind the
 soc-vexriscv target's ``timing:`` table, and the model's own price of the same patterns to compare.
 
-Each pattern is assembled 16 times in a row inside a loop of 64 iterations (1,024 copies); the cycles of the same
-loop with an empty body are subtracted and the rest divided by 1,024: a pattern's cost in steady state, loop and
-counter reads excluded. The data patterns address a 64 KiB buffer through ``a1``.
+Each pattern is assembled 16 times in a row inside a loop of 64 iterations (1,024 copies), run twice (the second run
+is timed: its code is in the instruction cache); the cycles of the same loop with an empty body are subtracted and
+the rest divided by 1,024: a pattern's cost in steady state, loop and counter reads excluded. The data patterns
+address a 64 KiB buffer through ``a1``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ ITERATIONS = 64
 class Pattern:
     """A few instructions: ``body`` as the assembler reads it (one instruction per line, run in a loop), ``setup``
     before the loop; ``qemu``: the same as QEMU prints it (offsets for labels) when it differs from ``body``;
-    ``taken``: the pattern's transfer of control (its first) is taken, to the next copy."""
+    ``taken``: the pattern's transfer of control (its first) is taken, to the next copy; ``tolerance``: how far
+    the model may be from the RTL (cycles per copy) -- a cycle where the core's cost depends on where the fetch unit
+    stands (a redirect's distance and alignment, a replayed load's), which the table averages."""
 
     name: str
     body: tuple[str, ...]
     setup: tuple[str, ...] = ()
     qemu: tuple[str, ...] = ()
     taken: bool = False
+    tolerance: float = 0.1
 
 
 # The table's evidence: one pattern per rule (see hw_targets/soc-vexriscv.yaml).
@@ -47,16 +51,19 @@ PATTERNS = (
     Pattern("div", ("div t1,t2,t3",), ("li t2,1000", "li t3,7")),
     Pattern("store, alu", ("sw t1,0(a1)", "addi t3,t3,1")),
     Pattern("store, store", ("sw t1,0(a1)", "sw t1,4(a1)")),
-    Pattern("store, load of that word", ("sw t1,0(a1)", "lw t2,0(a1)")),
-    Pattern("store, one, load of that word", ("sw t1,0(a1)", "addi t3,t3,1", "lw t2,0(a1)")),
+    Pattern("store, load of that word", ("sw t1,0(a1)", "lw t2,0(a1)"), tolerance=1.0),  # replay: 5 to 8
+    Pattern("store, one, load of that word", ("sw t1,0(a1)", "addi t3,t3,1", "lw t2,0(a1)"), tolerance=1.0),
     Pattern("store, two, load of that word", ("sw t1,0(a1)", "addi t3,t3,1", "addi t4,t4,1", "lw t2,0(a1)")),
     Pattern("store, load of the next word", ("sw t1,0(a1)", "lw t2,4(a1)")),
     Pattern("load missing the D$", ("lw t1,0(a1)", "addi a1,a1,32")),
     Pattern("forward branch not taken", ("bne zero,zero,.+4",), qemu=("bne zero,zero,4",)),
+    # a mispredicted transfer: 4 to 5 cycles, JAL 2 to 3, by the target's distance and the fetch line
     Pattern("forward branch taken", ("beq zero,zero,.+8", "addi zero,zero,0"), qemu=("beq zero,zero,8", "nop"),
-            taken=True),
-    Pattern("jal to a word", ("jal zero,.+4",), qemu=("j 4",), taken=True),
-    Pattern("jalr", ("auipc a2,0", "jalr zero,8(a2)"), qemu=("auipc a2,0", "jr 8(a2)"), taken=True),
+            taken=True, tolerance=1.0),
+    Pattern("forward branch taken, far", ("beq zero,zero,.+36", *("addi zero,zero,0",) * 8),
+            qemu=("beq zero,zero,36", *("nop",) * 8), taken=True, tolerance=1.0),
+    Pattern("jal to a word", ("jal zero,.+4",), qemu=("j 4",), taken=True, tolerance=1.0),
+    Pattern("jalr", ("auipc a2,0", "jalr zero,8(a2)"), qemu=("auipc a2,0", "jr 8(a2)"), taken=True, tolerance=1.0),
 )
 
 
@@ -74,10 +81,10 @@ def _program(patterns: tuple[Pattern, ...]) -> str:
            "return v; }",
            "int main(void) {", "  uint32_t t0, t1;"]
     for p in (Pattern("empty", ()), *patterns):
-        out += ["  t0 = cyc();",
-                f'  __asm__ volatile("mv a1,%0\\n{_asm(p)}" : : "r"(buf) : "t0", "t1", "t2", "t3", "t4", "t5", "t6", '
+        out += ["  for (int run = 0; run < 2; run++) {", "    t0 = cyc();",
+                f'    __asm__ volatile("mv a1,%0\\n{_asm(p)}" : : "r"(buf) : "t0", "t1", "t2", "t3", "t4", "t5", "t6", '
                 '"a1", "a2", "memory");',
-                "  t1 = cyc();", f'  printf("{p.name}\\t%lu\\n", (unsigned long)(t1 - t0));']
+                "    t1 = cyc();", "  }", f'  printf("{p.name}\\t%lu\\n", (unsigned long)(t1 - t0));']
     out += ["  exit(0);", "}"]
     return "\n".join(out) + "\n"
 
