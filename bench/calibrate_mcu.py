@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/calibrate_mcu.py`` (~2 min on 2 cores) -> a table 
 
 For each target it builds a handful of varied networks (DS-CNN and random candidates of the cnn1d / cnn2d search
 spaces, random weights) with the codegen ``tinycompile build`` uses by default (TVM's C), runs them on QEMU,
-bit-exact against the integer reference, and reads each layer's instruction count. ``cost.model.mcu_layer_cycles``
+bit-exact against the integer reference, and reads each layer's instruction count. ``McuBackend.layer_cycles``
 is linear in the coefficients, so each layer gives one row of a linear system: its features are the formula
 evaluated with one coefficient set to 1 and the others to 0 (the formula itself, not a copy of it). The fit is a
 non-negative least squares over relative errors (rows divided by the measured count, floored at ``MIN_WEIGHT``
@@ -45,7 +45,7 @@ from bench_mcu import ds_cnn  # noqa: E402
 
 from tinycompile.arch import ArchSpec  # noqa: E402
 from tinycompile.cost.arena import VIEW_OPS  # noqa: E402
-from tinycompile.cost.model import mcu_layer_cycles  # noqa: E402
+from tinycompile.backends.mcu import McuBackend  # noqa: E402
 from tinycompile.mcu.backend import build_and_run  # noqa: E402
 from tinycompile.mcu.library import compile_graph  # noqa: E402
 from tinycompile.model import SpecNet  # noqa: E402
@@ -97,7 +97,7 @@ def features(spec: ArchSpec, target: Target) -> tuple[list[int], np.ndarray]:
         row = []
         for name in COEFFS:
             unit = replace(target, cycles={k: float(k == name) for k in COEFFS})
-            row.append(mcu_layer_cycles(layer, in_shape, shapes[i], macs[i], unit))
+            row.append(McuBackend().layer_cycles(layer, in_shape, shapes[i], macs[i], unit))
         rows.append(row)
         index.append(i)
     return index, np.array(rows, dtype=np.float64)
