@@ -43,7 +43,7 @@ def kernel_misses(trace: Trace, memory_insns: dict[int, list[int]], pcs: np.ndar
     need = len(expected)
     # QEMU is stopped at the last kernel's end: the accesses of the last piece may not have been recorded.
     short = need - len(pcs)
-    if short > counts[-1]:
+    if short > (int(counts[-1]) if len(counts) else 0):
         raise ValueError(f"QEMU recorded {len(pcs):,} data accesses, the traced stream has {need:,}")
     have = min(need, len(pcs))
     got = pcs[:have] & ~np.uint32(1)

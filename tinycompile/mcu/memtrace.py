@@ -11,6 +11,7 @@ QEMU being killed at the last kernel's end (:func:`tinycompile.mcu.trace.trace_f
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -109,7 +110,7 @@ def plugin() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     src = folder / f"tc_memtrace_{digest}.c"
     src.write_text(_SOURCE)
-    tmp = lib.with_suffix(".tmp")
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")  # per process: two first builds at once do not share a file
     res = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-o", str(tmp), str(src)],
                          capture_output=True, text=True)
     if res.returncode != 0:
