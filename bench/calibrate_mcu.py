@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/calibrate_mcu.py`` (~2 min on 2 cores) -> a table 
 
 For each target it builds a handful of varied networks (DS-CNN and random candidates of the cnn1d / cnn2d search
 spaces, random weights) with the codegen ``tinycompile build`` uses by default (TVM's C), runs them on QEMU,
-bit-exact against the integer reference, and reads each layer's instruction count. ``cost.model.mcu_layer_cycles``
+bit-exact against the integer reference, and reads each layer's instruction count. ``McuBackend.layer_cycles``
 is linear in the coefficients, so each layer gives one row of a linear system: its features are the formula
 evaluated with one coefficient set to 1 and the others to 0 (the formula itself, not a copy of it). The fit is a
 non-negative least squares over relative errors (rows divided by the measured count, floored at ``MIN_WEIGHT``
@@ -12,7 +12,14 @@ instructions so tiny layers do not dominate). QEMU counts instructions, not cycl
 instructions per MAC / element / output / layer, which the cost model uses as cycles (one instruction ~ one cycle on
 these in-order cores for this code).
 
-``--write-yaml`` puts the fitted values into the four YAMLs (only the ``cycles:`` values and the comment above them).
+``--targets soc-vexriscv`` fits the SoC's core to cycles instead: the same rv32imc library, its per-layer cycles
+estimated by the soc-vexriscv target's ``timing:`` model (QEMU's trace and data addresses priced as the VexRiscv
+core and its caches; within 3% of the RTL's mcycle per layer on DS-CNN and on the held-out network below, see
+bench/bench_soc.py), without the RTL (17 M DS-CNN cycles take a minute of simulation).
+
+Every target is also checked on a held-out network (tests/mcu/test_calibration.py's, in no fit).
+
+``--write-yaml`` puts the fitted values into the YAMLs (only the ``cycles:`` values and the comment above them).
 """
 
 from __future__ import annotations
@@ -38,12 +45,14 @@ from bench_mcu import ds_cnn  # noqa: E402
 
 from tinycompile.arch import ArchSpec  # noqa: E402
 from tinycompile.cost.arena import VIEW_OPS  # noqa: E402
-from tinycompile.cost.model import mcu_layer_cycles  # noqa: E402
+from tinycompile.backends.mcu import McuBackend  # noqa: E402
 from tinycompile.mcu.backend import build_and_run  # noqa: E402
 from tinycompile.mcu.library import compile_graph  # noqa: E402
 from tinycompile.model import SpecNet  # noqa: E402
 from tinycompile.quant.quantize import quantize  # noqa: E402
 from tinycompile.search.space import load_space  # noqa: E402
+from tinycompile.soc.estimate import estimate_kernels  # noqa: E402
+from tinycompile.soc.run import build_firmware, per_layer  # noqa: E402
 from tinycompile.targets import Target, load_target  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -88,22 +97,30 @@ def features(spec: ArchSpec, target: Target) -> tuple[list[int], np.ndarray]:
         row = []
         for name in COEFFS:
             unit = replace(target, cycles={k: float(k == name) for k in COEFFS})
-            row.append(mcu_layer_cycles(layer, in_shape, shapes[i], macs[i], unit))
+            row.append(McuBackend().layer_cycles(layer, in_shape, shapes[i], macs[i], unit))
         rows.append(row)
         index.append(i)
     return index, np.array(rows, dtype=np.float64)
 
 
 def measure(spec: ArchSpec, target: Target, codegen: str, folder: Path, seed: int) -> tuple[dict[int, float], bool]:
-    """Per-layer instructions of one inference of ``spec`` (random weights) on ``target``'s QEMU, and bit-exactness."""
+    """Per-layer instructions of one inference of ``spec`` (random weights) on ``target``'s QEMU, and bit-exactness;
+    for a SoC target, its core's cycles estimated from the QEMU run of its ``soc.instructions`` target."""
     torch.manual_seed(seed)
     model = SpecNet(spec).eval()
     rng = np.random.default_rng(seed)
     calib = rng.normal(0, 1, (64, *spec.input_shape)).astype(np.float32)
     graph = quantize(spec, model, calib)
     vectors = graph.quantize_input(calib[:VECTORS])
-    res = build_and_run(graph, spec, target, folder, vectors, codegen, compiled=compile_graph(graph))
+    compiled = compile_graph(graph)
+    qemu = load_target(target.raw["soc"]["instructions"]) if target.kind == "soc" else target
+    res = build_and_run(graph, spec, qemu, folder, vectors, codegen, compiled=compiled)
     layers = {row["index"]: float(row["measured_instructions"]) for row in res.report["layers"] if row["measured_instructions"] is not None}
+    if target.kind == "soc":
+        lib, elf = build_firmware(graph, spec, target, folder / "soc", vectors, compiled)
+        kernels = estimate_kernels(res.elf, qemu, elf, target, len(lib.info.kernels))
+        cycles = per_layer(lib.info.kernel_ops, [k.cycles for k in kernels], len(spec.layers))
+        layers = {i: c for i, c in enumerate(cycles) if c is not None}
     return layers, res.ok
 
 
@@ -129,6 +146,21 @@ def errors(a: np.ndarray, y: np.ndarray, coef: np.ndarray, groups: list[str]) ->
     return {"layer_mean": float(rel.mean()), "layer_max": float(rel.max()), "network_mean": float(np.mean(tot)), "network_max": float(np.max(tot))}
 
 
+def held_out(target: Target, coef: np.ndarray, codegen: str, tmp: Path) -> dict:
+    """The fitted model on tests/mcu/test_calibration.py's held-out network: total and per-layer errors."""
+    sys.path.insert(0, str(REPO / "tests" / "mcu"))
+    from test_calibration import HELD_OUT
+
+    index, a = features(HELD_OUT, target)
+    measured, ok = measure(HELD_OUT, target, codegen, tmp / f"{target.name}-held-out", 11)
+    y = np.array([measured[i] for i in index])
+    pred = a @ coef
+    return {"bit_exact": ok, "measured": float(y.sum()), "predicted": round(float(pred.sum())),
+            "relative_error": round(float((pred.sum() - y.sum()) / y.sum()), 3),
+            "layers": [{"op": HELD_OUT.layers[i].op, "measured": float(m), "predicted": round(float(p)),
+                        "relative_error": round(float((p - m) / m), 3)} for i, m, p in zip(index, y, pred)]}
+
+
 def calibrate(target_name: str, codegen: str, tmp: Path, log: Console) -> dict:
     target = load_target(target_name)
     rows, ys, groups, ops, exact = [], [], [], [], True
@@ -141,7 +173,8 @@ def calibrate(target_name: str, codegen: str, tmp: Path, log: Console) -> dict:
             ys.append(measured[i])
             groups.append(name)
             ops.append(spec.layers[i].op)
-        log.print(f"  {target_name} {name}: {len(index)} layers, {sum(measured.values()):,.0f} instructions, bit-exact {ok}")
+        unit = "estimated cycles" if target.kind == "soc" else "instructions"
+        log.print(f"  {target_name} {name}: {len(index)} layers, {sum(measured.values()):,.0f} {unit}, bit-exact {ok}")
     a, y = np.array(rows), np.array(ys)
     before = np.array([target.cycles[c] for c in COEFFS])
     coef = fit(a, y)
@@ -154,8 +187,14 @@ def calibrate(target_name: str, codegen: str, tmp: Path, log: Console) -> dict:
         {"network": groups[i], "op": ops[i], "measured": float(y[i]), "predicted": round(float(pred[i])), "relative_error": round(float(rel[i]), 3)}
         for i in np.argsort(-np.abs(rel))[:6]
     ]
+    nets = sorted(set(groups))
+    per_network = {n: round(float((pred[[g == n for g in groups]].sum() - y[[g == n for g in groups]].sum())
+                                  / y[[g == n for g in groups]].sum()), 3) for n in nets}
     return {
         "target": target_name,
+        "unit": "cycles (timing: model)" if target.kind == "soc" else "instructions",
+        "network_errors": per_network,
+        "held_out": held_out(target, coef, codegen, tmp),
         "worst_layers": worst,
         "codegen": codegen,
         "bit_exact": exact,
@@ -197,7 +236,14 @@ def write_yaml(result: dict, today: str) -> None:
         if end < len(lines) and lines[end].startswith("# One instruction"):
             end += 1
         err = result["error_after"]
+        ho = result["held_out"]["relative_error"]
         comment = (
+            f"# Cycle coefficients: fitted {today} with `python bench/calibrate_mcu.py --targets {result['target']}` (non-negative\n"
+            f"# least squares) to the cycles the timing: model below estimates for {len(result['networks'])} networks ({result['layers']} layers,\n"
+            f"# the rv32imc library, TVM C codegen, bit-exact; the model is within 3% of the RTL's mcycle per layer, see\n"
+            f"# bench/bench_soc.py): layer error mean {100 * err['layer_mean']:.0f}%, network total mean {100 * err['network_mean']:.0f}% "
+            f"(max {100 * err['network_max']:.0f}%),\n# held-out network {100 * ho:+.0f}%.\n"
+        ) if result["unit"].startswith("cycles") else (
             f"# Cycle coefficients: fitted {today} with `python bench/calibrate_mcu.py` (non-negative least squares) to QEMU\n"
             f"# instruction counts of {len(result['networks'])} networks ({result['layers']} layers, TVM {result['codegen'].upper()} codegen, "
             f"bit-exact); layer error mean {100 * err['layer_mean']:.0f}%,\n"
@@ -231,14 +277,19 @@ def main() -> int:
         eb, ea = r["error_before"], r["error_after"]
         table.add_row("layer error mean / max", f"{100 * eb['layer_mean']:.0f}% / {100 * eb['layer_max']:.0f}%", f"{100 * ea['layer_mean']:.0f}% / {100 * ea['layer_max']:.0f}%")
         table.add_row("network error mean / max", f"{100 * eb['network_mean']:.0f}% / {100 * eb['network_max']:.0f}%", f"{100 * ea['network_mean']:.0f}% / {100 * ea['network_max']:.0f}%")
+        for n, e in r["network_errors"].items():
+            table.add_row(f"  {n}", "", f"{100 * e:+.1f}%")
+        table.add_row("held-out network (not fitted)", "", f"{100 * r['held_out']['relative_error']:+.1f}%")
         if r["error_hand_set"]:
             eh = r["error_hand_set"]
             table.add_row("hand-set (c0bbaac): layer / network mean", f"{100 * eh['layer_mean']:.0f}% / {100 * eh['network_mean']:.0f}%", "")
         console.print(table)
     today = date.today().isoformat()
-    out = {"date": today, "command": "python bench/calibrate_mcu.py", "seconds": round(time.perf_counter() - start, 1), "min_weight": MIN_WEIGHT, "results": results}
+    command = "python bench/calibrate_mcu.py" + ("" if args.targets == list(TARGETS) else " --targets " + " ".join(args.targets))
+    name = "calibration.json" if args.targets == list(TARGETS) else f"calibration-{'-'.join(args.targets)}.json"
+    out = {"date": today, "command": command, "seconds": round(time.perf_counter() - start, 1), "min_weight": MIN_WEIGHT, "results": results}
     (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / "calibration.json").write_text(json.dumps(out, indent=1) + "\n")
+    (ROOT / "results" / name).write_text(json.dumps(out, indent=1) + "\n")
     if args.write_yaml:
         for r in results:
             write_yaml(r, today)

@@ -11,6 +11,10 @@
   to its resolution (cortex-m4); the report has the estimate per layer and in total, at least one cycle per
   instruction on the Cortex-M4, and says it is an estimate.
 * The back end refuses a bad ``timing:`` section.
+* The VexRiscv model (hw_targets/soc-vexriscv.yaml): result latencies through a register scoreboard, the store
+  rules, static branch prediction and halfword targets, a direct-mapped instruction cache, the data cache over
+  recorded accesses (misses, and records that do not follow the stream refused), addresses moved between links,
+  and QEMU's plugin recording every load and store a real run executes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from tinycompile.arch import ArchSpec, Layer
 from tinycompile.backends.base import Workload
 from tinycompile.backends.mcu import McuBackend
 from tinycompile.errors import UserError
-from tinycompile.mcu import timing
+from tinycompile.mcu import memtrace, timing
+from tinycompile.mcu.dcache import DataCache, kernel_misses
+from tinycompile.mcu.relocate import Relocation
 from tinycompile.mcu.backend import build_and_run
 from tinycompile.mcu.library import compile_graph
 from tinycompile.mcu.trace import Block, Insn, LogParser, Trace, counter_reads
@@ -186,7 +192,13 @@ def test_riscv_table() -> None:
     ({"dual_issue": 2}, "timing.dual_issue"),
     ({"bogus": 1}, "unknown key(s) timing.bogus"),
     ({"memory": {"wait_states": 5}}, "timing.memory.line_bytes"),
-    ({"isa": "riscv", "cycles": {"alu": 1, "mul": 1, "div": 1, "load": 1, "store": 1, "branch": 1}}, "does not match"),
+    ({"isa": "riscv", "cycles": {"alu": 1, "shift": 1, "mul": 1, "div": 1, "load": 1, "store": 1, "branch": 1}},
+     "does not match"),
+    ({"result_latency": {"bogus": 3}}, "timing.result_latency"),
+    ({"data_cache": {"miss": 20, "line_bytes": 32, "cache_lines": 128, "ways": 2}}, "must be 1"),
+    ({"data_cache": {"miss": 20, "line_bytes": 32}}, "missing key 'timing.data_cache.cache_lines'"),
+    ({"memory": {"wait_states": 5, "line_bytes": 32, "cache_lines": 8, "sequential_miss": 0, "ways": 3}},
+     "whole divisor"),
 ])  # fmt: skip
 def test_back_end_refuses_a_bad_timing_section(change, message) -> None:
     target = load_target("cortex-m4")
@@ -194,6 +206,111 @@ def test_back_end_refuses_a_bad_timing_section(change, message) -> None:
     raw["timing"].update(change)
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         McuBackend().check_target(dataclasses.replace(target, raw=raw))
+
+
+def vex_model() -> timing.TimingModel:
+    target = load_target("soc-vexriscv")
+    return timing.TimingModel.from_section(target.raw["timing"], target.path)
+
+
+def _rv(texts: list[str]) -> list[timing.Decoded]:
+    return [timing.decode("riscv", i) for i in _insns(0, [tuple((t + " ").split(" ", 1)) for t in texts])]
+
+
+@pytest.mark.parametrize("body,cycles", [
+    (["lw a5,0(a0)", "add a4,a5,a5"], 1 + 1 + 2),                     # load-use: the data leave write-back
+    (["lw a5,0(a0)", "addi a3,a3,1", "add a4,a5,a5"], 3 + 1),         # one instruction between: 1
+    (["lw a5,0(a0)", "addi a3,a3,1", "addi a2,a2,1", "add a4,a5,a5"], 4),
+    (["lw a5,0(a0)", "lw a4,0(a5)"], 1 + 1 + 2),                      # the loaded register as an address
+    (["lw a5,0(a0)", "sw a5,4(a0)"], 1 + 1 + 2),                      # ... as a store's data
+    (["mul a5,a4,a3", "add a2,a5,a5"], 4),
+    (["slli a5,a4,3", "add a2,a5,a5"], 3),                            # the shifter's result one stage later
+    (["sra a5,a4,a3", "addi a2,a2,1", "add a2,a5,a5"], 3),
+    (["div a5,a4,a3"], 34),
+    (["sw a5,0(a0)", "sw a4,4(a0)"], 1 + 2),                           # back-to-back stores
+    (["sw a5,8(sp)", "lw a4,8(sp)"], 1 + 1 + 6),                       # the word just stored: replayed
+    (["sb a5,9(sp)", "addi a3,a3,1", "lw a4,8(sp)"], 3 + 6),          # the same word, one instruction later
+    (["sw a5,8(sp)", "addi a3,a3,1", "addi a2,a2,1", "lw a4,8(sp)"], 4),
+    (["sw a5,8(sp)", "lw a4,12(sp)"], 2),                              # another word
+    (["sw a5,8(sp)", "addi sp,sp,-16", "lw a4,8(sp)"], 3),            # the base changed: another address
+    (["lw a5,0(a0)", "add zero,a5,a5"], 4),
+])  # fmt: skip
+def test_vexriscv_latencies_and_store_rules(body, cycles) -> None:
+    """The soc-vexriscv table on straight-line code: each case is a pattern bench/micro_vexriscv.py measures on the
+    RTL (tinycompile/soc/microbench.py), priced as the RTL ran it."""
+    assert timing.piece_cost(vex_model(), _rv(body)).cycles == cycles
+
+
+def test_vexriscv_decodes_qemus_riscv_operands() -> None:
+    lw, sw, jal, jr, ret, beq, addi = _rv(["lw a5,172(sp)", "sb a4,-3(s0)", "jal t0,4608", "jr t0", "ret",
+                                           "bne s7,a5,-994", "addi a4,zero,-128"])
+    assert (lw.cls, lw.writes, lw.reads, lw.address, lw.offset) == ("load", {"a5"}, {"sp"}, {"sp"}, 172)
+    assert (sw.cls, sw.writes, sw.reads, sw.offset) == ("store", frozenset(), {"a4", "s0"}, -3)
+    assert (jal.control, jal.writes, jr.control, jr.reads, ret.reads) == ("jal", {"t0"}, "jalr", {"t0"}, {"ra"})
+    assert (beq.control, beq.offset, beq.reads) == ("cond", -994, {"s7", "a5"})
+    assert (addi.writes, addi.reads) == ({"a4"}, frozenset())
+
+
+def test_vexriscv_static_prediction_and_halfword_targets() -> None:
+    model = vex_model()
+    back, fwd, jal, jr = _rv(["bnez a5,-12", "beqz a5,24", "j 40", "ret"])
+    cost = timing.transfer_cost
+    assert cost(model, back, True, 0x100) == 1 and cost(model, back, False, 0x100) == 3  # predicted taken
+    assert cost(model, fwd, False, 0x100) == 0 and cost(model, fwd, True, 0x100) == 3   # predicted not taken
+    assert cost(model, jal, True, 0x100) == 1 and cost(model, jr, True, 0x100) == 3
+    assert cost(model, fwd, True, 0x102) == 4 and cost(model, back, False, 0x102) == 4  # a halfword target: + 1
+    assert cost(model, fwd, False, 0x102) == 0  # no redirect, no refetch
+    # in a stream: a loop body closed by a backward branch, taken twice then falling through to a halfword address
+    loop = Block(0x1002, _insns(0x1002, [("addi", "a0,a0,-1"), ("bnez", "a0,-4")]))
+    after = Block(0x100A, (Insn(0x100A, 2, "ret", "", (0x8082,)),))
+    [k] = timing.estimate(_trace("riscv", [loop, after], [(0, 0), (0, 0), (0, 0), (1, -1)]), model)
+    assert k.issue == 6 and k.branches == (1 + 1) + (1 + 1) + (3 + 1)  # the loop's start is 2 mod 4 too
+
+
+def test_direct_mapped_instruction_cache() -> None:
+    """Two lines a cache size apart share a set when direct-mapped: they evict each other; fully associative (the
+    Arm tables' flash caches) they both stay."""
+    a = Block(0x0, _insns(0x0, [("nop", "")]))
+    b = Block(0x40, _insns(0x40, [("nop", "")]))  # 2 lines of 32 bytes: 0x40 maps to 0x0's set
+    stream = [(0, 0), (1, 0), (0, 0), (1, 0)]
+    direct = dataclasses.replace(vex_model(), memory=timing.Memory(19, 32, 2, 19, ways=1))
+    assoc = dataclasses.replace(direct, memory=timing.Memory(19, 32, 2, 19))
+    assert timing.estimate(_trace("riscv", [a, b], stream), direct)[0].fetch == 4 * 19
+    assert timing.estimate(_trace("riscv", [a, b], stream), assoc)[0].fetch == 2 * 19
+
+
+def _accesses(rows: list[tuple[int, bool, int]]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([pc | int(store) for pc, store, _ in rows], dtype=np.uint32),
+            np.array([addr for _, _, addr in rows], dtype=np.uint32))
+
+
+def test_data_cache_counts_load_misses_of_a_direct_mapped_write_through_cache() -> None:
+    block = Block(0x200, _insns(0x200, [("lw", "a5,0(a0)"), ("sw", "a5,0(a1)"), ("lw", "a4,0(a1)")]))
+    trace = _trace("riscv", [block], [(0, 0), (0, 0), (0, 0)])
+    cache = DataCache(miss=20, line_bytes=32, cache_lines=4)  # 128 bytes: 0x1000 and 0x1080 share set 0
+    pc = [0x200, 0x204, 0x208] * 3
+    rows = [(pc[0], False, 0x1000), (pc[1], True, 0x2020), (pc[2], False, 0x2020),   # miss, (store), miss
+            (pc[0], False, 0x1004), (pc[1], True, 0x1084), (pc[2], False, 0x1080),   # hit, (no allocation), miss
+            (pc[0], False, 0x1008), (pc[1], True, 0x2024), (pc[2], False, 0x2024)]   # miss (evicted), (store), hit
+    memory = {0: [0, 1, 2]}
+    assert kernel_misses(trace, memory, *_accesses(rows), cache) == [4]
+    model = dataclasses.replace(vex_model(), memory=None, data_cache=cache)
+    [k] = timing.estimate(trace, model, _accesses(rows))
+    assert k.data == 4 * 20 and k.cycles == k.issue + k.branches + k.data
+    wrong = [(0x20C, False, a) if i == 4 else (p, s, a) for i, (p, s, a) in enumerate(rows)]
+    with pytest.raises(ValueError, match="data access 4 was recorded at pc 0x20c, the stream has 0x204"):
+        kernel_misses(trace, memory, *_accesses(wrong), cache)
+    with pytest.raises(ValueError, match="recorded 3 data accesses, the traced stream has 9"):
+        kernel_misses(trace, memory, *_accesses(rows[:3]), cache)
+
+
+def test_relocation_moves_symbols_and_keeps_the_stream() -> None:
+    move = Relocation((0x80000100, 0x80000200), (0x80000200, 0x80000300), (-0x80000000 - 0x1E, -0x80000000 + 4))
+    assert (move(0x80000100), move(0x800001FE), move(0x80000204), move(0x90000000)) == (0xE2, 0x1E0, 0x208, 0x90000000)
+    assert list(move.array(np.array([0x80000100, 0x80000204, 0x12], dtype=np.uint32))) == [0xE2, 0x208, 0x12]
+    trace = _trace("riscv", [Block(0x80000100, _insns(0x80000100, [("nop", ""), ("ret", "")]))], [(0, 0)])
+    moved = move.trace(trace)
+    assert [i.pc for i in moved.blocks[0].insns] == [0xE2, 0xE6] and moved.seq == trace.seq
 
 
 ONE_LAYER = ArchSpec((3, 6, 6), 4, (Layer("conv", (-1,), channels=4, kernel=(6, 6)),))  # one kernel: logits
@@ -242,3 +359,28 @@ def test_cortex_m4_build_reports_estimated_cycles(one_layer, tmp_path) -> None:
     report = {"backend": {"kind": "mcu", **section}, "target": {"clock_mhz": target.clock_mhz}}
     lines = "\n".join(backend.summary_lines(report))
     assert "estimated cycles: " in lines and "an estimate, not a measurement" in lines and "cortex-m4.yaml timing:" in lines
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_qemu_plugin_records_every_load_and_store(one_layer, tmp_path) -> None:
+    """The TCG plugin's records follow the traced stream one to one (every load and store of every executed piece,
+    in order), and price the one-layer network's data cache misses."""
+    from tinycompile.mcu import firmware
+    from tinycompile.mcu import trace as tracing
+    from tinycompile.mcu.naming import Naming
+
+    graph, vectors, compiled = one_layer
+    target = load_target("rv32imc")
+    build = build_and_run(graph, ONE_LAYER, target, tmp_path, vectors, "c", compiled=compiled)
+    records = tmp_path / "accesses.bin"
+    cmd = firmware.qemu_command(build.elf, target, tmp_path / "out.txt")
+    traced = tracing.trace_firmware(build.elf, cmd, "riscv", Naming().ident("profile_hook"), 1, 120,
+                                    memtrace.plugin_args(records))
+    pcs, addresses = memtrace.read_records(records)
+    memory = {b: [j for j, i in enumerate(block.insns) if timing.decode("riscv", i).cls in ("load", "store")]
+              for b, block in enumerate(traced.blocks)}
+    executed = sum(sum(1 for j in memory[b] if f <= j < f + n) for b, f, n in zip(traced.seq, traced.first, traced.executed))
+    assert executed - len(memory[traced.seq[-1]]) <= len(pcs)  # all but maybe the last piece's (QEMU is stopped)
+    misses = kernel_misses(traced, memory, pcs, addresses, DataCache(20, 32, 128))
+    assert 0 < misses[0] < executed

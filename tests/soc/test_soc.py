@@ -90,13 +90,37 @@ def test_soc_backend_reports_cycles_beside_instructions(small: tuple, tmp_path: 
     assert sum(r["measured"] for r in rows) == report["latency"]["measured"]
     b = report["backend"]
     assert 1.0 <= b["cycles_per_instruction"] < 4.0 and b["sim_cycles_per_second"] > 0
+    # the timing model's estimate from QEMU's trace of the same library: within the issue's 10% of the RTL's cycles
+    assert abs(b["estimated_cycles"] - report["latency"]["measured"]) <= 0.10 * report["latency"]["measured"], b
+    assert b["estimate_error"] == pytest.approx(b["estimated_cycles"] / report["latency"]["measured"] - 1)
+    assert sum(r["estimated_cycles"] for r in rows) == pytest.approx(b["estimated_cycles"])
+    assert sum(b["estimate_parts"].values()) == pytest.approx(b["estimated_cycles"]) and b["estimate_parts"]["data_cache"] > 0
+    assert "estimated cycles: " in "\n".join(backend.summary_lines(report))
     assert (tmp_path / "firmware" / "firmware.elf").is_file() and (tmp_path / "io.npz").is_file()
     # `tinycompile simulate`: the same firmware on the RTL again, the same cycles, a fresh report
     (tmp_path / "report.json").unlink()
     assert backend.owns(tmp_path) and backend.simulate(tmp_path) == 0
     again = json.loads((tmp_path / "report.json").read_text())
     assert again["bit_exact"] and again["latency"]["measured"] == report["latency"]["measured"]
+    assert again["backend"]["estimated_cycles"] == b["estimated_cycles"]  # kept in the folder's soc.json
     assert [r["qemu_instructions"] for r in again["layers"]] == [r["qemu_instructions"] for r in report["layers"]]
+
+
+@pytest.mark.slow
+def test_timing_table_prices_the_cores_patterns_as_the_rtl_runs_them(tmp_path: Path) -> None:
+    """Every rule of soc-vexriscv's timing table against the RTL: each pattern of tinycompile/soc/microbench.py
+    (load and multiply latencies, shifts, division, the store rules, a D$ miss, static branch prediction) costs on
+    the core what the model prices it at: to a tenth of a cycle per pattern, or one cycle where the core's cost
+    depends on the fetch unit's position (transfers, a replayed load), which the table averages."""
+    from tinycompile.mcu.timing import TimingModel
+    from tinycompile.soc.microbench import PATTERNS, measure, model_cycles
+
+    target = load_target(TARGET)
+    model = TimingModel.from_section(target.raw["timing"], target.path)
+    measured = measure(target, tmp_path)
+    off = {p.name: (round(measured[p.name], 2), model_cycles(model, p)) for p in PATTERNS
+           if abs(measured[p.name] - model_cycles(model, p)) > p.tolerance}
+    assert not off, off
 
 
 def _program(tmp_path: Path, body: str) -> Path:

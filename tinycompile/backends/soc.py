@@ -1,6 +1,7 @@
 """The RISC-V SoC back end (``kind: soc``): the MCU back end's firmware for the core, run on the SoC's RTL in
 Verilator under cocotb, with cycles measured by the core's own counter (:mod:`tinycompile.soc`). QEMU's instruction
-counts of the same library (the target's ``soc.instructions`` target) are reported beside them."""
+counts of the same library (the target's ``soc.instructions`` target) are reported beside them, and the cycles the
+target's ``timing:`` model estimates from QEMU's trace of that library (:mod:`tinycompile.soc.estimate`)."""
 
 from __future__ import annotations
 
@@ -131,13 +132,16 @@ class SocBackend(Backend):
         compiled = compile_graph(work.graph)
         res = run_network(work.graph, work.spec, target, out, work.inputs, compiled)
         instructions = self._instructions(work, target, out, compiled)
+        estimate = self._estimate(target, out, res.elf, list(res.library.info.kernel_ops), len(work.spec.layers)) \
+            if instructions is not None else {"estimated_cycles": None, "cycles_are": "not estimated: the target names "
+                                              "no soc.instructions target to trace"}
         outputs = res.outputs.reshape(len(work.inputs), *work.graph.output_shape)
         write_io(out, work.inputs, outputs)
         info = res.library.info
         write_json(out / MANIFEST, {"target": target.name, "target_file": str(target.path.resolve()),
                                     "kernel_ops": list(info.kernel_ops), "arena_bytes": info.arena_bytes,
                                     "workspace_bytes": info.workspace_bytes, "kernels": list(info.kernels),
-                                    "qemu_instructions": instructions, "budget": budget})
+                                    "qemu_instructions": instructions, "estimate": estimate, "budget": budget})
         return _result(work, target, res.counts, res.run, instructions, _load_manifest(out))
 
     def _build_system(self, work: Workload, target: Target, n: int, out: Path) -> BuildResult:
@@ -243,6 +247,30 @@ class SocBackend(Backend):
         run = mcu.build_and_run(work.graph, work.spec, qemu, out / "qemu", work.inputs, "c", compiled=compiled)
         return [row["measured_instructions"] for row in run.report["layers"]]
 
+    def _estimate(self, target: Target, out: Path, soc_elf: Path, kernel_ops: list[int], n_layers: int) -> dict[str, Any]:
+        """The cycles the target's ``timing:`` model estimates per layer and in total from QEMU's trace of the
+        ``soc.instructions`` build in ``out/qemu`` (what the RTL measures, without the RTL)."""
+        from tinycompile.mcu.naming import Naming
+        from tinycompile.soc.estimate import estimate_kernels
+        from tinycompile.soc.run import per_layer
+        from tinycompile.targets import load_target
+
+        table = f"hw_targets/{target.path.name}" if target.path.parent.name == "hw_targets" else str(target.path)
+        if "timing" not in target.raw:
+            return {"estimated_cycles": None, "cycles_are": f"not estimated: {table} has no timing: section"}
+        qemu = load_target(target.raw["soc"]["instructions"])
+        try:
+            kernels = estimate_kernels(out / "qemu" / "firmware" / "firmware.elf", qemu, soc_elf, target,
+                                       len(kernel_ops), Naming())
+        except (RuntimeError, OSError, ValueError) as exc:  # the RTL's verdict stands without its estimate
+            return {"estimated_cycles": None, "cycles_are": f"not estimated: {exc}"[:500]}
+        return {"estimated_cycles": sum(k.cycles for k in kernels),
+                "cycles_are": f"estimated from QEMU's executed instruction stream and data addresses with {table} timing:",
+                "layers": per_layer(kernel_ops, [k.cycles for k in kernels], n_layers),
+                "parts": {"issue": sum(k.issue for k in kernels), "branches": sum(k.branches for k in kernels),
+                          "instruction_cache": sum(k.fetch for k in kernels),
+                          "data_cache": sum(k.data for k in kernels)}}
+
     def summary_lines(self, report: dict[str, Any]) -> list[str]:
         """Cycles per instruction against QEMU's count (or the accelerator's share) and the simulation's speed."""
         b = report["backend"]
@@ -260,6 +288,11 @@ class SocBackend(Backend):
         if b.get("cycles_per_instruction"):
             lines.append(f"QEMU counts {b['qemu_instructions']:,.0f} instructions for the same library: "
                          f"{b['cycles_per_instruction']:.2f} cycles per instruction")
+        if b.get("estimated_cycles"):
+            lines.append(f"estimated cycles: {b['estimated_cycles']:,.0f} ({100 * b['estimate_error']:+.1f}% against "
+                         f"the RTL's), {b['cycles_are']}")
+        elif b.get("cycles_are"):
+            lines.append(f"cycles {b['cycles_are']}")
         return lines
 
 
@@ -373,6 +406,8 @@ def _result(work: Workload, target: Target, counts: Any, run: Any, instructions:
     from tinycompile.soc.run import per_layer
 
     cycles = per_layer(doc["kernel_ops"], counts.kernel_instructions[0], len(work.spec.layers))
+    est = doc.get("estimate") or {}
+    estimated = est.get("layers") or [None] * len(work.spec.layers)
     cost = estimate(work.spec, target)
     macs = work.spec.macs()
     layers = []
@@ -382,13 +417,18 @@ def _result(work: Workload, target: Target, counts: Any, run: Any, instructions:
         layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)" if layer.op in VIEW_OPS else "core",
                        "macs": macs[i], "predicted": cost.layers[i].cycles, "measured": measured,
                        "qemu_instructions": instr,
-                       "cycles_per_instruction": measured / instr if instr and measured else None})
+                       "cycles_per_instruction": measured / instr if instr and measured else None,
+                       "estimated_cycles": 0.0 if layer.op in VIEW_OPS else estimated[i]})
     totals = counts.total_instructions  # the harness's T lines: counter deltas, here cycles
     total_instr = None if instructions is None else sum(v or 0.0 for v in instructions)
     section = {"core": "VexRiscv RV32IMAC, 4 KiB I$ + 4 KiB D$", "counter": "mcycle",
                "cycles_first_input": totals[0], "cycles_spread": [min(totals), max(totals)],
                "qemu_instructions": total_instr,
                "cycles_per_instruction": totals[0] / total_instr if total_instr else None,
+               "estimated_cycles": est.get("estimated_cycles"), "cycles_are": est.get("cycles_are"),
+               "estimate_error": (est["estimated_cycles"] - totals[0]) / totals[0]
+               if est.get("estimated_cycles") and totals[0] else None,
+               "estimate_parts": est.get("parts"),
                "sim_cycles": run.cycles, "sim_seconds": round(run.wall_s, 2),
                "sim_cycles_per_second": round(run.cycles_per_second), "image_bytes": run.image_bytes,
                "elf": "firmware/firmware.elf", "kernels": doc.get("kernels"), "budget": doc.get("budget")}

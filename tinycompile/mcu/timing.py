@@ -17,8 +17,24 @@ adds what the order of instructions costs:
 * ``taken_branch``: every control transfer (the next executed block does not start where this one ends: a taken
   branch, a return, a load of the pc) refills the pipeline; ``loop_end_taken`` for Armv8.1-M's LE instead;
 * ``memory``: instruction fetch from flash with wait states, through a small LRU instruction cache (``cache_lines``
-  lines of ``line_bytes``); a missed line costs ``wait_states`` cycles, ``sequential_miss`` when it is the line
-  after the previous one (the prefetcher fetched it while the previous ran). Data loads are taken to hit.
+  lines of ``line_bytes``, ``ways`` of them per set: fully associative unless it says); a missed line costs
+  ``wait_states`` cycles, ``sequential_miss`` when it is the line after the previous one (the prefetcher fetched it
+  while the previous ran). Data loads are taken to hit, unless:
+* ``data_cache``: a direct-mapped data cache (:mod:`tinycompile.mcu.dcache`), priced from the run's recorded data
+  addresses (:mod:`tinycompile.mcu.memtrace`): ``miss`` cycles per load whose line is not in it.
+
+For in-order RISC-V pipelines with bypasses (VexRiscv):
+
+* ``result_latency``: per class, the cycles from an instruction's issue to the first issue that can use its result
+  (a load's 3 on a 5-stage pipeline that returns load data in write-back: a stall of 2 right after it, 1 one
+  instruction later); a register scoreboard over the piece;
+* ``store_after_store``: a store right after a store waits that much for the memory port (write-through);
+* ``store_load_stall``: a load of a word that a store at most ``store_load_window`` instructions before it wrote
+  (same base register, not rewritten since, and the same word offset) is replayed at that cost;
+* ``mispredicted`` (static prediction: backward conditional branches and JAL predicted taken in decode, JALR never):
+  a wrongly predicted transfer costs that much, ``predicted_taken`` a rightly predicted taken one, and
+  ``halfword_target`` more when execution goes on at an address that is 2 mod 4 (its first instruction straddles or
+  ends a fetch word); ``taken_branch`` is then unused.
 
 Everything is per executed piece of a block: the per-instruction rules never look across a block boundary.
 """
@@ -32,16 +48,19 @@ from pathlib import Path
 from typing import Any
 
 from tinycompile.errors import UserError
+from tinycompile.mcu.dcache import DataCache, kernel_misses
 from tinycompile.mcu.trace import Insn, Trace
 
 THUMB_CLASSES = ("alu", "mul", "mac", "div", "load", "store", "load_pair", "store_pair", "load_multiple",
                  "store_multiple", "branch", "table_branch", "loop_start", "loop_end", "it", "barrier", "fp", "fp_div",
                  "mve", "mve_memory")  # fmt: skip
-RISCV_CLASSES = ("alu", "mul", "div", "load", "store", "branch")
+RISCV_CLASSES = ("alu", "shift", "mul", "div", "load", "store", "branch")
 CLASSES = {"thumb": THUMB_CLASSES, "riscv": RISCV_CLASSES}
 RULES = ("per_register", "taken_branch", "loop_end_taken", "pipelined_loads", "address_stall", "load_use_stall",
-         "dual_issue", "mve_overlap")  # fmt: skip
+         "dual_issue", "mve_overlap", "store_after_store", "store_load_stall", "store_load_window", "predicted_taken",
+         "mispredicted", "halfword_target")  # fmt: skip
 MEMORY_KEYS = ("wait_states", "line_bytes", "cache_lines", "sequential_miss")
+MEMORY_OPTIONAL = ("ways",)
 _SINGLE_MEM = frozenset({"load", "store"})
 _MEM = frozenset({"load", "store", "load_pair", "store_pair", "load_multiple", "store_multiple"})
 _LOADS = frozenset({"load", "load_pair", "load_multiple"})
@@ -57,8 +76,14 @@ _RV_LOADS = frozenset("lb lh lw lbu lhu flw c.lw c.lwsp".split())
 _RV_STORES = frozenset("sb sh sw fsw c.sw c.swsp".split())
 _RV_MUL = frozenset("mul mulh mulhsu mulhu".split())
 _RV_DIV = frozenset("div divu rem remu".split())
-_RV_BRANCH = frozenset("beq bne blt bge bltu bgeu beqz bnez blez bgez bltz bgtz bgt ble bgtu bleu j jal jr jalr ret "
-                       "call tail c.j c.jal c.jr c.jalr c.beqz c.bnez".split())  # fmt: skip
+_RV_COND = frozenset("beq bne blt bge bltu bgeu beqz bnez blez bgez bltz bgtz bgt ble bgtu bleu c.beqz c.bnez".split())
+_RV_JAL = frozenset("j jal call tail c.j c.jal".split())
+_RV_JALR = frozenset("jr jalr ret c.jr c.jalr".split())
+_RV_BRANCH = _RV_COND | _RV_JAL | _RV_JALR
+_RV_SHIFT = frozenset("sll srl sra slli srli srai c.slli c.srli c.srai".split())
+_RV_REG = re.compile(r"\b(zero|ra|sp|gp|tp|fp|t[0-6]|s[0-9]|s1[01]|a[0-7])\b")
+_RV_MEM = re.compile(r"(-?\d+)\((\w+)\)")
+_RV_NUMBER = re.compile(r"(-?(?:0x[0-9a-f]+|\d+))\s*$")
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,7 @@ class Memory:
     line_bytes: int
     cache_lines: int
     sequential_miss: float
+    ways: int = 0  # lines per set; 0: one set (fully associative)
 
 
 @dataclass(frozen=True)
@@ -85,14 +111,22 @@ class TimingModel:
     load_use_stall: float = 0.0
     dual_issue: float = 0.0
     mve_overlap: float = 0.0
+    store_after_store: float = 0.0
+    store_load_stall: float = 0.0
+    store_load_window: float = 0.0
+    predicted_taken: float = 0.0
+    mispredicted: float | None = None  # None: no static prediction (every transfer costs taken_branch)
+    halfword_target: float = 0.0
+    result_latency: dict[str, float] = field(default_factory=dict)
     memory: Memory | None = None
+    data_cache: DataCache | None = None  # priced only with the run's data addresses (estimate's ``accesses``)
 
     @classmethod
     def from_section(cls, section: Any, path: Path | str) -> TimingModel:
         """The model of a ``timing:`` section; UserError naming ``path`` and the key for a bad one."""
         if not isinstance(section, dict):
             raise UserError(f"{path}: key 'timing' must be a mapping")
-        known = {"isa", "cycles", "memory", "source", *RULES}
+        known = {"isa", "cycles", "memory", "data_cache", "source", "result_latency", *RULES}
         unknown = sorted(set(section) - known)
         if unknown:
             raise UserError(f"{path}: unknown key(s) timing.{', timing.'.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -108,6 +142,11 @@ class TimingModel:
                             f"(the {isa} classes: {', '.join(CLASSES[isa])})")
         cycles = {k: _number(table, k, path, "timing.cycles.") for k in CLASSES[isa]}
         rules = {k: _number(section, k, path, "timing.") for k in RULES if k in section}
+        latency = section.get("result_latency") or {}
+        if not isinstance(latency, dict) or set(latency) - set(CLASSES[isa]):
+            raise UserError(f"{path}: key 'timing.result_latency' must map {isa} instruction classes "
+                            f"({', '.join(CLASSES[isa])}) to cycles")
+        latency = {k: _number(latency, k, path, "timing.result_latency.") for k in latency}
         if rules.get("dual_issue", 0.0) > 1:
             raise UserError(f"{path}: key 'timing.dual_issue' is a fraction of the paired instruction's cycles: 0 to 1")
         memory = None
@@ -115,15 +154,38 @@ class TimingModel:
             m = section["memory"]
             if not isinstance(m, dict):
                 raise UserError(f"{path}: key 'timing.memory' must be a mapping")
-            bad = sorted(set(m) - set(MEMORY_KEYS))
+            bad = sorted(set(m) - set(MEMORY_KEYS) - set(MEMORY_OPTIONAL))
             if bad:
                 raise UserError(f"{path}: unknown key(s) timing.memory.{', timing.memory.'.join(bad)}")
             values = {k: _number(m, k, path, "timing.memory.") for k in MEMORY_KEYS}
             if values["line_bytes"] < 2 or values["line_bytes"] != int(values["line_bytes"]) or values["cache_lines"] != int(values["cache_lines"]):
                 raise UserError(f"{path}: timing.memory.line_bytes (>= 2) and cache_lines must be whole numbers")
+            ways = int(_number(m, "ways", path, "timing.memory.")) if "ways" in m else 0
+            if ways and (ways != m["ways"] or values["cache_lines"] % ways):
+                raise UserError(f"{path}: timing.memory.ways must be a whole divisor of timing.memory.cache_lines")
             memory = Memory(values["wait_states"], int(values["line_bytes"]), int(values["cache_lines"]),
-                            values["sequential_miss"])
-        return cls(isa, cycles, memory=memory, **rules)
+                            values["sequential_miss"], ways)
+        return cls(isa, cycles, memory=memory, result_latency=latency, data_cache=_data_cache(section, path), **rules)
+
+
+def _data_cache(section: dict[str, Any], path: Path | str) -> DataCache | None:
+    """The ``timing.data_cache`` section (a direct-mapped cache), or None."""
+    m = section.get("data_cache")
+    if m is None:
+        return None
+    if not isinstance(m, dict):
+        raise UserError(f"{path}: key 'timing.data_cache' must be a mapping")
+    keys = ("miss", "line_bytes", "cache_lines", "ways")
+    bad = sorted(set(m) - set(keys))
+    if bad:
+        raise UserError(f"{path}: unknown key(s) timing.data_cache.{', timing.data_cache.'.join(bad)} "
+                        f"(known: {', '.join(keys)})")
+    v = {k: _number(m, k, path, "timing.data_cache.") for k in keys}
+    if v["ways"] != 1:
+        raise UserError(f"{path}: timing.data_cache.ways must be 1: the model is of a direct-mapped data cache")
+    if v["line_bytes"] < 4 or v["line_bytes"] != int(v["line_bytes"]) or v["cache_lines"] < 1 or v["cache_lines"] != int(v["cache_lines"]):
+        raise UserError(f"{path}: timing.data_cache.line_bytes (>= 4) and cache_lines (>= 1) must be whole numbers")
+    return DataCache(v["miss"], int(v["line_bytes"]), int(v["cache_lines"]))
 
 
 def _number(where: dict[str, Any], key: str, path: Path | str, prefix: str) -> float:
@@ -144,12 +206,14 @@ class Decoded:
     writes: frozenset[str] = frozenset()
     reads: frozenset[str] = frozenset()
     address: frozenset[str] = frozenset()  # registers of a load's or store's address
+    offset: int = 0  # a RISC-V load's or store's address offset; a conditional branch's target offset
+    control: str = ""  # RISC-V control transfers: "cond", "jal" or "jalr"
 
 
 def decode(isa: str, insn: Insn) -> Decoded:
     """Class and registers of one instruction."""
     if isa == "riscv":
-        return Decoded(_riscv_class(insn.mnemonic))
+        return _riscv_decode(insn)
     cls = _thumb_class(insn)
     ops = insn.operands
     head = _regs(re.split(r"[\[{]", ops, maxsplit=1)[0])
@@ -253,7 +317,40 @@ def _thumb_encoding_class(code: tuple[int, ...]) -> str:
     return "alu"
 
 
+def _riscv_decode(insn: Insn) -> Decoded:
+    """Class, registers, offset and kind of transfer of a RISC-V instruction as QEMU prints it (``rd,rs1,rs2``,
+    ``rd,off(rs1)``, ``rs2,off(rs1)``, ``rs1,rs2,off``)."""
+    root, ops = insn.mnemonic, insn.operands
+    cls = _riscv_class(root)
+    regs = [r for r in _RV_REG.findall(ops)]
+    mem = _RV_MEM.search(ops)
+    nonzero = [r for r in regs if r != "zero"]
+    if cls in ("load", "store") and mem:
+        base, offset = mem.group(2), int(mem.group(1))
+        data = [r for r in _RV_REG.findall(ops[: mem.start()]) if r != "zero"]
+        if cls == "load":
+            return Decoded(cls, 0, frozenset(data), frozenset({base}), frozenset({base}), offset)
+        return Decoded(cls, 0, frozenset(), frozenset(data) | {base}, frozenset({base}), offset)
+    if root in _RV_COND:
+        number = _RV_NUMBER.search(ops)
+        return Decoded(cls, 0, frozenset(), frozenset(nonzero), offset=int(number.group(1), 0) if number else 0,
+                       control="cond")
+    if root in _RV_JAL:
+        link = (regs[0] if regs else "ra") if root in ("jal", "call", "c.jal") else ""
+        return Decoded(cls, 0, frozenset({link} - {"", "zero"}), control="jal")
+    if root in _RV_JALR:
+        if root == "ret":
+            return Decoded(cls, 0, frozenset(), frozenset({"ra"}), control="jalr")
+        link = regs[0] if root == "jalr" and len(regs) > 1 and regs[0] != "zero" else ""
+        return Decoded(cls, 0, frozenset({link} if link else ()), frozenset(nonzero[-1:]), control="jalr")
+    if not nonzero or not regs:
+        return Decoded(cls)
+    return Decoded(cls, 0, frozenset(regs[:1]) - {"zero"}, frozenset(r for r in regs[1:] if r != "zero"))
+
+
 def _riscv_class(mnemonic: str) -> str:
+    if mnemonic in _RV_SHIFT:
+        return "shift"
     if mnemonic in _RV_LOADS:
         return "load"
     if mnemonic in _RV_STORES:
@@ -283,7 +380,10 @@ def piece_cost(model: TimingModel, decoded: list[Decoded]) -> PieceCost:
     mix: dict[str, int] = {}
     prev: Decoded | None = None
     paired = False  # prev issued as the second of a pair
-    for d in decoded:
+    latency = model.result_latency
+    ready: dict[str, float] = {}  # register -> the earliest issue that can read it (the scoreboard, when latencies)
+    stores: list[tuple[int, str, int]] = []  # recent stores: (index, base register, word offset)
+    for i, d in enumerate(decoded):
         mix[d.cls] = mix.get(d.cls, 0) + 1
         cost = c[d.cls] + (model.per_register * d.nregs if d.cls in ("load_multiple", "store_multiple") else 0.0)
         pair = False
@@ -299,6 +399,23 @@ def piece_cost(model: TimingModel, decoded: list[Decoded]) -> PieceCost:
             if model.dual_issue and not paired and _pairs(prev, d):
                 cost -= model.dual_issue * cost
                 pair = True
+            if d.cls == "store" and prev.cls == "store":
+                cost += model.store_after_store
+        if model.store_load_stall and d.cls == "load" and d.address:
+            base = next(iter(d.address))
+            if any(i - j <= model.store_load_window and b == base and w == d.offset >> 2 for j, b, w in stores):
+                cost += model.store_load_stall
+        if latency:
+            stall = max((ready.get(r, 0.0) for r in d.reads), default=0.0) - total
+            if stall > 0:
+                cost += stall
+            issued = total + max(stall, 0.0)
+            for r in d.writes:
+                ready[r] = issued + latency.get(d.cls, 1.0)
+        if model.store_load_stall:
+            stores = [s for s in stores if not (d.writes & {s[1]}) and i - s[0] < model.store_load_window]
+            if d.cls == "store" and d.address:
+                stores.append((i, next(iter(d.address)), d.offset >> 2))
         total += max(cost, 0.0)
         prev, paired = d, pair
     return PieceCost(total, mix, decoded[-1].cls if decoded else "alu")
@@ -316,11 +433,14 @@ def _pairs(first: Decoded, second: Decoded) -> bool:
 
 
 class Fetch:
-    """Instruction fetch through an LRU cache of flash lines (:class:`Memory`): cycles lost per executed piece."""
+    """Instruction fetch through a cache of flash lines (:class:`Memory`; LRU within a set): cycles lost per executed
+    piece."""
 
     def __init__(self, memory: Memory) -> None:
         self.m = memory
-        self.lines: OrderedDict[int, None] = OrderedDict()
+        ways = memory.ways or memory.cache_lines
+        self.ways = ways
+        self.sets: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(max(memory.cache_lines // ways, 1))]
         self.last = -2
 
     def run(self, start: int, end: int) -> float:
@@ -328,15 +448,39 @@ class Fetch:
         m = self.m
         stall = 0.0
         for line in range(start // m.line_bytes, (end - 1) // m.line_bytes + 1):
-            if line in self.lines:
-                self.lines.move_to_end(line)
+            lines = self.sets[line % len(self.sets)]
+            if line in lines:
+                lines.move_to_end(line)
             else:
                 stall += m.sequential_miss if line == self.last + 1 else m.wait_states
-                self.lines[line] = None
-                if len(self.lines) > m.cache_lines:
-                    self.lines.popitem(last=False)
+                lines[line] = None
+                if len(lines) > self.ways:
+                    lines.popitem(last=False)
             self.last = line
         return stall
+
+
+def transfer_cost(model: TimingModel, last: Decoded, taken: bool, next_pc: int) -> float:
+    """Cycles a block's last instruction adds by where execution goes next (``taken``: not the fall-through): the
+    pipeline refill of a taken transfer, or with static prediction (``mispredicted`` set) the cost of a right or
+    wrong guess and of a target at a halfword address."""
+    if model.mispredicted is None:
+        if not taken:
+            return 0.0
+        return model.loop_end_taken if last.cls == "loop_end" else model.taken_branch
+    if last.control == "cond":
+        backward = last.offset < 0  # predicted taken
+        cost = (model.predicted_taken if backward else model.mispredicted) if taken else (
+            model.mispredicted if backward else 0.0)
+    elif last.control == "jal":
+        cost = model.predicted_taken
+    elif last.control == "jalr" or taken:
+        cost = model.mispredicted  # an indirect jump, or a redirect with no branch (a trap)
+    else:
+        return 0.0
+    if (taken or cost) and next_pc % 4 == 2:
+        cost += model.halfword_target
+    return cost
 
 
 @dataclass
@@ -348,11 +492,13 @@ class KernelCycles:
     issue: float = 0.0  # the table and the neighbour rules
     branches: float = 0.0  # pipeline refills after control transfers
     fetch: float = 0.0  # instruction fetch stalls (flash wait states)
+    data: float = 0.0  # data cache refills (loads that missed)
     mix: dict[str, int] = field(default_factory=dict)  # executed instructions per class
 
 
-def estimate(trace: Trace, model: TimingModel) -> list[KernelCycles]:
-    """Each kernel's estimated cycles over the traced stream."""
+def estimate(trace: Trace, model: TimingModel, accesses: tuple[Any, Any] | None = None) -> list[KernelCycles]:
+    """Each kernel's estimated cycles over the traced stream; ``accesses``: the run's recorded data accesses
+    (:func:`tinycompile.mcu.memtrace.read_records`, at the trace's addresses) for the model's data cache."""
     if model.isa != trace.isa:
         raise ValueError(f"a {model.isa} timing model cannot price a {trace.isa} trace")
     decoded: dict[int, list[Decoded]] = {}
@@ -372,8 +518,9 @@ def estimate(trace: Trace, model: TimingModel) -> list[KernelCycles]:
                 decoded[b] = [decode(trace.isa, insn) for insn in block.insns]
             cost = costs[key] = piece_cost(model, decoded[b][f : f + n])
         refill = 0.0
-        if f + n == len(block.insns) and i + 1 < n_pieces and blocks[seq[i + 1]].pc != block.end:
-            refill = model.loop_end_taken if cost.last == "loop_end" else model.taken_branch
+        if f + n == len(block.insns) and i + 1 < n_pieces:
+            next_pc = blocks[seq[i + 1]].pc
+            refill = transfer_cost(model, decoded[b][-1], next_pc != block.end, next_pc)
         stall = 0.0
         if fetch is not None:
             last = block.insns[f + n - 1]
@@ -390,5 +537,10 @@ def estimate(trace: Trace, model: TimingModel) -> list[KernelCycles]:
         for key, times in seen.items():
             for cls, m in costs[key].mix.items():
                 k.mix[cls] = k.mix.get(cls, 0) + m * times
-        k.cycles = k.issue + k.branches + k.fetch
+    if model.data_cache is not None and accesses is not None:
+        memory = {b: [j for j, d in enumerate(decoded[b]) if d.cls in ("load", "store")] for b in decoded}
+        for k, misses in zip(kernels, kernel_misses(trace, memory, accesses[0], accesses[1], model.data_cache)):
+            k.data = misses * model.data_cache.miss
+    for k in kernels:
+        k.cycles = k.issue + k.branches + k.fetch + k.data
     return kernels

@@ -311,11 +311,13 @@ def without_icount(cmd: list[str]) -> list[str]:
     return out
 
 
-def trace_firmware(elf: Path, cmd: list[str], isa: str, hook: str, kernels: int, timeout: float) -> Trace:
+def trace_firmware(elf: Path, cmd: list[str], isa: str, hook: str, kernels: int, timeout: float,
+                   extra_args: Iterable[str] = ()) -> Trace:
     """Run ``elf`` with QEMU's command ``cmd`` (its -icount dropped) and the trace on stderr, parse it as it comes,
-    and stop QEMU once the first input's ``kernels`` have run; ``hook``: the profiling hook's symbol."""
+    and stop QEMU once the first input's ``kernels`` have run; ``hook``: the profiling hook's symbol; ``extra_args``:
+    more QEMU options (a plugin)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([*without_icount(cmd), "-d", TRACE_FLAGS], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*without_icount(cmd), *extra_args, "-d", TRACE_FLAGS], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1 << 20)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
