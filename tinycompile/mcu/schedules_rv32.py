@@ -5,13 +5,17 @@ Without a dot-product instruction each multiply-accumulate is a ``mul`` and an `
 multiply-accumulates), the loop overhead, and the per-output work of the requantization epilogue.
 
 * conv: register tiles of ``TO`` output channels x ``TP`` pixels along a row (1x1 convs: a GEMM over the fused
-  pixels): per reduction step ``TO + TP`` loads feed ``TO * TP`` multiply-accumulates, the accumulators stay in
-  registers, the reduction's innermost loop is unrolled a few steps. The tile is the one with the most
-  multiply-accumulates per load within ``ACC_REGS`` accumulators (rv32 has 31 registers; the tile also needs its
-  inputs, a weight, a product and the pointers).
+  pixels): per reduction step ``TO + TP`` loads feed ``TO * TP`` multiply-accumulates and the accumulators stay in
+  registers. The tile is the one with the most multiply-accumulates per load within ``ACC_REGS`` accumulators, one
+  reduction step per loop iteration: GCC's and LLVM's schedulers hoist every load of an unrolled body above its
+  multiplies (and LLVM reassociates the sums), so bigger tiles or bodies spill (DS-CNN's pointwise layers: 4 x 5
+  tiles 1.90 M instructions each, 2 x 5 with two steps a body 1.71 M, 2 x 5 with one step 1.68 M). With one input
+  channel the kernel columns are unrolled whole: an input column that neighbouring pixels share is loaded once.
 * dwconv: one channel x ``TP`` pixels along a row, the KHxKW taps unrolled: each weight is loaded once per tile and
-  held in a register across the pixels, and with the pixels unrolled an input that several taps of neighbouring
-  pixels read is loaded once (3x3 stride 1: ``TP + 2`` loads per kernel row instead of ``3 TP``).
+  held in a register across the pixels, and an input that several taps of neighbouring pixels read is loaded once
+  (3x3 stride 1: ``TP + 2`` loads per kernel row instead of ``3 TP``). The padding is inlined, not copied: with the
+  row's pixels unrolled the column tests are constants and vanish, the row tests stay (one per load); the band copy
+  cost a quarter of the kernel (every input row copied once per output row that reads it).
 * the epilogue of a tile runs channel by channel: each channel's requantization constants are read into a local
   array (registers) once for the tile's pixels; without it every int8 store, which C lets alias any table, would
   force the compiler to reload them for the next pixel.
@@ -26,9 +30,10 @@ from tvm import s_tir
 from tinycompile.quant.graph import QOp
 
 PAD_WHOLE_MAX = 2048  # bytes: as schedules.PAD_WHOLE_MAX
-ACC_REGS = 10  # accumulators a conv tile may keep in registers
+ACC_REGS = 10  # accumulators of a conv tile (measured: see the module docstring)
 MAX_TP = 8  # pixels per tile
-UNROLL_MACS = 10  # multiply-accumulate statements per unrolled reduction body
+UNROLL_MACS = 10  # multiply-accumulate statements per reduction body: one step of the tile
+ROW_UNROLL_MACS = 40  # the same for a reduction along kernel columns (one input channel): whole rows
 
 
 def schedule(sch: s_tir.Schedule, op: QOp, blocks: dict[str, Any]) -> bool:
@@ -74,7 +79,8 @@ def _conv(sch: s_tir.Schedule, op: QOp) -> None:
     red = [r for r in red if int(sch.get(r).extent) > 1] or red[-1:]
     last = red[-1]
     n_last = int(sch.get(last).extent)
-    step = max([d for d in _divisors(n_last, 16) if d * to * tp <= UNROLL_MACS] or [1])
+    limit = ROW_UNROLL_MACS if op.in_shapes[0][2] == 1 else UNROLL_MACS
+    step = max([d for d in _divisors(n_last, 16) if d * to * tp <= limit] or [1])
     if step < n_last:
         last_o, last_i = sch.split(last, [None, step])
         red = [*red[:-1], last_o, last_i]
