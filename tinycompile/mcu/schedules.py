@@ -29,6 +29,7 @@ from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from tinycompile.mcu import schedules_rv32
 from tinycompile.quant.graph import QOp
 
 PAD_WHOLE_MAX = 2048  # bytes: a padded input up to this size is copied whole, larger ones one row band at a time
@@ -229,6 +230,8 @@ def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp
         _softmax(sch)
         return
     if "acc" not in blocks or "out" not in blocks:
+        return
+    if not dsp and op is not None and schedules_rv32.schedule(sch, op, blocks):  # scalar cores (rv32imc)
         return
     if "pad" in blocks and op is not None:
         _place_pad(sch, op, codegen)
