@@ -21,7 +21,7 @@ from tinycompile.arch import ArchSpec, numel
 from tinycompile.cost.arena import VIEW_OPS, plan_activations
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io
-from tinycompile.mcu import firmware, timing
+from tinycompile.mcu import firmware, timing, tuning
 from tinycompile.mcu import trace as tracing
 from tinycompile.mcu.library import Compiled, Library, compile_graph, write_library
 from tinycompile.mcu.naming import Naming
@@ -87,7 +87,8 @@ def build_and_run(
     b = firmware.build_config(target)
     _check_double(graph, target, codegen, b)
     compiled = compiled or compile_graph(graph)
-    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"), naming, b["cc"])
+    choices = tuning.choices_from(b.get("schedule"), str(target.path))
+    lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"), naming, b["cc"], choices)
     fw = out / "firmware"
     fw.mkdir(parents=True, exist_ok=True)
     firmware.write_harness(fw, vectors, b["counter"], naming)

@@ -15,6 +15,7 @@ from tinycompile.mcu import aot, codegen, firmware
 from tinycompile.mcu.layout import uses_dsp
 from tinycompile.mcu.lower import Lowered, lower
 from tinycompile.mcu.naming import Naming
+from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices
 from tinycompile.quant.graph import QuantGraph
 
 CODEGENS = ("c", "llvm")
@@ -42,15 +43,19 @@ class Compiled:
     workspace: int
     seconds: float
     graph: QuantGraph | None = None
-    variants: dict[tuple[str, bool], tuple[Lowered, str, int]] = field(default_factory=dict)
+    variants: dict[tuple[str, bool, ScheduleChoices], tuple[Lowered, str, int]] = field(default_factory=dict)
 
-    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None) -> tuple[Lowered, str, int]:
+    def lowered_for(
+        self, codegen_kind: str, llvm_target: dict[str, Any] | None, choices: ScheduleChoices = DEFAULT
+    ) -> tuple[Lowered, str, int]:
         """The lowering, its C source (for the C codegen) and its kernel scratch in bytes, for a build with
-        ``codegen_kind`` for the chip of ``llvm_target``: schedules differ per codegen and for cores with the DSP
-        extension. An LLVM variant allocates what the C variant of the same schedule does (the same TIR but for
-        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C."""
-        key = (codegen_kind, uses_dsp(llvm_target))
-        if key == ("c", False) or self.graph is None:
+        ``codegen_kind`` for the chip of ``llvm_target`` and its schedule ``choices`` (``tuning``; they apply to the
+        LLVM DSP schedules only): schedules differ per codegen and for cores with the DSP extension. An LLVM variant
+        allocates what the C variant of the same schedule does (the same TIR but for the intrinsics' flavour, the
+        unrolling of the padding copy and the register tiles), so its scratch is read from that C."""
+        dsp = uses_dsp(llvm_target)
+        key = (codegen_kind, dsp, choices if codegen_kind == "llvm" and dsp else DEFAULT)
+        if key[:2] == ("c", False) or self.graph is None:
             return self.lowered, self.c_source, self.workspace
         if key not in self.variants:
             start = time.perf_counter()
@@ -83,16 +88,17 @@ def write_library(
     llvm_target: dict[str, Any] | None,
     naming: Naming = Naming(),
     cc: str | None = None,
+    choices: ScheduleChoices = DEFAULT,
 ) -> Library:
     """Write the library into ``folder`` (C kernels, or an object built with ``llvm_target``), its exported names as
     ``naming`` gives them. ``cc``: the target's C compiler, whose objcopy renames the symbols of an LLVM object
-    (needed only then, with a name other than the default)."""
+    (needed only then, with a name other than the default); ``choices``: the core's schedule knobs (``tuning``)."""
     if codegen_kind not in CODEGENS:
         raise UserError(f"--codegen must be one of {', '.join(CODEGENS)}, but got {codegen_kind!r}")
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_activations(spec)
-    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target)
+    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target, choices)
     header, source, info = aot.generate(graph, spec, lowered, plan, scratch, naming)
     (folder / codegen.ABI_HEADER).write_text(naming.rename_source(codegen.ABI_HEADER_TEXT))
     (folder / "model.h").write_text(header)
