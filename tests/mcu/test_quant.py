@@ -93,6 +93,32 @@ def test_fast_requantization_equals_intmath_where_it_is_used() -> None:
     np.testing.assert_array_equal(got.numpy(), requantize(acc, mult, shift).astype(np.int32))
 
 
+def test_fast_requantization_with_the_zero_point_folded_equals_intmath_plus_zero_point() -> None:
+    """The fast form with ``2**(S-1) + zp 2**S`` as its rounding (``requant.zero_point_folded``) gives intmath's
+    result plus ``zp`` wherever that rounding stays below 2**30 - 1 in magnitude (the fold's own condition)."""
+    tvm = pytest.importorskip("tvm")
+    from tvm import te
+
+    from tinycompile.lowering.requant import FAST_ACC_BOUND, fast_requantize_expr
+
+    n = 100_000
+    rng = np.random.default_rng(3)
+    acc = np.concatenate([rng.integers(-FAST_ACC_BOUND + 1, FAST_ACC_BOUND, n // 2), rng.integers(-3000, 3000, n // 2)]).astype(np.int32)
+    acc[:4] = [FAST_ACC_BOUND - 1, -FAST_ACC_BOUND + 1, 0, -1]
+    mult = rng.integers(2**30, 2**31, n).astype(np.int32)
+    zp = rng.integers(-128, 128, n)
+    zp[:2] = [-128, 127]
+    shift = np.minimum(rng.integers(1, 23, n), 21).astype(np.int32)  # |zp| 2**S + 2**(S-1) < 2**30 - 1 up to S = 21
+    rnd = (1 << (shift.astype(np.int64) - 1)) + zp * (1 << shift.astype(np.int64))
+    assert np.abs(rnd).max() < (1 << 30) - 1
+    a, m, r, s = (te.placeholder((n,), "int32", name=k) for k in "amrs")
+    out = te.compute((n,), lambda i: fast_requantize_expr(a[i] << 1, m[i], r[i], s[i]))
+    lib = tvm.tirx.build(tvm.IRModule({"main": te.create_prim_func([a, m, r, s, out])}), target=tvm.target.Target({"kind": "llvm"}))
+    got = tvm.runtime.tensor(np.zeros(n, np.int32))
+    lib(*(tvm.runtime.tensor(v) for v in (acc, mult, rnd.astype(np.int32), shift)), got)
+    np.testing.assert_array_equal(got.numpy(), requantize(acc, mult, shift).astype(np.int64) + zp)
+
+
 @pytest.mark.parametrize("mult,shift", [(1 << 30, 0), (1 << 30, 5), (1 << 30, 31), (1518500250, 0), (1518500250, 1), (2147483647, 17), (1073741825, 31)])
 def test_build_time_requantization_equals_intmath(mult: int, shift: int) -> None:
     """``requantize_const`` (power-of-two, SMMLAR and general forms) for accumulators within the stated bound."""

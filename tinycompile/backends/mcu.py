@@ -49,6 +49,7 @@ class McuBackend(Backend):
         """The cost model's coefficients, the ``build:`` section and the ``timing:`` table where the file has them."""
         from tinycompile.errors import UserError
         from tinycompile.mcu.firmware import build_config
+        from tinycompile.mcu.tuning import choices_from
         from tinycompile.mcu.timing import TimingModel
 
         cycles = require(target.raw, "cycles", dict, target.path)
@@ -56,6 +57,7 @@ class McuBackend(Backend):
             require(cycles, key, (int, float), target.path, "cycles.")
         if target.build:
             build_config(target)
+            choices_from(target.build.get("schedule"), str(target.path))
         if target.raw.get("timing") is not None:
             model = TimingModel.from_section(target.raw["timing"], target.path)
             counter = target.build.get("counter")

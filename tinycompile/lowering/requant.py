@@ -141,17 +141,33 @@ def fast_requant(op: QOp) -> bool:
     return bool(bound.max() < FAST_ACC_BOUND and shift.min() >= 1 and shift.max() <= 31)
 
 
+def _fast_rounding(op: QOp) -> Any:
+    """The third column of the fast table: ``2**(S-1)`` plus, where it fits (``zero_point_folded``), ``zp 2**S``."""
+    shift = op.tensors["shift"].astype(np.int64)
+    rnd = np.left_shift(1, shift - 1)
+    folded = rnd + op.out_q.zero_point * np.left_shift(1, shift)
+    return folded if np.abs(folded).max() < (1 << 30) - 1 else rnd
+
+
+def zero_point_folded(op: QOp) -> bool:
+    """Whether ``op``'s fast table carries the output zero point in its rounding column: ``floor((h + r + zp 2**S) /
+    2**S) = floor((h + r) / 2**S) + zp`` exactly, so the epilogue only clamps (one SSAT on Arm for [-128, 127]).
+    It fits when ``|2**(S-1) + zp 2**S| < 2**30 - 1`` for every channel: with ``|high| < 2**30`` no sum overflows."""
+    return fast_requant(op) and op.out_q.zero_point != 0 and bool(
+        (_fast_rounding(op) != np.left_shift(1, op.tensors["shift"].astype(np.int64) - 1)).any())
+
+
 def requant_consts(op: QOp) -> list[Any]:
     """The per-channel tables a weighted kernel takes after its weight: ``[bias, multiplier, shift]``, or with
-    ``fast_requant`` one int32 table ``(C, 4)`` of rows ``(2 bias, multiplier, 2**(shift-1), shift)``: a channel's
-    four constants are adjacent, two double-word loads on Arm."""
+    ``fast_requant`` one int32 table ``(C, 4)`` of rows ``(2 bias, multiplier, rounding, shift)``, rounding
+    ``2**(shift-1)`` (plus ``zp 2**shift`` where ``zero_point_folded``): a channel's four constants are adjacent,
+    two double-word loads on Arm."""
     b = bias_eff(op)
     mult, shift = op.tensors["multiplier"], op.tensors["shift"]
     if op.params.get("float_scale") and not op.params.get("single_rounding"):
         return [b, op.tensors["scale"].astype("float64"), shift]
     if fast_requant(op):
-        rnd = 1 << (shift.astype(np.int64) - 1)
-        return [np.stack([2 * b.astype(np.int64), mult, rnd, shift], axis=1).astype(np.int32)]
+        return [np.stack([2 * b.astype(np.int64), mult, _fast_rounding(op), shift], axis=1).astype(np.int32)]
     return [b, mult, shift]
 
 

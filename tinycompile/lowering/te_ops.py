@@ -30,6 +30,7 @@ from tinycompile.lowering.requant import (
     requantize_float_expr,
     requantize_single_expr,
     times_pow2,
+    zero_point_folded,
 )
 from tinycompile.quant.graph import QOp
 from tinycompile.quant.intmath import INT32_MAX
@@ -177,7 +178,8 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
             y = requantize_float_expr(biased[a_idx], mult[c])  # requant_consts put the float64 scales there
         else:
             y = requantize_expr(biased[a_idx], mult[c], shift[c], left_shift=left)
-        return clamp_int8(y, op.out_q.zero_point, op.lo, op.hi)
+        zp = 0 if fast and zero_point_folded(op) else op.out_q.zero_point  # else in the table's rounding column
+        return clamp_int8(y, zp, op.lo, op.hi)
 
     return te.compute(acc.shape if shape is None else shape, f, name="out")
 

@@ -22,7 +22,7 @@ from tinycompile.cost.arena import VIEW_OPS
 from tinycompile.cost.memory import baseline, choose, sum_of_tensors
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_io
-from tinycompile.mcu import firmware, timing
+from tinycompile.mcu import firmware, timing, tuning
 from tinycompile.mcu import trace as tracing
 from tinycompile.mcu.library import Compiled, Library, compile_graph, write_library
 from tinycompile.mcu.naming import Naming
@@ -88,8 +88,9 @@ def build_and_run(
     b = firmware.build_config(target)
     _check_double(graph, target, codegen, b)
     compiled = compiled or compile_graph(graph)
+    choices = tuning.choices_from(b.get("schedule"), str(target.path))
     lib = write_library(out / "lib", graph, spec, compiled, codegen, b.get("llvm_target"), naming, b["cc"],
-                        b.get("simd"))
+                        b.get("simd"), choices)
     fw = out / "firmware"
     fw.mkdir(parents=True, exist_ok=True)
     firmware.write_harness(fw, vectors, b["counter"], naming)

@@ -16,6 +16,7 @@ from tinycompile.mcu.layout import simd_kind
 from tinycompile.mcu.lower import Lowered, lower
 from tinycompile.mcu.naming import Naming
 from tinycompile.quant.graph import QuantGraph, spec_of
+from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices
 
 CODEGENS = ("c", "llvm")
 
@@ -42,17 +43,20 @@ class Compiled:
     workspace: int
     seconds: float
     graph: QuantGraph | None = None
-    variants: dict[tuple[str, str | None], tuple[Lowered, str, int]] = field(default_factory=dict)
+    variants: dict[tuple[str, str | None, ScheduleChoices], tuple[Lowered, str, int]] = field(default_factory=dict)
     memory: MemoryPlan | None = None  # the arena plan the runner uses (None: the per-layer plan of the graph)
 
-    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None, simd: str | None = None) -> tuple[Lowered, str, int]:
+    def lowered_for(self, codegen_kind: str, llvm_target: dict[str, Any] | None, simd: str | None = None,
+                    choices: ScheduleChoices = DEFAULT) -> tuple[Lowered, str, int]:
         """The lowering, its C source (for the C codegen) and its kernel scratch in bytes, for a build with
         ``codegen_kind`` for the chip of ``llvm_target``: schedules differ per codegen and for cores with the DSP
         extension. An LLVM variant allocates what the C variant of the same schedule does (the same TIR but for
-        the intrinsics' flavour and the unrolling of the padding copy), so its scratch is read from that C. ``simd``:
-        the target's ``build.simd`` (``layout.simd_kind``)."""
-        key = (codegen_kind, simd_kind(llvm_target, simd))
-        if key == ("c", None) or self.graph is None:
+        the intrinsics' flavour, the unrolling of the padding copy and the register tiles), so its scratch is read
+        from that C. ``simd``: the target's ``build.simd`` (``layout.simd_kind``); ``choices``: its schedule knobs
+        (``tuning``; they apply to the LLVM DSP schedules only)."""
+        kind = simd_kind(llvm_target, simd)
+        key = (codegen_kind, kind, choices if codegen_kind == "llvm" and kind is not None else DEFAULT)
+        if key[:2] == ("c", None) or self.graph is None:
             return self.lowered, self.c_source, self.workspace
         if key not in self.variants:
             start = time.perf_counter()
@@ -62,7 +66,7 @@ class Compiled:
                 scratch = codegen.workspace_bytes(src)
             else:
                 src = ""
-                scratch = self.lowered_for("c", llvm_target, simd)[2]
+                scratch = self.lowered_for("c", llvm_target, simd, choices)[2]
             self.variants[key] = (lowered, src, scratch)
             self.seconds += time.perf_counter() - start
         return self.variants[key]
@@ -79,12 +83,13 @@ def compile_graph(graph: QuantGraph, memory: MemoryPlan | None = None) -> Compil
     return Compiled(lowered, src, codegen.workspace_bytes(src), time.perf_counter() - start, graph, memory=memory)
 
 
-def _lower(graph: QuantGraph, memory: MemoryPlan | None, codegen_kind: str = "c", dsp: bool | str | None = False) -> Lowered:
+def _lower(graph: QuantGraph, memory: MemoryPlan | None, codegen_kind: str = "c", dsp: bool | str | None = False,
+           choices: ScheduleChoices = DEFAULT) -> Lowered:
     if memory is None or memory.patch is None:
-        return lower(graph, codegen_kind, dsp)
+        return lower(graph, codegen_kind, dsp, choices)
     from tinycompile.mcu.patches import lower_patched
 
-    return lower_patched(graph, spec_of(graph), memory.patch, codegen_kind, dsp)
+    return lower_patched(graph, spec_of(graph), memory.patch, codegen_kind, dsp, choices)
 
 
 def write_library(
@@ -97,16 +102,17 @@ def write_library(
     naming: Naming = Naming(),
     cc: str | None = None,
     simd: str | None = None,
+    choices: ScheduleChoices = DEFAULT,
 ) -> Library:
     """Write the library into ``folder`` (C kernels, or an object built with ``llvm_target``), its exported names as
     ``naming`` gives them. ``cc``: the target's C compiler, whose objcopy renames the symbols of an LLVM object
-    (needed only then, with a name other than the default); ``simd``: the target's ``build.simd``."""
+    (needed only then, with a name other than the default); ``simd``: the target's ``build.simd``; ``choices``: the core's schedule knobs (``tuning``)."""
     if codegen_kind not in CODEGENS:
         raise UserError(f"--codegen must be one of {', '.join(CODEGENS)}, but got {codegen_kind!r}")
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = compiled.memory or choose(spec)
-    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target, simd)
+    lowered, c_source, scratch = compiled.lowered_for(codegen_kind, llvm_target, simd, choices)
     header, source, info = aot.generate(graph, spec, lowered, plan, scratch, naming)
     (folder / codegen.ABI_HEADER).write_text(naming.rename_source(codegen.ABI_HEADER_TEXT))
     (folder / "model.h").write_text(header)

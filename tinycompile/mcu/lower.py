@@ -25,6 +25,7 @@ from tvm import relax, s_tir, tirx
 from tinycompile.errors import UserError
 from tinycompile.lowering import OP_ATTR, OP_INDEX_ATTR, op_of, to_relax
 from tinycompile.mcu import packing, schedules, schedules_mve
+from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices
 from tinycompile.quant.graph import QOp, QuantGraph
 
 # Fusion across ops is off (level 0): a fused kernel would read one planned buffer while writing another that the
@@ -69,10 +70,11 @@ class Lowered:
     stage_calls: int = 0  # the first calls are the patch stage's kernels (``patches``), run once per patch
 
 
-def lower(graph: QuantGraph, codegen: str = "c", dsp: bool | str | None = False) -> Lowered:
+def lower(graph: QuantGraph, codegen: str = "c", dsp: bool | str | None = False,
+          choices: ScheduleChoices = DEFAULT) -> Lowered:
     """Run all stages on ``graph`` for TVM's ``codegen`` ("c" or "llvm"); ``dsp``: schedule for Arm's DSP extension
     with that codegen's flavour of the intrinsics (see ``schedules``), ``"mve"``: Helium where ``schedules_mve``
-    takes a kernel, the DSP extension elsewhere."""
+    takes a kernel, the DSP extension elsewhere; ``choices``: the core's schedule knobs."""
     dead = dead_ops(graph)
     if dead:
         # Relax's dead-code elimination would drop their kernels: the arena would plan outputs no kernel writes.
@@ -80,7 +82,7 @@ def lower(graph: QuantGraph, codegen: str = "c", dsp: bool | str | None = False)
     mod = run_relax_pipeline(to_relax(graph, packing.mve_weight if dsp == "mve" else packing.dsp_weight if dsp else None))
     calls = extract_calls(mod)
     tir_mod, calls = share_kernels(mod, calls)
-    tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, codegen, dsp)
+    tir_mod = schedule(tir_mod, {c.kernel: graph.ops[c.op_index] for c in calls}, codegen, dsp, choices)
     return Lowered(tir_mod, calls, mod["main"].script(show_meta=False))
 
 
@@ -99,7 +101,8 @@ def run_relax_pipeline(mod: tvm.IRModule) -> tvm.IRModule:
     return tvm.transform.Sequential(passes)(mod)
 
 
-def schedule(mod: tvm.IRModule, ops: dict[str, QOp], codegen: str = "c", dsp: bool | str | None = False) -> tvm.IRModule:
+def schedule(mod: tvm.IRModule, ops: dict[str, QOp], codegen: str = "c", dsp: bool | str | None = False,
+             choices: ScheduleChoices = DEFAULT) -> tvm.IRModule:
     """Schedule each kernel (see ``schedules``): int32 indices, tiles, the fused epilogue, the padded-input stage."""
     out = {}
     for gv, func in mod.functions.items():
@@ -109,7 +112,7 @@ def schedule(mod: tvm.IRModule, ops: dict[str, QOp], codegen: str = "c", dsp: bo
         if dsp == "mve" and schedules_mve.takes(op):
             schedules_mve.schedule_kernel(sch, op, codegen)
         else:
-            schedules.schedule_kernel(sch, op, codegen, bool(dsp))
+            schedules.schedule_kernel(sch, op, codegen, bool(dsp), choices)
         out[gv] = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
     return tvm.IRModule(out)
 

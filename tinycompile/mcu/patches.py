@@ -18,6 +18,7 @@ from tinycompile.arch import ArchSpec
 from tinycompile.cost.memory import MemoryPlan
 from tinycompile.cost.patches import PatchPlan
 from tinycompile.mcu.lower import Arg, Call, Lowered, lower
+from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices
 from tinycompile.quant.graph import QuantGraph
 
 PREFIX = "patch_"
@@ -128,12 +129,13 @@ static void tc_patch_store(int8_t* dst, const int8_t* p, int32_t a, int32_t b, i
 """
 
 
-def lower_patched(graph: QuantGraph, spec: ArchSpec, plan: PatchPlan, codegen: str = "c", dsp: bool | str | None = False) -> Lowered:
+def lower_patched(graph: QuantGraph, spec: ArchSpec, plan: PatchPlan, codegen: str = "c", dsp: bool | str | None = False,
+                  choices: ScheduleChoices = DEFAULT) -> Lowered:
     """The stage's kernels (renamed ``patch_*``) then the rest's, in one TIR module; the rest's calls name the
     original graph's ops and tensors."""
     first, rest = split(graph, spec, plan)
-    low_s = lower(first, codegen, dsp)
-    low_r = lower(rest, codegen, dsp)
+    low_s = lower(first, codegen, dsp, choices)
+    low_r = lower(rest, codegen, dsp, choices)
     cut = plan.end + 1
     funcs = {}
     for gv, func in low_s.tir.functions.items():

@@ -30,6 +30,7 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from tinycompile.mcu import schedules_rv32
+from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices
 from tinycompile.quant.graph import QOp
 
 PAD_WHOLE_MAX = 2048  # bytes: a padded input up to this size is copied whole, larger ones one row band at a time
@@ -221,9 +222,12 @@ TensorIntrin.register(SMLA_MUL4 + "_c", _mul4_desc, _mul4_impl_c, override=True)
 DSP_FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
 
 
-def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp: bool = False) -> None:
+def schedule_kernel(
+    sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp: bool = False, choices: ScheduleChoices = DEFAULT
+) -> None:
     """Schedule one kernel in place: ``op`` is the QuantGraph op it computes, ``codegen`` ("c" or "llvm") the TVM
-    target that compiles it, ``dsp`` whether to use the Arm DSP intrinsics (in that codegen's flavour)."""
+    target that compiles it, ``dsp`` whether to use the Arm DSP intrinsics (in that codegen's flavour), ``choices``
+    the core's knobs (``tuning``)."""
     flavour = codegen if dsp else None
     blocks = _blocks(sch)
     if op is not None and op.op == "softmax" and "row_max" in blocks:
@@ -238,7 +242,7 @@ def schedule_kernel(sch: s_tir.Schedule, op: QOp | None, codegen: str = "c", dsp
     if op is not None and op.op == "conv":
         _conv(sch, op, flavour)
     elif op is not None and op.op == "dwconv":
-        _dwconv(sch, op, flavour)
+        _dwconv(sch, op, flavour, choices.dwconv_channels)
     else:
         _fused_epilogue(sch, op)
 
@@ -342,13 +346,20 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
     _unroll_epilogue(sch, len(pix) + 1)
 
 
-def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
+def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None, channels: int = 4) -> None:
     acc = sch.get_sblock("acc")
     h, w, c, kh, kw = sch.get_loops(acc)
     packed = dsp is not None and _weight_dtype(sch) == "int16"
-    tc = 4 if packed else _divisor(op.out_shape[2], (4, 2))
+    # With LLVM a core may take eight channels per tile (``tuning``): two SMLA_MUL4 per tap, the tap's weights in
+    # one run of loads; the C codegen keeps four (GCC spills the larger tile).
+    wide = packed and dsp == "llvm" and channels == 8 and op.out_shape[2] % 8 == 0
+    tc = (8 if wide else 4) if packed else _divisor(op.out_shape[2], (4, 2))
     c_o, c_i = sch.split(c, [None, tc])
     sch.reorder(c_o, kh, kw, c_i)
+    pairs = []
+    if wide:
+        pair, c_i = sch.split(c_i, [None, 4])
+        pairs = [pair]
     _epilogue_at(sch, c_o)
     init = sch.decompose_reduction(acc, kh)
     for loop in sch.get_loops(init)[3:]:
@@ -357,7 +368,7 @@ def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
         sch.tensorize(c_i, SMLA_MUL4 + DSP_FLAVOURS[str(dsp)])
     else:
         sch.unroll(c_i)
-    for loop in (kh, kw):
+    for loop in (kh, kw, *pairs):
         sch.unroll(loop)
     _unroll_epilogue(sch, 3)
 

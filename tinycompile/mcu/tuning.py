@@ -1,0 +1,42 @@
+"""Per-core schedule choices of the MCU back end: what a target YAML's ``build.schedule:`` section may set.
+
+The schedules (``schedules``) are the same for every core but for these few knobs, whose best value depends on the
+core's pipeline (measured with the ``timing:`` tables on DS-CNN, bench/RESULTS_mcu.md). A target without the
+section gets the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tinycompile.errors import UserError
+
+DWCONV_CHANNELS = (4, 8)
+
+
+@dataclass(frozen=True)
+class ScheduleChoices:
+    """Knobs of the DSP schedules with LLVM. ``dwconv_channels``: channels per depthwise register tile (four per
+    ``SMLA_MUL4``; eight loads each tap's input once per two intrinsics, fewer loads but more live registers)."""
+
+    dwconv_channels: int = 4
+
+
+DEFAULT = ScheduleChoices()
+
+
+def choices_from(section: Any, where: str) -> ScheduleChoices:
+    """The choices of a YAML ``build.schedule`` mapping (absent: the defaults); ``where`` names the file in errors."""
+    if section is None:
+        return DEFAULT
+    if not isinstance(section, dict):
+        raise UserError(f"{where}: build.schedule must be a mapping, e.g. {{dwconv_channels: 8}}")
+    known = {f.name for f in fields(ScheduleChoices)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) in build.schedule: {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+    channels = section.get("dwconv_channels", DEFAULT.dwconv_channels)
+    if isinstance(channels, bool) or channels not in DWCONV_CHANNELS:
+        raise UserError(f"{where}: build.schedule.dwconv_channels must be one of {', '.join(map(str, DWCONV_CHANNELS))}, but got {channels!r}")
+    return ScheduleChoices(dwconv_channels=int(channels))
