@@ -8,7 +8,7 @@ import pytest
 
 from tinycompile.arch import ArchSpec, Layer, numel
 from tinycompile.cost import memory
-from tinycompile.cost.inplace import POINTWISE_TILE, Overlap, overlap
+from tinycompile.cost.inplace import Overlap, overlap
 from tinycompile.cost.model import estimate
 from tinycompile.cost.patches import plan_patches, stage_ends, stage_macs
 from tinycompile.targets import load_target
@@ -32,9 +32,9 @@ def _steps(layer: Layer, in_shape, out_shape):  # type: ignore[no-untyped-def]
     window of each output (not from the formula under test)."""
     c_in, h_in, w_in = in_shape
     c_out, h_out, w_out = out_shape
-    if layer.kernel == (1, 1) and layer.op == "conv":
-        for p in range(0, h_out * w_out, POINTWISE_TILE):
-            yield range(p * c_in, (p + POINTWISE_TILE) * c_in), range(p * c_out, (p + POINTWISE_TILE) * c_out)
+    if layer.kernel == (1, 1) and layer.op == "conv":  # pixel tiles within a row (rv32: up to 8 pixels): a row
+        for p in range(0, h_out * w_out, w_out):
+            yield range(p * c_in, (p + w_out) * c_in), range(p * c_out, (p + w_out) * c_out)
         return
     (kh, _), (s, _), top = layer.kernel, layer.stride, layer.padding[0]
     for y in range(h_out):

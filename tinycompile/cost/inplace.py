@@ -1,8 +1,8 @@
 """In-place execution: which layers may write their output over their input, and at what byte distance.
 
 Every kernel of the MCU back end that may run in place walks its output in *steps* in memory order (output rows:
-depthwise, pools, convolutions, element-wise adds; pixel tiles of ``POINTWISE_TILE`` pixels: 1x1 convolutions, whose
-schedule fuses the pixels) and step ``k`` reads only input bytes at or after ``first_read(k)``, which never decreases.
+depthwise, pools, convolutions, element-wise adds; for 1x1 convolutions, whose schedules fuse the pixels into tiles
+that never cross a row, a row too) and step ``k`` reads only input bytes at or after ``first_read(k)``, which never decreases.
 With the output placed ``d`` bytes before the input (``d = input base - output base``), step ``k`` writes bytes that
 end at ``output base + end_write(k)``; when ``end_write(k) - first_read(k) <= d`` for every ``k``, no store of a step
 touches a byte that this step or any later one still reads, so the output equals the out-of-place one. The distance
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from tinycompile.arch import ArchSpec, Layer, Shape, numel
 
 ROW_OPS = ("dwconv", "maxpool", "avgpool", "conv", "add")
-POINTWISE_TILE = 2  # pixels per tile of a 1x1 convolution (schedules._conv: 2, or 1 on DSP cores; 2 covers both)
 ALIGN = 4
 
 
@@ -82,7 +81,7 @@ def _distance(layer: Layer, in_shape: Shape, out_shape: Shape) -> int:
     c_in, _, w_in = in_shape
     c_out, h_out, w_out = out_shape
     if layer.op == "conv" and layer.kernel == (1, 1) and layer.stride == (1, 1) and not any(layer.padding):
-        tile = POINTWISE_TILE
+        tile = w_out  # a whole output row: every schedule's pixel tile lies within one (rv32: up to 8 pixels)
         pixels = h_out * w_out
         need = max((k + tile) * c_out - k * c_in for k in range(0, pixels, tile))
     else:

@@ -15,7 +15,7 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from tinycompile.mcu import layout
-from tinycompile.lowering.requant import clamp_int8, fast_requant, fast_requantize_expr, times_pow2
+from tinycompile.lowering.requant import clamp_int8, fast_requant, fast_requantize_expr, times_pow2, zero_point_folded
 from tinycompile.quant.graph import QOp
 
 LANES = 16  # int8 lanes of a 128-bit vector
@@ -277,7 +277,8 @@ def _epilogue(sch: s_tir.Schedule, op: QOp, loop: s_tir.LoopRV, depth: int, flav
     sch.reverse_compute_at(out, loop)
     inner = sch.get_loops(out)[-1]
     outer, inner = sch.split(inner, [None, 4])
-    sch.tensorize(inner, requant4(op.out_q.zero_point, op.lo, op.hi, flavour))
+    zp = 0 if zero_point_folded(op) else op.out_q.zero_point  # else the table's rounding column carries it
+    sch.tensorize(inner, requant4(zp, op.lo, op.hi, flavour))
     sch.unroll(outer)
 
 
