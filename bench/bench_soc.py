@@ -2,10 +2,13 @@
 run on the VexRiscv core in Verilator (cycles from mcycle, exact) beside QEMU's instruction counts of the same
 library, the rv32imc target's cycle estimate (its timing: table, GD32VF103's core, over QEMU's instruction trace)
 and the soc-vexriscv target's (a model of this core and its caches over QEMU's trace and data addresses), per layer;
-the simulation's speed; and the same network with every layer on the accelerator (N = 8) on the SoC's bus, driven by
-the core (input written, program started and polled, output read back), beside the accelerator's own cycles.
+the simulation's speed; and the same network built for the SoC with its accelerator (N = 8, `build --target
+soc-vexriscv`: every layer it can run on it, the rest on the core, one firmware), the inference's cycles split between
+the accelerator and the core's work (input written, layers started and polled, core layers, output read back);
+``--model FILE`` builds a model file the same way (MLPerf Tiny's KWS reference model: its softmax on the core).
 
-Run: ``.venv/bin/python bench/bench_soc.py [--vectors 2] [--net NAME]`` -> a table, bench/results/soc.json (with
+Run: ``.venv/bin/python bench/bench_soc.py [--vectors 2] [--net NAME] [--model FILE]`` -> a table,
+bench/results/soc.json (with
 ``--net``, another network on the core alone -> bench/results/soc-NAME.json: ``held-out``, the cost model's
 held-out network of tests/mcu/test_calibration.py, or a network of bench/calibrate_mcu.py by its name).
 """
@@ -29,15 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mcu import ds_cnn  # noqa: E402  (the one DS-CNN definition of the benchmarks)
 
 from tinycompile.arch import ArchSpec  # noqa: E402
+from tinycompile.backends.base import Workload  # noqa: E402
+from tinycompile.backends.flow import finish  # noqa: E402
+from tinycompile.backends.registry import get_backend  # noqa: E402
 from tinycompile.mcu.backend import build_and_run  # noqa: E402
 from tinycompile.mcu.library import compile_graph  # noqa: E402
 from tinycompile.model import SpecNet  # noqa: E402
+from tinycompile.quant.graph import QuantGraph  # noqa: E402
 from tinycompile.quant.quantize import quantize  # noqa: E402
-from tinycompile.soc.network import compile_all_on_accelerator  # noqa: E402
-from tinycompile.soc.network import run_network as run_on_accelerator  # noqa: E402
 from tinycompile.soc.estimate import estimate_kernels  # noqa: E402
 from tinycompile.soc.run import per_layer, run_network  # noqa: E402
-from tinycompile.targets import load_target  # noqa: E402
+from tinycompile.targets import Target, load_target  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 ANCHORS = {"CFU Playground KWS on VexRiscv, no CFU (Arty A7, cycles)": 87_000_000,
@@ -49,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=int, default=2, help="inputs run on both (default 2: ~16 M cycles each)")
     parser.add_argument("--net", default="ds-cnn", help="ds-cnn (default), held-out, or a calibrate_mcu.py network")
+    parser.add_argument("--model", type=Path, help="also build this model file (e.g. MLPerf Tiny's kws_ref_model.tflite) "
+                        "for the SoC with its accelerator, as `tinycompile build FILE --target soc-vexriscv` does")
     args = parser.parse_args(argv)
     spec = network(args.net)
     torch.manual_seed(0)
@@ -67,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         kernels = estimate_kernels(qemu.elf, load_target("rv32imc"), soc.elf, soc_target, len(soc.library.info.kernels))
         estimate_seconds = time.perf_counter() - t0
-        accel = None if args.net != "ds-cnn" else run_on_accelerator(
-            graph, compile_all_on_accelerator(graph, 8), vectors, soc_target, Path(tmp) / "acc")
+        accel = None if args.net != "ds-cnn" else with_accelerator(graph, spec, soc_target, Path(tmp) / "acc")
+        imported = None if args.model is None else build_model(args.model, Path(tmp) / "model")
     kernel_ops = soc.library.info.kernel_ops
     cycles = per_layer(kernel_ops, soc.counts.kernel_instructions[0], len(spec.layers))
     soc_est = per_layer(kernel_ops, [k.cycles for k in kernels], len(spec.layers))
@@ -126,20 +133,51 @@ def main(argv: list[str] | None = None) -> int:
     if accel is None:
         (ROOT / "results" / f"soc-{args.net}.json").write_text(json.dumps(out, indent=1) + "\n")
         return 0 if out["bit_exact"] else 1
-    acc_ok = bool(np.array_equal(accel.outputs.reshape(len(vectors), -1), soc.expected)) and accel.rc == [0] * len(vectors)
-    core, acc = accel.core_cycles[-1], accel.accel_cycles[-1]
-    console.print(f"with the accelerator (N = 8, every layer on it), last input: {core:,} core cycles = input written "
-                  f"{accel.input_cycles[-1]:,} + run and poll {accel.run_cycles[-1]:,} + output read "
-                  f"{accel.output_cycles[-1]:,}; the accelerator's own counter {acc:,} ({core / acc:.2f}x); image "
-                  f"copied in once at boot: {accel.boot_copy_cycles:,} cycles | bit-exact {acc_ok}")
+    out["with_accelerator"] = accel_summary(accel, console, "DS-CNN (random weights, no softmax)")
+    if imported is not None:
+        out["model"] = {"file": args.model.name, **accel_summary(imported, console, args.model.name)}
+        out["command"] += f" --model {args.model}"
     for name, value in ANCHORS.items():
         console.print(f"anchor: {name}: {value:,}")
-    out.update({"with_accelerator": {"array": 8, "bit_exact": acc_ok, "core_cycles": accel.core_cycles,
-                                "accelerator_cycles": accel.accel_cycles, "input_cycles": accel.input_cycles,
-                                "run_and_poll_cycles": accel.run_cycles, "output_cycles": accel.output_cycles,
-                                "core_over_accelerator": core / acc, "boot_copy_cycles": accel.boot_copy_cycles}})
     (ROOT / "results" / "soc.json").write_text(json.dumps(out, indent=1) + "\n")
-    return 0 if out["bit_exact"] and acc_ok else 1
+    return 0 if out["bit_exact"] and accel["bit_exact"] and (imported is None or imported["bit_exact"]) else 1
+
+
+def with_accelerator(graph: QuantGraph, spec: ArchSpec, target: Target, folder: Path) -> dict:
+    """The network on the SoC with its accelerator (``build --target soc-vexriscv``: the soc back end's system path,
+    16 random inputs): its report."""
+    backend = get_backend("soc")
+    x = np.random.default_rng(1).integers(-128, 128, (16, *graph.input_shape)).astype(np.int8)
+    work = Workload(graph, spec, x, "DS-CNN")
+    result = backend.build(work, target, backend.options({}, target), folder)
+    return finish(work, {"model": "ds-cnn", "format": "spec"}, target, result, folder)
+
+
+def build_model(path: Path, folder: Path) -> dict:
+    """``tinycompile build PATH --target soc-vexriscv`` (the accelerator at the target's N, 16 inputs): its report."""
+    from tinycompile.cli import main as cli
+
+    cli(["build", str(path), "--target", "soc-vexriscv", "-o", str(folder), "--vectors", "16"])
+    return json.loads((folder / "report.json").read_text())
+
+
+def accel_summary(report: dict, console: Console, title: str) -> dict:
+    """Print and return the whole inference's split between the accelerator and the core (first input)."""
+    a = report["backend"]["accelerator"]
+    total = report["latency"]["measured"]
+    on = {r["ran_on"] for r in report["layers"]}
+    console.print(f"{title} on the SoC with its accelerator (N = {a['array']}, {report['inputs']} inputs, bit-exact "
+                  f"{report['bit_exact']}): {total:,.0f} cycles per inference = accelerator {a['accelerator_cycles']:,} + "
+                  f"core layers {a['core_layer_cycles']:,} + input written {a['input_cycles']:,} + starting and "
+                  f"polling {a['driver_cycles']:,} + copies {a['copy_cycles']:,} + output read {a['output_cycles']:,}: "
+                  f"{a['vs_accelerator_alone']:.2f}x the accelerator alone; predicted {report['latency']['predicted']:,.0f}"
+                  f"{'' if 'core' not in on else ' (layers on the core: ' + ', '.join(r['op'] for r in report['layers'] if r['ran_on'] == 'core') + ')'}")
+    return {"bit_exact": report["bit_exact"], "cycles": total, "predicted_cycles": report["latency"]["predicted"],
+            **{k: a[k] for k in ("array", "accelerator_cycles", "core_layer_cycles", "input_cycles", "driver_cycles",
+                                 "copy_cycles", "output_cycles", "vs_accelerator_alone", "mac_efficiency",
+                                 "boot_copy_cycles")},
+            "layers": [{k: r.get(k) for k in ("index", "op", "ran_on", "measured", "accelerator_cycles", "predicted")}
+                       for r in report["layers"]]}
 
 
 def network(name: str) -> ArchSpec:

@@ -305,12 +305,7 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
     ho, wo, co = op.out_shape
     packed = len(red) in (4, 5) and sch.get(red[-1]).extent == 2 and sch.get(red[-2]).extent == 2 and dsp is not None
     pointwise = op.kernel == (1, 1) and op.stride == (1, 1) and not any(op.padding)
-    if pointwise:
-        pix = [sch.fuse(h, w)]
-        npix = ho * wo
-    else:
-        pix = [h, w]
-        npix = wo
+    pix = [sch.fuse(h, w)] if pointwise else [h, w]
     to = _divisor(co, (8, 4, 2) if packed and len(red) == 5 and dsp == "llvm" else (4, 2))  # LLVM, input channels: 8
     # Pixel tiles must not straddle output rows: the epilogue's (h, w) loops placed under a tile of the fused pixel
     # axis that crosses a row get non-constant extents, which cannot be unrolled (a 1x1 conv on 2x3, say).

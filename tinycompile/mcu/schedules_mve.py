@@ -283,8 +283,6 @@ def _epilogue(sch: s_tir.Schedule, op: QOp, loop: s_tir.LoopRV, depth: int, flav
 
 
 def _dwconv(sch: s_tir.Schedule, op: QOp, flavour: str) -> None:
-    from tinycompile.mcu import schedules
-
     acc = sch.get_sblock("acc")
     h, w, c, kh, kw = sch.get_loops(acc)
     c_o, c_m, c_i = sch.split(c, [None, DW_LANES // 4, 4])

@@ -30,7 +30,7 @@ from tinycompile.mcu.library import write_library
 from tinycompile.mcu.naming import Naming
 from tinycompile.quant.graph import QuantGraph, spec_of
 from tinycompile.soc.accel import c_words, run_firmware
-from tinycompile.soc.network import WRITE_INPUT, c_vectors, input_defines, output_layer
+from tinycompile.soc.feed import WRITE_INPUT, c_vectors, input_defines
 from tinycompile.soc.rtl import AccelPart
 from tinycompile.soc.simulate import SocRun
 from tinycompile.targets import Target
@@ -111,7 +111,7 @@ def _core_part(graph: QuantGraph, run: list[int]) -> CorePart:
     source, shape = reads.pop()
     last = storage_index(graph, run[-1])
     read_outside = {storage_index(graph, j) for k, op in enumerate(graph.ops) if k not in inside for j in op.inputs}
-    exported = ({s for s in read_outside if s in inside} | ({output_layer(graph)} & inside)) - {last}
+    exported = ({s for s in read_outside if s in inside} | ({storage_index(graph, len(graph.ops) - 1)} & inside)) - {last}
     if exported:
         raise UserError(f"{what} run on the SoC's core and layer {min(exported)}'s output is read elsewhere too; the "
                         "soc back end copies back only a core part's last output: build with --core-only")
@@ -187,7 +187,7 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
                           f"    a = mcycle(); rc = tc_accel_run({prog.start_at(i)}u, {MAX_POLLS}u, &r); b = mcycle();\n"
                           f"    if (rc) fail(v, {i}, &r);\n"
                           f"    st[{step}][0] = b - a; st[{step}][1] = r.cycles; st[{step}][2] = r.mac_cycles;")
-    last = output_layer(graph)
+    last = storage_index(graph, len(graph.ops) - 1)
     out_size = int(np.prod(graph.output_shape))
     if last in locs:
         loc = locs[last]
