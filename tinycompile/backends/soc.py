@@ -165,7 +165,11 @@ class SocBackend(Backend):
             prog = plan.program
             codes = [c for c in prog.layers if c.count]
             timed = network_timing([prog.instrs[c.first : c.first + c.count] for c in codes], n)
-            predicted.update({c.index: float(t) for c, t in zip(codes, timed)})
+            accel = target.raw["soc"]["accelerator"]  # the core's share, as the cost model prices it
+            predicted.update({c.index: float(t) + float(accel["start_cycles"]) for c, t in zip(codes, timed)})
+            if prog.input is not None:
+                first = next(c.index for c in codes if -1 in work.graph.ops[c.index].inputs)
+                predicted[first] += float(accel["input_cycles_per_byte"]) * prog.input.nbytes(n)
         doc = {"target": target.name, "target_file": str(target.path.resolve()), "array": n, "accel_mem_bytes": mem,
                "steps": [list(s) for s in plan.steps], "kernel_ops": [list(k) for k in fw.kernel_ops],
                "placement": {str(i): w for i, w in plan.placement.items()}, "predicted": predicted,
