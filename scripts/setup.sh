@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything tinycompile needs on a fresh Debian 12 machine (as root), idempotently:
-# the Debian toolchains (cross compilers, QEMU, synthesis, PostgreSQL; espeak-ng renders the kws-espeak task) and a
+# the Debian toolchains (cross compilers, QEMU, synthesis, PostgreSQL; espeak-ng renders the kws-espeak task; the
+# host compiler builds Verilator models and the QEMU plugin that records data addresses) and a
 # venv with the pinned Python packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="gcc-arm-none-eabi picolibc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf
-picolibc-riscv64-unknown-elf qemu-system-arm qemu-system-misc yosys nextpnr-ice40 iverilog postgresql espeak-ng"
+picolibc-riscv64-unknown-elf qemu-system-arm qemu-system-misc yosys nextpnr-ice40 iverilog postgresql espeak-ng
+build-essential"
 VENV=${TINYCOMPILE_VENV:-.venv}
 
 missing=""
