@@ -13,39 +13,59 @@ from tinycompile.quant.graph import QuantGraph
 WRITE_INPUT = """\
 /* The input as the first layer reads it: pixel (y, q) holds rows y..y+ROWS-1, columns q..q+P-1 of the input
    padded with its zero point (TOP rows above, LEFT columns before it), channels padded to the word with zeros.
-   The padded input is laid out once in RAM (cached), so each packed pixel is ROWS contiguous runs of P*C bytes:
-   copied with constant sizes into an aligned word buffer, then stored as whole words. */
+   The padded input is laid out in RAM (cached) once; per input only its H real rows are copied in, and only the
+   packed rows that hold one of them are written out (the others hold padding only: written by the first call).
+   The channel padding words are never written: the image copied in at boot holds zeros there. */
 #define TC_XW (TC_WP + TC_P)
-static int8_t xp[(TC_HP + TC_ROWS) * TC_XW * TC_C];
+#define TC_WORDS (TC_PIXEL_BYTES / 4)
+static int8_t xp[(TC_HP + TC_ROWS) * TC_XW * TC_C + 4] __attribute__((aligned(4)));
+static int tc_input_written;
 
 static void write_input(const int8_t *x) {
-  memset(xp, TC_ZP, sizeof(xp));
-  for (int y = 0; y < TC_H; ++y) memcpy(&xp[((y + TC_TOP) * TC_XW + TC_LEFT) * TC_C], &x[y * TC_W * TC_C], TC_W * TC_C);
-  volatile uint32_t *dst = (volatile uint32_t *)(TC_ACCEL_MEM_BASE + TC_IN_ADDR);
-#if TC_P * TC_C == 4
-  /* One word per run (DS-CNN's first layer: 4 columns of 1 channel): along a row the word slides by C bytes, so
-     each step shifts C bytes out and C bytes in instead of gathering four. */
-  for (int y = 0; y < TC_HP; ++y) {
-    const uint8_t *src[TC_ROWS];
-    uint32_t win[TC_ROWS];
-    for (int ty = 0; ty < TC_ROWS; ++ty) {
-      src[ty] = (const uint8_t *)&xp[(y + ty) * TC_XW * TC_C];
-      win[ty] = src[ty][0] | (uint32_t)src[ty][1] << 8 | (uint32_t)src[ty][2] << 16 | (uint32_t)src[ty][3] << 24;
-    }
-    for (int q = 0; q < TC_WP; ++q) {
-      for (int ty = 0; ty < TC_ROWS; ++ty) *dst++ = win[ty];
-      for (int i = TC_ROWS; i < TC_PIXEL_BYTES / 4; ++i) *dst++ = 0u;
-      for (int ty = 0; ty < TC_ROWS; ++ty)
-        for (int c = 0; c < TC_C; ++c) win[ty] = win[ty] >> 8 | (uint32_t)src[ty][4 + q * TC_C + c] << 24;
+  int y0 = 0, y1 = TC_HP;
+  if (!tc_input_written) {
+    memset(xp, TC_ZP, sizeof(xp));
+    tc_input_written = 1;
+  } else {
+    y0 = TC_TOP - TC_ROWS + 1 > 0 ? TC_TOP - TC_ROWS + 1 : 0;
+    y1 = TC_TOP + TC_H < TC_HP ? TC_TOP + TC_H : TC_HP;
+  }
+  for (int y = 0; y < TC_H; ++y) {
+    int8_t *d = &xp[((y + TC_TOP) * TC_XW + TC_LEFT) * TC_C];
+    const int8_t *s = &x[y * TC_W * TC_C];
+#pragma GCC unroll 16
+    for (int i = 0; i < TC_W * TC_C; ++i) d[i] = s[i];  /* a short row: inline, not a call of memcpy's byte loop */
+  }
+#if TC_P * TC_C == 4 && (TC_XW * TC_C) % 4 == 0
+  /* One word per run (DS-CNN's first layer: 4 columns of 1 channel): the 4 / C windows that start in an aligned
+     word of a row are funnel shifts of it and the next word, with constant shifts. */
+  for (int y = y0; y < y1; ++y) {
+    volatile uint32_t *dst = (volatile uint32_t *)(TC_ACCEL_MEM_BASE + TC_IN_ADDR) + y * TC_WP * TC_WORDS;
+    const uint32_t *row[TC_ROWS];
+    for (int ty = 0; ty < TC_ROWS; ++ty) row[ty] = (const uint32_t *)&xp[(y + ty) * TC_XW * TC_C];
+    for (int i = 0; i * (4 / TC_C) < TC_WP; ++i) {
+      uint32_t lo[TC_ROWS], hi[TC_ROWS];  /* in registers: the stores below cannot change them */
+      for (int ty = 0; ty < TC_ROWS; ++ty) {
+        lo[ty] = row[ty][i];
+        hi[ty] = row[ty][i + 1];
+      }
+#pragma GCC unroll 4
+      for (int k = 0; k < 4 / TC_C; ++k) {
+        if (i * (4 / TC_C) + k >= TC_WP) break;
+        for (int ty = 0; ty < TC_ROWS; ++ty)
+          dst[ty] = k ? lo[ty] >> (8 * TC_C * k) | hi[ty] << (32 - 8 * TC_C * k) : lo[ty];
+        dst += TC_WORDS;
+      }
     }
   }
 #else
-  uint32_t px[TC_PIXEL_BYTES / 4] = {0};
-  for (int y = 0; y < TC_HP; ++y) {
+  uint32_t px[TC_WORDS] = {0};
+  for (int y = y0; y < y1; ++y) {
+    volatile uint32_t *dst = (volatile uint32_t *)(TC_ACCEL_MEM_BASE + TC_IN_ADDR) + y * TC_WP * TC_WORDS;
     for (int q = 0; q < TC_WP; ++q) {
       for (int ty = 0; ty < TC_ROWS; ++ty)
         memcpy((uint8_t *)px + ty * TC_P * TC_C, &xp[((y + ty) * TC_XW + q) * TC_C], TC_P * TC_C);
-      for (int i = 0; i < TC_PIXEL_BYTES / 4; ++i) *dst++ = px[i];
+      for (int i = 0; i < TC_WORDS; ++i) *dst++ = px[i];
     }
   }
 #endif

@@ -311,15 +311,16 @@ class AccelFault:
 @dataclass(frozen=True)
 class SystemRun:
     """One run of the firmware: outputs, per input the whole inference's cycles (and its input writing and output
-    reading), per step its figures (first input), per core kernel its cycles; the boot copy; the run itself."""
+    reading), per step its figures and per core kernel its cycles (the last input: the steady state, caches warm and
+    the input's constant padding written by the first); the boot copy; the run itself."""
 
     outputs: np.ndarray | None  # (N, output size) int8; None if the accelerator stopped
     totals: list[int]
     input_cycles: list[int]
     output_cycles: list[int]
-    steps: list[tuple[int, int, int]]  # first input: accelerator (core cycles, accel cycles, MAC cycles) or core
+    steps: list[tuple[int, int, int]]  # last input: accelerator (core cycles, accel cycles, MAC cycles) or core
     #                                    part (core cycles, copy-in cycles, copy-out cycles)
-    kernels: dict[int, list[int]]  # core part -> its kernels' cycles (first input)
+    kernels: dict[int, list[int]]  # core part -> its kernels' cycles (last input)
     boot_cycles: int
     fault: AccelFault | None
     soc: SocRun
@@ -351,10 +352,11 @@ def parse_run(soc: SocRun, n_vectors: int, n_steps: int, target: Target) -> Syst
     raw = {int(p[1]): np.frombuffer(bytes.fromhex(p[2]), np.int8) for p in lines if p[0] == "O"}
     if sorted(totals) != list(range(n_vectors)) or sorted(raw) != list(range(n_vectors)):
         raise RuntimeError(f"the firmware printed results for {len(raw)} of {n_vectors} inputs:\n{soc.text[-1500:]}")
-    steps = [tuple(map(int, p[3:6])) for p in lines if p[0] == "S" and p[1] == "0"]
+    last = str(n_vectors - 1)
+    steps = [tuple(map(int, p[3:6])) for p in lines if p[0] == "S" and p[1] == last]
     kernels: dict[int, list[int]] = {}
     for p in lines:
-        if p[0] == "K" and p[1] == "0":
+        if p[0] == "K" and p[1] == last:
             kernels.setdefault(int(p[2]), []).append(int(p[4]))
     assert len(steps) == n_steps
     return SystemRun(np.stack([raw[v] for v in range(n_vectors)]), [totals[v][0] for v in range(n_vectors)],
@@ -364,7 +366,7 @@ def parse_run(soc: SocRun, n_vectors: int, n_steps: int, target: Target) -> Syst
 
 def layer_cycles(steps: Sequence[tuple[str, int]], run: SystemRun, kernel_ops: Sequence[Sequence[int]],
                  n_ops: int) -> dict[int, dict[str, Any]]:
-    """Per op that did work (first input): where it ran and its cycles as the core saw them; the accelerator's own
+    """Per op that did work (the last input): where it ran and its cycles as the core saw them; the accelerator's own
     count and MAC cycles beside them for its layers."""
     rows: dict[int, dict[str, Any]] = {}
     for (kind, i), (core, x, y) in zip(steps, run.steps):
