@@ -101,3 +101,27 @@ def test_a_bad_instructions_section_is_one_line(tmp_path, edit, message) -> None
     with pytest.raises(UserError) as info:
         load_target(_mcu_file(tmp_path, edit))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_each_conv_is_priced_by_the_loop_it_runs() -> None:
+    """On a SIMD core a conv that no dot product takes has its own rate, and so do Helium's kernels on the M55;
+    a core without SIMD has one rate."""
+    from tinycompile.backends.mcu import McuBackend, cost_keys
+    from tinycompile.mcu.layout import kernel_path
+
+    assert kernel_path("conv", 2, 8, (5, 5), "dsp") == "portable"  # 2 -> 4 channels would double the MACs
+    assert kernel_path("conv", 8, 8, (3, 3), "dsp") == kernel_path("conv", 1, 8, (10, 4), "dsp") == "dsp"
+    assert kernel_path("conv", 64, 8, (1, 1), "mve") == kernel_path("dwconv", 32, 32, (3, 3), "mve") == "mve"
+    assert kernel_path("conv", 40, 8, (3, 3), "mve") == kernel_path("dwconv", 40, 40, (3, 3), "mve") == "dsp"
+    assert kernel_path("conv", 2, 8, (5, 5), None) == kernel_path("dense", 64, 10, (1, 1), "dsp") == "scalar"
+    stem = Layer("conv", (-1,), channels=8, kernel=(5, 5), padding=(2, 2, 2, 2))
+    pointwise = Layer("conv", (-1,), channels=8, kernel=(1, 1))
+    cases = [("cortex-m4", stem, 2, "conv_portable"), ("rv32imc", stem, 2, "conv"), ("cortex-m4", pointwise, 64, "conv"),
+             ("cortex-m55", pointwise, 64, "conv_mve"), ("cortex-m55", pointwise, 40, "conv")]
+    for name, layer, cin, key in cases:
+        target = load_target(name)
+        unit = dataclasses.replace(target, cycles={k: float(k == key) for k in cost_keys(target)})
+        macs = 8 * 8 * 8 * cin * layer.kernel[0] * layer.kernel[1]
+        assert McuBackend().layer_cycles(layer, (cin, 8, 8), (8, 8, 8), macs, unit) == macs, (name, key)
+    assert cost_keys(load_target("rv32imc")) == ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output",
+                                                 "layer_overhead")
