@@ -1,6 +1,6 @@
 """Fit the MCU cost model's coefficients (``cycles:`` and ``instructions:`` of hw_targets/<mcu>.yaml) to QEMU runs.
 
-Run: ``.venv/bin/python bench/calibrate_mcu.py --targets cortex-m4`` (one target at a time: ~3 min each on 2 cores,
+Run: ``.venv/bin/python bench/calibrate_mcu.py --targets cortex-m4`` (one target at a time: 1-3 min each on 2 cores,
 the instruction trace is CPU heavy) -> a table per target, bench/results/calibration-<target>.json (with every
 layer's measurements, so ``--refit`` can fit again without QEMU).
 

@@ -56,7 +56,8 @@ def test_cost_model_predicts_a_held_out_networks_instructions_and_cycles(tmp_pat
                            trace=True)
     r = result.report
     assert result.ok and r["estimated_cycles"], r["cycles_are"]
-    assert r["compared"]["relative_error"].startswith(f"predicted_instructions (the cost model with hw_targets/{name}.yaml instructions:")
+    assert r["compared"]["relative_error"].startswith(
+        f"predicted_instructions (the cost model with hw_targets/{name}.yaml instructions:")
     errors = {"instructions": r["total_relative_error"], "cycles": r["cycles_relative_error"]}
     assert errors["instructions"] == pytest.approx((r["predicted_instructions"] - r["measured_instructions"])
                                                    / r["measured_instructions"])

@@ -79,7 +79,8 @@ class McuBackend(Backend):
         if layer.op in VIEW_OPS:
             return 0.0
         if layer.op in WEIGHTED_OPS:
-            path = kernel_path(layer.op, in_shape[0], out_shape[0], tuple(layer.kernel), _simd(target))  # type: ignore[arg-type]
+            kernel = (layer.kernel[0], layer.kernel[1])
+            path = kernel_path(layer.op, in_shape[0], out_shape[0], kernel, _simd(target))
             rate = c[f"{layer.op}_{path}"] if path in ("mve", "portable") else c[layer.op]
             # Helium requantizes four channels at once
             work = macs * rate + numel(out_shape) * c["per_output_mve" if path == "mve" else "per_output"]
