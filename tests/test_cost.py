@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.cost.arena import plan_activations
 from tinycompile.cost.memory import choose
-from tinycompile.cost.model import estimate
+from tinycompile.cost.model import estimate, estimate_instructions
+from tinycompile.errors import UserError
 from tinycompile.targets import available_targets, load_target
 
 
@@ -62,3 +64,64 @@ def test_a_faster_clock_lowers_latency_not_cycles() -> None:
     fast = dataclasses.replace(target, clock_mhz=2 * target.clock_mhz)
     a, b = estimate(conv_net(16), target), estimate(conv_net(16), fast)
     assert a.cycles == b.cycles and b.latency_ms == pytest.approx(a.latency_ms / 2)
+
+
+def _mcu_file(tmp_path, edit) -> str:
+    """cortex-m4's YAML with ``edit`` applied to its mapping, written to ``tmp_path``."""
+    raw = yaml.safe_load(load_target("cortex-m4").path.read_text())
+    edit(raw)
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_instructions_have_their_own_coefficients(tmp_path) -> None:
+    """An MCU target's ``instructions:`` drive the instruction prediction (the same formula), ``cycles:`` the
+    latency; a file without ``instructions:`` predicts instructions with ``cycles:``."""
+
+    def doubled(raw: dict) -> None:
+        raw["instructions"] = {k: 2 * v for k, v in raw["cycles"].items()}
+
+    spec = conv_net(16)
+    target = load_target(_mcu_file(tmp_path, doubled))
+    cycles, instructions = estimate(spec, target), estimate_instructions(spec, target)
+    for c, i in zip(cycles.layers, instructions.layers):
+        assert abs(i.cycles - 2 * c.cycles) <= 1, (c, i)  # each layer rounded once
+    assert cycles.cycles > 0 and estimate(spec, dataclasses.replace(target, instructions={})).cycles == cycles.cycles
+    assert estimate_instructions(spec, dataclasses.replace(target, instructions={})).cycles == cycles.cycles
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: raw.update(instructions={**raw["cycles"], "conv": "fast"}), "key 'instructions.conv' must be a number"),
+    (lambda raw: raw.update(instructions={k: v for k, v in raw["cycles"].items() if k != "dense"}),
+     "missing key 'instructions.dense'"),
+    (lambda raw: raw.update(instructions=[1, 2]), "key 'instructions' must be a mapping"),
+])
+def test_a_bad_instructions_section_is_one_line(tmp_path, edit, message) -> None:
+    with pytest.raises(UserError) as info:
+        load_target(_mcu_file(tmp_path, edit))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_each_conv_is_priced_by_the_loop_it_runs() -> None:
+    """On a SIMD core a conv that no dot product takes has its own rate, and so do Helium's kernels on the M55;
+    a core without SIMD has one rate."""
+    from tinycompile.backends.mcu import McuBackend, cost_keys
+    from tinycompile.mcu.layout import kernel_path
+
+    assert kernel_path("conv", 2, 8, (5, 5), "dsp") == "portable"  # 2 -> 4 channels would double the MACs
+    assert kernel_path("conv", 8, 8, (3, 3), "dsp") == kernel_path("conv", 1, 8, (10, 4), "dsp") == "dsp"
+    assert kernel_path("conv", 64, 8, (1, 1), "mve") == kernel_path("dwconv", 32, 32, (3, 3), "mve") == "mve"
+    assert kernel_path("conv", 40, 8, (3, 3), "mve") == kernel_path("dwconv", 40, 40, (3, 3), "mve") == "dsp"
+    assert kernel_path("conv", 2, 8, (5, 5), None) == kernel_path("dense", 64, 10, (1, 1), "dsp") == "scalar"
+    stem = Layer("conv", (-1,), channels=8, kernel=(5, 5), padding=(2, 2, 2, 2))
+    pointwise = Layer("conv", (-1,), channels=8, kernel=(1, 1))
+    cases = [("cortex-m4", stem, 2, "conv_portable"), ("rv32imc", stem, 2, "conv"), ("cortex-m4", pointwise, 64, "conv"),
+             ("cortex-m55", pointwise, 64, "conv_mve"), ("cortex-m55", pointwise, 40, "conv")]
+    for name, layer, cin, key in cases:
+        target = load_target(name)
+        unit = dataclasses.replace(target, cycles={k: float(k == key) for k in cost_keys(target)})
+        macs = 8 * 8 * 8 * cin * layer.kernel[0] * layer.kernel[1]
+        assert McuBackend().layer_cycles(layer, (cin, 8, 8), (8, 8, 8), macs, unit) == macs, (name, key)
+    assert cost_keys(load_target("rv32imc")) == ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output",
+                                                 "layer_overhead")

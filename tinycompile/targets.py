@@ -32,6 +32,8 @@ class Target:
     accelerator: dict[str, Any]
     path: Path
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole file: sections of other back ends
+    # The same formula's coefficients fitted to instruction counts (MCU: QEMU's), where the file has them
+    instructions: dict[str, float] = field(default_factory=dict)
 
 
 def available_targets() -> list[str]:
@@ -58,7 +60,8 @@ def _parse(path: Path) -> Target:
     energy = need("energy", dict)
     require(energy, "active_mw", (int, float), path, "energy.")
     cycles = need("cycles", dict) if "cycles" in data else {}
-    for section, name in ((energy, "energy."), (cycles, "cycles.")):
+    instructions = need("instructions", dict) if "instructions" in data else {}
+    for section, name in ((energy, "energy."), (cycles, "cycles."), (instructions, "instructions.")):
         for key in section:
             require(section, key, (int, float), path, name)
     runtime = need("runtime", dict)
@@ -85,6 +88,7 @@ def _parse(path: Path) -> Target:
         accelerator=dict(data.get("accelerator") or {}),
         path=path,
         raw=data,
+        instructions={k: float(v) for k, v in instructions.items()},
     )
     get_backend(kind).check_target(target)
     return target

@@ -1,10 +1,12 @@
 """The calibrated cost model against QEMU on a held-out network (not among bench/calibrate_mcu.py's fitting set).
 
-A regression in the kernels (slower or faster code) or in the ``cycles:`` coefficients of hw_targets/cortex-m4.yaml
-shows up here as a prediction error beyond the bars.
+A regression in the kernels (slower or faster code) or in the ``cycles:`` / ``instructions:`` coefficients of
+hw_targets/*.yaml shows up here as a prediction error beyond the bars.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,25 +38,37 @@ HELD_OUT = ArchSpec(
     ),
     {"name": "calibration-held-out"},
 )
-TOTAL_BAR = 0.25
-LAYER_BAR = 0.50
+TOTAL_BAR = 0.15  # the issue's bar: the search's cost model within 15% of every network, this one included
+LAYER_BAR = 0.25  # each weighted layer (its path: Helium, DSP dot products or the portable loop, is modelled)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_cost_model_predicts_a_held_out_network_on_cortex_m4(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["cortex-m4", "cortex-m7", "cortex-m55", "rv32imc"])
+def test_cost_model_predicts_a_held_out_networks_instructions_and_cycles(tmp_path, name: str) -> None:
+    """Both coefficient sets of each MCU target (bench/calibrate_mcu.py) on the held-out network: ``instructions:``
+    against QEMU's count, ``cycles:`` (the search's latency) against the cycles estimated from QEMU's trace."""
     rng = np.random.default_rng(11)
     calib = rng.normal(0, 1, (64, *HELD_OUT.input_shape)).astype(np.float32)
     graph = quantize(HELD_OUT, random_model(HELD_OUT, 11), calib)
     vectors = graph.quantize_input(calib[:2])
-    result = build_and_run(graph, HELD_OUT, load_target("cortex-m4"), tmp_path, vectors, "c", compiled=compile_graph(graph))
+    result = build_and_run(graph, HELD_OUT, load_target(name), tmp_path, vectors, "c", compiled=compile_graph(graph),
+                           trace=True)
     r = result.report
-    assert result.ok
-    total_error = r["total_relative_error"]
-    assert abs(total_error) <= TOTAL_BAR, f"total: predicted {r['predicted_cycles']:,} vs measured {r['measured_instructions']:,.0f}"
+    assert result.ok and r["estimated_cycles"], r["cycles_are"]
+    assert r["compared"]["relative_error"].startswith(
+        f"predicted_instructions (the cost model with hw_targets/{name}.yaml instructions:")
+    errors = {"instructions": r["total_relative_error"], "cycles": r["cycles_relative_error"]}
+    assert errors["instructions"] == pytest.approx((r["predicted_instructions"] - r["measured_instructions"])
+                                                   / r["measured_instructions"])
+    assert errors["cycles"] == pytest.approx((r["predicted_cycles"] - r["estimated_cycles"]) / r["estimated_cycles"])
+    assert all(abs(e) <= TOTAL_BAR for e in errors.values()), (
+        f"instructions: predicted {r['predicted_instructions']:,} vs measured {r['measured_instructions']:,.0f}; "
+        f"cycles: predicted {r['predicted_cycles']:,} vs estimated {r['estimated_cycles']:,.0f}")
     for row in r["layers"]:
         if row["op"] in WEIGHTED_OPS:
             assert abs(row["relative_error"]) <= LAYER_BAR, row
+            assert abs(row["cycles_relative_error"]) <= LAYER_BAR, row
 
 
 SOC_TOTAL_BAR = 0.15  # the issue's bar for the SoC core's cost model against its cycles
@@ -81,5 +95,7 @@ def test_soc_cost_model_predicts_the_held_out_networks_cycles(tmp_path) -> None:
     run = build_and_run(graph, HELD_OUT, qemu, tmp_path / "qemu", vectors, "c", compiled=compiled)
     lib, elf = build_firmware(graph, HELD_OUT, soc, tmp_path / "soc", vectors, compiled)
     cycles = sum(k.cycles for k in estimate_kernels(run.elf, qemu, elf, soc, len(lib.info.kernels)))
-    predicted = estimate(HELD_OUT, soc).cycles
+    # the core's cost model: every layer runs on the core in this firmware (estimate() on the target itself would
+    # price the layers its accelerator can run as the accelerator's)
+    predicted = estimate(HELD_OUT, replace(soc, kind="mcu")).cycles
     assert run.ok and abs(predicted - cycles) <= SOC_TOTAL_BAR * cycles, (predicted, cycles)

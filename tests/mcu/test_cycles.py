@@ -30,6 +30,7 @@ from mcu_helpers import random_model
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.backends.base import Workload
 from tinycompile.backends.mcu import McuBackend
+from tinycompile.cost.model import estimate, estimate_instructions
 from tinycompile.errors import UserError
 from tinycompile.mcu import memtrace, timing
 from tinycompile.mcu.dcache import DataCache, kernel_misses
@@ -356,9 +357,19 @@ def test_cortex_m4_build_reports_estimated_cycles(one_layer, tmp_path) -> None:
     assert section["cycles_are"] == "estimated from QEMU's executed instruction stream with hw_targets/cortex-m4.yaml timing:"
     assert e["issue_cycles"] + e["branch_refill_cycles"] + e["fetch_stall_cycles"] == pytest.approx(section["estimated_cycles"])
     assert sum(e["instruction_mix"].values()) == e["traced_instructions"]
+    # predicted vs measured are instructions (the instructions: coefficients); the cycles: prediction (the search's
+    # latency) sits beside the estimated cycles, each with its own error
+    cost, instr = estimate(ONE_LAYER, target), estimate_instructions(ONE_LAYER, target)
+    assert instr.cycles != cost.cycles  # two coefficient sets
+    assert result.unit == "instructions" and result.predicted == row["predicted"] == instr.cycles
+    assert section["predicted_cycles"] == row["predicted_cycles"] == cost.cycles
+    assert row["cycles_relative_error"] == section["cycles_relative_error"] == pytest.approx(
+        (cost.cycles - section["estimated_cycles"]) / section["estimated_cycles"])
+    assert "cycles:" in section["compared"]["cycles_relative_error"] and "instructions:" in section["compared"]["relative_error"]
     report = {"backend": {"kind": "mcu", **section}, "target": {"clock_mhz": target.clock_mhz}}
     lines = "\n".join(backend.summary_lines(report))
     assert "estimated cycles: " in lines and "an estimate, not a measurement" in lines and "cortex-m4.yaml timing:" in lines
+    assert f"cost model {cost.cycles:,} ({100 * section['cycles_relative_error']:+.1f}%)" in lines
 
 
 @pytest.mark.slow

@@ -10,14 +10,16 @@ from typing import Any
 from tinycompile.arch import WEIGHTED_OPS, Layer, Shape, numel
 from tinycompile.backends.base import Backend, BuildResult, Workload
 from tinycompile.cost.arena import VIEW_OPS
-from tinycompile.mcu.layout import constant_bytes, simd_kind
+from tinycompile.mcu.layout import constant_bytes, kernel_path, simd_kind
 from tinycompile.mcu.naming import DEFAULT_NAME, Naming
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target, require
 
 CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
+# The coefficients of the SIMD cores' other loops (tinycompile.mcu.layout.kernel_path), needed where the core has them
+SIMD_KEYS = {"dsp": ("conv_portable",), "mve": ("conv_portable", "conv_mve", "dwconv_mve", "per_output_mve")}
 # report keys of the MCU build that the common core already carries (tinycompile.backends.report)
-_CORE_KEYS = ("target", "vectors", "mismatched_vectors", "bit_exact", "layers", "predicted_cycles", "macs",
+_CORE_KEYS = ("target", "vectors", "mismatched_vectors", "bit_exact", "layers", "predicted_instructions", "macs",
               "measured_instructions", "total_relative_error", "arena_bytes", "workspace_bytes", "library_flash_bytes",
               "predicted_flash_bytes", "predicted_peak_sram")
 
@@ -46,15 +48,20 @@ class McuBackend(Backend):
         return opts
 
     def check_target(self, target: Target) -> None:
-        """The cost model's coefficients, the ``build:`` section and the ``timing:`` table where the file has them."""
+        """The cost model's coefficients (``cycles:``; ``instructions:`` where given), the ``build:`` section and the
+        ``timing:`` table where the file has them."""
         from tinycompile.errors import UserError
         from tinycompile.mcu.firmware import build_config
         from tinycompile.mcu.tuning import choices_from
         from tinycompile.mcu.timing import TimingModel
 
         cycles = require(target.raw, "cycles", dict, target.path)
-        for key in CYCLE_KEYS:
+        for key in cost_keys(target):
             require(cycles, key, (int, float), target.path, "cycles.")
+        if target.raw.get("instructions") is not None:  # optional: without it, cycles: predicts instructions too
+            instructions = require(target.raw, "instructions", dict, target.path)
+            for key in cost_keys(target):
+                require(instructions, key, (int, float), target.path, "instructions.")
         if target.build:
             build_config(target)
             choices_from(target.build.get("schedule"), str(target.path))
@@ -66,12 +73,17 @@ class McuBackend(Backend):
                                 f"(systick: thumb, minstret and mcycle: riscv)")
 
     def layer_cycles(self, layer: Layer, in_shape: Shape, out_shape: Shape, macs: int, target: Target) -> float:
-        """A per-MAC (or per-element) rate, requantization per output, a fixed overhead (fitted to QEMU counts)."""
+        """A per-MAC (or per-element) rate, requantization per output, a fixed overhead: ``target.cycles`` (fitted to
+        the cycles estimated from QEMU's trace; with the ``instructions:`` coefficients, to QEMU's instructions)."""
         c = target.cycles
         if layer.op in VIEW_OPS:
             return 0.0
         if layer.op in WEIGHTED_OPS:
-            work = macs * c[layer.op] + numel(out_shape) * c["per_output"]
+            kernel = (layer.kernel[0], layer.kernel[1])
+            path = kernel_path(layer.op, in_shape[0], out_shape[0], kernel, _simd(target))
+            rate = c[f"{layer.op}_{path}"] if path in ("mve", "portable") else c[layer.op]
+            # Helium requantizes four channels at once
+            work = macs * rate + numel(out_shape) * c["per_output_mve" if path == "mve" else "per_output"]
         elif layer.op in ("maxpool", "avgpool"):
             work = macs * c["pool"]
         elif layer.op in ("gap", "mean"):
@@ -85,8 +97,7 @@ class McuBackend(Backend):
         if layer.op not in WEIGHTED_OPS:
             return 0
         cin = numel(in_shape) if layer.op == "dense" else in_shape[0]
-        dsp = simd_kind(target.build.get("llvm_target"), target.build.get("simd"))
-        return constant_bytes(layer.op, cin, out_shape[0], tuple(layer.kernel), dsp)  # type: ignore[arg-type]
+        return constant_bytes(layer.op, cin, out_shape[0], tuple(layer.kernel), _simd(target))  # type: ignore[arg-type]
 
     def placements(self, graph: QuantGraph, target: Target, options: dict[str, Any]) -> list[str]:
         """Every op with a kernel runs on the core."""
@@ -104,7 +115,8 @@ class McuBackend(Backend):
         if cycles is not None:
             e = b["cycle_estimate"]
             lines.append(f"estimated cycles: {cycles:,.0f} = {e['estimated_ms']:.3f} ms at {report['target']['clock_mhz']:g} "
-                         f"MHz, {e['cycles_per_instruction']:.2f} per instruction (an estimate, not a measurement)")
+                         f"MHz, {e['cycles_per_instruction']:.2f} per instruction (an estimate, not a measurement); "
+                         f"cost model {b['predicted_cycles']:,} ({100 * b['cycles_relative_error']:+.1f}%)")
             lines.append(f"  {b['cycles_are']}")
         elif "cycles_are" in b:
             lines.append(f"cycles {b['cycles_are']}")
@@ -123,13 +135,15 @@ class McuBackend(Backend):
         run = backend.build_and_run(work.graph, work.spec, target, out, work.inputs, options["codegen"],
                                     naming=Naming(options["name"]), trace=options["cycle_estimate"])
         r = run.report
+        # predicted vs measured instructions (the core's unit); the cost model's cycles beside the estimated ones
         layers = [{"index": row["index"], "op": row["op"], "ran_on": row["ran_on"], "macs": row["macs"],
-                   "predicted": row["predicted_cycles"], "measured": row["measured_instructions"],
-                   "estimated_cycles": row["estimated_cycles"]}
+                   "predicted": row["predicted_instructions"], "measured": row["measured_instructions"],
+                   "predicted_cycles": row["predicted_cycles"], "estimated_cycles": row["estimated_cycles"],
+                   "cycles_relative_error": row["cycles_relative_error"]}
                   for row in r["layers"]]
         section = {k: v for k, v in r.items() if k not in _CORE_KEYS}
         return BuildResult(
-            outputs=run.outputs, unit="instructions", layers=layers, predicted=r["predicted_cycles"],
+            outputs=run.outputs, unit="instructions", layers=layers, predicted=r["predicted_instructions"],
             measured=r["measured_instructions"],
             memory={"arena_bytes": r["arena_bytes"], "scratch_bytes": r["workspace_bytes"],
                     "flash_bytes": r["library_flash_bytes"],
@@ -139,3 +153,13 @@ class McuBackend(Backend):
                     "activation_bytes_total": r["activation_bytes_total"], "arena_plan": r["arena_plan"]},
             section={**section, "budget": budget},
         )
+
+
+def _simd(target: Target) -> str | None:
+    """The SIMD schedules a build for ``target`` uses (None: the portable ones only)."""
+    return simd_kind(target.build.get("llvm_target"), target.build.get("simd"))
+
+
+def cost_keys(target: Target) -> tuple[str, ...]:
+    """The coefficients ``layer_cycles`` reads for ``target``: every core's, and its SIMD loops' where it has them."""
+    return CYCLE_KEYS + SIMD_KEYS.get(_simd(target) or "", ())

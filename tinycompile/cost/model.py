@@ -7,7 +7,7 @@ and constant bytes come from the back end of the target's kind (:meth:`tinycompi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from tinycompile.arch import ArchSpec, Shape, numel
 from tinycompile.backends.registry import get_backend
@@ -103,3 +103,9 @@ def estimate(spec: ArchSpec, target: Target) -> Cost:
         params=spec.params(),
         macs=sum(macs),
     )
+
+
+def estimate_instructions(spec: ArchSpec, target: Target) -> Cost:
+    """The same model with the target's ``instructions:`` coefficients (fitted to instruction counts, what an MCU
+    build measures on QEMU): its ``cycles`` are instructions. The ``cycles:`` coefficients where the file has none."""
+    return estimate(spec, replace(target, cycles=target.instructions) if target.instructions else target)

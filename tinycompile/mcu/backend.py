@@ -119,11 +119,13 @@ def _cycles(target: Target, lib: Library, elf: Path, result: firmware.RunResult,
     vector's executed instruction stream priced with the target's ``timing:`` table; None where not traced."""
     table = f"hw_targets/{target.path.name}" if target.path.parent.name == "hw_targets" else str(target.path)
     for row in layers:
-        row["estimated_cycles"] = None
+        row["estimated_cycles"] = row["cycles_relative_error"] = None
     if "timing" not in target.raw:
-        return {"estimated_cycles": None, "cycles_are": f"not estimated: {table} has no timing: section"}
+        return {"estimated_cycles": None, "cycles_relative_error": None,
+                "cycles_are": f"not estimated: {table} has no timing: section"}
     if not trace:
-        return {"estimated_cycles": None, "cycles_are": "not estimated: the build ran without the instruction trace"}
+        return {"estimated_cycles": None, "cycles_relative_error": None,
+                "cycles_are": "not estimated: the build ran without the instruction trace"}
     model = timing.TimingModel.from_section(target.raw["timing"], target.path)
     cmd = firmware.qemu_command(elf, target, elf.with_name("firmware.trace.out"))
     n_kernels = len(lib.info.kernels)
@@ -131,7 +133,8 @@ def _cycles(target: Target, lib: Library, elf: Path, result: firmware.RunResult,
         traced = tracing.trace_firmware(elf, cmd, model.isa, naming.ident("profile_hook"), n_kernels,
                                         firmware.QEMU_TIMEOUT_S)
     except (RuntimeError, OSError) as exc:  # the build's verdict stands without its estimate
-        return {"estimated_cycles": None, "cycles_are": f"not estimated: the instruction trace failed: {exc}"[:500]}
+        return {"estimated_cycles": None, "cycles_relative_error": None,
+                "cycles_are": f"not estimated: the instruction trace failed: {exc}"[:500]}
     start = time.perf_counter()
     kernels = timing.estimate(traced, model)
     model_seconds = time.perf_counter() - start
@@ -144,6 +147,8 @@ def _cycles(target: Target, lib: Library, elf: Path, result: firmware.RunResult,
             row["estimated_cycles"] = round(per_op[row["index"]], 1)
         elif row["measured_instructions"] == 0.0:
             row["estimated_cycles"] = 0.0  # a view: no code
+        if row["estimated_cycles"]:
+            row["cycles_relative_error"] = (row["predicted_cycles"] - row["estimated_cycles"]) / row["estimated_cycles"]
     # The traced run is the measured run without -icount: the same instructions (to the counter's resolution).
     tick = float(firmware.build_config(target)["instructions_per_tick"])
     counted = result.kernel_instructions[0]
@@ -154,8 +159,10 @@ def _cycles(target: Target, lib: Library, elf: Path, result: firmware.RunResult,
     for k in kernels:
         for cls, n in k.mix.items():
             mix[cls] = mix.get(cls, 0) + n
+    predicted = sum(row["predicted_cycles"] for row in layers)
     return {
         "estimated_cycles": round(total, 1),
+        "cycles_relative_error": (predicted - total) / total if total else None,
         "cycles_are": f"estimated from QEMU's executed instruction stream with {table} timing:",
         "cycle_estimate": {
             "traced_input": 0,
@@ -195,19 +202,23 @@ def _report(
     cc_seconds: float,
     codegen: str,
 ) -> dict[str, Any]:
-    from tinycompile.cost.model import estimate
+    from tinycompile.cost.model import estimate, estimate_instructions
 
     cost = estimate(spec, target)
+    instr = estimate_instructions(spec, target)
     macs = spec.macs()
     measured = dict(zip(lib.info.kernel_ops, result.kernel_instructions[0]))
     layers = []
     for i, layer in enumerate(spec.layers):
-        pred = cost.layers[i].cycles
+        pred = instr.layers[i].cycles
         meas = 0.0 if layer.op in VIEW_OPS else measured.get(i)
         rel = None if meas is None or meas == 0 else (pred - meas) / meas
         layers.append({"index": i, "op": layer.op, "ran_on": "view (no data moved)" if layer.op in VIEW_OPS else target.name,
-                       "macs": macs[i], "predicted_cycles": pred, "measured_instructions": meas, "relative_error": rel})
+                       "macs": macs[i], "predicted_cycles": cost.layers[i].cycles, "predicted_instructions": pred,
+                       "measured_instructions": meas, "relative_error": rel})
     total_meas = float(result.total_instructions[0])
+    table = f"hw_targets/{target.path.name}" if target.path.parent.name == "hw_targets" else str(target.path)
+    source = "instructions:" if target.instructions else "cycles: (the file has no instructions: section)"
     all_tensors = sum_of_tensors(spec)
     memory = choose(spec)
     elf_arena = _symbol_size(elf, "tc_arena")
@@ -221,8 +232,15 @@ def _report(
         "bit_exact": mismatches == 0,
         "layers": layers,
         "predicted_cycles": cost.cycles,
+        "predicted_instructions": instr.cycles,
         "measured_instructions": total_meas,
-        "total_relative_error": (cost.cycles - total_meas) / total_meas if total_meas else None,
+        "total_relative_error": (instr.cycles - total_meas) / total_meas if total_meas else None,
+        "compared": {
+            "relative_error": f"predicted_instructions (the cost model with {table} {source}) against "
+                              "measured_instructions (QEMU)",
+            "cycles_relative_error": f"predicted_cycles (the cost model with {table} cycles:, the search's latency "
+                                     "and energy) against estimated_cycles (QEMU's trace priced with its timing:)",
+        },
         "macs": int(sum(macs)),
         "instructions_per_mac": total_meas / max(sum(macs), 1),
         "measured_spread": [min(result.total_instructions), max(result.total_instructions)],

@@ -68,6 +68,19 @@ def dot_axis(op: str, cin: int, kernel: tuple[int, int]) -> str | None:
     return "ci" if 3 * _up4(cin) <= 4 * cin else None
 
 
+def kernel_path(op: str, cin: int, cout: int, kernel: tuple[int, int], simd: str | None) -> str:
+    """Which kind of loop a conv or depthwise layer runs on a core whose build uses ``simd`` (a ``simd_kind``), by
+    the tests its schedules use: ``mve`` (Helium), ``dsp`` (the DSP extension's dot products), ``portable`` (a conv
+    neither takes on a SIMD core) or ``scalar`` (a core without SIMD, and every other op)."""
+    if simd is None or op not in ("conv", "dwconv"):
+        return "scalar"
+    if simd == "mve" and (mve_conv(op, cin, kernel) or mve_dwconv(op, cout)):
+        return "mve"
+    if op == "conv" and dot_axis(op, cin, kernel) is None:
+        return "portable"
+    return "dsp"
+
+
 def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None) -> int:
     """Bytes of a conv / dwconv / dense weight as the kernel reads it (int8, or the DSP schedules' int16 packing);
     ``dsp``: a ``simd_kind`` (True: "dsp")."""
