@@ -326,11 +326,17 @@ def accelerator_of(target: Target, n: int) -> tuple[Any, int]:
     return AccelConfig.for_array(n), int(section["memory_kb"]) * 1024
 
 
+def core_only(target: Target) -> Target:
+    """``target`` without its accelerator: the cost model then prices every layer as the core runs it."""
+    soc = {k: v for k, v in (target.raw.get("soc") or {}).items() if k != "accelerator"}
+    return dataclasses.replace(target, raw={**target.raw, "soc": soc})
+
+
 def estimate_core(work: Workload, target: Target) -> dict[int, float]:
     """The cost model's cycles of every layer on the core (the MCU coefficients of ``target``)."""
     from tinycompile.cost.model import estimate
 
-    return {i: float(layer.cycles) for i, layer in enumerate(estimate(work.spec, target).layers)}
+    return {i: float(layer.cycles) for i, layer in enumerate(estimate(work.spec, core_only(target)).layers)}
 
 
 def _system_result(work: Workload, target: Target, run: Any, doc: dict[str, Any]) -> BuildResult:
@@ -418,7 +424,7 @@ def _result(work: Workload, target: Target, counts: Any, run: Any, instructions:
     cycles = per_layer(doc["kernel_ops"], counts.kernel_instructions[0], len(work.spec.layers))
     est = doc.get("estimate") or {}
     estimated = est.get("layers") or [None] * len(work.spec.layers)
-    cost = estimate(work.spec, target)
+    cost = estimate(work.spec, core_only(target))  # this firmware runs every layer on the core
     macs = work.spec.macs()
     layers = []
     for i, layer in enumerate(work.spec.layers):
