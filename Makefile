@@ -16,6 +16,7 @@ demo: setup
 		--sram-kb 64 --flash-kb 256 --study $(DEMO_STUDY) --out $(RUNS)
 	$(TC) build $(RUNS)/$(DEMO_STUDY)/best --target cortex-m4 -o build/demo-cortex-m4
 	$(TC) build $(RUNS)/$(DEMO_STUDY)/best --target fpga --array 8 -o build/demo-fpga
+	$(TC) build $(RUNS)/$(DEMO_STUDY)/best --target soc-vexriscv -o build/demo-soc
 
 test: setup
 	bash scripts/run_tests.sh
