@@ -1,8 +1,9 @@
 """MLPerf Tiny DS-CNN keyword spotting (random int8 weights) through the MCU back end on QEMU: instructions per inference,
 and the cycles estimated from the first input's executed instruction stream with each target's ``timing:`` table.
 
-Run: ``.venv/bin/python bench/bench_mcu.py [--runs cortex-m4:llvm ...]`` -> a table, bench/results/mcu.json. Anchors
-from shared/ANCHORS.md.
+Run: ``.venv/bin/python bench/bench_mcu.py [--runs cortex-m4:llvm ...]`` -> a table, bench/results/mcu.json. The
+anchors (``ANCHORS``): MLPerf Tiny v1.2 closed-division KWS latencies as cycles (latency x clock) and CMSIS-NN's
+DS-CNN measured on this QEMU, instructions counted the same way (the project's anchor measurements of 2026-11-25).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ ANCHORS = {
     "fastest published (Plumerai, M4 cycles, 47.8 ms)": 5_736_000,
 }
 RUNS = [(t, c) for t in ("cortex-m4", "rv32imc", "cortex-m7", "cortex-m55") for c in ("c", "llvm")]
-# ANCHORS.md's per-layer CMSIS-NN figures (-Ofast) on the same QEMU, per layer of each type.
+# CMSIS-NN's per-layer figures (-Ofast) on the same QEMU, per layer of each type (the anchor measurements).
 CMSIS_NN_PER_LAYER = {"conv0": 1_076_680, "dwconv": 598_170, "pointwise": 1_068_930, "avgpool": 51_000, "dense": 2_200}
 
 
 def layer_type(index: int, op: str) -> str:
-    """DS-CNN layer types as ANCHORS.md names them: conv0, dwconv, pointwise, avgpool, dense."""
+    """DS-CNN layer types as the anchor measurements name them: conv0, dwconv, pointwise, avgpool, dense."""
     if op == "conv":
         return "conv0" if index == 0 else "pointwise"
     return op
