@@ -5,6 +5,7 @@ synthesis itself (minutes) is bench/bench_soc_synth.py's."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,19 @@ def test_uart_tx_lints_clean() -> None:
 
     res = _lint("tc_soc_uart_tx", [str(rtl_dir() / "soc" / "tc_soc_uart_tx.sv")], {"ClksPerBit": 326})
     assert res.returncode == 0 and "%Warning" not in res.stderr and "%Error" not in res.stderr, res.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_uart_sends_every_byte_in_8n1_frames(tmp_path: Path) -> None:
+    """Forty bytes into a 16-byte FIFO, written as fast as the SoC's TX register can: all come out of the serial
+    line in order as 8N1 frames of 7 cycles per bit, the writes held off while the FIFO is full (cb_soc_uart.py)."""
+    from tinycompile.accel.simulate import build, run_cocotb
+    from tinycompile.resources import rtl_dir
+
+    bdir = build("tc_soc_uart_tx", [rtl_dir() / "soc" / "tc_soc_uart_tx.sv"], {"ClksPerBit": 7, "FifoDepth": 16},
+                 "soc_uart_tx")
+    run_cocotb("tc_soc_uart_tx", bdir, "cb_soc_uart", tmp_path, {"TC_CLKS_PER_BIT": "7"},
+               test_filter=r"^cb_soc_uart\.uart_frames$")
 
 
 def test_constraints_name_exactly_the_top_ports() -> None:
