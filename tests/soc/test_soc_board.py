@@ -56,6 +56,22 @@ def test_uart_sends_every_byte_in_8n1_frames(tmp_path: Path) -> None:
                test_filter=r"^cb_soc_uart\.uart_frames$")
 
 
+@pytest.mark.slow
+def test_boot_firmware_runs_in_the_board_memory(tmp_path: Path) -> None:
+    """The firmware the bitstream carries, on the simulated SoC with the board's 128 KiB: it prints its line (the
+    SoC's cycle counter read back) and exits with 0, without touching an unmapped address."""
+    import re
+
+    from tinycompile.soc.simulate import run_elf
+
+    board.boot_firmware(tmp_path, 8)
+    run = run_elf(tmp_path / "boot.elf", board.MEM_BYTES // 4, timeout_cycles=5_000_000)
+    assert run.exited and run.exit_code == 0 and not run.fault, run.text
+    m = re.fullmatch(r"tinycompile SoC on ULX3S: VexRiscv \+ 8x8 accelerator, (\d+) cycles since reset\n", run.text)
+    assert m is not None, run.text
+    assert 0 < int(m.group(1)) < run.cycles
+
+
 def test_constraints_name_exactly_the_top_ports() -> None:
     """Every name in the shipped .lpf is a port bit of the top, and every port bit has a pin."""
     ports = board.top_ports()

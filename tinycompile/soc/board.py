@@ -108,12 +108,13 @@ def parameters(n: int, pll: Pll | None, init_file: str = "") -> dict[str, int | 
 _HELLO = """\
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int main(void) {
   uint32_t lo = *(volatile uint32_t *)0xF0000008u;  /* the SoC's cycle counter */
   printf("tinycompile SoC on ULX3S: VexRiscv + %dx%d accelerator, %u cycles since reset\\n", @N@, @N@,
          (unsigned)lo);
-  return 0;
+  exit(0); /* the EXIT register (LED 0): this crt0 does not call exit when main returns */
 }
 """
 
