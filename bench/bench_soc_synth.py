@@ -82,6 +82,8 @@ def place_and_route(netlist: Path, wd: Path, placer: str, timeout: int) -> dict[
     # Relative paths, run in the work folder: the WebAssembly build sees only its current folder.
     cmd = [binary, dev, "--package", pkg, "--speed", str(speed), "--json", netlist.name, "--lpf", "board.lpf",
            "--textcfg", "soc.config", "--report", "report.json", "--timing-allow-fail", "--placer", placer]
+    for stale in ("report.json", "soc.config", "soc.bit"):  # a failed run must not leave an earlier run's figures
+        (wd / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
     with (wd / "nextpnr.log").open("w") as log:
         res = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, cwd=wd, check=False)
