@@ -25,7 +25,7 @@ DATA = {
     "tinycompile.rtl_sim": ["ISA.md"],
     "tinycompile.rtl_sim.rtl": ["*.sv"],
     "tinycompile.rtl_sim.tb": ["*.sv"],
-    "tinycompile.rtl_sim.synth": ["estimate.json", "*.sv"],
+    "tinycompile.rtl_sim.synth": ["estimate.json", "soc.json", "*.sv", "*.lpf"],
     "tinycompile.rtl_sim.soc": ["*.sv", "*.vlt"],
 }
 

@@ -7,6 +7,8 @@
 // With AccelN > 0 the accelerator (tc_accel, an AccelN x AccelN array) joins: its memory (tc_soc_accel_mem, shared
 // with the core) at 0x9000_0000 and its registers (tc_soc_accel_regs) at 0xF000_1000, both uncached.
 // Reset: synchronous, active low, like the accelerator's and the core's.
+// InitFile: a firmware image ($readmemh, one 32-bit word per line) the memory starts with on an FPGA; empty in
+// simulation, where the test bench names the image at run time.
 module tc_soc #(
   parameter int unsigned MemWords      = 131072,  // the memory's size in 32-bit words (512 KiB)
   parameter int unsigned AccelN        = 0,       // 0: no accelerator; else its array size (4, 8 or 16)
@@ -16,12 +18,15 @@ module tc_soc #(
   parameter int unsigned WgtTiles      = 1,
   parameter int unsigned AccDepth      = 1,
   parameter int unsigned OutDepth      = 1,
-  parameter int unsigned ParamSets     = 1
+  parameter int unsigned ParamSets     = 1,
+  parameter int unsigned QueueDepth    = 8,       // tc_accel's unit queues
+  parameter              InitFile      = ""
 ) (
   input  logic        clk_i,
   input  logic        rst_ni,
   output logic        tx_valid_o,
   output logic [7:0]  tx_data_o,
+  input  logic        tx_ready_i,  // the TX sink (a board's UART) can take a byte; a TX write waits until it can
   output logic        exit_o,
   output logic [31:0] exit_code_o,
   output logic        fault_o,
@@ -90,7 +95,8 @@ module tc_soc #(
   logic [31:0] mem_a_dat, mem_b_dat, io_dat;
 
   tc_soc_ram #(
-    .Words(MemWords)
+    .Words(MemWords),
+    .InitFile(InitFile)
   ) u_ram (
     .clk_i,
     .rst_ni,
@@ -118,6 +124,7 @@ module tc_soc #(
     .dat_o       (io_dat),
     .tx_valid_o,
     .tx_data_o,
+    .tx_ready_i,
     .exit_o,
     .exit_code_o,
     .cycles_o
@@ -140,7 +147,7 @@ module tc_soc #(
 
     tc_accel #(
       .N(AccelN), .InpDepth(InpDepth), .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth),
-      .ParamSets(ParamSets)
+      .ParamSets(ParamSets), .QueueDepth(QueueDepth)
     ) u_accel (
       .clk_i,
       .rst_ni,
@@ -206,7 +213,7 @@ module tc_soc #(
     assign unused_status = ^{done, error};
   end else begin : g_no_accel
     logic [31:0] unused_sizes;  // the accelerator's sizes matter only with it
-    assign unused_sizes = InpDepth ^ WgtTiles ^ AccDepth ^ OutDepth ^ ParamSets ^ AccelMemWords;
+    assign unused_sizes = InpDepth ^ WgtTiles ^ AccDepth ^ OutDepth ^ ParamSets ^ QueueDepth ^ AccelMemWords;
     assign d_amem   = 1'b0;
     assign d_areg   = 1'b0;
     assign amem_ack = 1'b0;

@@ -1,5 +1,6 @@
 // The SoC's peripheral registers (uncached: the core sends every access at or above 0x8000_0000 to the bus):
-//   0x0 TX      write: one byte of the firmware's text output (the test bench reads it off tx_valid_o/tx_data_o)
+//   0x0 TX      write: one byte of the firmware's text output (the test bench reads it off tx_valid_o/tx_data_o);
+//               the write waits, unacknowledged, while tx_ready_i is low (a board's UART with a full FIFO)
 //   0x4 EXIT    write: the firmware ended with this code; the test bench stops on exit_o
 //   0x8 CYCLES  read: the low word of a free-running cycle counter (the bus-side check of the core's mcycle)
 //   0xC CYCLESH read: its high word, sampled when CYCLES was read
@@ -14,6 +15,7 @@ module tc_soc_io (
   output logic [31:0] dat_o,
   output logic        tx_valid_o,
   output logic [7:0]  tx_data_o,
+  input  logic        tx_ready_i,  // the TX sink takes a byte next cycle (tied high in simulation)
   output logic        exit_o,
   output logic [31:0] exit_code_o,
   output logic [63:0] cycles_o
@@ -24,7 +26,8 @@ module tc_soc_io (
   logic [63:0] cycles_q;
   logic        req;
 
-  assign req = stb_i && !ack_q;
+  // A TX write is held off while the sink is full, so the core stalls instead of a byte being lost.
+  assign req = stb_i && !ack_q && !(we_i && adr_i == 2'd0 && !tx_ready_i);
 
   always_ff @(posedge clk_i) begin
     if (!rst_ni) begin

@@ -1,9 +1,11 @@
 // The SoC's one memory: code, constants and data, with two Wishbone (classic) slave ports, the core's instruction
 // bus on A (read only) and its data bus on B. A read or write takes two cycles (the acknowledge is registered), as
 // an on-chip block RAM behind LiteX's Wishbone SRAM does. Storage has no reset: it maps onto FPGA block RAM and the
-// firmware image fills it.
+// firmware image fills it: named at run time in simulation, or by InitFile (a $readmemh image) on an FPGA, where
+// the image becomes the block RAM's initial contents in the bitstream.
 module tc_soc_ram #(
   parameter int unsigned Words = 1024,
+  parameter              InitFile = "",
   parameter int unsigned AddrW = $clog2(Words)
 ) (
   input  logic             clk_i,
@@ -22,7 +24,10 @@ module tc_soc_ram #(
   output logic             b_ack_o,
   output logic [31:0]      b_dat_o
 );
-  logic [31:0] mem_q [Words];
+  // no_rw_check: a read of the word written in the same cycle (on either port) may return old or new data; nothing
+  // relies on it (the core ignores a write's read data), and yosys then maps each port onto one block RAM port
+  // instead of copying the memory to emulate read-before-write across ports.
+  (* no_rw_check *) logic [31:0] mem_q [Words];
   logic [31:0] a_dat_q, b_dat_q;
   logic        a_ack_q, b_ack_q;
 
@@ -36,6 +41,11 @@ module tc_soc_ram #(
     end
   end
 `endif
+  if (InitFile != "") begin : g_init
+    initial begin : init_file
+      $readmemh(InitFile, mem_q);
+    end
+  end
 
   always_ff @(posedge clk_i) begin
     a_dat_q <= mem_q[a_adr_i];
