@@ -3,12 +3,13 @@
 - ``kws``: ``tinycompile search`` on the generated keyword task (a 2-D space), ``tinycompile build`` of its best model
   on cortex-m4 (bit-exact on QEMU), and a DS-CNN-shaped baseline trained on the same data with the same recipe and
   built the same way: test accuracy (float and int8), MACs, SRAM, flash, instructions and estimated cycles of each.
-- ``distill``: the ``--distill`` teacher (the space's largest candidate under its MAC cap, trained once) against
-  students taken from the ``kws`` search's Pareto front (one with >= 10x fewer MACs than the teacher), each trained
-  with and without distillation on paired seeds: a TinyBERT-style table (student/teacher MACs and parameters, predicted
-  cortex-m4 latency, test accuracy, accuracy ratio to the teacher) and whether issue 13's three bars hold.
+- ``distill``: the ``--distill`` teacher (the space's candidate with the most convolution weights under
+  ``--teacher-macs``, trained once for ``--teacher-epochs``) against students taken from the ``kws`` search's Pareto
+  front (one with >= 10x fewer MACs than the teacher), each trained with and without distillation on paired seeds:
+  a TinyBERT-style table (student/teacher MACs and parameters, predicted cortex-m4 latency, test accuracy, accuracy
+  ratio to the teacher) and whether issue 13's three bars hold.
 
-    python bench/bench_kws.py [--sections kws distill] [--task kws-espeak] [--space cnn2d] [--trials 24]
+    python bench/bench_kws.py [--sections kws distill] [--task kws-espeak] [--space cnn2d] [--trials 16]
         [--epochs 30] [--jobs 1] [--seed 0] [--teacher-epochs 40]
         [--teacher-macs 8000000] [--student-seeds 0 1] [--students 3]
 
@@ -57,8 +58,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def study_name(args: argparse.Namespace) -> str:
-    """The benchmark's search study: its settings in the name, so other settings never resume it."""
-    return f"kws-{args.task.replace(':', '-')}-{args.space}-s{args.seed}-t{args.trials}-e{args.epochs}"
+    """The benchmark's search study: its settings in the name, so other settings never resume it (more --trials
+    continue it, as `tinycompile search` does)."""
+    return f"kws-{args.task.replace(':', '-')}-{args.space}-s{args.seed}-e{args.epochs}"
 
 
 def run_search(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
@@ -117,7 +119,7 @@ def kws(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]:
     task = load_task(args.task, seed=args.seed)
     spec = ds_cnn(task.input_shape, task.num_classes, channels=args.baseline_channels)
     spec.meta.update(task=args.task, target=TARGET)
-    folder = out / "kws-baseline" / spec.meta["name"]
+    folder = out / f"kws-baseline-{args.task.replace(':', '-')}-s{args.seed}-e{args.epochs}" / spec.meta["name"]
     metrics_file = folder / "metrics.json"
     if metrics_file.is_file():  # trained by an earlier run of the same settings
         metrics = json.loads(metrics_file.read_text())
@@ -252,7 +254,7 @@ def main() -> int:
     parser.add_argument("--sections", nargs="+", choices=("kws", "distill"), default=["kws", "distill"])
     parser.add_argument("--task", default="kws-espeak", help="kws-espeak or kws-espeak:N (N clips per class)")
     parser.add_argument("--space", default="cnn2d", help="a 2-D search space")
-    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=30, help="epochs of every trial, the baseline and the students")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
