@@ -12,7 +12,7 @@ import optuna
 
 FOLDER, WEIGHTS, INFO = "supernet", "supernet.pt", "supernet.json"  # <run>/supernet/
 FINETUNED = "finetuned:"  # study user attr prefix: finetuned:<trial> = the fine-tuned figures and stored files
-TRAIN_TEACHER = "the largest sampled candidate under a MAC cap, trained from scratch"
+TRAIN_TEACHER = "the sampled candidate with the most convolution weights under a MAC cap, trained from scratch"
 
 
 def finetuned(study: optuna.Study, number: int) -> dict[str, Any] | None:
