@@ -146,7 +146,8 @@ def _fast_rounding(op: QOp) -> Any:
     shift = op.tensors["shift"].astype(np.int64)
     rnd = np.left_shift(1, shift - 1)
     folded = rnd + op.out_q.zero_point * np.left_shift(1, shift)
-    return folded if np.abs(folded).max() < (1 << 30) - 1 else rnd
+    # non-negative: fast_requantize_expr shifts it left, which C leaves undefined for a negative value
+    return folded if folded.min() >= 0 and folded.max() < (1 << 30) - 1 else rnd
 
 
 def zero_point_folded(op: QOp) -> bool:
