@@ -175,7 +175,7 @@ def print_table(rows: list[tuple[str, dict[str, object]]]) -> None:
                          f"{r['clock_mhz']:.2f} MHz" + ("" if r["timing_met"] else " (missed)"),
                          f"{r['bitstream']['bytes']:,} B" if r.get("bitstream") else "-"])
         else:
-            body.append([name, *r["cells"], "-", "-"])  # type: ignore[misc]
+            body.append([name, *r["cells"], "-"])  # type: ignore[misc]
     try:
         from rich.console import Console
         from rich.table import Table
