@@ -11,7 +11,8 @@
 
     python bench/bench_kws.py [--sections kws distill] [--task kws-espeak] [--space cnn2d] [--trials 16]
         [--epochs 30] [--jobs 1] [--seed 0] [--teacher-epochs 40]
-        [--teacher-macs 8000000] [--student-seeds 0 1] [--students 3]
+        [--teacher-macs 8000000] [--student-seeds 0 1] [--students 3 | --student-trials N ...]
+        [--student-epochs E]
 
 Prints a table per section and writes bench/results/kws.json (a section not run keeps its figures there, each with
 its own date and command). The search is resumable: a second run reuses the finished study and its trials.
@@ -95,8 +96,14 @@ def build(folder: Path, out: Path) -> dict[str, Any]:
         "estimated_cycles": round(cycles) if cycles else None, "estimated_ms": cycles / (r["target"]["clock_mhz"] * 1e3) if cycles else None,
         "arena_bytes": mem["arena_bytes"], "scratch_bytes": mem["scratch_bytes"], "flash_bytes": mem["flash_bytes"],
         "predicted_peak_sram": mem["predicted_peak_sram"], "predicted_flash_bytes": mem["predicted_flash_bytes"],
-        "build_seconds": round(time.perf_counter() - start, 1), "report": str(report_file),
+        "build_seconds": round(time.perf_counter() - start, 1), "report": shown(report_file),
     }
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout where it lies inside it (results name no machine's folders)."""
+    path = path.resolve()
+    return str(path.relative_to(HERE.parent)) if path.is_relative_to(HERE.parent) else str(path)
 
 
 def cost_figures(spec: ArchSpec) -> dict[str, Any]:
@@ -135,7 +142,7 @@ def kws(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]:
                "train_samples": len(task.x_train), "val_samples": len(task.x_val), "test_samples": len(task.x_test),
                "space": args.space, "target": TARGET, "budget": f"{SRAM_KB:g} KB SRAM, {FLASH_KB:g} KB flash",
                "trials": args.trials, "epochs": args.epochs, "jobs": args.jobs, "seed": args.seed,
-               "study": str(run_dir), "search_seconds": round(search_seconds, 1),
+               "study": shown(run_dir), "this_run_search_seconds": round(search_seconds, 1),  # 0 trials if resumed
                "search_energy": pareto.get("search_energy"), "front": len(pareto["front"]),
                "searched": searched, "baseline": baseline}
     table = Table(title=f"{args.task} on {TARGET}, {SRAM_KB:g} KB SRAM / {FLASH_KB:g} KB flash "
@@ -183,15 +190,21 @@ def distill(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]
                             max_macs=args.teacher_macs)
     teacher_spec, _, teacher_metrics = load_trial(folder / "teacher")
     teacher = {"val_acc": teacher_metrics["val_acc"], "test_acc": teacher_metrics["test_acc"],
-               "epochs": args.teacher_epochs, "train_seconds": teacher_metrics["train_seconds"],
+               "max_epochs": args.teacher_epochs, "epochs": teacher_metrics["epochs"],
+               "best_epoch": teacher_metrics["best_epoch"], "train_seconds": teacher_metrics["train_seconds"],
                **cost_figures(teacher_spec)}
     students = []
-    for row in pick_students(front, teacher["macs"], args.students):
+    epochs = args.student_epochs or args.epochs
+    if args.student_trials:  # chosen by the user (trials of the search, Pareto or not)
+        rows = [{"trial": n, "folder": str(run_dir / "trials" / str(n))} for n in args.student_trials]
+    else:
+        rows = pick_students(front, teacher["macs"], args.students)
+    for row in rows:
         spec = ArchSpec.load(Path(row["folder"]) / "spec.json")
         runs = {"plain": [], "distilled": []}
         for seed in args.student_seeds:
             for kind, soft in (("plain", None), ("distilled", logits)):
-                runs[kind].append(_student_run(spec, task, folder / f"trial{row['trial']}-{kind}-s{seed}", args.epochs,
+                runs[kind].append(_student_run(spec, task, folder / f"trial{row['trial']}-{kind}-s{seed}-e{epochs}", epochs,
                                                seed, soft))
         figures = cost_figures(spec)
         plain = [r["test_acc"] for r in runs["plain"]]
@@ -205,13 +218,17 @@ def distill(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]
             "acc_ratio": float(np.mean(distilled)) / teacher["test_acc"],
         })
     best_student = max(max(s["plain_test_acc"], s["distilled_test_acc"]) for s in students)
+    # a front's most accurate model can be nearly the teacher's size: the margin over students of at most half its
+    # MACs is shown beside the bar's (which counts every student)
+    halves = [max(s["plain_test_acc"], s["distilled_test_acc"]) for s in students if 2 * s["macs"] <= teacher["macs"]]
     small = [s for s in students if s["macs_ratio"] >= STUDENT_MAC_RATIO]
     gains = [g for s in students for g in np.subtract([r["test_acc"] for r in s["runs"]["distilled"]],
                                                         [r["test_acc"] for r in s["runs"]["plain"]])]
     bars = {
         "teacher_beats_best_student_by_1_point": {
             "teacher": teacher["test_acc"], "best_student_mean": best_student,
-            "margin": teacher["test_acc"] - best_student, "holds": teacher["test_acc"] - best_student >= MARGIN},
+            "margin": teacher["test_acc"] - best_student, "holds": teacher["test_acc"] - best_student >= MARGIN,
+            "margin_over_students_of_at_most_half_its_macs": teacher["test_acc"] - max(halves) if halves else None},
         "distilled_beat_plain_on_average": {"mean_paired_gain": float(np.mean(gains)), "pairs": len(gains),
                                             "holds": float(np.mean(gains)) > 0},
         "10x_fewer_macs_keeps_97_percent": {
@@ -220,11 +237,11 @@ def distill(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]
             "holds": any(s["acc_ratio"] >= KEEP for s in small)},
     }
     results = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv]), "task": args.task,
-               "space": args.space, "target": TARGET, "study": str(run_dir), "student_epochs": args.epochs,
+               "space": args.space, "target": TARGET, "study": shown(run_dir), "student_epochs": epochs,
                "student_seeds": args.student_seeds, "teacher": teacher, "students": students, "bars": bars,
                "wall_seconds": round(time.perf_counter() - start, 1)}
     table = Table(title=f"distillation on {args.task} ({args.space}, {TARGET}; teacher {args.teacher_epochs} epochs, "
-                        f"students {args.epochs}, seeds {args.student_seeds})")
+                        f"students {epochs}, seeds {args.student_seeds})")
     for column in ("model", "MACs (teacher/x)", "params (teacher/x)", "latency ms (speedup)", "test acc plain",
                    "test acc distilled", "paired gain", "acc ratio"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -249,6 +266,19 @@ def _student_run(spec: ArchSpec, task: Task, folder: Path, epochs: int, seed: in
     return {"seed": seed, "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "epochs": metrics["epochs"]}
 
 
+def section_key(name: str, args: argparse.Namespace) -> str:
+    """The results key of a section: its name, with the options that change what it measures (chosen students,
+    other student epochs), so a variant never replaces the default run's figures."""
+    if name != "distill":
+        return name
+    key = name
+    if args.student_trials:
+        key += "-trials-" + "-".join(map(str, args.student_trials))
+    if args.student_epochs and args.student_epochs != args.epochs:
+        key += f"-e{args.student_epochs}"
+    return key
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", choices=("kws", "distill"), default=["kws", "distill"])
@@ -264,6 +294,9 @@ def main() -> int:
                         help="the teacher's MAC cap (tinycompile search --distill uses 2,000,000)")
     parser.add_argument("--student-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--students", type=int, default=3, help="students taken from the search's Pareto front")
+    parser.add_argument("--student-trials", type=int, nargs="+",
+                        help="these trials of the search as the students instead (results key distill-<options>)")
+    parser.add_argument("--student-epochs", type=int, help="the students' epochs (default --epochs)")
     parser.add_argument("--out", default=str(HERE / "runs"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -272,13 +305,13 @@ def main() -> int:
     tables = []
     for name, section in (("kws", kws), ("distill", distill)):
         if name in args.sections:
-            results[name], table = section(args, out)
+            results[section_key(name, args)], table = section(args, out)
             tables.append(table)
             write_json(results_file, results)  # each section's figures as soon as it has them
     for table in tables:
         console().print(table)
     if "distill" in args.sections:
-        print(json.dumps({k: v["holds"] for k, v in results["distill"]["bars"].items()}))
+        print(json.dumps({k: v["holds"] for k, v in results[section_key("distill", args)]["bars"].items()}))
     return 0
 
 
