@@ -17,8 +17,8 @@ convolutions have a ``pad`` block in front. The schedules:
   LLVM its channels are copied four at a time (a 32-bit load and store) in a loop over the columns: channels
   innermost, LLVM's loop idioms turned each column into a call of the C library's memcpy / memset, byte loops in
   picolibc (4 and 3 instructions per byte: a quarter of each DS-CNN depthwise layer's instructions on the M4).
-* avgpool with LLVM on DSP cores: four channels per step of the window (``SXTAB_ADD4``: a word load, one SXTAB per
-  channel instead of a byte load and an add; DS-CNN's 25x5 pool on the M4: 18,160 -> 15,960 instructions).
+* avgpool with LLVM on DSP cores: four channels per step of the window (``SXTAB_ADD4``: one word load for the four
+  channels instead of four byte loads; DS-CNN's 25x5 pool on the M4: 18,160 -> 15,960 instructions).
 * softmax: its per-position stages (maximum, sum of exps, reciprocal) computed inside the output's position loop.
 * everything else: the epilogue fused into the reduction's output loop (no temporary buffer).
 """
@@ -168,8 +168,9 @@ def _add4_impl(a: T.handle, c: T.handle) -> None:
     with T.sblock("root"):
         T.reads(C[0:4], A[0:4])
         T.writes(C[0:4])
-        # One 32-bit load of four channels; byte k is the low byte of the word rotated right by 8 k, sign-extended:
-        # LLVM selects SXTAB with that rotation (one instruction a channel instead of a byte load and an add).
+        # One 32-bit load of four channels, byte k sign-extended from the word shifted right by 8 k: LLVM emits SXTAB
+        # for byte 0, ADD with ASR #24 for byte 3 and a shift and an ADD for bytes 1 and 2 (a byte load and an add
+        # each before).
         for k in T.unroll(4):
             C[k] = C[k] + T.Cast("int32", T.Cast("int8", T.shift_right(
                 T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(8 * k))))
