@@ -100,8 +100,13 @@ def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, sh
     word: ``(2 t M + 2**31 + (rnd + (t >> 31)) * 2**32) >> 32``, then one arithmetic shift. On Arm that is SMMLAR
     plus an ASR; no sum overflows since ``|high| < 2**30`` and ``rnd <= 2**30``.
     """
-    # (rnd + sign) * 2**32 + 2**31, built without a constant above int32 (the index narrowing pass rejects those)
-    adj = (((rnd + (acc2 >> i32(31))).astype("int64") << i64(1)) | i64(1)) << i64(31)
+    # (rnd + sign) * 2**32 + 2**31, built without a constant above int32 (the index narrowing pass rejects those) and
+    # shifted as uint64: rnd may be negative (a folded zero point), and C leaves a negative value's left shift
+    # undefined. Reinterpreted, not cast, back to int64: TVM's bound analysis takes a cast from uint64 for a
+    # non-negative value and would drop the clamp below.
+    lifted = (rnd + (acc2 >> i32(31))).astype("int64").astype("uint64")
+    one = tirx.const(1, "uint64")
+    adj = tirx.reinterpret("int64", (((lifted << one) | one) << tirx.const(31, "uint64")))
     high = (acc2.astype("int64") * multiplier.astype("int64") + adj) >> i64(32)
     return high.astype("int32") >> shift
 
@@ -146,8 +151,7 @@ def _fast_rounding(op: QOp) -> Any:
     shift = op.tensors["shift"].astype(np.int64)
     rnd = np.left_shift(1, shift - 1)
     folded = rnd + op.out_q.zero_point * np.left_shift(1, shift)
-    # non-negative: fast_requantize_expr shifts it left, which C leaves undefined for a negative value
-    return folded if folded.min() >= 0 and folded.max() < (1 << 30) - 1 else rnd
+    return folded if np.abs(folded).max() < (1 << 30) - 1 else rnd
 
 
 def zero_point_folded(op: QOp) -> bool:
