@@ -50,6 +50,10 @@ CASES = {
     "one_channel_copy": ArchSpec((1, 40, 40), 3, (
         L("conv", (-1,), channels=4, kernel=(3, 4), stride=(2, 2), relu=True),
         L("gap", (0,)), L("dense", (1,), channels=3))),
+    # a 16x16 average window: 256 elements, the most whose sums the DSP schedule keeps in 16-bit lanes (256 x -128)
+    "avgpool_lane_bound": ArchSpec((8, 16, 17), 3, (
+        L("avgpool", (-1,), kernel=(16, 16), stride=(1, 1)),
+        L("flatten", (0,)), L("dense", (1,), channels=3))),
     # structurally equal layers share one PrimFunc: each call must still write its own planned buffer
     "shared_kernels_residual": ArchSpec((4, 3, 3), 4, (
         L("conv", (-1,), channels=4, kernel=(1, 1), relu=True),
