@@ -17,7 +17,7 @@ convolutions have a ``pad`` block in front. The schedules:
   LLVM its channels are copied four at a time (a 32-bit load and store) in a loop over the columns: channels
   innermost, LLVM's loop idioms turned each column into a call of the C library's memcpy / memset, byte loops in
   picolibc (4 and 3 instructions per byte: a quarter of each DS-CNN depthwise layer's instructions on the M4).
-* avgpool with LLVM on DSP cores, windows of at most 256 elements: four channels' window sums in 16-bit lanes (the
+* avgpool with LLVM on DSP cores, 2-D windows of at most 256 elements: four channels' window sums in 16-bit lanes (the
   tensor intrinsic ``sxtab16_window``: one word load and two SXTAB16 per window element; DS-CNN's 25x5 pool on
   the M4: 18,160 -> 7,640 instructions).
 * softmax: its per-position stages (maximum, sum of exps, reciprocal) computed inside the output's position loop.
@@ -297,8 +297,10 @@ def schedule_kernel(
     elif op is not None and op.op == "dwconv":
         _dwconv(sch, op, flavour, choices.dwconv_channels)
     else:
+        # 2-D windows only: TVM drops a loop of one iteration from the block, so a 1 x k window would need a
+        # description of its own
         if (op is not None and op.op == "avgpool" and flavour == "llvm" and op.out_shape[2] % 4 == 0
-                and op.kernel[0] * op.kernel[1] <= SXTAB16_WINDOW_MAX):
+                and min(op.kernel) > 1 and op.kernel[0] * op.kernel[1] <= SXTAB16_WINDOW_MAX):
             _pool_channels(sch)
         else:
             _fused_epilogue(sch, op)
