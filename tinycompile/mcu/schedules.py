@@ -17,7 +17,7 @@ convolutions have a ``pad`` block in front. The schedules:
   LLVM its channels are copied four at a time (a 32-bit load and store) in a loop over the columns: channels
   innermost, LLVM's loop idioms turned each column into a call of the C library's memcpy / memset, byte loops in
   picolibc (4 and 3 instructions per byte: a quarter of each DS-CNN depthwise layer's instructions on the M4).
-* avgpool with LLVM on DSP cores, 2-D windows of at most 256 elements: four channels' window sums in 16-bit lanes (the
+* avgpool with LLVM on DSP cores, windows of at most 256 elements and more than one column: four channels' window sums in 16-bit lanes (the
   tensor intrinsic ``sxtab16_window``: one word load and two SXTAB16 per window element; DS-CNN's 25x5 pool on
   the M4: 18,160 -> 7,640 instructions).
 * softmax: its per-position stages (maximum, sum of exps, reciprocal) computed inside the output's position loop.
@@ -154,10 +154,11 @@ def sxtab16_window(kh: int, kw: int) -> str:
     accumulators (input rows and columns at any stride) through packed 16-bit lane sums: per window element one
     word load and two SXTAB16 (bytes 0 and 2, then the word rotated by 8: bytes 1 and 3), 0.75 instructions per
     byte against 1.75 for one SXTAB or shift-and-add per byte; the lanes are unpacked into the four sums once per
-    window."""
+    window. ``kh`` 1: one row (TVM drops the row loop of one iteration from the block, so it is not described)."""
     if kh * kw > SXTAB16_WINDOW_MAX:
         raise ValueError(f"a {kh}x{kw} window overflows 16-bit lane sums (at most {SXTAB16_WINDOW_MAX} elements)")
     name = f"tinycompile_sxtab16_window_{kh}x{kw}_i8"
+    rows = kh > 1
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, c: T.handle) -> None:
@@ -167,10 +168,16 @@ def sxtab16_window(kh: int, kw: int) -> str:
         with T.sblock("root"):
             T.reads(C[0:4], A[0:kh, 0:kw, 0:4])
             T.writes(C[0:4])
-            for i, j, k in T.grid(kh, kw, 4):
-                with T.sblock("update"):
-                    vk, vi, vj = T.axis.remap("SRR", [k, i, j])  # the order of the pool's block: channel, row, column
-                    C[vk] = C[vk] + T.Cast("int32", A[vi, vj, vk])
+            if rows:
+                for i, j, k in T.grid(kh, kw, 4):
+                    with T.sblock("update"):
+                        vk, vi, vj = T.axis.remap("SRR", [k, i, j])  # the pool block's order: channel, row, column
+                        C[vk] = C[vk] + T.Cast("int32", A[vi, vj, vk])
+            else:
+                for j, k in T.grid(kw, 4):
+                    with T.sblock("update"):
+                        vk, vj = T.axis.remap("SR", [k, j])
+                        C[vk] = C[vk] + T.Cast("int32", A[0, vj, vk])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:
@@ -180,7 +187,9 @@ def sxtab16_window(kh: int, kw: int) -> str:
         with T.sblock("root"):
             T.reads(C[0:4], A[0:kh, 0:kw, 0:4])
             T.writes(C[0:4])
-            lanes = T.alloc_buffer((2,), "int32", scope="local")  # (c0, c2) and (c1, c3) as 16-bit lane pairs
+            # (c0, c2) and (c1, c3) as 16-bit lane pairs; not "local": TVM takes a local buffer of a tensorized block
+            # from the workspace (a call per kernel, and bytes the planner does not count)
+            lanes = T.alloc_buffer((2,), "int32")
             lanes[0] = 0
             lanes[1] = 0
             for i in T.serial(kh):
@@ -297,10 +306,10 @@ def schedule_kernel(
     elif op is not None and op.op == "dwconv":
         _dwconv(sch, op, flavour, choices.dwconv_channels)
     else:
-        # 2-D windows only: TVM drops a loop of one iteration from the block, so a 1 x k window would need a
-        # description of its own
+        # not k x 1 windows: TVM drops the column loop of one iteration, and a single column of rows at a stride is
+        # not a region the intrinsic's buffer can take
         if (op is not None and op.op == "avgpool" and flavour == "llvm" and op.out_shape[2] % 4 == 0
-                and min(op.kernel) > 1 and op.kernel[0] * op.kernel[1] <= SXTAB16_WINDOW_MAX):
+                and op.kernel[1] > 1 and op.kernel[0] * op.kernel[1] <= SXTAB16_WINDOW_MAX):
             _pool_channels(sch)
         else:
             _fused_epilogue(sch, op)
@@ -339,7 +348,8 @@ def _pool_channels(sch: s_tir.Schedule) -> None:
     init = sch.decompose_reduction(acc, kh)
     for loop in sch.get_loops(init)[3:]:
         sch.unroll(loop)
-    sch.tensorize(kh, sxtab16_window(int(sch.get(kh).extent), int(sch.get(kw).extent)))
+    n_kh, n_kw = int(sch.get(kh).extent), int(sch.get(kw).extent)
+    sch.tensorize(kh if n_kh > 1 else kw, sxtab16_window(n_kh, n_kw))
     _unroll_epilogue(sch, 3)
 
 
