@@ -13,7 +13,7 @@
 
     python bench/bench_kws.py [--sections kws distill] [--task kws-espeak] [--space cnn2d] [--trials 16]
         [--epochs 30] [--jobs 1] [--seed 0] [--teacher-channels 64] [--teacher-blocks 4] [--teacher-epochs 60]
-        [--teacher-seeds 0] [--views 8] [--student-ratios 10 20] [--student-seeds 0 1 2] [--student-epochs 60]
+        [--teacher-seeds 0 1] [--views 8] [--student-ratios 10 20] [--student-seeds 0 1 2] [--student-epochs 60]
 
 Prints a table per section and writes bench/results/kws.json (a section not run keeps its figures there, each with
 its own date and command). The search is resumable: a second run reuses the finished study and its trials.
@@ -356,7 +356,7 @@ def main() -> int:
     parser.add_argument("--teacher-channels", type=int, default=64, help="the DS-CNN teacher's channels")
     parser.add_argument("--teacher-blocks", type=int, default=4, help="the DS-CNN teacher's separable blocks")
     parser.add_argument("--teacher-epochs", type=int, default=60)
-    parser.add_argument("--teacher-seeds", type=int, nargs="+", default=[0],
+    parser.add_argument("--teacher-seeds", type=int, nargs="+", default=[0, 1],
                         help="one teacher network per seed; several make an ensemble (averaged logits)")
     parser.add_argument("--views", type=int, default=8, help="fixed augmented views the students train on")
     parser.add_argument("--student-ratios", type=float, nargs="+", default=[10, 20],
