@@ -1,6 +1,7 @@
 """Training-time augmentation of ``(N, C, H, W)`` batches along their time axis, the longer of H and W (an MFCC
 image's frames, a 1-D signal's samples; H on ties): a random shift with zero fill (zero is the normalised mean) and a
-random masked band, drawn per sample. Used to train a stronger teacher and to make the fixed augmented views students are distilled on."""
+random masked band, drawn per sample. Used to train a stronger teacher and to make the fixed augmented views students
+are distilled on."""
 
 from __future__ import annotations
 
