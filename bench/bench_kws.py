@@ -328,8 +328,9 @@ def describe(spec: ArchSpec) -> str:
             text += f" {layer.channels}"
         if layer.op in ("conv", "dwconv") and tuple(layer.kernel) != (1, 1):
             text += f" {layer.kernel[0]}x{layer.kernel[1]}"
-        if tuple(layer.stride) != (1, 1):
-            text += f" s{layer.stride[0]}"
+        if tuple(layer.stride) != (1, 1):  # a 1-D network strides along W alone: (1, s)
+            a, b = layer.stride
+            text += f" s{a}" if a == b else f" s{a}x{b}"
         parts.append(text)
     return ", ".join(parts)
 
