@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from tinycompile.arch import ArchSpec
+from tinycompile.augment import shift_and_mask
 from tinycompile.device import resolve_device
 from tinycompile.model import SpecNet
 from tinycompile.tasks import Task
@@ -44,6 +45,9 @@ def train(
     temperature: float = 4.0,
     device: str = "auto",
     init_state: dict[str, torch.Tensor] | None = None,
+    label_smoothing: float = 0.0,
+    augment: bool = False,
+    train_views: np.ndarray | None = None,
 ) -> tuple[SpecNet, dict[str, Any]]:
     """Train a fresh model of ``spec`` on ``device`` (auto, cpu, cuda); return the weights of its best validation
     epoch, on the CPU (they load on any machine), and the metrics. With ``init_state`` (a state dict of the spec's
@@ -51,7 +55,16 @@ def train(
 
     With ``teacher_logits`` (a teacher's logits on ``task.x_train``), the loss mixes cross-entropy with Hinton's
     distillation term (KL divergence of the softened outputs, scaled by ``temperature**2``).
+
+    ``augment`` shifts and masks every epoch's training inputs afresh (:mod:`tinycompile.augment`). ``train_views``
+    (``(K, N, C, H, W)``, e.g. :func:`tinycompile.augment.views`) are fixed inputs instead: epoch e trains on view
+    ``(e - 1) % K``, and ``teacher_logits`` may then be ``(K, N, classes)``, the teacher's logits on each view.
     """
+    if train_views is not None and augment:
+        raise ValueError("train: augment draws new inputs every epoch; train_views are fixed ones: give one of them")
+    if teacher_logits is not None and teacher_logits.ndim == 3 and (
+            train_views is None or len(train_views) != len(teacher_logits)):
+        raise ValueError("train: teacher logits per view need train_views of as many views")
     dev = torch.device(resolve_device(device))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -63,16 +76,23 @@ def train(
     steps_per_epoch = -(-len(task.x_train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     # The whole training split moves to the device once: tiny tasks fit, and per-batch copies would dominate.
-    x_train, y_train = torch.from_numpy(task.x_train).to(dev), torch.from_numpy(task.y_train).to(dev)
-    soft_targets = None
+    all_x = torch.from_numpy(task.x_train if train_views is None else train_views).to(dev)
+    y_train = torch.from_numpy(task.y_train).to(dev)
+    soft_all = None
     if teacher_logits is not None:
-        soft_targets = torch.softmax(torch.from_numpy(teacher_logits).float().to(dev) / temperature, dim=1)
-    loss_fn = nn.CrossEntropyLoss()
+        soft_all = torch.softmax(torch.from_numpy(teacher_logits).float().to(dev) / temperature, dim=-1)
+    augment_rng = np.random.default_rng([seed, 1])  # its own stream: the sample order stays that of plain training
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     start = time.perf_counter()
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
+        view = (epoch - 1) % len(all_x) if train_views is not None else None
+        x_train = all_x if view is None else all_x[view]
+        if augment:
+            x_train = torch.from_numpy(shift_and_mask(task.x_train, augment_rng)).to(dev)
+        soft_targets = soft_all if soft_all is None or soft_all.ndim == 2 else soft_all[view]
         order = torch.from_numpy(rng.permutation(len(x_train))).to(dev)  # numpy's order: the same on every device
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
