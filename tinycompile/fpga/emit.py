@@ -172,8 +172,9 @@ class LayerEmitter:
     def compute(self, ps: Pass, s: int) -> None:
         """The COMPUTEs of step ``s``: the first takes the loads' token (and, starting a block two or more into the
         pass, the store token of the block that used its ACC half); the last hands INP back and, at a block's last
-        chunk, its accumulators on to post-processing (a split first step hands each output tile on as it is done,
-        so its post-processing overlaps the next tile's compute)."""
+        chunk, its accumulators on to post-processing (one token for all its output tiles: a split first step
+        loads the parameters before its last weight piece only, so its first tiles' post-processing must not start
+        early)."""
         ctx, st = self.ctx, self.step(ps, s)
         blk = st.blk
         m, ab, wb = self.scheme.acc_rows(blk), (st.bi % HALVES) * ctx.half_acc, self.wgt_half(ps, s)
@@ -187,18 +188,17 @@ class LayerEmitter:
             end = i == len(parts) - 1
             self.prog.append(Instr("COMPUTE", {
                 "pop_prev": int(i == 0 or split and i >= self.early), "pop_next": first_wait if i == 0 else 0,
-                "push_prev": int(end), "push_next": last if end or split else 0, "max": int(ctx.g.kind == "maxpool"),
+                "push_prev": int(end), "push_next": last if end else 0, "max": int(ctx.g.kind == "maxpool"),
                 "m": m, "nt": nt, **f}))
 
     def store(self, ps: Pass, bi: int) -> None:
-        """Post-process every output tile of block ``bi`` (the first waits for its accumulators; after a split first
-        step, each for its own tile), then store it; the store frees the ACC half for the block two later."""
+        """Post-process every output tile of block ``bi`` (the first waits for its accumulators), then store it;
+        the store frees the ACC half for the block two later."""
         blk = ps.blocks[bi]
         m, ab = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc
-        split = bi == 0 and self.split_fill(ps, 0)  # its computes hand over one output tile at a time
         for j in range(blk.gn):
             f = self.scheme.postproc(blk, j, ab, m, ps.t0)
-            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0 or split), **f, "pset": f["pset"] + self.pbase}))
+            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0), **f, "pset": f["pset"] + self.pbase}))
         self.prog.append(Instr("STORE", {"push_prev": 1, **self.scheme.store(blk)}))
 
 
