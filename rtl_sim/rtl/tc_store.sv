@@ -127,12 +127,17 @@ module tc_store #(
     err_o = 1'b0;
     err_code_o = tc_pkg::ErrNone;
 
-    // Pending slot: retire on acceptance, otherwise park the RAM data once it has arrived.
+    // Pending slot: retire on acceptance, otherwise park the RAM data once it has arrived. The
+    // holding register follows the RAM output whenever nothing is parked (it is read only once
+    // held_q is set), so its 8N enables do not wait for the arbiter's grant (that fan-out was the
+    // accelerator's critical path after the operand register).
+    if (!held_q) begin
+      hold_d = out_rdata_i;
+    end
     if (accept) begin
       pend_d = 1'b0;
     end else if (pend_q && !held_q) begin
       held_d = 1'b1;
-      hold_d = out_rdata_i;
     end
 
     unique case (state_q)

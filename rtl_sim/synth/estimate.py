@@ -1,6 +1,7 @@
 """Synthesis estimates for the accelerator: yosys synth_ice40 / synth_ecp5, nextpnr for Fmax.
 
 Usage: ``python rtl_sim/synth/estimate.py [--n 4 8] [--out rtl_sim/synth/estimate.json] [--jobs 2]``.
+``--ecp5-only`` skips the iCE40 part (the design does not fit an iCE40 anyway).
 Synthesises tc_accel with small "FPGA" scratchpads (the simulation defaults would not fit any
 iCE40), prints a table (rich if available) and writes JSON.
 
@@ -241,25 +242,27 @@ def array_fmax(n: int, timeout: int = 900) -> dict[str, object]:
 
 
 def estimate(n: int, timeout: int = 1800, ecp5_pnr_on: bool = True, placer: str = "heap",
-             pnr_timeout: int = 3600, keep: str | None = None) -> dict[str, object]:
-    """Synthesise one array size for iCE40 and ECP5 (and place and route the ECP5 netlist)."""
+             pnr_timeout: int = 3600, keep: str | None = None, ice40: bool = True) -> dict[str, object]:
+    """Synthesise one array size for iCE40 (unless ``ice40`` is False) and ECP5 (and place and route the ECP5
+    netlist)."""
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(keep) / f"n{n}" if keep else Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
-        ice, ice_net = _yosys(n, "ice40", wd, timeout)
+        ice, ice_net = _yosys(n, "ice40", wd, timeout) if ice40 else ({}, None)
         ecp, ecp_net = _yosys(n, "ecp5", wd, timeout)
         ice_luts = ice.get("SB_LUT4", 0)
-        fmax = _nextpnr(ice_net, timeout) if ice_luts <= 5280 and ice.get("SB_MAC16", 0) <= 8 else None
+        fmax = (_nextpnr(ice_net, timeout) if ice40 and ice_luts <= 5280 and ice.get("SB_MAC16", 0) <= 8
+                else None)
         pnr = (ecp5_pnr(ecp_net, ecp, _io_pins(ecp_net), wd, placer, pnr_timeout) if ecp5_pnr_on
                else {"post_route": False, "error": "skipped (--no-ecp5-pnr)"})
     row = {
         "n": n,
         "params": FPGA_PARAMS,
-        "ice40": {"luts": ice_luts, "ffs": sum(v for k, v in ice.items() if k.startswith("SB_DFF")),
-                  "dsp": ice.get("SB_MAC16", 0), "bram": ice.get("SB_RAM40_4K", 0),
-                  "carry": ice.get("SB_CARRY", 0),
-                  "fmax_mhz": fmax, "fits_up5k": fmax is not None},
+        "ice40": None if not ice40 else {
+            "luts": ice_luts, "ffs": sum(v for k, v in ice.items() if k.startswith("SB_DFF")),
+            "dsp": ice.get("SB_MAC16", 0), "bram": ice.get("SB_RAM40_4K", 0), "carry": ice.get("SB_CARRY", 0),
+            "fmax_mhz": fmax, "fits_up5k": fmax is not None},
         "ecp5": {"luts": ecp.get("LUT4", 0), "ffs": ecp.get("TRELLIS_FF", 0),
                  "mult18": ecp.get("MULT18X18D", 0), "bram": ecp.get("DP16KD", 0),
                  "lutram": ecp.get("TRELLIS_DPR16X4", 0), "ccu2": ecp.get("CCU2C", 0)},
@@ -321,9 +324,13 @@ def print_table(rows: list[dict[str, object]]) -> None:
     body = []
     for r in rows:
         i, e = r["ice40"], r["ecp5"]
-        fm = f"{i['fmax_mhz']:.1f} MHz" if i["fmax_mhz"] else "does not fit"
-        body.append([str(r["n"]), str(i["luts"]), str(i["ffs"]), str(i["dsp"]), str(i["bram"]), fm,
-                     str(e["luts"]), str(e["ffs"]), str(e["mult18"]), str(e["bram"]), _arr(r)])
+        if i:
+            fm = f"{i['fmax_mhz']:.1f} MHz" if i["fmax_mhz"] else "does not fit"
+            ice_cells = [str(i["luts"]), str(i["ffs"]), str(i["dsp"]), str(i["bram"]), fm]
+        else:
+            ice_cells = ["-"] * 5  # --ecp5-only
+        body.append([str(r["n"]), *ice_cells, str(e["luts"]), str(e["ffs"]), str(e["mult18"]), str(e["bram"]),
+                     _arr(r)])
     _table("tc_accel synthesis cell counts (yosys 0.23; FPGA scratchpads " + json.dumps(FPGA_PARAMS)
            + ")", head, body)
     head = ["N", "device", "Fmax clk_i", "LUT4 (TRELLIS_COMB)", "FF", "DP16KD", "MULT18X18D",
@@ -344,8 +351,8 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 def _one(n: int, args: argparse.Namespace) -> dict[str, object]:
     row = estimate(n, ecp5_pnr_on=not args.no_ecp5_pnr, placer=args.placer,
-                   pnr_timeout=args.pnr_timeout, keep=args.keep)
-    row["ice40_hx8k_mac_array_only"] = array_fmax(n)
+                   pnr_timeout=args.pnr_timeout, keep=args.keep, ice40=not args.ecp5_only)
+    row["ice40_hx8k_mac_array_only"] = None if args.ecp5_only else array_fmax(n)
     return row
 
 
@@ -356,6 +363,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "estimate.json"))
     ap.add_argument("--jobs", type=int, default=1, help="array sizes to run in parallel")
     ap.add_argument("--no-ecp5-pnr", action="store_true", help="ECP5 synthesis counts only")
+    ap.add_argument("--ecp5-only", action="store_true",
+                    help="skip the iCE40 synthesis and the HX8K array-only run (the ECP5 Fmax in about half the time)")
     ap.add_argument("--placer", default="heap", choices=["heap", "sa"], help="nextpnr-ecp5 placer")
     ap.add_argument("--pnr-timeout", type=int, default=3600, help="seconds per nextpnr-ecp5 run")
     ap.add_argument("--keep", help="keep netlists, nextpnr logs and reports under this folder")

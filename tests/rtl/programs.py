@@ -41,14 +41,16 @@ class TestProgram:
         return loc
 
     def layer(self, g: Geom, values: LayerValues, x: TensorLoc, quant: LayerQuant,
-              b: TensorLoc | None = None) -> TensorLoc:
-        """Append one layer reading ``x`` (and ``b``, an add's second input); return its output's location."""
+              b: TensorLoc | None = None, prefetch: bool = True) -> TensorLoc:
+        """Append one layer reading ``x`` (and ``b``, an add's second input); return its output's location.
+        ``prefetch=False``: the layer waits for every earlier store before any load, as if it started a run (the
+        caller must have drained the previous layer's tokens)."""
         t = plan_layer(g, self.cfg)
         tiles, blob = layer_constants(g, t, self.cfg.n, values)
         wgt, prm = self.image.put(tiles), self.image.put(blob)
         out = alloc_tensor(self.image, g.oh, g.ow, g.co)
         addrs = LayerAddrs(x.addr, out.addr, wgt, prm, b.addr if b is not None else 0)
-        self.instrs += emit_layer(g, t, self.cfg, addrs, quant)
+        self.instrs += emit_layer(g, t, self.cfg, addrs, quant, self.instrs if self.instrs and prefetch else None)
         return out
 
     def finish(self) -> int:
@@ -64,15 +66,16 @@ def _out_hw(x: TensorLoc, k: tuple[int, int], stride: int, pad: Pad) -> tuple[in
 
 def conv2d(prog: TestProgram, x: TensorLoc, zp_in: int, w: np.ndarray, bias: np.ndarray, scale: Scale, zp_out: int,
            stride: int = 1, pad: Pad = (0, 0, 0, 0), lo: int = -128, hi: int = 127,
-           depthwise: bool = False) -> TensorLoc:
-    """A convolution (``w``: int8 ``[KH, KW, Cin, Cout]``) or depthwise convolution (``[KH, KW, C]``)."""
+           depthwise: bool = False, prefetch: bool = True) -> TensorLoc:
+    """A convolution (``w``: int8 ``[KH, KW, Cin, Cout]``) or depthwise convolution (``[KH, KW, C]``);
+    ``prefetch``: as :meth:`TestProgram.layer`."""
     k = w.shape[:2]
     co = x.c if depthwise else w.shape[3]
     g = geom_from_hwc("dwconv" if depthwise else "conv", [(x.h, x.w, x.c)], (*_out_hw(x, k, stride, pad), co), k,
                       (stride, stride), pad, prog.cfg.n)
     assert g is not None
     return prog.layer(accel_geom(g, False, prog.cfg.n), LayerValues(w, bias, (scale,), zp_in), x,
-                      LayerQuant(zp_in, zp_out, lo, hi))
+                      LayerQuant(zp_in, zp_out, lo, hi), prefetch=prefetch)
 
 
 def pool(prog: TestProgram, x: TensorLoc, zp_in: int, kind: str, k: tuple[int, int], scale: Scale, zp_out: int,

@@ -93,8 +93,9 @@ class FpgaBackend(Backend):
         b = report["backend"]
         synth = b["synthesis"]
         synth_text = synth if isinstance(synth, str) else (
-            f"ECP5 {synth['ecp5']['luts']} LUT4, {synth['ecp5']['mult18']} MULT18, {synth['ecp5']['bram']} DP16KD; "
-            f"iCE40 {synth['ice40']['luts']} LUT4 (small-scratchpad build)")
+            f"ECP5 {synth['ecp5']['luts']} LUT4, {synth['ecp5']['mult18']} MULT18, {synth['ecp5']['bram']} DP16KD"
+            + (f"; iCE40 {synth['ice40']['luts']} LUT4" if synth.get("ice40") else "")  # None: an --ecp5-only run
+            + " (small-scratchpad build)")
         lines = [f"accelerator N={b['array']}: array utilisation {100 * b['total']['utilisation']:.0f}% (MAC efficiency "
                  f"{100 * b['total']['mac_efficiency']:.0f}%), {b['total']['bytes_moved']:,} bytes moved; every layer "
                  "output checked", f"synthesis for N={b['array']}: {synth_text}"]

@@ -203,6 +203,7 @@ def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[in
     inputs = dict(locs)
     instrs: list[Instr] = []
     layers: list[LayerCode] = []
+    follows: list[Instr] | None = None  # the code a layer comes after in the same run (None after a DONE)
     for i, op in enumerate(graph.ops):
         if i not in chosen:
             continue
@@ -219,11 +220,13 @@ def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[in
         b = locs[storage_index(graph, op.inputs[1])].addr if op.op == "add" else 0
         quant = LayerQuant(op.in_q[0].zero_point, op.out_q.zero_point, op.lo, op.hi,
                            int(op.params.get("left_shift", 0)), single_rounding(op))
-        code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), quant)
+        code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), quant, follows)
         layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
         instrs.extend(code)
+        follows = code
         if i in stops:
             instrs.append(Instr("DONE"))
+            follows = None
     if not instrs or instrs[-1].op != "DONE":
         instrs.append(Instr("DONE"))
     prog_addr = _place(f"the program ({len(instrs)} instructions)", mem_bytes, img.put, np.frombuffer(assemble(instrs), np.uint8))

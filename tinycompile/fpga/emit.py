@@ -7,6 +7,9 @@ addresses) and the RTL tests' programs all run exactly this stream.
 Every pass is a double-buffered pipeline of steps (:class:`tinycompile.fpga.tiling.Pass`): the loads of step s
 fill INP half s % 2 while step s-1 computes, and the post-processing and store of block b drain ACC half b % 2 while
 block b+1 computes. Dependency tokens (rtl_sim/ISA.md section 3) order the three units; a barrier ends every pass.
+The barrier is split (cross-layer prefetch): a pass that follows another in the same run loads its first weights
+as soon as the previous pass's computes are done, while its last post-processing and stores still drain, and only
+its parameters and inputs (which may read what those stores write) wait for the barrier's token.
 What a step loads and computes is its scheme's (:mod:`tinycompile.fpga.schemes`).
 """
 
@@ -16,7 +19,7 @@ from dataclasses import replace
 
 from tinycompile.accel.assembler import Instr
 from tinycompile.accel.config import AccelConfig
-from tinycompile.accel.isa import ADD_PARAM_SETS, PARAM_WORDS_PER_SET, QUEUE_COMPUTE, QUEUE_LOAD, SP_PARAM
+from tinycompile.accel.isa import ADD_PARAM_SETS, PARAM_WORDS_PER_SET, QUEUE_COMPUTE, QUEUE_LOAD, SP_PARAM, SP_WGT
 from tinycompile.accel.layout import contiguous
 from tinycompile.fpga.geometry import Geom
 from tinycompile.fpga.schemes import EmitContext, Fields, LayerAddrs, LayerQuant, Step, scheme_for
@@ -27,28 +30,39 @@ def barrier(blocks: int, steps: int) -> list[Instr]:
     """Wait for a pass's last stores and drain its leftover tokens, so the next pass or layer starts clean.
 
     The last ``min(blocks, 2)`` stores pushed store->compute tokens no COMPUTE popped; the compute queue takes them
-    (so every store has landed), then pushes one compute->load token. The load queue takes the leftover
-    compute->load tokens of the last ``min(steps, 2)`` steps and that one, so no later load can overtake.
+    (so every store has landed), the last SYNC then pushing one compute->load token, the barrier token. The load
+    queue takes the leftover compute->load tokens of the last ``min(steps, 2)`` steps but one; the next pass in the
+    run takes that one with its first load (so every compute is done: WGT and INP are free for it) and the barrier
+    token with its first load that must wait for the stores (:meth:`LayerEmitter.loads`). At the end of a run
+    they stay unused, which is harmless (START clears the counters). Every SYNC costs an instruction fetch, which
+    is what small layers wait for, so none is spent on a flag another instruction can carry.
     """
-    drain = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "pop_next": 1}) for _ in range(min(blocks, HALVES))]
-    handover = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "push_prev": 1})]
-    collect = [Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}) for _ in range(min(steps, HALVES) + 1)]
-    return drain + handover + collect
+    k = min(blocks, HALVES)
+    drain = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "pop_next": 1, "push_prev": int(i == k - 1)}) for i in range(k)]
+    collect = [Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}) for _ in range(min(steps, HALVES) - 1)]
+    return drain + collect
 
 
 class LayerEmitter:
     """Emits one layer: per pass the pipelined steps (loads, compute, post-processing and store), then a barrier."""
 
-    def __init__(self, g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant) -> None:
-        """Choose the layer's scheme; nothing is emitted yet."""
+    def __init__(self, g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant,
+                 follows: list[Instr] | None = None) -> None:
+        """Choose the layer's scheme; nothing is emitted yet. ``follows``: the code this layer comes after in the
+        same run (its barrier token is pending), or None when the layer starts a run."""
         self.ctx = EmitContext(g, t, cfg, a, q)
         self.scheme = scheme_for(self.ctx)
         self.prog: list[Instr] = []
+        self.follows = follows
+        self.early = 0  # weight pieces of the pass's first step loaded before its barrier token (0 or 1)
+        self.pbase = 0  # the pass's first PARAM set
+        self.param_early = False  # its parameters load before its barrier token
 
     def emit(self) -> list[Instr]:
         """The layer's instructions."""
         for ps in tiling_passes(self.ctx.t):
             self.emit_pass(ps)
+            self.follows = self.prog  # the next pass follows this one
         return self.prog
 
     def emit_pass(self, ps: Pass) -> None:
@@ -56,6 +70,7 @@ class LayerEmitter:
         at s-1, the loads of s+1. Units fetch in program order from queues 8 deep, so a compute placed before the
         next step's (possibly many) loads is dispatched in time to overlap them."""
         last_chunk = ps.chunks - 1
+        self.place_params(ps)
         self.loads(ps, 0)
         for s in range(len(ps.steps)):
             self.compute(ps, s)
@@ -87,23 +102,51 @@ class LayerEmitter:
         after one tile's weights instead of the whole group's (each piece pushes its own token)."""
         return s == 0 and self.scheme.fills_per_tile and ps.chunks == 1 and ps.blocks[0].gn > 1
 
+    def param_sets(self, ps: Pass) -> int:
+        """PARAM sets the pass uses (one per output tile, three for an add)."""
+        return ps.tn * (ADD_PARAM_SETS if self.ctx.g.kind == "add" else 1)
+
+    def place_params(self, ps: Pass) -> None:
+        """Put the pass's parameter sets where the previous pass's post-processing, which may still run, does not
+        read (above its sets, or below them), so they can load early; set 0 and after the barrier if neither fits."""
+        self.pbase, self.param_early = 0, False
+        prev = [ins.fields for ins in self.follows or [] if ins.op == "LOAD" and ins.fields.get("sp") == SP_PARAM]
+        if not prev:
+            return
+        lo = prev[-1]["sp_base"] // PARAM_WORDS_PER_SET
+        hi = lo + prev[-1]["n0"] // PARAM_WORDS_PER_SET
+        need = self.param_sets(ps)
+        if hi + need <= self.ctx.cfg.param_sets:
+            self.pbase, self.param_early = hi, True
+        elif need <= lo:
+            self.param_early = True
+
     def param_load(self, ps: Pass) -> Fields:
-        """LOAD fields of the pass's parameter sets (one per output tile, three for an add), to set 0."""
-        n = self.ctx.n
-        words = PARAM_WORDS_PER_SET * (ADD_PARAM_SETS if self.ctx.g.kind == "add" else 1)
-        return dict(sp=SP_PARAM, sp_base=0, base=self.ctx.a.prm + ps.t0 * words * n, **contiguous(words * ps.tn, n))
+        """LOAD fields of the pass's parameter sets, to its first set."""
+        n, sets = self.ctx.n, self.param_sets(ps)
+        words = PARAM_WORDS_PER_SET * (sets // ps.tn)
+        return dict(sp=SP_PARAM, sp_base=self.pbase * PARAM_WORDS_PER_SET, base=self.ctx.a.prm + ps.t0 * words * n,
+                    **contiguous(PARAM_WORDS_PER_SET * sets, n))
 
     def loads(self, ps: Pass, s: int) -> None:
         """The loads of step ``s``: the first waits until the compute two steps back freed its INP half, the last
-        tells the compute unit the step is ready."""
+        tells the compute unit the step is ready. A first step after another pass loads its weights first, before
+        the barrier token (they read constants only, into a WGT no compute uses any more)."""
         if self.split_fill(ps, s):
             self.split_loads(ps, s)
             return
         lds = [self.param_load(ps)] if s == 0 else []
         lds += self.scheme.step_loads(ps, self.step(ps, s), self.wgt_half(ps, s))
+        after = s == 0 and self.follows is not None
+        early = [ld for ld in lds if ld["sp"] == SP_WGT or ld["sp"] == SP_PARAM and self.param_early] if after else []
+        lds = early + [ld for ld in lds if not any(ld is e for e in early)]
+        if after and not early:  # nothing to load early: a SYNC takes the previous pass's last compute token
+            self.prog.append(Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}))
         for i, ld in enumerate(lds):
-            flags = {"pop_next": int(i == 0 and s >= HALVES), "push_next": int(i == len(lds) - 1)}
-            self.prog.append(Instr("LOAD", {**flags, **ld}))
+            # pops: the compute two steps back (its INP half); after another pass, that pass's last compute
+            # (first load) and its barrier token (first load after the early ones)
+            pop = i == 0 and (s >= HALVES or after and bool(early)) or after and i == len(early)
+            self.prog.append(Instr("LOAD", {"pop_next": int(pop), "push_next": int(i == len(lds) - 1), **ld}))
 
     def split_loads(self, ps: Pass, s: int) -> None:
         """The first step's loads with its weights in one piece per output tile: the input, then the pieces, each
@@ -112,15 +155,26 @@ class LayerEmitter:
         wb, blk, k = self.wgt_half(ps, s), st.blk, st.k1 - st.k0
         pieces = [self.scheme.weight_tiles(replace(blk, g0=blk.g0 + j, gn=1), st.k0, st.k1, wb + j * k)
                   for j in range(blk.gn)]
-        order = ([(ld, 0) for ld in self.scheme.input_loads(st)] + [(ld, 1) for ld in pieces[:-1]]
-                 + [(self.param_load(ps), 0), (pieces[-1], 1)])
-        for ld, push in order:
-            self.prog.append(Instr("LOAD", {"push_next": push, **ld}))
+        # After another pass the first piece loads before the barrier token (the first compute needs it anyway;
+        # more early pieces would share the port with the previous pass's last stores and hold the inputs back).
+        # It pushes nothing: the last input load's token covers its compute (a unit's loads finish in order).
+        self.early = int(self.follows is not None)
+        inputs, param = self.scheme.input_loads(st), [(self.param_load(ps), 0)]
+        order = [(ld, 0) for ld in pieces[:self.early]] + (param if self.param_early else [])
+        after = len(order)  # the first load that waits for the barrier token: the inputs'
+        order += [(ld, int(self.early > 0 and i == len(inputs) - 1)) for i, ld in enumerate(inputs)]
+        rest = pieces[self.early:]
+        order += [(ld, 1) for ld in rest[:-1]] + ([] if self.param_early else param) + [(ld, 1) for ld in rest[-1:]]
+        for i, (ld, push) in enumerate(order):
+            pop = int(self.follows is not None and i in (0, after))  # the last compute token, the barrier token
+            self.prog.append(Instr("LOAD", {"pop_next": pop, "push_next": push, **ld}))
 
     def compute(self, ps: Pass, s: int) -> None:
         """The COMPUTEs of step ``s``: the first takes the loads' token (and, starting a block two or more into the
         pass, the store token of the block that used its ACC half); the last hands INP back and, at a block's last
-        chunk, its accumulators on to post-processing."""
+        chunk, its accumulators on to post-processing (one token for all its output tiles: a split first step
+        loads the parameters before its last weight piece only, so its first tiles' post-processing must not start
+        early)."""
         ctx, st = self.ctx, self.step(ps, s)
         blk = st.blk
         m, ab, wb = self.scheme.acc_rows(blk), (st.bi % HALVES) * ctx.half_acc, self.wgt_half(ps, s)
@@ -133,8 +187,9 @@ class LayerEmitter:
         for i, f in enumerate(parts):
             end = i == len(parts) - 1
             self.prog.append(Instr("COMPUTE", {
-                "pop_prev": int(i == 0 or split), "pop_next": first_wait if i == 0 else 0, "push_prev": int(end),
-                "push_next": last if end else 0, "max": int(ctx.g.kind == "maxpool"), "m": m, "nt": nt, **f}))
+                "pop_prev": int(i == 0 or split and i >= self.early), "pop_next": first_wait if i == 0 else 0,
+                "push_prev": int(end), "push_next": last if end else 0, "max": int(ctx.g.kind == "maxpool"),
+                "m": m, "nt": nt, **f}))
 
     def store(self, ps: Pass, bi: int) -> None:
         """Post-process every output tile of block ``bi`` (the first waits for its accumulators), then store it;
@@ -142,10 +197,15 @@ class LayerEmitter:
         blk = ps.blocks[bi]
         m, ab = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc
         for j in range(blk.gn):
-            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0), **self.scheme.postproc(blk, j, ab, m, ps.t0)}))
+            f = self.scheme.postproc(blk, j, ab, m, ps.t0)
+            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0), **f, "pset": f["pset"] + self.pbase}))
         self.prog.append(Instr("STORE", {"push_prev": 1, **self.scheme.store(blk)}))
 
 
-def emit_layer(g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant) -> list[Instr]:
-    """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between)."""
-    return LayerEmitter(g, t, cfg, a, q).emit()
+def emit_layer(g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant,
+               follows: list[Instr] | None = None) -> list[Instr]:
+    """The instruction stream of one layer (every pass ends with a barrier, so layers can be cut between).
+
+    ``follows``: the code of the layer before it in the same run (its barrier token pending: this layer prefetches
+    its first weights), or None for a layer a run starts at."""
+    return LayerEmitter(g, t, cfg, a, q, follows).emit()

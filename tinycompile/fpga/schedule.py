@@ -40,7 +40,7 @@ from tinycompile.targets import Target
 
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
-OVERHEAD = {"LOAD": 6, "COMPUTE": 5, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
+OVERHEAD = {"LOAD": 6, "COMPUTE": 6, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
 ADD_ROW_CYCLES = 3  # residual-add mode streams one row per 3 cycles
 STORE_CYCLES_PER_WORD = 1
@@ -229,7 +229,8 @@ def network_timing(layers: list[list], n: int) -> list[int]:
 
     Measured like the RTL figures: the program cut after each layer (DONE written there) is run through the model,
     and a layer's share is the difference between consecutive cut runs. Layers end with a barrier, so a cut
-    program is valid; the cuts matter because the fetch unit runs ahead into the next layer.
+    program is valid; the cuts matter because the fetch unit runs ahead into the next layer, and the next layer's
+    first weights load while this one's last stores drain.
     """
     out, prev, upto = [], 0, []
     for code in layers:
@@ -248,9 +249,11 @@ def _predecessor(n: int) -> Geom:
     return Geom("conv", 1, 64, 2 * n, 1, 64, 2 * n)
 
 
-def _instrs(g: Geom, p: AccelConfig) -> list:
-    """The layer's instructions at arbitrary addresses and zero points (neither changes timing)."""
-    return emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), LayerQuant())
+def _instrs(g: Geom, p: AccelConfig, follows: list | None = None) -> list:
+    """The layer's instructions at arbitrary addresses and zero points (neither changes timing); ``follows``: the
+    code before it in the run (it prefetches its first weights), or None."""
+    return emit_layer(g, plan_layer(g, p), p, LayerAddrs(0, 1 << 20, 1 << 21, 1 << 22, 1 << 23), LayerQuant(),
+                      follows)
 
 
 @lru_cache(maxsize=4096)
@@ -263,7 +266,7 @@ def layer_timing(g: Geom, p: AccelConfig) -> LayerTiming:
     own = simulate(_instrs(g, p), p.n)
     pre = _instrs(_predecessor(p.n), p)
     base = simulate(pre, p.n, done=True).cycles
-    share = simulate(pre + _instrs(g, p), p.n, done=True).cycles - base
+    share = simulate(pre + _instrs(g, p, pre), p.n, done=True).cycles - base
     return LayerTiming(max(1, share), own.mac_cycles, own.load_words, own.store_words, own.fetch_words)
 
 

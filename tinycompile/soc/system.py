@@ -2,7 +2,8 @@
 
 The fpga back end's partition decides where each layer runs. The accelerator's layers make one program (its code
 generator), with DONE after every layer, so the core starts each layer on its own and times it (each layer ends
-with a barrier anyway: a stop loses no overlap). Each run of consecutive layers the accelerator cannot run is a
+with a barrier; a stop loses only the overlap of the next layer's first weight and parameter loads with this
+layer's last stores). Each run of consecutive layers the accelerator cannot run is a
 sub-network compiled by the MCU back end (TVM's C for the core) into a library of its own name (``core0``, ...).
 The generated ``main()`` copies the accelerator's memory image in at boot; then, per input, it writes the input as
 the first layer reads it, walks the steps in order (start the accelerator and poll it; or copy a tensor out of the
