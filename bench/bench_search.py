@@ -200,7 +200,11 @@ def reach_seconds(curve: list[list[float]], target: float) -> float | None:
 
 def strategies(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]:
     """train first (its wall time W), then supernet with W and with W / 4, and random with W."""
-    runs = {"train": strategy_run("train", args, out, args.budget_s)}
+    if args.reuse_train:  # the train run of the last strategies section, to compare a changed supernet against it
+        before = json.loads((HERE / "results" / "search.json").read_text())["strategies"]
+        runs = {"train": {**before["runs"]["train"], "reused_from": {k: before[k] for k in ("date", "command")}}}
+    else:
+        runs = {"train": strategy_run("train", args, out, args.budget_s)}
     wall = runs["train"]["wall_seconds"]
     for name in args.strategies:
         if name != "train":
@@ -254,6 +258,8 @@ def main() -> int:
     parser.add_argument("--finetune-epochs", type=int, default=10, help="strategies: the supernet front's fine-tuning")
     parser.add_argument("--finetune-share", type=float, default=0.2,
                         help="strategies: the share of the budget kept for the supernet front's fine-tuning")
+    parser.add_argument("--reuse-train", action="store_true",
+                        help="strategies: take train's run from the last strategies section instead of running it")
     parser.add_argument("--space", default="cnn1d", help="strategies: the search space of train and random")
     parser.add_argument("--supernet-space", default="cnn1d", help="strategies: the search space of the supernet runs")
     parser.add_argument("--strategies", nargs="+", choices=tuple(STRATEGIES), default=list(STRATEGIES),
