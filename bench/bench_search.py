@@ -218,7 +218,8 @@ def strategies(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Tab
         "budget": "16 KB SRAM, 32 KB flash",
         "reference_box": {"error": BOX[0], "latency_ms": BOX[1]}, "train_budget_seconds": args.budget_s,
         "jobs": args.jobs, "seed": args.seed, "train_epochs": args.epochs, "train_trials": args.trials,
-        "supernet_epochs": args.supernet_epochs, "quarter_epochs": args.quarter_epochs, "supernet_trials": args.supernet_trials,
+        "supernet_epochs": args.supernet_epochs, "quarter_epochs": args.quarter_epochs,
+        "supernet_trials": args.supernet_trials,
         "finetune_epochs": args.finetune_epochs, "finetune_share": args.finetune_share, "runs": runs,
     }
     for name in ("supernet", "supernet-quarter", "random"):

@@ -3,8 +3,8 @@ front fine-tuned.
 
 1. :func:`ensure_supernet`: while the workers start up (they wait for it), the run's supernet (:mod:`tinycompile.search.supernet`) is
    trained with the sandwich rule (each step: the largest candidate that fits the run's budgets, the smallest and two
-   random candidates that fit them, their gradients summed; in-place distillation: the largest learns from the labels, the others from the
-   labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
+   random candidates that fit them, their gradients summed; in-place distillation: the largest learns from the
+   labels, the others from the labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
    seed and epochs it was trained for, written last). A resumed run finds it and does not train it again.
 2. :class:`Inheritance`: a trial copies its candidate's weights out of the supernet into a standalone SpecNet,
    recomputes its batch-norm statistics on a few training batches, and is scored on the validation split. Its trial
