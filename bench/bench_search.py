@@ -2,14 +2,18 @@
 
 - ``samplers``: cost-model speed, NSGA-II vs random hypervolume after ``--trials`` trained trials, wall time per
   trial, the full-size goal (MNIST-1D within 16 KB SRAM / 32 KB flash), digits on cnn2d.
-- ``strategies``: on MNIST-1D / cortex-m4 within 16 KB SRAM and 32 KB flash, the same wall-clock budget
-  (``--budget-s``) for each of ``supernet`` (one weight-sharing supernet, trials scored with inherited weights, the
-  Pareto front fine-tuned, all inside the budget), ``train`` (NSGA-II, every trial trained) and ``random`` (random
-  sampling, every trial trained): hypervolume in the box (error <= 0.2, <= 2 ms), best feasible accuracy, and the wall
-  time each needs to reach the hypervolume of ``train``'s front.
+- ``strategies``: on MNIST-1D / cortex-m4 within 16 KB SRAM and 32 KB flash, ``train`` (NSGA-II, every trial trained,
+  ``--trials`` trials of ``--epochs``: what ``tinycompile search`` does by default) runs first, and its wall time W sets
+  the others' budgets: ``supernet`` (one weight-sharing supernet on ``--supernet-space``, trials scored with inherited
+  weights, the Pareto front fine-tuned, all inside the budget) once with W (equal wall time) and once with W / 4
+  (``supernet-quarter``), and ``random`` (random sampling, every trial trained) with W. Figures: hypervolume in the
+  box (error <= 0.2, <= 2 ms) over every model a run produced, best feasible accuracy, and when each run reached
+  ``train``'s hypervolume.
 
     python bench/bench_search.py [--sections samplers strategies] [--trials 40] [--seeds 0 1] [--jobs 2]
-        [--budget-s 540] [--epochs 40] [--supernet-epochs 30] [--finetune-epochs 10] [--supernet-trials 400]
+        [--budget-s 1800] [--epochs 40] [--supernet-space cnn1d] [--supernet-epochs 30] [--quarter-epochs 8]
+        [--finetune-epochs 10]
+        [--supernet-trials 400] [--strategies train supernet supernet-quarter random]
 
 Prints a table per section and writes bench/results/search.json; a section not run keeps its figures there (each
 section records its own date and command). Every figure of a section comes from one run on this machine.
@@ -46,7 +50,9 @@ HERE = Path(__file__).resolve().parent
 REFERENCE_POINTS = ((1.0, 4.0), (0.2, 2.0), (0.1, 1.0))
 BOX = (0.2, 2.0)  # the strategies' reference box: error <= 0.2, <= 2 ms
 GOAL = {"sram_kb": 16.0, "flash_kb": 32.0}  # the strategies' budgets on cortex-m4
-STRATEGIES = {"supernet": ("supernet", "nsga2"), "train": ("train", "nsga2"), "random": ("train", "random")}
+# name -> (strategy, sampler, share of train's wall time as the budget); train runs first, to --trials or --budget-s
+STRATEGIES = {"train": ("train", "nsga2", None), "supernet": ("supernet", "nsga2", 1.0),
+              "supernet-quarter": ("supernet", "nsga2", 0.25), "random": ("train", "random", 1.0)}
 
 
 def hypervolume(losses: np.ndarray, ref: tuple[float, float]) -> float:
@@ -126,22 +132,24 @@ def samplers(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table
     return results, table
 
 
-def strategy_run(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """One strategy from scratch under the wall-clock budget: its hypervolume over time, its best feasible model."""
-    strategy, sampler = STRATEGIES[name]
+def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float) -> dict[str, Any]:
+    """One strategy from scratch under a wall-clock budget: its hypervolume over time, its best feasible model."""
+    strategy, sampler, _ = STRATEGIES[name]
     supernet = strategy == "supernet"
-    study_name = f"strategy-{name}-{args.space}-s{args.seed}-b{args.budget_s:g}"
+    space = args.supernet_space if supernet else args.space
+    study_name = f"strategy-{name}-{Path(space).stem}-s{args.seed}"
     shutil.rmtree(out / study_name, ignore_errors=True)  # a budget means a fresh run, never a resumed one
-    config = SearchConfig(task="mnist1d", space=args.space, target="cortex-m4", seed=args.seed, sampler=sampler,
+    config = SearchConfig(task="mnist1d", space=space, target="cortex-m4", seed=args.seed, sampler=sampler,
                           jobs=args.jobs, study=study_name, out=str(out), strategy=strategy,
                           trials=args.supernet_trials if supernet else args.trials,
-                          epochs=args.supernet_epochs if supernet else args.epochs,
+                          epochs=(args.quarter_epochs if name == "supernet-quarter" else args.supernet_epochs)
+                          if supernet else args.epochs,
                           finetune_epochs=args.finetune_epochs if supernet else None, **GOAL)
     prepared = prepare(config)
     start = time.time()
-    end = start + args.budget_s
+    end = start + budget_s
     # the supernet's trials stop early enough to leave its fine-tuning a share of the same budget
-    deadline = end - args.finetune_share * args.budget_s if supernet else end
+    deadline = end - args.finetune_share * budget_s if supernet else end
     study = run_search(prepared, console(stderr=True), deadline=deadline, finetune_deadline=end)
     wall = time.time() - start
     trials = completed(study)
@@ -164,19 +172,24 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path) -> dict[str, An
     best = min(final.values(), key=lambda e: (e[1], e[2]), default=None)
     attrs = {t.number: t.user_attrs for t in trials}
     figures: dict[str, Any] = {
-        "strategy": strategy, "sampler": sampler, "trials": len(trials), "feasible": len(final),
+        "strategy": strategy, "sampler": sampler, "space": Path(space).stem, "budget_seconds": round(budget_s, 1),
+        "trials": len(trials), "feasible": len(final),
         "wall_seconds": round(wall, 1), "hypervolume": curve[-1][1] if curve else 0.0,
         "best_val_acc": 1 - best[1] if best else 0.0, "best_test_acc": best[3] if best else 0.0,
         "best_trial": best[4] if best else None, "best_weights": best[5] if best else None,
         "best_peak_sram": attrs[best[4]]["peak_sram"] if best else None,
         "best_flash": attrs[best[4]]["flash"] if best else None,
+        "best_latency_ms": best[2] if best else None,
         "hypervolume_curve": [[round(t, 1), h] for t, h in curve],
     }
     if supernet:
         info = json.loads((config.run_dir / "supernet" / "supernet.json").read_text())
         figures["supernet_seconds"] = info["train_seconds"]
         figures["supernet_largest_val_acc"] = info["largest"]["val_acc"]
+        figures["supernet_largest_macs"] = info["largest"]["macs"]
         figures["finetuned"] = sum(1 for t in trials if finetuned(study, t.number) is not None)
+        inherited = [t for t in trials if is_feasible(t) and t.user_attrs.get("weights")]
+        figures["inherited_val_acc_mean"] = float(np.mean([t.values[0] for t in inherited])) if inherited else 0.0
     return figures
 
 
@@ -186,30 +199,43 @@ def reach_seconds(curve: list[list[float]], target: float) -> float | None:
 
 
 def strategies(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]:
-    """supernet vs train vs random under one wall-clock budget each."""
-    runs = {name: strategy_run(name, args, out) for name in STRATEGIES}
+    """train first (its wall time W), then supernet with W and with W / 4, and random with W."""
+    if args.reuse_train:  # the train run of the last strategies section, to compare a changed supernet against it
+        before = json.loads((HERE / "results" / "search.json").read_text())["strategies"]
+        runs = {"train": {**before["runs"]["train"], "reused_from": {k: before[k] for k in ("date", "command")}}}
+    else:
+        runs = {"train": strategy_run("train", args, out, args.budget_s)}
+    wall = runs["train"]["wall_seconds"]
+    for name in args.strategies:
+        if name != "train":
+            runs[name] = strategy_run(name, args, out, STRATEGIES[name][2] * wall)
     target = runs["train"]["hypervolume"]
     for figures in runs.values():
         figures["seconds_to_train_hypervolume"] = reach_seconds(figures["hypervolume_curve"], target)
     results = {
         "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv]),
-        "task": "mnist1d", "space": args.space, "target": "cortex-m4", "budget": "16 KB SRAM, 32 KB flash",
-        "reference_box": {"error": BOX[0], "latency_ms": BOX[1]}, "budget_seconds": args.budget_s,
+        "task": "mnist1d", "space": args.space, "supernet_space": args.supernet_space, "target": "cortex-m4",
+        "budget": "16 KB SRAM, 32 KB flash",
+        "reference_box": {"error": BOX[0], "latency_ms": BOX[1]}, "train_budget_seconds": args.budget_s,
         "jobs": args.jobs, "seed": args.seed, "train_epochs": args.epochs, "train_trials": args.trials,
-        "supernet_epochs": args.supernet_epochs, "supernet_trials": args.supernet_trials,
+        "supernet_epochs": args.supernet_epochs, "quarter_epochs": args.quarter_epochs,
+        "supernet_trials": args.supernet_trials,
         "finetune_epochs": args.finetune_epochs, "finetune_share": args.finetune_share, "runs": runs,
     }
-    table = Table(title=f"search strategies (MNIST-1D, {args.space}, cortex-m4, 16 KB SRAM / 32 KB flash, "
-                        f"{args.budget_s:g} s each, --jobs {args.jobs})")
-    for column in ("strategy", "trials (feasible)", "wall s", f"hypervolume {BOX}", "best val / test acc",
-                   "its SRAM / flash KB", "s to train's hypervolume"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for name in ("supernet", "supernet-quarter", "random"):
+        if name in runs:
+            results[f"hypervolume_ratio_{name}_over_train"] = runs[name]["hypervolume"] / target if target else None
+    table = Table(title=f"search strategies (MNIST-1D, cortex-m4, 16 KB SRAM / 32 KB flash, budgets from train's "
+                        f"wall time {wall:.0f} s, --jobs {args.jobs})")
+    for column in ("strategy", "space", "trials (feasible)", "budget / wall s", f"hypervolume {BOX}",
+                   "best val / test acc", "its SRAM / flash KB", "s to train's hypervolume"):
+        table.add_column(column, justify="left" if column in ("strategy", "space") else "right")
     for name, f in runs.items():
         reach = f["seconds_to_train_hypervolume"]
         table.add_row(
             name + (f" (supernet {f['supernet_seconds']:.0f} s, {f['finetuned']} fine-tuned)" if "supernet_seconds" in f else ""),
-            f"{f['trials']} ({f['feasible']})", f"{f['wall_seconds']:.0f}", f"{f['hypervolume']:.4f}",
-            f"{f['best_val_acc']:.3f} / {f['best_test_acc']:.3f}",
+            f["space"], f"{f['trials']} ({f['feasible']})", f"{f['budget_seconds']:.0f} / {f['wall_seconds']:.0f}",
+            f"{f['hypervolume']:.4f}", f"{f['best_val_acc']:.3f} / {f['best_test_acc']:.3f}",
             f"{f['best_peak_sram'] / 1024:.1f} / {f['best_flash'] / 1024:.1f}" if f["best_trial"] is not None else "-",
             "-" if reach is None else f"{reach:.0f}",
         )
@@ -223,14 +249,22 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="samplers: the seeds of each sampler")
     parser.add_argument("--seed", type=int, default=0, help="strategies: the seed")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--budget-s", type=float, default=540.0, help="strategies: wall-clock seconds for each strategy")
+    parser.add_argument("--budget-s", type=float, default=1800.0,
+                        help="strategies: the most wall-clock seconds train may take for its --trials")
     parser.add_argument("--epochs", type=int, default=40, help="strategies: training epochs of a train/random trial")
     parser.add_argument("--supernet-epochs", type=int, default=30, help="strategies: the supernet's training epochs")
+    parser.add_argument("--quarter-epochs", type=int, default=8,
+                        help="strategies: the supernet's training epochs in the run with a quarter of train's time")
     parser.add_argument("--supernet-trials", type=int, default=400, help="strategies: most trials of the supernet run")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="strategies: the supernet front's fine-tuning")
     parser.add_argument("--finetune-share", type=float, default=0.2,
                         help="strategies: the share of the budget kept for the supernet front's fine-tuning")
-    parser.add_argument("--space", default="cnn1d", help="strategies: the search space")
+    parser.add_argument("--reuse-train", action="store_true",
+                        help="strategies: take train's run from the last strategies section instead of running it")
+    parser.add_argument("--space", default="cnn1d", help="strategies: the search space of train and random")
+    parser.add_argument("--supernet-space", default="cnn1d", help="strategies: the search space of the supernet runs")
+    parser.add_argument("--strategies", nargs="+", choices=tuple(STRATEGIES), default=list(STRATEGIES),
+                        help="strategies: which runs (train always runs: its wall time sets the others' budgets)")
     parser.add_argument("--out", default=str(HERE / "runs"))
     args = parser.parse_args()
     out = Path(args.out)

@@ -107,3 +107,24 @@ def test_any_interleaving_ends_with_exactly_n_distinct_finished_trials(tmp_path:
         assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # every path was taken: skipped proposals, kills in training (retried) and after the result (finished as a copy)
     assert events["skipped"] and events["killed training"] and events["killed after its result"], events
+
+
+def test_a_supernet_run_takes_choices_that_build_the_same_network_as_twins() -> None:
+    from optuna.distributions import CategoricalDistribution
+
+    from tinycompile.search.space import load_space
+
+    space = load_space("cnn1d")
+    base = {key: values[0] for key, values in space.parameters().items()} | {"blocks.count": 1}
+    unused = base | {"block3.kernel": space.parameters()["block3.kernel"][-1]}  # block 3 does not exist: same network
+    used = base | {"block0.kernel": space.parameters()["block0.kernel"][-1]}
+    key = {name: ledger.network_key(space.build(c, (1, 1, 40), 10)) for name, c in
+           (("base", base), ("unused", unused), ("used", used))}
+    assert key["base"] == key["unused"] != key["used"]
+    dists = {k: CategoricalDistribution(v) for k, v in space.parameters().items()}
+    held = optuna.trial.create_trial(params=base, distributions=dists, values=[0.5, 1.0],
+                                      user_attrs={ledger.NETWORK: key["base"]})
+    held.number = 0
+    assert ledger.twin_of([held], 1, unused, key["unused"]) == 0
+    assert ledger.twin_of([held], 1, unused) is None  # the train strategy compares configurations only
+    assert ledger.twin_of([held], 1, used, key["used"]) is None

@@ -18,7 +18,7 @@ from support import run_cli
 from tinycompile.backends.flow import trial_workload
 from tinycompile.model import SpecNet
 from tinycompile.search.config import SearchConfig, prepare
-from tinycompile.search.sharing import new_supernet, train_supernet
+from tinycompile.search.sharing import fits_budgets, fitting_pool, largest_fitting, new_supernet, train_supernet
 from tinycompile.search.space import load_space
 from tinycompile.search.supernet import Supernet, has_batch_norm, recalibrate_bn
 from tinycompile.trial import load_trial, save_trial
@@ -92,6 +92,24 @@ def test_every_candidate_of_a_space_takes_its_weights_from_the_supernet(space: s
     assert has_batch_norm(net.extract(subs[0])) is (space != "mlp")  # an MLP has no batch norm to recalibrate
 
 
+def test_the_sandwich_trains_the_largest_candidate_that_fits_the_budgets(digits, tmp_path: Path) -> None:
+    # 16 KB SRAM / 32 KB flash: cnn2d's largest candidate (6.2 M MACs) does not fit, so the sandwich's largest (the
+    # teacher) is the largest that does, and the random candidates of each step are drawn among those that fit
+    prepared = prepare(SearchConfig(task="digits", space="cnn2d", target="cortex-m4", epochs=1, sram_kb=16,
+                                    flash_kb=32, out=str(tmp_path)))
+    net = new_supernet(prepared)
+    fits = lambda sub: fits_budgets(prepared, sub)  # noqa: E731
+    assert not fits(net.largest())
+    pool = fitting_pool(net, fits, random.Random(0))
+    assert len(pool) > 100 and all(fits(sub) for sub in pool)
+    largest = largest_fitting(net, fits, pool)
+    macs = sum(largest.spec.macs())
+    assert fits(largest) and macs >= max(sum(sub.spec.macs()) for sub in pool)
+    assert macs < sum(net.largest().spec.macs())
+    metrics = train_supernet(net, digits, epochs=1, seed=0, device="cpu", fits=fits)
+    assert metrics["largest"]["macs"] == macs and metrics["largest"]["val_acc"] > 0.5  # it learns in one epoch
+
+
 def load(run_dir: Path) -> optuna.Study:
     return optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
 
@@ -125,6 +143,8 @@ def test_a_supernet_search_caches_its_supernet_reuses_it_and_fine_tunes_the_fron
         work, source = trial_workload(Path(row["folder"]), 4)
         assert work.graph.ops and 0.0 <= source["int8_test_accuracy"] <= 1.0
     assert load_trial(run_dir / "best")[0].meta["trial"] == pareto["front"][0]["trial"]
+    front = len(pareto["front"])  # fine-tuned by the worker, whose claims the search process then finds done
+    assert f"{front} of {front} Pareto candidates fine-tuned" in first.stdout + first.stderr
 
     again = run_cli(*args, "--trials", "6")
     assert again.returncode == 0, again.stderr

@@ -16,15 +16,19 @@ The copy names its original in :data:`COMPLETED_FROM` and holds the same place, 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from tinycompile.arch import ArchSpec
+
 RESULT = "result"  # user attr: the objective's values, set once the trial's files are stored (the trial is done)
 COMPLETED_FROM = "completed_from"  # system attr of a COMPLETE copy: the number of the crashed trial it finishes
 DUPLICATE_OF = "duplicate_of"  # user attr of a skipped trial: the trial that holds its configuration
 SURPLUS = "surplus"  # user attr of a trial skipped because N places were taken before it
+NETWORK = "network"  # user attr (--strategy supernet): the key of the trial's network, whatever choices made it
 
 _LIVE = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE)
 
@@ -54,13 +58,22 @@ def finished(trials: Iterable[FrozenTrial]) -> int:
     return sum(t.state == TrialState.COMPLETE for t in trials)
 
 
-def twin_of(trials: Iterable[FrozenTrial], number: int, params: Mapping[str, Any]) -> int | None:
-    """The number of another trial that holds a place with the same configuration, or ``None``.
+def twin_of(trials: Iterable[FrozenTrial], number: int, params: Mapping[str, Any],
+            network: str | None = None) -> int | None:
+    """The number of another trial that holds a place with the same configuration (or, given ``network``, the same
+    network: :func:`network_key`), or ``None``.
 
-    Both trials of a pair write their parameters before they check, so at least one of them sees the other: at
-    most one of the two trains (rarely neither, and the sampler proposes the configuration again later). A finished
-    twin is named before one in progress.
+    Both trials of a pair write their parameters (and network) before they check, so at least one of them sees the
+    other: at most one of the two trains (rarely neither, and the sampler proposes the configuration again later). A
+    finished twin is named before one in progress.
     """
-    twins = [t for t in trials if t.number != number and place(t) is not None and t.params == params]
+    twins = [t for t in trials if t.number != number and place(t) is not None
+             and (t.params == params or (network is not None and t.user_attrs.get(NETWORK) == network))]
     twins.sort(key=lambda t: (t.state != TrialState.COMPLETE, t.number))
     return twins[0].number if twins else None
+
+
+def network_key(spec: ArchSpec) -> str:
+    """A key of the network ``spec`` describes (its input, classes and layers; not the choices that made it)."""
+    text = repr((spec.input_shape, spec.num_classes, spec.layers))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -70,8 +70,15 @@ class Objective:
         trial.set_user_attr("sampler_seed", process_seed(self.p.config.seed))
         space = self.p.space
         choices = {key: trial.suggest_categorical(key, values) for key, values in space.parameters().items()}
-        self._claim(trial)
         spec, slots = space.build_with_slots(choices, self.p.task.input_shape, self.p.task.num_classes)
+        network = None
+        if self.p.config.strategy == "supernet":
+            # Choices of blocks a candidate does not have leave its network as it is: NSGA-II, drawn to the smallest
+            # corner, proposed one network under dozens of configurations, all on the Pareto front as ties (81 front
+            # members, most of them one network, in the 940 s benchmark run). A supernet run scores each network once.
+            network = ledger.network_key(spec)
+            trial.set_user_attr(ledger.NETWORK, network)
+        self._claim(trial, network)
         spec.meta.update(task=self.p.config.task, target=self.p.target.name, trial=trial.number)
         cost = estimate(spec, self.p.target)
         constraints = self.p.constraints(cost)
@@ -108,10 +115,11 @@ class Objective:
             trial.set_user_attr("train_seconds", metrics["train_seconds"])
         return self._done(trial, (metrics["val_acc"], second))
 
-    def _claim(self, trial: optuna.trial.Trial) -> None:
-        """Skip (prune) the trial if its configuration is taken or the study's N places are."""
+    def _claim(self, trial: optuna.trial.Trial, network: str | None = None) -> None:
+        """Skip (prune) the trial if its configuration (or, given ``network``, its network) is taken or the study's N
+        places are."""
         trials = trial.study.get_trials(deepcopy=False)
-        twin = ledger.twin_of(trials, trial.number, trial.params)
+        twin = ledger.twin_of(trials, trial.number, trial.params, network)
         if twin is not None:
             trial.set_user_attr(ledger.DUPLICATE_OF, twin)
             raise optuna.TrialPruned(f"trial {twin} holds the same configuration")

@@ -2,16 +2,17 @@
 front fine-tuned.
 
 1. :func:`ensure_supernet`: while the workers start up (they wait for it), the run's supernet (:mod:`tinycompile.search.supernet`) is
-   trained with the sandwich rule (each step: the largest, the smallest and two random candidates that fit the run's
-   budgets, their gradients summed; in-place distillation: the largest learns from the labels, the others from the
-   labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
+   trained with the sandwich rule (each step: the largest candidate that fits the run's budgets, the smallest and two
+   random candidates that fit them, their gradients summed; in-place distillation: the largest learns from the
+   labels, the others from the labels and the largest's soft outputs) and cached in ``<run>/supernet/`` (weights, then ``supernet.json`` with the key of the task, space,
    seed and epochs it was trained for, written last). A resumed run finds it and does not train it again.
 2. :class:`Inheritance`: a trial copies its candidate's weights out of the supernet into a standalone SpecNet,
    recomputes its batch-norm statistics on a few training batches, and is scored on the validation split. Its trial
    folder holds those inherited weights (``metrics.json``: ``"weights": "inherited"``).
 3. :func:`finetune_front`: after the search, only the Pareto candidates are trained a few epochs from their inherited
-   weights (with ``--distill``, against the supernet's largest candidate); their folders then hold the fine-tuned
-   weights, which the study also stores (user attr ``finetuned:<trial>``) for other machines.
+   weights (with ``--distill``, against the supernet's largest candidate), by the workers side by side and then by
+   the search process for any left; their folders then hold the fine-tuned weights, which the study also stores
+   (user attr ``finetuned:<trial>``) for other machines.
 """
 
 from __future__ import annotations
@@ -45,14 +46,15 @@ from tinycompile.tasks import Task, at_resolution
 from tinycompile.train import evaluate, train
 from tinycompile.trial import load_trial, save_trial
 
-FORMAT = 1  # of the cached supernet; part of its key
+FORMAT = 2  # of the cached supernet; part of its key (2: the sandwich's largest fits the budgets)
 BATCH_SIZE = 64
 LR, WEIGHT_DECAY = 0.01, 1e-4  # as train.py's, with the same one-cycle schedule
 DISTILL_WEIGHT, TEMPERATURE = 0.5, 1.0  # the smaller candidates' loss: (1 - w) * labels + w * the largest's outputs
 GRAD_CLIP = 5.0
 RANDOM_PER_STEP = 2
 POLL_SECONDS = 0.5
-FIT_TRIES = 50  # draws for a random candidate within the budgets before taking one that is not
+POOL_SIZE, POOL_DRAWS = 500, 3000  # candidates within the budgets that the sandwich's random ones are drawn from, and
+# the most random ones tried to find them (a few seconds of the cost model at worst)
 RECALIBRATION_SAMPLES = 1024  # training samples that batch-norm statistics are recomputed on (a fixed subset)
 FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, not a near-optimum (0.003 fell behind)
 
@@ -217,14 +219,41 @@ def fits_budgets(prepared: Prepared, sub: Subnet) -> bool:
     return all(v <= 0 for v in prepared.constraints(estimate(sub.spec, prepared.target)).values())
 
 
-def _random_subnet(net: Supernet, pick: random.Random, fits: Callable[[Subnet], bool] | None) -> Subnet:
-    """A random candidate, drawn among those that ``fits`` accepts where some are found within a few tries."""
-    sub = net.random_subnet(pick)
-    for _ in range(FIT_TRIES if fits else 0):
-        if fits(sub):  # type: ignore[misc]
-            break
-        sub = net.random_subnet(pick)
-    return sub
+def fitting_pool(net: Supernet, fits: Callable[[Subnet], bool], rng: random.Random) -> list[Subnet]:
+    """Up to ``POOL_SIZE`` random candidates that ``fits`` accepts (of at most ``POOL_DRAWS``): the sandwich's
+    random candidates are drawn from them, so that no training step waits for the cost model."""
+    pool: list[Subnet] = []
+    for _ in range(POOL_DRAWS):
+        sub = net.random_subnet(rng)
+        if fits(sub):
+            pool.append(sub)
+            if len(pool) == POOL_SIZE:
+                break
+    return pool
+
+
+def largest_fitting(net: Supernet, fits: Callable[[Subnet], bool], pool: list[Subnet]) -> Subnet:
+    """The candidate with the most MACs that ``fits`` accepts, as far as a cheap search finds it: the space's largest
+    if it fits, else the largest of ``pool`` grown one choice at a time while it still fits."""
+    largest = net.largest()
+    if fits(largest) or not pool:  # nothing fits (prepare refuses such budgets): the space's largest, as before
+        return largest
+    best = max(pool, key=_macs)
+    improved = True
+    while improved:  # hill-climb: any single change that adds MACs and still fits
+        improved = False
+        for key, values in net.space.parameters().items():
+            for value in values:
+                if value == best.choices[key]:
+                    continue
+                sub = net.subnet({**best.choices, key: value})
+                if _macs(sub) > _macs(best) and fits(sub):
+                    best, improved = sub, True
+    return best
+
+
+def _macs(sub: Subnet) -> int:
+    return sum(sub.spec.macs())
 
 
 def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device: str = "auto",
@@ -233,9 +262,11 @@ def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device:
     """Train ``net`` on ``task`` for ``epochs`` with the sandwich rule and in-place distillation; leave it on the CPU
     in eval mode; return the figures (the largest and smallest candidates' validation accuracy after each epoch).
 
-    ``fits``: the random candidates of each step are drawn among those it accepts (the run's budgets), so that the
-    shared weights serve the candidates the search will score (as MCUNet draws within its constraints); the largest
-    stays the space's largest, whatever it costs: it is the teacher."""
+    ``fits``: the run's budgets. The random candidates of each step are drawn among those it accepts, and the
+    sandwich's largest (the teacher of the others) is the largest candidate it accepts (:func:`largest_fitting`):
+    the shared weights serve the candidates the search will score (as MCUNet draws within its constraints), and an
+    epoch costs what the largest feasible candidate costs, not the space's largest (on MNIST-1D within 16 KB / 32 KB:
+    0.4 M MACs instead of 3 M)."""
     dev = torch.device(resolve_device(device))
     torch.manual_seed(seed)
     order_rng, pick = np.random.default_rng(seed), random.Random(seed)
@@ -246,7 +277,9 @@ def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device:
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     steps = -(-len(task.x_train) // BATCH_SIZE)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * steps)
-    largest, smallest = net.largest(), net.smallest()
+    pool = fitting_pool(net, fits, pick) if fits else []
+    largest = largest_fitting(net, fits, pool) if fits else net.largest()
+    smallest = net.smallest()
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -259,7 +292,8 @@ def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device:
             logits = net(x_train[largest.spec.meta.get("resolution")][idx], largest)
             nn.functional.cross_entropy(logits, y).backward()
             soft = torch.softmax(logits.detach() / TEMPERATURE, dim=1)
-            for sub in (smallest, *(_random_subnet(net, pick, fits) for _ in range(RANDOM_PER_STEP))):
+            randoms = [pick.choice(pool) if pool else net.random_subnet(pick) for _ in range(RANDOM_PER_STEP)]
+            for sub in (smallest, *randoms):
                 out = net(x_train[sub.spec.meta.get("resolution")][idx], sub)
                 kd = nn.functional.kl_div(nn.functional.log_softmax(out / TEMPERATURE, dim=1), soft,
                                           reduction="batchmean") * TEMPERATURE**2
@@ -342,7 +376,7 @@ def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
             if read_info(prepared) is None:
                 ensure_supernet(prepared, console)
             net, info = load_supernet(prepared)
-            sub = net.largest()
+            sub = net.subnet(info["largest"]["choices"])  # the sandwich's largest: the largest that fits
             sub.spec.meta.update(task=prepared.config.task, target=prepared.target.name)
             task = at_resolution(prepared.task, sub.spec.meta.get("resolution"))
             model, val_acc, _ = subnet_accuracy(net, sub, task, prepared.config.seed)
@@ -364,7 +398,11 @@ def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
 
 def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None) -> int:
     """Fine-tune the Pareto candidates not fine-tuned yet (all of them unless ``deadline``, a ``time.time()``, passes
-    first); return how many were fine-tuned now."""
+    first) that no other process is fine-tuning; return how many were fine-tuned here.
+
+    Every search worker calls this once the trials are done, and the search process once the workers have stopped:
+    each candidate is claimed by a lock held while it is fine-tuned, so the workers share the front between them (on
+    two workers, twice the candidates in the same time) and the search process finishes what a dead worker left."""
     from tinycompile.search.artifacts import DatabaseArtifactStore, fetch_numbers
     from tinycompile.search.pareto import pareto_front
 
@@ -380,19 +418,40 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
                   + (", distilled from the supernet's largest candidate" if teacher is not None else ""))
     columns = (TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("trial {task.fields[trial]}"),
                TimeElapsedColumn())
-    done = 0
+    done = left = 0
     with _threads(), Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("fine-tune", total=len(todo), trial="-")
-        for trial in todo:
+        for i, trial in enumerate(todo):
             if deadline is not None and time.time() >= deadline:
+                left = len(todo) - i
                 break
-            progress.update(bar, trial=str(trial.number))
-            _finetune_one(study, prepared, trial, epochs, teacher, store)
-            done += 1
-            progress.update(bar, completed=done)
-    if done < len(todo):
-        console.print(f"stopped at the deadline: {done} of {len(todo)} Pareto candidates fine-tuned")
+            with _claimed(prepared, trial.number) as mine:
+                if mine and finetuned(study, trial.number) is None:  # not done by another process meanwhile
+                    progress.update(bar, trial=str(trial.number))
+                    _finetune_one(study, prepared, trial, epochs, teacher, store)
+                    done += 1
+            progress.update(bar, completed=i + 1)
+    if left:
+        console.print(f"stopped at the deadline: {left} of {len(todo)} Pareto candidates not fine-tuned")
     return done
+
+
+@contextlib.contextmanager
+def _claimed(prepared: Prepared, number: int) -> Iterator[bool]:
+    """Whether this process holds the claim on fine-tuning trial ``number`` (False: another one is at it); a claim
+    dies with its process, so a killed worker's candidate is free again."""
+    folder = supernet_dir(prepared) / "finetune"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{number}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _finetune_one(study: optuna.Study, prepared: Prepared, trial: optuna.trial.FrozenTrial, epochs: int,

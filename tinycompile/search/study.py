@@ -58,7 +58,8 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
     ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid(), deadline), daemon=False)
+    workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid(), deadline, finetune_deadline),
+                           daemon=False)
                for _ in range(config.jobs)]
     for w in workers:
         w.start()
@@ -100,10 +101,14 @@ def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadlin
     """--strategy supernet: fine-tune the Pareto candidates that are not yet."""
     if prepared.config.strategy != "supernet":
         return
+    from tinycompile.search.records import finetuned
     from tinycompile.search.sharing import finetune_front
 
     try:
         finetune_front(study, prepared, console, deadline)
+        front = pareto_front(study.get_trials(deepcopy=False))
+        tuned = sum(1 for t in front if finetuned(study, t.number) is not None)
+        console.print(f"{tuned} of {len(front)} Pareto candidates fine-tuned (by the workers and this process)")
     except KeyboardInterrupt:
         raise UserError("search interrupted while fine-tuning the Pareto candidates; the trials and the candidates "
                         "already fine-tuned are kept: run the same command again to finish") from None
@@ -174,7 +179,8 @@ def wait_for_place(study: optuna.Study, trials: int, deadline: float | None = No
         time.sleep(POLL_SECONDS)
 
 
-def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = None) -> None:
+def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = None,
+            finetune_deadline: float | None = None) -> None:
     _die_with_parent(parent)
     import torch
 
@@ -198,3 +204,15 @@ def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = N
     if wait_for_place(study, config.trials, deadline):
         study.optimize(objective, n_trials=TRIALS_PER_PLACE * config.trials, callbacks=[next_or_stop],
                        gc_after_trial=False)
+    if config.strategy == "supernet":  # the workers share the front's fine-tuning; the search process finishes it
+        from tinycompile.search.sharing import finetune_front
+
+        _settle(study)
+        finetune_front(study, prepared, Console(quiet=True), finetune_deadline)
+
+
+def _settle(study: optuna.Study) -> None:
+    """Wait (a bounded time) until no trial is RUNNING, so that the Pareto front is the final one."""
+    limit = time.monotonic() + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) and time.monotonic() < limit:
+        time.sleep(POLL_SECONDS)
