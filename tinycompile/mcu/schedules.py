@@ -17,9 +17,9 @@ convolutions have a ``pad`` block in front. The schedules:
   LLVM its channels are copied four at a time (a 32-bit load and store) in a loop over the columns: channels
   innermost, LLVM's loop idioms turned each column into a call of the C library's memcpy / memset, byte loops in
   picolibc (4 and 3 instructions per byte: a quarter of each DS-CNN depthwise layer's instructions on the M4).
-* avgpool with LLVM on DSP cores, windows of at most 256 elements and more than one column: four channels' window sums in 16-bit lanes (the
-  tensor intrinsic ``sxtab16_window``: one word load and two SXTAB16 per window element; DS-CNN's 25x5 pool on
-  the M4: 18,160 -> 7,640 instructions).
+* avgpool with LLVM on DSP cores, windows of at most 256 elements and more than one column: four channels' window
+  sums in 16-bit lanes (the tensor intrinsic ``sxtab16_window``: one word load and two SXTAB16 per window element;
+  DS-CNN's 25x5 pool on the M4: 18,160 -> 7,640 instructions).
 * softmax: its per-position stages (maximum, sum of exps, reciprocal) computed inside the output's position loop.
 * everything else: the epilogue fused into the reduction's output loop (no temporary buffer).
 """
