@@ -5,15 +5,17 @@
   built the same way: test accuracy (float and int8), MACs, SRAM, flash, instructions and estimated cycles of each.
 - ``distill``: a DS-CNN-shaped teacher (``--teacher-channels`` x ``--teacher-blocks``; with several
   ``--teacher-seeds``, an ensemble whose averaged logits teach) trained for ``--teacher-epochs`` with augmentation
-  (:mod:`tinycompile.augment`) and label smoothing, against students of the space with >= 10x fewer MACs (per
-  ``--student-ratios``, the candidate with the most convolution weights within the teacher's MACs / ratio), each
+  (:mod:`tinycompile.augment`) and label smoothing, against students with >= 10x fewer MACs, per
+  ``--student-ratios`` and ``--student-families``: the space's candidate with the most convolution weights within the
+  teacher's MACs / ratio, and the widest DS-CNN of the teacher's depth within it (the teacher scaled down), each
   trained with and without distillation on the same ``--views`` fixed augmented views of the training split (the
   teacher's logits computed on each) and paired seeds: a TinyBERT-style table (student/teacher MACs and parameters,
   predicted cortex-m4 latency, test accuracy, accuracy ratio to the teacher) and whether issue 13's three bars hold.
 
     python bench/bench_kws.py [--sections kws distill] [--task kws-espeak] [--space cnn2d] [--trials 16]
         [--epochs 30] [--jobs 1] [--seed 0] [--teacher-channels 64] [--teacher-blocks 4] [--teacher-epochs 60]
-        [--teacher-seeds 0 1] [--views 8] [--student-ratios 10 20] [--student-seeds 0 1 2] [--student-epochs 60]
+        [--teacher-seeds 0 1] [--views 8] [--student-ratios 10 20] [--student-families space ds-cnn]
+        [--student-seeds 0 1 2] [--student-epochs 60]
 
 Prints a table per section and writes bench/results/kws.json (a section not run keeps its figures there, each with
 its own date and command). The search is resumable: a second run reuses the finished study and its trials.
@@ -203,6 +205,28 @@ def pick_students(task: Task, space_name: str, teacher_macs: int, ratios: list[f
     return chosen
 
 
+def narrow_ds_cnn(task: Task, blocks: int, max_macs: int) -> ArchSpec | None:
+    """The widest DS-CNN of ``blocks`` separable blocks within ``max_macs`` MACs: the teacher's own shape scaled down
+    in width, as TinyBERT's students are narrower and shallower BERTs (None when even one channel is too many)."""
+    best = None
+    for channels in range(1, 257):  # MACs grow with the channels: stop at the first one over the cap
+        spec = ds_cnn(task.input_shape, task.num_classes, channels=channels, blocks=blocks)
+        if sum(spec.macs()) > max_macs:
+            break
+        best = spec
+    return best
+
+
+def pick_ds_cnn_students(task: Task, blocks: int, teacher_macs: int, ratios: list[float]) -> list[ArchSpec]:
+    """A scaled-down DS-CNN per ratio (the widest within ``teacher_macs / ratio``); repeats dropped, largest first."""
+    chosen: list[ArchSpec] = []
+    for ratio in sorted(ratios):
+        spec = narrow_ds_cnn(task, blocks, int(teacher_macs / ratio))
+        if spec is not None and all(spec.to_dict() != c.to_dict() for c in chosen):
+            chosen.append(spec)
+    return chosen
+
+
 def _student_job(job: tuple[ArchSpec, Path, Path, int, int, bool]) -> dict[str, Any]:
     """One student's training on the views (distilled or not; kept in its folder, so a rerun reuses it): its
     validation and test accuracy. A process-pool job, so it loads what it needs itself."""
@@ -251,7 +275,11 @@ def distill(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]
                                                     x_train=task.x_train, y_train=task.y_train, x_val=task.x_val,
                                                     y_val=task.y_val, x_test=task.x_test, y_test=task.y_test,
                                                     classes=task.num_classes))
-    specs = pick_students(task, args.space, teacher["macs"], args.student_ratios, args.seed)
+    specs = []
+    if "space" in args.student_families:
+        specs += pick_students(task, args.space, teacher["macs"], args.student_ratios, args.seed)
+    if "ds-cnn" in args.student_families:
+        specs += pick_ds_cnn_students(task, args.teacher_blocks, teacher["macs"], args.student_ratios)
     epochs = args.student_epochs
     jobs = [(spec, views_file, folder / f"student-{i}-{'distilled' if d else 'plain'}-s{seed}-e{epochs}-k{args.views}",
              epochs, seed, d) for seed in args.student_seeds for i, spec in enumerate(specs) for d in (False, True)]
@@ -265,7 +293,8 @@ def distill(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]
         plain = [r["test_acc"] for r in runs["plain"]]
         distilled = [r["test_acc"] for r in runs["distilled"]]
         students.append({
-            "student": i, "layers": describe(spec), "spec": spec.to_dict(), **figures, "runs": runs,
+            "student": i, "family": "ds-cnn" if spec.meta.get("name", "").startswith("ds-cnn") else args.space,
+            "layers": describe(spec), "spec": spec.to_dict(), **figures, "runs": runs,
             "plain_test_acc": float(np.mean(plain)), "distilled_test_acc": float(np.mean(distilled)),
             "paired_gain": float(np.mean(np.subtract(distilled, plain))),
             "macs_ratio": teacher["macs"] / figures["macs"], "params_ratio": teacher["params"] / figures["params"],
@@ -300,7 +329,7 @@ def distill(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Table]
     table.add_row(f"teacher {tname} x{len(members)}", f"{teacher['macs']:,}", f"{teacher['params']:,}",
                   f"{teacher['latency_ms']:.2f}", f"{teacher['test_acc']:.3f}", "-", "-", "1.000")
     for s in students:
-        table.add_row(f"student {s['student']}", f"{s['macs']:,} ({s['macs_ratio']:.1f}x)",
+        table.add_row(f"student {s['student']} ({s['family']})", f"{s['macs']:,} ({s['macs_ratio']:.1f}x)",
                       f"{s['params']:,} ({s['params_ratio']:.1f}x)", f"{s['latency_ms']:.2f} ({s['speedup']:.1f}x)",
                       f"{s['plain_test_acc']:.3f}", f"{s['distilled_test_acc']:.3f}", f"{s['paired_gain']:+.3f}",
                       f"{s['acc_ratio']:.3f}")
@@ -362,6 +391,8 @@ def main() -> int:
     parser.add_argument("--views", type=int, default=8, help="fixed augmented views the students train on")
     parser.add_argument("--student-ratios", type=float, nargs="+", default=[10, 20],
                         help="a student of the space within the teacher's MACs / ratio, per ratio")
+    parser.add_argument("--student-families", nargs="+", choices=("space", "ds-cnn"), default=["space", "ds-cnn"],
+                        help="students of the space, and/or the teacher's DS-CNN scaled down in width")
     parser.add_argument("--student-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--student-epochs", type=int, default=60)
     parser.add_argument("--out", default=str(HERE / "runs"))

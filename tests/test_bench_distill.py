@@ -45,3 +45,16 @@ def test_an_ensemble_teaches_its_members_average() -> None:
         want = [(m(torch.from_numpy(x.reshape(10, 1, 4, 4))).numpy()).reshape(2, 5, 3) for m in members]
     assert got.shape == (2, 5, 3)
     np.testing.assert_allclose(got, (want[0] + want[1]) / 2, rtol=1e-6)
+
+
+def test_ds_cnn_students_are_the_widest_within_the_cap() -> None:
+    task = shaped_task((1, 49, 10), 12)
+    teacher_macs = 5_329_536
+    students = bench().pick_ds_cnn_students(task, 4, teacher_macs, [20, 10])
+    macs = [sum(s.macs()) for s in students]
+    assert [s.meta["name"] for s in students] == ["ds-cnn-24x4", "ds-cnn-15x4"]
+    assert macs[0] * 10 <= teacher_macs and macs[1] * 20 <= teacher_macs
+    for spec, ratio in zip(students, (10, 20)):  # one channel more would break the cap
+        wider = bench().ds_cnn(task.input_shape, 12, channels=int(spec.meta["name"].split("-")[2].split("x")[0]) + 1)
+        assert sum(wider.macs()) * ratio > teacher_macs
+    assert bench().narrow_ds_cnn(task, 4, 10) is None  # nothing fits 10 MACs
