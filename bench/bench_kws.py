@@ -39,7 +39,7 @@ from rich.table import Table
 
 from tinycompile.arch import ArchSpec
 from tinycompile.augment import views as augment_views
-from tinycompile.baselines import ds_cnn
+from tinycompile.baselines import ds_cnn, widest_ds_cnn
 from tinycompile.console import console
 from tinycompile.cost.model import estimate
 from tinycompile.fileio import write_json, write_with
@@ -205,23 +205,12 @@ def pick_students(task: Task, space_name: str, teacher_macs: int, ratios: list[f
     return chosen
 
 
-def narrow_ds_cnn(task: Task, blocks: int, max_macs: int) -> ArchSpec | None:
-    """The widest DS-CNN of ``blocks`` separable blocks within ``max_macs`` MACs: the teacher's own shape scaled down
-    in width, as TinyBERT's students are narrower and shallower BERTs (None when even one channel is too many)."""
-    best = None
-    for channels in range(1, 257):  # MACs grow with the channels: stop at the first one over the cap
-        spec = ds_cnn(task.input_shape, task.num_classes, channels=channels, blocks=blocks)
-        if sum(spec.macs()) > max_macs:
-            break
-        best = spec
-    return best
-
-
 def pick_ds_cnn_students(task: Task, blocks: int, teacher_macs: int, ratios: list[float]) -> list[ArchSpec]:
-    """A scaled-down DS-CNN per ratio (the widest within ``teacher_macs / ratio``); repeats dropped, largest first."""
+    """The teacher's DS-CNN scaled down in width per ratio (the widest within ``teacher_macs / ratio``), as
+    TinyBERT's students are narrower BERTs; repeats dropped, largest first."""
     chosen: list[ArchSpec] = []
     for ratio in sorted(ratios):
-        spec = narrow_ds_cnn(task, blocks, int(teacher_macs / ratio))
+        spec = widest_ds_cnn(task.input_shape, task.num_classes, int(teacher_macs / ratio), blocks)
         if spec is not None and all(spec.to_dict() != c.to_dict() for c in chosen):
             chosen.append(spec)
     return chosen

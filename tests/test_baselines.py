@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinycompile.baselines import ds_cnn
+from tinycompile.baselines import ds_cnn, widest_ds_cnn
 from tinycompile.cost.model import estimate
 from tinycompile.model import SpecNet
 from tinycompile.targets import load_target
@@ -46,3 +46,12 @@ def test_ds_cnn_refuses_impossible_shapes(args: tuple[int, int, int]) -> None:
     channels, blocks, classes = args
     with pytest.raises(ValueError, match="ds_cnn needs"):
         ds_cnn((1, 49, 10), classes, channels=channels, blocks=blocks)
+
+
+def test_the_widest_ds_cnn_within_a_cap_is_the_last_that_fits() -> None:
+    cap = 500_000
+    spec = widest_ds_cnn((1, 49, 10), 12, cap)
+    width = spec.layers[0].channels
+    assert sum(spec.macs()) <= cap < sum(ds_cnn((1, 49, 10), 12, channels=width + 1).macs())
+    assert widest_ds_cnn((1, 49, 10), 12, cap, max_channels=8).layers[0].channels == 8  # capped in width too
+    assert widest_ds_cnn((1, 49, 10), 12, 10) is None  # not even one channel fits

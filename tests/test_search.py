@@ -112,6 +112,10 @@ def test_distilled_search_trains_one_teacher_for_all_workers(tmp_path: Path) -> 
     run_dir = tmp_path / "kd"
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert teacher["test_acc"] >= 0.9
+    # the stronger of the two candidates by validation accuracy teaches, trained twice a trial's 12 epochs
+    assert [c["name"] for c in teacher["candidates"]][1].startswith("ds-cnn-")
+    assert teacher["val_acc"] == max(c["val_acc"] for c in teacher["candidates"])
+    assert teacher["epochs"] <= 24 and "trained 24 epochs" in teacher["source"]
     trials = complete(load(run_dir))
     assert len(trials) == 3  # two workers, and still exactly the trials asked for
     assert len({t.user_attrs["worker"] for t in trials}) == 2

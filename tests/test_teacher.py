@@ -1,4 +1,5 @@
-"""The distillation teacher: picked for its convolutions, not for weights a flattened dense layer holds."""
+"""The distillation teacher: picked for its convolutions, not for weights a flattened dense layer holds, from the
+space's largest candidate and a DS-CNN under the same cap."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.search.space import load_space
-from tinycompile.search.teacher import TEACHER_MAX_MACS, conv_weights, teacher_spec
+from tinycompile.search.teacher import TEACHER_MAX_MACS, conv_weights, teacher_candidates, teacher_spec
 from tinycompile.tasks import Task
 
 
@@ -35,3 +36,12 @@ def test_conv_weights_count_convolutions_only() -> None:
         Layer("dense", (2,), channels=3),  # 3 x 32: not a convolution
     ))
     assert conv_weights(spec) == 144
+
+
+def test_the_teacher_is_chosen_from_the_spaces_largest_and_a_ds_cnn_under_the_cap() -> None:
+    task = shaped_task((1, 49, 10), 12)
+    space, ds = teacher_candidates(load_space("cnn2d"), task, seed=0)
+    assert space.to_dict() == teacher_spec(load_space("cnn2d"), task, seed=0).to_dict()
+    assert ds.meta["name"] == "ds-cnn-54x4"  # the widest under 2 M MACs: 55 channels would be over
+    assert sum(ds.macs()) <= TEACHER_MAX_MACS
+    assert teacher_candidates(load_space("cnn2d"), shaped_task((1, 8, 8), 10), seed=0)[1].meta["name"] == "ds-cnn-64x4"

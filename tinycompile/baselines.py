@@ -27,3 +27,16 @@ def ds_cnn(input_shape: Shape, num_classes: int, channels: int = 64, blocks: int
     layers.append(Layer("flatten", (len(layers) - 1,)))
     layers.append(Layer("dense", (len(layers) - 1,), channels=num_classes))
     return ArchSpec(tuple(input_shape), num_classes, tuple(layers), {"name": f"ds-cnn-{channels}x{blocks}"})
+
+
+def widest_ds_cnn(input_shape: Shape, num_classes: int, max_macs: int, blocks: int = 4,
+                  max_channels: int = 256) -> ArchSpec | None:
+    """The DS-CNN of ``blocks`` blocks with the most channels (up to ``max_channels``) within ``max_macs``
+    multiply-accumulates: the shape scaled down in width; None when one channel is already too many."""
+    best = None
+    for channels in range(1, max_channels + 1):  # MACs grow with the channels: stop at the first one over the cap
+        spec = ds_cnn(input_shape, num_classes, channels=channels, blocks=blocks)
+        if sum(spec.macs()) > max_macs:
+            break
+        best = spec
+    return best

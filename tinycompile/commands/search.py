@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs", help="folder of run folders (default runs/)")
     p.add_argument("--epochs", type=int, default=40,
                    help="maximum training epochs per candidate; with --strategy supernet, the supernet's (default 40)")
-    p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs "
-                   "(with --strategy supernet: fine-tune the Pareto candidates against the supernet's largest)")
+    p.add_argument("--distill", action="store_true", help="train candidates against a larger teacher's soft outputs: "
+                   "the better of the space's largest candidate and a DS-CNN, trained twice as long (with --strategy "
+                   "supernet: fine-tune the Pareto candidates against the supernet's largest)")
     p.add_argument("--strategy", choices=STRATEGIES, default="train",
                    help="train: every candidate from scratch (default); supernet: train one weight-sharing supernet, "
                    "score candidates with inherited weights, fine-tune the Pareto front (families cnn, mbconv, mlp)")

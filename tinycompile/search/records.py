@@ -12,7 +12,7 @@ import optuna
 
 FOLDER, WEIGHTS, INFO = "supernet", "supernet.pt", "supernet.json"  # <run>/supernet/
 FINETUNED = "finetuned:"  # study user attr prefix: finetuned:<trial> = the fine-tuned figures and stored files
-TRAIN_TEACHER = "the sampled candidate with the most convolution weights under a MAC cap, trained from scratch"
+TRAIN_TEACHER = "the sampled candidate with the most convolution weights under a MAC cap, trained from scratch"  # old runs
 
 
 def finetuned(study: optuna.Study, number: int) -> dict[str, Any] | None:
@@ -42,7 +42,7 @@ def run_extras(run_dir: Path) -> dict[str, Any]:
     metrics = _read(run_dir / "teacher" / "metrics.json")
     if metrics is not None and isinstance(metrics.get("test_acc"), (int, float)):
         extras["teacher"] = {"source": metrics.get("source", TRAIN_TEACHER),
-                             **{k: metrics.get(k) for k in ("val_acc", "test_acc", "epochs", "params", "macs")}}
+                             **{k: metrics.get(k) for k in ("val_acc", "test_acc", "epochs", "params", "macs", "candidates")}}
     return extras
 
 

@@ -1,4 +1,6 @@
-"""A teacher for distillation: the largest candidate of the space, trained once per run and shared by all workers."""
+"""A teacher for distillation, trained once per run and shared by all workers: the stronger (by validation accuracy)
+of the space's largest candidate and the widest DS-CNN under the same MAC cap, each trained twice as long as a trial
+with label smoothing (softer, more informative logits)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 
 from tinycompile.arch import ArchSpec
+from tinycompile.baselines import widest_ds_cnn
 from tinycompile.fileio import write_with
 from tinycompile.search.space import SearchSpace
 from tinycompile.tasks import Task, at_resolution
@@ -19,6 +22,9 @@ from tinycompile.trial import save_trial
 
 TEACHER_MAX_MACS = 2_000_000  # keeps the teacher's training to a minute or two on one core
 TEACHER_PROBES = 2000
+TEACHER_EPOCHS = 2  # times a trial's epochs: a teacher trained like any trial taught its students little
+TEACHER_SMOOTHING = 0.1
+TEACHER_MAX_CHANNELS = 64  # the DS-CNN candidate's width: MLPerf Tiny's keyword-spotting DS-CNN at most
 
 
 def teacher_spec(space: SearchSpace, task: Task, seed: int, max_macs: int = TEACHER_MAX_MACS) -> ArchSpec:
@@ -47,23 +53,46 @@ def _capacity(spec: ArchSpec) -> tuple[int, int]:
     return conv_weights(spec), sum(spec.macs())
 
 
+def teacher_candidates(space: SearchSpace, task: Task, seed: int, max_macs: int = TEACHER_MAX_MACS) -> list[ArchSpec]:
+    """The networks the teacher is chosen from: the space's candidate with the most convolution weights and, where
+    one fits, the widest DS-CNN (4 blocks, up to 64 channels), both under ``max_macs``."""
+    candidates = [teacher_spec(space, task, seed, max_macs)]
+    ds_cnn = widest_ds_cnn(task.input_shape, task.num_classes, max_macs, max_channels=TEACHER_MAX_CHANNELS)
+    if ds_cnn is not None:
+        candidates.append(ds_cnn)
+    return candidates
+
+
 def teacher_logits(space: SearchSpace, task: Task, folder: Path, epochs: int, seed: int, device: str = "auto",
                    max_macs: int = TEACHER_MAX_MACS) -> np.ndarray:
     """The teacher's logits on ``task.x_train`` (the same samples, in order, at whatever resolution the teacher takes):
-    trained under a file lock the first time, then read from disk."""
+    chosen and trained under a file lock the first time, then read from disk."""
     folder.mkdir(parents=True, exist_ok=True)
     logits_file = folder / "logits.npy"
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker trains; the others wait and reuse its result
         if not logits_file.exists():
-            spec = teacher_spec(space, task, seed, max_macs)
-            seen = at_resolution(task, spec.meta.get("resolution"))
-            model, metrics = train(spec, seen, epochs=epochs, seed=seed, device=device)
+            trained = []
+            for spec in teacher_candidates(space, task, seed, max_macs):
+                seen = at_resolution(task, spec.meta.get("resolution"))
+                model, metrics = train(spec, seen, epochs=epochs * TEACHER_EPOCHS, seed=seed, device=device,
+                                       label_smoothing=TEACHER_SMOOTHING)
+                trained.append((spec, seen, model, metrics))
+            spec, seen, model, metrics = max(trained, key=lambda t: t[3]["val_acc"])  # the first on ties
+            metrics["candidates"] = [{"name": _name(s), "macs": sum(s.macs()), "val_acc": m["val_acc"],
+                                      "test_acc": m["test_acc"]} for s, _, _, m in trained]
+            metrics["source"] = (f"{_name(spec)}, the better by validation accuracy of "
+                                 f"{' and '.join(_name(s) for s, _, _, _ in trained)}, trained {epochs * TEACHER_EPOCHS}"
+                                 f" epochs with label smoothing {TEACHER_SMOOTHING}")
             with torch.no_grad():  # on the CPU, where train returns the model
                 logits = model(torch.from_numpy(seen.x_train)).numpy()
             save_trial(folder, spec, model, metrics)
             write_with(logits_file, lambda tmp: _save_array(tmp, logits))
     return np.load(logits_file)
+
+
+def _name(spec: ArchSpec) -> str:
+    return str(spec.meta.get("name") or "the space's largest candidate")
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
