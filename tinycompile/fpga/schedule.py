@@ -9,8 +9,9 @@ accumulator row per cycle (no bubbles between passes), post-processing one row p
 stores one word per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
 word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5.3%, mean 0.9%).
 
-Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the
-program cut after each layer, consecutive cut runs differenced.
+Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL measures them: one run
+of the whole program, each layer's share the time between its cycle stamp (its last barrier SYNC, rtl_sim/ISA.md)
+and the previous one's; the last layer's runs to the end.
 
 Pure Python over the ArchSpec and the Target (no numpy, torch or TVM imports here), cached per layer shape.
 """
@@ -92,7 +93,7 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         prm = (ADD_PARAM_SETS if add else 1) * PARAM_ROWS_PER_SET * PARAM_ROW_CYCLES
         return "S", OVERHEAD["POSTPROC_ADD" if add else "POSTPROC"] + prm + rows, 0, 1.0
     queue = {QUEUE_LOAD: "L", QUEUE_COMPUTE: "C", QUEUE_STORE: "S"}[f.get("queue", QUEUE_LOAD)]
-    return queue, OVERHEAD["SYNC"], 0, 1.0
+    return queue, OVERHEAD["SYNC"], f.get("stamp", 0), 1.0  # a stamp writes one word through the port
 
 
 def _shares(demands: dict[str, float]) -> dict[str, float]:
@@ -227,20 +228,29 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
 def network_timing(layers: list[list], n: int) -> list[int]:
     """Cycles attributed to each layer of a program made of these layers' instruction lists, back to back.
 
-    Measured like the RTL figures: the program cut after each layer (DONE written there) is run through the model,
-    and a layer's share is the difference between consecutive cut runs. Layers end with a barrier, so a cut
-    program is valid; the cuts matter because the fetch unit runs ahead into the next layer, and the next layer's
-    first weights load while this one's last stores drain.
+    Measured like the RTL figures: the whole program runs through the model once, and a layer's share is the time
+    from the previous layer's stamp (its last stamped SYNC; without one, its last instruction) to its own; the last
+    layer's runs to the end of the run. The fetch unit runs ahead into the next layer, and the next layer's first
+    weights load while this one's last stores drain: both overlap this layer's share.
     """
-    out, prev, upto = [], 0, []
+    program: list = []
+    marks: list[int | None] = []
     for code in layers:
-        upto.extend(code)
-        if not code:
+        program.extend(code)
+        stamped = [k for k, ins in enumerate(code) if ins.op == "SYNC" and ins.fields.get("stamp")]
+        marks.append(None if not code else len(program) - len(code) + (stamped[-1] if stamped else len(code) - 1))
+    if not program:
+        return [0] * len(layers)
+    timing = simulate(program, n, marks=[m for m in marks if m is not None], done=True)
+    ends = list(timing.marks[:-1]) + [timing.cycles]
+    out, prev, k = [], 0, 0
+    for m in marks:
+        if m is None:
             out.append(0)
             continue
-        total = simulate(upto, n, done=True).cycles
-        out.append(total - prev)
-        prev = total
+        out.append(ends[k] - prev)
+        prev = ends[k]
+        k += 1
     return out
 
 
