@@ -93,7 +93,9 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         prm = (ADD_PARAM_SETS if add else 1) * PARAM_ROWS_PER_SET * PARAM_ROW_CYCLES
         return "S", OVERHEAD["POSTPROC_ADD" if add else "POSTPROC"] + prm + rows, 0, 1.0
     queue = {QUEUE_LOAD: "L", QUEUE_COMPUTE: "C", QUEUE_STORE: "S"}[f.get("queue", QUEUE_LOAD)]
-    return queue, OVERHEAD["SYNC"], f.get("stamp", 0), 1.0  # a stamp writes one word through the port
+    # A stamp takes its value as the SYNC retires, then a register cycle and one word through the port.
+    stamp = f.get("stamp", 0) if queue == "C" else 0
+    return queue, OVERHEAD["SYNC"] + stamp, stamp, 1.0
 
 
 def _shares(demands: dict[str, float]) -> dict[str, float]:
@@ -134,6 +136,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     total = len(work)
     completed = 0
     finished = [0.0] * total
+    stamped: dict[int, float] = {}  # a stamp's value is the cycle its SYNC retires, before its word is written
     last_dispatch = 0.0
     while completed < total:
         # Start whatever can start: queue head present, unit free, tokens available.
@@ -199,6 +202,8 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
                 r[1] -= dt
                 if r[1] < 1e-9:
                     r[1] = 0.0
+                    if work[int(r[0])][0] == "SYNC" and work[int(r[0])][3]:  # a stamp: its value, a cycle back
+                        stamped[int(r[0])] = t - 1
             elif r[2] > 0:
                 r[2] -= dt * share[u]
                 if r[2] < 1e-9:
@@ -218,9 +223,10 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
         t = max(t, last_dispatch + beats + FETCH_EXTRA)
     # A unit's instructions finish in order, but units finish out of order: a mark is done when all before it are.
     upto, latest = [], 0.0
-    for f_t in finished:
-        latest = max(latest, f_t)
+    for i, f_t in enumerate(finished):
+        latest = max(latest, stamped.get(i, f_t))
         upto.append(latest)
+        latest = max(latest, f_t)
     return LayerTiming(max(1, round(t)), mac, load_words, store_words, total * beats,
                        tuple(round(upto[k]) for k in (marks or [])))
 
