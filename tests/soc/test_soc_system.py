@@ -83,7 +83,8 @@ def test_every_layer_on_the_accelerator(tmp_path: Path) -> None:
     graph = random_graph(SPECS["digits"])
     x = np.random.default_rng(0).integers(-128, 128, (1, *graph.input_shape)).astype(np.int8)
     alone = run_network(compile_graph(graph, AccelConfig.for_array(a["array"]), mem_bytes(a["array"])), x)
-    soc = {r["index"]: (r["accelerator_cycles"], r["mac_cycles"]) for r in report["layers"] if r["ran_on"] == "accelerator"}
+    soc = {r["index"]: (r["accelerator_cycles"], r["mac_cycles"]) for r in report["layers"]
+           if r["ran_on"] == "accelerator"}
     assert soc == {m.index: (m.cycles, m.mac_cycles) for m in alone.layers}
     assert a["accelerator_cycles"] == alone.cycles[0] and sum(m.mac_cycles for m in alone.layers) == alone.mac_cycles[0]
 

@@ -157,7 +157,8 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
     sources: list[Path] = [folder / "main.c"]
     cflags: list[str] = []
     kernel_ops: list[tuple[int, ...]] = []
-    includes, hooks, body, report = [], [], [], []
+    includes, hooks, report = [], [], []
+    body: dict[int, str] = {}  # step index -> its C code (an accelerator run's at its first step)
     defines: dict[str, int] = {"TC_NUM_VECTORS": len(vectors), "TC_NUM_STEPS": len(plan.steps)}
     locs = {c.index: c.out for c in prog.layers} if prog is not None else {}
     max_cp = 4
@@ -187,12 +188,13 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
             max_cp = max(max_cp, cpad(loc.c, n))
             copy_out = f"tc_put({name}_out, {loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u); "
         step = plan.steps.index(("core", k))
-        body.append(f"    /* {name}: layers {list(part.ops)} on the core */\n"
-                    f"    a = mcycle(); {copy_in}b = mcycle();\n"
-                    f"    if ({naming.api('run')}({feed}, {name}_out) != 0) {{ printf(\"F %d {k}\\n\", v); exit(4); }}\n"
-                    f"    c = mcycle(); {copy_out}d = mcycle();\n"
-                    f"    st[{step}][0] = d - a; st[{step}][1] = b - a; st[{step}][2] = d - c;\n"
-                    f"    for (int j = 0; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j + 1] - {name}_marks[j];")
+        body[step] = (f"    /* {name}: layers {list(part.ops)} on the core */\n"
+                      f"    a = mcycle(); {copy_in}b = mcycle();\n"
+                      f"    if ({naming.api('run')}({feed}, {name}_out) != 0) "
+                      f"{{ printf(\"F %d {k}\\n\", v); exit(4); }}\n"
+                      f"    c = mcycle(); {copy_out}d = mcycle();\n"
+                      f"    st[{step}][0] = d - a; st[{step}][1] = b - a; st[{step}][2] = d - c;\n"
+                      f"    for (int j = 0; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j + 1] - {name}_marks[j];")
         hooks.append(f"static uint32_t ks_{name}[{nk}];")
         report.append(f"    for (int j = 0; j < {nk}; ++j) printf(\"K %d {k} %d %lu\\n\", v, j, (unsigned long)ks_{name}[j]);")
     logs = []  # after the inference: each run's cycle log split into its layers
@@ -200,17 +202,17 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
         assert prog is not None
         ops = [plan.steps[k][1] for k in run]
         s0 = run[0]
-        body.insert(s0, f"    /* layers {ops} on the accelerator, one start */\n"
-                        f"    a = mcycle(); rc = tc_accel_run({prog.start_at(ops[0])}u, {MAX_POLLS}u, &r); b = mcycle();\n"
-                        f"    if (rc) fail(v, tc_layer_at(r.pc, {ops[0]}), &r);\n"
-                        f"    st[{s0}][0] = b - a; st[{s0}][1] = r.cycles; st[{s0}][2] = r.mac_cycles;")
+        body[s0] = (f"    /* layers {ops} on the accelerator, one start */\n"
+                    f"    a = mcycle(); rc = tc_accel_run({prog.start_at(ops[0])}u, {MAX_POLLS}u, &r); b = mcycle();\n"
+                    f"    if (rc) fail(v, tc_layer_at(r.pc, {ops[0]}), &r);\n"
+                    f"    st[{s0}][0] = b - a; st[{s0}][1] = r.cycles; st[{s0}][2] = r.mac_cycles;")
         # Layer k's accelerator cycles: its stamp minus the one before (the run's last: up to the run's end); the
         # core's start and poll beyond the accelerator's count go to the run's first layer.
         lines = [f"    {{ uint32_t core = st[{s0}][0], acc = st[{s0}][1], prev = 0, m;"]
         for k, i in zip(run, ops):
             mark = "acc" if k == run[-1] else f"TC_ACCEL_LOG({prog.stamp_at(i)}u)"
-            lines.append(f"      m = {mark}; st[{k}][1] = m - prev; st[{k}][0] = m - prev; st[{k}][2] = {mac_rows(prog, i)}u; "
-                         "prev = m;")
+            lines.append(f"      m = {mark}; st[{k}][1] = m - prev; st[{k}][0] = m - prev; "
+                         f"st[{k}][2] = {mac_rows(prog, i)}u; prev = m;")
         lines.append(f"      st[{s0}][0] += core - acc; }}")
         logs.append("\n".join(lines))
     ranges = [(prog.start_at(c.index), prog.done_at(c.index), c.index) for c in prog.layers if c.count] if prog else []
@@ -237,7 +239,7 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
             .replace("@WRITE_INPUT@", WRITE_INPUT if write_in else "")
             .replace("@HOOKS@", "\n".join(hooks))
             .replace("@WRITE_IN@", write_in)
-            .replace("@STEPS@", "\n".join(body))
+            .replace("@STEPS@", "\n".join(body[k] for k in sorted(body)))
             .replace("@LOGS@", "\n".join(logs))
             .replace("@LAYER_AT@", layer_at)
             .replace("@READ_OUT@", read_out)
