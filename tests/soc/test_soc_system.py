@@ -104,9 +104,11 @@ def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:
     assert report["bit_exact"] and ran["softmax"] == "core" and ran["conv"] == "accelerator"
 
 
-def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
-    """A program damaged after the build (the illegal opcode 0 at its first layer): the firmware reads the error
-    status and stops; the report names the layer, the error code (1) and the instruction, and the verdict fails."""
+@pytest.mark.parametrize("layer", [0, 4])
+def test_accelerator_error_is_reported_not_hung(tmp_path: Path, layer: int) -> None:
+    """A program damaged after the build (the illegal opcode 0 at a layer's first instruction: a run's only layer,
+    or the last of a run of two): the firmware reads the error status and stops; the report names that layer, the
+    error code (1) and the instruction, and the verdict fails."""
     from tinycompile.accel.isa import INSTR_BYTES
     from tinycompile.soc import system
 
@@ -114,7 +116,7 @@ def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
 
     def damaged(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the code generator's signature
         prog = real(*args, **kwargs)
-        at = prog.start_at(prog.layers[0].index)
+        at = prog.start_at(layer)
         prog.image.data[at : at + INSTR_BYTES] = 0
         damaged.at = at  # type: ignore[attr-defined]
         return prog
@@ -125,8 +127,8 @@ def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
     finally:
         system.compile_graph = real
     assert not report["bit_exact"]
-    assert "accelerator stopped on an error in layer 0" in report["error"]["message"]
-    assert report["error"]["layer"] == 0 and report["error"]["code"] == 1 and report["error"]["pc"] == damaged.at
+    assert f"accelerator stopped on an error in layer {layer}" in report["error"]["message"]
+    assert report["error"]["layer"] == layer and report["error"]["code"] == 1 and report["error"]["pc"] == damaged.at
 
 
 @pytest.mark.parametrize(("given", "message"), [
