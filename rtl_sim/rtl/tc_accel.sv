@@ -57,11 +57,13 @@ module tc_accel #(
   logic [2:0]                q_push, q_full, q_empty, q_pop;
   logic [tc_pkg::InstrW-1:0] f_instr;
   logic [tc_pkg::InstrW-1:0] q_head [0:2];
+  logic                      stamp_q, c_stamp_head, c_valid;
+  logic [31:0]               stamp_addr_q, stamp_cyc_q;
 
   assign unit_rst_n = rst_ni && !err_q;
   // A new program may only start once every read of the previous one has returned.
   assign start_ok = start_i && arb_idle;
-  assign all_idle = f_halted && (&q_empty) && !l_busy && !c_busy && !s_busy;
+  assign all_idle = f_halted && (&q_empty) && !l_busy && !c_busy && !s_busy && !stamp_q;
 
   always_comb begin
     busy_d = busy_q;
@@ -191,10 +193,12 @@ module tc_accel #(
   logic [DataW-1:0]   s_wdata;
   logic               f_req, l_req, s_req;
 
-  assign a_valid = {s_req, l_req, f_req};
+  // A pending cycle stamp (SYNC stamp) takes the store unit's write port ahead of it for one beat: the store
+  // unit sees no ready meanwhile. The select is a register, so the grant path only gains a mux.
+  assign a_valid = {s_req || stamp_q, l_req, f_req};
   assign a_we    = 3'b100;
-  assign a_addr  = {s_addr, l_addr, f_addr};
-  assign a_wdata = {s_wdata, {DataW{1'b0}}, {DataW{1'b0}}};
+  assign a_addr  = {stamp_q ? stamp_addr_q : s_addr, l_addr, f_addr};
+  assign a_wdata = {stamp_q ? {{(DataW - 32){1'b0}}, stamp_cyc_q} : s_wdata, {DataW{1'b0}}, {DataW{1'b0}}};
 
   tc_mem_arb #(.DataW(DataW)) u_arb (
     .clk_i,
@@ -363,13 +367,36 @@ module tc_accel #(
     .err_code_o     (l_code)
   );
 
+  // ---------------------------------------------------------------- cycle stamps
+  // A compute-queue SYNC with the stamp flag records the cycle counter when the compute unit retires it (its
+  // tokens taken, e.g. a layer's last stores landed) and writes it, zero-extended to a word, at its base: the
+  // per-layer cycle log of a run that covers several layers. A second stamp waits at the queue head while one
+  // is still pending, so none is lost; the run is done only once the last one is written.
+  assign c_stamp_head = q_head[1][tc_pkg::OpLsb +: tc_pkg::OpW] == tc_pkg::OpSync
+                        && q_head[1][tc_pkg::SyncStampLsb];
+  assign c_valid = !q_empty[1] && !(c_stamp_head && stamp_q);
+
+  always_ff @(posedge clk_i) begin
+    if (!unit_rst_n || start_ok) begin
+      stamp_q <= 1'b0;
+      stamp_addr_q <= '0;
+      stamp_cyc_q <= '0;
+    end else if (q_pop[1] && c_stamp_head) begin
+      stamp_q <= 1'b1;
+      stamp_addr_q <= {{LogN{1'b0}}, q_head[1][tc_pkg::SyncBaseLsb + LogN +: 32 - LogN]};
+      stamp_cyc_q <= cyc_q;
+    end else if (stamp_q && a_ready[2]) begin
+      stamp_q <= 1'b0;
+    end
+  end
+
   tc_compute #(
     .N(N), .InpDepth(InpDepth), .WgtTiles(WgtTiles), .AccDepth(AccDepth)
   ) u_compute (
     .clk_i,
     .rst_ni         (unit_rst_n),
     .instr_i        (q_head[1]),
-    .instr_valid_i  (!q_empty[1]),
+    .instr_valid_i  (c_valid),
     .instr_pop_o    (q_pop[1]),
     .tok_prev_i     (tok_q[0] != '0),
     .tok_next_i     (tok_q[3] != '0),
@@ -404,7 +431,7 @@ module tc_accel #(
     .tok_pop_prev_o (s_pop_pv),
     .tok_push_prev_o(s_push_pv),
     .req_valid_o    (s_req),
-    .req_ready_i    (a_ready[2]),
+    .req_ready_i    (a_ready[2] && !stamp_q),
     .req_addr_o     (s_addr),
     .req_wdata_o    (s_wdata),
     .acc_raddr_o    (s_acc_ra),

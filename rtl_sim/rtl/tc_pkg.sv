@@ -135,5 +135,9 @@ package tc_pkg;
   // Fields of SYNC
   localparam int unsigned SyncQueueLsb = 8;
   localparam int unsigned SyncQueueW = 2;
+  localparam int unsigned SyncStampLsb = 10;
+  localparam int unsigned SyncStampW = 1;
+  localparam int unsigned SyncBaseLsb = 32;
+  localparam int unsigned SyncBaseW = 32;
 endpackage
 /* verilator lint_on UNUSEDPARAM */

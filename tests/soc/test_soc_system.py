@@ -66,7 +66,13 @@ def test_a_core_layer_between_accelerator_layers(tmp_path: Path) -> None:
 
 
 def test_every_layer_on_the_accelerator(tmp_path: Path) -> None:
-    """The digits network maps whole: no core layer, and the core's share is the input, the driver and the output."""
+    """The digits network maps whole: no core layer, and the core's share is the input, the driver and the output.
+    One start runs every layer; the accelerator's cycle log gives each layer exactly the cycles the fpga build of the
+    same program measures on the accelerator alone (its test bench), and their sum is that run's total."""
+    from tinycompile.accel.config import AccelConfig
+    from tinycompile.fpga.codegen import compile_graph
+    from tinycompile.fpga.rtl import mem_bytes, run_network
+
     report = _build(SPECS["digits"], tmp_path)
     assert report["bit_exact"]
     assert {r["ran_on"] for r in report["layers"]} <= {"accelerator", "view (no data moved)"}
@@ -74,6 +80,13 @@ def test_every_layer_on_the_accelerator(tmp_path: Path) -> None:
     assert a["core_layer_cycles"] == 0 and a["mac_efficiency"] > 0
     assert report["latency"]["measured"] == (a["accelerator_cycles"] + a["driver_cycles"] + a["input_cycles"]
                                              + a["output_cycles"] + a["copy_cycles"])
+    graph = random_graph(SPECS["digits"])
+    x = np.random.default_rng(0).integers(-128, 128, (1, *graph.input_shape)).astype(np.int8)
+    alone = run_network(compile_graph(graph, AccelConfig.for_array(a["array"]), mem_bytes(a["array"])), x)
+    soc = {r["index"]: (r["accelerator_cycles"], r["mac_cycles"]) for r in report["layers"]
+           if r["ran_on"] == "accelerator"}
+    assert soc == {m.index: (m.cycles, m.mac_cycles) for m in alone.layers}
+    assert a["accelerator_cycles"] == alone.cycles[0] and sum(m.mac_cycles for m in alone.layers) == alone.mac_cycles[0]
 
 
 def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:
@@ -91,9 +104,11 @@ def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:
     assert report["bit_exact"] and ran["softmax"] == "core" and ran["conv"] == "accelerator"
 
 
-def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
-    """A program damaged after the build (the illegal opcode 0 at its first layer): the firmware reads the error
-    status and stops; the report names the layer, the error code (1) and the instruction, and the verdict fails."""
+@pytest.mark.parametrize("layer", [0, 4])
+def test_accelerator_error_is_reported_not_hung(tmp_path: Path, layer: int) -> None:
+    """A program damaged after the build (the illegal opcode 0 at a layer's first instruction: a run's only layer,
+    or the last of a run of two): the firmware reads the error status and stops; the report names that layer, the
+    error code (1) and the instruction, and the verdict fails."""
     from tinycompile.accel.isa import INSTR_BYTES
     from tinycompile.soc import system
 
@@ -101,7 +116,7 @@ def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
 
     def damaged(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the code generator's signature
         prog = real(*args, **kwargs)
-        at = prog.start_at(prog.layers[0].index)
+        at = prog.start_at(layer)
         prog.image.data[at : at + INSTR_BYTES] = 0
         damaged.at = at  # type: ignore[attr-defined]
         return prog
@@ -112,8 +127,8 @@ def test_accelerator_error_is_reported_not_hung(tmp_path: Path) -> None:
     finally:
         system.compile_graph = real
     assert not report["bit_exact"]
-    assert "accelerator stopped on an error in layer 0" in report["error"]["message"]
-    assert report["error"]["layer"] == 0 and report["error"]["code"] == 1 and report["error"]["pc"] == damaged.at
+    assert f"accelerator stopped on an error in layer {layer}" in report["error"]["message"]
+    assert report["error"]["layer"] == layer and report["error"]["code"] == 1 and report["error"]["pc"] == damaged.at
 
 
 @pytest.mark.parametrize(("given", "message"), [

@@ -106,7 +106,9 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
         "hi": (108, 8, True),
         "lshift": (116, 5, False),
     },
-    "SYNC": {**COMMON_FIELDS, "queue": (8, 2, False)},
+    # stamp (compute queue): once its tokens are taken, write the cycle counter to the word at ``base`` (the
+    # per-layer cycle log); the low log2(N) bits of ``base`` are ignored.
+    "SYNC": {**COMMON_FIELDS, "queue": (8, 2, False), "stamp": (10, 1, False), "base": (32, 32, False)},
     "DONE": dict(COMMON_FIELDS),
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinycompile.accel.assembler import MemoryImage, decode
+from tinycompile.accel.assembler import Instr, MemoryImage, decode, encode
 from tinycompile.accel.isa import (
     ADD_PARAM_SETS,
     ADDRESS_SPACE,
@@ -34,6 +34,12 @@ class AccelError(RuntimeError):
 
 def _wrap32(x: np.ndarray) -> np.ndarray:
     return ((np.asarray(x, dtype=np.int64) + 2**31) % 2**32) - 2**31
+
+
+def pattern_reads(ins: Instr) -> list[int]:
+    """Byte addresses a LOAD reads from memory (its in-bounds elements), in order."""
+    f = decode(encode(ins)).fields
+    return [addr for addr, inb in _pattern(f) if inb]
 
 
 def _pattern(f: dict[str, int]):
@@ -70,7 +76,7 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
         if op == "SYNC":
             if f["queue"] > QUEUE_STORE:
                 raise AccelError(4, f"SYNC queue {f['queue']}")
-            continue
+            continue  # a stamp writes a cycle count, which this model has none of: its log word is left as it was
         if op in ("LOAD", "STORE"):
             if any(v % n for v in (f["base"], f["d0"], f["d1"], f["d2"])):
                 raise AccelError(3, f"misaligned pattern at {pc - INSTR_BYTES:#x}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,10 @@ class SocBackend(Backend):
         accel = target.raw["soc"]["accelerator"]
         cfg, _ = accelerator_of(target, int(accel["array"]))
         cycles = layer_timing(g, cfg).cycles + float(accel["start_cycles"])
-        if layer.inputs == (-1,):
-            cycles += float(accel["input_cycles_per_byte"]) * g.h * g.w * cpad(g.c, cfg.n)
+        if layer.inputs == (-1,):  # the firmware writes only the packed words the layer reads (soc/feed.py)
+            ystep = math.gcd(g.sh if g.oh > 1 else 0, g.dy if g.kh > 1 else 0) or 1
+            xstep = math.gcd(g.sw if g.ow > 1 else 0, g.dx if g.kw > 1 else 0) or 1
+            cycles += float(accel["input_cycles_per_byte"]) * g.h * g.w * cpad(g.c, cfg.n) / (ystep * xstep)
         return float(cycles)
 
     def constant_bytes(self, layer: Layer, in_shape: Shape, out_shape: Shape, target: Target) -> int:
@@ -149,6 +152,7 @@ class SocBackend(Backend):
         from tinycompile.console import console
         from tinycompile.fileio import write_io, write_json
         from tinycompile.fpga.schedule import network_timing
+        from tinycompile.soc.feed import written_bytes
         from tinycompile.soc.system import plan_system, run_system
 
         cfg, mem = accelerator_of(target, n)
@@ -169,7 +173,7 @@ class SocBackend(Backend):
             predicted.update({c.index: float(t) + float(accel["start_cycles"]) for c, t in zip(codes, timed)})
             if prog.input is not None:
                 first = next(c.index for c in codes if -1 in work.graph.ops[c.index].inputs)
-                predicted[first] += float(accel["input_cycles_per_byte"]) * prog.input.nbytes(n)
+                predicted[first] += float(accel["input_cycles_per_byte"]) * written_bytes(prog)
         doc = {"target": target.name, "target_file": str(target.path.resolve()), "array": n, "accel_mem_bytes": mem,
                "steps": [list(s) for s in plan.steps], "kernel_ops": [list(k) for k in fw.kernel_ops],
                "placement": {str(i): w for i, w in plan.placement.items()}, "predicted": predicted,

@@ -3,6 +3,9 @@
 Memory image layout (byte addresses, every block aligned to 64): weight tiles and parameter sets of every layer,
 then every activation tensor (NHWC, channels padded to N; ``flatten`` is a view of its source), then the program.
 Each op keeps its own output buffer, so every layer's output can be compared with the integer reference after a run.
+Every layer's last barrier SYNC carries the stamp flag (rtl_sim/ISA.md, SYNC): the accelerator writes its cycle
+counter into the layer's word of a cycle log once the layer's last stores have landed, so one run that covers
+several layers still gives each layer's cycles (:func:`layer_marks`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from tinycompile.accel.assembler import Instr, MemoryImage, assemble
 from tinycompile.accel.config import AccelConfig
-from tinycompile.accel.isa import ADD_PARAM_SETS, INSTR_BYTES
+from tinycompile.accel.isa import ADD_PARAM_SETS, INSTR_BYTES, QUEUE_COMPUTE
 from tinycompile.accel.layout import TensorLoc, cpad, write_tensor
 from tinycompile.errors import UserError
 from tinycompile.fpga.constants import IDENTITY_MULT, LayerValues, layer_constants
@@ -97,6 +100,14 @@ class AccelProgram:
         """Byte address of op ``layer``'s first instruction (where a run of that op starts)."""
         code = next(c for c in self.layers if c.index == layer)
         return self.prog_addr + code.first * INSTR_BYTES
+
+    def stamp_at(self, layer: int) -> int | None:
+        """Byte address of op ``layer``'s cycle-log word (None for a view, which has no instructions)."""
+        code = next(c for c in self.layers if c.index == layer)
+        for ins in reversed(self.instrs[code.first : code.first + code.count]):
+            if ins.op == "SYNC" and ins.get("stamp"):
+                return ins.get("base")
+        return None
 
     def done_at(self, layer: int) -> int:
         """Byte address of the first instruction after op ``layer`` (where a DONE cuts the program after it)."""
@@ -201,6 +212,8 @@ def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[in
         what = "the network input" if key == -1 else f"layer {key} output"
         locs[key] = TensorLoc(_place(what, mem_bytes, img.alloc, h * w * cpad(c, n)), h, w, c)
     inputs = dict(locs)
+    n_log = sum(1 for i in chosen if plans[i][0] is not None)
+    log = _place("the cycle log", mem_bytes, img.alloc, max(1, n_log) * n)
     instrs: list[Instr] = []
     layers: list[LayerCode] = []
     follows: list[Instr] | None = None  # the code a layer comes after in the same run (None after a DONE)
@@ -221,6 +234,7 @@ def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[in
         quant = LayerQuant(op.in_q[0].zero_point, op.out_q.zero_point, op.lo, op.hi,
                            int(op.params.get("left_shift", 0)), single_rounding(op))
         code = emit_layer(g, tiling, p, LayerAddrs(src.addr, out.addr, wgt, prm, b), quant, follows)
+        stamp_layer(code, log + n * sum(1 for c in layers if c.count))
         layers.append(LayerCode(i, op.op, g, tiling, len(instrs), len(code), out))
         instrs.extend(code)
         follows = code
@@ -238,7 +252,25 @@ def compile_graph(graph: QuantGraph, p: AccelConfig, mem_bytes: int, ops: set[in
                         pack, inputs)
 
 
-def cut_after(prog: AccelProgram, layer: int, img: MemoryImage) -> None:
-    """Write DONE after ``layer`` in ``img`` so a run stops there (layers end with a barrier, so this is safe)."""
-    blob = np.frombuffer(assemble([Instr("DONE")]), np.uint8)
-    img.write(prog.done_at(layer), blob)
+def stamp_layer(code: list[Instr], addr: int) -> None:
+    """Set the stamp flag on the layer's last compute-queue SYNC (its last barrier: every store of the layer has
+    landed when it retires), writing the log word at ``addr``."""
+    k = max(j for j, ins in enumerate(code) if ins.op == "SYNC" and ins.get("queue") == QUEUE_COMPUTE)
+    code[k] = Instr("SYNC", {**code[k].fields, "stamp": 1, "base": addr})
+
+
+def mac_rows(prog: AccelProgram, layer: int) -> int:
+    """Input rows op ``layer``'s COMPUTEs issue to the array: what the accelerator's MAC-active counter adds for it."""
+    code = next(c for c in prog.layers if c.index == layer)
+    return sum(ins.get("m") * ins.get("kt") * ins.get("nt") for ins in prog.instrs[code.first : code.first + code.count]
+               if ins.op == "COMPUTE")
+
+
+def layer_marks(prog: AccelProgram, image: MemoryImage) -> dict[int, int]:
+    """Per op run on the accelerator: the cycle counter its stamp wrote into ``image`` (memory after a run)."""
+    out = {}
+    for code in prog.layers:
+        addr = prog.stamp_at(code.index) if code.count else None
+        if addr is not None:
+            out[code.index] = int(image.data[addr : addr + 4].view("<u4")[0])
+    return out

@@ -1,8 +1,9 @@
 """Run a compiled network on the accelerator's RTL (Verilator + cocotb, via :mod:`tinycompile.accel.simulate`).
 
-One simulator process runs every job: one whole-network job per test input, plus, for per-layer figures, one job
-per layer that stops the program right after that layer (a DONE written over its successor's first instruction).
-The cycle and MAC counters of consecutive cut runs differ by exactly what that layer cost inside the network.
+One simulator process runs every job: one whole-network job per test input. Per-layer cycles come from the first
+input's run itself: every layer's last barrier writes the accelerator's cycle counter into the program's cycle log
+(rtl_sim/ISA.md, SYNC ``stamp``), so a layer's share is its stamp minus the previous one (the last layer's runs to
+the end of the run); its MAC-active cycles are the rows its COMPUTEs issue, which is what the counter adds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycompile.accel.assembler import MemoryImage
 from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.isa import ERRORS, INSTR_BYTES
 from tinycompile.accel.layout import read_tensor
-from tinycompile.fpga.codegen import AccelProgram, cut_after
+from tinycompile.fpga.codegen import AccelProgram, layer_marks, mac_rows
 
 MEM_WORDS = 1 << 18  # words of the test bench memory (the cached Verilator builds use this size)
 
@@ -138,16 +138,11 @@ def run_network(prog: AccelProgram, inputs: np.ndarray | list[dict[int, np.ndarr
     feeds = [{-1: x} for x in inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     jobs = [SimJob(prog.with_inputs(f), prog.prog_addr, timeout_cycles=timeout_cycles) for f in feeds]
     compute = [code.index for code in prog.layers if code.count]
-    cuts = compute[:-1] if per_layer else []
-    for layer in cuts:
-        img: MemoryImage = prog.with_inputs(feeds[0])
-        cut_after(prog, layer, img)
-        jobs.append(SimJob(img, prog.prog_addr, timeout_cycles=timeout_cycles))
     with _output_to(log), _build_lock(prog.params):  # the RTL built with the sizes the program was cut for
         results = run_jobs(jobs, cfg=prog.params, mem_words=MEM_WORDS)
     for k, r in enumerate(results):
         if not r.done or r.error:
-            what = f"input {k}" if k < len(feeds) else f"the run cut after layer {cuts[k - len(feeds)]}"
+            what = f"input {k}"
             raise AcceleratorFault(what, r.status, r.error_code, r.error_pc, r.cycles, prog.prog_addr,
                                    None if r.error else timeout_cycles)
     outputs = []
@@ -155,10 +150,11 @@ def run_network(prog: AccelProgram, inputs: np.ndarray | list[dict[int, np.ndarr
         outputs.append({code.index: read_tensor(r.image, code.out) for code in prog.layers if code.count})
     layers: list[LayerMeasure] = []
     if per_layer:
-        marks = [(r.cycles, r.mac_cycles) for r in results[len(feeds):]] + [(results[0].cycles, results[0].mac_cycles)]
-        prev = (0, 0)
-        for layer, (cyc, mac) in zip(compute, marks):
-            layers.append(LayerMeasure(layer, cyc - prev[0], mac - prev[1]))
-            prev = (cyc, mac)
+        stamps = layer_marks(prog, results[0].image)
+        ends = [stamps[i] for i in compute[:-1]] + [results[0].cycles]
+        prev = 0
+        for layer, end in zip(compute, ends):
+            layers.append(LayerMeasure(layer, end - prev, mac_rows(prog, layer)))
+            prev = end
     return RtlRun(outputs, [r.cycles for r in results[: len(feeds)]], [r.mac_cycles for r in results[: len(feeds)]],
                   layers, sum(r.wall_s for r in results))

@@ -9,8 +9,9 @@ accumulator row per cycle (no bubbles between passes), post-processing one row p
 stores one word per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
 word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5.3%, mean 0.9%).
 
-Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL is measured: the
-program cut after each layer, consecutive cut runs differenced.
+Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL measures them: one run
+of the whole program, each layer's share the time between its cycle stamp (its last barrier SYNC, rtl_sim/ISA.md)
+and the previous one's; the last layer's runs to the end.
 
 Pure Python over the ArchSpec and the Target (no numpy, torch or TVM imports here), cached per layer shape.
 """
@@ -92,7 +93,9 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         prm = (ADD_PARAM_SETS if add else 1) * PARAM_ROWS_PER_SET * PARAM_ROW_CYCLES
         return "S", OVERHEAD["POSTPROC_ADD" if add else "POSTPROC"] + prm + rows, 0, 1.0
     queue = {QUEUE_LOAD: "L", QUEUE_COMPUTE: "C", QUEUE_STORE: "S"}[f.get("queue", QUEUE_LOAD)]
-    return queue, OVERHEAD["SYNC"], 0, 1.0
+    # A stamp takes its value as the SYNC retires, then a register cycle and one word through the port.
+    stamp = f.get("stamp", 0) if queue == "C" else 0
+    return queue, OVERHEAD["SYNC"] + stamp, stamp, 1.0
 
 
 def _shares(demands: dict[str, float]) -> dict[str, float]:
@@ -133,6 +136,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     total = len(work)
     completed = 0
     finished = [0.0] * total
+    stamped: dict[int, float] = {}  # a stamp's value is the cycle its SYNC retires, before its word is written
     last_dispatch = 0.0
     while completed < total:
         # Start whatever can start: queue head present, unit free, tokens available.
@@ -198,6 +202,8 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
                 r[1] -= dt
                 if r[1] < 1e-9:
                     r[1] = 0.0
+                    if work[int(r[0])][0] == "SYNC" and work[int(r[0])][3]:  # a stamp: its value, a cycle back
+                        stamped[int(r[0])] = t - 1
             elif r[2] > 0:
                 r[2] -= dt * share[u]
                 if r[2] < 1e-9:
@@ -217,9 +223,10 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
         t = max(t, last_dispatch + beats + FETCH_EXTRA)
     # A unit's instructions finish in order, but units finish out of order: a mark is done when all before it are.
     upto, latest = [], 0.0
-    for f_t in finished:
-        latest = max(latest, f_t)
+    for i, f_t in enumerate(finished):
+        latest = max(latest, stamped.get(i, f_t))
         upto.append(latest)
+        latest = max(latest, f_t)
     return LayerTiming(max(1, round(t)), mac, load_words, store_words, total * beats,
                        tuple(round(upto[k]) for k in (marks or [])))
 
@@ -227,20 +234,29 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
 def network_timing(layers: list[list], n: int) -> list[int]:
     """Cycles attributed to each layer of a program made of these layers' instruction lists, back to back.
 
-    Measured like the RTL figures: the program cut after each layer (DONE written there) is run through the model,
-    and a layer's share is the difference between consecutive cut runs. Layers end with a barrier, so a cut
-    program is valid; the cuts matter because the fetch unit runs ahead into the next layer, and the next layer's
-    first weights load while this one's last stores drain.
+    Measured like the RTL figures: the whole program runs through the model once, and a layer's share is the time
+    from the previous layer's stamp (its last stamped SYNC; without one, its last instruction) to its own; the last
+    layer's runs to the end of the run. The fetch unit runs ahead into the next layer, and the next layer's first
+    weights load while this one's last stores drain: both overlap this layer's share.
     """
-    out, prev, upto = [], 0, []
+    program: list = []
+    marks: list[int | None] = []
     for code in layers:
-        upto.extend(code)
-        if not code:
+        program.extend(code)
+        stamped = [k for k, ins in enumerate(code) if ins.op == "SYNC" and ins.fields.get("stamp")]
+        marks.append(None if not code else len(program) - len(code) + (stamped[-1] if stamped else len(code) - 1))
+    if not program:
+        return [0] * len(layers)
+    timing = simulate(program, n, marks=[m for m in marks if m is not None], done=True)
+    ends = list(timing.marks[:-1]) + [timing.cycles]
+    out, prev, k = [], 0, 0
+    for m in marks:
+        if m is None:
             out.append(0)
             continue
-        total = simulate(upto, n, done=True).cycles
-        out.append(total - prev)
-        prev = total
+        out.append(ends[k] - prev)
+        prev = ends[k]
+        k += 1
     return out
 
 

@@ -1,14 +1,16 @@
 """A network on the SoC with its accelerator: one firmware image runs it end to end.
 
 The fpga back end's partition decides where each layer runs. The accelerator's layers make one program (its code
-generator), with DONE after every layer, so the core starts each layer on its own and times it (each layer ends
-with a barrier; a stop loses only the overlap of the next layer's first weight and parameter loads with this
-layer's last stores). Each run of consecutive layers the accelerator cannot run is a
-sub-network compiled by the MCU back end (TVM's C for the core) into a library of its own name (``core0``, ...).
-The generated ``main()`` copies the accelerator's memory image in at boot; then, per input, it writes the input as
-the first layer reads it, walks the steps in order (start the accelerator and poll it; or copy a tensor out of the
-accelerator's memory, run a library, copy its result back) and reads the output, timing each step with ``mcycle``;
-it prints the figures after the inference, so printing is never timed.
+generator), with DONE only where the core has work in between, so one start covers each run of consecutive
+accelerator layers: the next layer's first weights and parameters load while this one's last stores drain
+(cross-layer prefetch), and the core starts and polls once per run. Each layer's cycles come from the accelerator's
+own cycle log (every layer's last barrier stamps its cycle counter into memory, rtl_sim/ISA.md SYNC). Each run of
+consecutive layers the accelerator cannot run is a sub-network compiled by the MCU back end (TVM's C for the core)
+into a library of its own name (``core0``, ...). The generated ``main()`` copies the accelerator's memory image in at
+boot; then, per input, it writes the input as the first layer reads it, walks the steps in order (start the
+accelerator and poll it; or copy a tensor out of the accelerator's memory, run a library, copy its result back) and
+reads the output, timing each step with ``mcycle``; it reads the cycle log and prints the figures after the
+inference, so neither is timed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.layout import cpad
 from tinycompile.errors import UserError
-from tinycompile.fpga.codegen import AccelProgram, compile_graph, storage_index
+from tinycompile.fpga.codegen import AccelProgram, compile_graph, mac_rows, storage_index
 from tinycompile.mcu import firmware
 from tinycompile.mcu.library import compile_graph as compile_for_core
 from tinycompile.mcu.library import write_library
@@ -82,10 +84,6 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
     in_parts = {i for r in core_runs for i in r}
     on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
     parts = tuple(_core_part(graph, r) for r in core_runs)
-    program = None
-    if any(place[i] == "accelerator" for i in on_accel):
-        compute = frozenset(i for i in on_accel if place[i] == "accelerator")
-        program = compile_graph(graph, cfg, mem_bytes, ops=on_accel, stops=compute)
     firsts = {p.ops[0]: k for k, p in enumerate(parts)}
     steps: list[tuple[str, int]] = []
     for i in range(len(graph.ops)):
@@ -93,7 +91,24 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
             steps.append(("core", firsts[i]))
         elif place[i] == "accelerator" and i in on_accel:
             steps.append(("accelerator", i))
+    program = None
+    if any(place[i] == "accelerator" for i in on_accel):
+        # A run ends where the core takes over: the accelerator's last layer before a core part stops with DONE.
+        stops = frozenset(i for (kind, i), (nxt, _) in zip(steps, steps[1:]) if kind == "accelerator" and nxt == "core")
+        program = compile_graph(graph, cfg, mem_bytes, ops=on_accel, stops=stops)
     return SystemPlan(place, dict(part.refused), program, parts, tuple(steps))
+
+
+def accelerator_runs(steps: Sequence[tuple[str, int]]) -> list[list[int]]:
+    """The step indices of each run of consecutive accelerator steps (one start of the accelerator each)."""
+    runs: list[list[int]] = []
+    for k, (kind, _) in enumerate(steps):
+        if kind == "accelerator":
+            if runs and runs[-1][-1] == k - 1:
+                runs[-1].append(k)
+            else:
+                runs.append([k])
+    return runs
 
 
 def part_name(k: int) -> str:
@@ -142,7 +157,8 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
     sources: list[Path] = [folder / "main.c"]
     cflags: list[str] = []
     kernel_ops: list[tuple[int, ...]] = []
-    includes, hooks, body, report = [], [], [], []
+    includes, hooks, report = [], [], []
+    body: dict[int, str] = {}  # step index -> its C code (an accelerator run's at its first step)
     defines: dict[str, int] = {"TC_NUM_VECTORS": len(vectors), "TC_NUM_STEPS": len(plan.steps)}
     locs = {c.index: c.out for c in prog.layers} if prog is not None else {}
     max_cp = 4
@@ -172,22 +188,35 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
             max_cp = max(max_cp, cpad(loc.c, n))
             copy_out = f"tc_put({name}_out, {loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u); "
         step = plan.steps.index(("core", k))
-        body.append(f"    /* {name}: layers {list(part.ops)} on the core */\n"
-                    f"    a = mcycle(); {copy_in}b = mcycle();\n"
-                    f"    if ({naming.api('run')}({feed}, {name}_out) != 0) {{ printf(\"F %d {k}\\n\", v); exit(4); }}\n"
-                    f"    c = mcycle(); {copy_out}d = mcycle();\n"
-                    f"    st[{step}][0] = d - a; st[{step}][1] = b - a; st[{step}][2] = d - c;\n"
-                    f"    for (int j = 0; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j + 1] - {name}_marks[j];")
+        body[step] = (f"    /* {name}: layers {list(part.ops)} on the core */\n"
+                      f"    a = mcycle(); {copy_in}b = mcycle();\n"
+                      f"    if ({naming.api('run')}({feed}, {name}_out) != 0) "
+                      f"{{ printf(\"F %d {k}\\n\", v); exit(4); }}\n"
+                      f"    c = mcycle(); {copy_out}d = mcycle();\n"
+                      f"    st[{step}][0] = d - a; st[{step}][1] = b - a; st[{step}][2] = d - c;\n"
+                      f"    for (int j = 0; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j + 1] - {name}_marks[j];")
         hooks.append(f"static uint32_t ks_{name}[{nk}];")
         report.append(f"    for (int j = 0; j < {nk}; ++j) printf(\"K %d {k} %d %lu\\n\", v, j, (unsigned long)ks_{name}[j]);")
-    for step, (kind, i) in enumerate(plan.steps):
-        if kind != "accelerator":
-            continue
+    logs = []  # after the inference: each run's cycle log split into its layers
+    for run in accelerator_runs(plan.steps):
         assert prog is not None
-        body.insert(step, f"    /* layer {i} ({graph.ops[i].op}) on the accelerator */\n"
-                          f"    a = mcycle(); rc = tc_accel_run({prog.start_at(i)}u, {MAX_POLLS}u, &r); b = mcycle();\n"
-                          f"    if (rc) fail(v, {i}, &r);\n"
-                          f"    st[{step}][0] = b - a; st[{step}][1] = r.cycles; st[{step}][2] = r.mac_cycles;")
+        ops = [plan.steps[k][1] for k in run]
+        s0 = run[0]
+        body[s0] = (f"    /* layers {ops} on the accelerator, one start */\n"
+                    f"    a = mcycle(); rc = tc_accel_run({prog.start_at(ops[0])}u, {MAX_POLLS}u, &r); b = mcycle();\n"
+                    f"    if (rc) fail(v, tc_layer_at(r.pc, {ops[0]}), &r);\n"
+                    f"    st[{s0}][0] = b - a; st[{s0}][1] = r.cycles; st[{s0}][2] = r.mac_cycles;")
+        # Layer k's accelerator cycles: its stamp minus the one before (the run's last: up to the run's end); the
+        # core's start and poll beyond the accelerator's count go to the run's first layer.
+        lines = [f"    {{ uint32_t core = st[{s0}][0], acc = st[{s0}][1], prev = 0, m;"]
+        for k, i in zip(run, ops):
+            mark = "acc" if k == run[-1] else f"TC_ACCEL_LOG({prog.stamp_at(i)}u)"
+            lines.append(f"      m = {mark}; st[{k}][1] = m - prev; st[{k}][0] = m - prev; "
+                         f"st[{k}][2] = {mac_rows(prog, i)}u; prev = m;")
+        lines.append(f"      st[{s0}][0] += core - acc; }}")
+        logs.append("\n".join(lines))
+    ranges = [(prog.start_at(c.index), prog.done_at(c.index), c.index) for c in prog.layers if c.count] if prog else []
+    layer_at = "".join(f"  if (pc >= {a}u && pc < {b}u) return {i};\n" for a, b, i in ranges)
     last = storage_index(graph, len(graph.ops) - 1)
     out_size = int(np.prod(graph.output_shape))
     if last in locs:
@@ -210,7 +239,9 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
             .replace("@WRITE_INPUT@", WRITE_INPUT if write_in else "")
             .replace("@HOOKS@", "\n".join(hooks))
             .replace("@WRITE_IN@", write_in)
-            .replace("@STEPS@", "\n".join(body))
+            .replace("@STEPS@", "\n".join(body[k] for k in sorted(body)))
+            .replace("@LOGS@", "\n".join(logs))
+            .replace("@LAYER_AT@", layer_at)
             .replace("@READ_OUT@", read_out)
             .replace("@REPORT@", "\n".join(report)))
     (folder / "main.c").write_text(main)
@@ -250,6 +281,13 @@ static __attribute__((unused)) void tc_put(const int8_t *src, uint32_t addr, uin
   }
 }
 
+#define TC_ACCEL_LOG(addr) (*(const volatile uint32_t *)(TC_ACCEL_MEM_BASE + (addr)))
+
+/* The accelerator layer whose instructions hold byte address pc (first: the run's first layer, if none does). */
+static __attribute__((unused)) int tc_layer_at(uint32_t pc, int first) {
+@LAYER_AT@  return first;
+}
+
 static void fail(int v, int layer, const tc_accel_result *r) {
   printf("E %d %d %d %lu %lu %lu\\n", v, layer, r->rc, (unsigned long)r->code, (unsigned long)r->pc,
          (unsigned long)r->fault_addr);
@@ -276,6 +314,7 @@ int main(void) {
     uint32_t ran = mcycle();
     @READ_OUT@
     uint32_t end = mcycle();
+@LOGS@
     printf("T %d %lu %lu %lu\\n", v, (unsigned long)(end - start), (unsigned long)(written - start),
            (unsigned long)(end - ran));
     for (int s = 0; s < TC_NUM_STEPS; ++s)
