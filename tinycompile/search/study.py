@@ -101,14 +101,16 @@ def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadlin
     """--strategy supernet: fine-tune the Pareto candidates that are not yet."""
     if prepared.config.strategy != "supernet":
         return
-    from tinycompile.search.records import finetuned
+    from tinycompile.search.records import all_finetuned
     from tinycompile.search.sharing import finetune_front
 
     try:
         finetune_front(study, prepared, console, deadline)
-        front = pareto_front(study.get_trials(deepcopy=False))
-        tuned = sum(1 for t in front if finetuned(study, t.number) is not None)
-        console.print(f"{tuned} of {len(front)} Pareto candidates fine-tuned (by the workers and this process)")
+        front = {t.number for t in pareto_front(study.get_trials(deepcopy=False))}  # of the inherited scores
+        records = all_finetuned(study)
+        tuned = len(front & set(records))
+        behind = f", and {len(set(records) - front)} behind it" if set(records) - front else ""
+        console.print(f"{tuned} of {len(front)} Pareto candidates fine-tuned{behind} (by the workers and this process)")
     except KeyboardInterrupt:
         raise UserError("search interrupted while fine-tuning the Pareto candidates; the trials and the candidates "
                         "already fine-tuned are kept: run the same command again to finish") from None
