@@ -148,9 +148,9 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float
     prepared = prepare(config)
     start = time.time()
     end = start + budget_s
-    # the supernet's trials stop early enough to leave its fine-tuning a share of the same budget
-    deadline = end - args.finetune_share * budget_s if supernet else end
-    study = run_search(prepared, console(stderr=True), deadline=deadline, finetune_deadline=end)
+    # the supernet's trials stop early enough to leave its fine-tuning a share of the time left once it is trained
+    study = run_search(prepared, console(stderr=True), deadline=end, finetune_deadline=end,
+                       trial_share=1 - args.finetune_share if supernet else None)
     wall = time.time() - start
     trials = completed(study)
     # every model the run produced, when it was ready: (seconds, val error, latency, test acc, trial, weights)
@@ -258,7 +258,8 @@ def main() -> int:
     parser.add_argument("--supernet-trials", type=int, default=400, help="strategies: most trials of the supernet run")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="strategies: the supernet front's fine-tuning")
     parser.add_argument("--finetune-share", type=float, default=0.2,
-                        help="strategies: the share of the budget kept for the supernet front's fine-tuning")
+                        help="strategies: the share of the budget left once the supernet is trained that is kept for "
+                             "fine-tuning (the front, then the candidates behind it)")
     parser.add_argument("--reuse-train", action="store_true",
                         help="strategies: take train's run from the last strategies section instead of running it")
     parser.add_argument("--space", default="cnn1d", help="strategies: the search space of train and random")
