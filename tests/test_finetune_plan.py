@@ -45,7 +45,7 @@ def test_ranks_put_the_front_first_and_each_rank_behind_the_one_before() -> None
 def test_epochs_end_before_the_deadline_at_the_slowest_recent_speed() -> None:
     macs = {1: 10_000, 2: 300_000, 3: 50_000}
     records = {1: {"train_seconds": 9.0, "seconds": 11.0, "epochs": 10, "finished_at": 5.0},  # 1e-5 s per epoch, unit
-               2: {"train_seconds": 80.0, "finetune_epochs": 10, "finished_at": 9.0},  # a record from before "epochs" was kept
+               2: {"train_seconds": 80.0, "finetune_epochs": 10, "finished_at": 9.0},  # older: no "epochs", "seconds"
                7: {"train_seconds": 1.0, "epochs": 1}}  # a trial not in ``macs``: not counted
     rates = epoch_seconds(records, macs)
     assert [round(r, 9) for _, r in rates] == [1e-5, 2e-5]

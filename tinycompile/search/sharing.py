@@ -11,8 +11,9 @@ front fine-tuned.
    folder holds those inherited weights (``metrics.json``: ``"weights": "inherited"``).
 3. :func:`finetune_front`: after the search, only the Pareto candidates are trained a few epochs from their inherited
    weights (with ``--distill``, against the supernet's largest candidate), by the workers side by side and then by
-   the search process for any left; their folders then hold the fine-tuned weights, which the study also stores
-   (user attr ``finetuned:<trial>``) for other machines.
+   the search process for any left; under a deadline, then the candidates behind them (:mod:`.finetune_plan`). Their
+   folders then hold the fine-tuned weights, which the study also stores (user attr ``finetuned:<trial>``) for other
+   machines.
 """
 
 from __future__ import annotations
@@ -419,9 +420,10 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     teacher = teacher_logits(prepared, console) if config.distill else None
     store = DatabaseArtifactStore(config.storage_url)
     behind = sum(1 for t in todo if t.number not in front)
+    distilled = ", distilled from the supernet's largest candidate" if teacher is not None else ""
     console.print(f"fine-tuning {len(todo) - behind} Pareto candidate(s) from their inherited weights: {wanted} "
-                  "epoch(s) each" + (", distilled from the supernet's largest candidate" if teacher is not None else "")
-                  + (f"; then, until the deadline, up to {behind} behind the front" if behind else ""))
+                  f"epoch(s) each{distilled}" + (f"; then, until the deadline, up to {behind} behind the front"
+                                                   if behind else ""))
     columns = (TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("trial {task.fields[trial]}"),
                TimeElapsedColumn())
     done = 0
