@@ -5,10 +5,10 @@
 - ``strategies``: on MNIST-1D / cortex-m4 within 16 KB SRAM and 32 KB flash, ``train`` (NSGA-II, every trial trained,
   ``--trials`` trials of ``--epochs``: what ``tinycompile search`` does by default) runs first, and its wall time W sets
   the others' budgets: ``supernet`` (one weight-sharing supernet on ``--supernet-space``, trials scored with inherited
-  weights, the Pareto front fine-tuned, all inside the budget) once with W (equal wall time) and once with W / 4
-  (``supernet-quarter``), and ``random`` (random sampling, every trial trained) with W. Figures: hypervolume in the
-  box (error <= 0.2, <= 2 ms) over every model a run produced, best feasible accuracy, and when each run reached
-  ``train``'s hypervolume.
+  weights, the Pareto front and then the candidates behind it fine-tuned, all inside the budget) once with W (equal
+  wall time) and once with W / 4 (``supernet-quarter``), and ``random`` (random sampling, every trial trained) with
+  W. Figures: hypervolume in the box (error <= 0.2, <= 2 ms) over every model a run produced, best feasible accuracy,
+  and when each run reached ``train``'s hypervolume.
 
     python bench/bench_search.py [--sections samplers strategies] [--trials 40] [--seeds 0 1] [--jobs 2]
         [--budget-s 1800] [--epochs 40] [--supernet-space cnn1d] [--supernet-epochs 30] [--quarter-epochs 8]
@@ -148,9 +148,9 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float
     prepared = prepare(config)
     start = time.time()
     end = start + budget_s
-    # the supernet's trials stop early enough to leave its fine-tuning a share of the same budget
-    deadline = end - args.finetune_share * budget_s if supernet else end
-    study = run_search(prepared, console(stderr=True), deadline=deadline, finetune_deadline=end)
+    # the supernet's trials stop early enough to leave its fine-tuning a share of the time left once it is trained
+    study = run_search(prepared, console(stderr=True), deadline=end, finetune_deadline=end,
+                       trial_share=1 - args.finetune_share if supernet else None)
     wall = time.time() - start
     trials = completed(study)
     # every model the run produced, when it was ready: (seconds, val error, latency, test acc, trial, weights)
@@ -258,7 +258,8 @@ def main() -> int:
     parser.add_argument("--supernet-trials", type=int, default=400, help="strategies: most trials of the supernet run")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="strategies: the supernet front's fine-tuning")
     parser.add_argument("--finetune-share", type=float, default=0.2,
-                        help="strategies: the share of the budget kept for the supernet front's fine-tuning")
+                        help="strategies: the share of the budget left once the supernet is trained that is kept for "
+                             "fine-tuning (the front, then the candidates behind it)")
     parser.add_argument("--reuse-train", action="store_true",
                         help="strategies: take train's run from the last strategies section instead of running it")
     parser.add_argument("--space", default="cnn1d", help="strategies: the search space of train and random")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,17 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from rich.console import Console
 
 from support import run_cli
 from tinycompile.backends.flow import trial_workload
 from tinycompile.model import SpecNet
 from tinycompile.search.config import SearchConfig, prepare
+from tinycompile.search.pareto import is_feasible, pareto_front, write_pareto
+from tinycompile.search.records import all_finetuned
 from tinycompile.search.sharing import fits_budgets, fitting_pool, largest_fitting, new_supernet, train_supernet
 from tinycompile.search.space import load_space
+from tinycompile.search.study import run_search
 from tinycompile.search.supernet import Supernet, has_batch_norm, recalibrate_bn
 from tinycompile.trial import load_trial, save_trial
 
@@ -143,7 +148,8 @@ def test_a_supernet_search_caches_its_supernet_reuses_it_and_fine_tunes_the_fron
         work, source = trial_workload(Path(row["folder"]), 4)
         assert work.graph.ops and 0.0 <= source["int8_test_accuracy"] <= 1.0
     assert load_trial(run_dir / "best")[0].meta["trial"] == pareto["front"][0]["trial"]
-    front = len(pareto["front"])  # fine-tuned by the worker, whose claims the search process then finds done
+    # the inherited front, fine-tuned by the worker, whose claims the search process then finds done
+    front = len(pareto_front(load(run_dir).get_trials()))
     assert f"{front} of {front} Pareto candidates fine-tuned" in first.stdout + first.stderr
 
     again = run_cli(*args, "--trials", "6")
@@ -174,3 +180,29 @@ def test_finetune_epochs_need_the_supernet_strategy(tmp_path: Path) -> None:
                      "--finetune-epochs", "2", "--out", str(tmp_path))
     assert result.returncode == 2 and "--finetune-epochs fine-tunes a supernet's Pareto candidates" in result.stderr
     assert not np.any([p.name == "study.db" for p in tmp_path.rglob("*")])
+
+
+def test_time_left_before_a_deadline_fine_tunes_the_candidates_behind_the_front(tmp_path: Path) -> None:
+    config = SearchConfig(task="digits", space="cnn2d", target="cortex-m4", epochs=1, trials=8, strategy="supernet",
+                          finetune_epochs=2, study="dl", out=str(tmp_path))
+    study = run_search(prepare(config), Console(quiet=True), deadline=time.time() + 600)
+    trials = study.get_trials(deepcopy=False)
+    feasible = {t.number for t in trials if t.values is not None and is_feasible(t)}
+    front = {t.number for t in pareto_front(trials)}
+    assert front < feasible  # some candidates are behind the inherited front
+    records = all_finetuned(study)
+    assert set(records) == feasible  # ample time: every candidate, the front's and those behind it
+    for number, record in records.items():
+        metrics = json.loads((config.run_dir / "trials" / str(number) / "metrics.json").read_text())
+        assert record["finetune_epochs"] == 2 and 1 <= record["epochs"] <= 2 and metrics["val_acc"] == record["val_acc"]
+    # the front handed over is of the fine-tuned scores: no candidate beats a member once fine-tuned
+    final = {t.number: (records[t.number]["val_acc"], t.values[1]) for t in trials if t.number in feasible}
+    rows = write_pareto(study, config)
+    assert rows
+    for row in rows:
+        acc, ms = final[row["trial"]]
+        assert row["finetuned_val_acc"] == acc
+        assert not any(a >= acc and c <= ms and (a, c) != (acc, ms) for a, c in final.values())
+    assert {r["trial"] for r in rows} == {n for n, (acc, ms) in final.items()
+                                           if not any(a >= acc and c <= ms and (a, c) != (acc, ms)
+                                                      for a, c in final.values())}

@@ -126,9 +126,9 @@ def local_trial_folder(path: str | Path) -> Path:
     config, number = located
     study = load_study(config)
     if number is None:  # no `best` link yet on this machine: the most accurate Pareto trial, as `report` links it
-        from tinycompile.search.pareto import pareto_front
+        from tinycompile.search.pareto import final_front
 
-        front = pareto_front(study.get_trials(deepcopy=False))
+        front = final_front(study)
         if not front:
             raise UserError(f"{config.run_dir}: the study has no trained feasible trial yet")
         number = front[0].number

@@ -4,7 +4,7 @@ and its table."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from rich.table import Table
 from tinycompile.fileio import write_json
 from tinycompile.search.config import SearchConfig
 from tinycompile.search.energy import search_energy
-from tinycompile.search.records import finetuned_row, run_extras
+from tinycompile.search.records import all_finetuned, finetuned_row, run_extras
 
 
 def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
@@ -27,16 +27,27 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.user_attrs.get("trained", False) and all(v <= 0 for v in constraints_of(trial))
 
 
-def pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """Feasible trials that no other feasible trial beats on both accuracy (max) and cost (min), best accuracy first."""
+def pareto_front(trials: list[optuna.trial.FrozenTrial],
+                 accuracy: Mapping[int, float] | None = None) -> list[optuna.trial.FrozenTrial]:
+    """Feasible trials that no other feasible trial beats on both accuracy (max) and cost (min), best accuracy first;
+    ``accuracy`` replaces some trials' accuracy by trial number (a supernet run's fine-tuned scores)."""
     feasible = [t for t in trials if t.values is not None and is_feasible(t)]
+    given = accuracy or {}
+    score = {t.number: (given.get(t.number, t.values[0]), t.values[1]) for t in feasible}
 
     def dominated(t: optuna.trial.FrozenTrial) -> bool:
-        a, c = t.values
-        return any(o.values[0] >= a and o.values[1] <= c and tuple(o.values) != tuple(t.values) for o in feasible)
+        a, c = score[t.number]
+        return any(o[0] >= a and o[1] <= c and o != (a, c) for o in score.values())
 
     front = [t for t in feasible if not dominated(t)]
-    return sorted(front, key=lambda t: (-t.values[0], t.values[1], t.number))
+    return sorted(front, key=lambda t: (-score[t.number][0], score[t.number][1], t.number))
+
+
+def final_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front a search hands over: of the fine-tuned validation accuracy where a supernet run has one (a
+    candidate behind the inherited front may overtake it once fine-tuned), else of the trial's own."""
+    accuracy = {n: r["val_acc"] for n, r in all_finetuned(study).items() if isinstance(r.get("val_acc"), (int, float))}
+    return pareto_front(study.get_trials(deepcopy=False), accuracy)
 
 
 def row(trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:
@@ -65,7 +76,7 @@ def write_pareto(study: optuna.Study, config: SearchConfig) -> list[dict[str, An
     from tinycompile.search.artifacts import fetch_numbers  # SQLAlchemy: only once there is a front to write
 
     run_dir = config.run_dir
-    front = pareto_front(study.get_trials(deepcopy=False))
+    front = final_front(study)
     fetch_numbers(study, config, [t.number for t in front])
     rows = [{**row(t, run_dir), **finetuned_row(study, t.number)} for t in front]  # supernet: fine-tuned test acc
     target = Path(config.target).stem if config.target.endswith((".yaml", ".yml")) else config.target

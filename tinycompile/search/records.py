@@ -21,6 +21,12 @@ def finetuned(study: optuna.Study, number: int) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def all_finetuned(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Every fine-tuned trial's figures by trial number (one read of the study's user attrs)."""
+    return {int(key[len(FINETUNED):]): value for key, value in study.user_attrs.items()
+            if key.startswith(FINETUNED) and isinstance(value, dict)}
+
+
 def finetuned_row(study: optuna.Study, number: int) -> dict[str, Any]:
     """A Pareto row's fine-tuned figures: its test accuracy is the fine-tuned model's, the inherited weights' beside
     it (nothing for a trained trial, or a supernet trial not fine-tuned yet)."""

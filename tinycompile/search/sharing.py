@@ -11,8 +11,9 @@ front fine-tuned.
    folder holds those inherited weights (``metrics.json``: ``"weights": "inherited"``).
 3. :func:`finetune_front`: after the search, only the Pareto candidates are trained a few epochs from their inherited
    weights (with ``--distill``, against the supernet's largest candidate), by the workers side by side and then by
-   the search process for any left; their folders then hold the fine-tuned weights, which the study also stores
-   (user attr ``finetuned:<trial>``) for other machines.
+   the search process for any left; under a deadline, then the candidates behind them (:mod:`.finetune_plan`). Their
+   folders then hold the fine-tuned weights, which the study also stores (user attr ``finetuned:<trial>``) for other
+   machines.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from tinycompile.device import resolve_device
 from tinycompile.errors import UserError
 from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_with
 from tinycompile.search.config import Prepared
-from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, finetuned
+from tinycompile.search.finetune_plan import epoch_seconds, epochs_within, finetune_order
+from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, all_finetuned, finetuned
 from tinycompile.search.supernet import Subnet, Supernet, recalibrate_bn
 from tinycompile.tasks import Task, at_resolution
 from tinycompile.train import evaluate, train
@@ -397,42 +399,56 @@ def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
 
 
 def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None) -> int:
-    """Fine-tune the Pareto candidates not fine-tuned yet (all of them unless ``deadline``, a ``time.time()``, passes
-    first) that no other process is fine-tuning; return how many were fine-tuned here.
+    """Fine-tune the Pareto candidates not fine-tuned yet that no other process is fine-tuning; with a ``deadline``
+    (a ``time.time()``), then the candidates behind the front, rank by rank, each for the epochs that still end
+    before it (:mod:`.finetune_plan`); return how many were fine-tuned here.
 
     Every search worker calls this once the trials are done, and the search process once the workers have stopped:
-    each candidate is claimed by a lock held while it is fine-tuned, so the workers share the front between them (on
-    two workers, twice the candidates in the same time) and the search process finishes what a dead worker left."""
+    each candidate is claimed by a lock held while it is fine-tuned, so the workers share the candidates between them
+    (on two workers, twice the candidates in the same time) and the search process finishes what a dead worker left."""
     from tinycompile.search.artifacts import DatabaseArtifactStore, fetch_numbers
-    from tinycompile.search.pareto import pareto_front
 
     config = prepared.config
-    todo = [t for t in pareto_front(study.get_trials(deepcopy=False)) if finetuned(study, t.number) is None]
+    trials = study.get_trials(deepcopy=False)
+    front = {t.number for t in finetune_order(trials, beyond_front=False)}
+    records = all_finetuned(study)
+    todo = [t for t in finetune_order(trials, beyond_front=deadline is not None) if t.number not in records]
     if not todo:
         return 0
-    epochs = config.finetune_epochs_used
+    wanted = config.finetune_epochs_used
+    macs = {t.number: int(t.user_attrs.get("macs", 0)) for t in trials}
     teacher = teacher_logits(prepared, console) if config.distill else None
-    fetch_numbers(study, config, [t.number for t in todo])  # the inherited weights, wherever they were scored
     store = DatabaseArtifactStore(config.storage_url)
-    console.print(f"fine-tuning {len(todo)} Pareto candidate(s) from their inherited weights: {epochs} epoch(s) each"
-                  + (", distilled from the supernet's largest candidate" if teacher is not None else ""))
+    behind = sum(1 for t in todo if t.number not in front)
+    distilled = ", distilled from the supernet's largest candidate" if teacher is not None else ""
+    console.print(f"fine-tuning {len(todo) - behind} Pareto candidate(s) from their inherited weights: {wanted} "
+                  f"epoch(s) each{distilled}" + (f"; then, until the deadline, up to {behind} behind the front"
+                                                   if behind else ""))
     columns = (TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("trial {task.fields[trial]}"),
                TimeElapsedColumn())
-    done = left = 0
+    done = 0
     with _threads(), Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("fine-tune", total=len(todo), trial="-")
         for i, trial in enumerate(todo):
-            if deadline is not None and time.time() >= deadline:
-                left = len(todo) - i
-                break
+            epochs = wanted
+            if deadline is not None:
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                rates = epoch_seconds(all_finetuned(study), macs)
+                epochs = epochs_within(left, macs[trial.number], rates, wanted)
+                if not epochs:  # too little time for this one; a cheaper one behind it may still fit
+                    continue
             with _claimed(prepared, trial.number) as mine:
                 if mine and finetuned(study, trial.number) is None:  # not done by another process meanwhile
                     progress.update(bar, trial=str(trial.number))
+                    fetch_numbers(study, config, [trial.number])  # its inherited weights, wherever they were scored
                     _finetune_one(study, prepared, trial, epochs, teacher, store)
                     done += 1
             progress.update(bar, completed=i + 1)
-    if left:
-        console.print(f"stopped at the deadline: {left} of {len(todo)} Pareto candidates not fine-tuned")
+    untouched = len(front - set(all_finetuned(study)))
+    if deadline is not None and untouched:
+        console.print(f"stopped at the deadline: {untouched} of {len(front)} Pareto candidates not fine-tuned")
     return done
 
 
@@ -459,6 +475,7 @@ def _finetune_one(study: optuna.Study, prepared: Prepared, trial: optuna.trial.F
     """Fine-tune one trial, replace its folder whole, store its files in the study, then record the figures."""
     from tinycompile.search.artifacts import FILES
 
+    start = time.perf_counter()
     config = prepared.config
     folder = config.run_dir / "trials" / str(trial.number)
     spec, model, inherited = load_trial(folder)
@@ -478,5 +495,6 @@ def _finetune_one(study: optuna.Study, prepared: Prepared, trial: optuna.trial.F
     ids = {name: upload_artifact(artifact_store=store, file_path=str(folder / name), study_or_trial=study)
            for name in FILES}
     record = {key: metrics[key] for key in ("val_acc", "test_acc", "inherited_val_acc", "inherited_test_acc",
-                                            "finetune_epochs", "distilled", "weights", "train_seconds")}
+                                            "finetune_epochs", "epochs", "distilled", "weights", "train_seconds")}
+    record["seconds"] = round(time.perf_counter() - start, 2)  # all of it, storing included: what a deadline sees
     study.set_user_attr(f"{FINETUNED}{trial.number}", {**record, "artifacts": ids, "finished_at": time.time()})

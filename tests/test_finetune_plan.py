@@ -1,0 +1,58 @@
+"""Which supernet candidates are fine-tuned and for how long: non-dominated ranks (the Pareto front first, every later
+rank dominated by the one before it), and epochs that end before a deadline at the measured speed."""
+
+from __future__ import annotations
+
+import random
+
+import optuna
+
+from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, epoch_seconds,
+                                              epochs_within, finetune_order, ranked)
+from tinycompile.search.pareto import pareto_front
+
+
+def trial(number: int, acc: float, ms: float, feasible: bool = True) -> optuna.trial.FrozenTrial:
+    t = optuna.trial.create_trial(values=[acc, ms], params={}, distributions={}, user_attrs={"trained": True},
+                                  system_attrs={"constraints": [0.0 if feasible else 1.0]})
+    t.number = number
+    return t
+
+
+def dominates(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
+    return a.values[0] >= b.values[0] and a.values[1] <= b.values[1] and a.values != b.values
+
+
+def test_ranks_put_the_front_first_and_each_rank_behind_the_one_before() -> None:
+    rng = random.Random(3)
+    # rounded values: ties in accuracy, in latency and whole duplicates occur
+    trials = [trial(i, round(rng.random(), 1), round(rng.uniform(0.1, 2.0), 1), feasible=i % 7 != 0)
+              for i in range(120)]
+    ranks = ranked(trials)
+    assert {t.number for t in ranks[0]} == {t.number for t in pareto_front(trials)}
+    flat = [t for rank in ranks for t in rank]
+    assert sorted(t.number for t in flat) == [t.number for t in trials if t.number % 7 != 0]  # feasible, each once
+    for r, rank in enumerate(ranks):
+        assert [t.values[1] for t in rank] == sorted(t.values[1] for t in rank)  # cheapest first
+        assert not any(dominates(a, b) for a in rank for b in rank)
+        for t in rank if r else []:  # each member is beaten by one of the rank before
+            assert any(dominates(a, t) for a in ranks[r - 1]), (r, t.values)
+    assert len(ranks) > 3
+    assert finetune_order(trials, beyond_front=False) == ranks[0]
+    assert finetune_order(trials, beyond_front=True) == flat
+
+
+def test_epochs_end_before_the_deadline_at_the_slowest_recent_speed() -> None:
+    macs = {1: 10_000, 2: 300_000, 3: 50_000}
+    records = {1: {"train_seconds": 9.0, "seconds": 11.0, "epochs": 10, "finished_at": 5.0},  # 1e-5 s per epoch, unit
+               2: {"train_seconds": 80.0, "finetune_epochs": 10, "finished_at": 9.0},  # older: no "epochs", "seconds"
+               7: {"train_seconds": 1.0, "epochs": 1}}  # a trial not in ``macs``: not counted
+    rates = epoch_seconds(records, macs)
+    assert [round(r, 9) for _, r in rates] == [1e-5, 2e-5]
+    slowest = SAFETY * 2e-5 * (50_000 + OVERHEAD_MACS)  # 3 s per epoch, and a margin for the load changing
+    assert epochs_within(1000.0, 50_000, [], 25) == 25  # nothing measured yet: as asked
+    assert epochs_within(1000.0, 50_000, rates, 25) == 25  # time for all of them
+    fit = epochs_within(48.0, 50_000, rates, 25)
+    assert fit == 13 and fit * slowest <= 48.0 - MARGIN_SECONDS < (fit + 1) * slowest
+    assert epochs_within(MIN_EPOCHS * slowest, 50_000, rates, 25) == 0  # fewer than MIN_EPOCHS fit: not started
+    assert epochs_within(1000.0, 50_000, rates, 2) == 2  # fewer asked for, and time for them
