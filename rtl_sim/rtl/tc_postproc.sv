@@ -51,6 +51,10 @@ module tc_postproc #(
   // Kind of a lane operation (and of the accumulator read feeding it).
   typedef enum logic [1:0] {KNone, KA, KB, KW} kind_e;
 
+  // The instruction's fields, registered when it starts. The store queue keeps the word at its
+  // head until the instruction completes, and nothing reads a field in the start cycle itself, so
+  // the copies are cycle-identical; they keep the queue head's long route off the lanes' last
+  // stage (zero point, clamp bounds) and off the range check and address adders.
   logic                         add_mode, single;
   logic [tc_pkg::PpAccAW-1:0]    acc_a;
   logic [tc_pkg::PpAccBW-1:0]    acc_b;
@@ -61,18 +65,24 @@ module tc_postproc #(
   logic [tc_pkg::PpLoW-1:0]      lo;
   logic [tc_pkg::PpHiW-1:0]      hi;
   logic [tc_pkg::PpLshiftW-1:0]  lshift;
+  logic                          fields_cap;
 
-  assign add_mode = instr_i[tc_pkg::PpAddLsb];
-  assign single   = instr_i[tc_pkg::PpSingleLsb] && !add_mode;  // add mode always rounds twice
-  assign acc_a    = instr_i[tc_pkg::PpAccALsb +: tc_pkg::PpAccAW];
-  assign acc_b    = instr_i[tc_pkg::PpAccBLsb +: tc_pkg::PpAccBW];
-  assign out_base = instr_i[tc_pkg::PpOutBaseLsb +: tc_pkg::PpOutBaseW];
-  assign rows     = instr_i[tc_pkg::PpRowsLsb +: tc_pkg::PpRowsW];
-  assign pset     = instr_i[tc_pkg::PpPsetLsb +: tc_pkg::PpPsetW];
-  assign zp       = instr_i[tc_pkg::PpZpLsb +: tc_pkg::PpZpW];
-  assign lo       = instr_i[tc_pkg::PpLoLsb +: tc_pkg::PpLoW];
-  assign hi       = instr_i[tc_pkg::PpHiLsb +: tc_pkg::PpHiW];
-  assign lshift   = instr_i[tc_pkg::PpLshiftLsb +: tc_pkg::PpLshiftW];
+  always_ff @(posedge clk_i) begin
+    if (fields_cap) begin
+      add_mode <= instr_i[tc_pkg::PpAddLsb];
+      // Add mode always rounds twice.
+      single   <= instr_i[tc_pkg::PpSingleLsb] && !instr_i[tc_pkg::PpAddLsb];
+      acc_a    <= instr_i[tc_pkg::PpAccALsb +: tc_pkg::PpAccAW];
+      acc_b    <= instr_i[tc_pkg::PpAccBLsb +: tc_pkg::PpAccBW];
+      out_base <= instr_i[tc_pkg::PpOutBaseLsb +: tc_pkg::PpOutBaseW];
+      rows     <= instr_i[tc_pkg::PpRowsLsb +: tc_pkg::PpRowsW];
+      pset     <= instr_i[tc_pkg::PpPsetLsb +: tc_pkg::PpPsetW];
+      zp       <= instr_i[tc_pkg::PpZpLsb +: tc_pkg::PpZpW];
+      lo       <= instr_i[tc_pkg::PpLoLsb +: tc_pkg::PpLoW];
+      hi       <= instr_i[tc_pkg::PpHiLsb +: tc_pkg::PpHiW];
+      lshift   <= instr_i[tc_pkg::PpLshiftLsb +: tc_pkg::PpLshiftW];
+    end
+  end
 
   logic [3:0]  k_d, k_q;           // parameter row being fetched
   logic [15:0] rd_d, rd_q;         // rows whose (last) accumulator read has been issued
@@ -183,8 +193,10 @@ module tc_postproc #(
     out_waddr_o = out_base + wi_q;
     out_wdata_o = lane_q8;
     reading = 1'b0;
+    fields_cap = 1'b0;
     unique case (state_q)
       StIdle: begin
+        fields_cap = start_i;
         if (start_i) begin
           k_d = '0;
           rd_d = '0;
