@@ -20,7 +20,7 @@ from tinycompile.tasks import Task, at_resolution
 from tinycompile.train import train
 from tinycompile.trial import save_trial
 
-TEACHER_MAX_MACS = 2_000_000  # keeps the teacher's training to a minute or two on one core
+TEACHER_MAX_MACS = 2_000_000  # keeps each candidate's training (twice a trial's epochs) to minutes on one core
 TEACHER_PROBES = 2000
 TEACHER_EPOCHS = 2  # times a trial's epochs: a teacher trained like any trial taught its students little
 TEACHER_SMOOTHING = 0.1
