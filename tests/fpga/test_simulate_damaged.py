@@ -44,6 +44,16 @@ def edit_image(folder: Path, edit: Callable[[bytearray, int], None]) -> None:
     (folder / "image.bin").write_bytes(bytes(data))
 
 
+def simulate_damaged(built: Path, tmp_path: Path, edit: Callable[[bytearray, int], None]) -> dict:
+    """Simulate a copy of the build with its image edited: it must fail (exit 1, not bit-exact); its report."""
+    folder = copy_of(built, tmp_path)
+    edit_image(folder, edit)
+    assert main(["simulate", str(folder)]) == 1
+    report = json.loads((folder / "report.json").read_text())
+    assert report["bit_exact"] is False
+    return report
+
+
 def illegal_opcode(data: bytearray, prog: int) -> None:
     data[prog + 3 * INSTR] = (data[prog + 3 * INSTR] & 0xF0) | 0xF  # opcode 15 in instruction 3
 
@@ -56,11 +66,7 @@ def random_bit_flips(data: bytearray, prog: int) -> None:
 def test_an_image_the_accelerator_stops_on_fails_with_its_error_and_pc(
     built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = copy_of(built, tmp_path)
-    edit_image(folder, illegal_opcode)
-    assert main(["simulate", str(folder)]) == 1
-    report = json.loads((folder / "report.json").read_text())
-    assert report["bit_exact"] is False
+    report = simulate_damaged(built, tmp_path, illegal_opcode)
     error = report["error"]
     assert error["error_code"] == 1 and error["error"] == "illegal opcode" and error["pc"] > 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -74,11 +80,7 @@ def test_random_bit_flips_in_the_program_fail_the_verdict(
 ) -> None:
     # Random damage either stops the accelerator or lets it finish with wrong outputs, depending on the fields hit:
     # both fail the verdict and say why (the error and PC, or how many inputs differ), neither is a traceback.
-    folder = copy_of(built, tmp_path)
-    edit_image(folder, random_bit_flips)
-    assert main(["simulate", str(folder)]) == 1
-    report = json.loads((folder / "report.json").read_text())
-    assert report["bit_exact"] is False
+    report = simulate_damaged(built, tmp_path, random_bit_flips)
     out = capsys.readouterr().out
     if "error" in report:
         assert report["error"]["error_code"] != 0 and f"at pc {report['error']['pc']:#x}" in out
