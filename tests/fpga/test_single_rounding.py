@@ -80,7 +80,7 @@ def test_single_rounding_postprocs_and_isa_model() -> None:
     for n in (4, 8, 16):
         prog = compile_graph(graph, AccelConfig.for_array(n), (1 << 18) * n)
         for code in prog.layers:
-            pps = [ins for ins in prog.instrs[code.first : code.first + code.count] if ins.op == "POSTPROC"]
+            pps = [ins for ins in prog.instrs_of(code.index) if ins.op == "POSTPROC"]
             assert (code.count == 0) == (not pps)
             assert {ins.get("single") for ins in pps} <= ({1} if code.index in DENSE else {0})
         for b in range(len(x)):

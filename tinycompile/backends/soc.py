@@ -168,7 +168,7 @@ class SocBackend(Backend):
         if plan.program is not None:
             prog = plan.program
             codes = [c for c in prog.layers if c.count]
-            timed = network_timing([prog.instrs[c.first : c.first + c.count] for c in codes], n)
+            timed = network_timing([prog.instrs_of(c.index) for c in codes], n)
             accel = target.raw["soc"]["accelerator"]  # the core's share, as the cost model prices it
             predicted.update({c.index: float(t) + float(accel["start_cycles"]) for c, t in zip(codes, timed)})
             if prog.input is not None:

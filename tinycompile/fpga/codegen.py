@@ -96,22 +96,29 @@ class AccelProgram:
             write_tensor(img, loc, pack_tensor(x, self.pack) if key == -1 and self.pack is not None else x)
         return img
 
+    def code_of(self, layer: int) -> LayerCode:
+        """Op ``layer``'s place in the program."""
+        return next(c for c in self.layers if c.index == layer)
+
+    def instrs_of(self, layer: int) -> list[Instr]:
+        """Op ``layer``'s instructions."""
+        code = self.code_of(layer)
+        return self.instrs[code.first : code.first + code.count]
+
     def start_at(self, layer: int) -> int:
         """Byte address of op ``layer``'s first instruction (where a run of that op starts)."""
-        code = next(c for c in self.layers if c.index == layer)
-        return self.prog_addr + code.first * INSTR_BYTES
+        return self.prog_addr + self.code_of(layer).first * INSTR_BYTES
 
     def stamp_at(self, layer: int) -> int | None:
         """Byte address of op ``layer``'s cycle-log word (None for a view, which has no instructions)."""
-        code = next(c for c in self.layers if c.index == layer)
-        for ins in reversed(self.instrs[code.first : code.first + code.count]):
+        for ins in reversed(self.instrs_of(layer)):
             if ins.op == "SYNC" and ins.get("stamp"):
                 return ins.get("base")
         return None
 
     def done_at(self, layer: int) -> int:
         """Byte address of the first instruction after op ``layer`` (where a DONE cuts the program after it)."""
-        code = next(c for c in self.layers if c.index == layer)
+        code = self.code_of(layer)
         return self.prog_addr + (code.first + code.count) * INSTR_BYTES
 
 
@@ -261,9 +268,7 @@ def stamp_layer(code: list[Instr], addr: int) -> None:
 
 def mac_rows(prog: AccelProgram, layer: int) -> int:
     """Input rows op ``layer``'s COMPUTEs issue to the array: what the accelerator's MAC-active counter adds for it."""
-    code = next(c for c in prog.layers if c.index == layer)
-    return sum(ins.get("m") * ins.get("kt") * ins.get("nt") for ins in prog.instrs[code.first : code.first + code.count]
-               if ins.op == "COMPUTE")
+    return sum(ins.get("m") * ins.get("kt") * ins.get("nt") for ins in prog.instrs_of(layer) if ins.op == "COMPUTE")
 
 
 def layer_marks(prog: AccelProgram, image: MemoryImage) -> dict[int, int]:

@@ -49,7 +49,7 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
         measured.update({m.index: m for m in run.layers})
         # Predicted the way the RTL is measured: the whole program through the timing model, split at the stamps.
         in_network.update(zip([c.index for c in prog.layers],
-                              network_timing([prog.instrs[c.first : c.first + c.count] for c in prog.layers], p.n)))
+                              network_timing([prog.instrs_of(c.index) for c in prog.layers], p.n)))
         codes.update({c.index: c for c in prog.layers})
     layers = []
     for index, name in enumerate(op_names):
