@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -197,20 +198,21 @@ def pick_students(task: Task, space_name: str, teacher_macs: int, ratios: list[f
     """A student of the space per ratio: the candidate with the most convolution weights (the ``--distill`` teacher's
     rule) within ``teacher_macs / ratio`` MACs; repeats dropped, largest first."""
     space = load_space(space_name)
-    chosen: list[ArchSpec] = []
-    for ratio in sorted(ratios):
-        spec = teacher_spec(space, task, seed, max_macs=int(teacher_macs / ratio))
-        if all(spec.to_dict() != c.to_dict() for c in chosen):
-            chosen.append(spec)
-    return chosen
+    return _one_per_ratio(ratios, lambda cap: teacher_spec(space, task, seed, max_macs=cap), teacher_macs)
 
 
 def pick_ds_cnn_students(task: Task, blocks: int, teacher_macs: int, ratios: list[float]) -> list[ArchSpec]:
     """The teacher's DS-CNN scaled down in width per ratio (the widest within ``teacher_macs / ratio``), as
     TinyBERT's students are narrower BERTs; repeats dropped, largest first."""
+    return _one_per_ratio(ratios, lambda cap: widest_ds_cnn(task.input_shape, task.num_classes, cap, blocks),
+                          teacher_macs)
+
+
+def _one_per_ratio(ratios: list[float], pick: Callable[[int], ArchSpec | None], teacher_macs: int) -> list[ArchSpec]:
+    """``pick(teacher_macs / ratio)`` per ratio, smallest ratio first, without repeats or Nones."""
     chosen: list[ArchSpec] = []
     for ratio in sorted(ratios):
-        spec = widest_ds_cnn(task.input_shape, task.num_classes, int(teacher_macs / ratio), blocks)
+        spec = pick(int(teacher_macs / ratio))
         if spec is not None and all(spec.to_dict() != c.to_dict() for c in chosen):
             chosen.append(spec)
     return chosen
