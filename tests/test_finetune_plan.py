@@ -8,8 +8,8 @@ import random
 import optuna
 
 from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, epoch_seconds,
-                                              epochs_within, finetune_order, ranked)
-from tinycompile.search.pareto import pareto_front
+                                              epochs_within, finetune_order)
+from tinycompile.search.pareto import pareto_front, ranked
 
 
 def trial(number: int, acc: float, ms: float, feasible: bool = True) -> optuna.trial.FrozenTrial:

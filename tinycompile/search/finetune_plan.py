@@ -13,7 +13,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from tinycompile.search.pareto import is_feasible
+from tinycompile.search.pareto import ranked
 
 # An epoch's seconds ~ k * (MACs + OVERHEAD_MACS): per-batch work that does not scale with the MACs (MNIST-1D, one
 # thread, an idle machine: 0.12 s per epoch at 5 k MACs, 0.16 s at 52 k, 0.43 s at 328 k).
@@ -22,27 +22,6 @@ MIN_EPOCHS = 3  # a fine-tuning of fewer epochs is not started: its one-cycle sc
 RECENT = 6  # the last fine-tunings whose speed sets the estimate (the machine's load changes during a run)
 SAFETY = 1.15  # the load of a shared machine changes from one candidate to the next
 MARGIN_SECONDS = 2.0  # loading and storing a candidate beyond what its epochs scale with
-
-
-def ranked(trials: Iterable[FrozenTrial]) -> list[list[FrozenTrial]]:
-    """The feasible, scored trials in non-dominated ranks (accuracy up, cost down): the Pareto front first, each rank
-    cheapest first."""
-    points = sorted((t for t in trials if t.values is not None and is_feasible(t)),
-                    key=lambda t: (t.values[1], -t.values[0], t.number))
-    ranks: list[list[FrozenTrial]] = []
-    best: list[tuple[float, float]] = []  # per rank, its most accurate member so far (they all cost no more)
-    for t in points:
-        acc, cost = t.values
-        r = 0
-        while r < len(best) and best[r][0] >= acc and best[r] != (acc, cost):  # dominated by rank r
-            r += 1
-        if r == len(ranks):
-            ranks.append([])
-            best.append((acc, cost))
-        ranks[r].append(t)
-        if acc > best[r][0]:
-            best[r] = (acc, cost)
-    return ranks
 
 
 def finetune_order(trials: Iterable[FrozenTrial], beyond_front: bool) -> list[FrozenTrial]:

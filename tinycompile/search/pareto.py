@@ -4,7 +4,7 @@ and its table."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,37 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.user_attrs.get("trained", False) and all(v <= 0 for v in constraints_of(trial))
 
 
+def ranked(trials: Iterable[optuna.trial.FrozenTrial],
+           accuracy: Mapping[int, float] | None = None) -> list[list[optuna.trial.FrozenTrial]]:
+    """The feasible, scored trials in non-dominated ranks (accuracy up, cost down): the Pareto front first, each rank
+    cheapest first; ``accuracy`` replaces some trials' accuracy by trial number (a supernet run's fine-tuned scores)."""
+    given = accuracy or {}
+    feasible = [t for t in trials if t.values is not None and is_feasible(t)]
+    score = {t.number: (given.get(t.number, t.values[0]), t.values[1]) for t in feasible}
+    points = sorted(feasible, key=lambda t: (score[t.number][1], -score[t.number][0], t.number))
+    ranks: list[list[optuna.trial.FrozenTrial]] = []
+    best: list[tuple[float, float]] = []  # per rank, its most accurate member so far (they all cost no more)
+    for t in points:
+        acc, cost = score[t.number]
+        r = 0
+        while r < len(best) and best[r][0] >= acc and best[r] != (acc, cost):  # dominated by rank r
+            r += 1
+        if r == len(ranks):
+            ranks.append([])
+            best.append((acc, cost))
+        ranks[r].append(t)
+        if acc > best[r][0]:
+            best[r] = (acc, cost)
+    return ranks
+
+
 def pareto_front(trials: list[optuna.trial.FrozenTrial],
                  accuracy: Mapping[int, float] | None = None) -> list[optuna.trial.FrozenTrial]:
     """Feasible trials that no other feasible trial beats on both accuracy (max) and cost (min), best accuracy first;
-    ``accuracy`` replaces some trials' accuracy by trial number (a supernet run's fine-tuned scores)."""
-    feasible = [t for t in trials if t.values is not None and is_feasible(t)]
+    ``accuracy`` as for :func:`ranked`."""
+    front = (ranked(trials, accuracy) or [[]])[0]
     given = accuracy or {}
-    score = {t.number: (given.get(t.number, t.values[0]), t.values[1]) for t in feasible}
-
-    def dominated(t: optuna.trial.FrozenTrial) -> bool:
-        a, c = score[t.number]
-        return any(o[0] >= a and o[1] <= c and o != (a, c) for o in score.values())
-
-    front = [t for t in feasible if not dominated(t)]
-    return sorted(front, key=lambda t: (-score[t.number][0], score[t.number][1], t.number))
+    return sorted(front, key=lambda t: (-given.get(t.number, t.values[0]), t.values[1], t.number))
 
 
 def final_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -118,10 +118,10 @@ def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadlin
     try:
         finetune_front(study, prepared, console, deadline)
         front = {t.number for t in pareto_front(study.get_trials(deepcopy=False))}  # of the inherited scores
-        records = all_finetuned(study)
-        tuned = len(front & set(records))
-        behind = f", and {len(set(records) - front)} behind it" if set(records) - front else ""
-        console.print(f"{tuned} of {len(front)} Pareto candidates fine-tuned{behind} (by the workers and this process)")
+        tuned = set(all_finetuned(study))
+        behind = f", and {len(tuned - front)} behind it" if tuned - front else ""
+        console.print(f"{len(front & tuned)} of {len(front)} Pareto candidates fine-tuned{behind} (by the workers and "
+                      "this process)")
     except KeyboardInterrupt:
         raise UserError("search interrupted while fine-tuning the Pareto candidates; the trials and the candidates "
                         "already fine-tuned are kept: run the same command again to finish") from None
