@@ -6,9 +6,10 @@ from __future__ import annotations
 import random
 
 import optuna
+import pytest
 
 from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, epoch_seconds,
-                                              epochs_within, finetune_order)
+                                              epochs_within, finetune_order, second_pass_seconds)
 from tinycompile.search.pareto import pareto_front, ranked
 
 
@@ -56,3 +57,12 @@ def test_epochs_end_before_the_deadline_at_the_slowest_recent_speed() -> None:
     assert fit == 13 and fit * slowest <= 48.0 - MARGIN_SECONDS < (fit + 1) * slowest
     assert epochs_within(MIN_EPOCHS * slowest, 50_000, rates, 25) == 0  # fewer than MIN_EPOCHS fit: not started
     assert epochs_within(1000.0, 50_000, rates, 2) == 2  # fewer asked for, and time for them
+
+
+def test_the_second_pass_is_priced_at_the_slowest_recent_speed_shared_by_the_workers() -> None:
+    rates = [(1.0, 1e-5), (2.0, 2e-5)]
+    one = SAFETY * 2e-5 * (50_000 + OVERHEAD_MACS) * 10 + MARGIN_SECONDS  # 10 epochs of one 50 k-MAC candidate
+    assert second_pass_seconds([50_000], rates, 10, 1) == pytest.approx(one)
+    assert second_pass_seconds([50_000, 50_000], rates, 10, 2) == pytest.approx(one)  # two workers side by side
+    assert second_pass_seconds([50_000], [], 10, 1) == 0.0  # nothing measured yet: no time kept
+    assert second_pass_seconds([], rates, 10, 2) == 0.0  # nothing to tune again
