@@ -8,7 +8,8 @@ import random
 import optuna
 import pytest
 
-from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, epoch_seconds,
+from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, STRATA,
+                                              epoch_seconds,
                                               epochs_within, finetune_order, second_pass_seconds)
 from tinycompile.search.pareto import pareto_front, ranked
 
@@ -39,8 +40,31 @@ def test_ranks_put_the_front_first_and_each_rank_behind_the_one_before() -> None
         for t in rank if r else []:  # each member is beaten by one of the rank before
             assert any(dominates(a, t) for a in ranks[r - 1]), (r, t.values)
     assert len(ranks) > 3
-    assert finetune_order(trials, beyond_front=False) == ranks[0]
-    assert finetune_order(trials, beyond_front=True) == flat
+
+
+def test_the_order_takes_the_front_then_the_rest_from_each_latency_stratum_in_turn() -> None:
+    rng = random.Random(5)
+    # inherited scores hardly grow with size: the front and the first ranks are mostly small networks
+    trials = [trial(i, 0.7 + 0.1 * rng.random() - 0.02 * ms, ms) for i, ms in
+              enumerate(rng.uniform(0.1, 3.0) for _ in range(200))]
+    ranks = ranked(trials)
+    front, behind = ranks[0], [t for rank in ranks[1:] for t in rank]
+    latencies = sorted(t.values[1] for t in trials)
+    edges = [latencies[len(latencies) * i // STRATA] for i in range(1, STRATA)]
+
+    def stratum(t: optuna.trial.FrozenTrial) -> int:
+        return sum(t.values[1] >= e for e in edges)
+
+    assert {t.number for t in finetune_order(trials, beyond_front=False)} == {t.number for t in front}
+    order = finetune_order(trials, beyond_front=True)
+    assert {t.number for t in order[:len(front)]} == {t.number for t in front}
+    rest = order[len(front):]
+    assert sorted(t.number for t in rest) == sorted(t.number for t in behind)
+    assert len({stratum(t) for t in rest[:STRATA]}) == STRATA  # the first round: one candidate from each stratum
+    assert max(stratum(t) for t in front) < STRATA - 1  # (which the front alone would not have reached)
+    for k in range(STRATA):  # within a stratum, the order of the ranks
+        mine = [t.number for t in behind if stratum(t) == k]
+        assert [t.number for t in rest if stratum(t) == k] == mine
 
 
 def test_epochs_end_before_the_deadline_at_the_slowest_recent_speed() -> None:
