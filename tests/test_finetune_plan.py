@@ -9,8 +9,7 @@ import optuna
 import pytest
 
 from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, STRATA,
-                                              epoch_seconds,
-                                              epochs_within, finetune_order, second_pass_seconds)
+                                              epoch_seconds, epochs_within, finetune_order, second_pass_seconds)
 from tinycompile.search.pareto import pareto_front, ranked
 
 
