@@ -5,10 +5,10 @@
 - ``strategies``: on MNIST-1D / cortex-m4 within 16 KB SRAM and 32 KB flash, ``train`` (NSGA-II, every trial trained,
   ``--trials`` trials of ``--epochs``: what ``tinycompile search`` does by default) runs first, and its wall time W sets
   the others' budgets: ``supernet`` (one weight-sharing supernet on ``--supernet-space``, trials scored with inherited
-  weights, the Pareto front, then the candidates behind it fine-tuned, and a second pass over the best, all inside the budget) once with W (equal
-  wall time) and once with W / 4 (``supernet-quarter``), and ``random`` (random sampling, every trial trained) with
-  W. Figures: hypervolume in the box (error <= 0.2, <= 2 ms) over every model a run produced, best feasible accuracy,
-  and when each run reached ``train``'s hypervolume.
+  weights, the Pareto front, then the candidates behind it fine-tuned, and a second pass over the best, all inside
+  the budget) once with W (equal wall time) and once with W / 4 (``supernet-quarter``), and ``random`` (random
+  sampling, every trial trained) with W. Figures: hypervolume in the box (error <= 0.2, <= 2 ms) over every model a
+  run produced, best feasible accuracy, and when each run reached ``train``'s hypervolume.
 
     python bench/bench_search.py [--sections samplers strategies] [--trials 40] [--seeds 0 1] [--jobs 2]
         [--budget-s 1800] [--epochs 40] [--supernet-space cnn1d] [--supernet-epochs 30] [--quarter-epochs 8]

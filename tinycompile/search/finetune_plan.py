@@ -3,11 +3,11 @@
 Without a deadline only the Pareto front (of the inherited scores) is fine-tuned. With one, the time left after the
 front goes to the candidates behind it, rank by rank (non-dominated sorting), each for as many epochs as the time
 left allows: inherited scores rank candidates only roughly (on MNIST-1D, 0.77-0.81 validation accuracy under 2 ms
-before fine-tuning, 0.82-0.985 after), so a candidate just behind the front is about as likely to train well. Both the front and the candidates behind it
-are taken in turn from latency strata (quantiles of the candidates' latency), each stratum in rank order: inherited
-scores hardly grow with size, so the inherited front and the first ranks hold mostly small networks, and in the
-order of ranks alone a short run fine-tuned none above 1 ms (MNIST-1D, 288 s: 28 candidates, none of them in the
-trained front's most accurate band).
+before fine-tuning, 0.82-0.985 after), so a candidate just behind the front is about as likely to train well. Both
+the front and the candidates behind it are taken in turn from latency strata (quantiles of the candidates' latency),
+each stratum in rank order: inherited scores hardly grow with size, so the inherited front and the first ranks hold
+mostly small networks, and in the order of ranks alone a short run fine-tuned none above 1 ms (MNIST-1D, 288 s: 28
+candidates, none of them in the trained front's most accurate band).
 
 The last stretch before the deadline is kept for a second pass over the front of the fine-tuned scores: each of its
 candidates continues from its fine-tuned weights for as many epochs again, the better weights on validation kept.
