@@ -63,8 +63,14 @@ def pareto_front(trials: list[optuna.trial.FrozenTrial],
 def final_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The Pareto front a search hands over: of the fine-tuned validation accuracy where a supernet run has one (a
     candidate behind the inherited front may overtake it once fine-tuned), else of the trial's own."""
-    accuracy = {n: r["val_acc"] for n, r in all_finetuned(study).items() if isinstance(r.get("val_acc"), (int, float))}
-    return pareto_front(study.get_trials(deepcopy=False), accuracy)
+    return finetuned_front(study.get_trials(deepcopy=False), all_finetuned(study))
+
+
+def finetuned_front(trials: list[optuna.trial.FrozenTrial],
+                    records: Mapping[int, Mapping[str, Any]]) -> list[optuna.trial.FrozenTrial]:
+    """:func:`final_front` of ``trials`` and fine-tuned ``records`` already read (:func:`records.all_finetuned`)."""
+    accuracy = {n: r["val_acc"] for n, r in records.items() if isinstance(r.get("val_acc"), (int, float))}
+    return pareto_front(trials, accuracy)
 
 
 def row(trial: optuna.trial.FrozenTrial, run_dir: Path) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from tinycompile.errors import UserError
 from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_with
 from tinycompile.search.config import Prepared
 from tinycompile.search.finetune_plan import epoch_seconds, epochs_within, finetune_order, second_pass_seconds
-from tinycompile.search.pareto import final_front
+from tinycompile.search.pareto import finetuned_front
 from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, all_finetuned, finetuned
 from tinycompile.search.supernet import Subnet, Supernet, recalibrate_bn
 from tinycompile.tasks import Task, at_resolution
@@ -416,8 +416,7 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     todo = [t for t in finetune_order(trials, beyond_front=deadline is not None) if t.number not in records]
     if not todo and deadline is None:
         return 0
-    macs = {t.number: int(t.user_attrs.get("macs", 0)) for t in trials}
-    tuner = _Tuner(study, prepared, console, macs, deadline)
+    tuner = _Tuner(study, trials, prepared, console, deadline)
     behind = sum(1 for t in todo if t.number not in front)
     if todo:
         console.print(f"fine-tuning {len(todo) - behind} Pareto candidate(s) from their inherited weights: "
@@ -449,11 +448,13 @@ _COLUMNS = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteCol
 class _Tuner:
     """One process's share of a run's fine-tuning: claims, epochs under the deadline, the two passes."""
 
-    def __init__(self, study: optuna.Study, prepared: Prepared, console: Console, macs: dict[int, int],
-                 deadline: float | None) -> None:
+    def __init__(self, study: optuna.Study, trials: list[optuna.trial.FrozenTrial], prepared: Prepared,
+                 console: Console, deadline: float | None) -> None:
         from tinycompile.search.artifacts import DatabaseArtifactStore
 
-        self.study, self.prepared, self.macs, self.deadline = study, prepared, macs, deadline
+        # the trials are done when fine-tuning starts: read once; only the fine-tuned records change from here on
+        self.study, self.trials, self.prepared, self.deadline = study, trials, prepared, deadline
+        self.macs = {t.number: int(t.user_attrs.get("macs", 0)) for t in trials}
         self.wanted = prepared.config.finetune_epochs_used
         self.teacher = teacher_logits(prepared, console) if prepared.config.distill else None
         self.distilled = ", distilled from the supernet's largest candidate" if self.teacher is not None else ""
@@ -462,21 +463,19 @@ class _Tuner:
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
-    def _rates(self) -> list[tuple[float, float]]:
-        return epoch_seconds(all_finetuned(self.study), self.macs)
-
-    def _second_pass_todo(self) -> list[optuna.trial.FrozenTrial]:
-        """The front of the fine-tuned scores not tuned twice yet, cheapest first."""
-        records = all_finetuned(self.study)
-        front = [t for t in final_front(self.study) if t.number in records and _passes(records[t.number]) < 2]
+    def _second_pass_todo(self, records: dict[int, dict[str, Any]]) -> list[optuna.trial.FrozenTrial]:
+        """The front of the fine-tuned scores (``records``) not tuned twice yet, cheapest first."""
+        front = [t for t in finetuned_front(self.trials, records)
+                 if t.number in records and _passes(records[t.number]) < 2]
         return sorted(front, key=lambda t: (t.values[1], t.number))
 
     def second_pass_due(self) -> bool:
         """Whether the time left is what the second pass over the current fine-tuned front needs."""
         if self.deadline is None:
             return False
-        need = second_pass_seconds((self.macs[t.number] for t in self._second_pass_todo()), self._rates(), self.wanted,
-                                   self.prepared.config.jobs)
+        records = all_finetuned(self.study)  # one read serves the front and the speed
+        need = second_pass_seconds((self.macs[t.number] for t in self._second_pass_todo(records)),
+                                   epoch_seconds(records, self.macs), self.wanted, self.prepared.config.jobs)
         return self.deadline - time.time() <= need
 
     def tune(self, trial: optuna.trial.FrozenTrial, passes: int, progress: Progress, bar: TaskID) -> int:
@@ -487,7 +486,8 @@ class _Tuner:
         epochs = self.wanted
         if self.deadline is not None:
             left = self.deadline - time.time()
-            epochs = epochs_within(left, self.macs[trial.number], self._rates(), self.wanted) if left > 0 else 0
+            rates = epoch_seconds(all_finetuned(self.study), self.macs)
+            epochs = epochs_within(left, self.macs[trial.number], rates, self.wanted) if left > 0 else 0
             if not epochs:  # too little time for this one; a cheaper one behind it may still fit
                 return 0
         with _claimed(self.prepared, trial.number) as mine:
@@ -502,7 +502,7 @@ class _Tuner:
         """Until the deadline, tune the fine-tuned front's candidates once more from their fine-tuned weights."""
         done, skipped, bar = 0, set(), None
         while not self.past_deadline():
-            todo = [t for t in self._second_pass_todo() if t.number not in skipped]
+            todo = [t for t in self._second_pass_todo(all_finetuned(self.study)) if t.number not in skipped]
             if not todo:
                 break
             bar = progress.add_task("second pass", total=None, trial="-") if bar is None else bar
