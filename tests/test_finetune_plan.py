@@ -3,13 +3,15 @@ rank dominated by the one before it), and epochs that end before a deadline at t
 
 from __future__ import annotations
 
+import math
 import random
 
 import optuna
 import pytest
 
-from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, OVERHEAD_MACS, SAFETY, STRATA,
-                                              epoch_seconds, epochs_within, finetune_order, second_pass_seconds)
+from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, MIN_FIT, MIN_SPREAD, OVERHEAD_MACS, SAFETY,
+                                              STRATA, accuracy_fit, area_gain, epoch_seconds, epochs_within,
+                                              finetune_order, next_candidate, second_pass_seconds, staircase)
 from tinycompile.search.pareto import pareto_front, ranked
 
 
@@ -89,3 +91,40 @@ def test_the_second_pass_is_priced_at_the_slowest_recent_speed_shared_by_the_wor
     assert second_pass_seconds([50_000, 50_000], rates, 10, 2) == pytest.approx(one)  # two workers side by side
     assert second_pass_seconds([50_000], [], 10, 1) == 0.0  # nothing measured yet: no time kept
     assert second_pass_seconds([], rates, 10, 2) == 0.0  # nothing to tune again
+
+
+def test_the_area_a_point_adds_is_the_area_under_it_and_above_the_staircase() -> None:
+    rng = random.Random(11)
+    for _ in range(50):
+        points = [(rng.uniform(0.0, 2.0), rng.random()) for _ in range(rng.randint(0, 8))]
+        steps = staircase(points)
+        assert all(a < b for (_, a), (_, b) in zip(steps, steps[1:]))  # accuracy rises with cost
+        point, ref = (rng.uniform(0.0, 2.0), rng.random()), 2.0
+        # numerically: at each cost, how far the point's accuracy is above the best of the points that cost less
+        grid = [(i + 0.5) * ref / 4000 for i in range(4000)]
+        expected = sum(max(0.0, point[1] - max((a for c, a in points if c <= x), default=0.0))
+                       for x in grid if x >= point[0]) * ref / 4000
+        assert area_gain(steps, point, ref) == pytest.approx(expected, abs=2e-3)
+
+
+def test_the_fit_recovers_how_accuracy_grows_with_cost() -> None:
+    costs = [0.1, 0.2, 0.4, 0.8, 1.6]
+    pairs = [(c, 1 / (1 + math.exp(-(3.0 + 1.2 * math.log(c))))) for c in costs]
+    a, b, spread = accuracy_fit(pairs)
+    assert (a, b) == (pytest.approx(3.0, abs=1e-3), pytest.approx(1.2, abs=1e-3))
+    assert spread == MIN_SPREAD  # an exact fit still keeps a margin
+    assert accuracy_fit(pairs[:MIN_FIT - 1]) is None  # too few to fit
+    assert accuracy_fit([(0.5, 0.9), (0.5, 0.8), (0.5, 0.95), (0.5, 0.7)]) is None  # one cost: no slope
+
+
+def test_the_next_candidate_fills_the_gap_in_the_front_cheapest_first() -> None:
+    # fine-tuned accuracy grows with latency; tuned so far: four around 0.2 ms and 1.6 ms
+    tuned = {i: ms for i, ms in enumerate((0.2, 0.22, 1.5, 1.6))}
+    records = {i: {"val_acc": 1 / (1 + math.exp(-(3.0 + math.log(ms))))} for i, ms in tuned.items()}
+    trials = [trial(i, 0.8, ms) for i, ms in tuned.items()]
+    # untuned (inherited 0.8): beside a tuned one, in the gap, and the same in the gap at twice the MACs
+    trials += [trial(10, 0.8, 0.21), trial(11, 0.8, 0.7), trial(12, 0.8, 0.7), trial(13, 0.8, 1.55)]
+    macs = {10: 5_000, 11: 20_000, 12: 200_000, 13: 40_000}
+    todo = [trials[4], trials[7], trials[6], trials[5]]
+    assert next_candidate(todo, trials, records, macs).number == 11
+    assert next_candidate(todo, trials, {i: records[i] for i in range(3)}, macs) is todo[0]  # too few for a fit

@@ -42,7 +42,8 @@ from tinycompile.device import resolve_device
 from tinycompile.errors import UserError
 from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_with
 from tinycompile.search.config import Prepared
-from tinycompile.search.finetune_plan import epoch_seconds, epochs_within, finetune_order, second_pass_seconds
+from tinycompile.search.finetune_plan import (epoch_seconds, epochs_within, finetune_order, next_candidate,
+                                              second_pass_seconds)
 from tinycompile.search.pareto import finetuned_front
 from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, all_finetuned, finetuned
 from tinycompile.search.supernet import Subnet, Supernet, recalibrate_bn
@@ -426,7 +427,9 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     done = 0
     with _threads(), Progress(*_COLUMNS, console=console, transient=False) as progress:
         bar = progress.add_task("fine-tune", total=len(todo), trial="-")
-        for i, trial in enumerate(todo):
+        for i in range(len(todo)):
+            trial = tuner.pick(todo)
+            todo.remove(trial)
             if trial.number not in front and tuner.second_pass_due():
                 break
             done += tuner.tune(trial, 0, progress, bar)
@@ -468,6 +471,15 @@ class _Tuner:
         front = [t for t in finetuned_front(self.trials, records)
                  if t.number in records and _passes(records[t.number]) < 2]
         return sorted(front, key=lambda t: (t.values[1], t.number))
+
+    def pick(self, todo: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+        """The next of ``todo`` to fine-tune: under a deadline as the fine-tuned candidates' fit predicts the most
+        gain per second (:func:`.finetune_plan.next_candidate`), else the first; tuned ones are skipped."""
+        if self.deadline is None:
+            return todo[0]
+        records = all_finetuned(self.study)
+        fresh = [t for t in todo if t.number not in records]  # tuned by another process meanwhile
+        return next_candidate(fresh, self.trials, records, self.macs) if fresh else todo[0]
 
     def second_pass_due(self) -> bool:
         """Whether the time left is what the second pass over the current fine-tuned front needs."""
