@@ -151,7 +151,7 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float
     end = start + budget_s
     # the supernet's trials stop early enough to leave its fine-tuning a share of the time left once it is trained
     study = run_search(prepared, console(stderr=True), deadline=end, finetune_deadline=end,
-                       trial_share=1 - args.finetune_share if supernet else None)
+                       trial_share=1 - args.finetune_share if supernet else None, cost_limit=BOX[1])
     wall = time.time() - start
     trials = completed(study)
     # every model the run produced, when it was ready: (seconds, val error, latency, test acc, trial, weights)

@@ -127,4 +127,5 @@ def test_the_next_candidate_fills_the_gap_in_the_front_cheapest_first() -> None:
     macs = {10: 5_000, 11: 20_000, 12: 200_000, 13: 40_000}
     todo = [trials[4], trials[7], trials[6], trials[5]]
     assert next_candidate(todo, trials, records, macs).number == 11
+    assert next_candidate(todo, trials, records, macs, cost_limit=0.5).number == 10  # the gap lies beyond the limit
     assert next_candidate(todo, trials, {i: records[i] for i in range(3)}, macs) is todo[0]  # too few for a fit

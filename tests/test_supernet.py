@@ -213,3 +213,13 @@ def test_time_left_before_a_deadline_fine_tunes_those_behind_the_front_and_the_b
     assert {r["trial"] for r in rows} == {n for n, (acc, ms) in final.items()
                                            if not any(a >= acc and c <= ms and (a, c) != (acc, ms)
                                                       for a, c in final.values())}
+
+
+def test_under_a_deadline_candidates_beyond_the_cost_limit_are_not_fine_tuned(tmp_path: Path) -> None:
+    config = SearchConfig(task="digits", space="cnn2d", target="cortex-m4", epochs=1, trials=8, strategy="supernet",
+                          finetune_epochs=1, study="limit", out=str(tmp_path))
+    study = run_search(prepare(config), Console(quiet=True), deadline=time.time() + 600, cost_limit=1.0)
+    feasible = [t for t in study.get_trials(deepcopy=False) if t.values is not None and is_feasible(t)]
+    within = {t.number for t in feasible if t.values[1] <= 1.0}
+    assert within and len(within) < len(feasible)  # candidates on both sides of the limit
+    assert set(all_finetuned(study)) == within  # ample time: all of those within it, none beyond

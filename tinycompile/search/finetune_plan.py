@@ -124,6 +124,8 @@ def area_gain(steps: list[tuple[float, float]], point: tuple[float, float], ref_
     """Area that ``point`` (cost, accuracy) adds to what a :func:`staircase` dominates, costs up to ``ref_cost`` and
     accuracies above 0."""
     cost, acc = point
+    if cost >= ref_cost:
+        return 0.0
     best = max((a for c, a in steps if c <= cost), default=0.0)  # the front's accuracy at the point's cost
     gain, edge = 0.0, cost
     for c, a in [*(s for s in steps if cost < s[0] < ref_cost), (ref_cost, acc)]:
@@ -135,15 +137,16 @@ def area_gain(steps: list[tuple[float, float]], point: tuple[float, float], ref_
 
 
 def next_candidate(todo: list[FrozenTrial], trials: Iterable[FrozenTrial], records: Mapping[int, Mapping[str, Any]],
-                   macs: Mapping[int, int]) -> FrozenTrial:
-    """Of ``todo`` (in the fixed order), the candidate to fine-tune next: the most predicted area per second once the
-    fine-tuned ``records`` allow a fit (:func:`accuracy_fit` of their first passes), else the first."""
+                   macs: Mapping[int, int], cost_limit: float | None = None) -> FrozenTrial:
+    """Of ``todo`` (in the fixed order), the candidate to fine-tune next: the most predicted area (costs up to
+    ``cost_limit``, default the costliest candidate's) per second once the fine-tuned ``records`` allow a fit
+    (:func:`accuracy_fit` of their first passes), else the first."""
     feasible = [t for rank in ranked(trials) for t in rank]
     fit = accuracy_fit((t.values[1], _first_pass(records[t.number])) for t in feasible if t.number in records)
     if fit is None:
         return todo[0]
     a, b, spread = fit
-    ref_cost = max(t.values[1] for t in feasible)
+    ref_cost = cost_limit if cost_limit is not None else max(t.values[1] for t in feasible)
     steps = staircase((t.values[1], records.get(t.number, {}).get("val_acc", t.values[0])) for t in feasible)
     best, best_score = todo[0], 0.0
     for t in todo:

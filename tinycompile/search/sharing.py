@@ -401,11 +401,13 @@ def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
     return np.load(logits_file)
 
 
-def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None) -> int:
+def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None,
+                   cost_limit: float | None = None) -> int:
     """Fine-tune the Pareto candidates not fine-tuned yet that no other process is fine-tuning; with a ``deadline``
     (a ``time.time()``), then the candidates behind the front, rank by rank, each for the epochs that still end
     before it, and in the time kept for it a second pass over the front of the fine-tuned scores
-    (:mod:`.finetune_plan`); return how many fine-tunings ran here.
+    (:mod:`.finetune_plan`); return how many fine-tunings ran here. Under a deadline, candidates that cost more than
+    ``cost_limit`` (the costs that matter to the caller) are not tuned.
 
     Every search worker calls this once the trials are done, and the search process once the workers have stopped:
     each candidate is claimed by a lock held while it is fine-tuned, so the workers share the candidates between them
@@ -414,10 +416,11 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     trials = study.get_trials(deepcopy=False)
     front = {t.number for t in finetune_order(trials, beyond_front=False)}
     records = all_finetuned(study)
-    todo = [t for t in finetune_order(trials, beyond_front=deadline is not None) if t.number not in records]
+    todo = [t for t in finetune_order(trials, beyond_front=deadline is not None) if t.number not in records
+            and (deadline is None or cost_limit is None or t.values[1] <= cost_limit)]
     if not todo and deadline is None:
         return 0
-    tuner = _Tuner(study, trials, prepared, console, deadline)
+    tuner = _Tuner(study, trials, prepared, console, deadline, cost_limit)
     behind = sum(1 for t in todo if t.number not in front)
     if todo:
         console.print(f"fine-tuning {len(todo) - behind} Pareto candidate(s) from their inherited weights: "
@@ -452,11 +455,12 @@ class _Tuner:
     """One process's share of a run's fine-tuning: claims, epochs under the deadline, the two passes."""
 
     def __init__(self, study: optuna.Study, trials: list[optuna.trial.FrozenTrial], prepared: Prepared,
-                 console: Console, deadline: float | None) -> None:
+                 console: Console, deadline: float | None, cost_limit: float | None = None) -> None:
         from tinycompile.search.artifacts import DatabaseArtifactStore
 
         # the trials are done when fine-tuning starts: read once; only the fine-tuned records change from here on
         self.study, self.trials, self.prepared, self.deadline = study, trials, prepared, deadline
+        self.cost_limit = cost_limit
         self.macs = {t.number: int(t.user_attrs.get("macs", 0)) for t in trials}
         self.wanted = prepared.config.finetune_epochs_used
         self.teacher = teacher_logits(prepared, console) if prepared.config.distill else None
@@ -468,8 +472,8 @@ class _Tuner:
 
     def _second_pass_todo(self, records: dict[int, dict[str, Any]]) -> list[optuna.trial.FrozenTrial]:
         """The front of the fine-tuned scores (``records``) not tuned twice yet, cheapest first."""
-        front = [t for t in finetuned_front(self.trials, records)
-                 if t.number in records and _passes(records[t.number]) < 2]
+        front = [t for t in finetuned_front(self.trials, records) if t.number in records
+                 and _passes(records[t.number]) < 2 and (self.cost_limit is None or t.values[1] <= self.cost_limit)]
         return sorted(front, key=lambda t: (t.values[1], t.number))
 
     def pick(self, todo: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
@@ -479,7 +483,7 @@ class _Tuner:
             return todo[0]
         records = all_finetuned(self.study)
         fresh = [t for t in todo if t.number not in records]  # tuned by another process meanwhile
-        return next_candidate(fresh, self.trials, records, self.macs) if fresh else todo[0]
+        return next_candidate(fresh, self.trials, records, self.macs, self.cost_limit) if fresh else todo[0]
 
     def second_pass_due(self) -> bool:
         """Whether the time left is what the second pass over the current fine-tuned front needs."""

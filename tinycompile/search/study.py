@@ -37,14 +37,17 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def run_search(prepared: Prepared, console: Console, deadline: float | None = None,
-               finetune_deadline: float | None = None, trial_share: float | None = None) -> optuna.Study:
+               finetune_deadline: float | None = None, trial_share: float | None = None,
+               cost_limit: float | None = None) -> optuna.Study:
     """Run (or resume) the search until the study holds ``trials`` completed trials; return the study.
 
     ``--strategy supernet``: the run's supernet is trained (or found) first, and the Pareto candidates are fine-tuned
     at the end. For benchmarks under a wall-clock budget (``time.time()`` values): no trial starts after ``deadline``,
     and no fine-tuning after ``finetune_deadline`` (default: ``deadline``). With ``trial_share`` (supernet), the trials'
     deadline is set once the supernet is ready: that share of the time from then to ``finetune_deadline``, however long
-    the supernet took (on a loaded machine, 29 s one run and 95 s another for the same 6 epochs).
+    the supernet took (on a loaded machine, 29 s one run and 95 s another for the same 6 epochs). ``cost_limit``:
+    the cost (latency, energy) beyond which the front does not matter to the caller (a benchmark's reference box);
+    fine-tuning under a deadline then spends no time on candidates that cost more.
     """
     finetune_deadline = finetune_deadline if finetune_deadline is not None else deadline
     config = prepared.config
@@ -55,13 +58,13 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     if done >= config.trials:
         console.print(f"study {config.study_name} already holds {done} finished trials")
         _drain(study, Reaper())  # a trial killed in a run that had just filled the study is still RUNNING
-        _finetune(study, prepared, console, finetune_deadline)  # a run stopped while fine-tuning
+        _finetune(study, prepared, console, finetune_deadline, cost_limit)  # a run stopped while fine-tuning
         return study
     if done:
         console.print(f"resuming study {config.study_name}: {done} of {config.trials} trials already finished")
     ctx = mp.get_context("spawn")
     workers = [ctx.Process(target=_worker, args=(config.to_dict(), os.getpid(), deadline, finetune_deadline,
-                                                 trial_share), daemon=False)
+                                                 trial_share, cost_limit), daemon=False)
                for _ in range(config.jobs)]
     for w in workers:
         w.start()
@@ -92,7 +95,7 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
             f"{TRIALS_PER_PLACE * config.trials} trials each, most of them configurations already taken; "
             "the space may have too few candidates for --trials"
         )
-    _finetune(study, prepared, console, finetune_deadline)
+    _finetune(study, prepared, console, finetune_deadline, cost_limit)
     return study
 
 
@@ -108,7 +111,8 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.time() >= deadline
 
 
-def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None) -> None:
+def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None,
+              cost_limit: float | None) -> None:
     """--strategy supernet: fine-tune the Pareto candidates that are not yet."""
     if prepared.config.strategy != "supernet":
         return
@@ -116,7 +120,7 @@ def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadlin
     from tinycompile.search.sharing import finetune_front
 
     try:
-        finetune_front(study, prepared, console, deadline)
+        finetune_front(study, prepared, console, deadline, cost_limit)
         front = {t.number for t in pareto_front(study.get_trials(deepcopy=False))}  # of the inherited scores
         tuned = set(all_finetuned(study))
         behind = f", and {len(tuned - front)} behind it" if tuned - front else ""
@@ -193,7 +197,8 @@ def wait_for_place(study: optuna.Study, trials: int, deadline: float | None = No
 
 
 def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = None,
-            finetune_deadline: float | None = None, trial_share: float | None = None) -> None:
+            finetune_deadline: float | None = None, trial_share: float | None = None,
+            cost_limit: float | None = None) -> None:
     _die_with_parent(parent)
     import torch
 
@@ -222,7 +227,7 @@ def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = N
         from tinycompile.search.sharing import finetune_front
 
         _settle(study)
-        finetune_front(study, prepared, Console(quiet=True), finetune_deadline)
+        finetune_front(study, prepared, Console(quiet=True), finetune_deadline, cost_limit)
 
 
 def _settle(study: optuna.Study) -> None:
