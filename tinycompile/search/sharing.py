@@ -404,10 +404,10 @@ def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
 def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None,
                    cost_limit: float | None = None) -> int:
     """Fine-tune the Pareto candidates not fine-tuned yet that no other process is fine-tuning; with a ``deadline``
-    (a ``time.time()``), then the candidates behind the front, rank by rank, each for the epochs that still end
-    before it, and in the time kept for it a second pass over the front of the fine-tuned scores
-    (:mod:`.finetune_plan`); return how many fine-tunings ran here. Under a deadline, candidates that cost more than
-    ``cost_limit`` (the costs that matter to the caller) are not tuned.
+    (a ``time.time()``), the candidates behind the front too, in the order of :mod:`.finetune_plan` (the most
+    predicted gain per second once a few are tuned), each for the epochs that still end before it, and in the time
+    kept for it a second pass over the front of the fine-tuned scores; return how many fine-tunings ran here. Under a
+    deadline, candidates that cost more than ``cost_limit`` (the costs that matter to the caller) are not tuned.
 
     Every search worker calls this once the trials are done, and the search process once the workers have stopped:
     each candidate is claimed by a lock held while it is fine-tuned, so the workers share the candidates between them
