@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
+import time
 from pathlib import Path
 
 from rich.console import Console
 
 from tinycompile.console import console as make_console
 from tinycompile.device import DEVICES
+from tinycompile.errors import UserError
 
 from tinycompile.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SearchConfig, prepare
 from tinycompile.search.energy import DEFAULT_COUNTRY, EnergyMeter, caption, check_country, search_energy
 from tinycompile.search.pareto import pareto_table, write_pareto
 from tinycompile.search.plots import write_plots
 from tinycompile.search.records import run_extras
+
+FINETUNE_SHARE = 0.5  # of a supernet run's time after its supernet: the benchmark's setting (bench/RESULTS.md)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "score candidates with inherited weights, fine-tune the Pareto front (families cnn, mbconv, mlp)")
     p.add_argument("--finetune-epochs", type=int,
                    help="--strategy supernet: epochs of the Pareto candidates' fine-tuning (default: --epochs / 4)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="wall-clock budget of this run: no trial or fine-tuning starts after it (one under way "
+                   "finishes); with --strategy supernet, fine-tuning also goes beyond the front and twice over the best "
+                   "as the time allows (default: none, --trials decides)")
+    p.add_argument("--finetune-share", type=float, default=FINETUNE_SHARE, metavar="FRACTION",
+                   help=f"--strategy supernet with --time-limit: the share of the time left once the supernet is "
+                   f"trained that goes to fine-tuning rather than trials (default {FINETUNE_SHARE})")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where to train: auto (CUDA if torch sees a GPU, else the CPU; default), cpu or cuda")
     p.add_argument("--country", default=DEFAULT_COUNTRY, metavar="ISO3",
@@ -55,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, search, then write and print the Pareto front."""
+    started = time.time()  # --time-limit counts from here: start-up is part of what the user waits for
     config = SearchConfig(
         task=args.task,
         space=args.space,
@@ -78,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console = make_console()
     country = check_country(args.country)
+    _check_time_limit(args)
     prepared = prepare(config)
     config = prepared.config  # with the study (and so the run folder) named
     console.print(
@@ -86,11 +100,27 @@ def run(args: argparse.Namespace) -> int:
         + (f" latency {config.latency_ms:g} ms" if config.latency_ms else "")
         + f"; run folder {config.run_dir}"
     )
-    from tinycompile.search.study import run_search  # imports torch: only once the inputs are known good
+    from tinycompile.search.study import completed, run_search  # imports torch: only once the inputs are known good
 
+    deadline = None if args.time_limit is None else started + args.time_limit
+    share = 1 - args.finetune_share if deadline is not None and config.strategy == "supernet" else None
     with EnergyMeter(country, config):  # this process and its workers: one session, recorded in the study
-        study = run_search(prepared, make_console(stderr=True))
+        study = run_search(prepared, make_console(stderr=True), deadline=deadline, trial_share=share)
+    if deadline is not None and not completed(study):
+        raise UserError(f"--time-limit {args.time_limit:g} s ended before any trial finished; give the search more "
+                        f"time: a larger --time-limit resumes the run in {config.run_dir} with what it made")
     return summarize(study, config, console)
+
+
+def _check_time_limit(args: argparse.Namespace) -> None:
+    """--time-limit and --finetune-share: numbers in range, the share only where it applies; UserError if not."""
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise UserError(f"--time-limit must be a finite number of seconds > 0, but got {args.time_limit:g}")
+    if not 0 < args.finetune_share < 1:
+        raise UserError(f"--finetune-share must be between 0 and 1 (exclusive), but got {args.finetune_share:g}")
+    if args.finetune_share != FINETUNE_SHARE and (args.strategy != "supernet" or args.time_limit is None):
+        raise UserError("--finetune-share shares a time limit between trials and fine-tuning; it needs --strategy "
+                        "supernet and --time-limit")
 
 
 def summarize(study, config: SearchConfig, console: Console) -> int:  # noqa: ANN001 - optuna.Study (lazy import)

@@ -418,7 +418,7 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     records = all_finetuned(study)
     todo = [t for t in finetune_order(trials, beyond_front=deadline is not None) if t.number not in records
             and (deadline is None or cost_limit is None or t.values[1] <= cost_limit)]
-    if not todo and deadline is None:
+    if not todo and (deadline is None or not records):  # nothing to tune once, nor to tune twice
         return 0
     tuner = _Tuner(study, trials, prepared, console, deadline, cost_limit)
     behind = sum(1 for t in todo if t.number not in front)

@@ -122,6 +122,8 @@ def _finetune(study: optuna.Study, prepared: Prepared, console: Console, deadlin
     try:
         finetune_front(study, prepared, console, deadline, cost_limit)
         front = {t.number for t in pareto_front(study.get_trials(deepcopy=False))}  # of the inherited scores
+        if not front:
+            return
         tuned = set(all_finetuned(study))
         behind = f", and {len(tuned - front)} behind it" if tuned - front else ""
         console.print(f"{len(front & tuned)} of {len(front)} Pareto candidates fine-tuned{behind} (by the workers and "
