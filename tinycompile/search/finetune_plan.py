@@ -11,10 +11,11 @@ candidates, none of them in the trained front's most accurate band).
 
 Once a few candidates are fine-tuned, the order gives way to what they show: their fine-tuned accuracy is fitted
 against their cost (logit of the accuracy linear in the log of the cost, the residuals' deviation as the spread of
-a prediction) and the next candidate is the one that is expected to add the most area to the front per second of
-fine-tuning (the expected improvement of Bayesian optimisation, per second). On MNIST-1D the cost alone predicts the fine-tuned accuracy (correlation 0.93 on held-out candidates
-after 6 to 20 fitted; the inherited score adds nothing), so the fixed order spent a fifth of a run on candidates
-beside members of the front that they could not beat (the front unchanged for 66 of 349 s).
+a prediction) and the next candidate is the one expected to add the most area to the front per second of
+fine-tuning (the expected improvement of Bayesian optimisation, per second). On MNIST-1D the cost alone predicts
+the fine-tuned accuracy (correlation 0.93 on held-out candidates after 6 to 20 fitted; the inherited score adds
+nothing), and the fixed order spent a fifth of a run on candidates beside members of the front that they could not
+beat (the front hardly moved for 66 of 349 s).
 
 The last stretch before the deadline is kept for a second pass over the front of the fine-tuned scores: each of its
 candidates continues from its fine-tuned weights for as many epochs again, the better weights on validation kept.

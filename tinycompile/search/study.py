@@ -42,10 +42,10 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     """Run (or resume) the search until the study holds ``trials`` completed trials; return the study.
 
     ``--strategy supernet``: the run's supernet is trained (or found) first, and the Pareto candidates are fine-tuned
-    at the end. For benchmarks under a wall-clock budget (``time.time()`` values): no trial starts after ``deadline``,
-    and no fine-tuning after ``finetune_deadline`` (default: ``deadline``). With ``trial_share`` (supernet), the trials'
-    deadline is set once the supernet is ready: that share of the time from then to ``finetune_deadline``, however long
-    the supernet took (on a loaded machine, 29 s one run and 95 s another for the same 6 epochs). ``cost_limit``:
+    at the end. Under a wall-clock budget (``--time-limit``, a benchmark's; ``time.time()`` values): no trial starts
+    after ``deadline``, and no fine-tuning after ``finetune_deadline`` (default: ``deadline``). With ``trial_share``
+    (supernet), the trials' deadline is set once the supernet is ready: that share of the time from then to
+    ``finetune_deadline``, however long the supernet took (on a loaded machine, 29 s one run and 95 s another for the same 6 epochs). ``cost_limit``:
     the cost (latency, energy) beyond which the front does not matter to the caller (a benchmark's reference box);
     fine-tuning under a deadline then spends no time on candidates that cost more.
     """
