@@ -1,17 +1,16 @@
 """Which of a supernet run's candidates are fine-tuned, in what order, and for how many epochs under a deadline.
 
-Without a deadline only the Pareto front (of the inherited scores) is fine-tuned. With one, the time left after the
-front goes to the candidates behind it, rank by rank (non-dominated sorting), each for as many epochs as the time
-left allows: inherited scores rank candidates only roughly (on MNIST-1D, 0.77-0.81 validation accuracy under 2 ms
-before fine-tuning, 0.82-0.985 after), so a candidate just behind the front is about as likely to train well. Both
-the front and the candidates behind it are taken in turn from latency strata (quantiles of the candidates' latency),
-each stratum in rank order: inherited scores hardly grow with size, so the inherited front and the first ranks hold
-mostly small networks, and in the order of ranks alone a short run fine-tuned none above 1 ms (MNIST-1D, 288 s: 28
-candidates, none of them in the trained front's most accurate band).
+Without a deadline only the Pareto front (of the inherited scores) is fine-tuned. With one, every candidate may be,
+each for as many epochs as the time left allows, and the order starts from latency strata (quantiles of the
+candidates' latency), one candidate from each in turn, each stratum in rank order of non-dominated sorting (its
+front members first): inherited scores hardly grow with size, so the inherited front holds mostly small networks
+(after a 6-epoch supernet, all of them: a quarter-budget run that tuned the front first fine-tuned nothing above
+0.2 ms and ended at 0.55x `train`'s hypervolume), and in the order of ranks alone a short run fine-tuned none above
+1 ms (MNIST-1D, 288 s: 28 candidates, none of them in the trained front's most accurate band).
 
-Once a few candidates are fine-tuned, the order gives way to what they show: their fine-tuned accuracy is fitted
-against their cost (logit of the accuracy linear in the log of the cost, the residuals' deviation as the spread of
-a prediction) and the next candidate is the one expected to add the most area to the front per second of
+Once one candidate per stratum is fine-tuned, the order gives way to what they show: their fine-tuned accuracy is
+fitted against their cost (logit of the accuracy linear in the log of the cost, the residuals' deviation as the
+spread of a prediction) and the next candidate is the one expected to add the most area to the front per second of
 fine-tuning (the expected improvement of Bayesian optimisation, per second). On MNIST-1D the cost alone predicts
 the fine-tuned accuracy (correlation 0.93 on held-out candidates after 6 to 20 fitted; the inherited score adds
 nothing), and the fixed order spent a fifth of a run on candidates beside members of the front that they could not
@@ -43,21 +42,20 @@ RECENT = 6  # the last fine-tunings whose speed sets the estimate (the machine's
 SAFETY = 1.15  # the load of a shared machine changes from one candidate to the next
 MARGIN_SECONDS = 2.0  # loading and storing a candidate beyond what its epochs scale with
 STRATA = 8  # latency strata the fine-tuning order takes its candidates from in turn
-MIN_FIT = 4  # fine-tuned candidates (of two costs at least) before their fit guides the order
+MIN_FIT = STRATA  # fine-tuned candidates (of two costs at least) before their fit guides the order: one per stratum
 MIN_SPREAD = 0.1  # the prediction's least deviation (logits): a fit through few points is surer than it should be
 QUADRATURE = 7  # Gauss-Hermite nodes of the expected gain over the prediction's normal spread
 
 
 def finetune_order(trials: Iterable[FrozenTrial], beyond_front: bool) -> list[FrozenTrial]:
-    """The candidates to fine-tune, in order: the Pareto front, then (``beyond_front``) every rank behind it, each of
-    the two taken in turn from the latency strata."""
+    """The candidates to fine-tune, in order: the Pareto front, or (``beyond_front``) every candidate, taken in turn
+    from the latency strata, each stratum in rank order (its front members first)."""
     ranks = ranked(trials)
     if not ranks:
         return []
     latencies = sorted(t.values[1] for rank in ranks for t in rank)
     edges = sorted({latencies[len(latencies) * i // STRATA] for i in range(1, STRATA)})
-    groups = [ranks[0], [t for rank in ranks[1:] for t in rank]] if beyond_front else ranks[:1]
-    return [t for group in groups for t in _in_turn(group, edges)]
+    return _in_turn([t for rank in (ranks if beyond_front else ranks[:1]) for t in rank], edges)
 
 
 def _in_turn(trials: list[FrozenTrial], edges: list[float]) -> list[FrozenTrial]:
