@@ -42,8 +42,8 @@ from tinycompile.device import resolve_device
 from tinycompile.errors import UserError
 from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_with
 from tinycompile.search.config import Prepared
-from tinycompile.search.finetune_plan import (epoch_seconds, epochs_within, finetune_order, next_candidate,
-                                              second_pass_seconds)
+from tinycompile.search.finetune_plan import (MIN_FIT, epoch_seconds, epochs_within, finetune_order,
+                                              next_candidate, second_pass_seconds)
 from tinycompile.search.pareto import finetuned_front
 from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, all_finetuned, finetuned
 from tinycompile.search.supernet import Subnet, Supernet, recalibrate_bn
@@ -486,10 +486,13 @@ class _Tuner:
         return next_candidate(fresh, self.trials, records, self.macs, self.cost_limit) if fresh else todo[0]
 
     def second_pass_due(self) -> bool:
-        """Whether the time left is what the second pass over the current fine-tuned front needs."""
+        """Whether the time left is what the second pass over the current fine-tuned front needs; never before one
+        candidate per latency stratum is tuned (a short run covers the latencies before it improves a few)."""
         if self.deadline is None:
             return False
         records = all_finetuned(self.study)  # one read serves the front and the speed
+        if len(records) < MIN_FIT:
+            return False
         need = second_pass_seconds((self.macs[t.number] for t in self._second_pass_todo(records)),
                                    epoch_seconds(records, self.macs), self.wanted, self.prepared.config.jobs)
         return self.deadline - time.time() <= need
