@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--strategy supernet: epochs of the Pareto candidates' fine-tuning (default: --epochs / 4)")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="wall-clock budget of this run: no trial or fine-tuning starts after it (one under way "
-                   "finishes); with --strategy supernet, fine-tuning also goes beyond the front and twice over the best "
-                   "as the time allows (default: none, --trials decides)")
+                   "finishes); with --strategy supernet, fine-tuning also goes beyond the front and twice over the "
+                   "best as the time allows (default: none, --trials decides)")
     p.add_argument("--finetune-share", type=float, default=FINETUNE_SHARE, metavar="FRACTION",
                    help=f"--strategy supernet with --time-limit: the share of the time left once the supernet is "
                    f"trained that goes to fine-tuning rather than trials (default {FINETUNE_SHARE})")

@@ -45,9 +45,9 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     at the end. Under a wall-clock budget (``--time-limit``, a benchmark's; ``time.time()`` values): no trial starts
     after ``deadline``, and no fine-tuning after ``finetune_deadline`` (default: ``deadline``). With ``trial_share``
     (supernet), the trials' deadline is set once the supernet is ready: that share of the time from then to
-    ``finetune_deadline``, however long the supernet took (on a loaded machine, 29 s one run and 95 s another for the same 6 epochs). ``cost_limit``:
-    the cost (latency, energy) beyond which the front does not matter to the caller (a benchmark's reference box);
-    fine-tuning under a deadline then spends no time on candidates that cost more.
+    ``finetune_deadline``, however long the supernet took (on a loaded machine, 29 s one run and 95 s another for the
+    same 6 epochs). ``cost_limit``: the cost (latency, energy) beyond which the front does not matter to the caller
+    (a benchmark's reference box); fine-tuning under a deadline then spends no time on candidates that cost more.
     """
     finetune_deadline = finetune_deadline if finetune_deadline is not None else deadline
     config = prepared.config
