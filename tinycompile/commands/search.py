@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="wall-clock budget of this run: no trial or fine-tuning starts after it (one under way "
                    "finishes); with --strategy supernet, fine-tuning also goes beyond the front and twice over the "
                    "best as the time allows (default: none, --trials decides)")
-    p.add_argument("--finetune-share", type=float, default=FINETUNE_SHARE, metavar="FRACTION",
+    p.add_argument("--finetune-share", type=float, metavar="FRACTION",
                    help=f"--strategy supernet with --time-limit: the share of the time left once the supernet is "
                    f"trained that goes to fine-tuning rather than trials (default {FINETUNE_SHARE})")
     p.add_argument("--device", choices=DEVICES, default="auto",
@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     from tinycompile.search.study import completed, run_search  # imports torch: only once the inputs are known good
 
     deadline = None if args.time_limit is None else started + args.time_limit
-    share = 1 - args.finetune_share if deadline is not None and config.strategy == "supernet" else None
+    finetune_share = args.finetune_share if args.finetune_share is not None else FINETUNE_SHARE
+    share = 1 - finetune_share if deadline is not None and config.strategy == "supernet" else None
     with EnergyMeter(country, config):  # this process and its workers: one session, recorded in the study
         study = run_search(prepared, make_console(stderr=True), deadline=deadline, trial_share=share)
     if deadline is not None and not completed(study):
@@ -116,9 +117,11 @@ def _check_time_limit(args: argparse.Namespace) -> None:
     """--time-limit and --finetune-share: numbers in range, the share only where it applies; UserError if not."""
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise UserError(f"--time-limit must be a finite number of seconds > 0, but got {args.time_limit:g}")
+    if args.finetune_share is None:
+        return
     if not 0 < args.finetune_share < 1:
         raise UserError(f"--finetune-share must be between 0 and 1 (exclusive), but got {args.finetune_share:g}")
-    if args.finetune_share != FINETUNE_SHARE and (args.strategy != "supernet" or args.time_limit is None):
+    if args.strategy != "supernet" or args.time_limit is None:
         raise UserError("--finetune-share shares a time limit between trials and fine-tuning; it needs --strategy "
                         "supernet and --time-limit")
 

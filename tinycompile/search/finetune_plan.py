@@ -47,6 +47,8 @@ STRATA = 8  # latency strata the fine-tuning order takes its candidates from in 
 MIN_FIT = STRATA  # fine-tuned candidates (of two costs at least) before their fit guides the order: one per stratum
 MIN_SPREAD = 0.1  # the prediction's least deviation (logits): a fit through few points is surer than it should be
 QUADRATURE = 7  # Gauss-Hermite nodes of the expected gain over the prediction's normal spread
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(QUADRATURE)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()  # an average over the standard normal
 
 
 def finetune_order(trials: Iterable[FrozenTrial], beyond_front: bool) -> list[FrozenTrial]:
@@ -139,26 +141,24 @@ def area_gain(steps: list[tuple[float, float]], point: tuple[float, float], ref_
     return gain
 
 
-def next_candidate(todo: list[FrozenTrial], trials: Iterable[FrozenTrial], records: Mapping[int, Mapping[str, Any]],
+def next_candidate(todo: list[FrozenTrial], feasible: list[FrozenTrial], records: Mapping[int, Mapping[str, Any]],
                    macs: Mapping[int, int], cost_limit: float | None = None) -> FrozenTrial:
     """Of ``todo`` (in the fixed order), the candidate to fine-tune next: the most expected area gain (costs up to
     ``cost_limit``, default the costliest candidate's) per second once the fine-tuned ``records`` allow a fit
     (:func:`accuracy_fit` of their first passes; the gain averaged over its normal spread in logits), else the
-    first."""
-    feasible = [t for rank in ranked(trials) for t in rank]
+    first. ``feasible``: the run's feasible, scored candidates (:func:`.pareto.ranked`, flattened)."""
     fit = accuracy_fit((t.values[1], _first_pass(records[t.number])) for t in feasible if t.number in records)
     if fit is None:
         return todo[0]
     a, b, spread = fit
     ref_cost = cost_limit if cost_limit is not None else max(t.values[1] for t in feasible)
     steps = staircase((t.values[1], records.get(t.number, {}).get("val_acc", t.values[0])) for t in feasible)
-    nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE)
-    weights = weights / weights.sum()
     best, best_score = todo[0], 0.0
     for t in todo:
         cost = t.values[1]
         mean = a + b * math.log(max(cost, 1e-12))
-        gain = sum(w * area_gain(steps, (cost, _sigmoid(mean + spread * x)), ref_cost) for x, w in zip(nodes, weights))
+        gain = sum(w * area_gain(steps, (cost, _sigmoid(mean + spread * x)), ref_cost)
+                   for x, w in zip(_NODES, _WEIGHTS))
         score = gain / (macs.get(t.number, 0) + OVERHEAD_MACS)
         if score > best_score:
             best, best_score = t, score

@@ -44,7 +44,7 @@ from tinycompile.fileio import atomic_folder, folder_lock, write_json, write_wit
 from tinycompile.search.config import Prepared
 from tinycompile.search.finetune_plan import (MIN_FIT, epoch_seconds, epochs_within, finetune_order,
                                               next_candidate, second_pass_seconds)
-from tinycompile.search.pareto import finetuned_front
+from tinycompile.search.pareto import finetuned_front, pareto_front, ranked
 from tinycompile.search.records import FINETUNED, FOLDER, INFO, WEIGHTS, all_finetuned, finetuned
 from tinycompile.search.supernet import Subnet, Supernet, recalibrate_bn
 from tinycompile.tasks import Task, at_resolution
@@ -414,10 +414,10 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     (on two workers, twice the candidates in the same time) and the search process finishes what a dead worker left."""
     config = prepared.config
     trials = study.get_trials(deepcopy=False)
-    front = {t.number for t in finetune_order(trials, beyond_front=False)}
+    front = {t.number for t in pareto_front(trials)}  # of the inherited scores
     records = all_finetuned(study)
     todo = [t for t in finetune_order(trials, beyond_front=deadline is not None) if t.number not in records
-            and (deadline is None or cost_limit is None or t.values[1] <= cost_limit)]
+            and (deadline is None or _within(t, cost_limit))]
     if not todo and (deadline is None or not records):  # nothing to tune once, nor to tune twice
         return 0
     tuner = _Tuner(study, trials, prepared, console, deadline, cost_limit)
@@ -425,17 +425,18 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     if todo:
         console.print(f"fine-tuning {len(todo) - behind} Pareto candidate(s) from their inherited weights: "
                       f"{tuner.wanted} epoch(s) each{tuner.distilled}" + (
-                          f"; then, until the time kept for a second pass over the best, up to {behind} behind the "
-                          "front" if behind else ""))
+                          f"; and, by latency strata and then the most gain expected per second, up to {behind} "
+                          "behind the front until the time kept for a second pass over the best" if behind else ""))
     done = 0
     with _threads(), Progress(*_COLUMNS, console=console, transient=False) as progress:
         bar = progress.add_task("fine-tune", total=len(todo), trial="-")
         for i in range(len(todo)):
-            trial = tuner.pick(todo)
+            records = tuner.records()  # one read serves the choice, the second pass's time and the epochs
+            trial = tuner.pick(todo, records)
             todo.remove(trial)
-            if trial.number not in front and tuner.second_pass_due():
+            if trial.number not in front and tuner.second_pass_due(records):
                 break
-            done += tuner.tune(trial, 0, progress, bar)
+            done += tuner.tune(trial, 0, progress, bar, records)
             progress.update(bar, completed=i + 1)
             if tuner.past_deadline():
                 break
@@ -461,6 +462,7 @@ class _Tuner:
         # the trials are done when fine-tuning starts: read once; only the fine-tuned records change from here on
         self.study, self.trials, self.prepared, self.deadline = study, trials, prepared, deadline
         self.cost_limit = cost_limit
+        self.feasible = [t for rank in ranked(trials) for t in rank]
         self.macs = {t.number: int(t.user_attrs.get("macs", 0)) for t in trials}
         self.wanted = prepared.config.finetune_epochs_used
         self.teacher = teacher_logits(prepared, console) if prepared.config.distill else None
@@ -470,42 +472,46 @@ class _Tuner:
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
+    def records(self) -> dict[int, dict[str, Any]]:
+        """The fine-tuned records, read where a deadline's decisions need them (empty without a deadline)."""
+        return all_finetuned(self.study) if self.deadline is not None else {}
+
     def _second_pass_todo(self, records: dict[int, dict[str, Any]]) -> list[optuna.trial.FrozenTrial]:
         """The front of the fine-tuned scores (``records``) not tuned twice yet, cheapest first."""
         front = [t for t in finetuned_front(self.trials, records) if t.number in records
-                 and _passes(records[t.number]) < 2 and (self.cost_limit is None or t.values[1] <= self.cost_limit)]
+                 and _passes(records[t.number]) < 2 and _within(t, self.cost_limit)]
         return sorted(front, key=lambda t: (t.values[1], t.number))
 
-    def pick(self, todo: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+    def pick(self, todo: list[optuna.trial.FrozenTrial],
+             records: dict[int, dict[str, Any]]) -> optuna.trial.FrozenTrial:
         """The next of ``todo`` to fine-tune: under a deadline as the fine-tuned candidates' fit predicts the most
         gain per second (:func:`.finetune_plan.next_candidate`), else the first; tuned ones are skipped."""
         if self.deadline is None:
             return todo[0]
-        records = all_finetuned(self.study)
         fresh = [t for t in todo if t.number not in records]  # tuned by another process meanwhile
-        return next_candidate(fresh, self.trials, records, self.macs, self.cost_limit) if fresh else todo[0]
+        return next_candidate(fresh, self.feasible, records, self.macs, self.cost_limit) if fresh else todo[0]
 
-    def second_pass_due(self) -> bool:
+    def second_pass_due(self, records: dict[int, dict[str, Any]]) -> bool:
         """Whether the time left is what the second pass over the current fine-tuned front needs; never before one
         candidate per latency stratum is tuned (a short run covers the latencies before it improves a few)."""
         if self.deadline is None:
             return False
-        records = all_finetuned(self.study)  # one read serves the front and the speed
         if len(records) < MIN_FIT:
             return False
         need = second_pass_seconds((self.macs[t.number] for t in self._second_pass_todo(records)),
                                    epoch_seconds(records, self.macs), self.wanted, self.prepared.config.jobs)
         return self.deadline - time.time() <= need
 
-    def tune(self, trial: optuna.trial.FrozenTrial, passes: int, progress: Progress, bar: TaskID) -> int:
+    def tune(self, trial: optuna.trial.FrozenTrial, passes: int, progress: Progress, bar: TaskID,
+             records: dict[int, dict[str, Any]]) -> int:
         """Fine-tune ``trial``, tuned ``passes`` times so far, once more if no other process has meanwhile and its
-        epochs fit before the deadline; 1 if it ran here."""
+        epochs fit before the deadline at the speed of ``records``; 1 if it ran here."""
         from tinycompile.search.artifacts import fetch_numbers
 
         epochs = self.wanted
         if self.deadline is not None:
             left = self.deadline - time.time()
-            rates = epoch_seconds(all_finetuned(self.study), self.macs)
+            rates = epoch_seconds(records, self.macs)
             epochs = epochs_within(left, self.macs[trial.number], rates, self.wanted) if left > 0 else 0
             if not epochs:  # too little time for this one; a cheaper one behind it may still fit
                 return 0
@@ -521,16 +527,22 @@ class _Tuner:
         """Until the deadline, tune the fine-tuned front's candidates once more from their fine-tuned weights."""
         done, skipped, bar = 0, set(), None
         while not self.past_deadline():
-            todo = [t for t in self._second_pass_todo(all_finetuned(self.study)) if t.number not in skipped]
+            records = self.records()
+            todo = [t for t in self._second_pass_todo(records) if t.number not in skipped]
             if not todo:
                 break
             bar = progress.add_task("second pass", total=None, trial="-") if bar is None else bar
-            ran = self.tune(todo[0], 1, progress, bar)
+            ran = self.tune(todo[0], 1, progress, bar, records)
             if not ran:
                 skipped.add(todo[0].number)  # held by another process, or too long for the time left
             done += ran
             progress.update(bar, completed=done)
         return done
+
+
+def _within(trial: optuna.trial.FrozenTrial, cost_limit: float | None) -> bool:
+    """Whether ``trial`` costs no more than ``cost_limit`` (None: no limit)."""
+    return cost_limit is None or trial.values[1] <= cost_limit
 
 
 def _passes(record: dict[str, Any] | None) -> int:
