@@ -50,7 +50,14 @@ module tc_accel #(
   logic [31:0]               cyc_d, cyc_q, mac_d, mac_q, lb_d, lb_q, cb_d, cb_q, sb_d, sb_q, ni_d, ni_q;
   logic [31:0]               epc_d, epc_q;
   logic                      unit_rst_n, start_ok, all_idle;
-  logic                      f_err, l_err, c_err, s_err, tok_err;
+  logic                      f_err, l_err, c_err, s_err, tok_err, any_err;
+  // An error is registered before it stops the accelerator (applied one cycle later): the units'
+  // error conditions are long paths through the memory arbiter, and they would otherwise enable
+  // every status register. fpc_q and fcode_q follow the fetch PC and the first unit's code every
+  // cycle, so they hold the values of the cycle the error was seen.
+  logic                      fault_q;
+  logic [tc_pkg::ErrW-1:0]   fcode_d, fcode_q;
+  logic [31:0]               fpc_q;
   logic [tc_pkg::ErrW-1:0]   f_code, l_code, c_code, s_code;
   logic                      f_halted, l_busy, c_busy, s_busy, c_mac, arb_idle;
   logic [31:0]               f_pc;
@@ -95,16 +102,32 @@ module tc_accel #(
       cb_d = cb_q + {31'd0, c_busy};
       sb_d = sb_q + {31'd0, s_busy};
       ni_d = ni_q + {31'd0, |q_push};
-      if (f_err || l_err || c_err || s_err || tok_err) begin
+      if (fault_q) begin
         busy_d = 1'b0;
         err_d = 1'b1;
-        epc_d = f_pc;
-        code_d = f_err ? f_code : l_err ? l_code : c_err ? c_code : s_err ? s_code : tc_pkg::ErrToken;
-      end else if (all_idle) begin
+        epc_d = fpc_q;
+        code_d = fcode_q;
+      end else if (all_idle && !any_err) begin
         busy_d = 1'b0;
         done_d = 1'b1;
       end
     end
+  end
+
+  assign any_err = f_err || l_err || c_err || s_err || tok_err;
+  assign fcode_d = f_err ? f_code : l_err ? l_code : c_err ? c_code : s_err ? s_code : tc_pkg::ErrToken;
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      fault_q <= 1'b0;
+    end else begin
+      fault_q <= busy_q && !start_ok && !fault_q && any_err;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    fcode_q <= fcode_d;
+    fpc_q <= f_pc;
   end
 
   always_ff @(posedge clk_i) begin

@@ -10,14 +10,14 @@
 // t = mult = -2^31 at shift 0 (2^31), saturates to 2^31 - 1 (q8 is the same either way).
 // Latency 5 cycles, one operation per cycle: acc/bias/lshift/mult/shift/single are sampled at the
 // edge ending cycle c, r32_o and q8_o show that operation's result in cycle c + 5. zp/lo/hi are
-// used by the last stage: they must hold the operation's values in cycle c + 4 (the
-// post-processing unit keeps them constant for a whole instruction). Stages (registers at the
-// end of each):
+// sampled at the edge ending cycle c + 3, with stage 4 (the post-processing unit keeps them
+// constant for a whole instruction). Stages (registers at the end of each):
 //   1  t = (acc + bias) << lshift
 //   2  four 16 x 16 partial products of t * mult (one DSP multiplier each)
 //   3  sum of the partial products, bits 62:31: SRDHM (rounded) or, single, floor and bit 30
-//   4  rounding right shift: floor(x / 2^shift) and the round-up bit
-//   5  add the round-up bit (r32) and the zero point, clamp (q8)
+//   4  rounding right shift: floor(x / 2^shift) and the round-up bit; the clamp bounds moved
+//      by the zero point (lo - zp, hi - zp, each also less one)
+//   5  add the round-up bit (r32); q8 = the bound the result passes, else its low byte + zp
 // Pure datapath registers, no reset. The post-processing unit's LaneLatency must match.
 module tc_requant (
   input  logic        clk_i,
@@ -125,48 +125,57 @@ module tc_requant (
   // Single rounding, half up: floor((ab + 2^(30+s)) / 2^(31+s)) = floor((x + 2^(s-1)) / 2^s) for
   // s >= 1 (2^(30+s) is a multiple of 2^31), i.e. it rounds up when bit s-1 of x is set; for s = 0
   // it is x + half.
+  // The zero point and the clamp bounds are registered here as bounds on the result before the
+  // zero point, so that stage 5 compares instead of adding first (r + zp < lo <=> r < lo - zp):
+  // with r = floor + up, r < tlo <=> floor < tlo - up, one of two precomputed bounds.
   /* verilator lint_off UNUSEDSIGNAL */
   logic [32:0] xs;  // only bit 0 is used
   /* verilator lint_on UNUSEDSIGNAL */
-  logic [31:0] below, fl4_d, fl4_q;
-  logic        up4_d, up4_q;
+  logic [31:0]        below, fl4_d, fl4_q;
+  logic               up4_d, up4_q;
+  logic signed [9:0]  tlo_d, thi_d, tlo4_q, thi4_q, tlo1_4_q, thi1_4_q;  // in [-256, 255]
+  logic [7:0]         zp4_q, lo4_q, hi4_q;
 
   always_comb begin
     xs = {x3_q, h3_q} >> sh3_q;                      // xs[0] = x[s-1]; for s = 0 half (0: double)
     below = ((32'd1 << sh3_q) - 32'd1) >> 1;         // bits s-2..0
     fl4_d = $unsigned($signed(x3_q) >>> sh3_q);
     up4_d = xs[0] && (sg3_q || !x3_q[31] || ((x3_q & below) != '0));
+    tlo_d = 10'($signed(lo_i)) - 10'($signed(zp_i));
+    thi_d = 10'($signed(hi_i)) - 10'($signed(zp_i));
   end
 
   always_ff @(posedge clk_i) begin
     fl4_q <= fl4_d;
     up4_q <= up4_d;
+    tlo4_q <= tlo_d;
+    thi4_q <= thi_d;
+    tlo1_4_q <= tlo_d - 10'sd1;
+    thi1_4_q <= thi_d - 10'sd1;
+    zp4_q <= zp_i;
+    lo4_q <= lo_i;
+    hi4_q <= hi_i;
   end
 
-  // ---- stage 5: r32 = floor + up; q8 = clamp(r32 + zp, lo, hi), computed as: saturate to int8,
-  // then clamp (the same result for any lo, hi).
-  logic [31:0]        r5_d;
-  logic signed [32:0] sum33;
-  logic signed [7:0]  sat, q5_d;
-  logic [7:0]         q5_q;
-  logic [31:0]        r5_q;
+  // ---- stage 5: r32 = floor + up; q8 = clamp(r32 + zp, lo, hi) as: lo when r32 < lo - zp, else hi
+  // when r32 > hi - zp, else the low byte of r32 + zp (then in [lo, hi], int8). For int8 lo and hi
+  // this equals saturating r32 + zp to int8 and then clamping, for any lo, hi (lo wins when
+  // lo > hi, as there). The comparisons and the 8-bit add run side by side.
+  logic [31:0]       r5_d, r5_q;
+  logic              lt5, gt5;
+  logic [7:0]        low5, q5_d, q5_q;
 
   always_comb begin
     r5_d = fl4_q + {31'd0, up4_q};
-    sum33 = $signed({fl4_q[31], fl4_q}) + 33'($signed(zp_i)) + $signed({32'd0, up4_q});
-    if (sum33 > 33'sd127) begin
-      sat = 8'sd127;
-    end else if (sum33 < -33'sd128) begin
-      sat = -8'sd128;
+    lt5 = $signed(fl4_q) < 32'($signed(up4_q ? tlo1_4_q : tlo4_q));
+    gt5 = $signed(fl4_q) > 32'($signed(up4_q ? thi1_4_q : thi4_q));
+    low5 = fl4_q[7:0] + zp4_q + {7'd0, up4_q};
+    if (lt5) begin
+      q5_d = lo4_q;
+    end else if (gt5) begin
+      q5_d = hi4_q;
     end else begin
-      sat = sum33[7:0];
-    end
-    if (sat < $signed(lo_i)) begin
-      q5_d = lo_i;
-    end else if (sat > $signed(hi_i)) begin
-      q5_d = hi_i;
-    end else begin
-      q5_d = sat;
+      q5_d = low5;
     end
   end
 

@@ -88,7 +88,7 @@ def _expect(vec: tuple[int, ...], single: int) -> tuple[int, int]:
 async def requant_lane(dut) -> None:
     """tc_requant against intmath, one operation per cycle back to back: random values, rounding
     ties, saturation corners, left shifts, clamp bounds; every result exactly 5 cycles after its
-    operands (zp, lo, hi presented in the last stage's cycle, 4 cycles after them). Every vector
+    operands (zp, lo, hi presented in stage 4's cycle, 3 cycles after them). Every vector
     runs in double then single rounding (single_i toggles every cycle), plus exact halves of single
     rounding at every shift."""
     rng = random.Random(7)
@@ -109,8 +109,9 @@ async def requant_lane(dut) -> None:
         dut.mult_i.value = mult & 0xFFFFFFFF
         dut.shift_i.value = shift
         dut.single_i.value = single
+        b = k - (lat - 2)  # the operation in stage 4 this cycle, which samples the bounds
+        zp, lo, hi = ops[b][0][5:] if 0 <= b < len(ops) else (0, -128, 127)
         j = k - (lat - 1)  # the operation in the last stage this cycle
-        zp, lo, hi = ops[j][0][5:] if 0 <= j < len(ops) else (0, -128, 127)
         dut.zp_i.value = zp & 0xFF
         dut.lo_i.value = lo & 0xFF
         dut.hi_i.value = hi & 0xFF
