@@ -1,7 +1,7 @@
-"""DS-CNN (the MLPerf Tiny KWS shape, random int8 weights) on the RISC-V SoC's RTL: the rv32imc library and harness
-run on the VexRiscv core in Verilator (cycles from mcycle, exact) beside QEMU's instruction counts of the same
-library, the rv32imc target's cycle estimate (its timing: table, GD32VF103's core, over QEMU's instruction trace)
-and the soc-vexriscv target's (a model of this core and its caches over QEMU's trace and data addresses), per layer;
+"""DS-CNN (the MLPerf Tiny KWS shape, random int8 weights) on the RISC-V SoC's RTL: the library and harness (built
+for the SoC's ISA) run on the VexRiscv core in Verilator (cycles from mcycle, exact) beside QEMU's instruction counts
+of the same library, the rv32imc target's cycle estimate (its timing: table, GD32VF103's core, over QEMU's
+instruction trace) and the soc-vexriscv target's (a model of this core and its caches over QEMU's trace and data addresses), per layer;
 the simulation's speed; and the same network built for the SoC with its accelerator (N = 8, `build --target
 soc-vexriscv`: every layer it can run on it, the rest on the core, one firmware), the inference's cycles split between
 the accelerator and the core's work (input written, layers started and polled, core layers, output read back);
@@ -40,7 +40,7 @@ from tinycompile.mcu.library import compile_graph  # noqa: E402
 from tinycompile.model import SpecNet  # noqa: E402
 from tinycompile.quant.graph import QuantGraph  # noqa: E402
 from tinycompile.quant.quantize import quantize  # noqa: E402
-from tinycompile.soc.estimate import estimate_kernels  # noqa: E402
+from tinycompile.soc.estimate import estimate_kernels, qemu_twin  # noqa: E402
 from tinycompile.soc.run import per_layer, run_network  # noqa: E402
 from tinycompile.targets import Target, load_target  # noqa: E402
 
@@ -50,7 +50,7 @@ ANCHORS = {"CFU Playground KWS on VexRiscv, no CFU (Arty A7, cycles)": 87_000_00
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build DS-CNN once, run it on QEMU (rv32imc) and on the SoC's RTL, print and save per-layer figures."""
+    """Build DS-CNN once, run it on QEMU and on the SoC's RTL, print and save per-layer figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=int, default=2, help="inputs run on both (default 2: ~16 M cycles each)")
     parser.add_argument("--net", default="ds-cnn", help="ds-cnn (default), held-out, or a calibrate_mcu.py network")
@@ -65,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     vectors = graph.quantize_input(calib[: args.vectors])
     compiled = compile_graph(graph)
     soc_target = load_target("soc-vexriscv")
+    twin = qemu_twin(soc_target)  # QEMU running the SoC's own code
     with tempfile.TemporaryDirectory() as tmp:
-        qemu = build_and_run(graph, spec, load_target("rv32imc"), Path(tmp) / "qemu", vectors, "c",
+        qemu = build_and_run(graph, spec, twin, Path(tmp) / "qemu", vectors, "c",
                              compiled=compiled, trace=True)
         t0 = time.perf_counter()
         soc = run_network(graph, spec, soc_target, Path(tmp) / "soc", vectors, compiled)
         soc_wall = time.perf_counter() - t0
         t0 = time.perf_counter()
-        kernels = estimate_kernels(qemu.elf, load_target("rv32imc"), soc.elf, soc_target, len(soc.library.info.kernels))
+        kernels = estimate_kernels(qemu.elf, twin, soc.elf, soc_target, len(soc.library.info.kernels))
         estimate_seconds = time.perf_counter() - t0
         accel = None if args.net != "ds-cnn" else with_accelerator(graph, spec, soc_target, Path(tmp) / "acc")
         imported = None if args.model is None else build_model(args.model, Path(tmp) / "model")
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     total_soc = float(sum(k.cycles for k in kernels))
     macs = int(sum(spec.macs()))
     title = "DS-CNN" if args.net == "ds-cnn" else args.net
-    table = Table(title=f"{title} on the VexRiscv SoC (RTL) vs QEMU rv32imc, {macs:,} MACs, first input")
+    table = Table(title=f"{title} on the VexRiscv SoC (RTL) vs QEMU, {macs:,} MACs, first input")
     for col in ("#", "op", "QEMU instr", "RTL cycles", "cyc/instr", "rv32imc est.", "error", "soc-vexriscv est.",
                 "error "):
         table.add_column(col, justify="left" if col == "op" else "right")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"date": date.today().isoformat(), "network": args.net, "command": "python bench/bench_soc.py"
            + ("" if args.vectors == 2 else f" --vectors {args.vectors}") + ("" if args.net == "ds-cnn" else f" --net {args.net}"),
            "macs": macs, "vectors": len(vectors),
-           "core": "VexRiscv RV32IMAC, 4 KiB I$ + 4 KiB D$, 2-cycle Wishbone SRAM",
+           "core": f"{soc_target.chip}: 4 KiB I$ + 4 KiB D$, 2-cycle Wishbone SRAM",
            "bit_exact": soc.mismatches == 0 and qemu.ok, "rtl_cycles": total_cyc, "qemu_instructions": total_instr,
            "cycles_per_instruction": total_cyc / total_instr, "rv32imc_estimated_cycles": total_est,
            "soc_estimated_cycles": total_soc, "soc_estimate_error": (total_soc - total_cyc) / total_cyc,

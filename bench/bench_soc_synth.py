@@ -27,10 +27,18 @@ from pathlib import Path
 from tinycompile.accel.config import synthesis_parameters
 from tinycompile.errors import UserError
 from tinycompile.soc import board
+from tinycompile.soc.rtl import CORE_VARIANTS
+from tinycompile.soc.run import soc_config
+from tinycompile.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_sim" / "synth"))
 from estimate import _critical_path, _critical_sources, nextpnr_ecp5_binary  # noqa: E402
+
+
+def soc_core() -> str:
+    """The core variant of the SoC target (hw_targets/soc-vexriscv.yaml), which the board runs as simulated."""
+    return soc_config(load_target("soc-vexriscv")).variant
 
 
 def _tool(name: str) -> str:
@@ -43,11 +51,12 @@ def _tool(name: str) -> str:
     raise UserError(f"{name} not found: install it with pip install {pkg} (or Debian's {name})")
 
 
-def synthesize(n: int, pll: board.Pll | None, init_file: Path, wd: Path, timeout: int) -> tuple[Path, dict[str, int]]:
-    """yosys synth_ecp5 of the board top; the netlist (JSON) and the cell counts."""
+def synthesize(n: int, pll: board.Pll | None, init_file: Path, wd: Path, timeout: int,
+               core: str) -> tuple[Path, dict[str, int]]:
+    """yosys synth_ecp5 of the board top with the VexRiscv variant ``core``; the netlist (JSON) and the cell counts."""
     params = board.parameters(n, pll, str(init_file.resolve()))
     sets = " ".join(f'-set {k} "{v}"' if isinstance(v, str) else f"-set {k} {v}" for k, v in params.items())
-    srcs = board.sources()
+    srcs = board.sources(core)
     netlist = wd / "soc.json"
     # The core's Verilog is plain Verilog-2001; ours is SystemVerilog (the accelerator's package first).
     script = "\n".join([
@@ -125,12 +134,12 @@ def build(n: int, clock_mhz: float | None, wd: Path, args: argparse.Namespace) -
     """The board SoC with an ``n`` x ``n`` accelerator (0: none) at ``clock_mhz`` (None: the oscillator), retried at a
     slower PLL clock while timing fails; the figures of the last build."""
     wd.mkdir(parents=True, exist_ok=True)
-    hex_path = board.boot_firmware(wd / "firmware", n)
+    hex_path = board.boot_firmware(wd / "firmware", n, args.core)
     tries: list[dict[str, object]] = []
     pll = board.pll_for(clock_mhz) if clock_mhz else None
     for attempt in range(args.tries):
         t0 = time.monotonic()
-        netlist, cells = synthesize(n, pll, hex_path, wd, args.timeout)
+        netlist, cells = synthesize(n, pll, hex_path, wd, args.timeout, args.core)
         synth_s = round(time.monotonic() - t0, 1)
         pnr = place_and_route(netlist, wd, args.placer, args.timeout)
         clk, f = core_clock(pnr["fmax"])
@@ -146,7 +155,7 @@ def build(n: int, clock_mhz: float | None, wd: Path, args: argparse.Namespace) -
     bit = pack(wd, args.timeout)
     dev, pkg, speed = board.DEVICE
     return {
-        "board": "ULX3S", "device": f"LFE5U-{dev[2:-1]}F-{speed}BG381C", "package": pkg, "speed_grade": speed,
+        "board": "ULX3S", "core": args.core, "device": f"LFE5U-{dev[2:-1]}F-{speed}BG381C", "package": pkg, "speed_grade": speed,
         "accelerator_n": n, "accelerator_params": synthesis_parameters() if n else None,
         "memory_bytes": board.MEM_BYTES, "accelerator_memory_bytes": board.ACCEL_MEM_BYTES if n else 0,
         "clock_source": "PLL (EHXPLLL) from the 25 MHz oscillator" if pll else "the 25 MHz oscillator",
@@ -225,6 +234,8 @@ def main() -> None:
     ap.add_argument("--no-pll", action="store_true", help="run the SoC at the oscillator's 25 MHz")
     ap.add_argument("--tries", type=int, default=2, help="builds at most, lowering the clock after a miss")
     ap.add_argument("--parts", action="store_true", help="also build the board SoC without the accelerator")
+    ap.add_argument("--core", default=soc_core(), choices=sorted(CORE_VARIANTS),
+                    help="the VexRiscv variant (default: hw_targets/soc-vexriscv.yaml's soc.core)")
     ap.add_argument("--placer", default="heap", choices=["heap", "sa"])
     ap.add_argument("--timeout", type=int, default=7200, help="seconds per tool run")
     ap.add_argument("--keep", default=str(ROOT / "build" / "soc_ulx3s"), help="work folder")

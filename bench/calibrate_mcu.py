@@ -59,7 +59,7 @@ from tinycompile.mcu.library import compile_graph  # noqa: E402
 from tinycompile.model import SpecNet  # noqa: E402
 from tinycompile.quant.quantize import quantize  # noqa: E402
 from tinycompile.search.space import load_space  # noqa: E402
-from tinycompile.soc.estimate import estimate_kernels  # noqa: E402
+from tinycompile.soc.estimate import estimate_kernels, qemu_twin  # noqa: E402
 from tinycompile.soc.run import build_firmware, per_layer  # noqa: E402
 from tinycompile.targets import Target, load_target  # noqa: E402
 
@@ -118,7 +118,7 @@ def measure(spec: ArchSpec, model: torch.nn.Module, target: Target, codegen: str
     vectors = graph.quantize_input(calib[:VECTORS])
     compiled = compile_graph(graph)
     soc = target.kind == "soc"
-    qemu = load_target(target.raw["soc"]["instructions"]) if soc else target
+    qemu = qemu_twin(target) if soc else target
     res = build_and_run(graph, spec, qemu, folder, vectors, codegen, compiled=compiled, trace=not soc)
     rows = [row for row in res.report["layers"] if row["op"] not in VIEW_OPS]
     # A patch stage is one measured step, counted at its last layer: its other layers have no figures.

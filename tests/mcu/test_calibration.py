@@ -82,7 +82,7 @@ def test_soc_cost_model_predicts_the_held_out_networks_cycles(tmp_path) -> None:
     SoC link of the rv32imc library (itself within 1% of the RTL's for this network, bench/bench_soc.py --net
     held-out)."""
     from tinycompile.cost.model import estimate
-    from tinycompile.soc.estimate import estimate_kernels
+    from tinycompile.soc.estimate import estimate_kernels, qemu_twin
     from tinycompile.soc.run import build_firmware
 
     rng = np.random.default_rng(11)
@@ -91,7 +91,7 @@ def test_soc_cost_model_predicts_the_held_out_networks_cycles(tmp_path) -> None:
     vectors = graph.quantize_input(calib[:2])
     compiled = compile_graph(graph)
     soc = load_target("soc-vexriscv")
-    qemu = load_target(soc.raw["soc"]["instructions"])
+    qemu = qemu_twin(soc)
     run = build_and_run(graph, HELD_OUT, qemu, tmp_path / "qemu", vectors, "c", compiled=compiled)
     lib, elf = build_firmware(graph, HELD_OUT, soc, tmp_path / "soc", vectors, compiled)
     cycles = sum(k.cycles for k in estimate_kernels(run.elf, qemu, elf, soc, len(lib.info.kernels)))

@@ -20,6 +20,7 @@ from tinycompile.mcu.backend import build_and_run
 from tinycompile.mcu.firmware import build_config
 from tinycompile.mcu.library import compile_graph
 from tinycompile.soc import rtl
+from tinycompile.soc.estimate import qemu_twin
 from tinycompile.soc.run import run_network, soc_config
 from tinycompile.soc.runtime import write_runtime
 from tinycompile.soc.simulate import run_elf
@@ -58,11 +59,12 @@ def test_soc_glue_lints_clean(top: str, accel_n: int) -> None:
 
 @pytest.mark.slow
 def test_network_bit_exact_with_qemus_instruction_count(small: tuple, tmp_path: Path) -> None:
-    """The rv32imc library and harness, linked for the SoC, give the integer reference's outputs for 16 inputs on
-    the RTL, and the core's minstret per kernel equals QEMU's count for the same library: the RTL runs the very
-    instruction stream the rv32imc target measures."""
+    """The library and harness, linked for the SoC, give the integer reference's outputs for 16 inputs on the RTL,
+    and the core's minstret per kernel equals QEMU's count for the same library (built for the SoC's ISA on the
+    rv32imc target's machine): the RTL runs the very instruction stream QEMU measures."""
     spec, graph, vectors, compiled = small
-    qemu = build_and_run(graph, spec, load_target("rv32imc"), tmp_path / "qemu", vectors, "c", compiled=compiled)
+    qemu = build_and_run(graph, spec, qemu_twin(load_target(TARGET)), tmp_path / "qemu", vectors, "c",
+                         compiled=compiled)
     assert qemu.ok
     res = run_network(graph, spec, load_target(TARGET), tmp_path / "soc", vectors, compiled, counter="minstret")
     assert res.mismatches == 0
@@ -171,7 +173,9 @@ def test_hang_times_out_with_a_clear_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda raw: raw["soc"].update(core="rocket"), "soc.core must be one of imac, but got 'rocket'"),
+    (lambda raw: raw["soc"].update(core="rocket"), "soc.core must be one of im, imac, but got 'rocket'"),
+    (lambda raw: raw["build"].update(cflags=["-march=rv32imc", "-mabi=ilp32"]),
+     "the im core runs rv32im code: build.cflags must hold -march=rv32im"),
     (lambda raw: raw["soc"].update(timeout_cycles="long"), "soc.timeout_cycles"),
     (lambda raw: raw["build"].update(flash_origin=0x1000), "build.flash_origin must be 0"),
     (lambda raw: raw["build"].update(ram_origin=0x7FFF0000, ram_size=0x20000), "at or below 0x80000000"),

@@ -52,7 +52,7 @@ class SocBackend(Backend):
     def check_target(self, target: Target) -> None:
         """The cost model's coefficients, the ``build:`` section (no emulator) and the ``soc:`` section."""
         from tinycompile.mcu.firmware import build_config
-        from tinycompile.soc.rtl import CORE_VARIANTS
+        from tinycompile.soc.rtl import CORE_VARIANTS, DEFAULT_CORE
         from tinycompile.soc.run import soc_config
 
         cycles = require(target.raw, "cycles", dict, target.path)
@@ -60,9 +60,13 @@ class SocBackend(Backend):
             require(cycles, key, (int, float), target.path, "cycles.")
         build_config(target, emulator=False)
         soc = require(target.raw, "soc", dict, target.path)
-        core = soc.get("core", "imac")
+        core = soc.get("core", DEFAULT_CORE)
         if not isinstance(core, str) or core not in CORE_VARIANTS:
             raise UserError(f"{target.path}: soc.core must be one of {', '.join(CORE_VARIANTS)}, but got {core!r}")
+        march = CORE_VARIANTS[core].march
+        if f"-march={march}" not in target.raw["build"].get("cflags", []):
+            raise UserError(f"{target.path}: the {core} core runs {march} code: build.cflags must hold -march={march} "
+                            "(and build.llvm_target the same extensions)")
         if "timeout_cycles" in soc:
             require(soc, "timeout_cycles", int, target.path, "soc.")
         if "instructions" in soc:
@@ -245,12 +249,11 @@ class SocBackend(Backend):
         """Per layer, QEMU's instruction count of the same library on the ``soc.instructions`` target (None if the
         target names none)."""
         from tinycompile.mcu import backend as mcu
-        from tinycompile.targets import load_target
+        from tinycompile.soc.estimate import qemu_twin
 
-        name = (target.raw.get("soc") or {}).get("instructions")
-        if not name:
+        if not (target.raw.get("soc") or {}).get("instructions"):
             return None
-        qemu = load_target(name)
+        qemu = qemu_twin(target)
         mcu.check_tools(qemu)
         run = mcu.build_and_run(work.graph, work.spec, qemu, out / "qemu", work.inputs, "c", compiled=compiled)
         return [row["measured_instructions"] for row in run.report["layers"]]
@@ -259,14 +262,13 @@ class SocBackend(Backend):
         """The cycles the target's ``timing:`` model estimates per layer and in total from QEMU's trace of the
         ``soc.instructions`` build in ``out/qemu`` (what the RTL measures, without the RTL)."""
         from tinycompile.mcu.naming import Naming
-        from tinycompile.soc.estimate import estimate_kernels
+        from tinycompile.soc.estimate import estimate_kernels, qemu_twin
         from tinycompile.soc.run import per_layer
-        from tinycompile.targets import load_target
 
         table = f"hw_targets/{target.path.name}" if target.path.parent.name == "hw_targets" else str(target.path)
         if "timing" not in target.raw:
             return {"estimated_cycles": None, "cycles_are": f"not estimated: {table} has no timing: section"}
-        qemu = load_target(target.raw["soc"]["instructions"])
+        qemu = qemu_twin(target)
         try:
             kernels = estimate_kernels(out / "qemu" / "firmware" / "firmware.elf", qemu, soc_elf, target,
                                        len(kernel_ops), Naming())

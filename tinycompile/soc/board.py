@@ -73,11 +73,11 @@ def pll_for(mhz: float) -> Pll:
     return best
 
 
-def sources() -> list[Path]:
-    """The synthesis top's Verilog: the core, the accelerator, our SoC glue, the serial transmitter and the board top
-    (the simulation top and Verilator's control files left out)."""
+def sources(variant: str = rtl.DEFAULT_CORE) -> list[Path]:
+    """The synthesis top's Verilog: the core (VexRiscv ``variant``), the accelerator, our SoC glue, the serial
+    transmitter and the board top (the simulation top and Verilator's control files left out)."""
     soc = rtl_dir() / "soc"
-    return [p for p in rtl.sources(accel=True) if p.suffix != ".vlt" and not p.stem.endswith("_sim")] + [
+    return [p for p in rtl.sources(variant, accel=True) if p.suffix != ".vlt" and not p.stem.endswith("_sim")] + [
         soc / "tc_soc_uart_tx.sv", soc / f"{TOP}.sv"]
 
 
@@ -119,17 +119,17 @@ int main(void) {
 """
 
 
-def boot_firmware(folder: Path, n: int, cc: str = "riscv64-unknown-elf-gcc") -> Path:
-    """Build the board's boot firmware (a line on the serial port, then exit: LED 0) into ``folder``; the path of its
-    ``$readmemh`` image. The SoC runtime gives printf and exit, as in simulation."""
+def boot_firmware(folder: Path, n: int, variant: str = rtl.DEFAULT_CORE, cc: str = "riscv64-unknown-elf-gcc") -> Path:
+    """Build the board's boot firmware (a line on the serial port, then exit: LED 0) for the core ``variant`` into
+    ``folder``; the path of its ``$readmemh`` image. The SoC runtime gives printf and exit, as in simulation."""
     folder.mkdir(parents=True, exist_ok=True)
     main = folder / "main.c"
     main.write_text(_HELLO.replace("@N@", str(n)))
     runtime = write_runtime(folder)
     elf = folder / "boot.elf"
     half = MEM_BYTES // 2  # code and constants below, data and stack above
-    cmd = [cc, "-march=rv32imc", "-mabi=ilp32", "-O2", "--specs=picolibc.specs", "-o", str(elf), str(main),
-           str(runtime), "-Wl,--gc-sections", "-Wl,--defsym=__flash=0x0", f"-Wl,--defsym=__flash_size={half:#x}",
+    cmd = [cc, f"-march={rtl.CORE_VARIANTS[variant].march}", "-mabi=ilp32", "-O2", "--specs=picolibc.specs", "-o",
+           str(elf), str(main), str(runtime), "-Wl,--gc-sections", "-Wl,--defsym=__flash=0x0", f"-Wl,--defsym=__flash_size={half:#x}",
            f"-Wl,--defsym=__ram={half:#x}", f"-Wl,--defsym=__ram_size={half:#x}"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

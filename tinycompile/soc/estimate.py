@@ -5,6 +5,7 @@ and caches (:mod:`tinycompile.mcu.timing`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,15 @@ from tinycompile.mcu import firmware, memtrace, timing
 from tinycompile.mcu import trace as tracing
 from tinycompile.mcu.naming import Naming
 from tinycompile.mcu.relocate import Relocation
-from tinycompile.targets import Target
+from tinycompile.targets import Target, load_target
+
+
+def qemu_twin(soc_target: Target) -> Target:
+    """The SoC's ``soc.instructions`` target (a QEMU machine) building the SoC's own code: its machine and memory
+    map with the SoC's ISA (``llvm_target``, ``cflags``), so that both links hold the same instructions."""
+    qemu = load_target(soc_target.raw["soc"]["instructions"])
+    build = {**qemu.build, **{k: soc_target.build[k] for k in ("llvm_target", "cflags")}}
+    return dataclasses.replace(qemu, build=build, raw={**qemu.raw, "build": build})
 
 
 def estimate_kernels(qemu_elf: Path, qemu_target: Target, soc_elf: Path, soc_target: Target, kernels: int,

@@ -11,10 +11,23 @@ from tinycompile.errors import UserError
 from tinycompile.resources import rtl_dir
 
 TOP = "tc_soc_sim"  # the simulation top: the SoC (tc_soc) and its own clock
-# SpinalHDL's GenCoreDefault with --csrPluginConfig all --atomics true --compressedGen true: RV32IMAC, 4 KiB
-# instruction and data caches, single-cycle multiply, mcycle/minstret. The compressed set runs the rv32imc target's
-# code unchanged.
-CORE_VARIANTS = {"imac": "VexRiscv_IMAC.v"}
+
+
+@dataclass(frozen=True)
+class Core:
+    """A VexRiscv variant as pythondata-cpu-vexriscv ships it: its Verilog file and the ISA its code is built for."""
+
+    verilog: str
+    march: str
+
+
+# Both are SpinalHDL's GenCoreDefault with --csrPluginConfig all: 4 KiB instruction and data caches, single-cycle
+# multiply, mcycle/minstret. "imac" adds --atomics true --compressedGen true: it runs the rv32imc target's code
+# unchanged, but its RVC decompressor sits on the instruction cache -> decode -> register file path (on the ULX3S's
+# ECP5, the board SoC without the accelerator routes to 50.1 MHz with it, 74.9 MHz without; bench/RESULTS.md), so
+# the SoC's default is "im".
+CORE_VARIANTS = {"im": Core("VexRiscv_Full.v", "rv32im"), "imac": Core("VexRiscv_IMAC.v", "rv32imc")}
+DEFAULT_CORE = "im"
 # Speed (the SoC runs millions of cycles per inference): the simulation top makes its own clock (--timing, a 10 ns
 # period under --timescale 1ns/1ps; the wheel's verilated.mk leaves out the coroutine flag that needs), only the top's ports are visible to cocotb (the
 # runner's --public-flat-rw keeps every signal and slows the model about threefold), and the model's hot code is
@@ -23,7 +36,7 @@ VERILATOR_ARGS = ("--timing", "--timescale", "1ns/1ps", "-CFLAGS", "-fcoroutines
 MAKE_VARS = ("OPT_FAST=-O2",)
 
 
-def core_source(variant: str = "imac") -> Path:
+def core_source(variant: str = DEFAULT_CORE) -> Path:
     """The VexRiscv Verilog of ``variant``; UserError naming the PyPI package when it is not installed."""
     try:
         import pythondata_cpu_vexriscv as pd
@@ -32,7 +45,7 @@ def core_source(variant: str = "imac") -> Path:
                         "pip install pythondata-cpu-vexriscv==1.0.1.post407") from None
     if variant not in CORE_VARIANTS:
         raise UserError(f"unknown VexRiscv variant {variant!r}; choose one of {', '.join(CORE_VARIANTS)}")
-    return Path(pd.data_location) / CORE_VARIANTS[variant]
+    return Path(pd.data_location) / CORE_VARIANTS[variant].verilog
 
 
 def glue_sources() -> list[Path]:
@@ -45,7 +58,7 @@ def glue_sources() -> list[Path]:
             folder / "tc_soc_sim.vlt"]
 
 
-def sources(variant: str = "imac", accel: bool = False) -> list[Path]:
+def sources(variant: str = DEFAULT_CORE, accel: bool = False) -> list[Path]:
     """Every file of the SoC, the core first; ``accel``: with the accelerator's RTL (its package before its users)."""
     from tinycompile.accel.simulate import rtl_sources
 
@@ -65,7 +78,7 @@ class AccelPart:
         return {"AccelN": self.cfg.n, "AccelMemWords": self.mem_bytes // self.cfg.n, **p}
 
 
-def build_model(mem_words: int, variant: str = "imac", accel: AccelPart | None = None) -> Path:
+def build_model(mem_words: int, variant: str = DEFAULT_CORE, accel: AccelPart | None = None) -> Path:
     """Build (or reuse) the Verilator model of the SoC with ``mem_words`` words of memory (and ``accel``); its build
     folder."""
     from tinycompile.accel.simulate import build, tb_name

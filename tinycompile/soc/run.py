@@ -17,6 +17,7 @@ from tinycompile.mcu.library import Compiled, Library, compile_graph, write_libr
 from tinycompile.mcu.naming import Naming
 from tinycompile.quant import reference
 from tinycompile.quant.graph import QuantGraph
+from tinycompile.soc.rtl import DEFAULT_CORE
 from tinycompile.soc.runtime import write_runtime
 from tinycompile.soc.simulate import DEFAULT_TIMEOUT_CYCLES, SocRun, run_elf
 from tinycompile.targets import Target
@@ -56,7 +57,7 @@ def soc_config(target: Target) -> SocConfig:
         # one memory of a power-of-two size: the SoC decodes it by its upper address bits
         raise UserError(f"{target.path}: the memory map must end at a power of two at or below 0x80000000, not at "
                         f"{top:#x}")
-    return SocConfig(top // 4, str(soc.get("core", "imac")), int(soc.get("timeout_cycles", DEFAULT_TIMEOUT_CYCLES)))
+    return SocConfig(top // 4, str(soc.get("core", DEFAULT_CORE)), int(soc.get("timeout_cycles", DEFAULT_TIMEOUT_CYCLES)))
 
 
 def build_firmware(graph: QuantGraph, spec: ArchSpec, target: Target, out: Path, vectors: np.ndarray,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinycompile.soc.image import write_hex
-from tinycompile.soc.rtl import TOP, AccelPart, build_model
+from tinycompile.soc.rtl import DEFAULT_CORE, TOP, AccelPart, build_model
 from tinycompile.soc.runtime import TRAP_EXIT
 
 DEFAULT_TIMEOUT_CYCLES = 200_000_000
@@ -61,7 +61,7 @@ def _importable_in_simulator() -> None:
         sys.path.append(root)
 
 
-def run_elf(elf: Path, mem_words: int, timeout_cycles: int = DEFAULT_TIMEOUT_CYCLES, variant: str = "imac",
+def run_elf(elf: Path, mem_words: int, timeout_cycles: int = DEFAULT_TIMEOUT_CYCLES, variant: str = DEFAULT_CORE,
             log: Path | None = None, accel: AccelPart | None = None) -> SocRun:
     """Boot ``elf`` on the SoC (``mem_words`` words of memory, and the accelerator ``accel`` if given) and run it
     until it exits, faults or times out; ``log``: where the firmware's text goes besides the result."""
