@@ -228,7 +228,7 @@ def _rv(texts: list[str]) -> list[timing.Decoded]:
     (["slli a5,a4,3", "add a2,a5,a5"], 3),                            # the shifter's result one stage later
     (["sra a5,a4,a3", "addi a2,a2,1", "add a2,a5,a5"], 3),
     (["div a5,a4,a3"], 34),
-    (["sw a5,0(a0)", "sw a4,4(a0)"], 1 + 2),                           # back-to-back stores
+    (["sw a5,0(a0)", "sw a4,4(a0)"], 1 + 1.94),                        # back-to-back stores
     (["sw a5,8(sp)", "lw a4,8(sp)"], 1 + 1 + 6),                       # the word just stored: replayed
     (["sb a5,9(sp)", "addi a3,a3,1", "lw a4,8(sp)"], 3 + 6),          # the same word, one instruction later
     (["sw a5,8(sp)", "addi a3,a3,1", "addi a2,a2,1", "lw a4,8(sp)"], 4),
