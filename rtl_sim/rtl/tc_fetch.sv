@@ -32,6 +32,9 @@ module tc_fetch #(
   state_e state_d, state_q;
 
   logic [31:0]                   pc_d, pc_q;
+  // The program base's alignment, checked once at start (pc_q only ever moves by whole instructions), so the
+  // fetch request comes from flops: it feeds the memory arbiter's grant.
+  logic                          mis_d, mis_q;
   logic [3:0]                    nreq_d, nreq_q, nrsp_d, nrsp_q;
   logic [tc_pkg::InstrW-1:0]     ir_d, ir_q;
   logic [tc_pkg::SyncQueueW-1:0] queue, sync_queue;
@@ -80,6 +83,7 @@ module tc_fetch #(
   always_comb begin
     state_d = state_q;
     pc_d = pc_q;
+    mis_d = mis_q;
     nreq_d = nreq_q;
     nrsp_d = nrsp_q;
     ir_d = ir_q;
@@ -90,13 +94,14 @@ module tc_fetch #(
       StIdle: begin
         if (start_i) begin
           pc_d = prog_base_i;
+          mis_d = LogN > 0 && prog_base_i[LogN-1:0] != '0;
           nreq_d = '0;
           nrsp_d = '0;
           state_d = StFetch;
         end
       end
       StFetch: begin
-        if (LogN > 0 && pc_q[LogN-1:0] != '0) begin
+        if (mis_q) begin
           err_o = 1'b1;
         end else begin
           req_valid_o = (nreq_q != 4'(Beats));
@@ -128,6 +133,7 @@ module tc_fetch #(
       StHalt: begin
         if (start_i) begin
           pc_d = prog_base_i;
+          mis_d = LogN > 0 && prog_base_i[LogN-1:0] != '0;
           nreq_d = '0;
           nrsp_d = '0;
           state_d = StFetch;
@@ -141,12 +147,14 @@ module tc_fetch #(
     if (!rst_ni) begin
       state_q <= StIdle;
       pc_q <= '0;
+      mis_q <= 1'b0;
       nreq_q <= '0;
       nrsp_q <= '0;
       ir_q <= '0;
     end else begin
       state_q <= state_d;
       pc_q <= pc_d;
+      mis_q <= mis_d;
       nreq_q <= nreq_d;
       nrsp_q <= nrsp_d;
       ir_q <= ir_d;

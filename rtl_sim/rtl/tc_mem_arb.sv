@@ -65,16 +65,26 @@ module tc_mem_arb #(
     endcase
   end
 
-  assign mem_req_valid_o = gnt_valid;
-  assign mem_req_we_o    = req_we_i[gnt];
-  assign mem_req_addr_o  = req_addr_i[gnt*32 +: 32];
-  assign mem_req_wdata_o = req_wdata_i[gnt*DataW +: DataW];
+  // The requester's fields and its ready by one-hot selects, not indexed by gnt: yosys builds an indexed part
+  // select or bit write from 32-bit index arithmetic (a carry chain), which put it on the SoC's critical path
+  // (grant -> the store unit's ready -> its queue pop).
+  logic [2:0] sel;
+  assign sel = gnt_valid ? {gnt == 2'd2, gnt == 2'd1, gnt == 2'd0} : 3'b000;
 
   always_comb begin
-    req_ready_o = 3'b000;
-    if (gnt_valid) begin
-      req_ready_o[gnt] = mem_req_ready_i;
+    mem_req_we_o    = 1'b0;
+    mem_req_addr_o  = '0;
+    mem_req_wdata_o = '0;
+    for (int r = 0; r < 3; r++) begin
+      mem_req_we_o    |= sel[r] && req_we_i[r];
+      mem_req_addr_o  |= {32{sel[r]}} & req_addr_i[r*32 +: 32];
+      mem_req_wdata_o |= {DataW{sel[r]}} & req_wdata_i[r*DataW +: DataW];
     end
+  end
+  assign mem_req_valid_o = gnt_valid;
+  assign req_ready_o = sel & {3{mem_req_ready_i}};
+
+  always_comb begin
     last_d = last_q;
     if (gnt_valid && mem_req_ready_i) begin
       last_d = gnt;
@@ -92,7 +102,7 @@ module tc_mem_arb #(
   tc_fifo #(.Width(2), .Depth(IdDepth)) u_ids (
     .clk_i,
     .rst_ni,
-    .push_i (gnt_valid && mem_req_ready_i && !req_we_i[gnt]),
+    .push_i (gnt_valid && mem_req_ready_i && !mem_req_we_o),
     .wdata_i(gnt),
     .full_o (id_full),
     .pop_i  (mem_rsp_valid_i),
@@ -100,12 +110,7 @@ module tc_mem_arb #(
     .empty_o(id_empty)
   );
 
-  always_comb begin
-    rsp_valid_o = 3'b000;
-    if (mem_rsp_valid_i) begin
-      rsp_valid_o[id_head] = 1'b1;
-    end
-  end
+  assign rsp_valid_o = {3{mem_rsp_valid_i}} & {id_head == 2'd2, id_head == 2'd1, id_head == 2'd0};
   assign rsp_rdata_o = mem_rsp_rdata_i;
   assign idle_o = id_empty;
 endmodule
