@@ -7,11 +7,12 @@
 //             V[r] = inp[a - r] if m >= r else 0 (the words read r rows earlier in this pass)
 //     a = acc_base + nt*M + m
 //     acc[a] = (init && kt == 0) ? p : (max ? max(acc[a], p) : acc[a] + p)
-// One input row per cycle through a 4-stage pipeline (read, operand register, multiply,
+// One input row per cycle through a 5-stage pipeline (read, operand register, multiply, add,
 // accumulate/write), with no bubbles: a row read before its previous update has landed (passes of
 // M < 3 rows, e.g. global pooling and dense layers with M = 1) takes the value forwarded from the
 // last two writes. The operand register keeps the scratchpads' block-RAM clock-to-out out of the
-// multiplier path (the accelerator's critical path without it).
+// multiplier path (the accelerator's critical path without it); the array registers its products
+// before its adder trees (tc_mac_array).
 // Window mode only changes the array operands (a shift register of the last N-1 input words of the
 // pass, cleared at each pass start); the schedule and timing are identical in both modes.
 // Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
@@ -88,13 +89,14 @@ module tc_compute #(
   logic [16:0] wa_d, wa_q, aa_d, aa_q, ant_d, ant_q;
   logic        issue, range_err, first;
   logic        s1_valid_q, s1_first_q, s2_valid_q, s2_first_q, s3_valid_q, s3_first_q;
-  logic [15:0] s1_addr_q, s2_addr_q, s3_addr_q;
-  logic [32*N-1:0] s3_acc_q, dot, acc_old;
+  logic        s4_valid_q, s4_first_q;
+  logic [15:0] s1_addr_q, s2_addr_q, s3_addr_q, s4_addr_q;
+  logic [32*N-1:0] s4_acc_q, dot, acc_old;
   // Operand register: the array's inputs of the row in stage s2 (datapath only, s2_valid_q says
   // whether they are live).
   logic [8*N*N-1:0] x_op_q, w_op_q;
-  // The two most recent accumulator writes: the RAM is read-first and a row is read (in stage s1,
-  // so its old value meets the array's result in s3) two cycles before its update lands, so a row
+  // The two most recent accumulator writes: the RAM is read-first and a row is read (in stage s2,
+  // so its old value meets the array's result in s4) two cycles before its update lands, so a row
   // issued right after the same row (passes of m < 3 rows) takes its old value from here instead.
   logic            w1_valid_q, w2_valid_q;
   logic [15:0]     w1_addr_q, w2_addr_q;
@@ -215,7 +217,7 @@ module tc_compute #(
       end
       StDrain: begin
         // Wait until the last accumulator write has landed before releasing the store unit.
-        if (!s1_valid_q && !s2_valid_q && !s3_valid_q) begin
+        if (!s1_valid_q && !s2_valid_q && !s3_valid_q && !s4_valid_q) begin
           state_d = StFinish;
         end
       end
@@ -254,7 +256,10 @@ module tc_compute #(
       s3_valid_q <= 1'b0;
       s3_first_q <= 1'b0;
       s3_addr_q <= '0;
-      s3_acc_q <= '0;
+      s4_valid_q <= 1'b0;
+      s4_first_q <= 1'b0;
+      s4_addr_q <= '0;
+      s4_acc_q <= '0;
     end else begin
       state_q <= state_d;
       m_q <= m_d;
@@ -266,7 +271,7 @@ module tc_compute #(
       wa_q <= wa_d;
       aa_q <= aa_d;
       ant_q <= ant_d;
-      w1_valid_q <= s3_valid_q;
+      w1_valid_q <= s4_valid_q;
       w2_valid_q <= w1_valid_q;
       s1_valid_q <= issue;
       s1_first_q <= first;
@@ -279,25 +284,28 @@ module tc_compute #(
       s3_valid_q <= s2_valid_q;
       s3_first_q <= s2_first_q;
       s3_addr_q <= s2_addr_q;
-      s3_acc_q <= acc_rdata_i;
+      s4_valid_q <= s3_valid_q;
+      s4_first_q <= s3_first_q;
+      s4_addr_q <= s3_addr_q;
+      s4_acc_q <= acc_rdata_i;
     end
   end
 
   // Forwarding registers: datapath only, validity is tracked by w1/w2_valid_q.
   always_ff @(posedge clk_i) begin
-    w1_addr_q <= s3_addr_q;
+    w1_addr_q <= s4_addr_q;
     w1_data_q <= acc_wdata_o;
     w2_addr_q <= w1_addr_q;
     w2_data_q <= w1_data_q;
   end
 
   always_comb begin
-    if (w1_valid_q && (w1_addr_q == s3_addr_q)) begin
+    if (w1_valid_q && (w1_addr_q == s4_addr_q)) begin
       acc_old = w1_data_q;
-    end else if (w2_valid_q && (w2_addr_q == s3_addr_q)) begin
+    end else if (w2_valid_q && (w2_addr_q == s4_addr_q)) begin
       acc_old = w2_data_q;
     end else begin
-      acc_old = s3_acc_q;
+      acc_old = s4_acc_q;
     end
   end
 
@@ -307,7 +315,7 @@ module tc_compute #(
       logic [31:0] old, p;
       old = acc_old[c*32 +: 32];
       p = dot[c*32 +: 32];
-      if (s3_first_q) begin
+      if (s4_first_q) begin
         acc_wdata_o[c*32 +: 32] = p;
       end else if (is_max) begin
         acc_wdata_o[c*32 +: 32] = ($signed(p) > $signed(old)) ? p : old;
@@ -317,11 +325,11 @@ module tc_compute #(
     end
   end
 
-  assign acc_we_o = s3_valid_q;
-  assign acc_waddr_o = s3_addr_q;
+  assign acc_we_o = s4_valid_q;
+  assign acc_waddr_o = s4_addr_q;
   assign inp_raddr_o = ia_q[15:0];
   assign wgt_raddr_o = wa_q[15:0];
-  assign acc_raddr_o = s1_addr_q;
+  assign acc_raddr_o = s2_addr_q;
   assign busy_o = (state_q != StIdle);
   assign mac_o = issue;
 endmodule

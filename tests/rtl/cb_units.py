@@ -136,7 +136,8 @@ async def requant_lane(dut) -> None:
 
 @cocotb.test()
 async def mac_array(dut) -> None:
-    """tc_mac_array: dot[c] = sum_r x[r][c] W[r][c], broadcast / per-element / extreme operands, one result per cycle."""
+    """tc_mac_array: dot[c] = sum_r x[r][c] W[r][c], broadcast / per-element / extreme operands, one result per cycle,
+    two cycles after its operands."""
     n = int(dut.N.value) if hasattr(dut, "N") else int(os.environ["TC_N"])
     rng = np.random.default_rng(3)
     Clock(dut.clk_i, 10, unit="ns").start()
@@ -147,13 +148,17 @@ async def mac_array(dut) -> None:
               for _ in range(100)]
     cases += [(rng.integers(-128, 128, (n, n)), rng.integers(-128, 128, (n, n))) for _ in range(200)]
     errors = 0
-    for x, w in cases:
-        dut.x_i.value = int.from_bytes(x.astype(np.int8).tobytes(), "little")
-        dut.w_i.value = int.from_bytes(w.astype(np.int8).tobytes(), "little")
-        await RisingEdge(dut.clk_i)  # the edge registers this cycle's products
+    for k in range(len(cases) + 1):
+        if k < len(cases):
+            x, w = cases[k]
+            dut.x_i.value = int.from_bytes(x.astype(np.int8).tobytes(), "little")
+            dut.w_i.value = int.from_bytes(w.astype(np.int8).tobytes(), "little")
+        await RisingEdge(dut.clk_i)  # the edge registers this cycle's products and the last cycle's sums
         await ReadOnly()
-        got = np.frombuffer(int(dut.dot_o.value).to_bytes(4 * n, "little"), np.int32)
-        errors += int(not np.array_equal(got, (x.astype(np.int64) * w.astype(np.int64)).sum(axis=0)))
+        if k >= 1:
+            x, w = cases[k - 1]
+            got = np.frombuffer(int(dut.dot_o.value).to_bytes(4 * n, "little"), np.int32)
+            errors += int(not np.array_equal(got, (x.astype(np.int64) * w.astype(np.int64)).sum(axis=0)))
         await Timer(1, unit="ns")
     assert errors == 0, f"{errors} mismatching cycles"
 

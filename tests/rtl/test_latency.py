@@ -23,7 +23,7 @@ IDENT_MULT = 2**31 - 1
 # (LOAD, STORE) or one accumulator row (COMPUTE).
 LOAD_CYCLES = (4, 1)
 LOAD_PAIR_CYCLES = (9, 1)  # two LOADs back to back, count = words of both
-COMPUTE_CYCLES = (3, 1)
+COMPUTE_CYCLES = (4, 1)
 STORE_CYCLES = (1, 1)
 STORE_PAIR_CYCLES = (2, 1)
 

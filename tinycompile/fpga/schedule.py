@@ -41,7 +41,7 @@ from tinycompile.targets import Target
 
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
-OVERHEAD = {"LOAD": 6, "COMPUTE": 6, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
+OVERHEAD = {"LOAD": 6, "COMPUTE": 7, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
 ADD_ROW_CYCLES = 3  # residual-add mode streams one row per 3 cycles
 STORE_CYCLES_PER_WORD = 1
