@@ -17,9 +17,9 @@ module tc_mac_array #(
   input  logic [N*N*8-1:0]  w_i,   // byte r*N + c = W[r][c]
   output logic [N*32-1:0]   dot_o  // lane c = dot[c], two cycles after its operands
 );
-  localparam int unsigned LogN = $clog2(N);
+  localparam int LogN = $clog2(N);
   // |x * w| <= 2^14, so a sum of N products fits 16 + log2(N) bits, signed.
-  localparam int unsigned SumW = 16 + LogN;
+  localparam int SumW = 16 + LogN;
 
   logic [N*N*16-1:0] prod_d, prod_q;  // product r*N + c
   logic [N*32-1:0]   dot_d, dot_q;
@@ -36,14 +36,14 @@ module tc_mac_array #(
     always_comb begin
       logic [N*SumW-1:0] t;
       for (int r = 0; r < N; r++) begin
-        t[r*SumW +: SumW] = SumW'($signed(prod_q[(r*N+c)*16 +: 16]));
+        t[r*SumW +: SumW] = {{(SumW - 16){prod_q[(r*N+c)*16+15]}}, prod_q[(r*N+c)*16 +: 16]};
       end
-      for (int l = 1; l <= int'(LogN); l++) begin
+      for (int l = 1; l <= LogN; l++) begin
         for (int i = 0; i < (N >> l); i++) begin
           t[i*SumW +: SumW] = t[(2*i)*SumW +: SumW] + t[(2*i+1)*SumW +: SumW];
         end
       end
-      dot_d[c*32 +: 32] = 32'($signed(t[0 +: SumW]));
+      dot_d[c*32 +: 32] = {{(32 - SumW){t[SumW-1]}}, t[0 +: SumW]};
     end
   end
 
