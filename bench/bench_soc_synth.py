@@ -155,7 +155,8 @@ def build(n: int, clock_mhz: float | None, wd: Path, args: argparse.Namespace) -
     bit = pack(wd, args.timeout)
     dev, pkg, speed = board.DEVICE
     return {
-        "board": "ULX3S", "core": args.core, "device": f"LFE5U-{dev[2:-1]}F-{speed}BG381C", "package": pkg, "speed_grade": speed,
+        "board": "ULX3S", "core": args.core, "device": f"LFE5U-{dev[2:-1]}F-{speed}BG381C", "package": pkg,
+        "speed_grade": speed,
         "accelerator_n": n, "accelerator_params": synthesis_parameters() if n else None,
         "memory_bytes": board.MEM_BYTES, "accelerator_memory_bytes": board.ACCEL_MEM_BYTES if n else 0,
         "clock_source": "PLL (EHXPLLL) from the 25 MHz oscillator" if pll else "the 25 MHz oscillator",

@@ -129,8 +129,9 @@ def boot_firmware(folder: Path, n: int, variant: str = rtl.DEFAULT_CORE, cc: str
     elf = folder / "boot.elf"
     half = MEM_BYTES // 2  # code and constants below, data and stack above
     cmd = [cc, f"-march={rtl.CORE_VARIANTS[variant].march}", "-mabi=ilp32", "-O2", "--specs=picolibc.specs", "-o",
-           str(elf), str(main), str(runtime), "-Wl,--gc-sections", "-Wl,--defsym=__flash=0x0", f"-Wl,--defsym=__flash_size={half:#x}",
-           f"-Wl,--defsym=__ram={half:#x}", f"-Wl,--defsym=__ram_size={half:#x}"]
+           str(elf), str(main), str(runtime), "-Wl,--gc-sections", "-Wl,--defsym=__flash=0x0",
+           f"-Wl,--defsym=__flash_size={half:#x}", f"-Wl,--defsym=__ram={half:#x}",
+           f"-Wl,--defsym=__ram_size={half:#x}"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except FileNotFoundError:
