@@ -1,11 +1,11 @@
-"""DS-CNN (the MLPerf Tiny KWS shape, random int8 weights) on the RISC-V SoC's RTL: the library and harness (built
-for the SoC's ISA) run on the VexRiscv core in Verilator (cycles from mcycle, exact) beside QEMU's instruction counts
-of the same library, the rv32imc target's cycle estimate (its timing: table, GD32VF103's core, over QEMU's
-instruction trace) and the soc-vexriscv target's (a model of this core and its caches over QEMU's trace and data addresses), per layer;
-the simulation's speed; and the same network built for the SoC with its accelerator (N = 8, `build --target
-soc-vexriscv`: every layer it can run on it, the rest on the core, one firmware), the inference's cycles split between
-the accelerator and the core's work (input written, layers started and polled, core layers, output read back);
-``--model FILE`` builds a model file the same way (MLPerf Tiny's KWS reference model: its softmax on the core).
+"""DS-CNN (the MLPerf Tiny KWS shape, random int8 weights) on the RISC-V SoC's RTL: the library and harness (built for
+the SoC's ISA) run on the VexRiscv core in Verilator (cycles from mcycle, exact) beside QEMU's instruction counts of the
+same library, the rv32imc target's cycle estimate (its timing: table, GD32VF103's core, over QEMU's instruction trace)
+and the soc-vexriscv target's (a model of this core and its caches over QEMU's trace and data addresses), per layer; the
+simulation's speed; and the same network built for the SoC with its accelerator (N = 8, `build --target soc-vexriscv`:
+every layer it can run on it, the rest on the core, one firmware), the inference's cycles split between the accelerator
+and the core's work (input written, layers started and polled, core layers, output read back); ``--model FILE`` builds a
+model file the same way (MLPerf Tiny's KWS reference model: its softmax on the core).
 
 Run: ``.venv/bin/python bench/bench_soc.py [--vectors 2] [--net NAME] [--model FILE]`` -> a table,
 bench/results/soc.json (with

@@ -34,7 +34,7 @@ module tc_fetch #(
   logic [31:0]                   pc_d, pc_q;
   // The program base's alignment, checked once at start (pc_q only ever moves by whole instructions), so the
   // fetch request comes from flops: it feeds the memory arbiter's grant.
-  logic                          mis_d, mis_q;
+  logic                          mis_d, mis_q, base_mis;
   logic [3:0]                    nreq_d, nreq_q, nrsp_d, nrsp_q;
   logic [tc_pkg::InstrW-1:0]     ir_d, ir_q;
   logic [tc_pkg::SyncQueueW-1:0] queue, sync_queue;
@@ -80,6 +80,8 @@ module tc_fetch #(
     end
   end
 
+  assign base_mis = LogN > 0 && prog_base_i[LogN-1:0] != '0;
+
   always_comb begin
     state_d = state_q;
     pc_d = pc_q;
@@ -94,7 +96,7 @@ module tc_fetch #(
       StIdle: begin
         if (start_i) begin
           pc_d = prog_base_i;
-          mis_d = LogN > 0 && prog_base_i[LogN-1:0] != '0;
+          mis_d = base_mis;
           nreq_d = '0;
           nrsp_d = '0;
           state_d = StFetch;
@@ -133,7 +135,7 @@ module tc_fetch #(
       StHalt: begin
         if (start_i) begin
           pc_d = prog_base_i;
-          mis_d = LogN > 0 && prog_base_i[LogN-1:0] != '0;
+          mis_d = base_mis;
           nreq_d = '0;
           nrsp_d = '0;
           state_d = StFetch;

@@ -1,8 +1,8 @@
-// A minimal RISC-V SoC: the VexRiscv core (SpinalHDL's RV32IM configuration with 4 KiB instruction and data
-// caches, as pythondata-cpu-vexriscv ships it; or its RV32IMAC sibling) on Wishbone, one memory for code and data at 0x0000_0000 and the
-// peripheral registers of tc_soc_io at 0xF000_0000. An access to any other address is acknowledged (reads give 0)
-// and latched in fault_o / fault_addr_o, so a test bench stops at once: this core's Wishbone bridges ignore ERR and
-// would wait for an acknowledge forever.
+// A minimal RISC-V SoC: the VexRiscv core (SpinalHDL's RV32IM configuration with 4 KiB instruction and data caches,
+// as pythondata-cpu-vexriscv ships it; or its RV32IMAC sibling) on Wishbone, one memory for code and data at
+// 0x0000_0000 and the peripheral registers of tc_soc_io at 0xF000_0000. An access to any other address is
+// acknowledged (reads give 0) and latched in fault_o / fault_addr_o, so a test bench stops at once: this core's
+// Wishbone bridges ignore ERR and would wait for an acknowledge forever.
 //
 // With AccelN > 0 the accelerator (tc_accel, an AccelN x AccelN array) joins: its memory (tc_soc_accel_mem, shared
 // with the core) at 0x9000_0000 and its registers (tc_soc_accel_regs) at 0xF000_1000, both uncached.
