@@ -17,7 +17,8 @@ from tinycompile.targets import Target, require
 
 CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
 # The coefficients of the SIMD cores' other loops (tinycompile.mcu.layout.kernel_path), needed where the core has them
-SIMD_KEYS = {"dsp": ("conv_portable",), "mve": ("conv_portable", "conv_mve", "dwconv_mve", "per_output_mve")}
+SIMD_KEYS = {"dsp": ("conv_portable", "conv_pairs"),
+             "mve": ("conv_portable", "conv_pairs", "conv_mve", "dwconv_mve", "per_output_mve")}
 # report keys of the MCU build that the common core already carries (tinycompile.backends.report)
 _CORE_KEYS = ("target", "vectors", "mismatched_vectors", "bit_exact", "layers", "predicted_instructions", "macs",
               "measured_instructions", "total_relative_error", "arena_bytes", "workspace_bytes", "library_flash_bytes",
@@ -80,8 +81,9 @@ class McuBackend(Backend):
             return 0.0
         if layer.op in WEIGHTED_OPS:
             kernel = (layer.kernel[0], layer.kernel[1])
-            path = kernel_path(layer.op, in_shape[0], out_shape[0], kernel, _simd(target))
-            rate = c[f"{layer.op}_{path}"] if path in ("mve", "portable") else c[layer.op]
+            path = kernel_path(layer.op, in_shape[0], out_shape[0], kernel, _simd(target), tuple(layer.stride),
+                               tuple(layer.padding))
+            rate = c[f"{layer.op}_{path}"] if path in ("mve", "portable", "pairs") else c[layer.op]
             # Helium requantizes four channels at once
             work = macs * rate + numel(out_shape) * c["per_output_mve" if path == "mve" else "per_output"]
         elif layer.op in ("maxpool", "avgpool"):

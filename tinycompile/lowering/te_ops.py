@@ -10,7 +10,8 @@ integers to the reference's ``bias + sum((x - zp_in) * w)`` (padded taps read ``
 inner loop multiply raw int8 values. The requantization arithmetic and the per-channel tables are ``requant``'s.
 
 Weights come in the layout the caller of ``to_relax`` chose: int8 as the QuantGraph holds them, or (conv) the packed
-int16 forms of a 4-way dot product, which the kernel recognises by the weight's rank.
+int16 forms of a 4-way dot product, which the kernel recognises by the weight's rank (7: a 1x1 convolution as the
+GEMM over pixel pairs of the Arm register tile, ``_pointwise_pairs``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0,
 
 def conv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Standard convolution; weight int8 ``(O, KH, KW, I)``, or a packed int16 layout (see the module docstring)."""
+    if len(w.shape) == 7:
+        return _pointwise_pairs(op, x, w, tables)
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
     cin = op.in_shapes[0][2]
@@ -123,6 +126,36 @@ def conv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     return _epilogue(op, acc, tables, lambda idx: idx[2])
 
 
+def _pointwise_pairs(op: QOp, x: te.Tensor, w: te.Tensor, tables: tuple) -> te.Tensor:
+    """A 1x1 stride-1 convolution as a GEMM over pixel pairs (the weight in ``packing.pointwise_weight``'s layout).
+
+    ``xe`` holds each pixel's input channels as pairs of halfwords, ``(4g + a, 4g + a + 2)`` in word ``(g, a)`` (what
+    SXTB16 makes of an input word); ``acc`` runs over the pixels rounded up to even, the odd count's spare pixel a
+    copy of the last (its sums are never stored), and ``out`` maps the pixels back to rows and columns.
+    """
+    ho, wo, co = op.out_shape
+    n_pix = ho * wo
+    groups = int(w.shape[3])
+
+    def expand(p: PrimExpr, g: PrimExpr, a: PrimExpr) -> PrimExpr:
+        q = tirx.min(p, n_pix - 1)
+        lo = x[q // wo, q % wo, g * 4 + a].astype("int32") & i32(0xFFFF)
+        return lo | (x[q // wo, q % wo, g * 4 + a + 2].astype("int32") << i32(16))
+
+    xe = te.compute((n_pix + n_pix % 2, groups, 2), expand, name="xe")
+    rg = te.reduce_axis((0, groups), "g")
+    ra = te.reduce_axis((0, 2), "a")
+    rb = te.reduce_axis((0, 2), "b")
+
+    def body(p: PrimExpr, o: PrimExpr) -> PrimExpr:
+        v = xe[p, rg, ra]
+        lane = tirx.Select(rb == 0, (v << i32(16)) >> i32(16), v >> i32(16))  # halfword b, sign-extended
+        return te.sum(lane * w[o // 4, 0, 0, rg, ra, o % 4, rb].astype("int32"), axis=[rg, ra, rb])
+
+    acc = te.compute((n_pix + n_pix % 2, co), body, name="acc")
+    return _epilogue(op, acc, tables, lambda idx: idx[1], (ho, wo, co), lambda idx: (idx[0] * wo + idx[1], idx[2]))
+
+
 def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Depthwise convolution, weight (KH, KW, C)."""
     ho, wo, co = op.out_shape
@@ -148,14 +181,15 @@ def dense(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     return _epilogue(op, acc, tables, lambda idx: idx[0], (1, 1, n_out))
 
 
-def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = None) -> te.Tensor:
+def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = None, index: Any = None) -> te.Tensor:
     """Add the folded bias (a stage of its own, ``biased``), requantize, add the zero point, clamp, store int8.
 
     ``tables`` are ``requant_consts``': ``(bias, multiplier, shift)``, or one ``(C, 4)`` table for
     ``fast_requantize_expr``, whose ``biased`` stage holds ``2 acc + 2 bias``. The separate stage keeps the sum an
     int32 value: inside one expression TVM's simplifier would widen ``int64(acc + bias)`` to
     ``int64(acc) + int64(bias)`` and the requantization's product to 64 x 64 bits. ``shape``: the output's shape
-    when it differs from the accumulator's (dense).
+    when it differs from the accumulator's (dense: the accumulator's are its last indices); ``index``: the map from
+    output to accumulator indices where they are not those (pixel pairs).
     """
     fast = len(tables) == 1
     if fast:
@@ -168,7 +202,7 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
     left = bool((op.tensors["shift"] < 0).any())  # scales of one or more: the general form's left shift
 
     def f(*idx: PrimExpr) -> PrimExpr:
-        a_idx = idx if shape is None else idx[len(idx) - len(acc.shape) :]
+        a_idx = idx if shape is None else index(idx) if index is not None else idx[len(idx) - len(acc.shape) :]
         c = chan(a_idx)
         if fast:
             y = fast_requantize_expr(biased[a_idx], rq[c, 1], rq[c, 2], rq[c, 3])

@@ -68,14 +68,29 @@ def dot_axis(op: str, cin: int, kernel: tuple[int, int]) -> str | None:
     return "ci" if 3 * _up4(cin) <= 4 * cin else None
 
 
-def kernel_path(op: str, cin: int, cout: int, kernel: tuple[int, int], simd: str | None) -> str:
+MAX_PAIR_GROUPS = 127  # groups of four input channels whose weights the pixel-pair tile reaches (immediate offsets)
+
+
+def pixel_pairs(op: str, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, ...]) -> bool:
+    """Whether a conv on a DSP core runs as the GEMM over pixel pairs of ``microkernels``' register tile: 1x1,
+    stride 1, no padding, input channels a multiple of four (at most ``4 * MAX_PAIR_GROUPS``), output channels too."""
+    return (op == "conv" and tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and not any(padding)
+            and cin % 4 == 0 and cin // 4 <= MAX_PAIR_GROUPS and cout % 4 == 0)
+
+
+def kernel_path(op: str, cin: int, cout: int, kernel: tuple[int, int], simd: str | None,
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, ...] = (0, 0, 0, 0)) -> str:
     """Which kind of loop a conv or depthwise layer runs on a core whose build uses ``simd`` (a ``simd_kind``), by
-    the tests its schedules use: ``mve`` (Helium), ``dsp`` (the DSP extension's dot products), ``portable`` (a conv
-    neither takes on a SIMD core) or ``scalar`` (a core without SIMD, and every other op)."""
+    the tests its schedules use: ``mve`` (Helium), ``pairs`` (the DSP extension's pixel-pair GEMM), ``dsp`` (its
+    other dot products), ``portable`` (a conv neither takes on a SIMD core) or ``scalar`` (a core without SIMD,
+    and every other op)."""
     if simd is None or op not in ("conv", "dwconv"):
         return "scalar"
     if simd == "mve" and (mve_conv(op, cin, kernel) or mve_dwconv(op, cout)):
         return "mve"
+    if pixel_pairs(op, cin, cout, kernel, stride, padding):
+        return "pairs"
     if op == "conv" and dot_axis(op, cin, kernel) is None:
         return "portable"
     return "dsp"

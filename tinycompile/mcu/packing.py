@@ -13,6 +13,8 @@ from tinycompile.quant.graph import QOp
 
 def dsp_weight(op: QOp) -> np.ndarray:
     """The weight constant of a weighted op as the DSP schedules read it (packed where they pack, else as it is)."""
+    if pixel_pairs(op):
+        return pointwise_weight(op)
     if op.op == "conv":
         return conv_weight(op)
     if op.op == "dwconv":
@@ -61,3 +63,22 @@ def dwconv_weight(op: QOp) -> np.ndarray:
     multiply-accumulates take pairs of int16 weights from one 32-bit load), else int8 as it is."""
     w = op.tensors["weight"]
     return np.ascontiguousarray(w.astype(np.int16)) if w.shape[2] % 4 == 0 else w
+
+
+def pixel_pairs(op: QOp) -> bool:
+    """Whether a conv runs as the pixel-pair GEMM (``layout.pixel_pairs``)."""
+    return layout.pixel_pairs(op.op, op.in_shapes[0][2], op.out_shape[2], tuple(op.kernel), tuple(op.stride),
+                              tuple(op.padding))
+
+
+def pointwise_weight(op: QOp) -> np.ndarray:
+    """The weight of a conv that ``pixel_pairs`` takes, as ``pointwise_weight_array`` lays it out."""
+    return pointwise_weight_array(op.tensors["weight"])
+
+
+def pointwise_weight_array(w: np.ndarray) -> np.ndarray:
+    """A 1x1 weight ``(O, 1, 1, I)`` for the pixel-pair GEMM: int16 ``[t, 0, 0, g, a, c, b] = w[4t + c, 4g + a + 2b]``,
+    so a tile of four output channels is contiguous, and its words for one (group, half) follow channel by channel."""
+    o, _, _, ci = w.shape
+    w7 = w.reshape(o // 4, 4, 1, 1, ci // 4, 2, 2).transpose(0, 2, 3, 4, 6, 1, 5)
+    return np.ascontiguousarray(w7.astype(np.int16))

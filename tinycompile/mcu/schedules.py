@@ -11,6 +11,9 @@ convolutions have a ``pad`` block in front. The schedules:
   taps and each group of each output is the tensor intrinsic ``SMLAD_DOT4``: one 32-bit load of four input bytes,
   two SXTB16 (shared by the tile's channels after LLVM's CSE), two 32-bit loads of pre-packed int16 weights and two
   SMLAD: two multiply-accumulates per instruction.
+* conv 1x1 (stride 1, unpadded, channels in fours) on DSP cores: ``te_ops._pointwise_pairs``' GEMM over pixel pairs,
+  tiles of 2 pixels x 4 channels reduced by the hand-scheduled register tile of ``microkernels`` (inline assembly:
+  14 registers, which LLVM's allocator does not find for an unrolled body), each pair's inputs expanded once.
 * dwconv: one output pixel, ``TC`` channels in registers, the KHxKW taps unrolled; with ``dsp`` four channels per
   tensor intrinsic ``SMLA_MUL4`` (one 32-bit input load, two SXTB16, int16 weight pairs, SMLABB/SMLATB/SMLABT/SMLATT).
 * the ``pad`` stage: materialised whole when small, else one band of rows per output row (bounded scratch). With
@@ -32,7 +35,7 @@ from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from tinycompile.mcu import schedules_rv32
+from tinycompile.mcu import microkernels, schedules_rv32
 from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices
 from tinycompile.quant.graph import QOp
 
@@ -146,6 +149,57 @@ def _mul4_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
 
 
 TensorIntrin.register(SMLA_MUL4, _mul4_desc, _mul4_impl, override=True)
+# Four input bytes as two words of sign-extended halfwords, bytes (0, 2) and (1, 3) (two SXTB16): the pixel-pair
+# GEMM's expanded input, each word ``step`` words after the other.
+EXPAND4 = "tinycompile_sxtb16_expand4"
+
+
+@T.prim_func(s_tir=True)
+def _expand_desc(a: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    step = T.int32()
+    C = T.match_buffer(c, (2, 1), "int32", strides=[step, 1], offset_factor=1)
+    with T.sblock("root"):
+        T.reads(A[0:4])
+        T.writes(C[0:2, 0])
+        for i in T.serial(2):
+            with T.sblock("xe"):
+                vi = T.axis.remap("S", [i])
+                C[vi, 0] = T.bitwise_or(T.bitwise_and(T.Cast("int32", A[vi]), 65535), T.shift_left(T.Cast("int32", A[vi + 2]), 16))
+
+
+@T.prim_func(s_tir=True)
+def _expand_impl(a: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    step = T.int32()
+    C = T.match_buffer(c, (2, 1), "int32", strides=[step, 1], offset_factor=1)
+    with T.sblock("root"):
+        T.reads(A[0:4])
+        T.writes(C[0:2, 0])
+        C[0, 0] = T.call_llvm_pure_intrin("int32", "llvm.arm.sxtb16", T.reinterpret("int32", A.vload([0], "int8x4")))
+        C[1, 0] = T.call_llvm_pure_intrin("int32", "llvm.arm.sxtb16", T.reinterpret("int32", T.bitwise_or(
+            T.shift_right(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(8)),
+            T.shift_left(T.reinterpret("uint32", A.vload([0], "int8x4")), T.uint32(24)))))
+
+
+TensorIntrin.register(EXPAND4, _expand_desc, _expand_impl, override=True)
+
+
+@T.prim_func(s_tir=True)
+def _expand_impl_c(a: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    step = T.int32()
+    C = T.match_buffer(c, (2, 1), "int32", strides=[step, 1], offset_factor=1)
+    with T.sblock("root"):
+        T.reads(A[0:4])
+        T.writes(C[0:2, 0])
+        C[0, 0] = T.call_pure_extern("int32", "tc_sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0])))
+        C[1, 0] = T.call_pure_extern("int32", "tc_sxtb16", T.Cast("int32", T.bitwise_or(
+            T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
+            T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24)))))
+
+
+TensorIntrin.register(EXPAND4 + "_c", _expand_desc, _expand_impl_c, override=True)
 SXTAB16_WINDOW_MAX = 256  # window elements whose int8 sum fits a signed 16-bit lane: -32768 <= sum <= 32512
 
 
@@ -299,6 +353,9 @@ def schedule_kernel(
         return
     if not dsp and op is not None and schedules_rv32.schedule(sch, op, blocks):  # scalar cores (rv32imc)
         return
+    if "xe" in blocks and op is not None and flavour is not None:
+        _pixel_pairs(sch, op, flavour, choices.pointwise_loads)
+        return
     if "pad" in blocks and op is not None:
         _place_pad(sch, op, codegen)
     if op is not None and op.op == "conv":
@@ -423,6 +480,42 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
         sch.unroll(loop)
     sch.unroll(outer_red[-1])
     _unroll_epilogue(sch, len(pix) + 1)
+
+
+def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
+    """The pixel-pair GEMM (``te_ops._pointwise_pairs``): tiles of 2 pixels x 4 channels reduced by the hand-scheduled
+    ``microkernels.pointwise_tile``, the pair's inputs expanded to halfword pairs once (two SXTB16 per input word)
+    before its tiles, the epilogue after each tile."""
+    _, wo, _ = op.out_shape
+    acc = sch.get_sblock("acc")
+    p, o, g, a, b = sch.get_loops(acc)
+    p_o, p_i = sch.split(p, [None, microkernels.PIXELS])
+    o_o, o_i = sch.split(o, [None, microkernels.CHANNELS])
+    sch.reorder(p_o, o_o, p_i, o_i, g, a, b)
+    xe = sch.get_sblock("xe")
+    # a pair's two words of one (group, half) side by side: one LDRD loads both
+    sch.transform_layout(xe, ("write", 0), lambda q, c, h: (q // 2, c, h, q % 2))
+    sch.compute_at(xe, p_o)
+    xe_loops = sch.get_loops(xe)
+    sch.tensorize(xe_loops[-1], EXPAND4 + DSP_FLAVOURS[dsp])
+    for loop in xe_loops[1:-1]:
+        sch.unroll(loop)
+    # the output's pixels in the accumulator's order, so a tile's epilogue covers a range of them (the last tile of
+    # an odd count: its first pixel only)
+    sch.transform_block_layout(sch.get_sblock("out"), lambda y, x, c: (y * wo + x, c))
+    _epilogue_at(sch, o_o)
+    init = sch.decompose_reduction(acc, p_i)
+    for loop in sch.get_loops(init)[2:]:
+        sch.unroll(loop)
+    sch.tensorize(p_i, microkernels.pointwise_tile(int(sch.get(g).extent), dsp, loads))
+    for name in ("biased", "out"):  # channel by channel: its requantization constants serve both pixels at once
+        if name in _blocks(sch):
+            pix, chan = sch.get_loops(sch.get_sblock(name))[2:]
+            sch.reorder(chan, pix)
+    _unroll_epilogue(sch, 2)
+    # In the workspace, not on the stack: LLVM aligns a stack buffer of this size to 128 bytes, and a realigned frame
+    # reserves the frame and base pointers, two of the 14 registers the tile takes.
+    sch.set_scope(sch.get_sblock("xe_o"), 0, "local")
 
 
 def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None, channels: int = 4) -> None:

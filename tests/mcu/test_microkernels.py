@@ -1,0 +1,108 @@
+"""The pointwise register tile (tinycompile/mcu/microkernels.py): its instruction list computes the tile's dot
+products (run here by an interpreter of its three instructions), its limits, the weight layout it reads, and whole
+kernels built with it bit-exact on QEMU: odd and even pixel counts, both load orders, LLVM and C (GCC's assembly)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from mcu_helpers import random_model
+
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.mcu import layout, microkernels, packing
+from tinycompile.mcu.backend import build_and_run
+from tinycompile.mcu.library import compile_graph
+from tinycompile.quant.quantize import quantize
+from tinycompile.targets import load_target
+
+L = Layer
+_LOAD = re.compile(r"ldrd? (\{\w+\})(?:, (\{\w+\}))?, \[\{(XE|WP)\}, #(\d+)\]$")
+_MAC = re.compile(r"smlad \{(A\d)\}, \{(X\d)\}, \{(W\d)\}, \{(A\d)\}$")
+
+
+def _half(v: int, top: int) -> int:
+    h = (v >> (16 * top)) & 0xFFFF
+    return h - 0x10000 if h & 0x8000 else h
+
+
+def _interpret(lines: list[str], memory: dict[str, np.ndarray]) -> np.ndarray:
+    """Run the tile's instructions on word arrays ``memory["XE"]`` and ``memory["WP"]``; the 8 accumulators."""
+    regs = {f"A{i}": 0 for i in range(8)}
+    for line in lines:
+        if m := _LOAD.match(line):
+            words = memory[m.group(3)]
+            for k, reg in enumerate(r for r in m.group(1, 2) if r):
+                regs[reg.strip("{}")] = int(words[int(m.group(4)) // 4 + k])
+        else:
+            m = _MAC.match(line)
+            assert m is not None and m.group(1) == m.group(4), line
+            x, w = regs[m.group(2)], regs[m.group(3)]
+            total = regs[m.group(1)] + _half(x, 0) * _half(w, 0) + _half(x, 1) * _half(w, 1)
+            regs[m.group(1)] = (total + 2**31) % 2**32 - 2**31
+    return np.array([regs[f"A{i}"] for i in range(8)])
+
+
+def _pack(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return (lo.astype(np.int64) & 0xFFFF) | (hi.astype(np.int64) << 16)
+
+
+@pytest.mark.parametrize("order", microkernels.LOAD_ORDERS)
+@pytest.mark.parametrize("groups", [1, 3, 16])
+def test_tile_instructions_compute_the_dot_products(order: str, groups: int) -> None:
+    rng = np.random.default_rng(groups)
+    x = rng.integers(-128, 128, (2, 4 * groups))  # two pixels' input channels
+    w = rng.integers(-128, 128, (4, 4 * groups))  # four output channels
+    # the expanded inputs, words (group, half, pixel): channels (4g + a, 4g + a + 2) as halfwords
+    g, a, p = np.meshgrid(np.arange(groups), np.arange(2), np.arange(2), indexing="ij")
+    xe = _pack(x[p, 4 * g + a], x[p, 4 * g + a + 2]).reshape(-1)
+    w7 = packing.pointwise_weight_array(w.reshape(4, 1, 1, -1))
+    wp = _pack(w7[..., 0], w7[..., 1]).reshape(-1)
+    got = _interpret(microkernels.pointwise_tile_asm(groups, order), {"XE": xe, "WP": wp})
+    np.testing.assert_array_equal(got, (x @ w.T).reshape(-1))
+
+
+def test_tile_refuses_offsets_beyond_its_loads() -> None:
+    microkernels.pointwise_tile_asm(layout.MAX_PAIR_GROUPS, "pairs")
+    with pytest.raises(ValueError, match="exceed the loads' immediate offsets"):
+        microkernels.pointwise_tile_asm(layout.MAX_PAIR_GROUPS + 2, "pairs")
+    with pytest.raises(ValueError, match="unknown load order 'runs'"):
+        microkernels.pointwise_tile_asm(2, "runs")
+
+
+def test_pointwise_weight_layout() -> None:
+    w = np.arange(8 * 12).reshape(8, 1, 1, 12)
+    w7 = packing.pointwise_weight_array(w)
+    assert w7.shape == (2, 1, 1, 3, 2, 4, 2)
+    for t, g, a, c, b in np.ndindex(2, 3, 2, 4, 2):
+        assert w7[t, 0, 0, g, a, c, b] == w[4 * t + c, 0, 0, 4 * g + a + 2 * b]
+
+
+def _pointwise_graph(h: int, w: int, seed: int):
+    """A pointwise conv (8 -> 12 channels) on an h x w map between a 3x3 conv and a dense layer."""
+    spec = ArchSpec((3, h, w), 4, (
+        L("conv", (-1,), channels=8, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
+        L("conv", (0,), channels=12, kernel=(1, 1), relu=True),
+        L("flatten", (1,)), L("dense", (2,), channels=4)))  # fmt: skip
+    rng = np.random.default_rng(seed)
+    calib = rng.normal(0, 0.5, (32, *spec.input_shape)).astype(np.float32)
+    graph = quantize(spec, random_model(spec, seed), calib)
+    vectors = rng.integers(-128, 128, (6, *graph.input_shape)).astype(np.int8)
+    return spec, graph, vectors
+
+
+def test_pixel_pairs_take_only_the_layers_they_fit() -> None:
+    _, graph, _ = _pointwise_graph(3, 5, 0)
+    assert [packing.pixel_pairs(op) for op in graph.ops] == [False, True, False, False]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("target", "codegen"), [("cortex-m4", "llvm"), ("cortex-m4", "c"), ("cortex-m7", "llvm")])
+@pytest.mark.parametrize(("h", "w"), [(3, 5), (4, 4)])  # 15 pixels (a spare one in the last pair), 16
+def test_pixel_pair_kernels_are_bit_exact_on_qemu(target: str, codegen: str, h: int, w: int, tmp_path) -> None:
+    spec, graph, vectors = _pointwise_graph(h, w, seed=h * w)
+    result = build_and_run(graph, spec, load_target(target), tmp_path, vectors, codegen,
+                           compiled=compile_graph(graph), check_layers=True)
+    assert result.mismatches == 0
