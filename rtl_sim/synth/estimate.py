@@ -1,6 +1,7 @@
 """Synthesis estimates for the accelerator: yosys synth_ice40 / synth_ecp5, nextpnr for Fmax.
 
-Usage: ``python rtl_sim/synth/estimate.py [--n 4 8] [--out rtl_sim/synth/estimate.json] [--jobs 2]``.
+Usage: ``python rtl_sim/synth/estimate.py [--n 4 8] [--out rtl_sim/synth/estimate.json] [--jobs 2]``; the sizes run
+replace their rows in ``--out``, the others' rows stay.
 ``--ecp5-only`` skips the iCE40 part (the design does not fit an iCE40 anyway).
 Synthesises tc_accel with small "FPGA" scratchpads (the simulation defaults would not fit any
 iCE40), prints a table (rich if available) and writes JSON.
@@ -30,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tinycompile.accel.config import synthesis_parameters
+from tinycompile.fileio import write_json
 
 RTL = Path(__file__).resolve().parents[1] / "rtl"
 # Read order: yosys 0.23 needs a package before the modules that use it.
@@ -374,8 +376,16 @@ def main() -> None:
             rows = list(pool.map(_one, args.n, [args] * len(args.n)))
     else:
         rows = [_one(n, args) for n in args.n]
-    Path(args.out).write_text(json.dumps(rows, indent=2))
+    write_json(args.out, merged(Path(args.out), rows))
     print_table(rows)
+
+
+def merged(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows of ``path`` (a previous run's file) with ``rows`` in place of those of the same array size, by size:
+    a run for one size keeps the others' figures."""
+    old = json.loads(path.read_text()) if path.exists() else []
+    by_n = {r["n"]: r for r in old if isinstance(r, dict) and "n" in r} | {r["n"]: r for r in rows}
+    return [by_n[n] for n in sorted(by_n)]
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def dot_axis(op: str, cin: int, kernel: tuple[int, int]) -> str | None:
     return "ci" if 3 * _up4(cin) <= 4 * cin else None
 
 
-MAX_PAIR_GROUPS = 127  # groups of four input channels whose weights the pixel-pair tile reaches (immediate offsets)
+MAX_PAIR_GROUPS = 64  # groups of four input channels the pointwise pixel-pair tile unrolls (its code size)
 
 
 def pixel_pairs(op: str, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],

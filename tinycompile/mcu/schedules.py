@@ -509,9 +509,9 @@ def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
         sch.unroll(loop)
     sch.tensorize(p_i, microkernels.pointwise_tile(int(sch.get(g).extent), dsp, loads))
     for name in ("biased", "out"):  # channel by channel: its requantization constants serve both pixels at once
-        if name in _blocks(sch):
-            pix, chan = sch.get_loops(sch.get_sblock(name))[2:]
-            sch.reorder(chan, pix)
+        loops = sch.get_loops(sch.get_sblock(name))[2:] if name in _blocks(sch) else []
+        if len(loops) == 2:  # (a tile's epilogue over whole rows of the output may come as one loop)
+            sch.reorder(loops[1], loops[0])
     _unroll_epilogue(sch, 2)
     # In the workspace, not on the stack: LLVM aligns a stack buffer of this size to 128 bytes, and a realigned frame
     # reserves the frame and base pointers, two of the 14 registers the tile takes.
