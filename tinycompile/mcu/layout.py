@@ -74,9 +74,10 @@ MAX_PAIR_GROUPS = 64  # groups of four input channels the pointwise pixel-pair t
 def pixel_pairs(op: str, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
                 padding: tuple[int, ...]) -> bool:
     """Whether a conv on a DSP core runs as the GEMM over pixel pairs of ``microkernels``' register tile: 1x1,
-    stride 1, no padding, input channels a multiple of four (at most ``4 * MAX_PAIR_GROUPS``), output channels too."""
+    stride 1, no padding, input channels a multiple of four from 8 to ``4 * MAX_PAIR_GROUPS`` (TVM drops a loop of
+    one group, which the tile's description keeps), output channels a multiple of four."""
     return (op == "conv" and tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and not any(padding)
-            and cin % 4 == 0 and cin // 4 <= MAX_PAIR_GROUPS and cout % 4 == 0)
+            and cin % 4 == 0 and 2 <= cin // 4 <= MAX_PAIR_GROUPS and cout % 4 == 0)
 
 
 def kernel_path(op: str, cin: int, cout: int, kernel: tuple[int, int], simd: str | None,
