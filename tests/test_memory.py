@@ -8,7 +8,7 @@ import pytest
 
 from tinycompile.arch import ArchSpec, Layer, numel
 from tinycompile.cost import memory
-from tinycompile.cost.inplace import Overlap, overlap
+from tinycompile.cost.inplace import POINTWISE_TILE_MAX, Overlap, overlap
 from tinycompile.cost.model import estimate
 from tinycompile.cost.patches import plan_patches, stage_ends, stage_macs
 from tinycompile.targets import load_target
@@ -27,14 +27,19 @@ def image_net(size: int = 20, width: int = 8) -> ArchSpec:
     return ArchSpec((3, size, size), 2, tuple(layers), {"name": "image"})
 
 
-def _steps(layer: Layer, in_shape, out_shape):  # type: ignore[no-untyped-def]
+def _steps(layer: Layer, in_shape, out_shape, end_aligned: bool = False):  # type: ignore[no-untyped-def]
     """The kernel's steps as byte ranges: (bytes read, bytes written) per step, in execution order, from the
-    window of each output (not from the formula under test)."""
+    window of each output (not from the formula under test). 1x1 convs: tiles of the most pixels a schedule takes
+    (``POINTWISE_TILE_MAX``, no more than a row or two) from the first pixel, or (``end_aligned``) with the short
+    tile first, so a whole one ends the map."""
     c_in, h_in, w_in = in_shape
     c_out, h_out, w_out = out_shape
-    if layer.kernel == (1, 1) and layer.op == "conv":  # pixel tiles within a row (rv32: up to 8 pixels): a row
-        for p in range(0, h_out * w_out, w_out):
-            yield range(p * c_in, (p + w_out) * c_in), range(p * c_out, (p + w_out) * c_out)
+    if layer.kernel == (1, 1) and layer.op == "conv":
+        pixels = h_out * w_out
+        t = min(POINTWISE_TILE_MAX, max(w_out, 2), pixels)
+        starts = sorted({0, *range(pixels % t if end_aligned else 0, pixels, t)})
+        for s, e in zip(starts, [*starts[1:], pixels]):
+            yield range(s * c_in, e * c_in), range(s * c_out, e * c_out)
         return
     (kh, _), (s, _), top = layer.kernel, layer.stride, layer.padding[0]
     for y in range(h_out):
@@ -44,14 +49,14 @@ def _steps(layer: Layer, in_shape, out_shape):  # type: ignore[no-untyped-def]
 
 
 def _clobbered(layer: Layer, in_shape, out_shape, distance: int) -> bool:  # type: ignore[no-untyped-def]
-    """Run the steps over one buffer, the output ``distance`` bytes before the input: does a read see a write? A
-    step's loads and stores interleave (in any order), so its own stores count too."""
-    written = np.zeros(distance + numel(in_shape) + numel(out_shape), dtype=bool)
-    base_in = distance
-    for read, wrote in _steps(layer, in_shape, out_shape):
-        written[list(wrote)] = True
-        if written[[base_in + b for b in read]].any():
-            return True
+    """Run the steps over one buffer, the output ``distance`` bytes before the input: does a read see a write (in
+    either tiling of a 1x1 conv)? A step's loads and stores interleave (in any order), so its own stores count too."""
+    for end_aligned in (False, True):
+        written = np.zeros(distance + numel(in_shape) + numel(out_shape), dtype=bool)
+        for read, wrote in _steps(layer, in_shape, out_shape, end_aligned):
+            written[list(wrote)] = True
+            if written[[distance + b for b in read]].any():
+                return True
     return False
 
 

@@ -1,8 +1,10 @@
 """In-place execution: which layers may write their output over their input, and at what byte distance.
 
 Every kernel of the MCU back end that may run in place walks its output in *steps* in memory order (output rows:
-depthwise, pools, convolutions, element-wise adds; for 1x1 convolutions, whose schedules fuse the pixels into tiles
-that never cross a row, a row too) and step ``k`` reads only input bytes at or after ``first_read(k)``, which never decreases.
+depthwise, pools, convolutions, element-wise adds; for 1x1 convolutions, whose schedules fuse the pixels, tiles of
+at most ``POINTWISE_TILE_MAX`` consecutive pixels and no more than a row, or two, read whole before any of their
+outputs is stored) and step ``k``
+reads only input bytes at or after ``first_read(k)``, which never decreases.
 With the output placed ``d`` bytes before the input (``d = input base - output base``), step ``k`` writes bytes that
 end at ``output base + end_write(k)``; when ``end_write(k) - first_read(k) <= d`` for every ``k``, no store of a step
 touches a byte that this step or any later one still reads, so the output equals the out-of-place one. The distance
@@ -18,6 +20,9 @@ from dataclasses import dataclass
 from tinycompile.arch import ArchSpec, Layer, Shape, numel
 
 ROW_OPS = ("dwconv", "maxpool", "avgpool", "conv", "add")
+# Pixels of a 1x1 convolution's largest tile in any MCU schedule: rv32's register tiles (up to 8 pixels within a
+# row); the Arm pixel-pair tile takes 2 (across rows too), the other schedules 1 or 2.
+POINTWISE_TILE_MAX = 8
 ALIGN = 4
 
 
@@ -81,9 +86,11 @@ def _distance(layer: Layer, in_shape: Shape, out_shape: Shape) -> int:
     c_in, _, w_in = in_shape
     c_out, h_out, w_out = out_shape
     if layer.op == "conv" and layer.kernel == (1, 1) and layer.stride == (1, 1) and not any(layer.padding):
-        tile = w_out  # a whole output row: every schedule's pixel tile lies within one (rv32: up to 8 pixels)
+        # Tiles of at most t pixels, wherever they start: a tile [s, e) needs e * c_out - s * c_in, which is largest
+        # for the first tile (c_out < c_in) or for one that ends the map (e = P, s = P - t)
         pixels = h_out * w_out
-        need = max((k + tile) * c_out - k * c_in for k in range(0, pixels, tile))
+        t = min(POINTWISE_TILE_MAX, max(w_out, 2), pixels)  # rv32's tiles lie within a row, the Arm pairs may not
+        need = max(t * c_out, pixels * c_out - (pixels - t) * c_in)
     else:
         row_in, row_out = w_in * c_in, w_out * c_out
         stride, top = layer.stride[0], layer.padding[0]
