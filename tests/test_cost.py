@@ -119,9 +119,9 @@ def test_each_conv_is_priced_by_the_loop_it_runs() -> None:
     assert kernel_path("conv", 40, 8, (1, 1), "dsp", (2, 2)) == kernel_path("conv", 40, 6, (1, 1), "dsp") == "dsp"
     stem = Layer("conv", (-1,), channels=8, kernel=(5, 5), padding=(2, 2, 2, 2))
     pointwise = Layer("conv", (-1,), channels=8, kernel=(1, 1))
-    cases = [("cortex-m4", stem, 2, "conv_portable"), ("rv32imc", stem, 2, "conv"), ("cortex-m4", pointwise, 64, "conv_pairs"),
-             ("cortex-m4", pointwise, 6, "conv"), ("cortex-m55", pointwise, 64, "conv_mve"),
-             ("cortex-m55", pointwise, 40, "conv_pairs")]
+    cases = [("cortex-m4", stem, 2, "conv_portable"), ("rv32imc", stem, 2, "conv"),
+             ("cortex-m4", pointwise, 64, "conv_pairs"), ("cortex-m4", pointwise, 6, "conv"),
+             ("cortex-m55", pointwise, 64, "conv_mve"), ("cortex-m55", pointwise, 40, "conv_pairs")]
     for name, layer, cin, key in cases:
         target = load_target(name)
         unit = dataclasses.replace(target, cycles={k: float(k == key) for k in cost_keys(target)})

@@ -165,7 +165,8 @@ def _expand_desc(a: T.handle, c: T.handle) -> None:
         for i in T.serial(2):
             with T.sblock("xe"):
                 vi = T.axis.remap("S", [i])
-                C[vi, 0] = T.bitwise_or(T.bitwise_and(T.Cast("int32", A[vi]), 65535), T.shift_left(T.Cast("int32", A[vi + 2]), 16))
+                C[vi, 0] = T.bitwise_or(T.bitwise_and(T.Cast("int32", A[vi]), 65535),
+                                        T.shift_left(T.Cast("int32", A[vi + 2]), 16))
 
 
 @T.prim_func(s_tir=True)
@@ -194,9 +195,9 @@ def _expand_impl_c(a: T.handle, c: T.handle) -> None:
         T.reads(A[0:4])
         T.writes(C[0:2, 0])
         C[0, 0] = T.call_pure_extern("int32", "tc_sxtb16", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0])))
+        word = T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0])))
         C[1, 0] = T.call_pure_extern("int32", "tc_sxtb16", T.Cast("int32", T.bitwise_or(
-            T.shift_right(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(8)),
-            T.shift_left(T.Cast("uint32", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0]))), T.uint32(24)))))
+            T.shift_right(word, T.uint32(8)), T.shift_left(word, T.uint32(24)))))
 
 
 TensorIntrin.register(EXPAND4 + "_c", _expand_desc, _expand_impl_c, override=True)
@@ -510,11 +511,11 @@ def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
     sch.tensorize(p_i, microkernels.pointwise_tile(int(sch.get(g).extent), dsp, loads))
     for name in ("biased", "out"):  # channel by channel: its requantization constants serve both pixels at once
         loops = sch.get_loops(sch.get_sblock(name))[2:] if name in _blocks(sch) else []
-        if len(loops) == 2:  # (a tile's epilogue over whole rows of the output may come as one loop)
+        if len(loops) == 2:  # (one loop where TVM has fused them)
             sch.reorder(loops[1], loops[0])
     _unroll_epilogue(sch, 2)
-    # In the workspace, not on the stack: LLVM aligns a stack buffer of this size to 128 bytes, and a realigned frame
-    # reserves the frame and base pointers, two of the 14 registers the tile takes.
+    # In the workspace, not on the stack: TVM's LLVM codegen aligns a stack buffer of this size to 128 bytes, and a
+    # realigned frame reserves the frame and base pointers, two of the 14 registers the tile takes.
     sch.set_scope(sch.get_sblock("xe_o"), 0, "local")
 
 

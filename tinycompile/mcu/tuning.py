@@ -18,8 +18,9 @@ DWCONV_CHANNELS = (4, 8)
 
 @dataclass(frozen=True)
 class ScheduleChoices:
-    """Knobs of the DSP schedules with LLVM (C builds take the defaults). ``dwconv_channels``: channels per depthwise register tile (four per
-    ``SMLA_MUL4``; eight loads each tap's input once per two intrinsics, fewer loads but more live registers).
+    """Knobs of the DSP schedules with LLVM (C builds take the defaults). ``dwconv_channels``: channels per
+    depthwise register tile (four per ``SMLA_MUL4``; eight loads each tap's input once per two intrinsics, fewer
+    loads but more live registers).
     ``pointwise_loads``: the loads of the pointwise register tile (``microkernels``): ``pairs`` (LDRD) or single
     weight loads ``interleaved`` with the multiply-accumulates (a dual-issue core)."""
 
@@ -45,5 +46,6 @@ def choices_from(section: Any, where: str) -> ScheduleChoices:
         raise UserError(f"{where}: build.schedule.dwconv_channels must be one of {', '.join(map(str, DWCONV_CHANNELS))}, but got {channels!r}")
     loads = section.get("pointwise_loads", DEFAULT.pointwise_loads)
     if loads not in LOAD_ORDERS:
-        raise UserError(f"{where}: build.schedule.pointwise_loads must be one of {', '.join(LOAD_ORDERS)}, but got {loads!r}")
+        raise UserError(f"{where}: build.schedule.pointwise_loads must be one of {', '.join(LOAD_ORDERS)}, "
+                        f"but got {loads!r}")
     return ScheduleChoices(dwconv_channels=int(channels), pointwise_loads=str(loads))
