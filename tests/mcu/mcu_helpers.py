@@ -13,6 +13,8 @@ import torch
 from tinycompile.arch import ArchSpec
 from tinycompile.mcu.naming import Naming
 from tinycompile.model import SpecNet
+from tinycompile.quant.graph import QuantGraph
+from tinycompile.quant.quantize import quantize
 
 
 def random_model(spec: ArchSpec, seed: int) -> SpecNet:
@@ -28,6 +30,14 @@ def random_model(spec: ArchSpec, seed: int) -> SpecNet:
                 m.bias.uniform_(-0.3, 0.3)
     model.eval()
     return model
+
+
+def random_graph(spec: ArchSpec, seed: int, inputs: int) -> tuple[QuantGraph, np.ndarray]:
+    """``random_model`` quantized on 32 random calibration inputs, and ``inputs`` random int8 vectors for it."""
+    rng = np.random.default_rng(seed)
+    calib = rng.normal(0, 0.5, (32, *spec.input_shape)).astype(np.float32)
+    graph = quantize(spec, random_model(spec, seed), calib)
+    return graph, rng.integers(-128, 128, (inputs, *graph.input_shape)).astype(np.int8)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,12 @@ import re
 
 import numpy as np
 import pytest
-from mcu_helpers import random_model
+from mcu_helpers import random_graph
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.mcu import microkernels, packing
 from tinycompile.mcu.backend import build_and_run
 from tinycompile.mcu.library import compile_graph
-from tinycompile.quant.quantize import quantize
 from tinycompile.targets import load_target
 
 L = Layer
@@ -91,11 +90,7 @@ def _pointwise_graph(h: int, w: int, seed: int, cin: int = 8):
         L("conv", (-1,), channels=cin, kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
         L("conv", (0,), channels=12, kernel=(1, 1), relu=True),
         L("flatten", (1,)), L("dense", (2,), channels=4)))  # fmt: skip
-    rng = np.random.default_rng(seed)
-    calib = rng.normal(0, 0.5, (32, *spec.input_shape)).astype(np.float32)
-    graph = quantize(spec, random_model(spec, seed), calib)
-    vectors = rng.integers(-128, 128, (6, *graph.input_shape)).astype(np.int8)
-    return spec, graph, vectors
+    return (spec, *random_graph(spec, seed, 6))
 
 
 def test_pixel_pairs_take_only_the_layers_they_fit() -> None:

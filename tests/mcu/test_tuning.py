@@ -3,10 +3,9 @@ eight-channel depthwise tile bit-exact on QEMU (cortex-m4's YAML chooses it)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tvm_ffi
-from mcu_helpers import random_model
+from mcu_helpers import random_graph
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
@@ -14,7 +13,6 @@ from tinycompile.mcu.backend import build_and_run
 from tinycompile.mcu.library import compile_graph
 from tinycompile.mcu.lower import lower
 from tinycompile.mcu.tuning import DEFAULT, ScheduleChoices, choices_from
-from tinycompile.quant.quantize import quantize
 from tinycompile.targets import load_target
 
 L = Layer
@@ -26,11 +24,7 @@ def _dw_graph(channels: int, seed: int = 0):
         L("conv", (-1,), channels=channels, kernel=(1, 1), relu=True),
         L("dwconv", (0,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
         L("gap", (1,)), L("dense", (2,), channels=4)))  # fmt: skip
-    rng = np.random.default_rng(seed)
-    calib = rng.normal(0, 0.5, (32, *spec.input_shape)).astype(np.float32)
-    graph = quantize(spec, random_model(spec, seed), calib)
-    vectors = rng.integers(-128, 128, (8, *graph.input_shape)).astype(np.int8)
-    return spec, graph, vectors
+    return (spec, *random_graph(spec, seed, 8))
 
 
 def test_choices_parse_and_refuse_with_one_line() -> None:
