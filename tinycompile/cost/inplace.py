@@ -3,8 +3,7 @@
 Every kernel of the MCU back end that may run in place walks its output in *steps* in memory order (output rows:
 depthwise, pools, convolutions, element-wise adds; for 1x1 convolutions, whose schedules fuse the pixels, tiles of
 at most ``POINTWISE_TILE_MAX`` consecutive pixels and no more than a row, or two, read whole before any of their
-outputs is stored) and step ``k``
-reads only input bytes at or after ``first_read(k)``, which never decreases.
+outputs is stored) and step ``k`` reads only input bytes at or after ``first_read(k)``, which never decreases.
 With the output placed ``d`` bytes before the input (``d = input base - output base``), step ``k`` writes bytes that
 end at ``output base + end_write(k)``; when ``end_write(k) - first_read(k) <= d`` for every ``k``, no store of a step
 touches a byte that this step or any later one still reads, so the output equals the out-of-place one. The distance

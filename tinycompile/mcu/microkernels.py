@@ -20,6 +20,8 @@ are read-write operands.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
@@ -134,12 +136,10 @@ def c_source(name: str, lines: list[str], portable: str) -> str:
     ``acc``, ``p0`` and ``p1`` with the same results)."""
     fields = {k: f"%[{k}]" for k in _ACC + _SCRATCH + _POINTERS}
     text = "\\n\\t".join(line.format(**fields) for line in lines)
-    pointers = [f'[{k}] "{"+" if _moves_pointers(lines) else ""}r" (q{k})' for k in _POINTERS]
+    moved = _moves_pointers(lines)
+    pointers = [f'[{k}] "{"+" if moved else ""}r" (q{k})' for k in _POINTERS]
     outs = [f'[A{i}] "+r" (c{i})' for i in range(len(_ACC))] + [f'[{k}] "=&r" (t{k})' for k in _SCRATCH]
-    if _moves_pointers(lines):
-        outs, ins = outs + pointers, []
-    else:
-        ins = pointers
+    outs, ins = (outs + pointers, []) if moved else (outs, pointers)
     guard = f"TC_{name.upper()}"
     return f"""#ifndef {guard}
 #define {guard}
@@ -159,9 +159,11 @@ static inline __attribute__((always_inline)) void {name}(int32_t* acc, const int
 """
 
 
+@lru_cache(maxsize=None)
 def pointwise_tile(groups: int, flavour: str, order: str) -> str:
     """The name of a registered tensor intrinsic for the pointwise tile over ``groups`` groups of four input
-    channels; ``flavour``: "llvm" or "c" (the codegen), ``order``: the load order (``LOAD_ORDERS``)."""
+    channels; ``flavour``: "llvm" or "c" (the codegen), ``order``: the load order (``LOAD_ORDERS``). Registered once
+    per process."""
     name = f"tc_pw{PIXELS}x{CHANNELS}_g{groups}_{order}"
     portable = f"""  const int32_t* xe = p0;
   for (int p = 0; p < {PIXELS}; ++p)
