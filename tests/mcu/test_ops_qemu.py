@@ -40,12 +40,14 @@ CASES = {
         L("conv", (-1,), channels=11, kernel=(3, 3)),
         L("dense", (0,), channels=5))),
     # the Arm DSP paths: one input channel with 4-wide kernel rows (dot product along columns), depthwise on a
-    # multiple of four channels with stride 2, a padded 3x3 conv on 8 input channels into 12 (not a multiple of 8)
+    # multiple of four channels with stride 2 (over row pairs) and with one kernel row (halfword multiplies), a
+    # padded 3x3 conv on 8 input channels into 12 (not a multiple of 8)
     "dsp_paths": ArchSpec((1, 12, 9), 5, (
         L("conv", (-1,), channels=8, kernel=(3, 4), stride=(2, 1), padding=(1, 1, 2, 1), relu=True),
         L("dwconv", (0,), kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1), relu=True),
-        L("conv", (1,), channels=12, kernel=(3, 3), padding=(1, 1, 1, 1)),
-        L("gap", (2,)), L("dense", (3,), channels=5))),
+        L("dwconv", (1,), kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+        L("conv", (2,), channels=12, kernel=(3, 3), padding=(1, 1, 1, 1)),
+        L("gap", (3,)), L("dense", (4,), channels=5))),
     # one input channel, no padding, 4-wide kernel rows: only the DSP schedule copies the input (scratch > 1 KB)
     "one_channel_copy": ArchSpec((1, 40, 40), 3, (
         L("conv", (-1,), channels=4, kernel=(3, 4), stride=(2, 2), relu=True),

@@ -1,5 +1,5 @@
 """Per-core schedule choices (``build.schedule`` of a target YAML): parsing, their effect on the kernels, and the
-eight-channel depthwise tile bit-exact on QEMU (cortex-m4's YAML chooses it)."""
+eight-channel depthwise tile bit-exact on QEMU (cortex-m4's YAML chooses it; a map too large for the row pairs)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from tinycompile.targets import load_target
 L = Layer
 
 
-def _dw_graph(channels: int, seed: int = 0):
-    """A pointwise conv into ``channels``, a padded 3x3 depthwise on them, gap and dense."""
-    spec = ArchSpec((3, 6, 5), 4, (
+def _dw_graph(channels: int, seed: int = 0, hw: tuple[int, int] = (20, 19)):
+    """A pointwise conv into ``channels``, a padded 3x3 depthwise on them, gap and dense; the default map is too
+    large for the depthwise row pairs' plane (``layout.row_pairs``)."""
+    spec = ArchSpec((3, *hw), 4, (
         L("conv", (-1,), channels=channels, kernel=(1, 1), relu=True),
         L("dwconv", (0,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
         L("gap", (1,)), L("dense", (2,), channels=4)))  # fmt: skip
@@ -32,13 +33,16 @@ def test_choices_parse_and_refuse_with_one_line() -> None:
     assert choices_from({"dwconv_channels": 8}, "t.yaml") == ScheduleChoices(dwconv_channels=8)
     with pytest.raises(UserError, match=r"t.yaml: build.schedule.dwconv_channels must be one of 4, 8, but got 6"):
         choices_from({"dwconv_channels": 6}, "t.yaml")
-    unknown = r"t.yaml: unknown key\(s\) in build.schedule: tile; known: dwconv_channels, pointwise_loads"
+    unknown = r"t.yaml: unknown key\(s\) in build.schedule: tile; known: dwconv_channels, dwconv_phases, pointwise_loads"
     with pytest.raises(UserError, match=unknown):
         choices_from({"tile": 2}, "t.yaml")
     assert choices_from({"pointwise_loads": "interleaved"}, "t.yaml") == ScheduleChoices(pointwise_loads="interleaved")
     bad = r"t.yaml: build.schedule.pointwise_loads must be one of pairs, interleaved, but got 'runs'$"
     with pytest.raises(UserError, match=bad):
         choices_from({"pointwise_loads": "runs"}, "t.yaml")
+    assert choices_from({"dwconv_phases": "unrolled"}, "t.yaml") == ScheduleChoices(dwconv_phases="unrolled")
+    with pytest.raises(UserError, match=r"t.yaml: build.schedule.dwconv_phases must be one of loop, unrolled, but got 2"):
+        choices_from({"dwconv_phases": 2}, "t.yaml")
     with pytest.raises(UserError, match=r"t.yaml: build.schedule must be a mapping"):
         choices_from([8], "t.yaml")
 
@@ -46,7 +50,7 @@ def test_choices_parse_and_refuse_with_one_line() -> None:
 def test_target_files_carry_their_choice() -> None:
     assert choices_from(load_target("cortex-m4").build.get("schedule"), "m4") == ScheduleChoices(dwconv_channels=8)
     m7 = choices_from(load_target("cortex-m7").build.get("schedule"), "m7")
-    assert m7 == ScheduleChoices(pointwise_loads="interleaved")
+    assert m7 == ScheduleChoices(pointwise_loads="interleaved", dwconv_phases="unrolled")
     assert choices_from(load_target("cortex-m55").build.get("schedule"), "m55") == DEFAULT
 
 
@@ -58,6 +62,13 @@ def test_eight_channel_tiles_only_where_channels_allow(channels: int, differs: b
     assert (not tvm_ffi.structural_equal(four, eight)) == differs
     # The C codegen keeps four channels whatever the choice.
     assert tvm_ffi.structural_equal(lower(graph, "c", True).tir, lower(graph, "c", True, ScheduleChoices(8)).tir)
+
+
+def test_row_pair_phases_unroll_only_where_chosen() -> None:
+    _, graph, _ = _dw_graph(8, hw=(7, 5))
+    loop = lower(graph, "llvm", True).tir
+    assert not tvm_ffi.structural_equal(loop, lower(graph, "llvm", True, ScheduleChoices(dwconv_phases="unrolled")).tir)
+    assert tvm_ffi.structural_equal(loop, lower(graph, "llvm", True, ScheduleChoices(dwconv_channels=8)).tir)
 
 
 @pytest.mark.slow

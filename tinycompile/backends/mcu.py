@@ -17,8 +17,8 @@ from tinycompile.targets import Target, require
 
 CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
 # The coefficients of the SIMD cores' other loops (tinycompile.mcu.layout.kernel_path), needed where the core has them
-SIMD_KEYS = {"dsp": ("conv_portable", "conv_pairs"),
-             "mve": ("conv_portable", "conv_pairs", "conv_mve", "dwconv_mve", "per_output_mve")}
+SIMD_KEYS = {"dsp": ("conv_portable", "conv_pairs", "dwconv_rowpairs"),
+             "mve": ("conv_portable", "conv_pairs", "dwconv_rowpairs", "conv_mve", "dwconv_mve", "per_output_mve")}
 # report keys of the MCU build that the common core already carries (tinycompile.backends.report)
 _CORE_KEYS = ("target", "vectors", "mismatched_vectors", "bit_exact", "layers", "predicted_instructions", "macs",
               "measured_instructions", "total_relative_error", "arena_bytes", "workspace_bytes", "library_flash_bytes",
@@ -82,8 +82,8 @@ class McuBackend(Backend):
         if layer.op in WEIGHTED_OPS:
             kernel = (layer.kernel[0], layer.kernel[1])
             path = kernel_path(layer.op, in_shape[0], out_shape[0], kernel, _simd(target), tuple(layer.stride),
-                               tuple(layer.padding))
-            rate = c[f"{layer.op}_{path}"] if path in ("mve", "portable", "pairs") else c[layer.op]
+                               tuple(layer.padding), (out_shape[1], out_shape[2]))
+            rate = c[f"{layer.op}_{path}"] if path in ("mve", "portable", "pairs", "rowpairs") else c[layer.op]
             # Helium requantizes four channels at once
             work = macs * rate + numel(out_shape) * c["per_output_mve" if path == "mve" else "per_output"]
         elif layer.op in ("maxpool", "avgpool"):
@@ -99,7 +99,8 @@ class McuBackend(Backend):
         if layer.op not in WEIGHTED_OPS:
             return 0
         cin = numel(in_shape) if layer.op == "dense" else in_shape[0]
-        return constant_bytes(layer.op, cin, out_shape[0], tuple(layer.kernel), _simd(target))  # type: ignore[arg-type]
+        return constant_bytes(layer.op, cin, out_shape[0], tuple(layer.kernel), _simd(target),  # type: ignore[arg-type]
+                              tuple(layer.stride), (out_shape[1], out_shape[2]))  # type: ignore[arg-type]
 
     def placements(self, graph: QuantGraph, target: Target, options: dict[str, Any]) -> list[str]:
         """Every op with a kernel runs on the core."""

@@ -54,12 +54,21 @@ class Cost:
         return asdict(self)
 
 
-def weight_bytes(spec: ArchSpec, target: Target) -> list[int]:
-    """Bytes of each layer's constants (weights, requantization tables) as the target's back end stores them."""
+def weight_bytes(spec: ArchSpec, target: Target, memory: MemoryPlan | None = None) -> list[int]:
+    """Bytes of each layer's constants (weights, requantization tables) as the target's back end stores them: a
+    patch stage's layers as their patch kernels read them (a layout may depend on the map's size). ``memory``: the
+    build's ``arena_plan``, computed when not given."""
     backend = get_backend(target.kind)
     shapes = spec.shapes()
-    return [backend.constant_bytes(layer, spec.input_shapes(i, shapes)[0], shapes[i], target)
-            for i, layer in enumerate(spec.layers)]
+    patch = (memory or arena_plan(spec, target)).patch
+    out = []
+    for i, layer in enumerate(spec.layers):
+        if patch is not None and i <= patch.end:
+            out.append(backend.constant_bytes(patch.patch_layer(spec, i), patch.in_shape(spec, i, shapes),
+                                              patch.out_shape(spec, i, shapes), target))
+        else:
+            out.append(backend.constant_bytes(layer, spec.input_shapes(i, shapes)[0], shapes[i], target))
+    return out
 
 
 def _stored_shape(spec: ArchSpec, index: int, shapes: list[Shape]) -> Shape:
@@ -74,8 +83,8 @@ def estimate(spec: ArchSpec, target: Target) -> Cost:
     layer_cycles = get_backend(target.kind).layer_cycles
     shapes = spec.shapes()
     macs = spec.macs()
-    weights = weight_bytes(spec, target)
     memory = arena_plan(spec, target)  # in-place layers, a patch stage where it pays
+    weights = weight_bytes(spec, target, memory)
     patch = memory.patch
     layers = []
     for i, layer in enumerate(spec.layers):

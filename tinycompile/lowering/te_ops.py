@@ -157,7 +157,9 @@ def _pointwise_pairs(op: QOp, x: te.Tensor, w: te.Tensor, tables: tuple) -> te.T
 
 
 def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
-    """Depthwise convolution, weight (KH, KW, C)."""
+    """Depthwise convolution, weight (KH, KW, C), or (rank 5) the row-pair layout of ``_dwconv_row_pairs``."""
+    if len(w.shape) == 5:
+        return _dwconv_row_pairs(op, x, w, tables)
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
     sh, sw = op.stride
@@ -170,6 +172,41 @@ def dwconv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor
         name="acc",
     )
     return _epilogue(op, acc, tables, lambda idx: idx[2])
+
+
+def _dwconv_row_pairs(op: QOp, x: te.Tensor, w: te.Tensor, tables: tuple) -> te.Tensor:
+    """A depthwise convolution over pairs of input rows (the weight in ``packing.row_pair_weight``'s layout).
+
+    ``plane`` holds the padded input, four channels at a time, as halfword pairs of rows ``(2q, 2q + 1)``; output
+    row ``h`` meets the pairs from ``q = sh h // 2`` with the weights of its parity ``sh h % 2``, two kernel rows
+    per product, so two output rows read the same pairs. ``acc`` runs channel-major over the rows rounded up to
+    even (the spare row is never stored).
+    """
+    ho, wo, co = op.out_shape
+    H, W, _ = op.in_shapes[0]
+    pt, _, pl, _ = op.padding
+    sh, sw = op.stride
+    _, phases, pairs, kw_n, _ = (int(v) for v in w.shape)
+    rows = pairs - 1 + (sh * (ho + ho % 2 - 1)) // 2 + 1
+    zp = tirx.const(op.in_q[0].zero_point, "int16")
+
+    def fill(c4: PrimExpr, q: PrimExpr, col: PrimExpr, ci: PrimExpr, e: PrimExpr) -> PrimExpr:
+        r = q * 2 + e
+        inside = tirx.all(r >= pt, r < pt + H, col >= pl, col < pl + W)
+        return te.if_then_else(inside, x[r - pt, col - pl, c4 * 4 + ci].astype("int16"), zp)
+
+    plane = te.compute((co // 4, rows, (wo - 1) * sw + kw_n, 4, 2), fill, name="plane")
+    rj = te.reduce_axis((0, pairs), "j")
+    rkw = te.reduce_axis((0, kw_n), "kw")
+    re_ = te.reduce_axis((0, 2), "e")
+
+    def body(c: PrimExpr, h: PrimExpr, x_: PrimExpr) -> PrimExpr:
+        phase = (h * sh) % 2 if phases == 2 else 0
+        xv = plane[c // 4, (h * sh) // 2 + rj, x_ * sw + rkw, c % 4, re_].astype("int32")
+        return te.sum(xv * w[c, phase, rj, rkw, re_].astype("int32"), axis=[rj, rkw, re_])
+
+    acc = te.compute((co, ho + ho % 2, wo), body, name="acc")
+    return _epilogue(op, acc, tables, lambda idx: idx[0], (ho, wo, co), lambda idx: (idx[2], idx[0], idx[1]))
 
 
 def dense(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:

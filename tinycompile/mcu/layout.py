@@ -2,8 +2,8 @@
 
 Pure Python (no TVM, no numpy), so ``tinycompile.cost`` can predict flash exactly the way a build stores it: on Arm
 cores with the DSP extension, conv weights are packed as int16 groups of four taps along a reduction axis rounded up
-to a multiple of four, and depthwise weights as int16 when the channels are a multiple of four; everything else is
-int8. Each weighted layer also carries per-channel int32 requantization tables.
+to a multiple of four, and depthwise weights as int16 when the channels are a multiple of four (in pairs of kernel
+rows where the layer runs over row pairs, ``row_pairs``); everything else is int8. Each weighted layer also carries per-channel int32 requantization tables.
 """
 
 from __future__ import annotations
@@ -80,31 +80,64 @@ def pixel_pairs(op: str, cin: int, cout: int, kernel: tuple[int, int], stride: t
             and cin % 4 == 0 and 2 <= cin // 4 <= MAX_PAIR_GROUPS and cout % 4 == 0)
 
 
+ROW_PAIR_PLANE_MAX = 2048  # bytes of the row-pair plane of four channels a depthwise kernel copies its input into
+
+
+def row_pair_rows(kh: int, sh: int, ho: int) -> int:
+    """Rows of pairs in a depthwise layer's row-pair plane: output row ``h`` (of ``ho`` rounded up to even) reads the
+    ``kh // 2 + 1`` pairs from padded row ``sh h`` rounded down to even."""
+    return (sh * (ho + ho % 2 - 1)) // 2 + kh // 2 + 1
+
+
+def row_pairs(op: str, channels: int, kernel: tuple[int, int], stride: tuple[int, int],
+              out_hw: tuple[int, int] | None) -> bool:
+    """Whether a depthwise conv on a DSP core runs over row pairs (``te_ops._dwconv_row_pairs``): channels in
+    fours, three kernel rows or more (fewer give one useful product per SMLAD, as the halfword multiplies of the
+    other schedule do), and the padded input of four channels as pairs of halfwords within ``ROW_PAIR_PLANE_MAX``
+    bytes."""
+    if op != "dwconv" or channels % 4 or kernel[0] < 3 or out_hw is None:
+        return False
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    return 16 * row_pair_rows(kh, sh, ho) * ((wo - 1) * sw + kw) <= ROW_PAIR_PLANE_MAX
+
+
 def kernel_path(op: str, cin: int, cout: int, kernel: tuple[int, int], simd: str | None,
-                stride: tuple[int, int] = (1, 1), padding: tuple[int, ...] = (0, 0, 0, 0)) -> str:
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, ...] = (0, 0, 0, 0),
+                out_hw: tuple[int, int] | None = None) -> str:
     """Which kind of loop a conv or depthwise layer runs on a core whose build uses ``simd`` (a ``simd_kind``), by
-    the tests its schedules use: ``mve`` (Helium), ``pairs`` (the DSP extension's pixel-pair GEMM), ``dsp`` (its
-    other dot products), ``portable`` (a conv neither takes on a SIMD core) or ``scalar`` (a core without SIMD,
-    and every other op)."""
+    the tests its schedules use: ``mve`` (Helium), ``pairs`` (the DSP extension's pixel-pair GEMM), ``rowpairs``
+    (its depthwise over row pairs; ``out_hw``: the output's rows and columns), ``dsp`` (its other dot products),
+    ``portable`` (a conv neither takes on a SIMD core) or ``scalar`` (a core without SIMD, and every other op)."""
     if simd is None or op not in ("conv", "dwconv"):
         return "scalar"
     if simd == "mve" and (mve_conv(op, cin, kernel) or mve_dwconv(op, cout)):
         return "mve"
     if pixel_pairs(op, cin, cout, kernel, stride, padding):
         return "pairs"
+    if row_pairs(op, cout, kernel, stride, out_hw):
+        return "rowpairs"
     if op == "conv" and dot_axis(op, cin, kernel) is None:
         return "portable"
     return "dsp"
 
 
-def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None) -> int:
+def row_pair_weight_shape(channels: int, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, ...]:
+    """The int16 weight of a depthwise conv over row pairs: ``(C, phases, kh // 2 + 1, kw, 2)``, a phase for each
+    parity of an output row's first padded row (one when the stride is even)."""
+    return (channels, 2 if stride[0] % 2 else 1, kernel[0] // 2 + 1, kernel[1], 2)
+
+
+def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None,
+                 stride: tuple[int, int] = (1, 1), out_hw: tuple[int, int] | None = None) -> int:
     """Bytes of a conv / dwconv / dense weight as the kernel reads it (int8, or the DSP schedules' int16 packing);
-    ``dsp``: a ``simd_kind`` (True: "dsp")."""
+    ``dsp``: a ``simd_kind`` (True: "dsp"); ``stride`` and ``out_hw`` (rows, columns): a depthwise layer's."""
     kh, kw = kernel
     if op == "dense" or (dsp == "mve" and mve_conv(op, cin, kernel)):
         return cin * cout * kh * kw
     if dsp == "mve" and mve_dwconv(op, cout):
         return kh * kw * cout
+    if dsp and row_pairs(op, cout, kernel, stride, out_hw):
+        return 2 * prod(row_pair_weight_shape(cout, kernel, stride))
     if op == "dwconv":
         return kh * kw * cout * (2 if dsp and cout % 4 == 0 else 1)
     axis = dot_axis(op, cin, kernel) if dsp else None
@@ -115,6 +148,7 @@ def weight_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: boo
     return prod((cout, kh, kw, cin))
 
 
-def constant_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None) -> int:
+def constant_bytes(op: str, cin: int, cout: int, kernel: tuple[int, int], dsp: bool | str | None,
+                   stride: tuple[int, int] = (1, 1), out_hw: tuple[int, int] | None = None) -> int:
     """Flash bytes of a weighted layer's constants: its weight and, at most, its requantization tables."""
-    return weight_bytes(op, cin, cout, kernel, dsp) + cout * max(TABLE_BYTES_PER_CHANNEL)
+    return weight_bytes(op, cin, cout, kernel, dsp, stride, out_hw) + cout * max(TABLE_BYTES_PER_CHANNEL)

@@ -59,10 +59,33 @@ def conv_weight(op: QOp) -> np.ndarray:
 
 
 def dwconv_weight(op: QOp) -> np.ndarray:
-    """The depthwise weight ``(KH, KW, C)``: int16 when the channels are a multiple of four (the halfword
-    multiply-accumulates take pairs of int16 weights from one 32-bit load), else int8 as it is."""
+    """The depthwise weight: ``row_pair_weight`` where the layer runs over row pairs, else ``(KH, KW, C)``, int16
+    when the channels are a multiple of four (the halfword multiply-accumulates take pairs of int16 weights from one
+    32-bit load), else int8 as it is."""
     w = op.tensors["weight"]
+    if row_pairs(op):
+        return row_pair_weight(w, tuple(op.stride))
     return np.ascontiguousarray(w.astype(np.int16)) if w.shape[2] % 4 == 0 else w
+
+
+def row_pairs(op: QOp) -> bool:
+    """Whether a depthwise conv runs over row pairs (``layout.row_pairs``)."""
+    return layout.row_pairs(op.op, op.out_shape[2], tuple(op.kernel), tuple(op.stride), tuple(op.out_shape[:2]))
+
+
+def row_pair_weight(w: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """A depthwise weight ``(KH, KW, C)`` for row pairs: int16 ``[c, s, j, kw, e] = w[2j + e - s, kw, c]``, zero
+    outside the kernel: an output row whose first padded row has parity ``s`` meets kernel rows ``2j - s`` and
+    ``2j + 1 - s`` in its ``j``-th pair of input rows."""
+    kh, kw, c = w.shape
+    shape = layout.row_pair_weight_shape(c, (kh, kw), stride)
+    out = np.zeros(shape, np.int16)
+    for s in range(shape[1]):
+        for j in range(shape[2]):
+            for e in range(2):
+                if 0 <= 2 * j + e - s < kh:
+                    out[:, s, j, :, e] = w[2 * j + e - s].T
+    return out
 
 
 def pixel_pairs(op: QOp) -> bool:

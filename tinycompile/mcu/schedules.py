@@ -337,6 +337,50 @@ def _mul4_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
 TensorIntrin.register(SMLAD_DOT4 + "_c", _dot4_desc, _dot4_impl_c, override=True)
 TensorIntrin.register(SMLA_MUL4 + "_c", _mul4_desc, _mul4_impl_c, override=True)
 DSP_FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
+# One SMLAD: a pair of int16 inputs times a pair of int16 weights (the depthwise kernel over row pairs).
+SMLAD_PAIR = "tinycompile_smlad_pair_i16"
+
+
+@T.prim_func(s_tir=True)
+def _pair_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (2,), "int16", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:2], B[0:2])
+        T.writes(C[0:1])
+        for i in T.serial(2):
+            with T.sblock("update"):
+                vi = T.axis.remap("R", [i])
+                C[0] = C[0] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+
+@T.prim_func(s_tir=True)
+def _pair_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (2,), "int16", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:2], B[0:2])
+        T.writes(C[0:1])
+        C[0] = T.call_llvm_pure_intrin("int32", "llvm.arm.smlad", T.reinterpret("int32", A.vload([0], "int16x2")),
+                                       T.reinterpret("int32", B.vload([0], "int16x2")), C[0])
+
+
+@T.prim_func(s_tir=True)
+def _pair_impl_c(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (2,), "int16", offset_factor=1)
+    C = T.match_buffer(c, (1,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:1], A[0:2], B[0:2])
+        T.writes(C[0:1])
+        C[0] = T.call_pure_extern("int32", "tc_smlad", T.call_pure_extern("int32", "tc_load32", T.address_of(A[0])),
+                                  T.call_pure_extern("int32", "tc_load32", T.address_of(B[0])), C[0])
+
+
+TensorIntrin.register(SMLAD_PAIR, _pair_desc, _pair_impl, override=True)
+TensorIntrin.register(SMLAD_PAIR + "_c", _pair_desc, _pair_impl_c, override=True)
 
 
 def schedule_kernel(
@@ -356,6 +400,9 @@ def schedule_kernel(
         return
     if "xe" in blocks and op is not None and flavour is not None:
         _pixel_pairs(sch, op, flavour, choices.pointwise_loads)
+        return
+    if "plane" in blocks and op is not None and flavour is not None:
+        _dwconv_row_pairs(sch, flavour, choices.dwconv_phases)
         return
     if "pad" in blocks and op is not None:
         _place_pad(sch, op, codegen)
@@ -544,6 +591,31 @@ def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None, channels: int = 4) ->
     for loop in (kh, kw, *pairs):
         sch.unroll(loop)
     _unroll_epilogue(sch, 3)
+
+
+def _dwconv_row_pairs(sch: s_tir.Schedule, dsp: str, phases: str) -> None:
+    """The depthwise conv over row pairs (``te_ops._dwconv_row_pairs``): four channels' padded input copied into the
+    plane of row pairs, then channel by channel the even output rows, then the odd ones (each with its weights,
+    loop-invariant), every kernel row pair one SMLAD (``SMLAD_PAIR``), the epilogue after each output.
+    ``phases``: the loop over those two as a loop or unrolled (``tuning``)."""
+    acc = sch.get_sblock("acc")
+    c, h, w, j, kw, e = sch.get_loops(acc)
+    c_o, c_i = sch.split(c, [None, 4])
+    h_o, h_i = sch.split(h, [None, 2])
+    sch.reorder(c_o, c_i, h_i, h_o, w, j, kw, e)
+    plane = sch.get_sblock("plane")
+    sch.compute_at(plane, c_o)
+    for loop in sch.get_loops(plane)[-2:]:  # a pixel's four channels' pairs: one padding test for all
+        sch.unroll(loop)
+    sch.transform_block_layout(sch.get_sblock("out"), lambda y, x, ch: (ch, y, x))  # the accumulator's order
+    _epilogue_at(sch, w)
+    sch.decompose_reduction(acc, j)
+    sch.tensorize(e, SMLAD_PAIR + DSP_FLAVOURS[dsp])
+    for loop in (j, kw):
+        sch.unroll(loop)
+    _unroll_epilogue(sch, 5)
+    if phases == "unrolled":
+        sch.unroll(h_i)
 
 
 def _weight_dtype(sch: s_tir.Schedule) -> str:

@@ -14,6 +14,7 @@ from tinycompile.errors import UserError
 from tinycompile.mcu.microkernels import LOAD_ORDERS
 
 DWCONV_CHANNELS = (4, 8)
+DWCONV_PHASES = ("loop", "unrolled")
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,13 @@ class ScheduleChoices:
     depthwise register tile (four per ``SMLA_MUL4``; eight loads each tap's input once per two intrinsics, fewer
     loads but more live registers).
     ``pointwise_loads``: the loads of the pointwise register tile (``microkernels``): ``pairs`` (LDRD) or single
-    weight loads ``interleaved`` with the multiply-accumulates (a dual-issue core)."""
+    weight loads ``interleaved`` with the multiply-accumulates (a dual-issue core).
+    ``dwconv_phases``: the depthwise conv over row pairs runs its even and its odd output rows in a ``loop`` of two,
+    or ``unrolled`` (LLVM then allocates registers and if-converts differently per core)."""
 
     dwconv_channels: int = 4
     pointwise_loads: str = "pairs"
+    dwconv_phases: str = "loop"
 
 
 DEFAULT = ScheduleChoices()
@@ -48,4 +52,8 @@ def choices_from(section: Any, where: str) -> ScheduleChoices:
     if loads not in LOAD_ORDERS:
         raise UserError(f"{where}: build.schedule.pointwise_loads must be one of {', '.join(LOAD_ORDERS)}, "
                         f"but got {loads!r}")
-    return ScheduleChoices(dwconv_channels=int(channels), pointwise_loads=str(loads))
+    phases = section.get("dwconv_phases", DEFAULT.dwconv_phases)
+    if phases not in DWCONV_PHASES:
+        raise UserError(f"{where}: build.schedule.dwconv_phases must be one of {', '.join(DWCONV_PHASES)}, "
+                        f"but got {phases!r}")
+    return ScheduleChoices(dwconv_channels=int(channels), pointwise_loads=str(loads), dwconv_phases=str(phases))
