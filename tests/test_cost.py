@@ -110,17 +110,22 @@ def test_each_conv_is_priced_by_the_loop_it_runs() -> None:
     from tinycompile.mcu.layout import kernel_path
 
     assert kernel_path("conv", 2, 8, (5, 5), "dsp") == "portable"  # 2 -> 4 channels would double the MACs
-    assert kernel_path("conv", 8, 8, (3, 3), "dsp") == kernel_path("conv", 1, 8, (10, 4), "dsp") == "dsp"
+    same = (1, 1, 1, 1)
+    assert kernel_path("conv", 8, 8, (3, 3), "dsp", (1, 1), same) == kernel_path("conv", 1, 8, (10, 4), "dsp") == "dsp"
     assert kernel_path("conv", 64, 8, (1, 1), "mve") == kernel_path("dwconv", 32, 32, (3, 3), "mve") == "mve"
-    assert kernel_path("conv", 40, 8, (3, 3), "mve") == kernel_path("dwconv", 40, 40, (3, 3), "mve") == "dsp"
+    assert kernel_path("conv", 44, 8, (3, 3), "mve") == kernel_path("dwconv", 40, 40, (3, 3), "mve") == "dsp"
     assert kernel_path("conv", 2, 8, (5, 5), None) == kernel_path("dense", 64, 10, (1, 1), "dsp") == "scalar"
-    # the pixel-pair GEMM: 1x1, stride 1, unpadded, channels in fours (tinycompile/mcu/microkernels.py)
+    # the pixel-pair GEMM (tinycompile/mcu/microkernels.py): a packed dot axis of 2 to 64 groups of four taps, output
+    # channels in fours, the input as it is (unpadded, channels in fours) or copied within PAIR_INPUT_MAX bytes
     assert kernel_path("conv", 40, 8, (1, 1), "dsp") == kernel_path("conv", 40, 8, (1, 1), "mve") == "pairs"
-    assert kernel_path("conv", 40, 8, (1, 1), "dsp", (2, 2)) == kernel_path("conv", 40, 6, (1, 1), "dsp") == "dsp"
+    assert kernel_path("conv", 8, 8, (3, 3), "dsp", (2, 2)) == kernel_path("conv", 24, 8, (3, 3), "mve") == "pairs"
+    assert kernel_path("conv", 1, 8, (10, 4), "dsp", (2, 2), (4, 5, 1, 2), (25, 5)) == "pairs"  # DS-CNN's first
+    assert kernel_path("conv", 3, 8, (3, 3), "dsp", (1, 1), same, (48, 48)) == "dsp"  # a copy of 50 x 50 x 4 B
+    assert kernel_path("conv", 40, 6, (1, 1), "dsp") == kernel_path("conv", 4, 8, (1, 1), "dsp") == "dsp"
     stem = Layer("conv", (-1,), channels=8, kernel=(5, 5), padding=(2, 2, 2, 2))
     pointwise = Layer("conv", (-1,), channels=8, kernel=(1, 1))
     cases = [("cortex-m4", stem, 2, "conv_portable"), ("rv32imc", stem, 2, "conv"),
-             ("cortex-m4", pointwise, 64, "conv_pairs"), ("cortex-m4", pointwise, 6, "conv"),
+             ("cortex-m4", pointwise, 64, "conv_pairs"), ("cortex-m4", pointwise, 4, "conv"),
              ("cortex-m55", pointwise, 64, "conv_mve"), ("cortex-m55", pointwise, 40, "conv_pairs")]
     for name, layer, cin, key in cases:
         target = load_target(name)

@@ -93,9 +93,37 @@ def _pointwise_graph(h: int, w: int, seed: int, cin: int = 8):
     return (spec, *random_graph(spec, seed, 6))
 
 
+def _conv_graph(cin: int, h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int, int, int], seed: int, cout: int = 8):
+    """One conv (the layer under test) and a dense layer."""
+    spec = ArchSpec((cin, h, w), 4, (
+        L("conv", (-1,), channels=cout, kernel=kernel, stride=stride, padding=padding, relu=True),
+        L("flatten", (0,)), L("dense", (1,), channels=4)))  # fmt: skip
+    return (spec, *random_graph(spec, seed, 6))
+
+
 def test_pixel_pairs_take_only_the_layers_they_fit() -> None:
+    # the 3x3 conv on three channels (rounded up to four in a padded copy) and the pointwise one
     _, graph, _ = _pointwise_graph(3, 5, 0)
-    assert [packing.pixel_pairs(op) for op in graph.ops] == [False, True, False, False]
+    assert [packing.pixel_pairs(op) for op in graph.ops] == [True, True, False, False]
+    first = ((1, 13, 10), (10, 4), (2, 2), (4, 5, 1, 2))  # DS-CNN's first conv on a smaller map
+    assert packing.pixel_pairs(_conv_graph(*first[0], *first[1:], seed=0)[1].ops[0])
+    assert not packing.pixel_pairs(_conv_graph(*first[0], *first[1:], seed=0, cout=6)[1].ops[0])  # channels
+    # a padded copy of 34 x 34 x 4 bytes: past layout.PAIR_INPUT_MAX
+    assert not packing.pixel_pairs(_conv_graph(3, 32, 32, (3, 3), (1, 1), (1, 1, 1, 1), seed=0)[1].ops[0])
+    assert not packing.pixel_pairs(_conv_graph(2, 8, 8, (3, 3), (1, 1), (0, 0, 0, 0), seed=0)[1].ops[0])  # no axis
+
+
+def test_conv_weight_flattens_the_taps_of_the_dot_axis() -> None:
+    _, graph, _ = _conv_graph(3, 6, 6, (3, 2), (1, 1), (0, 0, 0, 0), seed=0)
+    op = graph.ops[0]
+    w7 = packing.pointwise_weight(op)
+    w = op.tensors["weight"]  # (O, KH, KW, I), I = 3 rounded up to 4 with zero weights
+    for t, g, a, c, b in np.ndindex(*w7.shape[:1], *w7.shape[3:]):
+        k = 4 * g + a + 2 * b
+        tap, ci = divmod(k, 4)
+        want = w[4 * t + c, tap // 2, tap % 2, ci] if ci < 3 else 0
+        assert w7[t, 0, 0, g, a, c, b] == want
 
 
 @pytest.mark.slow
@@ -109,6 +137,24 @@ def test_pixel_pairs_take_only_the_layers_they_fit() -> None:
 def test_pixel_pair_kernels_are_bit_exact_on_qemu(target: str, codegen: str, h: int, w: int, cin: int,
                                                   tmp_path) -> None:
     spec, graph, vectors = _pointwise_graph(h, w, seed=h * w, cin=cin)
+    result = build_and_run(graph, spec, load_target(target), tmp_path, vectors, codegen,
+                           compiled=compile_graph(graph), check_layers=True)
+    assert result.mismatches == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("target", "codegen", "shape", "kernel", "stride", "padding"), [
+    # one input channel along kernel columns, padded, stride 2 (DS-CNN's first conv on a smaller map)
+    ("cortex-m4", "llvm", (1, 13, 10), (10, 4), (2, 2), (4, 5, 1, 2)),
+    ("cortex-m4", "c", (1, 13, 10), (10, 4), (2, 2), (4, 5, 1, 2)),
+    # channels in fours read in place, 3x3 stride 2 (an odd pixel count), on the M7's interleaved loads
+    ("cortex-m7", "llvm", (8, 9, 7), (3, 3), (2, 2), (0, 0, 0, 0))])
+def test_conv_pair_kernels_are_bit_exact_on_qemu(target: str, codegen: str, shape: tuple[int, int, int],
+                                                 kernel: tuple[int, int], stride: tuple[int, int],
+                                                 padding: tuple[int, int, int, int], tmp_path) -> None:
+    spec, graph, vectors = _conv_graph(*shape, kernel, stride, padding, seed=sum(shape))
+    assert packing.pixel_pairs(graph.ops[0])
     result = build_and_run(graph, spec, load_target(target), tmp_path, vectors, codegen,
                            compiled=compile_graph(graph), check_layers=True)
     assert result.mismatches == 0

@@ -119,6 +119,37 @@ def test_fast_requantization_with_the_zero_point_folded_equals_intmath_plus_zero
     np.testing.assert_array_equal(got.numpy(), requantize(acc, mult, shift).astype(np.int64) + zp)
 
 
+def test_signless_fast_requantization_equals_intmath_after_a_relu_clamp() -> None:
+    """Without its sign term the fast form differs from intmath only below the zero point, which a clamp floor at or
+    above the zero point (a fused ReLU) erases; with the zero point folded into the rounding too. Not vacuous: the
+    two forms differ before the clamp."""
+    tvm = pytest.importorskip("tvm")
+    from tvm import te
+
+    from tinycompile.lowering.requant import fast_requantize_expr
+
+    n = 100_000
+    rng = np.random.default_rng(4)
+    acc = rng.integers(-3000, 3000, n).astype(np.int32)
+    mult = rng.integers(2**30, 2**31, n).astype(np.int32)
+    shift = rng.integers(1, 12, n).astype(np.int32)
+    zp = rng.integers(-128, 128, n)
+    rnd = ((1 << (shift.astype(np.int64) - 1)) + zp * (1 << shift.astype(np.int64))).astype(np.int32)
+    a, m, r, s = (te.placeholder((n,), "int32", name=k) for k in "amrs")
+    target = tvm.target.Target({"kind": "llvm"})
+    got = {}
+    for signless in (False, True):
+        out = te.compute((n,), lambda i: fast_requantize_expr(a[i] << 1, m[i], r[i], s[i], signless))  # noqa: B023
+        lib = tvm.tirx.build(tvm.IRModule({"main": te.create_prim_func([a, m, r, s, out])}), target=target)
+        got[signless] = tvm.runtime.tensor(np.zeros(n, np.int32))
+        lib(*(tvm.runtime.tensor(v) for v in (acc, mult, rnd, shift)), got[signless])
+    want = requantize(acc, mult, shift).astype(np.int64) + zp
+    assert (got[True].numpy() != want).any()
+    np.testing.assert_array_equal(got[False].numpy(), want)
+    floor = zp + rng.integers(0, 3, n)  # clamp floors at or above the zero point
+    np.testing.assert_array_equal(np.maximum(got[True].numpy(), floor), np.maximum(want, floor))
+
+
 @pytest.mark.parametrize("mult,shift", [(1 << 30, 0), (1 << 30, 5), (1 << 30, 31), (1518500250, 0), (1518500250, 1), (2147483647, 17), (1073741825, 31)])
 def test_build_time_requantization_equals_intmath(mult: int, shift: int) -> None:
     """``requantize_const`` (power-of-two, SMMLAR and general forms) for accumulators within the stated bound."""

@@ -90,7 +90,8 @@ def requantize_float_expr(acc: PrimExpr, scale: PrimExpr) -> PrimExpr:
 FAST_ACC_BOUND = 1 << 30  # |acc + bias| below this (proved at build time) allows ``fast_requantize_expr``
 
 
-def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, shift: PrimExpr) -> PrimExpr:
+def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, shift: PrimExpr,
+                         signless: bool = False) -> PrimExpr:
     """``requantize_expr(t, M, S)`` for ``acc2 = 2 t`` with ``|t| < 2**30``, ``S`` in [1, 31], ``rnd = 2**(S-1)``.
 
     With ``2 t`` in int32, SaturatingRoundingDoublingHighMul is ``high = floor((2 t M + 2**31) / 2**32)`` (the same
@@ -99,16 +100,27 @@ def fast_requantize_expr(acc2: PrimExpr, multiplier: PrimExpr, rnd: PrimExpr, sh
     ``[t < 0]`` (they differ only when ``high = 0``, where both give 0), so the sum folds into the multiply's high
     word: ``(2 t M + 2**31 + (rnd + (t >> 31)) * 2**32) >> 32``, then one arithmetic shift. On Arm that is SMMLAR
     plus an ASR; no sum overflows since ``|high| < 2**30`` and ``rnd <= 2**30``.
+    ``signless``: without the ``[t < 0]`` term, one instruction fewer, for a result clamped from below at or above
+    the output zero point (``signless_clamp``). For ``t < 0`` (so ``high <= 0``) both forms give a result of at most
+    0 (plus the zero point folded into ``rnd``), which that clamp raises to its floor; for ``t >= 0`` they are equal.
     """
     # (rnd + sign) * 2**32 + 2**31, built without a constant above int32 (the index narrowing pass rejects those) and
     # shifted as uint64: rnd may be negative (a folded zero point), and C leaves a negative value's left shift
     # undefined. Reinterpreted, not cast, back to int64: TVM's bound analysis takes a cast from uint64 for a
     # non-negative value and would drop the clamp below.
-    lifted = (rnd + (acc2 >> i32(31))).astype("int64").astype("uint64")
+    lifted = (rnd if signless else rnd + (acc2 >> i32(31))).astype("int64").astype("uint64")
     one = tirx.const(1, "uint64")
     adj = tirx.reinterpret("int64", (((lifted << one) | one) << tirx.const(31, "uint64")))
     high = (acc2.astype("int64") * multiplier.astype("int64") + adj) >> i64(32)
     return high.astype("int32") >> shift
+
+
+def signless_clamp(op: QOp) -> bool:
+    """Whether ``op``'s fast requantization drops the sign term (``fast_requantize_expr``'s ``signless``): its output
+    clamp floor is at or above its zero point (a fused ReLU). Not in depthwise kernels: their requantization
+    constants stay in registers across a channel's outputs, and LLVM then folds the rounding into a 64-bit
+    multiply-accumulate on the Cortex-M7 (SMLAL and two moves for SMMLAR's one; measured on DS-CNN)."""
+    return op.op != "dwconv" and op.lo >= op.out_q.zero_point
 
 
 def requantize_const(t: PrimExpr, multiplier: int, shift: int, bound: int) -> PrimExpr:

@@ -10,8 +10,8 @@ integers to the reference's ``bias + sum((x - zp_in) * w)`` (padded taps read ``
 inner loop multiply raw int8 values. The requantization arithmetic and the per-channel tables are ``requant``'s.
 
 Weights come in the layout the caller of ``to_relax`` chose: int8 as the QuantGraph holds them, or (conv) the packed
-int16 forms of a 4-way dot product, which the kernel recognises by the weight's rank (7: a 1x1 convolution as the
-GEMM over pixel pairs of the Arm register tile, ``_pointwise_pairs``).
+int16 forms of a 4-way dot product, which the kernel recognises by the weight's rank (7: a convolution as the GEMM
+over pixel pairs of the Arm register tile, ``_conv_pairs``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from tinycompile.lowering.requant import (
     requantize_expr,
     requantize_float_expr,
     requantize_single_expr,
+    signless_clamp,
     times_pow2,
     zero_point_folded,
 )
@@ -84,7 +85,7 @@ def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0,
 def conv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Standard convolution; weight int8 ``(O, KH, KW, I)``, or a packed int16 layout (see the module docstring)."""
     if len(w.shape) == 7:
-        return _pointwise_pairs(op, x, w, tables)
+        return _conv_pairs(op, x, w, tables)
     ho, wo, co = op.out_shape
     kh_n, kw_n = op.kernel
     cin = op.in_shapes[0][2]
@@ -126,21 +127,38 @@ def conv(op: QOp, x: te.Tensor, w: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     return _epilogue(op, acc, tables, lambda idx: idx[2])
 
 
-def _pointwise_pairs(op: QOp, x: te.Tensor, w: te.Tensor, tables: tuple) -> te.Tensor:
-    """A 1x1 stride-1 convolution as a GEMM over pixel pairs (the weight in ``packing.pointwise_weight``'s layout).
+def _conv_pairs(op: QOp, x: te.Tensor, w: te.Tensor, tables: tuple) -> te.Tensor:
+    """A convolution as a GEMM over pixel pairs (the weight in ``packing.pointwise_weight``'s layout: its taps
+    flattened as ``(KH, KW, I)``, the dot axis rounded up to four).
 
-    ``xe`` holds each pixel's input channels as pairs of halfwords, ``(4g + a, 4g + a + 2)`` in word ``(g, a)`` (what
-    SXTB16 makes of an input word); ``acc`` runs over the pixels rounded up to even, the odd count's spare pixel a
-    copy of the last (its sums are never stored), and ``out`` maps the pixels back to rows and columns.
+    ``xe`` holds each pixel's taps as pairs of halfwords, ``(4g + a, 4g + a + 2)`` in word ``(g, a)`` (what SXTB16
+    makes of four input bytes that lie side by side: channels, or kernel columns of one input channel, in the
+    padded copy ``pad_input`` makes where the layer needs one); ``acc`` runs over the pixels rounded up to even,
+    the odd count's spare pixel a copy of the last (its sums are never stored), and ``out`` maps the pixels back to
+    rows and columns.
     """
     ho, wo, co = op.out_shape
+    kh_n, kw_n = op.kernel
+    sh, sw = op.stride
     n_pix = ho * wo
     groups = int(w.shape[3])
+    if op.in_shapes[0][2] == 1:  # along kernel columns: groups (row, four columns)
+        per_row = groups // kh_n
+        xp = pad_input(op, x, rows_only=True, kw_total=4 * per_row)
+
+        def tap(q: PrimExpr, g: PrimExpr, t: PrimExpr) -> PrimExpr:
+            return xp[(q // wo) * sh + g // per_row, (q % wo) * sw + (g % per_row) * 4 + t]
+    else:  # along input channels: groups (row, column, four channels)
+        per_tap = groups // (kh_n * kw_n)
+        xp = pad_input(op, x, channels=4 * per_tap)
+
+        def tap(q: PrimExpr, g: PrimExpr, t: PrimExpr) -> PrimExpr:
+            k = g // per_tap
+            return xp[(q // wo) * sh + k // kw_n, (q % wo) * sw + k % kw_n, (g % per_tap) * 4 + t]
 
     def expand(p: PrimExpr, g: PrimExpr, a: PrimExpr) -> PrimExpr:
         q = tirx.min(p, n_pix - 1)
-        lo = x[q // wo, q % wo, g * 4 + a].astype("int32") & i32(0xFFFF)
-        return lo | (x[q // wo, q % wo, g * 4 + a + 2].astype("int32") << i32(16))
+        return (tap(q, g, a).astype("int32") & i32(0xFFFF)) | (tap(q, g, a + 2).astype("int32") << i32(16))
 
     xe = te.compute((n_pix + n_pix % 2, groups, 2), expand, name="xe")
     rg = te.reduce_axis((0, groups), "g")
@@ -242,7 +260,7 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
         a_idx = idx if shape is None else index(idx) if index is not None else idx[len(idx) - len(acc.shape) :]
         c = chan(a_idx)
         if fast:
-            y = fast_requantize_expr(biased[a_idx], rq[c, 1], rq[c, 2], rq[c, 3])
+            y = fast_requantize_expr(biased[a_idx], rq[c, 1], rq[c, 2], rq[c, 3], signless_clamp(op))
         elif op.params.get("single_rounding"):  # proven equal to float_scale where both are set
             y = requantize_single_expr(biased[a_idx], mult[c], shift[c])
         elif op.params.get("float_scale"):

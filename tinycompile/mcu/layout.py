@@ -68,16 +68,34 @@ def dot_axis(op: str, cin: int, kernel: tuple[int, int]) -> str | None:
     return "ci" if 3 * _up4(cin) <= 4 * cin else None
 
 
-MAX_PAIR_GROUPS = 64  # groups of four input channels the pointwise pixel-pair tile unrolls (its code size)
+MAX_PAIR_GROUPS = 64  # groups of four taps the pixel-pair tile unrolls (its code size)
+PAIR_INPUT_MAX = 2048  # bytes: the largest padded (or channel-rounded) input a pixel-pair conv copies whole
+
+
+def pair_groups(cin: int, kernel: tuple[int, int]) -> int:
+    """Groups of four taps in one output's reduction when it runs along ``dot_axis`` (0: no axis packs)."""
+    axis = dot_axis("conv", cin, kernel)
+    kh, kw = kernel
+    return kh * kw * _up4(cin) // 4 if axis == "ci" else kh * _up4(kw) // 4 if axis == "kw" else 0
 
 
 def pixel_pairs(op: str, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
-                padding: tuple[int, ...]) -> bool:
-    """Whether a conv on a DSP core runs as the GEMM over pixel pairs of ``microkernels``' register tile: 1x1,
-    stride 1, no padding, input channels a multiple of four from 8 to ``4 * MAX_PAIR_GROUPS`` (TVM drops a loop of
-    one group, which the tile's description keeps), output channels a multiple of four."""
-    return (op == "conv" and tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and not any(padding)
-            and cin % 4 == 0 and 2 <= cin // 4 <= MAX_PAIR_GROUPS and cout % 4 == 0)
+                padding: tuple[int, ...], out_hw: tuple[int, int] | None = None) -> bool:
+    """Whether a conv on a DSP core runs as the GEMM over pixel pairs of ``microkernels``' register tile: a packed
+    dot axis (``dot_axis``) of 2 to ``MAX_PAIR_GROUPS`` groups of four taps (TVM drops a loop of one group, which
+    the tile's description keeps), output channels a multiple of four, and, unless the layer is unpadded on
+    input channels in fours (it reads its input as it is), a copy of the input padded and rounded up along the
+    dot axis within ``PAIR_INPUT_MAX`` bytes (``out_hw``: the output's rows and columns)."""
+    if op != "conv" or cout % 4 or not 2 <= pair_groups(cin, kernel) <= MAX_PAIR_GROUPS:
+        return False
+    if cin > 1 and cin % 4 == 0 and not any(padding):
+        return True
+    if out_hw is None:
+        return False
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    rows, cols = (ho - 1) * sh + kh, (wo - 1) * sw + kw
+    copied = rows * (cols + _up4(kw) - kw) if cin == 1 else rows * cols * _up4(cin)
+    return copied <= PAIR_INPUT_MAX
 
 
 ROW_PAIR_PLANE_MAX = 2048  # bytes of the row-pair plane of four channels a depthwise kernel copies its input into
@@ -112,7 +130,7 @@ def kernel_path(op: str, cin: int, cout: int, kernel: tuple[int, int], simd: str
         return "scalar"
     if simd == "mve" and (mve_conv(op, cin, kernel) or mve_dwconv(op, cout)):
         return "mve"
-    if pixel_pairs(op, cin, cout, kernel, stride, padding):
+    if pixel_pairs(op, cin, cout, kernel, stride, padding, out_hw):
         return "pairs"
     if row_pairs(op, cout, kernel, stride, out_hw):
         return "rowpairs"

@@ -91,12 +91,20 @@ def row_pair_weight(w: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
 def pixel_pairs(op: QOp) -> bool:
     """Whether a conv runs as the pixel-pair GEMM (``layout.pixel_pairs``)."""
     return layout.pixel_pairs(op.op, op.in_shapes[0][2], op.out_shape[2], tuple(op.kernel), tuple(op.stride),
-                              tuple(op.padding))
+                              tuple(op.padding), tuple(op.out_shape[:2]))
 
 
 def pointwise_weight(op: QOp) -> np.ndarray:
-    """The weight of a conv that ``pixel_pairs`` takes, as ``pointwise_weight_array`` lays it out."""
-    return pointwise_weight_array(op.tensors["weight"])
+    """The weight of a conv that ``pixel_pairs`` takes: its dot axis zero-padded to a multiple of four (as
+    ``conv_weight`` pads it), the taps flattened in the order ``(KH, KW, I)``, then as ``pointwise_weight_array``
+    lays a 1x1 weight out."""
+    w = op.tensors["weight"]
+    o, kh, kw, ci = w.shape
+    if dot_axis(op) == "ci":
+        w = np.pad(w, ((0, 0), (0, 0), (0, 0), (0, -ci % 4)))
+    else:
+        w = np.pad(w, ((0, 0), (0, 0), (0, -kw % 4), (0, 0)))
+    return pointwise_weight_array(w.reshape(o, 1, 1, -1))
 
 
 def pointwise_weight_array(w: np.ndarray) -> np.ndarray:

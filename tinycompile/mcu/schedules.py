@@ -11,9 +11,12 @@ convolutions have a ``pad`` block in front. The schedules:
   taps and each group of each output is the tensor intrinsic ``SMLAD_DOT4``: one 32-bit load of four input bytes,
   two SXTB16 (shared by the tile's channels after LLVM's CSE), two 32-bit loads of pre-packed int16 weights and two
   SMLAD: two multiply-accumulates per instruction.
-* conv 1x1 (stride 1, unpadded, channels in fours) on DSP cores: ``te_ops._pointwise_pairs``' GEMM over pixel pairs,
-  tiles of 2 pixels x 4 channels reduced by the hand-scheduled register tile of ``microkernels`` (inline assembly:
-  14 registers, which LLVM's allocator does not find for an unrolled body), each pair's inputs expanded once.
+* conv on DSP cores (``layout.pixel_pairs``: a packed dot axis, output channels in fours): ``te_ops._conv_pairs``'
+  GEMM over pixel pairs, tiles of 2 pixels x 4 channels reduced by the hand-scheduled register tile of
+  ``microkernels`` (inline assembly: 14 registers, which LLVM's allocator does not find for an unrolled body), each
+  pair's taps expanded once (from a padded copy of the input where the layer pads or rounds channels up).
+* dwconv over row pairs on DSP cores (``layout.row_pairs``): ``te_ops._dwconv_row_pairs``, one SMLAD per two kernel
+  rows and column (``SMLAD_PAIR``).
 * dwconv: one output pixel, ``TC`` channels in registers, the KHxKW taps unrolled; with ``dsp`` four channels per
   tensor intrinsic ``SMLA_MUL4`` (one 32-bit input load, two SXTB16, int16 weight pairs, SMLABB/SMLATB/SMLABT/SMLATT).
 * the ``pad`` stage: materialised whole when small, else one band of rows per output row (bounded scratch). With
@@ -531,9 +534,11 @@ def _conv(sch: s_tir.Schedule, op: QOp, dsp: str | None) -> None:
 
 
 def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
-    """The pixel-pair GEMM (``te_ops._pointwise_pairs``): tiles of 2 pixels x 4 channels reduced by the hand-scheduled
-    ``microkernels.pointwise_tile``, the pair's inputs expanded to halfword pairs once (two SXTB16 per input word)
-    before its tiles, the epilogue after each tile."""
+    """The pixel-pair GEMM (``te_ops._conv_pairs``): tiles of 2 pixels x 4 channels reduced by the hand-scheduled
+    ``microkernels.pointwise_tile``, the pair's taps expanded to halfword pairs once (two SXTB16 per four input
+    bytes) before its tiles, the epilogue after each tile; a padded copy of the input first where there is one."""
+    if "pad" in _blocks(sch):
+        _place_pad(sch, op, dsp)
     _, wo, _ = op.out_shape
     acc = sch.get_sblock("acc")
     p, o, g, a, b = sch.get_loops(acc)
@@ -564,6 +569,8 @@ def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
     # In the workspace, not on the stack: TVM's LLVM codegen aligns a stack buffer of this size to 128 bytes, and a
     # realigned frame reserves the frame and base pointers, two of the 14 registers the tile takes.
     sch.set_scope(sch.get_sblock("xe_o"), 0, "local")
+    if "pad" in _blocks(sch):
+        sch.set_scope(sch.get_sblock("pad"), 0, "local")
 
 
 def _dwconv(sch: s_tir.Schedule, op: QOp, dsp: str | None, channels: int = 4) -> None:

@@ -15,7 +15,14 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from tinycompile.mcu import layout
-from tinycompile.lowering.requant import clamp_int8, fast_requant, fast_requantize_expr, times_pow2, zero_point_folded
+from tinycompile.lowering.requant import (
+    clamp_int8,
+    fast_requant,
+    fast_requantize_expr,
+    signless_clamp,
+    times_pow2,
+    zero_point_folded,
+)
 from tinycompile.quant.graph import QOp
 
 LANES = 16  # int8 lanes of a 128-bit vector
@@ -157,16 +164,18 @@ TensorIntrin.register(MVE_DOT16 + "_c", _dot_desc(16), _dot_impl_c(16), override
 FLAVOURS = {"llvm": "", "c": "_c"}  # codegen -> suffix of the intrinsics' names
 
 
-def requant4(zp: int, lo: int, hi: int, flavour: str) -> str:
+def requant4(zp: int, lo: int, hi: int, flavour: str, signless: bool = False) -> str:
     """The tensor intrinsic of the fast requantization epilogue of four channels (``te_ops``' ``biased`` stage
     inlined into ``out``: ``2 acc + 2 bias``, rounding high multiply, rounding, shift, zero point ``zp``, clamp to
-    ``[lo, hi]``, int8 store) for the output quantization (zp, lo, hi); registered on first use.
+    ``[lo, hi]``, int8 store) for the output quantization (zp, lo, hi); registered on first use. ``signless``: the
+    description without the rounding's sign term (``requant.signless_clamp``); the implementations keep it, equal
+    after the clamp.
 
     LLVM flavour: the four table columns of the four channels by VLDRW gathers from the ``(C, 4)`` table, then
     VRMULH.S32 (``(2 t M + 2**31) >> 32`` exactly, no saturation: ``2 t`` is below 2**31), the rounding constant and
     the sign added, VSHL by the negated shift, VMAX/VMIN, a narrowing VSTRB.32. C flavour: ``tc_mve_requant4``.
     """
-    name = f"tinycompile_mve_requant4_{zp}_{lo}_{hi}{flavour}".replace("-", "m")
+    name = f"tinycompile_mve_requant4_{zp}_{lo}_{hi}{'_signless' if signless else ''}{flavour}".replace("-", "m")
     if name in _REGISTERED:
         return name
 
@@ -181,7 +190,8 @@ def requant4(zp: int, lo: int, hi: int, flavour: str) -> str:
             for i in T.serial(4):
                 with T.sblock("out"):
                     vi = T.axis.remap("S", [i])
-                    O[vi] = clamp_int8(fast_requantize_expr(times_pow2(A[vi], 1) + R[vi, 0], R[vi, 1], R[vi, 2], R[vi, 3]), zp, lo, hi)
+                    O[vi] = clamp_int8(fast_requantize_expr(times_pow2(A[vi], 1) + R[vi, 0], R[vi, 1], R[vi, 2], R[vi, 3],
+                                                            signless), zp, lo, hi)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, r: T.handle, o: T.handle) -> None:
@@ -278,7 +288,7 @@ def _epilogue(sch: s_tir.Schedule, op: QOp, loop: s_tir.LoopRV, depth: int, flav
     inner = sch.get_loops(out)[-1]
     outer, inner = sch.split(inner, [None, 4])
     zp = 0 if zero_point_folded(op) else op.out_q.zero_point  # else the table's rounding column carries it
-    sch.tensorize(inner, requant4(zp, op.lo, op.hi, flavour))
+    sch.tensorize(inner, requant4(zp, op.lo, op.hi, flavour, signless_clamp(op)))
     sch.unroll(outer)
 
 
