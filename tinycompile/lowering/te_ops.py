@@ -196,16 +196,15 @@ def _dwconv_row_pairs(op: QOp, x: te.Tensor, w: te.Tensor, tables: tuple) -> te.
     """A depthwise convolution over pairs of input rows (the weight in ``packing.row_pair_weight``'s layout).
 
     ``plane`` holds the padded input, four channels at a time, as halfword pairs of rows ``(2q, 2q + 1)``; output
-    row ``h`` meets the pairs from ``q = sh h // 2`` with the weights of its parity ``sh h % 2``, two kernel rows
-    per product, so two output rows read the same pairs. ``acc`` runs channel-major over the rows rounded up to
-    even (the spare row is never stored).
+    row ``h`` meets the pairs from ``q = sh h // 2`` with the weights of its parity ``sh h % 2``: two kernel rows
+    per product. ``acc`` runs channel-major over the rows rounded up to even (the spare row is never stored).
     """
     ho, wo, co = op.out_shape
     H, W, _ = op.in_shapes[0]
     pt, _, pl, _ = op.padding
     sh, sw = op.stride
     _, phases, pairs, kw_n, _ = (int(v) for v in w.shape)
-    rows = pairs - 1 + (sh * (ho + ho % 2 - 1)) // 2 + 1
+    rows = (sh * (ho + ho % 2 - 1)) // 2 + pairs  # the last output row's first pair, and its others
     zp = tirx.const(op.in_q[0].zero_point, "int16")
 
     def fill(c4: PrimExpr, q: PrimExpr, col: PrimExpr, ci: PrimExpr, e: PrimExpr) -> PrimExpr:

@@ -3,7 +3,8 @@
 Pure Python (no TVM, no numpy), so ``tinycompile.cost`` can predict flash exactly the way a build stores it: on Arm
 cores with the DSP extension, conv weights are packed as int16 groups of four taps along a reduction axis rounded up
 to a multiple of four, and depthwise weights as int16 when the channels are a multiple of four (in pairs of kernel
-rows where the layer runs over row pairs, ``row_pairs``); everything else is int8. Each weighted layer also carries per-channel int32 requantization tables.
+rows where the layer runs over row pairs, ``row_pairs``); everything else is int8. Each weighted layer also carries
+per-channel int32 requantization tables.
 """
 
 from __future__ import annotations
