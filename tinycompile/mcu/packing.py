@@ -42,20 +42,26 @@ def conv_weight(op: QOp) -> np.ndarray:
     ``[..., g, a, b]``, so each 32-bit word holds the taps ``(0, 2)`` or ``(1, 3)`` of a group, the order in which a
     sign-extend-bytes-to-halfwords of four input bytes delivers them.
     """
-    w = op.tensors["weight"]
     axis = dot_axis(op)
     if axis is None:
-        return w
-    o, kh, kw, ci = w.shape
+        return op.tensors["weight"]
+    w = _dot_axis_padded(op)
+    o, kh, kw, cp = w.shape
     if axis == "ci":
-        cp = -(-ci // 4) * 4
-        w = np.pad(w, ((0, 0), (0, 0), (0, 0), (0, cp - ci)))
         w6 = w.reshape(o, kh, kw, cp // 4, 2, 2).transpose(0, 1, 2, 3, 5, 4)
     else:
-        kwp = -(-kw // 4) * 4
-        w = np.pad(w, ((0, 0), (0, 0), (0, kwp - kw), (0, 0)))
-        w6 = w.reshape(o, kh, kwp // 4, 2, 2).transpose(0, 1, 2, 4, 3)
+        w6 = w.reshape(o, kh, kw // 4, 2, 2).transpose(0, 1, 2, 4, 3)
     return np.ascontiguousarray(w6.astype(np.int16))
+
+
+def _dot_axis_padded(op: QOp) -> np.ndarray:
+    """The int8 conv weight ``(O, KH, KW, I)`` with its dot axis (input channels or kernel columns) zero-padded to
+    a multiple of four."""
+    w = op.tensors["weight"]
+    axis = 3 if dot_axis(op) == "ci" else 2
+    pad = [(0, 0)] * 4
+    pad[axis] = (0, -w.shape[axis] % 4)
+    return np.pad(w, pad)
 
 
 def dwconv_weight(op: QOp) -> np.ndarray:
@@ -95,16 +101,10 @@ def pixel_pairs(op: QOp) -> bool:
 
 
 def pointwise_weight(op: QOp) -> np.ndarray:
-    """The weight of a conv that ``pixel_pairs`` takes: its dot axis zero-padded to a multiple of four (as
-    ``conv_weight`` pads it), the taps flattened in the order ``(KH, KW, I)``, then as ``pointwise_weight_array``
-    lays a 1x1 weight out."""
-    w = op.tensors["weight"]
-    o, kh, kw, ci = w.shape
-    if dot_axis(op) == "ci":
-        w = np.pad(w, ((0, 0), (0, 0), (0, 0), (0, -ci % 4)))
-    else:
-        w = np.pad(w, ((0, 0), (0, 0), (0, -kw % 4), (0, 0)))
-    return pointwise_weight_array(w.reshape(o, 1, 1, -1))
+    """The weight of a conv that ``pixel_pairs`` takes: its dot axis zero-padded to a multiple of four, the taps
+    flattened in the order ``(KH, KW, I)``, then as ``pointwise_weight_array`` lays a 1x1 weight out."""
+    w = _dot_axis_padded(op)
+    return pointwise_weight_array(w.reshape(len(w), 1, 1, -1))
 
 
 def pointwise_weight_array(w: np.ndarray) -> np.ndarray:

@@ -537,7 +537,8 @@ def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
     """The pixel-pair GEMM (``te_ops._conv_pairs``): tiles of 2 pixels x 4 channels reduced by the hand-scheduled
     ``microkernels.pointwise_tile``, the pair's taps expanded to halfword pairs once (two SXTB16 per four input
     bytes) before its tiles, the epilogue after each tile; a padded copy of the input first where there is one."""
-    if "pad" in _blocks(sch):
+    padded = "pad" in _blocks(sch)
+    if padded:
         _place_pad(sch, op, dsp)
     _, wo, _ = op.out_shape
     acc = sch.get_sblock("acc")
@@ -568,8 +569,9 @@ def _pixel_pairs(sch: s_tir.Schedule, op: QOp, dsp: str, loads: str) -> None:
     _unroll_epilogue(sch, 2)
     # In the workspace, not on the stack: TVM's LLVM codegen aligns a stack buffer of this size to 128 bytes, and a
     # realigned frame reserves the frame and base pointers, two of the 14 registers the tile takes.
+    # After the tensorization: the intrinsics' descriptions read global buffers.
     sch.set_scope(sch.get_sblock("xe_o"), 0, "local")
-    if "pad" in _blocks(sch):
+    if padded:
         sch.set_scope(sch.get_sblock("pad"), 0, "local")
 
 
