@@ -157,7 +157,7 @@ def build(n: int, clock_mhz: float | None, wd: Path, args: argparse.Namespace) -
     return {
         "board": "ULX3S", "core": args.core, "device": f"LFE5U-{dev[2:-1]}F-{speed}BG381C", "package": pkg,
         "speed_grade": speed,
-        "accelerator_n": n, "accelerator_params": synthesis_parameters() if n else None,
+        "accelerator_n": n, "accelerator_params": synthesis_parameters(n) if n else None,
         "memory_bytes": board.MEM_BYTES, "accelerator_memory_bytes": board.ACCEL_MEM_BYTES if n else 0,
         "clock_source": "PLL (EHXPLLL) from the 25 MHz oscillator" if pll else "the 25 MHz oscillator",
         "pll": {"clki_div": pll.clki, "clkfb_div": pll.clkfb, "clkop_div": pll.clkop,

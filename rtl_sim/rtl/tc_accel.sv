@@ -13,6 +13,7 @@ module tc_accel #(
   parameter int unsigned AccDepth,       // accumulator rows (N int32 each)
   parameter int unsigned OutDepth,       // output scratchpad words (N int8 each)
   parameter int unsigned ParamSets,      // post-processing parameter sets (3 rows of N int32)
+  parameter int unsigned InpPorts,       // input scratchpad read ports (copies): window-mode kernel rows per pass
   parameter int unsigned QueueDepth = 8  // instructions per unit queue
 ) (
   input  logic           clk_i,
@@ -288,8 +289,9 @@ module tc_accel #(
   logic [tc_pkg::PatSpW-1:0] l_sel;
   logic [15:0]               l_spa;
   logic [DataW-1:0]          l_wdata;
-  logic [15:0]               c_inp_ra, c_wgt_ra, c_acc_ra, c_acc_wa;
-  logic [DataW-1:0]          inp_rdata;
+  logic [15:0]               c_wgt_ra, c_acc_ra, c_acc_wa;
+  logic [16*InpPorts-1:0]    c_inp_ra;
+  logic [DataW*InpPorts-1:0] inp_rdata;
   logic [DataW*N-1:0]        wgt_rdata;
   logic [32*N-1:0]           c_acc_rdata, s_acc_rdata, c_acc_wdata, prm_rdata;
   logic                      c_acc_we;
@@ -298,15 +300,18 @@ module tc_accel #(
   logic [DataW-1:0]          s_out_wdata, s_out_rdata;
   /* verilator lint_on UNUSEDSIGNAL */
 
-  tc_ram_1r1w #(.Width(DataW), .Depth(InpDepth), .NoRwCheck(1'b1)) u_inp (
-    .clk_i,
-    .we_i   (l_we && l_sel == tc_pkg::SpInp),
-    .waddr_i(l_spa[InpAw-1:0]),
-    .wdata_i(l_wdata),
-    .re_i   (1'b1),
-    .raddr_i(c_inp_ra[InpAw-1:0]),
-    .rdata_o(inp_rdata)
-  );
+  // INP is one copy per read port, all written alike, so the compute unit reads InpPorts words a cycle.
+  for (genvar p = 0; p < InpPorts; p++) begin : g_inp
+    tc_ram_1r1w #(.Width(DataW), .Depth(InpDepth), .NoRwCheck(1'b1)) u_inp (
+      .clk_i,
+      .we_i   (l_we && l_sel == tc_pkg::SpInp),
+      .waddr_i(l_spa[InpAw-1:0]),
+      .wdata_i(l_wdata),
+      .re_i   (1'b1),
+      .raddr_i(c_inp_ra[p*16 +: InpAw]),
+      .rdata_o(inp_rdata[p*DataW +: DataW])
+    );
+  end
 
   // Weight tile t, row r lives in bank r at index t, so a whole tile is read in one cycle.
   for (genvar r = 0; r < N; r++) begin : g_wgt
@@ -414,7 +419,7 @@ module tc_accel #(
   end
 
   tc_compute #(
-    .N(N), .InpDepth(InpDepth), .WgtTiles(WgtTiles), .AccDepth(AccDepth)
+    .N(N), .InpDepth(InpDepth), .WgtTiles(WgtTiles), .AccDepth(AccDepth), .InpPorts(InpPorts)
   ) u_compute (
     .clk_i,
     .rst_ni         (unit_rst_n),

@@ -3,8 +3,9 @@
 //     a = inp_base + nt*inp_nt_stride + kt*M + m
 //     t = wfix ? wgt_base + nt : wgt_base + nt*KT + kt          (weight tile of the pass)
 //     normal: p[c] = sum_r inp[a][r] * W[t][r][c]
-//     window: p[c] = sum_r V[r][c] * W[t][r][c],
-//             V[r] = inp[a - r] if m >= r else 0 (the words read r rows earlier in this pass)
+//     window: p[c] = sum_r V[r][c] * W[t][r][c], with r = g*wg + d (wg = 0: N, one group),
+//             V[r] = inp[a + g*wstride - d] if m >= d and g < InpPorts else 0 (read port g's word d rows
+//             earlier in this pass: kernel rows side by side, one INP copy per port)
 //     a = acc_base + nt*M + m
 //     acc[a] = (init && kt == 0) ? p : (max ? max(acc[a], p) : acc[a] + p)
 // One input row per cycle through a 5-stage pipeline (read, operand register, multiply, add,
@@ -13,14 +14,15 @@
 // last two writes. The operand register keeps the scratchpads' block-RAM clock-to-out out of the
 // multiplier path (the accelerator's critical path without it); the array registers its products
 // before its adder trees (tc_mac_array).
-// Window mode only changes the array operands (a shift register of the last N-1 input words of the
-// pass, cleared at each pass start); the schedule and timing are identical in both modes.
+// Window mode only changes the array operands (per read port, a shift register of the last N-1 input
+// words of the pass, cleared at each pass start); the schedule and timing are identical in both modes.
 // Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
 module tc_compute #(
   parameter int unsigned N,         // array size
   parameter int unsigned InpDepth,  // INP words
   parameter int unsigned WgtTiles,  // WGT tiles
-  parameter int unsigned AccDepth   // ACC rows
+  parameter int unsigned AccDepth,  // ACC rows
+  parameter int unsigned InpPorts   // INP read ports (window-mode groups)
 ) (
   input  logic                      clk_i,
   input  logic                      rst_ni,
@@ -38,8 +40,8 @@ module tc_compute #(
   output logic                      tok_push_prev_o,
   output logic                      tok_push_next_o,
   // scratchpads
-  output logic [15:0]               inp_raddr_o,
-  input  logic [8*N-1:0]            inp_rdata_i,
+  output logic [16*InpPorts-1:0]    inp_raddr_o,
+  input  logic [8*N*InpPorts-1:0]   inp_rdata_i,
   output logic [15:0]               wgt_raddr_o,
   input  logic [8*N*N-1:0]          wgt_rdata_i,
   output logic [15:0]               acc_raddr_o,
@@ -65,6 +67,8 @@ module tc_compute #(
   logic [tc_pkg::CmpKtW-1:0]          kt_cnt;
   logic [tc_pkg::CmpNtW-1:0]          nt_cnt;
   logic [tc_pkg::CmpInpNtStrideW-1:0] inp_nts;
+  logic [tc_pkg::CmpWgW-1:0]          wg;
+  logic [tc_pkg::CmpWstrideW-1:0]     wstride;
 
   assign op       = instr_i[tc_pkg::OpLsb +: tc_pkg::OpW];
   assign pop_pv   = instr_i[tc_pkg::PopPrevLsb];
@@ -82,6 +86,8 @@ module tc_compute #(
   assign kt_cnt   = instr_i[tc_pkg::CmpKtLsb +: tc_pkg::CmpKtW];
   assign nt_cnt   = instr_i[tc_pkg::CmpNtLsb +: tc_pkg::CmpNtW];
   assign inp_nts  = instr_i[tc_pkg::CmpInpNtStrideLsb +: tc_pkg::CmpInpNtStrideW];
+  assign wg       = instr_i[tc_pkg::CmpWgLsb +: tc_pkg::CmpWgW];
+  assign wstride  = instr_i[tc_pkg::CmpWstrideLsb +: tc_pkg::CmpWstrideW];
 
   logic [15:0] m_d, m_q;
   logic [11:0] kt_d, kt_q, nt_d, nt_q;
@@ -101,25 +107,47 @@ module tc_compute #(
   logic            w1_valid_q, w2_valid_q;
   logic [15:0]     w1_addr_q, w2_addr_q;
   logic [32*N-1:0] w1_data_q, w2_data_q;
-  // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); word r of
-  // hist_q holds the input word read r+1 rows earlier in the current pass, word r of vwin the
-  // operand of array row r. (Flat vectors: yosys has no multi-dimensional packed arrays.)
-  logic                 s1_pstart_q;
-  logic [8*N*N-1:0]     vwin, x_op;
-  logic [8*N*(N-1)-1:0] hist_d, hist_q;
+  // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); word d of
+  // port p's hist_q holds the word port p read d+1 rows earlier in the current pass, word d of its
+  // vwin the word read d rows earlier. wg_sel[g] says the groups are g rows wide (wg 0 or past N:
+  // N). (Flat vectors: yosys has no multi-dimensional packed arrays.) The deep words of ports past
+  // the first serve no group width and are left for synthesis to remove.
+  logic                          s1_pstart_q;
+  logic [8*N*N-1:0]              x_op;
+  logic [N:1]                    wg_sel;
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [8*N*N*InpPorts-1:0]     vwin;
+  logic [8*N*(N-1)*InpPorts-1:0] hist_d, hist_q;
+  /* verilator lint_on UNUSEDSIGNAL */
+
+  always_comb begin
+    for (int g = 1; g <= N; g++) begin
+      wg_sel[g] = (32'(wg) == g) || (g == N && (wg == '0 || 32'(wg) > N));
+    end
+  end
 
   // Operand matrix of the array (byte r*N + c = operand of multiplier row r, column c). The INP
-  // word read for this row arrives in stage s1, together with its weight tile.
+  // words read for this row arrive in stage s1, together with its weight tile.
   always_comb begin
-    vwin[0 +: 8*N] = inp_rdata_i;
-    for (int r = 1; r < N; r++) begin
-      vwin[r*8*N +: 8*N] = s1_pstart_q ? '0 : hist_q[(r-1)*8*N +: 8*N];
+    for (int p = 0; p < InpPorts; p++) begin
+      vwin[p*8*N*N +: 8*N] = inp_rdata_i[p*8*N +: 8*N];
+      for (int d = 1; d < N; d++) begin
+        vwin[(p*N+d)*8*N +: 8*N] = s1_pstart_q ? '0 : hist_q[(p*(N-1)+d-1)*8*N +: 8*N];
+      end
+      // shift on valid rows only (passes are issued back to back, gaps come only between passes)
+      hist_d[p*8*N*(N-1) +: 8*N*(N-1)] = s1_valid_q ? vwin[p*8*N*N +: 8*N*(N-1)]
+                                                    : hist_q[p*8*N*(N-1) +: 8*N*(N-1)];
     end
-    // shift on valid rows only (passes are issued back to back, gaps come only between passes)
-    hist_d = s1_valid_q ? vwin[0 +: 8*N*(N-1)] : hist_q;
+    x_op = '0;
     for (int r = 0; r < N; r++) begin
-      for (int c = 0; c < N; c++) begin
-        x_op[(r*N+c)*8 +: 8] = win ? vwin[(r*N+c)*8 +: 8] : inp_rdata_i[r*8 +: 8];
+      if (!win) begin
+        x_op[r*8*N +: 8*N] = {N{inp_rdata_i[r*8 +: 8]}};
+      end else begin
+        for (int g = 1; g <= N; g++) begin
+          if (wg_sel[g] && r / g < InpPorts) begin
+            x_op[r*8*N +: 8*N] = vwin[((r/g)*N + r%g)*8*N +: 8*N];
+          end
+        end
       end
     end
   end
@@ -136,8 +164,26 @@ module tc_compute #(
     .dot_o(dot)
   );
 
+  // Port p's address in window mode: the pass's plus p strides (port 0 is the pass's own). A port
+  // no row of the group width reads is not range checked.
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [19*InpPorts-1:0] port_a;  // wide enough for InpPorts - 1 full strides past a 17-bit base
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic                   port_err;
+  always_comb begin
+    port_err = 1'b0;
+    for (int p = 0; p < InpPorts; p++) begin
+      port_a[p*19 +: 19] = 19'(ia_q) + 19'(p) * 19'(wstride);
+      for (int g = 1; g <= N; g++) begin
+        if (p > 0 && win && wg_sel[g] && p * g < N && port_a[p*19 +: 19] >= 19'(InpDepth)) begin
+          port_err = 1'b1;
+        end
+      end
+    end
+  end
+
   assign range_err = (ia_q >= 17'(InpDepth)) || (wa_q >= 17'(WgtTiles)) ||
-                     (aa_q >= 17'(AccDepth));
+                     (aa_q >= 17'(AccDepth)) || port_err;
   assign first = init && (kt_q == '0);
 
   always_comb begin
@@ -327,7 +373,9 @@ module tc_compute #(
 
   assign acc_we_o = s4_valid_q;
   assign acc_waddr_o = s4_addr_q;
-  assign inp_raddr_o = ia_q[15:0];
+  for (genvar p = 0; p < InpPorts; p++) begin : g_port
+    assign inp_raddr_o[p*16 +: 16] = port_a[p*19 +: 16];
+  end
   assign wgt_raddr_o = wa_q[15:0];
   assign acc_raddr_o = s2_addr_q;
   assign busy_o = (state_q != StIdle);

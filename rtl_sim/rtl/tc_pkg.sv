@@ -107,6 +107,10 @@ package tc_pkg;
   localparam int unsigned CmpNtW = 12;
   localparam int unsigned CmpInpNtStrideLsb = 104;
   localparam int unsigned CmpInpNtStrideW = 16;
+  localparam int unsigned CmpWgLsb = 120;
+  localparam int unsigned CmpWgW = 5;
+  localparam int unsigned CmpWstrideLsb = 128;
+  localparam int unsigned CmpWstrideW = 16;
 
   // Fields of POSTPROC
   localparam int unsigned PpAddLsb = 8;

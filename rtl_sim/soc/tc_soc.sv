@@ -19,6 +19,7 @@ module tc_soc #(
   parameter int unsigned AccDepth      = 1,
   parameter int unsigned OutDepth      = 1,
   parameter int unsigned ParamSets     = 1,
+  parameter int unsigned InpPorts      = 1,
   parameter int unsigned QueueDepth    = 8,       // tc_accel's unit queues
   parameter              InitFile      = ""
 ) (
@@ -147,7 +148,7 @@ module tc_soc #(
 
     tc_accel #(
       .N(AccelN), .InpDepth(InpDepth), .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth),
-      .ParamSets(ParamSets), .QueueDepth(QueueDepth)
+      .ParamSets(ParamSets), .InpPorts(InpPorts), .QueueDepth(QueueDepth)
     ) u_accel (
       .clk_i,
       .rst_ni,
@@ -213,7 +214,8 @@ module tc_soc #(
     assign unused_status = ^{done, error};
   end else begin : g_no_accel
     logic [31:0] unused_sizes;  // the accelerator's sizes matter only with it
-    assign unused_sizes = InpDepth ^ WgtTiles ^ AccDepth ^ OutDepth ^ ParamSets ^ QueueDepth ^ AccelMemWords;
+    assign unused_sizes = InpDepth ^ WgtTiles ^ AccDepth ^ OutDepth ^ ParamSets ^ InpPorts ^ QueueDepth
+                        ^ AccelMemWords;
     assign d_amem   = 1'b0;
     assign d_areg   = 1'b0;
     assign amem_ack = 1'b0;

@@ -8,7 +8,8 @@ module tc_soc_sim #(
   parameter int unsigned WgtTiles      = 1,
   parameter int unsigned AccDepth      = 1,
   parameter int unsigned OutDepth      = 1,
-  parameter int unsigned ParamSets     = 1
+  parameter int unsigned ParamSets     = 1,
+  parameter int unsigned InpPorts      = 1
 ) (
   input  logic        rst_ni,
   output logic        tx_valid_o,
@@ -28,7 +29,7 @@ module tc_soc_sim #(
 
   tc_soc #(
     .MemWords(MemWords), .AccelN(AccelN), .AccelMemWords(AccelMemWords), .InpDepth(InpDepth),
-    .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth), .ParamSets(ParamSets)
+    .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth), .ParamSets(ParamSets), .InpPorts(InpPorts)
   ) u_soc (
     .clk_i (clk),
     .rst_ni,

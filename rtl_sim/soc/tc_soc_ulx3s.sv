@@ -18,6 +18,7 @@ module tc_soc_ulx3s #(
   parameter int unsigned AccDepth      = 128,
   parameter int unsigned OutDepth      = 128,
   parameter int unsigned ParamSets     = 8,
+  parameter int unsigned InpPorts      = 2,
   parameter int unsigned QueueDepth    = 4,
   parameter              InitFile      = "",
   parameter int unsigned UsePll        = 1,
@@ -105,7 +106,7 @@ module tc_soc_ulx3s #(
   tc_soc #(
     .MemWords(MemWords), .AccelN(AccelN), .AccelMemWords(AccelMemWords), .InpDepth(InpDepth),
     .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth), .ParamSets(ParamSets),
-    .QueueDepth(QueueDepth), .InitFile(InitFile)
+    .InpPorts(InpPorts), .QueueDepth(QueueDepth), .InitFile(InitFile)
   ) u_soc (
     .clk_i        (clk),
     .rst_ni       (rst_nq),

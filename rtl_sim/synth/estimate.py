@@ -37,14 +37,13 @@ RTL = Path(__file__).resolve().parents[1] / "rtl"
 # Read order: yosys 0.23 needs a package before the modules that use it.
 ORDER = ["tc_pkg", "tc_fifo", "tc_ram_1r1w", "tc_mac_array", "tc_requant", "tc_agu", "tc_mem_arb", "tc_load",
          "tc_compute", "tc_postproc", "tc_store", "tc_fetch", "tc_accel"]
-# Scratchpads sized for a small FPGA (4 KB inputs, 2 KB weights at N = 8, 4 KB accumulators) and the queue depth:
-# set with the simulated sizes in hw_targets/fpga.yaml (accelerator: synthesis:).
-FPGA_PARAMS = synthesis_parameters()
+# Scratchpads sized for a small FPGA (4 KB inputs, 2 KB weights at N = 8, 4 KB accumulators) and the queue depth are
+# set with the simulated sizes in hw_targets/fpga.yaml (accelerator: synthesis:), per N by synthesis_parameters.
 
 
 def _yosys(n: int, target: str, workdir: Path, timeout: int) -> tuple[dict[str, int], Path]:
     """Run yosys for one target; return cell counts and the netlist JSON path."""
-    params = " ".join(f"-set {k} {v}" for k, v in {"N": n, **FPGA_PARAMS}.items())
+    params = " ".join(f"-set {k} {v}" for k, v in {"N": n, **synthesis_parameters(n)}.items())
     netlist = workdir / f"{target}_n{n}.json"
     synth = {"ice40": f"synth_ice40 -dsp -top tc_accel -json {netlist}",
              "ecp5": f"synth_ecp5 -top tc_accel -json {netlist}"}[target]
@@ -260,7 +259,7 @@ def estimate(n: int, timeout: int = 1800, ecp5_pnr_on: bool = True, placer: str 
                else {"post_route": False, "error": "skipped (--no-ecp5-pnr)"})
     row = {
         "n": n,
-        "params": FPGA_PARAMS,
+        "params": synthesis_parameters(n),
         "ice40": None if not ice40 else {
             "luts": ice_luts, "ffs": sum(v for k, v in ice.items() if k.startswith("SB_DFF")),
             "dsp": ice.get("SB_MAC16", 0), "bram": ice.get("SB_RAM40_4K", 0), "carry": ice.get("SB_CARRY", 0),
@@ -333,8 +332,10 @@ def print_table(rows: list[dict[str, object]]) -> None:
             ice_cells = ["-"] * 5  # --ecp5-only
         body.append([str(r["n"]), *ice_cells, str(e["luts"]), str(e["ffs"]), str(e["mult18"]), str(e["bram"]),
                      _arr(r)])
-    _table("tc_accel synthesis cell counts (yosys 0.23; FPGA scratchpads " + json.dumps(FPGA_PARAMS)
-           + ")", head, body)
+    shared = {k: v for k, v in (rows[0]["params"] if rows else {}).items() if k != "InpPorts"}
+    ports = ", ".join(f"{r['params']['InpPorts']} at N = {r['n']}" for r in rows)
+    _table(f"tc_accel synthesis cell counts (yosys 0.23; FPGA scratchpads {json.dumps(shared)}; INP read ports "
+           f"{ports})", head, body)
     head = ["N", "device", "Fmax clk_i", "LUT4 (TRELLIS_COMB)", "FF", "DP16KD", "MULT18X18D",
             "critical path", "P&R wall s"]
     body = [[str(r["n"])] + _pnr_cells(r) + [str((r.get("ecp5_pnr") or {}).get("pnr_seconds", "-"))]

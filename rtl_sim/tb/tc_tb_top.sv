@@ -8,7 +8,8 @@ module tc_tb_top #(
   parameter int unsigned WgtTiles,
   parameter int unsigned AccDepth,
   parameter int unsigned OutDepth,
-  parameter int unsigned ParamSets
+  parameter int unsigned ParamSets,
+  parameter int unsigned InpPorts
 ) (
   input  logic        clk,
   input  logic        rst_n,
@@ -29,7 +30,7 @@ module tc_tb_top #(
 
   tc_accel #(
     .N(N), .InpDepth(InpDepth), .WgtTiles(WgtTiles), .AccDepth(AccDepth), .OutDepth(OutDepth),
-    .ParamSets(ParamSets)
+    .ParamSets(ParamSets), .InpPorts(InpPorts)
   ) u_dut (
     .clk_i          (clk),
     .rst_ni         (rst_n),

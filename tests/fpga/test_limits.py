@@ -122,19 +122,30 @@ WINDOW_CASES = (
                              L("avgpool", (0,), kernel=(3, 2), stride=(1, 1)), L("flatten", (1,)), L("dense", (2,), channels=4))),
     ArchSpec((5, 1, 40), 4, (L("dwconv", (-1,), kernel=(1, 9), padding=(0, 0, 4, 4)),  # one row: 9 taps in 3 passes at N = 4
                              L("avgpool", (0,), kernel=(1, 5), stride=(1, 1)), L("gap", (1,)), L("dense", (2,), channels=4))),
+    # kernel rows side by side (one INP read port each): 3x3 in 2 passes at N = 8 and 1 at N = 16; 5x5 at N = 16 in
+    # 2 passes of 3 rows, the second starting a row early
+    ArchSpec((12, 9, 11), 4, (L("dwconv", (-1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
+                              L("dwconv", (0,), kernel=(5, 5), padding=(2, 2, 2, 2)),
+                              L("avgpool", (1,), kernel=(3, 3), stride=(1, 1)), L("gap", (2,)), L("dense", (3,), channels=4))),
 )
 
 
 def test_window_mode_layers_are_exact_on_the_isa_model() -> None:
     """Depthwise and average-pool layers in window mode equal the integer reference at N = 4, 8, 16, both sweeps."""
-    seen = set()
+    seen, side = set(), set()
     for spec in WINDOW_CASES:
         for n, code in _exact_layers_on_model(spec, seed=1):
-            if code.tiling.window:
+            t = code.tiling
+            if t.window:
                 g = code.geom
-                seen.add((code.op, code.tiling.transposed, (g.kh if code.tiling.transposed else g.kw) > n))
+                kh, kw = (g.kw, g.kh) if t.transposed else (g.kh, g.kw)
+                seen.add((code.op, t.transposed, kw > n))
+                side.add((n, kh, t.wrows, t.kt))
     # both sweeps, both ops, and rows of more than N taps (several passes per kernel row) were exercised
     assert {("dwconv", True, True), ("dwconv", False, True), ("avgpool", True, False), ("avgpool", False, False)} <= seen
+    # kernel rows side by side: 3 rows in 2 passes of 2 at N = 8, in 1 of 3 at N = 16, 5 in 2 of 3; none at N = 4
+    assert {(8, 3, 2, 2), (16, 3, 3, 1), (16, 5, 3, 2)} <= side
+    assert all(rows == 1 for n, _, rows, _ in side if n == 4)
 
 
 # Kernel taps that only ever read padding are dropped: a 3x5 conv and a 3x3 depthwise on a 1 x 2 map keep 1 x 3 taps.

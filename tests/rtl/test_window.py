@@ -1,4 +1,5 @@
-"""COMPUTE window mode (bit 10, ``win``) on the RTL: bit-exact with the model, same timing as normal mode.
+"""COMPUTE window mode (bit 10, ``win``, with kernel rows side by side: ``wg``, ``wstride``) on the RTL: bit-exact with
+the model, same timing as normal mode.
 
 Each case runs one or more COMPUTEs on a fresh accumulator region (the first with init, the others
 accumulating or taking the max), then copies the int32 accumulators out through four POSTPROCs
@@ -7,6 +8,8 @@ and STOREs. The same program with ``win`` cleared must take exactly the same cyc
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -37,12 +40,22 @@ def _cases(n: int) -> list[tuple[int, int, list[dict[str, int]]]]:
         (37, 3, [c(3, 111), c(2, 40), c(1)]),          # accumulate twice
         (300, 1, [c(2)]),                              # one long pass
         (150, 2, [c(1, 150), c(2, 0, max=1)]),
+        # groups of wg rows, read port g at wstride * g: ports past the hardware's read zero
+        (40, 2, [c(2, 90, wg=3, wstride=45), c(1, 0, wg=2, wstride=31)]),
+        (5, 3, [c(2, 11, wg=1, wstride=3), c(1, 7, wg=n - 1, wstride=250)]),
+        (64, 1, [c(1, wg=n, wstride=9), c(1, wg=n + 1, wstride=9), c(2, wg=2, wstride=0)]),
     ]
 
 
-def _program(n: int, rng: np.random.Generator, win: int) -> tuple[MemoryImage, int, list[tuple[int, int]]]:
+def _ports_read(cfg: AccelConfig, wg: int) -> int:
+    """Read ports a window-mode COMPUTE with group width ``wg`` reads (0 or past N: one group)."""
+    wg = cfg.n if wg == 0 or wg > cfg.n else wg
+    return min(cfg.inp_ports, -(-cfg.n // wg))
+
+
+def _program(cfg: AccelConfig, rng: np.random.Generator, win: int) -> tuple[MemoryImage, int, list[tuple[int, int]]]:
     """Memory image, program address and (byte address, rows) of every stored accumulator block."""
-    cfg = AccelConfig.for_array(n)
+    n = cfg.n
     img = MemoryImage(n, 1 << 20)
     pr = np.random.default_rng(rng.integers(1 << 31))  # identical data for win = 0 and 1
     x_addr = img.put(pr.integers(-128, 128, (INP_WORDS, n)).astype(np.int8))
@@ -62,8 +75,9 @@ def _program(n: int, rng: np.random.Generator, win: int) -> tuple[MemoryImage, i
         assert acc + rows <= cfg.acc_depth and rows <= cfg.out_depth
         for k, cmp in enumerate(computes):
             kt, stride = cmp["kt"], cmp["inp_nt_stride"]
-            need = (nt - 1) * stride + kt * m
-            fields = dict(init=int(k == 0), max=cmp.get("max", 0), win=win,
+            wg, wstride = cmp.get("wg", 0), cmp.get("wstride", 0)
+            need = (nt - 1) * stride + kt * m + (_ports_read(cfg, wg) - 1) * wstride
+            fields = dict(init=int(k == 0), max=cmp.get("max", 0), win=win, wg=wg, wstride=wstride,
                           inp_base=int(pr.integers(0, INP_WORDS - need + 1)),
                           wgt_base=int(pr.integers(0, WGT_TILES - kt * nt + 1)),
                           acc_base=acc, m=m, kt=kt, nt=nt, inp_nt_stride=stride,
@@ -81,11 +95,12 @@ def _program(n: int, rng: np.random.Generator, win: int) -> tuple[MemoryImage, i
     return img, img.put(np.frombuffer(assemble(prog), np.uint8)), outs
 
 
-def _reference(n: int, img: MemoryImage, prog_addr: int) -> list[np.ndarray]:
+def _reference(cfg: AccelConfig, img: MemoryImage, prog_addr: int) -> list[np.ndarray]:
     """Independent of model.py: accumulators from a plain loop over the ISA.md pseudo-code, then the
     four extraction POSTPROCs, per case (only the window-mode programs are checked this way)."""
     from tinycompile.accel.assembler import disassemble
 
+    n = cfg.n
     prog = disassemble(img.data[prog_addr:].tobytes())
     inp = img.read(prog[0].get("base"), INP_WORDS * n).view(np.int8).reshape(-1, n).astype(np.int64)
     wgt = img.read(prog[1].get("base"), WGT_TILES * n * n).view(np.int8).reshape(-1, n, n).astype(np.int64)
@@ -101,7 +116,12 @@ def _reference(n: int, img: MemoryImage, prog_addr: int) -> list[np.ndarray]:
                     for i in range(m):
                         a = f("inp_base") + j * f("inp_nt_stride") + k * m + i
                         if f("win"):
-                            v = np.array([inp[a - r] if i >= r else np.zeros(n, np.int64) for r in range(n)])
+                            wg = f("wg") if 0 < f("wg") <= n else n
+                            v = np.zeros((n, n), np.int64)
+                            for r in range(n):
+                                g, d = divmod(r, wg)
+                                if g < cfg.inp_ports and i >= d:
+                                    v[r] = inp[a + g * f("wstride") - d]
                             p = (v * w).sum(axis=0)
                         else:
                             p = inp[a] @ w
@@ -120,19 +140,20 @@ def _reference(n: int, img: MemoryImage, prog_addr: int) -> list[np.ndarray]:
     return res
 
 
-@pytest.mark.parametrize("n", [4, 8])
-def test_window_mode_bit_exact_same_timing(n: int, rng: np.random.Generator) -> None:
-    """Window mode equals the model and a loop reference bit for bit; cycles equal normal mode's."""
+@pytest.mark.parametrize("n, ports", [(4, 1), (8, 2), (8, 3)])
+def test_window_mode_bit_exact_same_timing(n: int, ports: int, rng: np.random.Generator) -> None:
+    """Window mode equals the model and a loop reference bit for bit, with 1, 2 and 3 INP read ports; cycles equal
+    normal mode's."""
+    cfg = replace(AccelConfig.for_array(n), inp_ports=ports)
     seed = int(rng.integers(1 << 31))
-    img1, pa1, outs = _program(n, np.random.default_rng(seed), win=1)
-    img0, pa0, outs0 = _program(n, np.random.default_rng(seed), win=0)
+    img1, pa1, outs = _program(cfg, np.random.default_rng(seed), win=1)
+    img0, pa0, outs0 = _program(cfg, np.random.default_rng(seed), win=0)
     assert outs0 == outs and pa0 == pa1
-    r1, r0, r1s = run_jobs([SimJob(img1, pa1), SimJob(img0, pa0), SimJob(img1, pa1, stall=True)], n=n)
+    r1, r0, r1s = run_jobs([SimJob(img1, pa1), SimJob(img0, pa0), SimJob(img1, pa1, stall=True)], cfg=cfg)
     for r in (r1, r0, r1s):
         assert r.done and not r.error, (r.status, r.error_code)
-    cfg = AccelConfig.for_array(n)
     model1, model0 = run_model(img1, pa1, cfg), run_model(img0, pa0, cfg)
-    ref1 = _reference(n, img1, pa1)
+    ref1 = _reference(cfg, img1, pa1)
     for (addr, rows), ref in zip(outs, ref1):
         nb = rows * n
         np.testing.assert_array_equal(r1.image.read(addr, nb), model1.read(addr, nb))

@@ -1,7 +1,7 @@
 """The accelerator's configuration, from one place: the ``accelerator:`` section of ``hw_targets/fpga.yaml``.
 
 The array size (``array``) and the scratchpads (``input_buffer_kb``, ``weight_buffer_kb``, ``acc_buffer_kb``,
-``output_buffer_kb``, ``param_sets``) are read from that file (or a user's target file) and nowhere else. One type,
+``output_buffer_kb``, ``param_sets``) and the input scratchpad's read ports (``window_rows``) are read from that file (or a user's target file) and nowhere else. One type,
 :class:`AccelConfig`, carries them to the program generator, the cost model, the ISA model and, through
 :meth:`AccelConfig.rtl_parameters`, the ``tc_accel`` parameters every simulation, lint run and synthesis is built with
 (the RTL has no defaults of its own), so a program always runs on the scratchpad sizes it was cut for. Scratchpads
@@ -35,6 +35,7 @@ class AccelConfig:
     acc_depth: int  # ACC rows of n int32
     out_depth: int  # OUT words
     param_sets: int  # PARAM sets of 3 rows of n int32
+    inp_ports: int = 1  # INP read ports: kernel rows one window-mode pass sums side by side (``window_ports``)
 
     @classmethod
     def for_array(cls, n: int, accelerator: Mapping[str, Any] | None = None) -> AccelConfig:
@@ -48,12 +49,19 @@ class AccelConfig:
             acc_depth=int(float(a["acc_buffer_kb"]) * 1024) // (ACC_LANE_BYTES * n),  # N int32 per row
             out_depth=int(float(a["output_buffer_kb"]) * 1024) // n,
             param_sets=int(a["param_sets"]),
+            inp_ports=window_ports(n, int(a["window_rows"])),
         )
 
     def rtl_parameters(self) -> dict[str, int]:
         """The ``tc_accel`` parameters of this configuration (names as in the RTL)."""
         return {"N": self.n, "InpDepth": self.inp_depth, "WgtTiles": self.wgt_tiles, "AccDepth": self.acc_depth,
-                "OutDepth": self.out_depth, "ParamSets": self.param_sets}
+                "OutDepth": self.out_depth, "ParamSets": self.param_sets, "InpPorts": self.inp_ports}
+
+
+def window_ports(n: int, window_rows: int) -> int:
+    """INP read ports of an ``n`` x ``n`` array: ``window_rows`` at most, and no more 3-tap kernel rows than fit side
+    by side in its ``n`` rows (each port is a copy of INP, so one that no 3x3 window can use is not built)."""
+    return max(1, min(window_rows, n // 3))
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +70,7 @@ def shipped_accelerator() -> dict[str, Any]:
     from tinycompile.targets import load_target
 
     section = dict(load_target("fpga").accelerator)
-    missing = [k for k in ("array", *SIZE_KEYS) if k not in section]
+    missing = [k for k in ("array", "window_rows", *SIZE_KEYS) if k not in section]
     if missing:
         raise ValueError(f"hw_targets/fpga.yaml: accelerator: lacks {', '.join(missing)}")
     return section
@@ -73,10 +81,11 @@ def default_array() -> int:
     return int(shipped_accelerator()["array"])
 
 
-def synthesis_parameters() -> dict[str, int]:
-    """The ``tc_accel`` parameters (besides ``N``) the synthesis estimates use: scratchpads small enough for an FPGA's
-    block RAM, and the unit queue depth."""
-    section = shipped_accelerator().get("synthesis")
+def synthesis_parameters(n: int) -> dict[str, int]:
+    """The ``tc_accel`` parameters (besides ``N``) the synthesis estimates of an ``n`` x ``n`` array use: scratchpads
+    small enough for an FPGA's block RAM, the unit queue depth and the simulated configuration's INP read ports."""
+    acc = shipped_accelerator()
+    section = acc.get("synthesis")
     if not isinstance(section, dict):
         raise ValueError("hw_targets/fpga.yaml: accelerator: lacks the synthesis: mapping")
-    return {str(k): int(v) for k, v in section.items()}
+    return {**{str(k): int(v) for k, v in section.items()}, "InpPorts": window_ports(n, int(acc["window_rows"]))}

@@ -91,6 +91,10 @@ FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
         "kt": (80, 12, False),
         "nt": (92, 12, False),
         "inp_nt_stride": (104, 16, False),
+        # window mode's kernel rows side by side: array row r = g * wg + d reads INP read port g (at the pass's
+        # address + g * wstride), d words back; wg = 0 means N (one group: port 0 alone, row r r words back)
+        "wg": (120, 5, False),
+        "wstride": (128, 16, False),
     },
     "POSTPROC": {
         **COMMON_FIELDS,

@@ -53,6 +53,24 @@ def _pattern(f: dict[str, int]):
                 yield addr, (0 <= y < f["h"] and 0 <= x < f["w"])
 
 
+def _window(inp: np.ndarray, w: np.ndarray, ia: int, m: int, wg: int, stride: int, cfg: AccelConfig) -> np.ndarray:
+    """Window mode's products for rows ``ia .. ia + m - 1``: array row ``r = g * wg + d`` sees read port g's word
+    ``d`` rows back, ``INP[ia + g * stride + i - d]`` (zero before the pass start; no port g past the last: zero)."""
+    n = cfg.n
+    wg = n if wg == 0 or wg > n else wg
+    p = np.zeros((m, n), np.int64)
+    for r in range(n):
+        g, d = divmod(r, wg)
+        if g >= cfg.inp_ports:
+            break
+        a = ia + g * stride
+        if g and a + m > cfg.inp_depth:
+            raise AccelError(2, "compute scratchpad address out of range (window read port)")
+        if d < m:
+            p[d:] += inp[a : a + m - d].astype(np.int64) * w[r]
+    return p
+
+
 def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: int = 1_000_000) -> MemoryImage:
     """Execute the program at ``prog_addr``; return a new image holding memory after the run."""
     n = cfg.n
@@ -106,10 +124,8 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
                 if ia + m > cfg.inp_depth or wa >= cfg.wgt_tiles or aa + m > cfg.acc_depth:
                     raise AccelError(2, "compute scratchpad address out of range")
                 w = wgt[wa * n : wa * n + n].astype(np.int64)
-                if f["win"]:  # row i sees INP[ia + i - r] in slot r (zero before the pass start)
-                    rows = np.zeros((m + n - 1, n), np.int64)
-                    rows[n - 1 :] = inp[ia : ia + m]
-                    p = sum(rows[n - 1 - r : n - 1 - r + m] * w[r] for r in range(n))
+                if f["win"]:
+                    p = _window(inp, w, ia, m, f["wg"], f["wstride"], cfg)
                 else:
                     p = inp[ia : ia + m].astype(np.int64) @ w
                 if f["init"] and k == 0:

@@ -211,7 +211,7 @@ class SimResult:
 def tb_name(cfg: AccelConfig, mem_words: int) -> str:
     """Build directory name for one tb configuration."""
     return (f"tb_n{cfg.n}_i{cfg.inp_depth}_w{cfg.wgt_tiles}_a{cfg.acc_depth}_o{cfg.out_depth}"
-            f"_p{cfg.param_sets}_m{mem_words}")
+            f"_p{cfg.param_sets}_r{cfg.inp_ports}_m{mem_words}")
 
 
 def build_tb(cfg: AccelConfig, mem_words: int = 1 << 18) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinycompile.accel.isa import PARAM_ROWS_PER_SET
 from tinycompile.accel.layout import cpad
-from tinycompile.fpga.geometry import Geom, tap_major, window_chunks
+from tinycompile.fpga.geometry import Geom, tap_major, window_passes
 from tinycompile.fpga.tiling import Tiling, sweep_geom
 
 IDENTITY_MULT = (1 << 31) - 1  # with shift 0: the identity on int8-range values (max pooling)
@@ -65,18 +65,21 @@ def diag_tiles(n: int, vals: np.ndarray) -> np.ndarray:
     return tiles
 
 
-def window_tiles(n: int, g: Geom, vals: np.ndarray) -> np.ndarray:
-    """(tiles, KH * chunks, N, N) window-mode tiles from per-tap values ``(KH * KW, C)``: row r holds tap hi - 1 - r."""
-    c, qn = vals.shape[1], window_chunks(g, n)
+def window_tiles(n: int, g: Geom, vals: np.ndarray, rows: int) -> np.ndarray:
+    """(tiles, passes, N, N) window-mode tiles from per-tap values ``(KH * KW, C)`` (``geometry.window_passes``):
+    row ``r = i * kw + d`` holds tap ``kw - 1 - d`` of the pass's kernel row i (of a chunk: tap ``hi - 1 - r``)."""
+    c, passes = vals.shape[1], window_passes(g, n, rows)
     nt = cpad(c, n) // n
     full = np.zeros((g.kh, g.kw, nt * n), np.int64)
     full[:, :, :c] = vals.reshape(g.kh, g.kw, c)
-    tiles = np.zeros((nt, g.kh * qn, n, n), np.int8)
-    for ky in range(g.kh):
-        for q in range(qn):
+    tiles = np.zeros((nt, len(passes), n, n), np.int8)
+    for k, (ky0, live, q) in enumerate(passes):
+        for i in range(rows):
+            if ky0 + i < live:
+                continue  # summed by an earlier pass
             hi = min(g.kw, (q + 1) * n)
             for kx in range(q * n, hi):
-                tiles[:, ky * qn + q, hi - 1 - kx, :] = full[ky, kx].reshape(nt, n)
+                tiles[:, k, i * g.kw + hi - 1 - kx, :] = full[ky0 + i, kx].reshape(nt, n)
     return tiles
 
 
@@ -86,7 +89,7 @@ def tap_tiles(n: int, g: Geom, t: Tiling, vals: np.ndarray) -> np.ndarray:
         return diag_tiles(n, vals)
     if t.transposed:  # taps in (kx, ky) order for the swapped geometry
         vals = vals.reshape(g.kh, g.kw, -1).transpose(1, 0, 2).reshape(g.taps, -1)
-    return window_tiles(n, sweep_geom(g, t), vals)
+    return window_tiles(n, sweep_geom(g, t), vals, t.wrows)
 
 
 def kept_taps(w: np.ndarray, g: Geom) -> np.ndarray:

@@ -173,6 +173,22 @@ def window_chunks(g: Geom, n: int) -> int:
     return -(-g.kw // n)
 
 
+def window_rows(g: Geom, n: int, ports: int) -> int:
+    """Kernel rows one window-mode pass sums side by side: one per INP read port, as many ``kw``-tap rows as fit in
+    the array's ``n`` rows (COMPUTE ``wg = kw``); 1 (one row, cut into chunks of N taps) if no two fit."""
+    return max(1, min(ports, n // g.kw, g.kh))
+
+
+def window_passes(g: Geom, n: int, rows: int) -> list[tuple[int, int, int]]:
+    """(First kernel row read, first kernel row summed, chunk) of each window-mode pass summing ``rows`` rows.
+
+    With ``rows`` > 1 the last pass starts early enough that every read port stays inside the loaded rows; the rows
+    an earlier pass summed get zero weights there."""
+    if rows == 1:
+        return [(ky, ky, q) for ky in range(g.kh) for q in range(window_chunks(g, n))]
+    return [(min(k, g.kh - rows), k, 0) for k in range(0, g.kh, rows)]
+
+
 def transposed(g: Geom) -> Geom:
     """The same layer with rows and columns swapped: a shifted-window sweep then runs down the columns."""
     t, b, left, right = g.pad

@@ -91,7 +91,7 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
         "codegen": "relax.ext.tinyaccel",
         "array": p.n,
         "scratchpads": {"inp_words": p.inp_depth, "wgt_tiles": p.wgt_tiles, "acc_rows": p.acc_depth,
-                        "out_words": p.out_depth, "param_sets": p.param_sets},
+                        "out_words": p.out_depth, "param_sets": p.param_sets, "inp_ports": p.inp_ports},
         "clock_mhz": target.clock_mhz,
         "input_packing": next(({"taps_per_word": q.pack.rows * q.pack.p, "rows": q.pack.rows, "columns": q.pack.p}
                                for q, _ in regions if q.pack is not None), None),
@@ -123,14 +123,15 @@ def make_report(regions: list[tuple[AccelProgram, RtlRun]], placement: dict[int,
 
 def memory_use(regions: list[tuple[AccelProgram, RtlRun]]) -> dict[str, int]:
     """The accelerator's memory: its tensors in the external memory image (``arena_bytes``), the rest of the image
-    (weight tiles, parameter sets, the program: ``flash_bytes``) and its on-chip scratchpads (``scratch_bytes``)."""
+    (weight tiles, parameter sets, the program: ``flash_bytes``) and its on-chip scratchpads (``scratch_bytes``, INP
+    once per read port)."""
     p = regions[0][0].params
     tensors = image = 0
     for prog, _ in regions:
         locs = [*prog.inputs.values(), *(c.out for c in prog.layers if c.geom is not None)]
         tensors += sum(loc.h * loc.w * cpad(loc.c, p.n) for loc in locs)
         image += prog.image.top
-    scratch = p.n * (p.inp_depth + p.n * p.wgt_tiles + ACC_LANE_BYTES * p.acc_depth + p.out_depth
+    scratch = p.n * (p.inp_ports * p.inp_depth + p.n * p.wgt_tiles + ACC_LANE_BYTES * p.acc_depth + p.out_depth
                      + PARAM_ROWS_PER_SET * ACC_LANE_BYTES * p.param_sets)
     return {"arena_bytes": tensors, "scratch_bytes": scratch, "flash_bytes": image - tensors}
 

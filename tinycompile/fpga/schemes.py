@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.isa import ADD_PARAM_SETS, ADDRESS_SPACE, MAX_COUNT, SP_INP, SP_WGT
 from tinycompile.accel.layout import contiguous, cpad
-from tinycompile.fpga.geometry import Geom, dense_like, tap_major, window_chunks
+from tinycompile.fpga.geometry import Geom, dense_like, tap_major, window_passes
 from tinycompile.fpga.tiling import Block, Pass, Tiling, halves, sweep_geom
 
 Fields = dict[str, int]
@@ -298,14 +298,20 @@ class WindowScheme(ShiftScheme):
         super().__init__(ctx)
         self.spare = self.gs.kw - 1
         self.lead = max(0, self.gs.kw - ctx.n)
+        self.passes = window_passes(self.gs, ctx.n, ctx.t.wrows)
 
     def parts(self, st: Step, wb: int, ab: int, m: int) -> list[Fields]:
-        """Kernel row ky, taps q*N .. hi-1: array row r holds tap hi-1-r (rtl_sim/ISA.md, window mode)."""
-        gs, n = self.gs, self.ctx.n
-        qn = window_chunks(gs, n)
-        return [{"inp_base": st.ib + self.lead + (k // qn) * self.wp + min(gs.kw, (k % qn + 1) * n) - gs.kw,
-                 "wgt_base": wb + k * st.blk.gn, "acc_base": ab, "kt": 1, "inp_nt_stride": self.plane(st.blk),
-                 "init": int(k == 0), "win": 1} for k in range(st.k0, st.k1)]
+        """Kernel rows ky0.. side by side, read port i at row ky0 + i (``wg = kw``, ``wstride = Wp``); or kernel row
+        ky0, taps q*N .. hi-1: array row r holds tap hi-1-r (rtl_sim/ISA.md, window mode)."""
+        gs, n, rows = self.gs, self.ctx.n, self.ctx.t.wrows
+        side = {"wg": gs.kw, "wstride": self.wp} if rows > 1 else {}
+        parts = []
+        for k in range(st.k0, st.k1):
+            ky0, _, q = self.passes[k]
+            parts.append({"inp_base": st.ib + self.lead + ky0 * self.wp + min(gs.kw, (q + 1) * n) - gs.kw,
+                          "wgt_base": wb + k * st.blk.gn, "acc_base": ab, "kt": 1, "inp_nt_stride": self.plane(st.blk),
+                          "init": int(k == 0), "win": 1, **side})
+        return parts
 
 
 class AddScheme(Scheme):

@@ -18,7 +18,7 @@ from itertools import accumulate
 from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.isa import ADD_PARAM_SETS, MAX_COUNT, MAX_M, MAX_NT_STRIDE, field_max
 from tinycompile.accel.layout import cpad
-from tinycompile.fpga.geometry import Geom, dense_like, transposed, window_chunks, windowed
+from tinycompile.fpga.geometry import Geom, dense_like, transposed, window_passes, window_rows, windowed
 
 TARGET_BLOCKS = 4  # spatial blocks per group: enough for the double-buffered pipeline to fill
 GROUP_BLOCKS = 8  # channel-group blocks wanted by a shifted-window layer (no halo: only instructions cost more)
@@ -60,6 +60,7 @@ class Tiling:
     cb: int  # input channel blocks
     shift: bool = False  # depthwise / pooling with stride 1: see ``_shift_plan``
     window: bool = False  # shifted rows summed by COMPUTE window mode: see ``windowed``
+    wrows: int = 1  # kernel rows a window-mode pass sums side by side: see ``geometry.window_rows``
     transposed: bool = False  # the shifted rows run down the columns: see ``transposed``
 
     @property
@@ -178,7 +179,10 @@ def _reduction(g: Geom, p: AccelConfig, window: bool) -> tuple[int, int, int]:
     half_inp, half_wgt, half_acc = halves(p)
     if g.kind == "add":  # both inputs (and both accumulators) of a tile in one half
         return max(1, min(p.param_sets // ADD_PARAM_SETS, half_inp // 2, half_acc // 2, p.out_depth, half_wgt)), 1, 1
-    kt = g.taps * cpad(g.c, n) // n if g.kind == "conv" else g.kh * window_chunks(g, n) if window else g.taps
+    if g.kind == "conv":
+        kt = g.taps * cpad(g.c, n) // n
+    else:
+        kt = len(window_passes(g, n, window_rows(g, n, p.inp_ports))) if window else g.taps
     return max(1, min(p.param_sets, MAX_PSET)), kt, min(kt, half_wgt, half_inp, MAX_COUNT // n)
 
 
@@ -224,4 +228,5 @@ def _plan(g: Geom, p: AccelConfig, window: bool) -> Tiling:
             spatial = _spatial(g, mmax)
         blocks.append(tuple(Block(g0, min(gn, t0 + tn - g0), y, r, x, c)
                             for g0 in range(t0, t0 + tn, gn) for (y, r, x, c) in spatial))
-    return Tiling(passes, tuple(blocks), kt, kc, cpad(g.c, p.n) // p.n, shift, window and shift)
+    return Tiling(passes, tuple(blocks), kt, kc, cpad(g.c, p.n) // p.n, shift, window and shift,
+                  window_rows(g, p.n, p.inp_ports) if window and shift else 1)

@@ -96,7 +96,7 @@ def parameters(n: int, pll: Pll | None, init_file: str = "") -> dict[str, int | 
     clock (a PLL, or the oscillator with ``pll`` None) and the firmware image ``init_file``."""
     clock_mhz = pll.mhz if pll else OSC_MHZ
     p: dict[str, int | str] = {"MemWords": MEM_BYTES // 4, "AccelN": n, "AccelMemWords": ACCEL_MEM_BYTES // max(n, 1),
-                               **synthesis_parameters(), "UsePll": int(pll is not None),
+                               **synthesis_parameters(n), "UsePll": int(pll is not None),
                                "ClockHz": int(round(clock_mhz * 1e6)), "Baud": BAUD}
     if pll:
         p.update(ClkiDiv=pll.clki, ClkfbDiv=pll.clkfb, ClkopDiv=pll.clkop)
