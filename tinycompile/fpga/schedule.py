@@ -64,11 +64,24 @@ class LayerTiming:
         return (self.load_words + self.store_words + self.fetch_words) * n
 
 
-def _count_in(start: int, count: int, step: int, bound: int) -> int:
-    """How many of ``start + i * step`` (i < count) lie in ``[0, bound)``."""
+def _span_in(start: int, count: int, step: int, bound: int) -> tuple[int, int]:
+    """The ``i < count`` with ``start + i * step`` in ``[0, bound)``: an interval ``[lo, hi)`` (steps are unsigned)."""
     if step == 0:
-        return count if 0 <= start < bound else 0
-    return sum(1 for i in range(count) if 0 <= start + i * step < bound)
+        return (0, count) if 0 <= start < bound else (0, 0)
+    return max(0, -(start // step)), min(count, -(-(bound - start) // step))
+
+
+def _in_bounds(f: dict[str, int], n0: int, n1: int, h: int, w: int) -> int:
+    """Elements of one loop-2 iteration of an address pattern inside the ``h x w`` bounds (rtl_sim/ISA.md:
+    ``y = y0 + i1*sy1 + i0*sy0``, ``x = x0 + i1*sx1 + i0*sx0``)."""
+    y0, x0 = f.get("y0", 0), f.get("x0", 0)
+    sy0, sx0, sy1, sx1 = (f.get(k, 0) for k in ("sy0", "sx0", "sy1", "sx1"))
+    inb = 0
+    for i1 in range(n1):
+        ylo, yhi = _span_in(y0 + i1 * sy1, n0, sy0, h)
+        xlo, xhi = _span_in(x0 + i1 * sx1, n0, sx0, w)
+        inb += max(0, min(yhi, xhi) - max(ylo, xlo))
+    return inb
 
 
 def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, float]:
@@ -77,9 +90,7 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         dflt = DEFAULTS[ins_op]
         n0, n1, n2 = f.get("n0", dflt["n0"]), f.get("n1", dflt["n1"]), f.get("n2", dflt["n2"])
         h, w = f.get("h", dflt["h"]), f.get("w", dflt["w"])
-        ys = _count_in(f.get("y0", 0), n1, f.get("sy1", 0), h)
-        xs = _count_in(f.get("x0", 0), n0, f.get("sx0", 0), w)
-        inb = n2 * ys * xs
+        inb = n2 * _in_bounds(f, n0, n1, h, w)
         total = n0 * n1 * n2
         if ins_op == "LOAD":
             return "L", OVERHEAD["LOAD"] + PAD_CYCLES * (total - inb), inb, 1.0  # padding words: no bus beat
