@@ -113,10 +113,12 @@ def test_sizes_come_from_the_fpga_target(n: int) -> None:
     depths = dict(inp_depth=int(acc["input_buffer_kb"] * 1024) // n,
                   wgt_tiles=int(acc["weight_buffer_kb"] * 1024) // (n * n),
                   acc_depth=int(acc["acc_buffer_kb"] * 1024) // (4 * n),
-                  out_depth=int(acc["output_buffer_kb"] * 1024) // n, param_sets=acc["param_sets"])
+                  out_depth=int(acc["output_buffer_kb"] * 1024) // n, param_sets=acc["param_sets"],
+                  inp_ports=max(1, min(acc["window_rows"], n // 3)))
     assert cfg == AccelConfig(n=n, **depths)
     assert cfg.rtl_parameters() == {"N": n, "InpDepth": depths["inp_depth"], "WgtTiles": depths["wgt_tiles"],
                                     "AccDepth": depths["acc_depth"], "OutDepth": depths["out_depth"],
-                                    "ParamSets": depths["param_sets"]}
+                                    "ParamSets": depths["param_sets"], "InpPorts": depths["inp_ports"]}
+    assert cfg.inp_ports == {4: 1, 8: 2, 16: 3}[n]  # two 3-tap rows side by side at N = 8, three at 16
     # a target that overrides one size keeps the others
     assert AccelConfig.for_array(n, {"param_sets": 8}) == AccelConfig(n=n, **{**depths, "param_sets": 8})
