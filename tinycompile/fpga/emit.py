@@ -19,11 +19,21 @@ from dataclasses import replace
 
 from tinycompile.accel.assembler import Instr
 from tinycompile.accel.config import AccelConfig
-from tinycompile.accel.isa import ADD_PARAM_SETS, PARAM_WORDS_PER_SET, QUEUE_COMPUTE, QUEUE_LOAD, SP_PARAM, SP_WGT
+from tinycompile.accel.isa import (
+    ADD_PARAM_SETS,
+    ADDRESS_SPACE,
+    PARAM_WORDS_PER_SET,
+    QUEUE_COMPUTE,
+    QUEUE_LOAD,
+    SP_PARAM,
+    SP_WGT,
+)
 from tinycompile.accel.layout import contiguous
 from tinycompile.fpga.geometry import Geom
 from tinycompile.fpga.schemes import EmitContext, Fields, LayerAddrs, LayerQuant, Step, scheme_for
 from tinycompile.fpga.tiling import HALVES, Pass, Tiling, tiling_passes
+
+DRAIN_OVERHEAD = 16  # store-unit cycles per post-processed and stored tile beyond its rows (POSTPROC and STORE)
 
 
 def barrier(blocks: int, steps: int) -> list[Instr]:
@@ -72,14 +82,31 @@ class LayerEmitter:
         last_chunk = ps.chunks - 1
         self.place_params(ps)
         self.loads(ps, 0)
+        drain = self.drains_per_tile(ps)
         for s in range(len(ps.steps)):
-            self.compute(ps, s)
+            self.compute(ps, s, drain and s == len(ps.steps) - 1)
             if s >= 1 and ps.steps[s - 1][1] == last_chunk:
                 self.store(ps, ps.steps[s - 1][0])
             if s + 1 < len(ps.steps):
                 self.loads(ps, s + 1)
-        self.store(ps, ps.steps[-1][0])
+        self.store(ps, ps.steps[-1][0], drain)
         self.prog += barrier(len(ps.blocks), len(ps.steps))
+
+    def drains_per_tile(self, ps: Pass) -> bool:
+        """The pass's last block computes, post-processes and stores one output tile at a time, so only its last
+        tile's post-processing and store follow the array: where the block has tiles to split, and the store unit,
+        busy with the block before until about when the array finishes, would otherwise not start them early
+        (its post-processing and store rows against the last block's array rows). Never a split first step: its
+        parameters may load after its first tiles are computed."""
+        last = ps.blocks[-1]
+        if last.gn < 2 or len(ps.steps) == 1 and self.split_fill(ps, 0):
+            return False
+        if len(ps.blocks) == 1:
+            return True
+        prev, scheme = ps.blocks[-2], self.scheme
+        drain = prev.gn * (2 * scheme.acc_rows(prev) + DRAIN_OVERHEAD)
+        passes = 2 if self.ctx.g.kind == "add" else self.ctx.t.kt  # array passes over each tile's rows
+        return drain < passes * last.gn * scheme.acc_rows(last)
 
     def step(self, ps: Pass, s: int) -> Step:
         """Step ``s`` of a pass: its block, reduction range and INP half."""
@@ -160,21 +187,21 @@ class LayerEmitter:
         # It pushes nothing: the last input load's token covers its compute (a unit's loads finish in order).
         self.early = int(self.follows is not None)
         inputs, param = self.scheme.input_loads(st), [(self.param_load(ps), 0)]
-        order = [(ld, 0) for ld in pieces[:self.early]] + (param if self.param_early else [])
+        order = [(ld, 0) for ld in pieces[:self.early]]
         after = len(order)  # the first load that waits for the barrier token: the inputs'
         order += [(ld, int(self.early > 0 and i == len(inputs) - 1)) for i, ld in enumerate(inputs)]
         rest = pieces[self.early:]
-        order += [(ld, 1) for ld in rest[:-1]] + ([] if self.param_early else param) + [(ld, 1) for ld in rest[-1:]]
+        order += [(ld, 1) for ld in rest[:-1]] + param + [(ld, 1) for ld in rest[-1:]]
         for i, (ld, push) in enumerate(order):
             pop = int(self.follows is not None and i in (0, after))  # the last compute token, the barrier token
             self.prog.append(Instr("LOAD", {"pop_next": pop, "push_next": push, **ld}))
 
-    def compute(self, ps: Pass, s: int) -> None:
+    def compute(self, ps: Pass, s: int, per_tile: bool = False) -> None:
         """The COMPUTEs of step ``s``: the first takes the loads' token (and, starting a block two or more into the
         pass, the store token of the block that used its ACC half); the last hands INP back and, at a block's last
-        chunk, its accumulators on to post-processing (one token for all its output tiles: a split first step
+        chunk, its accumulators on to post-processing: one token for all its output tiles (a split first step
         loads the parameters before its last weight piece only, so its first tiles' post-processing must not start
-        early)."""
+        early), or with ``per_tile`` one per tile, each tile's parts in turn."""
         ctx, st = self.ctx, self.step(ps, s)
         blk = st.blk
         m, ab, wb = self.scheme.acc_rows(blk), (st.bi % HALVES) * ctx.half_acc, self.wgt_half(ps, s)
@@ -184,22 +211,36 @@ class LayerEmitter:
         if split:  # one part per output tile, each waiting for its weight piece
             k = st.k1 - st.k0
             parts, nt = [{**parts[0], "wgt_base": wb + j * k, "acc_base": ab + j * m} for j in range(nt)], 1
+        ends = {len(parts) - 1}
+        if per_tile:  # tile j of every part: the bases moved as the COMPUTE's own n loop moves them (rtl_sim/ISA.md)
+            per = len(parts)
+            parts = [{**f, "inp_base": f["inp_base"] + j * f.get("inp_nt_stride", 0),
+                      "wgt_base": f["wgt_base"] + j * (1 if f.get("wfix") else f.get("kt", 1)),
+                      "acc_base": f["acc_base"] + j * m} for j in range(nt) for f in parts]
+            ends, nt = {j * per + per - 1 for j in range(nt)}, 1
         for i, f in enumerate(parts):
-            end = i == len(parts) - 1
             self.prog.append(Instr("COMPUTE", {
                 "pop_prev": int(i == 0 or split and i >= self.early), "pop_next": first_wait if i == 0 else 0,
-                "push_prev": int(end), "push_next": last if end else 0, "max": int(ctx.g.kind == "maxpool"),
-                "m": m, "nt": nt, **f}))
+                "push_prev": int(i == len(parts) - 1), "push_next": last if i in ends else 0,
+                "max": int(ctx.g.kind == "maxpool"), "m": m, "nt": nt, **f}))
 
-    def store(self, ps: Pass, bi: int) -> None:
+    def store(self, ps: Pass, bi: int, per_tile: bool = False) -> None:
         """Post-process every output tile of block ``bi`` (the first waits for its accumulators), then store it;
-        the store frees the ACC half for the block two later."""
+        the store frees the ACC half for the block two later. ``per_tile``: each tile waits for its own
+        accumulators and is stored on its own."""
         blk = ps.blocks[bi]
         m, ab = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc
+        st = self.scheme.store(blk)
         for j in range(blk.gn):
             f = self.scheme.postproc(blk, j, ab, m, ps.t0)
-            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0), **f, "pset": f["pset"] + self.pbase}))
-        self.prog.append(Instr("STORE", {"push_prev": 1, **self.scheme.store(blk)}))
+            self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0 or per_tile), **f,
+                                                "pset": f["pset"] + self.pbase}))
+            if per_tile:  # tile j's words follow tile j - 1's in OUT; in memory it is the next channel tile
+                self.prog.append(Instr("STORE", {**st, "push_prev": int(j == blk.gn - 1), "n2": 1,
+                                                 "base": (st["base"] + j * st["d2"]) % ADDRESS_SPACE,
+                                                 "sp_base": st["sp_base"] + j * st["n1"] * st["n0"]}))
+        if not per_tile:
+            self.prog.append(Instr("STORE", {"push_prev": 1, **st}))
 
 
 def emit_layer(g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant,

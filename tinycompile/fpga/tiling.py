@@ -100,8 +100,9 @@ def _balanced(total: int, size: int) -> int:
     return -(-total // -(-total // size))
 
 
-def _spatial(g: Geom, mmax: int) -> list[tuple[int, int, int, int]]:
-    """Blocks (oy0, rows, ox0, cols) covering the output, each at most ``mmax`` pixels."""
+def _spatial(g: Geom, mmax: int, first: int = 0) -> list[tuple[int, int, int, int]]:
+    """Blocks (oy0, rows, ox0, cols) covering the output, each at most ``mmax`` pixels; with whole rows, the first
+    block only as many rows as ``first`` pixels need, where that is fewer (the array starts sooner)."""
     if g.kind == "add":  # elementwise: blocks are flat pixel ranges
         total = g.h * g.w
         size = _balanced(total, min(mmax, MAX_COUNT, max(MIN_BLOCK_PIXELS, -(-total // TARGET_BLOCKS))))
@@ -110,7 +111,9 @@ def _spatial(g: Geom, mmax: int) -> list[tuple[int, int, int, int]]:
     if ow <= min(mmax, MAX_COUNT) and oh > 1:  # whole output rows
         rmax = min(mmax // ow, MAX_COUNT)
         r = _balanced(oh, min(rmax, max(-(-oh // TARGET_BLOCKS), -(-MIN_BLOCK_PIXELS // ow))))
-        return [(y, min(r, oh - y), 0, ow) for y in range(0, oh, r)]
+        r0 = min(r, max(1, -(-first // ow))) if first else r
+        rest = _balanced(oh - r0, r) if r0 < oh else r
+        return [(0, r0, 0, ow)] + [(y, min(rest, oh - y), 0, ow) for y in range(r0, oh, rest)]
     cols = _balanced(ow, min(mmax, MAX_COUNT, max(MIN_BLOCK_PIXELS, -(-ow // TARGET_BLOCKS))))  # slices of a row
     return [(y, 1, x, min(cols, ow - x)) for y in range(oh) for x in range(0, ow, cols)]
 
@@ -225,7 +228,10 @@ def _plan(g: Geom, p: AccelConfig, window: bool) -> Tiling:
             gn, rows = sp
             spatial = [(y, min(rows, g.oh - y), 0, g.ow) for y in range(0, g.oh, rows)]
         else:
-            spatial = _spatial(g, mmax)
+            # a convolution's first block computes tile by tile as each tile's weights arrive: from 1.5 N pixels
+            # on, a tile's rows outlast the next tile's weights (kt x N words), with room for the port's other users
+            fill = 3 * p.n // 2 if g.kind == "conv" and t0 == 0 and kc == kt and gn > 1 else 0
+            spatial = _spatial(g, mmax, fill)
         blocks.append(tuple(Block(g0, min(gn, t0 + tn - g0), y, r, x, c)
                             for g0 in range(t0, t0 + tn, gn) for (y, r, x, c) in spatial))
     return Tiling(passes, tuple(blocks), kt, kc, cpad(g.c, p.n) // p.n, shift, window and shift,
