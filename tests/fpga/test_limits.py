@@ -126,7 +126,8 @@ WINDOW_CASES = (
     # 2 passes of 3 rows, the second starting a row early
     ArchSpec((12, 9, 11), 4, (L("dwconv", (-1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
                               L("dwconv", (0,), kernel=(5, 5), padding=(2, 2, 2, 2)),
-                              L("avgpool", (1,), kernel=(3, 3), stride=(1, 1)), L("gap", (2,)), L("dense", (3,), channels=4))),
+                              L("avgpool", (1,), kernel=(3, 3), stride=(1, 1)), L("gap", (2,)),
+                              L("dense", (3,), channels=4))),
 )
 
 

@@ -1,7 +1,8 @@
 """The accelerator's configuration, from one place: the ``accelerator:`` section of ``hw_targets/fpga.yaml``.
 
-The array size (``array``) and the scratchpads (``input_buffer_kb``, ``weight_buffer_kb``, ``acc_buffer_kb``,
-``output_buffer_kb``, ``param_sets``) and the input scratchpad's read ports (``window_rows``) are read from that file (or a user's target file) and nowhere else. One type,
+The array size (``array``), the scratchpads (``input_buffer_kb``, ``weight_buffer_kb``, ``acc_buffer_kb``,
+``output_buffer_kb``, ``param_sets``) and the input scratchpad's read ports (``window_rows``) are read from that file
+(or a user's target file) and nowhere else. One type,
 :class:`AccelConfig`, carries them to the program generator, the cost model, the ISA model and, through
 :meth:`AccelConfig.rtl_parameters`, the ``tc_accel`` parameters every simulation, lint run and synthesis is built with
 (the RTL has no defaults of its own), so a program always runs on the scratchpad sizes it was cut for. Scratchpads
