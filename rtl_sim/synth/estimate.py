@@ -333,7 +333,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
         body.append([str(r["n"]), *ice_cells, str(e["luts"]), str(e["ffs"]), str(e["mult18"]), str(e["bram"]),
                      _arr(r)])
     shared = {k: v for k, v in (rows[0]["params"] if rows else {}).items() if k != "InpPorts"}
-    ports = ", ".join(f"{r['params']['InpPorts']} at N = {r['n']}" for r in rows)
+    ports = ", ".join(f"{r['params'].get('InpPorts', 1)} at N = {r['n']}" for r in rows)  # rows of older runs: 1
     _table(f"tc_accel synthesis cell counts (yosys 0.23; FPGA scratchpads {json.dumps(shared)}; INP read ports "
            f"{ports})", head, body)
     head = ["N", "device", "Fmax clk_i", "LUT4 (TRELLIS_COMB)", "FF", "DP16KD", "MULT18X18D",
