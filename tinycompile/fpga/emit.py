@@ -207,17 +207,15 @@ class LayerEmitter:
         m, ab, wb = self.scheme.acc_rows(blk), (st.bi % HALVES) * ctx.half_acc, self.wgt_half(ps, s)
         first_wait, last = int(st.c == 0 and st.bi >= HALVES), int(st.c == ps.chunks - 1)
         parts, nt = self.scheme.parts(st, wb, ab, m), blk.gn
-        split = self.split_fill(ps, s)
-        if split:  # one part per output tile, each waiting for its weight piece
-            k = st.k1 - st.k0
-            parts, nt = [{**parts[0], "wgt_base": wb + j * k, "acc_base": ab + j * m} for j in range(nt)], 1
-        ends = {len(parts) - 1}
-        if per_tile:  # tile j of every part: the bases moved as the COMPUTE's own n loop moves them (rtl_sim/ISA.md)
-            per = len(parts)
+        split = self.split_fill(ps, s)  # one part per output tile, each waiting for its weight piece
+        per = len(parts)
+        ends = {per - 1}
+        if split or per_tile:  # tile j of every part: the bases moved as the COMPUTE's own n loop moves them
             parts = [{**f, "inp_base": f["inp_base"] + j * f.get("inp_nt_stride", 0),
                       "wgt_base": f["wgt_base"] + j * (1 if f.get("wfix") else f.get("kt", 1)),
                       "acc_base": f["acc_base"] + j * m} for j in range(nt) for f in parts]
-            ends, nt = {j * per + per - 1 for j in range(nt)}, 1
+            ends = {j * per + per - 1 for j in range(nt)} if per_tile else {len(parts) - 1}
+            nt = 1
         for i, f in enumerate(parts):
             self.prog.append(Instr("COMPUTE", {
                 "pop_prev": int(i == 0 or split and i >= self.early), "pop_next": first_wait if i == 0 else 0,

@@ -171,8 +171,9 @@ def plan_layer(g: Geom, p: AccelConfig) -> Tiling:
     return _plan(g, p, False)
 
 
-def _reduction(g: Geom, p: AccelConfig, window: bool) -> tuple[int, int, int]:
-    """(Output tiles per pass, reduction tiles per output tile, reduction tiles per chunk) of a layer.
+def _reduction(g: Geom, p: AccelConfig, wrows: int | None) -> tuple[int, int, int]:
+    """(Output tiles per pass, reduction tiles per output tile, reduction tiles per chunk) of a layer (``wrows``: the
+    kernel rows a window-mode pass sums, None outside window mode).
 
     A pass is bounded by the parameter sets (an add uses three per tile and keeps both inputs and both accumulators
     of a block, so its whole pass must fit one half of each scratchpad); a chunk by half of WGT and INP and by one
@@ -185,7 +186,7 @@ def _reduction(g: Geom, p: AccelConfig, window: bool) -> tuple[int, int, int]:
     if g.kind == "conv":
         kt = g.taps * cpad(g.c, n) // n
     else:
-        kt = len(window_passes(g, n, window_rows(g, n, p.inp_ports))) if window else g.taps
+        kt = g.taps if wrows is None else len(window_passes(g, n, wrows))
     return max(1, min(p.param_sets, MAX_PSET)), kt, min(kt, half_wgt, half_inp, MAX_COUNT // n)
 
 
@@ -214,7 +215,8 @@ def _group(g: Geom, p: AccelConfig, tn: int, kt: int, kc: int) -> tuple[int, int
 
 def _plan(g: Geom, p: AccelConfig, window: bool) -> Tiling:
     """The tiling of ``g`` with shifted windows where they fit (``window``: the shifted rows sum in window mode)."""
-    per_pass, kt, kc = _reduction(g, p, window)
+    wrows = window_rows(g, p.n, p.inp_ports) if window else None
+    per_pass, kt, kc = _reduction(g, p, wrows)
     nts = cpad(g.co, p.n) // p.n
     passes = tuple((t0, min(per_pass, nts - t0)) for t0 in range(0, nts, per_pass))
     blocks = []
@@ -235,4 +237,4 @@ def _plan(g: Geom, p: AccelConfig, window: bool) -> Tiling:
         blocks.append(tuple(Block(g0, min(gn, t0 + tn - g0), y, r, x, c)
                             for g0 in range(t0, t0 + tn, gn) for (y, r, x, c) in spatial))
     return Tiling(passes, tuple(blocks), kt, kc, cpad(g.c, p.n) // p.n, shift, window and shift,
-                  window_rows(g, p.n, p.inp_ports) if window and shift else 1)
+                  wrows if wrows and shift else 1)
