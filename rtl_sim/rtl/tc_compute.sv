@@ -104,8 +104,11 @@ module tc_compute #(
   // The two most recent accumulator writes: the RAM is read-first and a row is read (in stage s2,
   // so its old value meets the array's result in s4) two cycles before its update lands, so a row
   // issued right after the same row (passes of m < 3 rows) takes its old value from here instead.
-  logic            w1_valid_q, w2_valid_q;
-  logic [15:0]     w1_addr_q, w2_addr_q;
+  // The address compares are made a stage early (s3 against the writes that will be w1 and w2 when
+  // it reaches s4) and registered: the select then leaves a flip-flop, not a 16-bit compare, which
+  // took the compare, its fan-out to every lane and the accumulate add in one cycle.
+  logic            w1_valid_q, fwd1_q, fwd2_q;
+  logic [15:0]     w1_addr_q;
   logic [32*N-1:0] w1_data_q, w2_data_q;
   // Window mode: s1_pstart_q marks the first row of a pass (its history reads as zero); word d of
   // port p's hist_q holds the word port p read d+1 rows earlier in the current pass, word d of its
@@ -290,7 +293,8 @@ module tc_compute #(
       aa_q <= '0;
       ant_q <= '0;
       w1_valid_q <= 1'b0;
-      w2_valid_q <= 1'b0;
+      fwd1_q <= 1'b0;
+      fwd2_q <= 1'b0;
       s1_valid_q <= 1'b0;
       s1_first_q <= 1'b0;
       s1_pstart_q <= 1'b0;
@@ -318,7 +322,8 @@ module tc_compute #(
       aa_q <= aa_d;
       ant_q <= ant_d;
       w1_valid_q <= s4_valid_q;
-      w2_valid_q <= w1_valid_q;
+      fwd1_q <= s4_valid_q && (s4_addr_q == s3_addr_q);
+      fwd2_q <= w1_valid_q && (w1_addr_q == s3_addr_q);
       s1_valid_q <= issue;
       s1_first_q <= first;
       s1_pstart_q <= (m_q == '0);
@@ -337,18 +342,17 @@ module tc_compute #(
     end
   end
 
-  // Forwarding registers: datapath only, validity is tracked by w1/w2_valid_q.
+  // Forwarding registers: datapath only, validity is in w1_valid_q and fwd1_q/fwd2_q.
   always_ff @(posedge clk_i) begin
     w1_addr_q <= s4_addr_q;
     w1_data_q <= acc_wdata_o;
-    w2_addr_q <= w1_addr_q;
     w2_data_q <= w1_data_q;
   end
 
   always_comb begin
-    if (w1_valid_q && (w1_addr_q == s4_addr_q)) begin
+    if (fwd1_q) begin
       acc_old = w1_data_q;
-    end else if (w2_valid_q && (w2_addr_q == s4_addr_q)) begin
+    end else if (fwd2_q) begin
       acc_old = w2_data_q;
     end else begin
       acc_old = s4_acc_q;
