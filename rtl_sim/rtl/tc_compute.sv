@@ -16,6 +16,11 @@
 // before its adder trees (tc_mac_array).
 // Window mode only changes the array operands (per read port, a shift register of the last N-1 input
 // words of the pass, cleared at each pass start); the schedule and timing are identical in both modes.
+// Instructions follow each other through the pipeline: a COMPUTE leaves the queue as it issues its
+// last row, and the next one starts issuing a cycle later. What the later stages need of it (window
+// mode, group width, max) travels with each row, and its tokens are pushed as its last row's
+// accumulator write lands (stage w1). A SYNC (or a COMPUTE without rows) waits for the pipeline to
+// empty, so its tokens follow every earlier push.
 // Scratchpad sizes have no defaults: tc_accel passes its own, which come from hw_targets/fpga.yaml.
 module tc_compute #(
   parameter int unsigned N,         // array size
@@ -96,6 +101,11 @@ module tc_compute #(
   logic        issue, range_err, first;
   logic        s1_valid_q, s1_first_q, s2_valid_q, s2_first_q, s3_valid_q, s3_first_q;
   logic        s4_valid_q, s4_first_q;
+  // Per row: window mode and group width (stage s1), max (carried to s4), and the tokens its
+  // instruction pushes when this is its last row ({push_next, push_prev}, carried to w1).
+  logic        s1_win_q, s1_max_q, s2_max_q, s3_max_q, s4_max_q;
+  logic [N:1]  s1_wg_sel_q;
+  logic [1:0]  push, s1_push_q, s2_push_q, s3_push_q, s4_push_q, w1_push_q;
   logic [15:0] s1_addr_q, s2_addr_q, s3_addr_q, s4_addr_q;
   logic [32*N-1:0] s4_acc_q, dot, acc_old;
   // Operand register: the array's inputs of the row in stage s2 (datapath only, s2_valid_q says
@@ -143,11 +153,11 @@ module tc_compute #(
     end
     x_op = '0;
     for (int r = 0; r < N; r++) begin
-      if (!win) begin
+      if (!s1_win_q) begin
         x_op[r*8*N +: 8*N] = {N{inp_rdata_i[r*8 +: 8]}};
       end else begin
         for (int g = 1; g <= N; g++) begin
-          if (wg_sel[g] && r / g < InpPorts) begin
+          if (s1_wg_sel_q[g] && r / g < InpPorts) begin
             x_op[r*8*N +: 8*N] = vwin[((r/g)*N + r%g)*8*N +: 8*N];
           end
         end
@@ -201,6 +211,7 @@ module tc_compute #(
     aa_d = aa_q;
     ant_d = ant_q;
     issue = 1'b0;
+    push = 2'b00;
     instr_pop_o = 1'b0;
     tok_pop_prev_o = 1'b0;
     tok_pop_next_o = 1'b0;
@@ -259,14 +270,17 @@ module tc_compute #(
               ant_d = ant_q + {1'b0, m_cnt};
               aa_d = ant_q + {1'b0, m_cnt};
             end else begin
-              state_d = StDrain;
+              // Last row: the instruction leaves, its tokens go with the row.
+              push = {push_nx, push_pv};
+              instr_pop_o = 1'b1;
+              state_d = StIdle;
             end
           end
         end
       end
       StDrain: begin
-        // Wait until the last accumulator write has landed before releasing the store unit.
-        if (!s1_valid_q && !s2_valid_q && !s3_valid_q && !s4_valid_q) begin
+        // Wait until every earlier accumulator write has landed and its tokens are pushed.
+        if (!s1_valid_q && !s2_valid_q && !s3_valid_q && !s4_valid_q && w1_push_q == 2'b00) begin
           state_d = StFinish;
         end
       end
@@ -278,6 +292,8 @@ module tc_compute #(
       end
       default: state_d = StIdle;
     endcase
+    if (w1_push_q[0]) tok_push_prev_o = 1'b1;
+    if (w1_push_q[1]) tok_push_next_o = 1'b1;
   end
 
   always_ff @(posedge clk_i) begin
@@ -310,6 +326,11 @@ module tc_compute #(
       s4_first_q <= 1'b0;
       s4_addr_q <= '0;
       s4_acc_q <= '0;
+      s1_push_q <= '0;
+      s2_push_q <= '0;
+      s3_push_q <= '0;
+      s4_push_q <= '0;
+      w1_push_q <= '0;
     end else begin
       state_q <= state_d;
       m_q <= m_d;
@@ -339,7 +360,22 @@ module tc_compute #(
       s4_first_q <= s3_first_q;
       s4_addr_q <= s3_addr_q;
       s4_acc_q <= acc_rdata_i;
+      s1_push_q <= push;
+      s2_push_q <= s1_push_q;
+      s3_push_q <= s2_push_q;
+      s4_push_q <= s3_push_q;
+      w1_push_q <= s4_push_q;
     end
+  end
+
+  // Per-row instruction fields: datapath only, read while the row's valid bit is set.
+  always_ff @(posedge clk_i) begin
+    s1_win_q <= win;
+    s1_wg_sel_q <= wg_sel;
+    s1_max_q <= is_max;
+    s2_max_q <= s1_max_q;
+    s3_max_q <= s2_max_q;
+    s4_max_q <= s3_max_q;
   end
 
   // Forwarding registers: datapath only, validity is in w1_valid_q and fwd1_q/fwd2_q.
@@ -367,7 +403,7 @@ module tc_compute #(
       p = dot[c*32 +: 32];
       if (s4_first_q) begin
         acc_wdata_o[c*32 +: 32] = p;
-      end else if (is_max) begin
+      end else if (s4_max_q) begin
         acc_wdata_o[c*32 +: 32] = ($signed(p) > $signed(old)) ? p : old;
       end else begin
         acc_wdata_o[c*32 +: 32] = old + p;
@@ -382,6 +418,7 @@ module tc_compute #(
   end
   assign wgt_raddr_o = wa_q[15:0];
   assign acc_raddr_o = s2_addr_q;
-  assign busy_o = (state_q != StIdle);
+  assign busy_o = (state_q != StIdle) || s1_valid_q || s2_valid_q || s3_valid_q || s4_valid_q ||
+                  (w1_push_q != 2'b00);
   assign mac_o = issue;
 endmodule

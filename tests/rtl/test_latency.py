@@ -12,24 +12,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinycompile.accel.assembler import Instr, MemoryImage, assemble
+from tinycompile.accel.assembler import Instr, MemoryImage
 from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 
-IDENT_MULT = 2**31 - 1
+from rtl_helpers import IDENT_MULT, finish_program
 
 # Busy cycles beyond a SYNC in the same queue: (fixed, per element). One element = one N-byte word
 # (LOAD, STORE) or one accumulator row (COMPUTE).
 LOAD_CYCLES = (4, 1)
 LOAD_PAIR_CYCLES = (9, 1)  # two LOADs back to back, count = words of both
-COMPUTE_CYCLES = (4, 1)
-STORE_CYCLES = (1, 1)
-STORE_PAIR_CYCLES = (2, 1)
-
-
-def _finish(img: MemoryImage, prog: list[Instr]) -> int:
-    return img.put(np.frombuffer(assemble(prog + [Instr("DONE")]), np.uint8))
+COMPUTE_CYCLES = (2, 1)
+COMPUTE_PAIR_CYCLES = (3, 1)  # the second starts a cycle after the first's last row (pipelined)
+STORE_CYCLES = (2, 1)  # the STORE engine starts a cycle after it takes the instruction
+STORE_PAIR_CYCLES = (4, 1)
 
 
 def _load_job(n: int, words: int, pair: bool) -> SimJob:
@@ -47,10 +44,10 @@ def _load_job(n: int, words: int, pair: bool) -> SimJob:
         prog.append(Instr("LOAD", dict(sp=0, base=x, n0=words, d0=n)))
     prog += [Instr("SYNC", dict(queue=1, pop_next=1, push_prev=1)),
              Instr("POSTPROC", dict(rows=100, pset=0, lo=-128, hi=127, push_prev=1))]
-    return SimJob(img, _finish(img, prog))
+    return SimJob(img, finish_program(img, prog))
 
 
-def _compute_job(n: int, rows: int) -> SimJob:
+def _compute_job(n: int, rows: int, pair: bool) -> SimJob:
     img = MemoryImage(n, 1 << 18)
     x = img.put(np.ones((64, n), np.int8))
     w = img.put(np.eye(n, dtype=np.int8))
@@ -58,9 +55,11 @@ def _compute_job(n: int, rows: int) -> SimJob:
             Instr("LOAD", dict(sp=1, base=w, n0=n, d0=n, push_next=1))]
     if rows:
         prog.append(Instr("COMPUTE", dict(init=1, m=rows, kt=1, nt=1, pop_prev=1)))
+        if pair:
+            prog.append(Instr("COMPUTE", dict(init=1, m=rows, kt=1, nt=1, acc_base=rows, inp_base=rows)))
     else:
         prog.append(Instr("SYNC", dict(queue=1, pop_prev=1)))
-    return SimJob(img, _finish(img, prog))
+    return SimJob(img, finish_program(img, prog))
 
 
 def _store_job(n: int, words: int, pair: bool) -> SimJob:
@@ -80,18 +79,20 @@ def _store_job(n: int, words: int, pair: bool) -> SimJob:
                  Instr("STORE", dict(sp=0, base=dst + words * n, n0=words, d0=n))]
     elif words:
         prog.append(Instr("STORE", dict(sp=0, base=dst, n0=words, d0=n)))
-    return SimJob(img, _finish(img, prog))
+    return SimJob(img, finish_program(img, prog))
 
 
 @pytest.mark.parametrize("n", [4, 8])
 def test_unit_latency(n: int, capsys: pytest.CaptureFixture[str]) -> None:
-    """LOAD / STORE one word per cycle, COMPUTE one row per cycle, after the fixed latencies above."""
+    """LOAD / STORE one word per cycle, COMPUTE one row per cycle, after the fixed latencies above; back-to-back
+    COMPUTEs overlap their pipelines."""
     sizes = [1, 2, 7, 32]
     cases: list[tuple[str, int, SimJob]] = []
     for s in [0] + sizes:
         cases.append(("load", s, _load_job(n, s, False)))
         cases.append(("load2", s, _load_job(n, s, True)))
-        cases.append(("compute", s, _compute_job(n, s)))
+        cases.append(("compute", s, _compute_job(n, s, False)))
+        cases.append(("compute2", s, _compute_job(n, s, True)))
         cases.append(("store", s, _store_job(n, s, False)))
         cases.append(("store2", s, _store_job(n, s, True)))
     res = run_jobs([c[2] for c in cases], n=n)
@@ -100,9 +101,9 @@ def test_unit_latency(n: int, capsys: pytest.CaptureFixture[str]) -> None:
         assert r.done and not r.error, (kind, s, r.status, r.error_code)
         ref = run_model(job.image, job.prog_addr, AccelConfig.for_array(n))
         np.testing.assert_array_equal(r.image.data, ref.data)
-        busy[(kind, s)] = {"load": r.load_busy, "load2": r.load_busy, "compute": r.compute_busy,
+        busy[(kind, s)] = {"load": r.load_busy, "load2": r.load_busy, "compute": r.compute_busy, "compute2": r.compute_busy,
                            "store": r.store_busy, "store2": r.store_busy}[kind]
-    expect = {"load": LOAD_CYCLES, "load2": LOAD_PAIR_CYCLES, "compute": COMPUTE_CYCLES,
+    expect = {"load": LOAD_CYCLES, "load2": LOAD_PAIR_CYCLES, "compute": COMPUTE_CYCLES, "compute2": COMPUTE_PAIR_CYCLES,
               "store": STORE_CYCLES, "store2": STORE_PAIR_CYCLES}
     got, want = {}, {}
     for kind, (fixed, per) in expect.items():

@@ -23,9 +23,10 @@ from tinycompile.accel.model import run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, requantize, requantize_single, requantize_to_int8
 
+from rtl_helpers import IDENT_MULT, finish_program
+
 ACC_ROWS = 64
 SETS = 8
-IDENT_MULT = 2**31 - 1  # with shift 0 and bias 0: exact identity on int8 values
 
 
 def _param_sets(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -66,10 +67,6 @@ def _setup(img: MemoryImage, rng: np.random.Generator, acc_rows: int = ACC_ROWS,
     ]
 
 
-def _finish(img: MemoryImage, prog: list[Instr]) -> int:
-    return img.put(np.frombuffer(assemble(prog + [Instr("DONE")]), np.uint8))
-
-
 def _postproc_program(n: int, rng: np.random.Generator) -> tuple[MemoryImage, int]:
     """Setup, POSTPROCs back to back (both modes, many lengths and parameters), one STORE."""
     img = MemoryImage(n, 1 << 20)
@@ -92,7 +89,7 @@ def _postproc_program(n: int, rng: np.random.Generator) -> tuple[MemoryImage, in
         out += rows
     dst = img.alloc(out * n)
     prog.append(Instr("STORE", dict(sp=0, base=dst, n0=out, d0=n)))
-    return img, _finish(img, prog)
+    return img, finish_program(img, prog)
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -129,7 +126,7 @@ def test_postproc_timing(capsys: pytest.CaptureFixture[str]) -> None:
                                                    pset=0, lshift=20 * add)))
             else:
                 prog.append(Instr("SYNC", dict(queue=2, pop_prev=1)))
-            jobs.append(SimJob(img, _finish(img, prog)))
+            jobs.append(SimJob(img, finish_program(img, prog)))
             keys.append((add, rows))
     res = run_jobs(jobs, n=n)
     busy = {}
@@ -226,7 +223,7 @@ def _single_program(n: int, rng: np.random.Generator, mode: int | None = None) -
         out += nrows
     dst = img.alloc(out * n)
     prog += pps + [Instr("STORE", dict(sp=0, base=dst, n0=out, d0=n))]
-    return img, _finish(img, prog), pps
+    return img, finish_program(img, prog), pps
 
 
 def test_isa_model_single_rounding_is_intmath() -> None:

@@ -12,33 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinycompile.accel.assembler import Instr, MemoryImage, assemble
+from tinycompile.accel.assembler import Instr, MemoryImage
 from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.model import _pattern, run_model
 from tinycompile.accel.simulate import SimJob, run_jobs
 
-IDENT_MULT = 2**31 - 1  # with shift 0 and bias 0: exact identity on int8 values
+from rtl_helpers import fill_out, finish_program
+
 ARENA = 1 << 16  # bytes of the STORE destination area
-
-
-def _setup(img: MemoryImage, cfg: AccelConfig, rng: np.random.Generator, rows: int) -> list[Instr]:
-    """Instructions that leave OUT[0:rows] = random int8 words (the first store-queue entry pops)."""
-    n = cfg.n
-    x_addr = img.put(rng.integers(-128, 128, (rows, n)).astype(np.int8))
-    w_addr = img.put(np.eye(n, dtype=np.int8))
-    p_addr = img.put(np.stack([np.zeros(n), np.full(n, IDENT_MULT), np.zeros(n)]).astype(np.int32))
-    return [
-        Instr("LOAD", dict(sp=0, base=x_addr, n0=rows, d0=n)),
-        Instr("LOAD", dict(sp=1, base=w_addr, n0=n, d0=n)),
-        Instr("LOAD", dict(sp=2, base=p_addr, n0=12, d0=n, push_next=1)),
-        Instr("COMPUTE", dict(init=1, m=rows, kt=1, nt=1, pop_prev=1, push_next=1)),
-        Instr("POSTPROC", dict(acc_a=0, out_base=0, rows=rows, pset=0, zp=0, lo=-128, hi=127,
-                               pop_prev=1)),
-    ]
-
-
-def _finish(img: MemoryImage, prog: list[Instr]) -> int:
-    return img.put(np.frombuffer(assemble(prog + [Instr("DONE")]), np.uint8))
 
 
 def _random_store(rng: np.random.Generator, cfg: AccelConfig, arena: int) -> dict[str, int]:
@@ -70,7 +51,7 @@ def _store_program(n: int, rng: np.random.Generator) -> tuple[MemoryImage, int]:
     cfg = AccelConfig.for_array(n)
     img = MemoryImage(n, 1 << 20)
     depth = cfg.out_depth
-    prog = _setup(img, cfg, rng, depth)
+    prog = fill_out(img, cfg, rng, depth)
     arena = img.alloc(ARENA)
     img.data[arena : arena + ARENA] = rng.integers(0, 256, ARENA, dtype=np.uint8)
     big = img.alloc(depth * n)
@@ -90,7 +71,7 @@ def _store_program(n: int, rng: np.random.Generator) -> tuple[MemoryImage, int]:
     ]
     for k in range(12):  # single words, back to back
         prog.append(Instr("STORE", dict(sp=0, sp_base=int(rng.integers(0, depth)), base=mid + (k % 5) * n)))
-    return img, _finish(img, prog)
+    return img, finish_program(img, prog)
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -124,18 +105,18 @@ def _error_jobs(n: int, rng: np.random.Generator) -> list[tuple[SimJob, MemoryIm
     for stall in (False, True):
         for bad, trunc, code in cases:
             img = MemoryImage(n, 1 << 18)
-            prog = _setup(img, cfg, rng, depth)
+            prog = fill_out(img, cfg, rng, depth)
             dst = img.alloc(64 * n)
             prog.append(Instr("STORE", dict(sp=0, sp_base=100, base=dst + 32 * n, n0=20, d0=n)))
             good = list(prog)
             prog.append(Instr("STORE", dict(sp=0, base=dst, **bad)))
-            pa = _finish(img, prog)
+            pa = finish_program(img, prog)
             # the model stops at the faulting STORE; its written prefix is the truncated STORE
             ref_img = MemoryImage(n, img.data.size)
             ref_img.data[:] = img.data
             ref_img.top = img.top
             good.append(Instr("STORE", dict(sp=0, base=dst, **{**bad, **trunc})))
-            ref = run_model(ref_img, _finish(ref_img, good), cfg)
+            ref = run_model(ref_img, finish_program(ref_img, good), cfg)
             out.append((SimJob(img, pa, stall=stall, timeout_cycles=100_000), ref, code))
     return out
 
@@ -160,10 +141,10 @@ def _rate_jobs(n: int, elems: int, stall: bool) -> list[SimJob]:
     jobs = []
     for tail in ([], [dict()], [dict(h=0)]):
         img = MemoryImage(n, 1 << 18)
-        prog = _setup(img, cfg, rng, elems)
+        prog = fill_out(img, cfg, rng, elems)
         dst = img.alloc(elems * n)
         prog += [Instr("STORE", dict(sp=0, base=dst, n0=elems, d0=n, **f)) for f in tail]
-        jobs.append(SimJob(img, _finish(img, prog), stall=stall))
+        jobs.append(SimJob(img, finish_program(img, prog), stall=stall))
     return jobs
 
 

@@ -227,12 +227,13 @@ class LayerEmitter:
         the store frees the ACC half for the block two later. ``per_tile``: each tile waits for its own
         accumulators and is stored on its own."""
         blk = ps.blocks[bi]
-        m, ab = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc
+        m, ab, ob = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc, (bi % HALVES) * self.ctx.half_out
         st = self.scheme.store(blk)
+        st["sp_base"] += ob
         for j in range(blk.gn):
             f = self.scheme.postproc(blk, j, ab, m, ps.t0)
             self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0 or per_tile), **f,
-                                                "pset": f["pset"] + self.pbase}))
+                                                "pset": f["pset"] + self.pbase, "out_base": f["out_base"] + ob}))
             if per_tile:  # tile j's words follow tile j - 1's in OUT; in memory it is the next channel tile
                 self.prog.append(Instr("STORE", {**st, "push_prev": int(j == blk.gn - 1), "n2": 1,
                                                  "base": (st["base"] + j * st["d2"]) % ADDRESS_SPACE,

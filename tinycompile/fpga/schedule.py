@@ -41,7 +41,10 @@ from tinycompile.targets import Target
 
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
-OVERHEAD = {"LOAD": 6, "COMPUTE": 7, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
+OVERHEAD = {"LOAD": 6, "COMPUTE": 1, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
+# A COMPUTE frees its unit as it issues its last row (the next one issues behind it); its tokens follow this many
+# cycles later, when that row's accumulator write has landed.
+COMPUTE_LATENCY = 5
 PARAM_ROW_CYCLES = 1  # the post-processing unit reads its parameter rows first
 ADD_ROW_CYCLES = 3  # residual-add mode streams one row per 3 cycles
 STORE_CYCLES_PER_WORD = 1
@@ -109,6 +112,28 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
     return queue, OVERHEAD["SYNC"] + stamp, stamp, 1.0
 
 
+def _store_unit_may_start(op: str, f: dict[str, int], streaming: list[float] | None, work: list) -> bool:
+    """Whether the store queue's head may start beside the STORE still streaming (``streaming``, or None): a
+    POSTPROC whose OUT words that STORE does not read, nothing else (the RTL checks the words it has still to read;
+    the model, all of them)."""
+    if streaming is None:
+        return True
+    if op != "POSTPROC":
+        return False
+    sf = work[int(streaming[0])][5]
+    dflt = DEFAULTS["STORE"]
+    lo = sf.get("sp_base", 0)
+    hi = lo + sf.get("n0", dflt["n0"]) * sf.get("n1", dflt["n1"]) * sf.get("n2", dflt["n2"])
+    return f.get("out_base", 0) + f.get("rows", 1) <= lo or f.get("out_base", 0) >= hi
+
+
+def _push(tokens: dict[str, int], names: tuple, f: dict[str, int]) -> None:
+    """Push the tokens an instruction's flags name (``names``: its unit's pop/push counter names)."""
+    for k, flag in ((names[2], "push_prev"), (names[3], "push_next")):
+        if k and f.get(flag):
+            tokens[k] += 1
+
+
 def _shares(demands: dict[str, float]) -> dict[str, float]:
     """Max-min fair split of one word per cycle among port users with rate caps."""
     left, out = 1.0, {}
@@ -132,7 +157,9 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     tokens = {"L2C": 0, "C2L": 0, "C2S": 0, "S2C": 0}
     # token names per unit: (pop_prev, pop_next, push_prev, push_next)
     names = {"L": (None, "C2L", None, "L2C"), "C": ("L2C", "S2C", "C2L", "C2S"), "S": ("C2S", None, "S2C", None)}
-    running: dict[str, list[float] | None] = {"L": None, "C": None, "S": None}  # [instr, fixed left, words left, cap]
+    # [instr, fixed left, words left, cap]; "W" is the store unit's STORE engine, which leaves the queue head to the
+    # next POSTPROC while it streams (rtl_sim/ISA.md, POSTPROC)
+    running: dict[str, list[float] | None] = {"L": None, "C": None, "S": None, "W": None}
     fetch_pc, fetch_left, fetch_wait = 0, float(beats), float(FETCH_EXTRA)
     t = 0.0
     mac = 0
@@ -149,19 +176,34 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     finished = [0.0] * total
     stamped: dict[int, float] = {}  # a stamp's value is the cycle its SYNC retires, before its word is written
     last_dispatch = 0.0
+    landing: list[tuple[float, int]] = []  # (time, instr): COMPUTEs whose last row is still in the pipeline
     while completed < total:
-        # Start whatever can start: queue head present, unit free, tokens available.
-        for u in ("L", "C", "S"):
+        for when, i in [x for x in landing if x[0] <= t + 1e-9]:  # their tokens are pushed as the row lands
+            landing.remove((when, i))
+            _push(tokens, names["C"], work[i][5])
+            finished[i] = when
+            completed += 1
+        # Start whatever can start: queue head present, unit free, tokens available. A STORE hands the store queue's
+        # head on as it starts, so the instruction behind it may start at once.
+        for u in ("L", "C", "S", "S"):
             if running[u] is None and queues[u]:
                 i = queues[u][0]
-                f = work[i][5]
+                op, f = work[i][0], work[i][5]
+                if u == "S" and not _store_unit_may_start(op, f, running["W"], work):
+                    continue
+                if u == "C" and op != "COMPUTE" and landing:  # a SYNC waits for the pipeline to empty
+                    continue
                 pp, pn = names[u][0], names[u][1]
                 need = [k for k, flag in ((pp, "pop_prev"), (pn, "pop_next")) if k and f.get(flag)]
                 if all(tokens[k] > 0 for k in need):
                     for k in need:
                         tokens[k] -= 1
                     _, _, fixed, words, cap, _ = work[i]
-                    running[u] = [i, fixed, words, cap]
+                    if op == "STORE":
+                        running["W"] = [i, fixed, words, cap]
+                        queues[u].pop(0)
+                    else:
+                        running[u] = [i, fixed, words, cap]
         # Dispatch a fetched instruction if its queue has room.
         if fetch_pc < total and fetch_left <= 0 and fetch_wait <= 0:
             u = work[fetch_pc][1]
@@ -175,7 +217,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
         demands = {}
         if fetch_pc < total and fetch_left > 0:
             demands["F"] = 1.0
-        for u in ("L", "C", "S"):
+        for u in ("L", "C", "S", "W"):
             r = running[u]
             if r is not None and r[1] <= 0 and r[2] > 0:
                 demands[u] = 1.0 / r[3]
@@ -186,7 +228,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
             dt = min(dt, fetch_left / share["F"])
         elif fetch_pc < total and fetch_left <= 0 and fetch_wait > 0:
             dt = min(dt, fetch_wait)
-        for u in ("L", "C", "S"):
+        for u in ("L", "C", "S", "W"):
             r = running[u]
             if r is None:
                 continue
@@ -196,6 +238,8 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
                 dt = min(dt, r[2] / share[u])
             else:
                 dt = 0.0
+        if landing:
+            dt = min(dt, min(when for when, _ in landing) - t)
         if dt == float("inf"):
             raise RuntimeError("timing model deadlock: the instruction stream's tokens never arrive")
         t += dt
@@ -205,7 +249,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
                 fetch_left = 0.0
         elif fetch_pc < total and fetch_left <= 0 and fetch_wait > 0:
             fetch_wait -= dt
-        for u in ("L", "C", "S"):
+        for u in ("L", "C", "S", "W"):
             r = running[u]
             if r is None:
                 continue
@@ -221,13 +265,13 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
                     r[2] = 0.0
             if r[1] <= 0 and r[2] <= 0:  # finished: leave the queue, push tokens
                 i = int(r[0])
-                f = work[i][5]
-                qp, qn = names[u][2], names[u][3]
-                for k, flag in ((qp, "push_prev"), (qn, "push_next")):
-                    if k and f.get(flag):
-                        tokens[k] += 1
-                queues[u].pop(0)
+                if u != "W":
+                    queues[u].pop(0)
                 running[u] = None
+                if work[i][0] == "COMPUTE":
+                    landing.append((t + COMPUTE_LATENCY, i))
+                    continue
+                _push(tokens, names["S" if u == "W" else u], work[i][5])
                 finished[i] = t
                 completed += 1
     if done:  # DONE is fetched after the last instruction is dispatched (its beats then compete with nobody)

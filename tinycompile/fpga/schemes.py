@@ -59,7 +59,7 @@ class EmitContext:
         """Keep the layer and derive its scratchpad halves, padded channel strides and identity-tile mode."""
         self.g, self.t, self.cfg, self.a, self.q = g, t, cfg, a, q
         self.n = n = cfg.n
-        self.half_inp, self.half_wgt, self.half_acc = halves(cfg)
+        self.half_inp, self.half_wgt, self.half_acc, self.half_out = halves(cfg)
         self.cs_in, self.cs_out = cpad(g.c, n), cpad(g.co, n)
         self.nts = self.cs_out // n
         self.pool = g.kind in ("maxpool", "avgpool")  # identity tiles: the same for every group and chunk

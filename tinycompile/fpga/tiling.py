@@ -27,9 +27,9 @@ MAX_PSET = field_max("POSTPROC", "pset")  # parameter sets a pass may address
 HALVES = 2  # INP, WGT and ACC are double-buffered: one half is filled or drained while the other is computed on
 
 
-def halves(p: AccelConfig) -> tuple[int, int, int]:
-    """INP words, WGT tiles and ACC rows of one half of each double-buffered scratchpad."""
-    return p.inp_depth // HALVES, p.wgt_tiles // HALVES, p.acc_depth // HALVES
+def halves(p: AccelConfig) -> tuple[int, int, int, int]:
+    """INP words, WGT tiles, ACC rows and OUT words of one half of each double-buffered scratchpad."""
+    return p.inp_depth // HALVES, p.wgt_tiles // HALVES, p.acc_depth // HALVES, p.out_depth // HALVES
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,10 @@ def _shift_plan(g: Geom, p: AccelConfig, gn: int, tn: int) -> tuple[int, int] | 
     if g.kind not in ("dw", "maxpool", "avgpool") or (g.sh, g.sw, g.dx) != (1, 1, 1) or dense_like(g):
         return None
     wp = g.w + g.pad[2] + g.pad[3]
-    half_inp, _, half_acc = halves(p)
+    half_inp, _, half_acc, half_out = halves(p)
 
     def rmax(k: int) -> int:  # rows of a block of k channel tiles that fit INP, ACC, OUT and the fields
-        return min(((half_inp - g.kw) // k) // wp - (g.kh - 1), half_acc // (k * wp), p.out_depth // (k * wp),
+        return min(((half_inp - g.kw) // k) // wp - (g.kh - 1), half_acc // (k * wp), half_out // (k * wp),
                    MAX_NT_STRIDE // wp - (g.kh - 1), MAX_COUNT - g.kh)  # a plane is the inp_nt_stride
 
     if wp > MAX_COUNT:
@@ -180,9 +180,9 @@ def _reduction(g: Geom, p: AccelConfig, wrows: int | None) -> tuple[int, int, in
     12-bit loop count of weight rows.
     """
     n = p.n
-    half_inp, half_wgt, half_acc = halves(p)
+    half_inp, half_wgt, half_acc, half_out = halves(p)
     if g.kind == "add":  # both inputs (and both accumulators) of a tile in one half
-        return max(1, min(p.param_sets // ADD_PARAM_SETS, half_inp // 2, half_acc // 2, p.out_depth, half_wgt)), 1, 1
+        return max(1, min(p.param_sets // ADD_PARAM_SETS, half_inp // 2, half_acc // 2, half_out, half_wgt)), 1, 1
     if g.kind == "conv":
         kt = g.taps * cpad(g.c, n) // n
     else:
@@ -197,17 +197,17 @@ def _group(g: Geom, p: AccelConfig, tn: int, kt: int, kc: int) -> tuple[int, int
     channel tile, so the group bounds its input too. A chunked reduction keeps one tile per group.
     """
     n = p.n
-    half_inp, half_wgt, half_acc = halves(p)
+    half_inp, half_wgt, half_acc, half_out = halves(p)
     if g.kind == "add":  # both inputs and both accumulators of every tile of the pass
-        return tn, min(half_inp // (2 * tn), half_acc // (2 * tn), p.out_depth // tn)
+        return tn, min(half_inp // (2 * tn), half_acc // (2 * tn), half_out // tn)
     if kc < kt:
         gn = 1
     elif g.kind == "conv":
-        gn = min(tn, half_wgt // kc, half_acc, p.out_depth)
+        gn = min(tn, half_wgt // kc, half_acc, half_out)
     else:
-        gn = min(tn, half_wgt // kc, half_inp // kc, half_acc, p.out_depth, MAX_COUNT // n)
+        gn = min(tn, half_wgt // kc, half_inp // kc, half_acc, half_out, MAX_COUNT // n)
     kin = kc * (gn if g.kind != "conv" else 1)
-    mmax = min(half_inp // kin, half_acc // gn, p.out_depth // gn, MAX_M)
+    mmax = min(half_inp // kin, half_acc // gn, half_out // gn, MAX_M)
     if g.kind != "conv":
         mmax = min(mmax, MAX_NT_STRIDE // kc)  # inp_nt_stride = kc * m
     return gn, mmax
