@@ -41,7 +41,7 @@ from tinycompile.targets import Target
 
 FETCH_EXTRA = 2  # cycles per instruction beyond its bus beats (last response, dispatch)
 # Fixed cycles per instruction beside its data movement / array rows: state-machine entry, drain and exit.
-OVERHEAD = {"LOAD": 6, "COMPUTE": 1, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 4, "SYNC": 2}
+OVERHEAD = {"LOAD": 6, "COMPUTE": 1, "POSTPROC": 9, "POSTPROC_ADD": 14, "STORE": 5, "SYNC": 2}
 # A COMPUTE frees its unit as it issues its last row (the next one issues behind it); its tokens follow this many
 # cycles later, when that row's accumulator write has landed.
 COMPUTE_LATENCY = 5
