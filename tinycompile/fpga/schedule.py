@@ -5,8 +5,9 @@ For a layer, :func:`tinycompile.fpga.tiling.plan_layer` gives the real tiling an
 then runs them: the fetch unit reads ``32 / N`` bus words per instruction and dispatches in order into three queues
 (depth 8) whose units run concurrently, ordered by the dependency tokens in the instructions; the fetch, load and
 store units share the one memory port (max-min fair shares: the round-robin arbiter), the compute unit issues one
-accumulator row per cycle (no bubbles between passes), post-processing one row per cycle (3 in residual-add mode),
-stores one word per cycle. Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
+accumulator row per cycle (no bubbles between passes; COMPUTEs back to back, their tokens as their last row lands),
+post-processing one row per cycle (3 in residual-add mode), stores one word per cycle (a STORE beside the next
+POSTPROC). Per-instruction overheads are read off the units' state machines (rtl_sim/rtl); the cost of a padding
 word was fitted to RTL runs (99 layers of four networks at N = 4, 8, 16: every layer within 5.3%, mean 0.9%).
 
 Per-layer figures inside a network (:func:`network_timing`) are attributed the way the RTL measures them: one run
@@ -158,7 +159,7 @@ def simulate(instrs: list, n: int, marks: list[int] | None = None, done: bool = 
     # token names per unit: (pop_prev, pop_next, push_prev, push_next)
     names = {"L": (None, "C2L", None, "L2C"), "C": ("L2C", "S2C", "C2L", "C2S"), "S": ("C2S", None, "S2C", None)}
     # [instr, fixed left, words left, cap]; "W" is the store unit's STORE engine, which leaves the queue head to the
-    # next POSTPROC while it streams (rtl_sim/ISA.md, POSTPROC)
+    # next POSTPROC while it streams (rtl_sim/ISA.md, LOAD and STORE: timing)
     running: dict[str, list[float] | None] = {"L": None, "C": None, "S": None, "W": None}
     fetch_pc, fetch_left, fetch_wait = 0, float(beats), float(FETCH_EXTRA)
     t = 0.0

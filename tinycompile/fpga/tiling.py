@@ -24,7 +24,7 @@ TARGET_BLOCKS = 4  # spatial blocks per group: enough for the double-buffered pi
 GROUP_BLOCKS = 8  # channel-group blocks wanted by a shifted-window layer (no halo: only instructions cost more)
 MIN_BLOCK_PIXELS = 16  # below this the per-block instruction overhead outweighs the overlap
 MAX_PSET = field_max("POSTPROC", "pset")  # parameter sets a pass may address
-HALVES = 2  # INP, WGT and ACC are double-buffered: one half is filled or drained while the other is computed on
+HALVES = 2  # INP, WGT, ACC and OUT are double-buffered: one half is filled or drained while the other is in use
 
 
 def halves(p: AccelConfig) -> tuple[int, int, int, int]:
