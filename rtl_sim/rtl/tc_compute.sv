@@ -17,7 +17,8 @@
 // Window mode only changes the array operands (per read port, a shift register of the last N-1 input
 // words of the pass, cleared at each pass start); the schedule and timing are identical in both modes.
 // Instructions follow each other through the pipeline: a COMPUTE leaves the queue as it issues its
-// last row, and the next one starts issuing a cycle later. What the later stages need of it (window
+// last row, and the next one issues its first row two cycles later (one idle cycle between them, as
+// rtl_sim/ISA.md and tests/rtl/test_latency.py say). What the later stages need of it (window
 // mode, group width, max) travels with each row, and its tokens are pushed as its last row's
 // accumulator write lands (stage w1). A SYNC (or a COMPUTE without rows) waits for the pipeline to
 // empty, so its tokens follow every earlier push.

@@ -24,7 +24,7 @@ from rtl_helpers import IDENT_MULT, finish_program
 LOAD_CYCLES = (4, 1)
 LOAD_PAIR_CYCLES = (9, 1)  # two LOADs back to back, count = words of both
 COMPUTE_CYCLES = (2, 1)
-COMPUTE_PAIR_CYCLES = (3, 1)  # the second starts a cycle after the first's last row (pipelined)
+COMPUTE_PAIR_CYCLES = (3, 1)  # pipelined: one idle cycle between the first's last row and the second's first
 STORE_CYCLES = (2, 1)  # the STORE engine starts a cycle after it takes the instruction
 STORE_PAIR_CYCLES = (4, 1)
 

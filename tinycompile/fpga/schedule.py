@@ -88,11 +88,17 @@ def _in_bounds(f: dict[str, int], n0: int, n1: int, h: int, w: int) -> int:
     return inb
 
 
+def _counts(ins_op: str, f: dict[str, int]) -> tuple[int, int, int]:
+    """Loop counts (n0, n1, n2) of a LOAD's or STORE's address pattern, the assembler's defaults filled in."""
+    dflt = DEFAULTS[ins_op]
+    return f.get("n0", dflt["n0"]), f.get("n1", dflt["n1"]), f.get("n2", dflt["n2"])
+
+
 def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, float]:
     """(unit, fixed cycles, port words, cycles per port word) of one instruction."""
     if ins_op in ("LOAD", "STORE"):
         dflt = DEFAULTS[ins_op]
-        n0, n1, n2 = f.get("n0", dflt["n0"]), f.get("n1", dflt["n1"]), f.get("n2", dflt["n2"])
+        n0, n1, n2 = _counts(ins_op, f)
         h, w = f.get("h", dflt["h"]), f.get("w", dflt["w"])
         inb = n2 * _in_bounds(f, n0, n1, h, w)
         total = n0 * n1 * n2
@@ -122,9 +128,9 @@ def _store_unit_may_start(op: str, f: dict[str, int], streaming: list[float] | N
     if op != "POSTPROC":
         return False
     sf = work[int(streaming[0])][5]
-    dflt = DEFAULTS["STORE"]
+    n0, n1, n2 = _counts("STORE", sf)
     lo = sf.get("sp_base", 0)
-    hi = lo + sf.get("n0", dflt["n0"]) * sf.get("n1", dflt["n1"]) * sf.get("n2", dflt["n2"])
+    hi = lo + n0 * n1 * n2
     return f.get("out_base", 0) + f.get("rows", 1) <= lo or f.get("out_base", 0) >= hi
 
 
