@@ -104,7 +104,7 @@ module tc_postproc #(
   logic [3:0]  nrows;
   logic [16:0] prm_base, prm_last;
   logic [16:0] a_end, b_end, w_end;
-  logic        range_err, reading;
+  logic        range_err, range_err_q, reading;
   logic [3:0]  row_bias, row_mult, row_shift;
 
   assign nrows = add_mode ? 4'd9 : 4'd3;
@@ -113,7 +113,9 @@ module tc_postproc #(
   assign a_end = {1'b0, acc_a} + {1'b0, rows};
   assign b_end = {1'b0, acc_b} + {1'b0, rows};
   assign w_end = {1'b0, out_base} + {1'b0, rows};
-  // Checked once, before any row is read or written.
+  // Checked before any row is read or written. Registered: the check is a chain of adds and
+  // compares that would otherwise gate the first accumulator read. The fields settle in StPrm's
+  // first cycle, so range_err_q is valid from its second one (k_q == 1).
   assign range_err = (prm_last >= 17'(ParamRows)) ||
                      ((rows != '0) && (a_end > 17'(AccDepth) || w_end > 17'(OutDepth) ||
                                        (add_mode && b_end > 17'(AccDepth))));
@@ -206,7 +208,7 @@ module tc_postproc #(
         end
       end
       StPrm: begin
-        if (range_err) begin
+        if (k_q != '0 && range_err_q) begin
           err_o = 1'b1;
         end else begin
           prm_cap = (k_q != '0);
@@ -293,6 +295,7 @@ module tc_postproc #(
   always_ff @(posedge clk_i) begin
     ra_q <= ra_d;
     sum_q <= sum_d;
+    range_err_q <= range_err;
   end
 
   // Parameter registers: plain data captured from the parameter scratchpad.

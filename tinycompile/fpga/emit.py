@@ -198,10 +198,10 @@ class LayerEmitter:
 
     def compute(self, ps: Pass, s: int, per_tile: bool = False) -> None:
         """The COMPUTEs of step ``s``: the first takes the loads' token (and, starting a block two or more into the
-        pass, the store token of the block that used its ACC half); the last hands INP back and, at a block's last
-        chunk, its accumulators on to post-processing: one token for all its output tiles (a split first step
-        loads the parameters before its last weight piece only, so its first tiles' post-processing must not start
-        early), or with ``per_tile`` one per tile, each tile's parts in turn."""
+        pass, the token of the block that used its ACC half: see :meth:`store`); the last hands INP back and, at a
+        block's last chunk, its accumulators on to post-processing: one token for all its output tiles (a split
+        first step loads the parameters before its last weight piece only, so its first tiles' post-processing must
+        not start early), or with ``per_tile`` one per tile, each tile's parts in turn."""
         ctx, st = self.ctx, self.step(ps, s)
         blk = st.blk
         m, ab, wb = self.scheme.acc_rows(blk), (st.bi % HALVES) * ctx.half_acc, self.wgt_half(ps, s)
@@ -223,23 +223,27 @@ class LayerEmitter:
                 "max": int(ctx.g.kind == "maxpool"), "m": m, "nt": nt, **f}))
 
     def store(self, ps: Pass, bi: int, per_tile: bool = False) -> None:
-        """Post-process every output tile of block ``bi`` (the first waits for its accumulators), then store it;
-        the store frees the ACC half for the block two later. ``per_tile``: each tile waits for its own
+        """Post-process every output tile of block ``bi`` (the first waits for its accumulators), then store it.
+        The last post-processing frees the ACC half for the block two later (OUT is double-buffered too, and the
+        store unit keeps a POSTPROC off OUT words a STORE has still to read); the pass's last two blocks free it
+        with their stores instead, which the barrier waits for. ``per_tile``: each tile waits for its own
         accumulators and is stored on its own."""
         blk = ps.blocks[bi]
         m, ab, ob = self.scheme.acc_rows(blk), (bi % HALVES) * self.ctx.half_acc, (bi % HALVES) * self.ctx.half_out
         st = self.scheme.store(blk)
         st["sp_base"] += ob
+        freed = bi < len(ps.blocks) - HALVES  # by the post-processing, not the store
         for j in range(blk.gn):
             f = self.scheme.postproc(blk, j, ab, m, ps.t0)
             self.prog.append(Instr("POSTPROC", {"pop_prev": int(j == 0 or per_tile), **f,
+                                                "push_prev": int(freed and j == blk.gn - 1),
                                                 "pset": f["pset"] + self.pbase, "out_base": f["out_base"] + ob}))
             if per_tile:  # tile j's words follow tile j - 1's in OUT; in memory it is the next channel tile
                 self.prog.append(Instr("STORE", {**st, "push_prev": int(j == blk.gn - 1), "n2": 1,
                                                  "base": (st["base"] + j * st["d2"]) % ADDRESS_SPACE,
                                                  "sp_base": st["sp_base"] + j * st["n1"] * st["n0"]}))
         if not per_tile:
-            self.prog.append(Instr("STORE", {"push_prev": 1, **st}))
+            self.prog.append(Instr("STORE", {"push_prev": int(not freed), **st}))
 
 
 def emit_layer(g: Geom, t: Tiling, cfg: AccelConfig, a: LayerAddrs, q: LayerQuant,
