@@ -7,6 +7,9 @@
 // here, from the instruction word, for both units that walk one (their encoding is shared); the
 // word must stay stable while the generator is busy (the owning unit holds its instruction at the
 // queue head). misaligned_o flags a base or stride that is not a multiple of the N-byte bus word.
+// empty_o: the current loop-0 run lies wholly out of bounds (the coordinate loop 0 does not step
+// is outside its bound); skip_i with next_i passes over the run's rest (rest_o elements, this one
+// included) in one step, for a LOAD that leaves padding as it is.
 module tc_agu #(
   parameter int unsigned N  // bus bytes
 ) (
@@ -18,9 +21,12 @@ module tc_agu #(
   input  logic [tc_pkg::InstrW-1:0] instr_i,
   /* verilator lint_on UNUSEDSIGNAL */
   input  logic                      next_i,
+  input  logic                      skip_i,
   output logic                      valid_o,
   output logic [31:0]               addr_o,
   output logic                      inb_o,
+  output logic                      empty_o,
+  output logic [11:0]               rest_o,
   output logic                      misaligned_o
 );
   localparam int unsigned LogN = $clog2(N);
@@ -113,7 +119,7 @@ module tc_agu #(
       xcur_d = x0x;
       xrow_d = x0x;
     end else if (busy_q && next_i) begin
-      if (i0_q + 12'd1 < n0) begin
+      if (i0_q + 12'd1 < n0 && !skip_i) begin
         i0_d = i0_q + 12'd1;
         acur_d = acur_q + d0x;
         ycur_d = ycur_q + sy0x;
@@ -176,4 +182,7 @@ module tc_agu #(
   assign addr_o  = acur_q;
   assign inb_o   = !ycur_q[19] && ($signed(ycur_q) < $signed(hx)) &&
                    !xcur_q[19] && ($signed(xcur_q) < $signed(wx));
+  assign empty_o = (sy0 == '0 && (ycur_q[19] || $signed(ycur_q) >= $signed(hx))) ||
+                   (sx0 == '0 && (xcur_q[19] || $signed(xcur_q) >= $signed(wx)));
+  assign rest_o  = n0 - i0_q;
 endmodule

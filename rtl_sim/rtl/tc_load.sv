@@ -1,7 +1,9 @@
 // Load unit: executes LOAD (and SYNC) instructions from the load queue. A LOAD walks the
 // tc_agu pattern; in-bounds elements become N-byte memory reads, out-of-bounds elements are
 // written as the pad byte replicated (zero-point padding), all into consecutive scratchpad words
-// starting at sp_base. Reads are pipelined: the scratchpad address of every outstanding read waits
+// starting at sp_base. With keep, out-of-bounds elements are not written (the scratchpad keeps the
+// padding an earlier LOAD wrote there) and a loop-0 run wholly out of bounds takes one cycle.
+// Reads are pipelined: the scratchpad address of every outstanding read waits
 // in a FIFO until its in-order response arrives. A read request is first placed in a one-entry
 // slot register (req_valid_o / req_addr_o come from flops, so the memory arbiter's grant does not
 // wait for this unit's decode); the slot refills in the cycle it is accepted, one read per cycle.
@@ -48,12 +50,13 @@ module tc_load #(
   state_e state_d, state_q;
 
   logic [16:0] spa_d, spa_q;
-  logic        agu_start, agu_next, agu_valid, agu_inb;
+  logic        agu_start, agu_next, agu_skip, agu_valid, agu_inb, agu_empty;
+  logic [11:0] agu_rest;
   logic [31:0] agu_addr;
   logic        pend_full, pend_empty, pend_push;
   logic [15:0] pend_head;
-  logic [16:0] limit, spa_inc;
-  logic        room_d, room_q, room_inc;
+  logic [16:0] limit, spa_inc, spa_skip;
+  logic        room_d, room_q, room_inc, room_skip;
   logic        misaligned, range_err;
   logic        slot_d, slot_q, slot_free;
   logic [31:0] slot_addr_d, slot_addr_q;
@@ -63,6 +66,7 @@ module tc_load #(
   logic [tc_pkg::PatSpW-1:0]     sp;
   logic [tc_pkg::PatSpBaseW-1:0] sp_base;
   logic [tc_pkg::PatPadW-1:0]    pad;
+  logic                          keep;
 
   assign op      = instr_i[tc_pkg::OpLsb +: tc_pkg::OpW];
   assign pop_nx  = instr_i[tc_pkg::PopNextLsb];
@@ -70,6 +74,7 @@ module tc_load #(
   assign sp      = instr_i[tc_pkg::PatSpLsb +: tc_pkg::PatSpW];
   assign sp_base = instr_i[tc_pkg::PatSpBaseLsb +: tc_pkg::PatSpBaseW];
   assign pad     = instr_i[tc_pkg::PatPadLsb +: tc_pkg::PatPadW];
+  assign keep    = instr_i[tc_pkg::LdKeepLsb];
 
   tc_agu #(.N(N)) u_agu (
     .clk_i,
@@ -77,9 +82,12 @@ module tc_load #(
     .start_i     (agu_start),
     .instr_i,
     .next_i      (agu_next),
+    .skip_i      (agu_skip),
     .valid_o     (agu_valid),
     .addr_o      (agu_addr),
     .inb_o       (agu_inb),
+    .empty_o     (agu_empty),
+    .rest_o      (agu_rest),
     .misaligned_o(misaligned)
   );
 
@@ -105,6 +113,8 @@ module tc_load #(
   // room_q = (spa_q < limit), kept as a flag so the range check is a flop on the request path.
   assign spa_inc   = spa_q + 17'd1;
   assign room_inc  = (spa_inc < limit);
+  assign spa_skip  = spa_q + {5'd0, agu_rest};
+  assign room_skip = (spa_skip < limit);
   assign range_err = (state_q == StRun) && agu_valid && !room_q;
   // The slot can take a new read this cycle (empty, or its read is accepted now).
   assign slot_free = !slot_q || req_ready_i;
@@ -117,6 +127,7 @@ module tc_load #(
     slot_addr_d = slot_addr_q;
     agu_start = 1'b0;
     agu_next = 1'b0;
+    agu_skip = 1'b0;
     pend_push = 1'b0;
     instr_pop_o = 1'b0;
     tok_pop_next_o = 1'b0;
@@ -163,6 +174,12 @@ module tc_load #(
             slot_d = 1'b1;
             slot_addr_d = agu_addr >> LogN;
           end
+        end else if (keep) begin
+          // Padding kept: nothing written; a wholly out-of-bounds run is passed over at once.
+          agu_next = 1'b1;
+          agu_skip = agu_empty;
+          spa_d = agu_empty ? spa_skip : spa_inc;
+          room_d = agu_empty ? room_skip : room_inc;
         end else if (!rsp_valid_i) begin
           // Padding word: the write port is free this cycle (responses have priority).
           sp_we_o = 1'b1;

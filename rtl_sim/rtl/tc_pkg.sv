@@ -84,6 +84,10 @@ package tc_pkg;
   localparam int unsigned PatPadLsb = 224;
   localparam int unsigned PatPadW = 8;  // signed
 
+  // Fields of LOAD
+  localparam int unsigned LdKeepLsb = 10;
+  localparam int unsigned LdKeepW = 1;
+
   // Fields of COMPUTE
   localparam int unsigned CmpInitLsb = 8;
   localparam int unsigned CmpInitW = 1;

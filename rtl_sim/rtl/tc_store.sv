@@ -100,15 +100,24 @@ module tc_store #(
   logic           accept, slot_free, range_err, eng_err;
   logic [tc_pkg::ErrW-1:0] eng_code;
 
+  // A STORE never passes over a run (skip_i tied low): the run outputs are the LOAD's.
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic        agu_empty;
+  logic [11:0] agu_rest;
+  /* verilator lint_on UNUSEDSIGNAL */
+
   tc_agu #(.N(N)) u_agu (
     .clk_i,
     .rst_ni,
     .start_i     (agu_start),
     .instr_i     (st_q),
     .next_i      (agu_next),
+    .skip_i      (1'b0),
     .valid_o     (agu_valid),
     .addr_o      (agu_addr),
     .inb_o       (agu_inb),
+    .empty_o     (agu_empty),
+    .rest_o      (agu_rest),
     .misaligned_o(misaligned)
   );
 

@@ -76,7 +76,9 @@ PATTERN_FIELDS: dict[str, tuple[int, int, bool]] = {
 }
 
 FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
-    "LOAD": {**COMMON_FIELDS, **PATTERN_FIELDS},
+    # keep: out-of-bounds elements are not written (INP keeps the padding an earlier LOAD wrote), and a loop-0 run
+    # whose fixed coordinate is out of bounds is passed over in one cycle (rtl_sim/ISA.md, LOAD and STORE)
+    "LOAD": {**COMMON_FIELDS, **PATTERN_FIELDS, "keep": (10, 1, False)},
     "STORE": {**COMMON_FIELDS, **PATTERN_FIELDS},
     "COMPUTE": {
         **COMMON_FIELDS,

@@ -44,13 +44,22 @@ def pattern_reads(ins: Instr) -> list[int]:
 
 def _pattern(f: dict[str, int]):
     """Yield (byte address, in bounds) for a LOAD/STORE pattern, in sequence order."""
+    for addr, inb, _ in _elements(f):
+        yield addr, inb
+
+
+def _elements(f: dict[str, int]):
+    """Yield (byte address, in bounds, passed over) per element; passed over: not the first of an empty run, a
+    loop-0 run whose coordinate that loop 0 does not step is out of bounds (a ``keep`` LOAD visits only its
+    first element)."""
     for i2 in range(f["n2"]):
         for i1 in range(f["n1"]):
+            y1, x1 = f["y0"] + i1 * f["sy1"], f["x0"] + i1 * f["sx1"]
+            empty = f["sy0"] == 0 and not 0 <= y1 < f["h"] or f["sx0"] == 0 and not 0 <= x1 < f["w"]
             for i0 in range(f["n0"]):
                 addr = (f["base"] + i2 * f["d2"] + i1 * f["d1"] + i0 * f["d0"]) % ADDRESS_SPACE
-                y = f["y0"] + i1 * f["sy1"] + i0 * f["sy0"]
-                x = f["x0"] + i1 * f["sx1"] + i0 * f["sx0"]
-                yield addr, (0 <= y < f["h"] and 0 <= x < f["w"])
+                y, x = y1 + i0 * f["sy0"], x1 + i0 * f["sx0"]
+                yield addr, (0 <= y < f["h"] and 0 <= x < f["w"]), empty and i0 > 0
 
 
 def _window(inp: np.ndarray, w: np.ndarray, ia: int, m: int, wg: int, stride: int, cfg: AccelConfig) -> np.ndarray:
@@ -102,11 +111,15 @@ def run_model(image: MemoryImage, prog_addr: int, cfg: AccelConfig, max_instrs: 
                 if f["sp"] > SP_PARAM:
                     raise AccelError(4, f"LOAD sp {f['sp']}")
                 target = (inp, wgt, prm.view(np.int8).reshape(-1, n))[f["sp"]]
-                for k, (addr, inb) in enumerate(_pattern(f)):
+                for k, (addr, inb, passed) in enumerate(_elements(f)):
                     sp = f["sp_base"] + k
-                    if sp >= target.shape[0]:
+                    # keep: out-of-bounds words stay as they are, and only visited words are range-checked
+                    if sp >= target.shape[0] and not (f["keep"] and passed):
                         raise AccelError(2, "load scratchpad address out of range")
-                    target[sp] = mem.data[addr : addr + n].view(np.int8) if inb else f["pad"]
+                    if inb:
+                        target[sp] = mem.data[addr : addr + n].view(np.int8)
+                    elif not f["keep"]:
+                        target[sp] = f["pad"]
             else:
                 for k, (addr, inb) in enumerate(_pattern(f)):
                     sp = f["sp_base"] + k

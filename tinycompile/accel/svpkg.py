@@ -8,8 +8,8 @@ the synthesis estimates use, has no ``import`` of packages). Regenerate after ed
     python -m tinycompile.accel.svpkg --check    # exit 1 if tc_pkg.sv is stale
 
 Field constants are ``<Group><Field>Lsb`` (lowest bit) and ``<Group><Field>W`` (width). Fields every opcode has
-carry no group prefix (``OpLsb``, ``PopPrevLsb``); the LOAD/STORE address pattern is ``Pat``, COMPUTE ``Cmp``,
-POSTPROC ``Pp`` and SYNC ``Sync`` (``CmpInpBaseLsb``, ``PpZpW``, ``SyncQueueLsb``).
+carry no group prefix (``OpLsb``, ``PopPrevLsb``); the LOAD/STORE address pattern is ``Pat``, LOAD's own fields
+``Ld``, COMPUTE ``Cmp``, POSTPROC ``Pp`` and SYNC ``Sync`` (``CmpInpBaseLsb``, ``PpZpW``, ``SyncQueueLsb``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from tinycompile.accel import isa
 GROUPS: dict[str, tuple[tuple[str, ...], dict[str, tuple[int, int, bool]]]] = {
     "": (tuple(isa.OPCODES), isa.COMMON_FIELDS),
     "Pat": (("LOAD", "STORE"), isa.PATTERN_FIELDS),
+    "Ld": (("LOAD",), {k: v for k, v in isa.FIELDS["LOAD"].items()
+                       if k not in isa.COMMON_FIELDS and k not in isa.PATTERN_FIELDS}),
     "Cmp": (("COMPUTE",), {k: v for k, v in isa.FIELDS["COMPUTE"].items() if k not in isa.COMMON_FIELDS}),
     "Pp": (("POSTPROC",), {k: v for k, v in isa.FIELDS["POSTPROC"].items() if k not in isa.COMMON_FIELDS}),
     "Sync": (("SYNC",), {k: v for k, v in isa.FIELDS["SYNC"].items() if k not in isa.COMMON_FIELDS}),

@@ -25,6 +25,7 @@ from tinycompile.accel.isa import (
     PARAM_WORDS_PER_SET,
     QUEUE_COMPUTE,
     QUEUE_LOAD,
+    SP_INP,
     SP_PARAM,
     SP_WGT,
 )
@@ -163,7 +164,7 @@ class LayerEmitter:
             self.split_loads(ps, s)
             return
         lds = [self.param_load(ps)] if s == 0 else []
-        lds += self.scheme.step_loads(ps, self.step(ps, s), self.wgt_half(ps, s))
+        lds += self.keep_padding(ps, s, self.scheme.step_loads(ps, self.step(ps, s), self.wgt_half(ps, s)))
         after = s == 0 and self.follows is not None
         early = [ld for ld in lds if ld["sp"] == SP_WGT or ld["sp"] == SP_PARAM and self.param_early] if after else []
         lds = early + [ld for ld in lds if not any(ld is e for e in early)]
@@ -174,6 +175,22 @@ class LayerEmitter:
             # (first load) and its barrier token (first load after the early ones)
             pop = i == 0 and (s >= HALVES or after and bool(early)) or after and i == len(early)
             self.prog.append(Instr("LOAD", {"pop_next": int(pop), "push_next": int(i == len(lds) - 1), **ld}))
+
+    def keep_padding(self, ps: Pass, s: int, lds: list[Fields]) -> list[Fields]:
+        """Mark the step's input loads ``keep`` where step s - 2 filled the same INP half with loads that differ
+        from them in their memory address only: the padding words those wrote are still there (no other
+        instruction writes that half in between), so these loads skip them."""
+        if s < HALVES:
+            return lds
+        before = iter(self.scheme.input_loads(self.step(ps, s - HALVES)))
+        out = []
+        for ld in lds:
+            if ld["sp"] == SP_INP:
+                prev = next(before, None)
+                same = prev is not None and {**prev, "base": 0, "keep": 0} == {**ld, "base": 0, "keep": 0}
+                ld = {**ld, "keep": 1} if same else ld
+            out.append(ld)
+        return out
 
     def split_loads(self, ps: Pass, s: int) -> None:
         """The first step's loads with its weights in one piece per output tile: the input, then the pieces, each

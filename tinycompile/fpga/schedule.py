@@ -88,6 +88,14 @@ def _in_bounds(f: dict[str, int], n0: int, n1: int, h: int, w: int) -> int:
     return inb
 
 
+def _empty_runs(f: dict[str, int], n1: int, h: int, w: int) -> list[bool]:
+    """Per loop-1 iteration, whether its loop-0 run lies wholly out of bounds: the coordinate loop 0 does not step
+    is outside its bound (a ``keep`` LOAD passes each such run over in one cycle)."""
+    y0, x0 = f.get("y0", 0), f.get("x0", 0)
+    sy0, sx0, sy1, sx1 = (f.get(k, 0) for k in ("sy0", "sx0", "sy1", "sx1"))
+    return [sy0 == 0 and not 0 <= y0 + i1 * sy1 < h or sx0 == 0 and not 0 <= x0 + i1 * sx1 < w for i1 in range(n1)]
+
+
 def _counts(ins_op: str, f: dict[str, int]) -> tuple[int, int, int]:
     """Loop counts (n0, n1, n2) of a LOAD's or STORE's address pattern, the assembler's defaults filled in."""
     dflt = DEFAULTS[ins_op]
@@ -102,8 +110,12 @@ def _work(ins_op: str, f: dict[str, int], n: int) -> tuple[str, float, float, fl
         h, w = f.get("h", dflt["h"]), f.get("w", dflt["w"])
         inb = n2 * _in_bounds(f, n0, n1, h, w)
         total = n0 * n1 * n2
-        if ins_op == "LOAD":
-            return "L", OVERHEAD["LOAD"] + PAD_CYCLES * (total - inb), inb, 1.0  # padding words: no bus beat
+        if ins_op == "LOAD":  # padding words: no bus beat
+            if f.get("keep"):  # an empty run passes in one cycle; ending on one, no read response to wait for
+                empty = _empty_runs(f, n1, h, w)
+                skipped = n2 * sum(empty) * (n0 - 1) + int(bool(empty) and empty[-1] and inb > 0)
+                return "L", OVERHEAD["LOAD"] + PAD_CYCLES * (total - inb) - skipped, inb, 1.0
+            return "L", OVERHEAD["LOAD"] + PAD_CYCLES * (total - inb), inb, 1.0
         return "S", OVERHEAD["STORE"] + STORE_CYCLES_PER_WORD * (total - inb), inb, STORE_CYCLES_PER_WORD
     if ins_op == "COMPUTE":
         passes = f.get("kt", 1) * f.get("nt", 1)
