@@ -160,3 +160,32 @@ def test_taps_that_only_read_padding_are_dropped_exactly() -> None:
     kept = {(code.index, code.geom.kh, code.geom.kw) for _, code in _exact_layers_on_model(DEAD_TAPS)
             if code.op in ("conv", "dwconv")}
     assert {(0, 1, 3), (1, 1, 3)} <= kept  # the conv (unpacked at N = 4) and the depthwise at every N
+
+
+# A refilled plane keeps the padding the load two steps before wrote (LOAD keep): depthwise layers with one step per
+# channel tile, a 3x3 and a 5x5.
+KEEP_PADDING = ArchSpec((24, 40, 6), 4, (L("dwconv", (-1,), kernel=(3, 3), padding=(1, 1, 1, 1), relu=True),
+                                         L("dwconv", (0,), kernel=(5, 5), padding=(2, 2, 2, 2)), L("gap", (1,)),
+                                         L("dense", (2,), channels=4)))
+
+
+def test_refilled_planes_keep_their_padding_exactly() -> None:
+    """Exact at N = 4, 8 and 16 on the ISA model; from the third step on the depthwise planes load with ``keep``
+    (never the first two, whose half holds another layer's data); the cost model charges the load unit fewer
+    cycles for them and the layer no more."""
+    from tinycompile.accel.assembler import Instr
+    from tinycompile.fpga.codegen import compile_graph
+    from tinycompile.fpga.schedule import _work, simulate
+
+    assert sum(1 for _ in _exact_layers_on_model(KEEP_PADDING)) == 12
+    graph = random_graph(KEEP_PADDING)
+    for n in (4, 8, 16):
+        prog = compile_graph(graph, AccelConfig.for_array(n), (1 << 18) * n)
+        for code in prog.layers[:2]:
+            planes = [ins.fields.get("keep", 0) for ins in prog.instrs_of(code.index)
+                      if ins.op == "LOAD" and ins.fields["sp"] == 0]
+            assert len(planes) > 2 and planes[:2] == [0, 0] and all(planes[2:]), (n, code.index, planes)
+        kept = [ins for c in prog.layers for ins in prog.instrs_of(c.index)]
+        plain = [Instr(ins.op, {k: v for k, v in ins.fields.items() if k != "keep"}) for ins in kept]
+        load_cycles = [sum(_work("LOAD", ins.fields, n)[1] for ins in code if ins.op == "LOAD") for code in (kept, plain)]
+        assert load_cycles[0] < load_cycles[1] and simulate(kept, n).cycles <= simulate(plain, n).cycles

@@ -22,6 +22,7 @@ from tinycompile.accel.config import AccelConfig
 from tinycompile.accel.isa import (
     ADD_PARAM_SETS,
     ADDRESS_SPACE,
+    MAX_COUNT,
     PARAM_WORDS_PER_SET,
     QUEUE_COMPUTE,
     QUEUE_LOAD,
@@ -52,6 +53,15 @@ def barrier(blocks: int, steps: int) -> list[Instr]:
     drain = [Instr("SYNC", {"queue": QUEUE_COMPUTE, "pop_next": 1, "push_prev": int(i == k - 1)}) for i in range(k)]
     collect = [Instr("SYNC", {"queue": QUEUE_LOAD, "pop_next": 1}) for _ in range(min(steps, HALVES) - 1)]
     return drain + collect
+
+
+def _padded(f: Fields) -> bool:
+    """Whether a LOAD's pattern reaches out of its bounds (coordinate steps are unsigned: the extremes are the
+    first and the last element)."""
+    n0, n1 = f.get("n0", 1), f.get("n1", 1)
+    y1 = f.get("y0", 0) + (n1 - 1) * f.get("sy1", 0) + (n0 - 1) * f.get("sy0", 0)
+    x1 = f.get("x0", 0) + (n1 - 1) * f.get("sx1", 0) + (n0 - 1) * f.get("sx0", 0)
+    return min(f.get("y0", 0), f.get("x0", 0)) < 0 or y1 >= f.get("h", MAX_COUNT) or x1 >= f.get("w", MAX_COUNT)
 
 
 class LayerEmitter:
@@ -177,9 +187,9 @@ class LayerEmitter:
             self.prog.append(Instr("LOAD", {"pop_next": int(pop), "push_next": int(i == len(lds) - 1), **ld}))
 
     def keep_padding(self, ps: Pass, s: int, lds: list[Fields]) -> list[Fields]:
-        """Mark the step's input loads ``keep`` where step s - 2 filled the same INP half with loads that differ
-        from them in their memory address only: the padding words those wrote are still there (no other
-        instruction writes that half in between), so these loads skip them."""
+        """Mark the step's padded input loads ``keep`` where step s - 2 filled the same INP half with loads that
+        differ from them in their memory address only: the padding those wrote is still there (no other
+        instruction writes that half in between), so these loads pass it over."""
         if s < HALVES:
             return lds
         before = iter(self.scheme.input_loads(self.step(ps, s - HALVES)))
@@ -187,8 +197,8 @@ class LayerEmitter:
         for ld in lds:
             if ld["sp"] == SP_INP:
                 prev = next(before, None)
-                same = prev is not None and {**prev, "base": 0, "keep": 0} == {**ld, "base": 0, "keep": 0}
-                ld = {**ld, "keep": 1} if same else ld
+                same = prev is not None and {**prev, "base": 0} == {**ld, "base": 0}
+                ld = {**ld, "keep": 1} if same and _padded(ld) else ld
             out.append(ld)
         return out
 
