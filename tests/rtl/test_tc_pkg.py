@@ -51,12 +51,13 @@ def test_tc_pkg_matches_isa() -> None:
         assert c[f"Queue{name}"][1] == q
     for name, sp in (("Inp", isa.SP_INP), ("Wgt", isa.SP_WGT), ("Param", isa.SP_PARAM)):
         assert c[f"Sp{name}"][1] == sp
-    # Every field of every opcode, under its group's prefix.
-    prefix = {"LOAD": "Pat", "STORE": "Pat", "COMPUTE": "Cmp", "POSTPROC": "Pp", "SYNC": "Sync", "DONE": ""}
+    # Every field of every opcode, under its group's prefix (the address pattern's: Pat).
+    prefix = {"LOAD": "Ld", "STORE": "Pat", "COMPUTE": "Cmp", "POSTPROC": "Pp", "SYNC": "Sync", "DONE": ""}
     checked = 0
     for op, fields in isa.FIELDS.items():
         for field, (lsb, width, _signed) in fields.items():
-            name = ("" if field in isa.COMMON_FIELDS else prefix[op]) + svpkg.camel(field)
+            group = "" if field in isa.COMMON_FIELDS else "Pat" if field in isa.PATTERN_FIELDS else prefix[op]
+            name = group + svpkg.camel(field)
             assert c[f"{name}Lsb"] == (None, lsb), f"{op}.{field}"
             assert c[f"{name}W"] == (None, width), f"{op}.{field}"
             checked += 1
