@@ -187,5 +187,6 @@ def test_refilled_planes_keep_their_padding_exactly() -> None:
             assert len(planes) > 2 and planes[:2] == [0, 0] and all(planes[2:]), (n, code.index, planes)
         kept = [ins for c in prog.layers for ins in prog.instrs_of(c.index)]
         plain = [Instr(ins.op, {k: v for k, v in ins.fields.items() if k != "keep"}) for ins in kept]
-        load_cycles = [sum(_work("LOAD", ins.fields, n)[1] for ins in code if ins.op == "LOAD") for code in (kept, plain)]
+        load_cycles = [sum(_work("LOAD", ins.fields, n)[1] for ins in code if ins.op == "LOAD")
+                       for code in (kept, plain)]
         assert load_cycles[0] < load_cycles[1] and simulate(kept, n).cycles <= simulate(plain, n).cycles

@@ -21,7 +21,7 @@ from tinycompile.fpga.schedule import OVERHEAD, _work
 from rtl_helpers import IDENT_MULT, finish_program
 
 ROWS, COLS = 3, 5  # the map; the plane adds one pad row above and below and one pad column left and right
-PAD_FIRST, PAD_KEPT = 7, -100
+PAD_FIRST, PAD_KEPT = 7, -100  # the first load's pad byte; the keep load's, which must never be written
 
 
 def _plane(base: int, n: int, pad: int, keep: int, swap: bool = False) -> Instr:
@@ -30,12 +30,12 @@ def _plane(base: int, n: int, pad: int, keep: int, swap: bool = False) -> Instr:
     h, w = (COLS, ROWS) if swap else (ROWS, COLS)
     coords = {"x0": -1, "y0": -1, "sx1": 1, "sy0": 1} if swap else {"y0": -1, "x0": -1, "sy1": 1, "sx0": 1}
     d1, d0 = (n, COLS * n) if swap else (COLS * n, n)
-    return Instr("LOAD", dict(sp=0, base=(base - d1 - d0) % ADDRESS_SPACE, n1=h + 2, d1=d1, n0=w + 2, d0=d0, h=ROWS, w=COLS,
-                              pad=pad, keep=keep, **coords))
+    return Instr("LOAD", dict(sp=0, base=(base - d1 - d0) % ADDRESS_SPACE, n1=h + 2, d1=d1, n0=w + 2, d0=d0,
+                              h=ROWS, w=COLS, pad=pad, keep=keep, **coords))
 
 
-def _readback_job(n: int, swap: bool, stall: bool, rng: np.random.Generator) -> tuple[SimJob, np.ndarray]:
-    """The program and the plane it must leave in memory (int8, one word per plane position)."""
+def _readback_job(n: int, swap: bool, stall: bool, rng: np.random.Generator) -> tuple[SimJob, int, np.ndarray]:
+    """The program, where it stores the plane, and the plane it must leave there (one int8 word per position)."""
     img = MemoryImage(n, 1 << 18)
     first = img.put(rng.integers(-128, 128, (ROWS, COLS, n)).astype(np.int8))
     data = rng.integers(-128, 128, (ROWS, COLS, n)).astype(np.int8)
@@ -54,9 +54,7 @@ def _readback_job(n: int, swap: bool, stall: bool, rng: np.random.Generator) -> 
     plane[1:-1, 1:-1] = data
     if swap:
         plane = plane.transpose(1, 0, 2)
-    job = SimJob(img, finish_program(img, prog), stall=stall)
-    job.dst = dst  # type: ignore[attr-defined]
-    return job, plane.reshape(words, n)
+    return SimJob(img, finish_program(img, prog), stall=stall), dst, plane.reshape(words, n)
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -64,10 +62,10 @@ def test_keep_leaves_the_padding(n: int, rng: np.random.Generator) -> None:
     """The kept plane holds the second load's data and the first load's pad byte (never the second's), row and
     column sweeps, stalls off and on; the ISA model agrees word for word."""
     cases = [_readback_job(n, swap, stall, rng) for swap in (False, True) for stall in (False, True)]
-    results = run_jobs([job for job, _ in cases], n=n)
-    for (job, want), r in zip(cases, results):
+    results = run_jobs([job for job, _, _ in cases], n=n)
+    for (job, dst, want), r in zip(cases, results):
         assert r.done and not r.error, (r.status, r.error_code)
-        got = r.image.data[job.dst: job.dst + want.size].view(np.int8).reshape(want.shape)
+        got = r.image.data[dst: dst + want.size].view(np.int8).reshape(want.shape)
         np.testing.assert_array_equal(got, want)
         model = run_model(job.image, job.prog_addr, AccelConfig.for_array(n))
         np.testing.assert_array_equal(model.data, r.image.data)
