@@ -6,9 +6,11 @@ counter: cycles the array was issued a row) and MAC efficiency (useful MACs / N^
 clock, energy, the cost model's worst per-layer error, and the speed-up over the MCU back end on cortex-m4
 (instructions measured on QEMU, 1 instruction ~ 1 cycle at the M4's clock).
 
-Usage: ``python bench/bench_fpga.py [--arrays 4 8 16] [--no-mcu]``; writes bench/results/fpga.json and the figures
-section of bench/RESULTS_fpga.md. Weights are random (shapes are what matter for cycles); quantization uses random
-calibration data.
+Usage: ``python bench/bench_fpga.py [--arrays 4 8 16] [--no-mcu] [--trial DIR ...]``; writes bench/results/fpga.json
+and the figures section of bench/RESULTS_fpga.md. Weights are random (shapes are what matter for cycles); quantization
+uses random calibration data. ``--trial`` adds searched models (trial folders such as ``make demo``'s
+runs/demo-mnist1d-cortex-m4/best) with their trained weights, quantized on their task's training split and run on its
+test inputs, as ``tinycompile build`` does.
 """
 
 from __future__ import annotations
@@ -87,23 +89,35 @@ def mcu_instructions(graph: QuantGraph, spec: ArchSpec, x: np.ndarray, work: Pat
         return {"codegen": codegen, "instructions": None, "not_measured": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def run(arrays: list[int], with_mcu: bool) -> dict:
+def workloads(trials: list[Path]) -> list[tuple[str, ArchSpec, QuantGraph, np.ndarray]]:
+    """(name, spec, graph, int8 inputs) of the bench's networks, then of each searched trial folder."""
+    from tinycompile.backends.flow import trial_workload
+
+    out = []
+    for spec in (ds_cnn(), mnist1d_small()):
+        out.append((spec.meta["name"], spec, *random_graph(spec)))
+    for folder in trials:
+        work, _ = trial_workload(folder, INPUTS)
+        out.append((f"searched: {folder}", work.spec, work.graph, work.inputs))
+    return out
+
+
+def run(arrays: list[int], with_mcu: bool, trials: list[Path]) -> dict:
     """Every network at every array size; returns the results document."""
     fpga = load_target("fpga")
     results: dict = {"date": datetime.date.today().isoformat(), "command": "python bench/bench_fpga.py " + " ".join(sys.argv[1:]),
                      "target": fpga.name, "clock_mhz": fpga.clock_mhz, "inputs": INPUTS, "networks": {}}
     with tempfile.TemporaryDirectory(prefix="bench_fpga_") as tmp:
         work = Path(tmp)
-        for spec in (ds_cnn(), mnist1d_small()):
-            name = spec.meta["name"]
-            graph, x = random_graph(spec)
+        for name, spec, graph, x in workloads(trials):
             entry: dict = {"macs": int(sum(spec.macs())), "arrays": {}}
             if with_mcu:
-                entry["cortex_m4"] = [mcu_instructions(graph, spec, x, work / name, cg) for cg in ("llvm", "c")]
+                entry["cortex_m4"] = [mcu_instructions(graph, spec, x, work / f"net{len(results['networks'])}", cg)
+                                      for cg in ("llvm", "c")]
             for n in arrays:
                 target = _with_array(fpga, n)
                 t0 = time.perf_counter()
-                rep = build_graph(graph, target, work / f"{name}-n{n}", n, x).report
+                rep = build_graph(graph, target, work / f"net{len(results['networks'])}-n{n}", n, x).report
                 tot = rep["total"]
                 errs = [r["relative_error"] for r in rep["layers"] if r.get("relative_error") is not None]
                 entry["arrays"][str(n)] = {
@@ -185,11 +199,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arrays", type=int, nargs="+", default=[4, 8, 16])
     ap.add_argument("--no-mcu", action="store_true", help="skip the cortex-m4 comparison")
+    ap.add_argument("--trial", type=Path, nargs="*", default=[],
+                    help="searched trial folders to add (spec.json, weights.pt, metrics.json)")
     args = ap.parse_args()
+    for folder in args.trial:
+        if not (folder / "spec.json").is_file():
+            ap.error(f"--trial {folder}: no spec.json there; give a trial folder such as runs/<study>/best")
     from tinycompile.accel.simulate import setup_env
 
     setup_env()
-    results = run(args.arrays, not args.no_mcu)
+    results = run(args.arrays, not args.no_mcu, args.trial)
     out = ROOT / "bench" / "results" / "fpga.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
