@@ -34,11 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mcu import ds_cnn  # noqa: E402  (the one DS-CNN definition of the benchmarks)
 
 from tinycompile.arch import ArchSpec, Layer
+from tinycompile.errors import UserError
 from tinycompile.fpga.build import build_graph
 from tinycompile.model import SpecNet
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.quant.quantize import quantize
 from tinycompile.targets import Target, load_target
+from tinycompile.trial import load_trial
 
 L = Layer
 INPUTS = 16
@@ -109,15 +111,14 @@ def run(arrays: list[int], with_mcu: bool, trials: list[Path]) -> dict:
                      "target": fpga.name, "clock_mhz": fpga.clock_mhz, "inputs": INPUTS, "networks": {}}
     with tempfile.TemporaryDirectory(prefix="bench_fpga_") as tmp:
         work = Path(tmp)
-        for name, spec, graph, x in workloads(trials):
+        for i, (name, spec, graph, x) in enumerate(workloads(trials)):
             entry: dict = {"macs": int(sum(spec.macs())), "arrays": {}}
             if with_mcu:
-                entry["cortex_m4"] = [mcu_instructions(graph, spec, x, work / f"net{len(results['networks'])}", cg)
-                                      for cg in ("llvm", "c")]
+                entry["cortex_m4"] = [mcu_instructions(graph, spec, x, work / f"net{i}", cg) for cg in ("llvm", "c")]
             for n in arrays:
                 target = _with_array(fpga, n)
                 t0 = time.perf_counter()
-                rep = build_graph(graph, target, work / f"net{len(results['networks'])}-n{n}", n, x).report
+                rep = build_graph(graph, target, work / f"net{i}-n{n}", n, x).report
                 tot = rep["total"]
                 errs = [r["relative_error"] for r in rep["layers"] if r.get("relative_error") is not None]
                 entry["arrays"][str(n)] = {
@@ -202,9 +203,11 @@ def main() -> int:
     ap.add_argument("--trial", type=Path, nargs="*", default=[],
                     help="searched trial folders to add (spec.json, weights.pt, metrics.json)")
     args = ap.parse_args()
-    for folder in args.trial:
-        if not (folder / "spec.json").is_file():
-            ap.error(f"--trial {folder}: no spec.json there; give a trial folder such as runs/<study>/best")
+    for folder in args.trial:  # a bad folder fails here, in one line, not after the bench's own networks have run
+        try:
+            load_trial(folder)
+        except UserError as exc:
+            ap.error(f"--trial: {exc}")
     from tinycompile.accel.simulate import setup_env
 
     setup_env()
