@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
 
 from tinycompile.arch import ArchSpec
 from tinycompile.mcu.library import Compiled, compile_graph
@@ -37,7 +36,6 @@ class Prepared:
 def _prepare(name: str) -> Prepared:
     from tinycompile.train import evaluate, train
 
-    torch.set_num_threads(2)
     task = load_task(name)
     spec = SPECS[name]
     model, _ = train(spec, task, epochs=EPOCHS[name], seed=0)

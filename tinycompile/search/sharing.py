@@ -412,7 +412,6 @@ def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, de
     Every search worker calls this once the trials are done, and the search process once the workers have stopped:
     each candidate is claimed by a lock held while it is fine-tuned, so the workers share the candidates between them
     (on two workers, twice the candidates in the same time) and the search process finishes what a dead worker left."""
-    config = prepared.config
     trials = study.get_trials(deepcopy=False)
     front = {t.number for t in pareto_front(trials)}  # of the inherited scores
     records = all_finetuned(study)
