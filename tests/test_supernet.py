@@ -227,10 +227,11 @@ def median_feasible_latency(prepared: Prepared, samples: int = 400) -> float:
 
 def test_under_a_deadline_candidates_beyond_the_cost_limit_are_not_fine_tuned(tmp_path: Path) -> None:
     config = SearchConfig(task="digits", space="cnn2d", target="cortex-m4", epochs=1, trials=12, strategy="supernet",
-                          finetune_epochs=1, study="limit", out=str(tmp_path))
+                          sampler="random", finetune_epochs=1, study="limit", out=str(tmp_path))
     prepared = prepare(config)
-    # The limit splits the space's candidates in half, so the search's own random ones (its sampler is seeded per
-    # process) fall on both sides: a fixed limit left all of them beyond it in a few runs of a hundred.
+    # The limit splits the space's candidates in half, so 12 independent random ones (the sampler is seeded per
+    # process) all fall on one side once in 2,000 runs; a fixed 1.0 ms with NSGA-II's 8 left every one beyond it in a
+    # few runs of a hundred.
     limit = median_feasible_latency(prepared)
     study = run_search(prepared, Console(quiet=True), deadline=time.time() + 600, cost_limit=limit)
     feasible = [t for t in study.get_trials(deepcopy=False) if t.values is not None and is_feasible(t)]
