@@ -11,6 +11,10 @@ export PATH="$PWD/$VENV/bin:$PATH"
 # The tests run their own makes (Verilator models); the flags of `make test` itself must not leak into them.
 unset MAKEFLAGS MFLAGS MAKELEVEL
 WORKERS=${TC_TEST_WORKERS:-$(n=$(nproc); echo $((n < 4 ? n : 4)))}
+if ! [[ "$WORKERS" =~ ^[0-9]+$ ]]; then
+  echo "run_tests.sh: TC_TEST_WORKERS must be a whole number of workers (0 or 1: one process), not '$WORKERS'" >&2
+  exit 2
+fi
 PARALLEL=()
 if [ "$WORKERS" -gt 1 ]; then
   PARALLEL=(-n "$WORKERS" --dist loadfile)
