@@ -19,7 +19,10 @@ Ops that only imported models use (``tinycompile.frontends``; the search spaces 
   pad       padding                                         constant padding of H and W
   concat                                                    channels of all inputs side by side (same H, W)
   mean                                                      mean over H and W -> (C, 1, 1), like gap
+  sigmoid, tanh                                             elementwise logistic / tanh (float models; a lut in int8)
 Each layer reads ``inputs`` (indices of earlier layers, -1 for the network input; default: the previous layer).
+Its output activation: ``relu`` (max with 0), then ``cap`` (min with a positive bound, in real units; ReLU6 is
+``relu`` with ``cap`` 6, imported models only).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 Shape = tuple[int, int, int]
-OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "lut", "pad", "concat", "mean")
-ELEMENTWISE_OPS = ("softmax", "lut")
+OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "lut", "pad", "concat", "mean",
+       "sigmoid", "tanh")
+ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
 
@@ -46,6 +50,7 @@ class Layer:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
     relu: bool = False
+    cap: float | None = None  # upper clamp of the output, after the ReLU (ReLU6: 6.0); None: unbounded
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,11 @@ def _layer(i: int, data: Any) -> Layer:
     inputs = data.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in inputs):
         raise ValueError(f"{where}: inputs must be a list of layer indices, but got {inputs!r}")
+    cap = data.get("cap")
+    if cap is not None and (not isinstance(cap, (int, float)) or isinstance(cap, bool) or not 0 < cap < float("inf")):
+        raise ValueError(f"{where}: cap must be a positive number or null, but got {cap!r}")
     fields = {"op": data["op"], "inputs": tuple(inputs), "relu": data.get("relu", False),
+              "cap": None if cap is None else float(cap),
               "channels": _int(f"{where}: channels", data.get("channels", 0), 0)}
     for key, count, low in (("kernel", 2, 1), ("stride", 2, 1), ("padding", 4, 0)):
         if key in data:
@@ -229,6 +238,8 @@ def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
 
 def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
     where = f"layer {i} ({layer.op})"
+    if layer.cap is not None and not layer.cap > 0:
+        raise ValueError(f"{where}: cap must be positive, but got {layer.cap}")
     if layer.op == "concat":
         if not ins or any(s[1:] != ins[0][1:] for s in ins):
             raise ValueError(f"{where}: inputs must share H and W, but got {ins}")

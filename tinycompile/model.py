@@ -10,7 +10,8 @@ from tinycompile.arch import ArchSpec, Layer
 
 
 # What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
-TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean")
+TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean",
+                 "sigmoid", "tanh")
 
 
 class SpecNet(nn.Module):
@@ -31,9 +32,14 @@ class SpecNet(nn.Module):
         outs: list[torch.Tensor] = []
         for layer, op in zip(self.spec.layers, self.ops):
             args = [x if j == -1 else outs[j] for j in layer.inputs]
-            y = op(*args)
-            outs.append(torch.relu(y) if layer.relu else y)
+            outs.append(activation(layer, op(*args)))
         return outs[-1].flatten(1)
+
+
+def activation(layer: Layer, y: torch.Tensor) -> torch.Tensor:
+    """The layer's output activation on ``y``: its ReLU, then its cap."""
+    y = torch.relu(y) if layer.relu else y
+    return y if layer.cap is None else torch.clamp(y, max=layer.cap)
 
 
 class _Add(nn.Module):
@@ -81,6 +87,10 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return nn.ZeroPad2d((pl, pr, pt, pb))
     if layer.op == "concat":
         return _Concat()
+    if layer.op == "sigmoid":
+        return nn.Sigmoid()
+    if layer.op == "tanh":
+        return nn.Tanh()
     raise ValueError(f"op {layer.op!r} has no float module: the spec does not say which function its table holds")
 
 

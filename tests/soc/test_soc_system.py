@@ -30,6 +30,16 @@ HYBRID = ArchSpec((2, 1, 64), 3, (
     L("flatten", (2,)),
     L("dense", (3,), channels=3),
 ))  # fmt: skip
+# Layer 3 joins two accelerator tensors; the core is fed one, so their producers (1, 2) move onto the core with it.
+JOINED = ArchSpec((2, 1, 32), 3, (
+    L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+    L("conv", (0,), channels=8, kernel=(1, 1), relu=True),
+    L("conv", (0,), channels=4, kernel=(1, 3), padding=(0, 0, 1, 1)),
+    L("concat", (1, 2)),
+    L("conv", (3,), channels=8, kernel=(1, 3), stride=(1, 2), padding=(0, 0, 1, 1), relu=True),
+    L("gap", (4,)),
+    L("dense", (5,), channels=3),
+))  # fmt: skip
 
 
 def _build(spec: ArchSpec, tmp_path: Path, vectors: int = 16) -> dict:
@@ -87,6 +97,15 @@ def test_every_layer_on_the_accelerator(tmp_path: Path) -> None:
            if r["ran_on"] == "accelerator"}
     assert soc == {m.index: (m.cycles, m.mac_cycles) for m in alone.layers}
     assert a["accelerator_cycles"] == alone.cycles[0] and sum(m.mac_cycles for m in alone.layers) == alone.mac_cycles[0]
+
+
+def test_a_core_layer_joining_accelerator_tensors_takes_their_producers(tmp_path: Path) -> None:
+    """A concatenation (the core's) of two accelerator tensors: its producers run on the core with it, the core part
+    reads the one tensor they share, and the whole network stays bit-exact."""
+    report = _build(JOINED, tmp_path)
+    assert report["bit_exact"]
+    assert [r["ran_on"] for r in report["layers"]] == ["accelerator", "core", "core", "core", "accelerator",
+                                                       "accelerator", "accelerator"]
 
 
 def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:

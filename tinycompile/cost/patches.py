@@ -13,7 +13,7 @@ positions further out land only on positions that are themselves outside, and ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tinycompile.arch import ArchSpec, Layer, Shape, numel
 
@@ -64,7 +64,7 @@ class PatchPlan:
     def patch_layer(self, spec: ArchSpec, layer: int) -> Layer:
         """Layer ``layer`` as its patch kernel computes it: the same op without padding (the buffers hold it)."""
         src = spec.layers[layer]
-        return Layer(src.op, src.inputs, src.channels, src.kernel, src.stride, (0, 0, 0, 0), src.relu)
+        return replace(src, padding=(0, 0, 0, 0))
 
 
 def stage_ends(spec: ArchSpec) -> list[int]:

@@ -43,6 +43,7 @@ def run_hybrid(graph: QuantGraph, part: Partition, x: np.ndarray, log: Path | No
     mod = part.module
     main = mod["main"]
     tensor_of: dict[Any, int] = {main.params[0]: -1}
+    tuples: dict[Any, list[int]] = {}  # a region returning several tensors -> the op of each
     values: dict[int, np.ndarray] = {-1: x}
     call_tir, dps, reshape = (tvm.ir.Op.get(f"relax.{n}") for n in ("call_tir", "call_dps_packed", "reshape"))
     host = [b for block in main.body.blocks for b in block.bindings
@@ -88,7 +89,13 @@ def run_hybrid(graph: QuantGraph, part: Partition, x: np.ndarray, log: Path | No
                 for i in part.regions[symbol]:
                     values[i] = np.stack([run.outputs[k][i] for k in range(len(x))])
                 regions.append((prog, run))
-                tensor_of[b.var] = max(part.regions[symbol])
+                outputs = part.outputs[symbol]
+                if isinstance(b.var.ty, relax.TupleType):
+                    tuples[b.var] = outputs
+                else:
+                    tensor_of[b.var] = outputs[0]
+            elif isinstance(v, relax.TupleGetItem) and v.tuple_value in tuples:
+                tensor_of[b.var] = tuples[v.tuple_value][v.index]
             else:
                 raise UserError(f"unexpected Relax binding {type(v).__name__} after partitioning; please report it")
     return HybridRun(values, regions, host_ops)

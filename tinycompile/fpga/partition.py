@@ -63,6 +63,7 @@ class _Context:
     refused: dict[int, str] = field(default_factory=dict)
     programs: dict[str, AccelProgram] = field(default_factory=dict)
     regions: dict[str, list[int]] = field(default_factory=dict)
+    outputs: dict[str, list[int]] = field(default_factory=dict)
     error: UserError | None = None  # raised after RunCodegen: TVM's FFI would turn it into a RuntimeError
 
 
@@ -142,12 +143,32 @@ def _codegen(functions: list, options: dict, constant_names: dict) -> list:
                       if (found := op_of(ctx.module[gv])) is not None})
         symbol = str(func.attrs["global_symbol"])
         ctx.regions[symbol] = ops
+        ctx.outputs[symbol] = _region_outputs(func)
         try:  # a region short of the whole network reads the tensors the host produced as inputs
             ctx.programs[symbol] = compile_graph(ctx.graph, ctx.params, ctx.mem_bytes,
                                                  None if set(ops) == compute else set(ops))
         except UserError as exc:
             ctx.error = exc
     return []  # the programs run on the RTL simulator, not inside a TVM runtime module
+
+
+def _region_outputs(func: relax.Function) -> list[int]:
+    """The op computing each output of a merged region, in the order its function returns them (a region read by
+    several later ops returns a tuple)."""
+    bound = {b.var: b.value for block in func.body.blocks for b in block.bindings}
+    result = func.body.body
+    outputs = []
+    for var in result.fields if isinstance(result, relax.Tuple) else [result]:
+        call = bound[var]
+        while isinstance(call, relax.Var):  # an alias of another binding
+            call = bound[call]
+        composite = bound.get(call.op, call.op)  # the composite function, bound to a local var or inline
+        ops = [found[0] for gv in relax.analysis.all_global_vars(composite)
+               if (found := op_of(_ctx().module[gv])) is not None]
+        if not ops:
+            raise UserError("an accelerator region returns a view; please report it")
+        outputs.append(max(ops))
+    return outputs
 
 
 def _register() -> None:
@@ -169,6 +190,7 @@ class Partition:
     module: tvm.IRModule | None = None  # after RunCodegen: main calls the regions and the host kernels
     programs: dict[str, AccelProgram] = field(default_factory=dict)  # region symbol -> its program
     regions: dict[str, list[int]] = field(default_factory=dict)  # region symbol -> op indices
+    outputs: dict[str, list[int]] = field(default_factory=dict)  # region symbol -> the ops it returns, in order
 
 
 def partition(graph: QuantGraph, params: AccelConfig, mem_bytes: int) -> Partition:
@@ -196,4 +218,4 @@ def partition(graph: QuantGraph, params: AccelConfig, mem_bytes: int) -> Partiti
     whole = [prog for sym, prog in ctx.programs.items() if len(ctx.regions[sym]) == len(
         [op for op in graph.ops if op.op != "flatten"])]
     return Partition(placement, dict(ctx.refused), whole[0] if whole else None, mod.script(show_meta=False), mod,
-                     dict(ctx.programs), dict(ctx.regions))
+                     dict(ctx.programs), dict(ctx.regions), dict(ctx.outputs))

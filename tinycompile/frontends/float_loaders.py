@@ -2,8 +2,7 @@
 
 Each loader checks what the walker (:mod:`tinycompile.frontends.relax_walker`) cannot recover from later: one input
 and one output, float32, static shapes. ONNX models are cleaned up first (constant subgraphs evaluated, zero pads
-folded into convolutions, unbounded Clips made ReLUs), as TVM's ONNX frontend would otherwise lower those to opaque
-TIR functions. Every failure is a one-line :class:`~tinycompile.errors.UserError`.
+folded into convolutions), as TVM's ONNX frontend would otherwise lower those to opaque TIR functions. Every failure is a one-line :class:`~tinycompile.errors.UserError`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import torch
 
 from tinycompile.errors import UserError
 
-NO_BOUND = 3.0e38  # a clip bound at least this large is no bound (float32 max is 3.4e38)
 # Ops the constant folder leaves alone: their outputs are random, not constants.
 _RANDOM_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli")
 
@@ -63,7 +61,6 @@ def _load_onnx(path: Path) -> Any:
     name, shape = _pin_onnx_input(path, proto)
     _fold_onnx_constants(proto)
     _fold_onnx_pads(proto)
-    _relu_from_onnx_clips(path, proto)
     return _frontend(path, "ONNX", lambda: from_onnx(proto, shape_dict={name: shape}, keep_params_in_input=False))
 
 
@@ -162,29 +159,6 @@ def _evaluate(node: Any, known: dict[str, np.ndarray], static: dict[str, list[in
         return list(ReferenceEvaluator(node).run(None, {n: known[n] for n in node.input if n}))
     except Exception:  # noqa: BLE001 - an op the evaluator lacks stays for TVM to convert
         return None
-
-
-def _relu_from_onnx_clips(path: Path, proto: Any) -> None:
-    """Clip(0, none or inf) -> Relu in place; Clip(0, 6) (ReLU6) is refused (TVM lowers a Clip with tensor bounds
-    to opaque TIR max / min functions, which the walker cannot read)."""
-    graph = proto.graph
-    consts = _initializers(graph)
-    for node in graph.node:
-        if node.op_type != "Clip":
-            continue
-        attrs = _attributes(node)
-        inputs = list(node.input) + ["", ""]
-        lo = consts.get(inputs[1]) if inputs[1] else attrs.get("min", -np.inf)
-        hi = consts.get(inputs[2]) if inputs[2] else attrs.get("max", np.inf)
-        if lo is None or hi is None or float(lo) != 0.0:
-            continue
-        if float(hi) == 6.0:
-            raise UserError(f"{path}: Clip node {node.name or node.output[0]!r} is a ReLU6 (clip to 0..6), which has no "
-                            "equivalent in tinycompile's layers; retrain with ReLU")
-        if float(hi) >= NO_BOUND:
-            node.op_type = "Relu"
-            del node.input[1:]
-            del node.attribute[:]
 
 
 def _fold_onnx_pads(proto: Any) -> None:

@@ -4,9 +4,10 @@ What the walker understands:
 
 * conv2d / conv1d (groups 1, or depthwise with multiplier 1), matmul with a constant (a dense layer), residual add,
   max / average pooling, global average pooling (adaptive pool to 1, mean over the spatial axes), softmax over the
-  channels;
-* per-channel affine ops (bias add, scale, batch norm) and ReLU, folded into the layer before when it is a
-  convolution or dense layer that nothing else reads, else a 1x1 depthwise layer of their own;
+  channels, sigmoid and tanh, concatenation along the channels;
+* per-channel affine ops (bias add, scale, batch norm) and activations (ReLU, ReLU6, a clip to ``0..hi`` or
+  ``-inf..hi``), folded into the layer before when it is a convolution or dense layer that nothing else reads, else
+  a 1x1 depthwise layer of their own;
 * zero padding, folded into the next convolution's padding (else a ``pad`` layer), reshapes that only add or drop
   unit axes or flatten, transposes (the layouts TFLite and TF-converted ONNX models carry), constant subgraphs.
 
@@ -16,16 +17,16 @@ itself and its bookkeeping are :mod:`tinycompile.frontends.relax_walker`'s.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
-from tinycompile.frontends.float_loaders import NO_BOUND
 from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
 
+NO_BOUND = 3.0e38  # a clip bound at least this large is no bound (float32 max is 3.4e38)
 RELU_FUSES_INTO = ("conv", "dwconv", "dense", "add", "maxpool", "avgpool", "gap")
-_RELU6 = "ReLU6 (clip to 0..6) has no equivalent in tinycompile's layers; retrain with ReLU"
 # Ops evaluated on constants (weight transposes, reshapes of biases, batch-norm arithmetic).
 _CONST_OPS: dict[str, Callable[..., np.ndarray]] = {
     "relax.add": np.add, "relax.subtract": np.subtract, "relax.multiply": np.multiply,
@@ -49,6 +50,10 @@ class Walker(GraphWalker):
         handler = _HANDLERS.get(name)
         if name == "relax.call_tir":  # a frontend's own TIR function (ONNX's Pad when no Conv follows it)
             callee = getattr(args[0], "name_hint", None) or getattr(args[0], "name", "?")
+            bound = re.fullmatch(r"(maximum|minimum)\d*", callee)
+            if bound:  # TVM's ONNX Clip: a max and a min with its bounds
+                self._bound(var, call, maximum=bound.group(1) == "maximum")
+                return
             raise self._error(f"op {callee} (lowered by TVM's frontend to TIR) is not supported by the float importer; "
                               "a zero pad imports only when a convolution reads it")
         if handler is None:
@@ -232,7 +237,7 @@ class Walker(GraphWalker):
         val = self._value(expr)
         s, t = self._per_channel(scale, val), self._per_channel(shift, val)
         draft = self._open(expr)
-        if draft is not None and draft.op in ("conv", "dwconv", "dense") and not draft.relu:
+        if draft is not None and draft.op in ("conv", "dwconv", "dense") and not draft.relu and draft.cap is None:
             assert draft.weight is not None and draft.bias is not None
             draft.weight = draft.weight * s.reshape(-1, *([1] * (draft.weight.ndim - 1)))
             draft.bias = draft.bias * s + t
@@ -240,10 +245,11 @@ class Walker(GraphWalker):
             return
         self._depthwise_1x1(var, val, s, t, relu=False)
 
-    def _depthwise_1x1(self, var: Any, val: Val, scale: np.ndarray, shift: np.ndarray, relu: bool) -> None:
+    def _depthwise_1x1(self, var: Any, val: Val, scale: np.ndarray, shift: np.ndarray, relu: bool,
+                       cap: float | None = None) -> None:
         val = self._materialize(val)
         c = val.chw[0]
-        draft = Draft("dwconv", (val.layer,), relu=relu, weight=scale.reshape(c, 1, 1, 1).copy(), bias=shift.copy())
+        draft = Draft("dwconv", (val.layer,), relu=relu, cap=cap, weight=scale.reshape(c, 1, 1, 1).copy(), bias=shift.copy())
         self._emit_like(var, draft, val, val.shape)  # the shape of ``val``: ``var`` may be batch norm's tuple
 
     def _per_channel(self, const: np.ndarray, val: Val) -> np.ndarray:
@@ -281,32 +287,52 @@ class Walker(GraphWalker):
         self.tuples[var] = [self.vals.pop(var), None, None]  # (normalised, running mean, running var)
 
     def _relu(self, var: Any, call: Any) -> None:
-        self._apply_relu(var, call.args[0])
+        self._activate(var, call.args[0], relu=True, cap=None)
 
-    def _apply_relu(self, var: Any, expr: Any) -> None:
-        draft = self._open(expr)
-        val = self._value(expr)
-        if draft is not None and draft.op in RELU_FUSES_INTO and not draft.relu:
-            draft.relu = True
-            self._fold_into(draft, var, val)
-            return
-        c = val.chw[0]
-        self._depthwise_1x1(var, val, np.ones(c), np.zeros(c), relu=True)  # a ReLU nothing could take
+    def _relu6(self, var: Any, call: Any) -> None:
+        self._activate(var, call.args[0], relu=True, cap=6.0)
 
     def _clip(self, var: Any, call: Any) -> None:
         lo, hi = (self._const(a) for a in call.args[1:3])
         if lo is None or hi is None:
             raise self._error("clip with computed bounds is not supported")
-        lo_f, hi_f = float(lo), float(hi)
-        if lo_f == 0.0 and hi_f >= NO_BOUND:
-            self._apply_relu(var, call.args[0])
-            return
-        if lo_f == 0.0 and hi_f == 6.0:
-            raise self._error(_RELU6)
-        raise self._error(f"clip to {lo_f:g}..{hi_f:g} is not supported (only clip to 0..inf, a ReLU)")
+        self._clip_to(var, call.args[0], float(lo), float(hi))
 
-    def _relu6(self, var: Any, call: Any) -> None:
-        raise self._error(_RELU6)
+    def _bound(self, var: Any, call: Any, maximum: bool) -> None:
+        """``max(x, c)`` or ``min(x, c)`` with a scalar constant ``c`` (TIR functions of TVM's ONNX Clip)."""
+        x, c = call.args[1]
+        const = self._const(c)
+        if const is None or const.size != 1 or self._const(x) is not None:
+            raise self._error(f"{'maximum' if maximum else 'minimum'} of two activations is not supported")
+        bound = float(const.reshape(-1)[0])
+        if maximum:
+            self._clip_to(var, x, bound, np.inf)
+        else:
+            self._clip_to(var, x, -np.inf, bound)
+
+    def _clip_to(self, var: Any, expr: Any, lo: float, hi: float) -> None:
+        """A clip to ``lo..hi`` as the layer activation it is: lo 0 (a ReLU) or none, hi none or positive."""
+        if lo != 0.0 and lo > -NO_BOUND or hi <= 0.0:
+            raise self._error(f"clip to {lo:g}..{hi:g} is not supported (only 0..hi or -inf..hi with hi > 0: ReLU, "
+                              "ReLU6 and the like)")
+        self._activate(var, expr, relu=lo == 0.0, cap=None if hi >= NO_BOUND else hi)
+
+    def _activate(self, var: Any, expr: Any, relu: bool, cap: float | None) -> None:
+        """A ReLU and / or an upper clamp, folded into the open layer computing ``expr`` (they commute), else a
+        1x1 depthwise identity layer of their own."""
+        draft = self._open(expr)
+        val = self._value(expr)
+        if not relu and cap is None:  # an unbounded clip
+            self._same_layer(var, expr, val)
+            return
+        if draft is not None and draft.op in RELU_FUSES_INTO:
+            draft.relu = draft.relu or relu
+            if cap is not None:
+                draft.cap = cap if draft.cap is None else min(draft.cap, cap)
+            self._fold_into(draft, var, val)
+            return
+        c = val.chw[0]
+        self._depthwise_1x1(var, val, np.ones(c), np.zeros(c), relu=relu, cap=cap)
 
     def _softmax(self, var: Any, call: Any) -> None:
         val = self._materialize(self._value(call.args[0]))
@@ -319,6 +345,10 @@ class Walker(GraphWalker):
             letters[c_axis], letters[axis] = letters[axis], letters[c_axis]
             val = replace(val, axes="".join(letters))
         self._emit_like(var, Draft("softmax", (val.layer,)), val)
+
+    def _elementwise(self, var: Any, call: Any) -> None:
+        val = self._materialize(self._value(call.args[0]))
+        self._emit_like(var, Draft(call.op.name.split(".")[-1], (val.layer,)), val)
 
     def _reshape(self, var: Any, call: Any) -> None:
         src = call.args[0]
@@ -382,7 +412,16 @@ class Walker(GraphWalker):
             self.tuples[var] = [self.vals.pop(var), None]
 
     def _concat(self, var: Any, call: Any) -> None:
-        raise self._error("concatenation is not supported by tinycompile's int8 quantizer")
+        parts = call.args[0].fields if isinstance(call.args[0], self.relax.Tuple) else None
+        if parts is None:
+            raise self._error("a concatenation of a computed tuple is not supported")
+        vals = [self._materialize(self._value(p)) for p in parts]
+        axis = int(call.attrs.axis) % len(vals[0].shape)
+        first = vals[0]
+        if first.axes[axis] != "C" or any(v.axes != first.axes or v.order for v in vals):
+            raise self._error(f"a concatenation along axis {axis} of {first.axes} tensors is not supported (only "
+                              "along the channels)")
+        self._emit_like(var, Draft("concat", tuple(v.layer for v in vals)), first)
 
 
 _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
@@ -405,6 +444,8 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.clip": Walker._clip,
     "relax.nn.relu6": Walker._relu6,
     "relax.nn.softmax": Walker._softmax,
+    "relax.sigmoid": Walker._elementwise,
+    "relax.tanh": Walker._elementwise,
     "relax.reshape": Walker._reshape,
     "relax.squeeze": Walker._reshape,
     "relax.expand_dims": Walker._reshape,
@@ -415,7 +456,8 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.nn.dropout": Walker._identity,
     "relax.concat": Walker._concat,
 }
-_SUPPORTED_TEXT = "conv, depthwise conv, dense, add, pools, global pool, softmax, batch norm, relu, pad, reshape"
+_SUPPORTED_TEXT = ("conv, depthwise conv, dense, add, pools, global pool, softmax, sigmoid, tanh, batch norm, relu, "
+                   "relu6, clip, pad, reshape, concat")
 
 
 # --------------------------------------------------------------------------------------------------- helpers

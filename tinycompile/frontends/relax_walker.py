@@ -53,6 +53,7 @@ class Draft:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     relu: bool = False
+    cap: float | None = None
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     open_var: Any = None  # the Relax var holding its output while bias, scale and ReLU may still fold into it
@@ -60,7 +61,7 @@ class Draft:
 
     def layer(self) -> Layer:
         """The frozen ArchSpec layer."""
-        return Layer(self.op, self.inputs, self.channels, self.kernel, self.stride, self.padding, self.relu)
+        return Layer(self.op, self.inputs, self.channels, self.kernel, self.stride, self.padding, self.relu, self.cap)
 
 
 class GraphWalker:

@@ -2,8 +2,11 @@
 
 Weights: symmetric, per output channel. Activations: asymmetric, per tensor, from the min/max seen on calibration
 data (a few hundred training samples). Biases: int32 at ``s_in * s_w``. Requantization: per-channel fixed point
-(``intmath.quantize_multiplier``); ReLU folded into the output clamp. Ops of imported float models: softmax gets
-TFLite's fixed output quantization (1/256, -128) and its integer parameters; pad keeps its input's quantization.
+(``intmath.quantize_multiplier``); ReLU and cap folded into the output clamp. Ops of imported float models: softmax
+gets TFLite's fixed output quantization (1/256, -128) and its integer parameters, sigmoid and tanh TFLite's fixed
+output quantizations and lookup tables (a ``lut`` op); pad keeps its input's quantization;
+concat does not rescale (TFLite's int8 CONCATENATION), so the tensors it joins share one quantization, calibrated
+over all of them.
 """
 
 from __future__ import annotations
@@ -14,20 +17,32 @@ import torch
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.cost.arena import storage_tensor
 from tinycompile.errors import UserError
-from tinycompile.model import SpecNet, folded_weights
+from tinycompile.model import SpecNet, activation, folded_weights
 from tinycompile.quant.graph import QOp, QParams, QuantGraph
 from tinycompile.quant.intmath import INT32_MAX, INT32_MIN, quantize_multiplier
-from tinycompile.quant.semantics import ADD_LEFT_SHIFT, add_multipliers, avgpool_multiplier, min_out_scale, softmax_params
+from tinycompile.quant.semantics import (
+    ADD_LEFT_SHIFT,
+    add_multipliers,
+    avgpool_multiplier,
+    logistic_table,
+    min_out_scale,
+    softmax_params,
+    tanh_table,
+)
 
 CALIBRATION_SAMPLES = 512
-SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "pad")
-SOFTMAX_OUT_Q = QParams(1.0 / 256.0, -128)  # TFLite's fixed int8 softmax output: [0, 1) in steps of 1/256
+SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "pad", "concat",
+                 "sigmoid", "tanh")
+PASS_THROUGH_OPS = ("maxpool", "flatten", "pad", "concat")  # their output keeps their input's quantization
+# TFLite's fixed int8 output quantizations: softmax and logistic [0, 1) in steps of 1/256, tanh [-1, 1) in 1/128.
+FIXED_OUT_Q = {"softmax": QParams(1.0 / 256.0, -128), "sigmoid": QParams(1.0 / 256.0, -128), "tanh": QParams(1.0 / 128.0, 0)}
+LOOKUP_TABLES = {"sigmoid": logistic_table, "tanh": tanh_table}
 
 
 def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray) -> QuantGraph:
     """Quantize ``model`` (float, BN in eval mode) using ``calibration`` inputs ``(N, C, H, W)`` for activation ranges."""
     _check_supported(spec)
-    ranges = _activation_ranges(model, calibration[:CALIBRATION_SAMPLES])
+    ranges = _shared_ranges(spec, _activation_ranges(model, calibration[:CALIBRATION_SAMPLES]))
     weights = folded_weights(model)
     chw = spec.shapes()
     input_q = _act_qparams(*ranges[-1])
@@ -48,11 +63,11 @@ def _check_supported(spec: ArchSpec) -> None:
     for i, layer in enumerate(spec.layers):
         if layer.op not in SUPPORTED_OPS:
             raise UserError(f"layer {i}: op {layer.op!r} is not supported by the int8 quantizer; use one of {SUPPORTED_OPS}")
-        if layer.op in ("softmax", "pad") and layer.relu:
-            raise UserError(f"layer {i}: {layer.op} with relu is not supported; its output needs no ReLU")
+        if (layer.op == "pad" or layer.op in FIXED_OUT_Q) and (layer.relu or layer.cap is not None):
+            raise UserError(f"layer {i}: {layer.op} with an activation is not supported; its output needs none")
         if layer.op == "flatten":
             c, h, w = spec.input_shapes(i, shapes)[0]
-            if layer.relu:
+            if layer.relu or layer.cap is not None:
                 raise UserError(f"layer {i}: flatten with relu is not supported (flatten is a view); put the relu on the layer before")
             # In NHWC a flatten of a (C, H, W) tensor with H*W > 1 is only a view for a dense reader (its weights are permuted).
             if h * w > 1 and (i == len(spec.layers) - 1 or any(spec.layers[u].op != "dense" for u in users[i])):
@@ -68,11 +83,38 @@ def _activation_ranges(model: SpecNet, x: np.ndarray) -> dict[int, tuple[float, 
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         outs: list[torch.Tensor] = []
         for i, (layer, op) in enumerate(zip(spec.layers, model.ops)):
-            y = op(*[xt if j == -1 else outs[j] for j in layer.inputs])
-            y = torch.relu(y) if layer.relu else y
+            y = activation(layer, op(*[xt if j == -1 else outs[j] for j in layer.inputs]))
             outs.append(y)
             ranges[i] = (float(y.min()), float(y.max()))
     return ranges
+
+
+def _shared_ranges(spec: ArchSpec, ranges: dict[int, tuple[float, float]]) -> dict[int, tuple[float, float]]:
+    """Each tensor's calibration range widened to the union over the tensors that must share its quantization: a
+    pass-through op's input and output (for maxpool, flatten and pad this changes nothing: their output range lies
+    within their input's), and all the inputs of a concat."""
+    parent = {i: i for i in ranges}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, layer in enumerate(spec.layers):
+        if layer.op in PASS_THROUGH_OPS:
+            for j in layer.inputs:
+                parent[root(j)] = root(i)
+    union: dict[int, tuple[float, float]] = {}
+    for i, (lo, hi) in ranges.items():
+        r = root(i)
+        ulo, uhi = union.get(r, (lo, hi))
+        union[r] = (min(ulo, lo), max(uhi, hi))
+    joined = {root(i) for i, layer in enumerate(spec.layers) if layer.op == "concat"}
+    for i, layer in enumerate(spec.layers):
+        if layer.op in FIXED_OUT_Q and root(i) in joined:
+            raise UserError(f"layer {i}: a {layer.op} output joined by a concatenation is not supported (its int8 "
+                            "quantization is fixed; the concatenation's inputs must share one)")
+    return {i: union[root(i)] for i in ranges}
 
 
 def _act_qparams(lo: float, hi: float, min_scale: float = 0.0) -> QParams:
@@ -88,7 +130,10 @@ def _hwc(chw: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _clamp(layer: Layer, q: QParams) -> tuple[int, int]:
-    return (max(-128, q.zero_point) if layer.relu else -128), 127
+    """The int8 output bounds of the layer's activation (TFLite's rule: a bound is quantized, rounded half away)."""
+    lo = max(-128, q.zero_point) if layer.relu else -128
+    hi = 127 if layer.cap is None else min(127, q.zero_point + int(np.floor(layer.cap / q.scale + 0.5)))
+    return lo, hi
 
 
 def _quantize_layer(
@@ -129,13 +174,22 @@ def _quantize_layer(
         }
         lo, hi = _clamp(layer, out_q)
         return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
-    if layer.op in ("maxpool", "flatten"):
+    if layer.op in ("maxpool", "flatten", "concat"):
+        if any(q != in_q[0] for q in in_q):  # only where a minimum output scale (min_out_scale) made them differ
+            raise UserError(f"layer {i}: the inputs of this concatenation could not share one int8 quantization "
+                            f"({', '.join(f'{q.scale:.4g} @ {q.zero_point}' for q in in_q)}); calibrate with more "
+                            "varied inputs")
         lo, hi = _clamp(layer, in_q[0])
         return QOp(**base, out_q=in_q[0], lo=lo, hi=hi)  # type: ignore[arg-type]
     if layer.op == "pad":  # real zero is the input zero point, so the padded tensor keeps the input's quantization
         return QOp(**base, out_q=in_q[0], params={"value": in_q[0].zero_point})  # type: ignore[arg-type]
     if layer.op == "softmax":
-        return QOp(**base, out_q=SOFTMAX_OUT_Q, params=softmax_params(beta=1.0, input_scale=s_in))  # type: ignore[arg-type]
+        return QOp(**base, out_q=FIXED_OUT_Q["softmax"], params=softmax_params(beta=1.0, input_scale=s_in))  # type: ignore[arg-type]
+    if layer.op in LOOKUP_TABLES:
+        out_q = FIXED_OUT_Q[layer.op]
+        table = LOOKUP_TABLES[layer.op](s_in, in_q[0].zero_point, out_q.scale, out_q.zero_point)
+        base["op"] = "lut"
+        return QOp(**base, out_q=out_q, tensors={"table": np.asarray(table, np.int8)})  # type: ignore[arg-type]
     if layer.op in ("avgpool", "gap"):
         if layer.op == "gap":  # a gap is an avgpool over the whole input
             base.update(kernel=(in_chw[0][1], in_chw[0][2]), stride=(1, 1), padding=(0, 0, 0, 0))

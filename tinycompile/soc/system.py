@@ -73,14 +73,15 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
     part = partition(graph, cfg, mem_bytes)
     place = {i: "core" if part.placement.get(i, "core") == "host" else part.placement.get(i, "core")
              for i in range(len(graph.ops))}
-    runs: list[list[int]] = []
-    for i in range(len(graph.ops)):
-        if place[i] != "accelerator":
-            if runs and runs[-1][-1] == i - 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-    core_runs = [r for r in runs if any(place[i] == "core" for i in r)]
+    refused = dict(part.refused)
+    while True:  # a core part reading several accelerator tensors (a concatenation) takes the layer before it
+        core_runs = _core_runs(place)
+        fed = next((r for r in core_runs if r[0] > 0 and len(_outside_reads(graph, r)) > 1), None)
+        if fed is None:
+            break
+        place[fed[0] - 1] = "core"
+        refused[fed[0] - 1] = (f"the core runs it: layer {fed[-1]} on the core reads several tensors, and the "
+                               "firmware feeds a core part one")
     in_parts = {i for r in core_runs for i in r}
     on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
     parts = tuple(_core_part(graph, r) for r in core_runs)
@@ -96,7 +97,26 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
         # A run ends where the core takes over: the accelerator's last layer before a core part stops with DONE.
         stops = frozenset(i for (kind, i), (nxt, _) in zip(steps, steps[1:]) if kind == "accelerator" and nxt == "core")
         program = compile_graph(graph, cfg, mem_bytes, ops=on_accel, stops=stops)
-    return SystemPlan(place, dict(part.refused), program, parts, tuple(steps))
+    return SystemPlan(place, refused, program, parts, tuple(steps))
+
+
+def _core_runs(place: dict[int, str]) -> list[list[int]]:
+    """Runs of consecutive ops off the accelerator that hold at least one core op (views alone need no core)."""
+    runs: list[list[int]] = []
+    for i in range(len(place)):
+        if place[i] != "accelerator":
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+    return [r for r in runs if any(place[i] == "core" for i in r)]
+
+
+def _outside_reads(graph: QuantGraph, run: list[int]) -> set[tuple[int, tuple[int, ...]]]:
+    """(storage tensor, shape read) of every tensor the ops of ``run`` read from outside it."""
+    inside = set(run)
+    return {(storage_index(graph, j), tuple(graph.ops[i].in_shapes[k])) for i in run
+            for k, j in enumerate(graph.ops[i].inputs) if j not in inside}
 
 
 def accelerator_runs(steps: Sequence[tuple[str, int]]) -> list[list[int]]:
@@ -119,8 +139,7 @@ def part_name(k: int) -> str:
 def _core_part(graph: QuantGraph, run: list[int]) -> CorePart:
     inside = set(run)
     what = f"layers {run[0]}..{run[-1]}" if len(run) > 1 else f"layer {run[0]}"
-    reads = {(storage_index(graph, j), graph.ops[i].in_shapes[k]) for i in run
-             for k, j in enumerate(graph.ops[i].inputs) if j not in inside}
+    reads = _outside_reads(graph, run)
     if len({s for s, _ in reads}) != 1 or len(reads) != 1:
         raise UserError(f"{what} ({', '.join(graph.ops[i].op for i in run)}) run on the SoC's core and read "
                         f"{len(reads)} tensors from the accelerator; the soc back end feeds one: build with --core-only")

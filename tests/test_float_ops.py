@@ -1,0 +1,286 @@
+"""Float model import of bounded activations (ReLU6, clips), channel concatenation, sigmoid and tanh, in ONNX and
+torch.export.
+
+MobileNet-style networks use ReLU6, Inception / SqueezeNet-style ones join branches with a concatenation, and binary
+detectors end in a sigmoid. Each test exports a small network, imports it, checks the spec it becomes and that the
+import reproduces the original float outputs, then quantizes it and checks the int8 integer reference against the
+float original; the slow tests build one network with all of them for cortex-m4 and the accelerator, bit-exact.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tinycompile.arch import ArchSpec, Layer
+from tinycompile.errors import UserError
+from tinycompile.frontends.float_model import FloatModel, import_float
+from tinycompile.model import SpecNet
+from tinycompile.quant import reference
+from tinycompile.quant.quantize import quantize
+from tinycompile.quant.semantics import logistic_table, tanh_table
+
+F = nn.functional
+FORMATS = ("onnx", "torch")
+
+
+class InvertedResidual(nn.Module):
+    """A MobileNetV2 block: ReLU6 stem, 1x1 expansion + ReLU6, depthwise + ReLU6, 1x1 projection, residual add,
+    then an upper clamp without a ReLU (``torch.clamp(max=2)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.expand, self.bn1 = nn.Conv2d(8, 24, 1, bias=False), nn.BatchNorm2d(24)
+        self.dw, self.bn2 = nn.Conv2d(24, 24, 3, padding=1, groups=24, bias=False), nn.BatchNorm2d(24)
+        self.project = nn.Conv2d(24, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self.bn0(self.stem(x)))
+        y = nn.ReLU6()(self.bn1(self.expand(x)))
+        y = F.hardtanh(self.bn2(self.dw(y)), 0.0, 6.0)
+        x = torch.clamp(x + self.project(y), max=2.0)
+        return self.fc(x.mean((2, 3)))
+
+
+class TwoBranches(nn.Module):
+    """An Inception-style join: a 1x1 and a 3x3 branch of different ranges concatenated, a ReLU6 branch beside
+    them (so the shared quantization is wider than 0..6 and its clamp bites), a strided conv, a global pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(1, 8, 1), nn.Conv2d(1, 5, 3, padding=1), nn.Conv2d(1, 3, 3, padding=1)
+        self.mix = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16, 4)
+        with torch.no_grad():
+            self.a.weight.mul_(8.0)  # branch a reaches well above 6: the joined range is wider than ReLU6's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([F.relu(self.a(x)), self.b(x), F.relu6(self.c(x) * 4.0)], dim=1)
+        y = F.relu(self.mix(y))
+        return self.fc(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+class Squashed(nn.Module):
+    """tanh inside the network, a sigmoid on its single output (a binary detector's head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 6, 3, padding=1), nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc(torch.tanh(self.conv(x)).mean((2, 3))))
+
+
+class Mixed(nn.Module):
+    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, tanh, sigmoid head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.a, self.b = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 3, padding=1)
+        self.mix, self.fc = nn.Conv2d(12, 16, 3, stride=2, padding=1), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self.stem(x) * 3.0)
+        x = torch.cat([F.relu(self.a(x)), F.relu6(self.b(x))], dim=1)
+        x = torch.tanh(self.mix(x))
+        return torch.sigmoid(self.fc(x.mean((2, 3))))
+
+
+def _export(net: nn.Module, x: torch.Tensor, folder: Path, fmt: str) -> Path:
+    if fmt == "torch":
+        path = folder / f"{type(net).__name__}.pt2"
+        torch.export.save(torch.export.export(net, (x[:1],)), str(path))
+        return path
+    path = folder / f"{type(net).__name__}.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated in torch 2.9+, but still works
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x[:1],), str(path), dynamo=False, input_names=["x"], output_names=["y"])
+    return path
+
+
+def _net(cls: type[nn.Module]) -> nn.Module:
+    torch.manual_seed(0)
+    net = cls()
+    for m in net.modules():  # batch norms with statistics of their own, not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 3.0)
+    return net.eval()
+
+
+def _inputs(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) * 4.0 - 1.0
+
+
+def _float_outputs(fm: FloatModel, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return fm.model(x).numpy()
+
+
+def _int8_outputs(fm: FloatModel, calib: torch.Tensor, x: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Dequantized int8 reference outputs on ``x`` and the output scale."""
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    q = graph.ops[-1].out_q
+    out = reference.run(graph, graph.quantize_input(x.numpy())).reshape(len(x), -1)
+    return (out.astype(np.float64) - q.zero_point) * q.scale, q.scale
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_relu6_and_clips_fold_into_their_layers(fmt: str, tmp_path: Path) -> None:
+    net, x = _net(InvertedResidual), _inputs(64, 1)
+    with torch.no_grad():
+        stem = net.bn0(net.stem(x))
+    assert float(stem.max()) > 6.0, "the stem never saturates: the ReLU6 would not be tested"
+    fm = import_float(_export(net, x, tmp_path, fmt))
+    layers = fm.spec.layers
+    assert [layer.op for layer in layers] == ["conv", "conv", "dwconv", "conv", "add", "gap", "dense"]
+    assert [(layer.relu, layer.cap) for layer in layers[:5]] == [
+        (True, 6.0), (True, 6.0), (True, 6.0), (False, None), (False, 2.0)]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_relu6_network_int8_tracks_the_float_original(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(InvertedResidual), _inputs(300, 2), _inputs(100, 3)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    got, scale = _int8_outputs(fm, calib, x)
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_a_cap_below_the_tensor_range_clamps_int8_at_the_cap() -> None:
+    """Layer 0 has ReLU6 but shares its output quantization with a wider tensor (through the concat): its int8
+    clamp must sit at the quantized 6, TFLite's rule, and its int8 outputs never pass it."""
+    spec = ArchSpec((1, 4, 4), 0, (
+        Layer("conv", (-1,), channels=2, kernel=(1, 1), relu=True, cap=6.0),
+        Layer("conv", (-1,), channels=2, kernel=(1, 1), relu=True),
+        Layer("concat", (0, 1)),
+    ))
+    model = SpecNet(spec).eval()
+    with torch.no_grad():
+        for op, gain in ((model.ops[0], 10.0), (model.ops[1], 30.0)):
+            op[1].weight.fill_(gain)
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (64, 1, 4, 4)).astype(np.float32)
+    graph = quantize(spec, model, x)
+    q = graph.ops[2].out_q
+    assert graph.ops[0].out_q == graph.ops[1].out_q == q and q.scale == pytest.approx(30.0 / 255, rel=0.01)
+    six = q.zero_point + int(np.floor(6.0 / q.scale + 0.5))
+    assert (graph.ops[0].lo, graph.ops[0].hi) == (q.zero_point, six) and graph.ops[1].hi == 127
+    first = reference.run_layers(graph, graph.quantize_input(x))[0]
+    assert first.max() == six, "the capped branch should saturate at the quantized 6"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_concatenated_branches_share_one_quantization(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(TwoBranches), _inputs(300, 4), _inputs(100, 5)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    ops = [layer.op for layer in fm.spec.layers]
+    assert ops == ["conv", "conv", "conv", "concat", "conv", "gap", "dense"], ops
+    assert fm.spec.layers[3].inputs == (0, 1, 2) and fm.spec.layers[2].cap == 6.0
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-4
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    joined = graph.ops[3].out_q
+    assert all(graph.ops[j].out_q == joined for j in (0, 1, 2))
+    assert graph.ops[2].hi < 127, "the ReLU6 branch should be clamped below the joined range's top"
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_clips_without_a_layer_equivalent_are_refused(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(-1.0, 1.0), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    for fmt in FORMATS:
+        with pytest.raises(UserError, match=r"clip to -1\.\.(1|inf) is not supported \(only 0\.\.hi or -inf\.\.hi"):
+            import_float(_export(net, torch.zeros(1, 1, 8, 8), tmp_path, fmt))
+
+
+def test_a_concatenation_along_the_width_is_refused(tmp_path: Path) -> None:
+    class WidthCat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return torch.cat([y, y], dim=3).flatten(1)
+
+    for fmt in FORMATS:
+        with pytest.raises(UserError, match="only along the channels"):
+            import_float(_export(WidthCat().eval(), torch.zeros(1, 1, 8, 8), tmp_path, fmt))
+
+
+def test_a_softmax_joined_by_a_concatenation_is_refused() -> None:
+    spec = ArchSpec((4, 1, 1), 0, (Layer("softmax", (-1,)), Layer("concat", (0, -1))))
+    x = np.random.default_rng(0).standard_normal((16, 4, 1, 1)).astype(np.float32)
+    with pytest.raises(UserError, match="layer 0: a softmax output joined by a concatenation is not supported"):
+        quantize(spec, SpecNet(spec).eval(), x)
+
+
+def test_cap_round_trips_through_json_and_is_validated() -> None:
+    spec = ArchSpec((1, 4, 4), 0, (Layer("conv", (-1,), channels=2, relu=True, cap=6.0),))
+    assert ArchSpec.from_dict(spec.to_dict()) == spec and ArchSpec.from_dict(spec.to_dict()).layers[0].cap == 6.0
+    data = spec.to_dict()
+    for bad in (0, -1.0, "6", True):
+        data["layers"][0]["cap"] = bad
+        with pytest.raises(ValueError, match="layer 0: cap must be a positive number or null"):
+            ArchSpec.from_dict(data)
+    with pytest.raises(ValueError, match="cap must be positive"):
+        ArchSpec((1, 4, 4), 0, (Layer("conv", (-1,), channels=2, cap=-1.0),))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sigmoid_and_tanh_become_tflite_lookups(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(Squashed), _inputs(300, 6), _inputs(100, 7)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.op for layer in fm.spec.layers] == ["conv", "tanh", "gap", "dense", "sigmoid"]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    tanh, sigmoid = graph.ops[1], graph.ops[4]
+    assert tanh.op == sigmoid.op == "lut"
+    assert (tanh.out_q.scale, tanh.out_q.zero_point) == (1 / 128, 0)  # TFLite's fixed int8 quantizations
+    assert (sigmoid.out_q.scale, sigmoid.out_q.zero_point) == (1 / 256, -128)
+    for op, table in ((tanh, tanh_table), (sigmoid, logistic_table)):
+        q = op.in_q[0]
+        np.testing.assert_array_equal(op.tensors["table"], table(q.scale, q.zero_point))
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.03  # the output is a probability in steps of 1/256
+
+
+def test_an_activation_on_a_fixed_quantization_op_is_refused() -> None:
+    spec = ArchSpec((4, 1, 1), 0, (Layer("sigmoid", (-1,), relu=True),))
+    x = np.random.default_rng(0).standard_normal((16, 4, 1, 1)).astype(np.float32)
+    with pytest.raises(UserError, match="layer 0: sigmoid with an activation is not supported"):
+        quantize(spec, SpecNet(spec).eval(), x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "fpga"])
+def test_a_network_with_every_new_op_builds_bit_exact(target: str, tmp_path: Path) -> None:
+    """`tinycompile build model.pt2 --calib` as a user runs it: on the MCU every layer compiled by TVM, on the
+    accelerator the convolutions (ReLU6 clamps in its post-processing) and the rest on the host, bit-exact."""
+    from support import run_cli
+
+    net, calib = _net(Mixed), _inputs(200, 8)
+    path = _export(net, calib, tmp_path, "torch")
+    np.savez(tmp_path / "calib.npz", x=calib.numpy())
+    proc = run_cli("build", str(path), "--target", target, "--calib", str(tmp_path / "calib.npz"),
+                   "-o", str(tmp_path / "out"), "--vectors", "16")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["bit_exact"] and report["verdict"] == "pass"
+    assert report["float_vs_int8"]["samples"] == 40
