@@ -1,8 +1,8 @@
-"""Float model import of bounded activations (ReLU6, clips), channel concatenation, sigmoid and tanh, in ONNX and
-torch.export.
+"""Float model import of bounded activations (ReLU6, clips), channel concatenation, sigmoid, tanh and any other
+elementwise activation (hard swish, SiLU, leaky ReLU, mish, GELU), in ONNX and torch.export.
 
-MobileNet-style networks use ReLU6, Inception / SqueezeNet-style ones join branches with a concatenation, and binary
-detectors end in a sigmoid. Each test exports a small network, imports it, checks the spec it becomes and that the
+MobileNet-style networks use ReLU6 or hard swish, Inception / SqueezeNet-style ones join branches with a
+concatenation, detectors use leaky ReLU and end in a sigmoid. Each test exports a small network, imports it, checks the spec it becomes and that the
 import reproduces the original float outputs, then quantizes it and checks the int8 integer reference against the
 float original; the slow tests build one network with all of them for cortex-m4 and the accelerator, bit-exact.
 """
@@ -80,7 +80,8 @@ class Squashed(nn.Module):
 
 
 class Mixed(nn.Module):
-    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, tanh, sigmoid head."""
+    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, hard swish, tanh, a
+    sigmoid head."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,8 +91,8 @@ class Mixed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self.stem(x) * 3.0)
         x = torch.cat([F.relu(self.a(x)), F.relu6(self.b(x))], dim=1)
-        x = torch.tanh(self.mix(x))
-        return torch.sigmoid(self.fc(x.mean((2, 3))))
+        x = F.hardswish(self.mix(x))
+        return torch.sigmoid(self.fc(torch.tanh(x.mean((2, 3)))))
 
 
 def _export(net: nn.Module, x: torch.Tensor, folder: Path, fmt: str) -> Path:
@@ -259,6 +260,59 @@ def test_sigmoid_and_tanh_become_tflite_lookups(fmt: str, tmp_path: Path) -> Non
         np.testing.assert_array_equal(op.tensors["table"], table(q.scale, q.zero_point))
     got, scale = _int8_outputs(fm, calib, x)
     assert np.abs(got - want).max() < 0.03  # the output is a probability in steps of 1/256
+
+
+ACTIVATIONS = {"hardswish": F.hardswish, "silu": F.silu, "leaky_relu": lambda x: F.leaky_relu(x, 0.1), "mish": F.mish,
+               "gelu": F.gelu}
+
+
+class Activated(nn.Module):
+    def __init__(self, act: str) -> None:
+        super().__init__()
+        self.act, self.conv, self.fc = ACTIVATIONS[act], nn.Conv2d(1, 8, 3), nn.Linear(8, 3)
+        with torch.no_grad():
+            self.conv.weight.mul_(2.0)  # pre-activations over about -4..4: every activation's bend is in range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_an_elementwise_chain_becomes_one_lookup_table(act: str, fmt: str, tmp_path: Path) -> None:
+    """TVM spells these activations as chains of elementwise ops; each imports as one unary layer, and its int8
+    table holds the activation itself (torch's own function) at each of the 256 input values."""
+    torch.manual_seed(0)
+    net, calib, x = Activated(act).eval(), _inputs(300, 9) / 2, _inputs(100, 10) / 2
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.op for layer in fm.spec.layers] == ["conv", "unary", "gap", "dense"]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    lut = graph.ops[1]
+    qi, qo = lut.in_q[0], lut.out_q
+    real = torch.tensor((np.arange(-128, 128) - qi.zero_point) * qi.scale, dtype=torch.float32)
+    expected = np.clip(np.round(ACTIVATIONS[act](real).double().numpy() / qo.scale) + qo.zero_point, -128, 127)
+    diff = np.abs(lut.tensors["table"].astype(np.int64) - expected)
+    assert lut.op == "lut" and diff.max() <= 1 and (diff > 0).sum() <= 2  # float32 rounding at a half step at most
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_a_product_of_two_different_tensors_is_still_refused(tmp_path: Path) -> None:
+    """A squeeze-and-excitation gate multiplies a tensor by a function of another: no elementwise region."""
+    class Gate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.se = nn.Conv2d(1, 4, 3), nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return (y * torch.sigmoid(self.se(y.mean((2, 3))))[:, :, None, None]).flatten(1)
+
+    with pytest.raises(UserError, match="multiply of two activations is not supported"):
+        import_float(_export(Gate().eval(), torch.zeros(1, 1, 8, 8), tmp_path, "torch"))
 
 
 def test_an_activation_on_a_fixed_quantization_op_is_refused() -> None:

@@ -20,6 +20,8 @@ Ops that only imported models use (``tinycompile.frontends``; the search spaces 
   concat                                                    channels of all inputs side by side (same H, W)
   mean                                                      mean over H and W -> (C, 1, 1), like gap
   sigmoid, tanh                                             elementwise logistic / tanh (float models; a lut in int8)
+  unary                                                     any other elementwise function (float models: hard swish,
+                                                            SiLU, leaky ReLU...; its SpecNet module holds it; a lut)
 Each layer reads ``inputs`` (indices of earlier layers, -1 for the network input; default: the previous layer).
 Its output activation: ``relu`` (max with 0), then ``cap`` (min with a positive bound, in real units; ReLU6 is
 ``relu`` with ``cap`` 6, imported models only).
@@ -34,8 +36,8 @@ from typing import Any
 
 Shape = tuple[int, int, int]
 OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "lut", "pad", "concat", "mean",
-       "sigmoid", "tanh")
-ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh")
+       "sigmoid", "tanh", "unary")
+ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh", "unary")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
 

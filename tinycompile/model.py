@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from tinycompile.arch import ArchSpec, Layer
 
 # What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
 TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean",
-                 "sigmoid", "tanh")
+                 "sigmoid", "tanh", "unary")
 
 
 class SpecNet(nn.Module):
@@ -57,6 +59,19 @@ class _FlattenKeep(nn.Module):  # keeps the (N, C, 1, 1) layout of every tensor
         return x.flatten(1)[:, :, None, None]
 
 
+class Elementwise(nn.Module):
+    """A ``unary`` layer: the function an importer gives it (``fn``: tensor -> tensor, element by element)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fn is None:
+            raise ValueError("a unary layer has no function: only a float model's import gives it one")
+        return self.fn(x)
+
+
 class _Concat(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=1)
@@ -91,6 +106,8 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return nn.Sigmoid()
     if layer.op == "tanh":
         return nn.Tanh()
+    if layer.op == "unary":
+        return Elementwise()
     raise ValueError(f"op {layer.op!r} has no float module: the spec does not say which function its table holds")
 
 

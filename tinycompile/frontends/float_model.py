@@ -106,4 +106,6 @@ def _specnet(spec: ArchSpec, drafts: list[Draft]) -> SpecNet:
             elif draft.op == "dense":
                 op.weight.copy_(torch.from_numpy(draft.weight))
                 op.bias.copy_(torch.from_numpy(draft.bias))
+            elif draft.op == "unary":
+                op.fn = draft.fn
     return model.eval()

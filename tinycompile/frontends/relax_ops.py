@@ -5,6 +5,8 @@ What the walker understands:
 * conv2d / conv1d (groups 1, or depthwise with multiplier 1), matmul with a constant (a dense layer), residual add,
   max / average pooling, global average pooling (adaptive pool to 1, mean over the spatial axes), softmax over the
   channels, sigmoid and tanh, concatenation along the channels;
+* any other chain of elementwise ops on one tensor (hard swish, SiLU, leaky ReLU, GELU, mish...) as one ``unary``
+  layer (:mod:`tinycompile.frontends.elementwise`);
 * per-channel affine ops (bias add, scale, batch norm) and activations (ReLU, ReLU6, a clip to ``0..hi`` or
   ``-inf..hi``), folded into the layer before when it is a convolution or dense layer that nothing else reads, else
   a 1x1 depthwise layer of their own;
@@ -23,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tinycompile.frontends.elementwise import Region
 from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
 
 NO_BOUND = 3.0e38  # a clip bound at least this large is no bound (float32 max is 3.4e38)
@@ -345,6 +348,13 @@ class Walker(GraphWalker):
             letters[c_axis], letters[axis] = letters[axis], letters[c_axis]
             val = replace(val, axes="".join(letters))
         self._emit_like(var, Draft("softmax", (val.layer,)), val)
+
+    def _region(self, var: Any, region: Region) -> None:
+        problem = region.resolve(self._const)
+        if problem:
+            raise self._error(f"an elementwise chain ({region.label()}): {problem}")
+        val = self._materialize(self._value(region.root))
+        self._emit_like(var, Draft("unary", (val.layer,), fn=region), val)
 
     def _elementwise(self, var: Any, call: Any) -> None:
         val = self._materialize(self._value(call.args[0]))

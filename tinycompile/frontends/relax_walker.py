@@ -17,6 +17,7 @@ import numpy as np
 
 from tinycompile.arch import ArchSpec, Layer, Shape
 from tinycompile.errors import UserError
+from tinycompile.frontends.elementwise import Region, find_regions
 from tinycompile.frontends.float_loaders import check_one
 
 
@@ -55,6 +56,7 @@ class Draft:
     relu: bool = False
     cap: float | None = None
     weight: np.ndarray | None = None
+    fn: Any = None  # a unary layer's function (tinycompile.frontends.elementwise.Region)
     bias: np.ndarray | None = None
     open_var: Any = None  # the Relax var holding its output while bias, scale and ReLU may still fold into it
     where: str = ""
@@ -82,6 +84,7 @@ class GraphWalker:
         self.uses: dict[Any, int] = {}
         self.layout = "NCHW"
         self.where = ""
+        self.regions: dict[Any, Region] = {}
 
     # --- driver ------------------------------------------------------------------------------------------------
     def run(self) -> tuple[ArchSpec, list[Draft]]:
@@ -93,9 +96,14 @@ class GraphWalker:
         self.layout = "NCHW" if axes.index("C") == 1 or len(shape) == 2 else "NHWC"
         self.vals[x] = Val(-1, axes, shape)
         live_bindings = [b for b in self.bindings if b.var in live]
+        self.regions = find_regions(live_bindings, self._const, self.relax)
+        inner = {step[0] for region in self.regions.values() for step in region.steps} - set(self.regions)
         for count, b in enumerate(live_bindings, 1):
             self.where = f"{b.var.name} (operation {count} of {len(live_bindings)})"
-            self._bind(b.var, b.value)
+            if b.var in self.regions:
+                self._region(b.var, self.regions[b.var])
+            elif b.var not in inner:  # computed by its region's function
+                self._bind(b.var, b.value)
         return self._spec(self._output(out_expr)), self.drafts
 
     def _input(self) -> tuple[Any, tuple[int, ...]]:
@@ -246,6 +254,10 @@ class GraphWalker:
 
     def _call(self, var: Any, call: Any) -> None:
         """Translate the op ``call`` whose output is ``var`` into layers (the subclass's job)."""
+        raise NotImplementedError
+
+    def _region(self, var: Any, region: Region) -> None:
+        """``var`` is an elementwise function of one tensor (the subclass's job)."""
         raise NotImplementedError
 
     def _tuple_item(self, var: Any, item: Any) -> None:

@@ -32,7 +32,7 @@ from tinycompile.quant.semantics import (
 
 CALIBRATION_SAMPLES = 512
 SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "pad", "concat",
-                 "sigmoid", "tanh")
+                 "sigmoid", "tanh", "unary")
 PASS_THROUGH_OPS = ("maxpool", "flatten", "pad", "concat")  # their output keeps their input's quantization
 # TFLite's fixed int8 output quantizations: softmax and logistic [0, 1) in steps of 1/256, tanh [-1, 1) in 1/128.
 FIXED_OUT_Q = {"softmax": QParams(1.0 / 256.0, -128), "sigmoid": QParams(1.0 / 256.0, -128), "tanh": QParams(1.0 / 128.0, 0)}
@@ -51,7 +51,7 @@ def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray) -> QuantGr
     for i, layer in enumerate(spec.layers):
         in_chw = spec.input_shapes(i, chw)
         in_q = tuple(qs[j] for j in layer.inputs)
-        op = _quantize_layer(spec, i, layer, in_chw, chw[i], in_q, ranges[i], weights[i])
+        op = _quantize_layer(spec, i, layer, in_chw, chw[i], in_q, ranges[i], weights[i], model.ops[i])
         qs[i] = op.out_q
         ops.append(op)
     return QuantGraph(_hwc(spec.input_shape), input_q, ops, {"calibration_samples": int(min(len(calibration), CALIBRATION_SAMPLES))})
@@ -63,7 +63,7 @@ def _check_supported(spec: ArchSpec) -> None:
     for i, layer in enumerate(spec.layers):
         if layer.op not in SUPPORTED_OPS:
             raise UserError(f"layer {i}: op {layer.op!r} is not supported by the int8 quantizer; use one of {SUPPORTED_OPS}")
-        if (layer.op == "pad" or layer.op in FIXED_OUT_Q) and (layer.relu or layer.cap is not None):
+        if (layer.op in ("pad", "unary") or layer.op in FIXED_OUT_Q) and (layer.relu or layer.cap is not None):
             raise UserError(f"layer {i}: {layer.op} with an activation is not supported; its output needs none")
         if layer.op == "flatten":
             c, h, w = spec.input_shapes(i, shapes)[0]
@@ -145,6 +145,7 @@ def _quantize_layer(
     in_q: tuple[QParams, ...],
     out_range: tuple[float, float],
     folded: tuple[np.ndarray, np.ndarray] | None,
+    module: torch.nn.Module,
 ) -> QOp:
     base = dict(
         op=layer.op,
@@ -185,6 +186,15 @@ def _quantize_layer(
         return QOp(**base, out_q=in_q[0], params={"value": in_q[0].zero_point})  # type: ignore[arg-type]
     if layer.op == "softmax":
         return QOp(**base, out_q=FIXED_OUT_Q["softmax"], params=softmax_params(beta=1.0, input_scale=s_in))  # type: ignore[arg-type]
+    if layer.op == "unary":  # the function on each of the 256 input values, requantized: exact to the output step
+        out_q = _act_qparams(*out_range)
+        q = np.arange(-128, 128)
+        with torch.no_grad():
+            y = module(torch.tensor((q - in_q[0].zero_point) * s_in, dtype=torch.float32)).double().numpy()
+        y = np.nan_to_num(y, nan=0.0, posinf=1e30, neginf=-1e30)  # outside the function's domain (log of < 0)
+        table = np.clip(np.round(y / out_q.scale) + out_q.zero_point, -128, 127).astype(np.int8)
+        base["op"] = "lut"
+        return QOp(**base, out_q=out_q, tensors={"table": table})  # type: ignore[arg-type]
     if layer.op in LOOKUP_TABLES:
         out_q = FIXED_OUT_Q[layer.op]
         table = LOOKUP_TABLES[layer.op](s_in, in_q[0].zero_point, out_q.scale, out_q.zero_point)
