@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("bench_search.py", "bench_accel.py", "bench_mcu.py", "bench_fpga.py", "bench_import.py", "bench_soc.py",
-         "bench_soc_synth.py")
+ORDER = ("bench_search.py", "bench_accel.py", "bench_mcu.py", "bench_fpga.py", "bench_import.py",
+         "bench_float_import.py", "bench_soc.py", "bench_soc_synth.py")
 
 
 def main() -> int:
