@@ -300,6 +300,40 @@ def test_an_elementwise_chain_becomes_one_lookup_table(act: str, fmt: str, tmp_p
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
 
 
+class Grouped(nn.Module):
+    """A grouped convolution (ResNeXt / ShuffleNet style) and a depthwise one with channel multiplier 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.grouped = nn.Conv2d(8, 12, 3, padding=1, groups=4)
+        self.multiplied = nn.Conv2d(12, 24, 3, stride=2, padding=1, groups=12)
+        self.fc = nn.Linear(24, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.grouped(F.relu(self.bn(self.stem(x)))))
+        return self.fc(F.relu(self.multiplied(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_grouped_convolutions_run_as_block_diagonal_full_ones(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(Grouped), _inputs(300, 11), _inputs(100, 12)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    layers = fm.spec.layers
+    assert [layer.op for layer in layers] == ["conv", "conv", "conv", "gap", "dense"]
+    assert (layers[1].channels, layers[2].channels, layers[2].stride) == (12, 24, (2, 2))
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    weight = graph.ops[1].tensors["weight"]  # (O, KH, KW, I): output channel o reads only group o // 3's inputs
+    for o in range(12):
+        outside = np.delete(weight[o], np.s_[2 * (o // 3) : 2 * (o // 3) + 2], axis=-1)
+        assert not outside.any()
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
 def test_a_product_of_two_different_tensors_is_still_refused(tmp_path: Path) -> None:
     """A squeeze-and-excitation gate multiplies a tensor by a function of another: no elementwise region."""
     class Gate(nn.Module):

@@ -2,7 +2,8 @@
 
 What the walker understands:
 
-* conv2d / conv1d (groups 1, or depthwise with multiplier 1), matmul with a constant (a dense layer), residual add,
+* conv2d / conv1d (a depthwise one with multiplier 1 as such; other groupings as a full convolution with
+  block-diagonal weights), matmul with a constant (a dense layer), residual add,
   max / average pooling, global average pooling (adaptive pool to 1, mean over the spatial axes), softmax over the
   channels, sigmoid and tanh, concatenation along the channels;
 * any other chain of elementwise ops on one tensor (hard swish, SiLU, leaky ReLU, GELU, mish...) as one ``unary``
@@ -102,6 +103,8 @@ class Walker(GraphWalker):
         pad = _pads(list(map(int, attrs.padding)), spatial)
         stride = _pair([int(s) for s in attrs.strides], spatial)
         op = self._conv_op(int(attrs.groups), val.size("C"), w.shape[0])
+        if op == "conv" and int(attrs.groups) > 1:
+            w = _block_diagonal(w, int(attrs.groups))
         padding = tuple(a + b for a, b in zip(val.pad, pad))  # a zero pad before it folds into its padding
         channels = w.shape[0] if op == "conv" else 0
         draft = Draft(op, (val.layer,), channels=channels, kernel=(w.shape[2], w.shape[3]), stride=stride,
@@ -109,14 +112,9 @@ class Walker(GraphWalker):
         self._emit(var, draft, _out_layout(attrs, data_layout))
 
     def _conv_op(self, groups: int, c_in: int, c_out: int) -> str:
-        """The spec op of a convolution with ``groups``: "conv" or "dwconv"; refuses other groupings."""
-        if groups == 1:
-            return "conv"
-        if groups == c_in and c_out == c_in:
-            return "dwconv"
-        kind = (f"a depthwise convolution with channel multiplier {c_out // c_in}" if groups == c_in
-                else f"a grouped convolution ({groups} groups)")
-        raise self._error(f"{kind} is not supported")
+        """The spec op of a convolution with ``groups``: "dwconv" for a depthwise one with multiplier 1, else "conv"
+        (a grouped convolution or a depthwise multiplier above 1 runs as a full one, its weights block-diagonal)."""
+        return "dwconv" if groups > 1 and groups == c_in == c_out else "conv"
 
     def _pool(self, var: Any, call: Any) -> None:
         attrs, name = call.attrs, call.op.name
@@ -471,6 +469,17 @@ _SUPPORTED_TEXT = ("conv, depthwise conv, dense, add, pools, global pool, softma
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+def _block_diagonal(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped convolution's ``(O, I / groups, KH, KW)`` weights as a full convolution's ``(O, I, KH, KW)``: each
+    output channel reads only its group's input channels (zeros elsewhere); ``groups`` x the MACs, the same outputs."""
+    out, per_group = w.shape[0], w.shape[1]
+    full = np.zeros((out, per_group * groups, *w.shape[2:]), w.dtype)
+    for o in range(out):
+        g = o // (out // groups)
+        full[o, g * per_group : (g + 1) * per_group] = w[o]
+    return full
+
+
 def _to_oihw(w: np.ndarray, layout: str) -> np.ndarray:
     """A conv kernel in Relax's ``layout`` (OIHW, HWIO, HWOI, OIW, WIO...) -> torch's (O, I, KH, KW)."""
     if "H" not in layout:  # 1-D kernels gain a unit H axis
