@@ -152,6 +152,19 @@ def test_relu6_and_clips_fold_into_their_layers(fmt: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_hard_sigmoid_folds_into_the_convolution(fmt: str, tmp_path: Path) -> None:
+    """relu6(x + 3) / 6: the shift before the clip and the positive scale after it fold into the conv (cap 1)."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardsigmoid(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = _inputs(32, 13)
+    fm = import_float(_export(net, x, tmp_path, fmt))
+    assert [(layer.op, layer.relu, layer.cap) for layer in fm.spec.layers] == [
+        ("conv", True, 1.0), ("flatten", False, None), ("dense", False, None)]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_relu6_network_int8_tracks_the_float_original(fmt: str, tmp_path: Path) -> None:
     net, calib, x = _net(InvertedResidual), _inputs(300, 2), _inputs(100, 3)
     fm = import_float(_export(net, calib, tmp_path, fmt))

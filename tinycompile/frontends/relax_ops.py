@@ -234,14 +234,18 @@ class Walker(GraphWalker):
         self._emit_like(var, Draft("add", (va.layer, vb.layer)), va)
 
     def _affine(self, var: Any, expr: Any, scale: np.ndarray, shift: np.ndarray) -> None:
-        """``y = x * scale + shift`` per channel: folded into an open conv/dense, else a 1x1 depthwise layer."""
+        """``y = x * scale + shift`` per channel: folded into an open conv/dense, else a 1x1 depthwise layer. After the
+        layer's activation only a uniform positive scale folds (``relu(v) * s = relu(v * s)``, its cap times ``s``)."""
         val = self._value(expr)
         s, t = self._per_channel(scale, val), self._per_channel(shift, val)
         draft = self._open(expr)
-        if draft is not None and draft.op in ("conv", "dwconv", "dense") and not draft.relu and draft.cap is None:
+        activated = draft is not None and (draft.relu or draft.cap is not None)
+        if draft is not None and draft.op in ("conv", "dwconv", "dense") and (
+                not activated or (not t.any() and s.min() == s.max() > 0)):
             assert draft.weight is not None and draft.bias is not None
             draft.weight = draft.weight * s.reshape(-1, *([1] * (draft.weight.ndim - 1)))
             draft.bias = draft.bias * s + t
+            draft.cap = None if draft.cap is None else draft.cap * float(s[0])
             self._fold_into(draft, var, val)
             return
         self._depthwise_1x1(var, val, s, t, relu=False)
