@@ -1,7 +1,8 @@
 """Float models brought by a user (PyTorch, exported to torch.export and ONNX), built as a user builds them.
 
 Each network uses ops a float model import must understand beyond plain conv / ReLU: ReLU6 inverted residuals
-(MobileNetV2), a concatenation of branches (Inception), hard swish (MobileNetV3), SiLU, leaky ReLU. Each is trained
+(MobileNetV2), a concatenation of branches (Inception), hard swish and a squeeze-and-excitation gate (MobileNetV3),
+SiLU, leaky ReLU. Each is trained
 for a few seconds on sklearn's 8x8 digits, exported to ``.pt2`` and ``.onnx``, and built with
 ``tinycompile build model --calib calib.npz`` for cortex-m4 (both formats) and the accelerator (N = 8); the table
 gives each build's verdict (bit-exact against the integer reference), its instructions or cycles, and the float and
@@ -62,6 +63,22 @@ class Inception(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.cat([F.relu(self.a(x)), F.relu(self.b(x)), F.relu(self.c(x))], dim=1)
         return self.fc(F.relu(self.mix(x)).mean((2, 3)))
+
+
+class MobileNetV3Block(nn.Module):
+    """Hard swish and a squeeze-and-excitation gate (pool, two dense layers, hard sigmoid) scaling each channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.dw, self.bn1 = nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16)
+        self.squeeze, self.excite = nn.Linear(16, 8), nn.Linear(8, 16)
+        self.pw, self.fc = nn.Conv2d(16, 32, 1), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.hardswish(self.bn1(self.dw(F.hardswish(self.bn0(self.stem(x))))))
+        x = x * F.hardsigmoid(self.excite(F.relu(self.squeeze(x.mean((2, 3))))))[:, :, None, None]
+        return self.fc(F.hardswish(self.pw(x)).mean((2, 3)))
 
 
 class Activated(nn.Module):
@@ -161,6 +178,7 @@ def main() -> int:
     task = load_task("digits")
     xtr, ytr = task.x_train.astype(np.float32), task.y_train.astype(np.int64)
     nets = {"MobileNetV2 block (ReLU6)": InvertedResidual(), "Inception (concat)": Inception(),
+            "MobileNetV3 block (SE gate)": MobileNetV3Block(),
             "hard swish": Activated(nn.Hardswish()), "SiLU": Activated(nn.SiLU()),
             "leaky ReLU": Activated(nn.LeakyReLU(0.1))}
     rows = []

@@ -80,18 +80,20 @@ class Squashed(nn.Module):
 
 
 class Mixed(nn.Module):
-    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, hard swish, tanh, a
-    sigmoid head."""
+    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, hard swish, a
+    squeeze-and-excitation gate, tanh, a sigmoid head."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem, self.a, self.b = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 3, padding=1)
-        self.mix, self.fc = nn.Conv2d(12, 16, 3, stride=2, padding=1), nn.Linear(16, 3)
+        self.mix, self.excite = nn.Conv2d(12, 16, 3, stride=2, padding=1), nn.Linear(16, 16)
+        self.fc = nn.Linear(16, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self.stem(x) * 3.0)
         x = torch.cat([F.relu(self.a(x)), F.relu6(self.b(x))], dim=1)
         x = F.hardswish(self.mix(x))
+        x = x * F.hardsigmoid(self.excite(x.mean((2, 3))))[:, :, None, None]
         return torch.sigmoid(self.fc(torch.tanh(x.mean((2, 3)))))
 
 
@@ -347,19 +349,66 @@ def test_grouped_convolutions_run_as_block_diagonal_full_ones(fmt: str, tmp_path
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
 
 
-def test_a_product_of_two_different_tensors_is_still_refused(tmp_path: Path) -> None:
-    """A squeeze-and-excitation gate multiplies a tensor by a function of another: no elementwise region."""
-    class Gate(nn.Module):
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's block: hard swish, a squeeze-and-excitation gate (global pool, two dense layers, hard sigmoid)
+    multiplying the features per channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.squeeze, self.excite = nn.Linear(16, 4), nn.Linear(4, 16)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.hardswish(self.bn(self.conv(x)))
+        gate = F.hardsigmoid(self.excite(F.relu(self.squeeze(y.mean((2, 3))))))
+        return self.fc((y * gate[:, :, None, None]).mean((2, 3)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_squeeze_and_excitation_gate_is_a_per_channel_product(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(SqueezeExcite), _inputs(300, 14), _inputs(100, 15)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    ops = [layer.op for layer in fm.spec.layers]
+    assert ops == ["conv", "unary", "gap", "dense", "dense", "mul", "gap", "dense"], ops
+    assert fm.spec.layers[5].inputs == (1, 4) and fm.spec.layers[4].cap == 1.0  # the hard sigmoid folds
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_the_int8_product_is_the_requantized_product_of_its_inputs() -> None:
+    """A same-shape product and a per-channel one: every output equals the product of the dequantized inputs
+    requantized, to one output step."""
+    for second in ((3, 4, 5), (3, 1, 1)):
+        spec = ArchSpec((3, 4, 5), 0, (Layer("conv", (-1,), channels=3, kernel=(1, 1)),
+                                       Layer("gap" if second[1] == 1 else "conv", (-1,), channels=3),
+                                       Layer("mul", (0, 1))))
+        model = SpecNet(spec).eval()
+        x = np.random.default_rng(1).standard_normal((64, 3, 4, 5)).astype(np.float32)
+        graph = quantize(spec, model, x)
+        outs = reference.run_layers(graph, graph.quantize_input(x))
+        (qa, qb, qo) = (graph.ops[i].out_q for i in range(3))
+        real = ((outs[0].astype(float) - qa.zero_point) * qa.scale) * ((outs[1].astype(float) - qb.zero_point) * qb.scale)
+        want = np.clip(np.round(real / qo.scale) + qo.zero_point, -128, 127)
+        assert np.abs(outs[2] - want).max() <= 1
+
+
+def test_a_product_of_incompatible_shapes_is_refused(tmp_path: Path) -> None:
+    """Spatial attention multiplies by a one-channel map: neither the same shape nor per-channel factors."""
+    class Spatial(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv, self.se = nn.Conv2d(1, 4, 3), nn.Linear(4, 4)
+            self.conv, self.att = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 1, 1)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.conv(x)
-            return (y * torch.sigmoid(self.se(y.mean((2, 3))))[:, :, None, None]).flatten(1)
+            return (y * torch.sigmoid(self.att(y))).flatten(1)
 
-    with pytest.raises(UserError, match="multiply of two activations is not supported"):
-        import_float(_export(Gate().eval(), torch.zeros(1, 1, 8, 8), tmp_path, "torch"))
+    with pytest.raises(UserError, match="only same-shape products and per-channel gates"):
+        import_float(_export(Spatial().eval(), torch.zeros(1, 1, 8, 8), tmp_path, "torch"))
 
 
 def test_an_activation_on_a_fixed_quantization_op_is_refused() -> None:

@@ -13,6 +13,8 @@ Ops (fields each uses):
   flatten                                                   -> (C*H*W, 1, 1)
   dense     channels, relu                                  fully connected (+ bias)
   add       relu                                            elementwise sum of two inputs of the same shape
+  mul       relu                                            elementwise product; the second input may be (C, 1, 1),
+                                                            one factor per channel (a squeeze-and-excitation gate)
 Ops that only imported models use (``tinycompile.frontends``; the search spaces do not produce them):
   softmax                                                   softmax over the channels of each position
   lut                                                       elementwise table lookup (logistic, tanh, requantize)
@@ -36,7 +38,7 @@ from typing import Any
 
 Shape = tuple[int, int, int]
 OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "lut", "pad", "concat", "mean",
-       "sigmoid", "tanh", "unary")
+       "sigmoid", "tanh", "unary", "mul")
 ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh", "unary")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
@@ -107,7 +109,7 @@ class ArchSpec:
                 result.append(c_out * h_out * w_out * kh * kw)
             elif layer.op in ("gap", "mean"):
                 result.append(numel(self.input_shapes(i, shapes)[0]))
-            elif layer.op in ("add", *ELEMENTWISE_OPS):
+            elif layer.op in ("add", "mul", *ELEMENTWISE_OPS):
                 result.append(numel(shapes[i]))
             else:
                 result.append(0)
@@ -246,7 +248,7 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
         if not ins or any(s[1:] != ins[0][1:] for s in ins):
             raise ValueError(f"{where}: inputs must share H and W, but got {ins}")
         return (sum(s[0] for s in ins), ins[0][1], ins[0][2])
-    expected_inputs = 2 if layer.op == "add" else 1
+    expected_inputs = 2 if layer.op in ("add", "mul") else 1
     if len(ins) != expected_inputs:
         raise ValueError(f"{where}: takes {expected_inputs} input(s), but got {len(ins)}")
     c, h, w = ins[0]
@@ -278,6 +280,10 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
         if layer.channels < 1:
             raise ValueError(f"{where}: channels must be >= 1, but got {layer.channels}")
         return (layer.channels, 1, 1)
+    if layer.op == "mul":
+        if ins[1] not in (ins[0], (c, 1, 1)):
+            raise ValueError(f"{where}: the second input must match the first or be ({c}, 1, 1), but got {ins}")
+        return ins[0]
     if ins[0] != ins[1]:  # add
         raise ValueError(f"{where}: input shapes must match, but got {ins[0]} and {ins[1]}")
     return ins[0]

@@ -13,7 +13,7 @@ from tinycompile.arch import ArchSpec, Layer
 
 # What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
 TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean",
-                 "sigmoid", "tanh", "unary")
+                 "sigmoid", "tanh", "unary", "mul")
 
 
 class SpecNet(nn.Module):
@@ -47,6 +47,11 @@ def activation(layer: Layer, y: torch.Tensor) -> torch.Tensor:
 class _Add(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
+
+
+class _Mul(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a * b  # b (N, C, 1, 1) broadcasts over a's positions
 
 
 class _Dense(nn.Linear):
@@ -96,6 +101,8 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return _Dense(c_in, layer.channels)
     if layer.op == "add":
         return _Add()
+    if layer.op == "mul":
+        return _Mul()
     if layer.op == "softmax":  # over the channels of each position, as the spec defines it
         return nn.Softmax(dim=1)
     if layer.op == "pad":  # float models pad with zeros (the int8 graph pads with the input zero point)

@@ -3,7 +3,8 @@
 What the walker understands:
 
 * conv2d / conv1d (a depthwise one with multiplier 1 as such; other groupings as a full convolution with
-  block-diagonal weights), matmul with a constant (a dense layer), residual add,
+  block-diagonal weights), matmul with a constant (a dense layer), residual add, the product of two activations
+  (same shape, or per-channel factors: a squeeze-and-excitation gate),
   max / average pooling, global average pooling (adaptive pool to 1, mean over the spatial axes), softmax over the
   channels, sigmoid and tanh, concatenation along the channels;
 * any other chain of elementwise ops on one tensor (hard swish, SiLU, leaky ReLU, GELU, mish...) as one ``unary``
@@ -30,7 +31,7 @@ from tinycompile.frontends.elementwise import Region
 from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
 
 NO_BOUND = 3.0e38  # a clip bound at least this large is no bound (float32 max is 3.4e38)
-RELU_FUSES_INTO = ("conv", "dwconv", "dense", "add", "maxpool", "avgpool", "gap")
+RELU_FUSES_INTO = ("conv", "dwconv", "dense", "add", "mul", "maxpool", "avgpool", "gap")
 # Ops evaluated on constants (weight transposes, reshapes of biases, batch-norm arithmetic).
 _CONST_OPS: dict[str, Callable[..., np.ndarray]] = {
     "relax.add": np.add, "relax.subtract": np.subtract, "relax.multiply": np.multiply,
@@ -203,9 +204,12 @@ class Walker(GraphWalker):
         a, b = call.args
         ca, cb = self._const(a), self._const(b)
         if ca is None and cb is None:
-            if name != "relax.add":
-                raise self._error(f"{name} of two activations is not supported (only add, a residual connection)")
-            self._residual(var, a, b)
+            if name == "relax.multiply":
+                self._product(var, a, b)
+            elif name == "relax.add":
+                self._residual(var, a, b)
+            else:
+                raise self._error(f"{name} of two activations is not supported (only add and multiply)")
             return
         act, const = (a, cb) if cb is not None else (b, ca)
         scale, shift = self._scale_shift(name, const.astype(np.float64), const_is_rhs=cb is not None)
@@ -232,6 +236,18 @@ class Walker(GraphWalker):
             raise self._error(f"an add of {va.axes} {list(va.shape)} and {vb.axes} {list(vb.shape)} tensors "
                               "(broadcasting or transposed) is not supported; only same-shape residual adds")
         self._emit_like(var, Draft("add", (va.layer, vb.layer)), va)
+
+    def _product(self, var: Any, a: Any, b: Any) -> None:
+        """A product of two activations of the same shape, or of one by per-channel factors (a gate)."""
+        va, vb = self._materialize(self._value(a)), self._materialize(self._value(b))
+        if va.chw[1:] == (1, 1) and vb.chw[1:] != (1, 1):
+            va, vb = vb, va  # the full tensor first, the factors second
+        gate = vb.chw == (va.chw[0], 1, 1) and va.axes.index("C") == vb.axes.index("C")
+        same = va.shape == vb.shape and va.axes == vb.axes
+        if va.order or vb.order or not (same or gate):
+            raise self._error(f"a multiply of {va.axes} {list(va.shape)} and {vb.axes} {list(vb.shape)} tensors is not "
+                              "supported; only same-shape products and per-channel gates")
+        self._emit_like(var, Draft("mul", (va.layer, vb.layer)), va)
 
     def _affine(self, var: Any, expr: Any, scale: np.ndarray, shift: np.ndarray) -> None:
         """``y = x * scale + shift`` per channel: folded into an open conv/dense, else a 1x1 depthwise layer. After the

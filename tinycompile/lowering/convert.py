@@ -20,7 +20,8 @@ from tinycompile.lowering import requant, te_ops
 from tinycompile.quant import semantics
 from tinycompile.quant.graph import QOp, QuantGraph
 
-LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "lut", "pad", "concat")
+LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "mul", "softmax", "lut", "pad",
+               "concat")
 OP_INDEX_ATTR = "tinycompile.op_index"  # the QuantGraph index of the op a PrimFunc computes
 OP_ATTR = "tinycompile.op"  # that op's name (``QOp.op``)
 

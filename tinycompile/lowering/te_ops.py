@@ -457,4 +457,18 @@ def add(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
     return te.compute(tuple(op.out_shape), f, name="out")
 
 
+def mul(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
+    """Elementwise product (``quant.semantics.mul_int8``); ``b`` is ``a``'s shape or one factor per channel."""
+    m, s = int(op.tensors["multiplier"][0]), int(op.tensors["shift"][0])
+    zp_a, zp_b = op.in_q[0].zero_point, op.in_q[1].zero_point
+    per_channel = tuple(op.in_shapes[1][:2]) == (1, 1) and tuple(op.in_shapes[0][:2]) != (1, 1)
+
+    def f(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
+        factor = b[0, 0, c] if per_channel else b[h, w, c]
+        product = (a[h, w, c].astype("int32") - i32(zp_a)) * (factor.astype("int32") - i32(zp_b))  # |.| <= 255**2
+        return clamp_int8(requantize_const(product, m, s, 255 * 255), op.out_q.zero_point, op.lo, op.hi)
+
+    return te.compute(tuple(op.out_shape), f, name="out")
+
+
 _ = tvm  # tvm must be imported before tirx expressions are built

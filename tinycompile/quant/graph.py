@@ -10,6 +10,8 @@ Tensors of each op (``QOp.tensors``):
   dense    weight int8 (O, I) with I in the NHWC order of its input; bias, multiplier, shift per output
   avgpool  multiplier, shift of shape (1,)      (gap is an avgpool whose kernel is the whole input)
   add      multiplier, shift of shape (3,): input a, input b, output; ``params["left_shift"]``
+  mul      multiplier, shift of shape (1,): ``(a - zp_a) (b - zp_b)`` scaled by ``s_a s_b / s_out``; b is (H, W, C)
+           or (1, 1, C) (one factor per channel)
   maxpool, flatten: none
 Ops of imported models (``tinycompile.frontends``), with TFLite's integer semantics:
   softmax  over the channels of each position (TFLite's int8 softmax, output scale 1/256, zero point -128);

@@ -32,7 +32,7 @@ from tinycompile.quant.semantics import (
 
 CALIBRATION_SAMPLES = 512
 SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "pad", "concat",
-                 "sigmoid", "tanh", "unary")
+                 "sigmoid", "tanh", "unary", "mul")
 PASS_THROUGH_OPS = ("maxpool", "flatten", "pad", "concat")  # their output keeps their input's quantization
 # TFLite's fixed int8 output quantizations: softmax and logistic [0, 1) in steps of 1/256, tanh [-1, 1) in 1/128.
 FIXED_OUT_Q = {"softmax": QParams(1.0 / 256.0, -128), "sigmoid": QParams(1.0 / 256.0, -128), "tanh": QParams(1.0 / 128.0, 0)}
@@ -206,6 +206,12 @@ def _quantize_layer(
         count = base["kernel"][0] * base["kernel"][1]  # type: ignore[index]
         out_q = _act_qparams(*out_range, min_scale=min_out_scale(s_in / count))
         m, s = avgpool_multiplier(s_in, count, out_q.scale)
+        lo, hi = _clamp(layer, out_q)
+        tensors = {"multiplier": np.array([m], np.int32), "shift": np.array([s], np.int32)}
+        return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
+    if layer.op == "mul":  # the output scale at least s_a s_b: the requantization only scales down (shift >= 0)
+        out_q = _act_qparams(*out_range, min_scale=in_q[0].scale * in_q[1].scale)
+        m, s = quantize_multiplier(in_q[0].scale * in_q[1].scale / out_q.scale)
         lo, hi = _clamp(layer, out_q)
         tensors = {"multiplier": np.array([m], np.int32), "shift": np.array([s], np.int32)}
         return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]

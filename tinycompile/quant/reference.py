@@ -127,6 +127,12 @@ def _add(op: QOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return add_int8(a, b, op.in_q[0].zero_point, op.in_q[1].zero_point, t["multiplier"], t["shift"], op.out_q.zero_point, op.lo, op.hi)
 
 
+def _mul(op: QOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    t = op.tensors
+    return semantics.mul_int8(a, b, op.in_q[0].zero_point, op.in_q[1].zero_point, int(t["multiplier"][0]),
+                              int(t["shift"][0]), op.out_q.zero_point, op.lo, op.hi)
+
+
 def _softmax(op: QOp, x: np.ndarray) -> np.ndarray:
     return semantics.softmax_int8(x, op.params)
 
@@ -152,6 +158,7 @@ OPS = {
     "gap": _avgpool,
     "flatten": _flatten,
     "add": _add,
+    "mul": _mul,
     "softmax": _softmax,
     "lut": _lut,
     "pad": _pad,

@@ -70,6 +70,14 @@ def add_int8(
     return requantize_to_int8(sa + sb, int(mult[2]), int(shift[2]), zp_out, lo, hi)
 
 
+def mul_int8(a: np.ndarray, b: np.ndarray, zp_a: int, zp_b: int, mult: int, shift: int, zp_out: int, lo: int,
+             hi: int) -> np.ndarray:
+    """The elementwise product (TFLite's int8 MUL): ``(a - zp_a) (b - zp_b)`` requantized by ``s_a s_b / s_out``;
+    ``b`` broadcasts (one factor per channel)."""
+    product = (a.astype(np.int64) - zp_a) * (b.astype(np.int64) - zp_b)
+    return requantize_to_int8(product, mult, shift, zp_out, lo, hi)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Ops of imported TFLite models. Each function reproduces TFLite's *reference* kernel (the interpreter's BUILTIN_REF
 # op resolver) bit for bit; the fixed-point helpers follow gemmlowp's definitions on int64 arrays holding int32 values.
