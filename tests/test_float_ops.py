@@ -1,10 +1,12 @@
-"""Float model import of bounded activations (ReLU6, clips), channel concatenation, sigmoid, tanh and any other
-elementwise activation (hard swish, SiLU, leaky ReLU, mish, GELU), in ONNX and torch.export.
+"""Float model import beyond conv and ReLU, in ONNX and torch.export: bounded activations (ReLU6, clips), channel
+concatenation, sigmoid, tanh, any other elementwise activation (hard swish, SiLU, leaky ReLU, mish, GELU), grouped
+convolutions and products of two tensors (squeeze-and-excitation gates).
 
-MobileNet-style networks use ReLU6 or hard swish, Inception / SqueezeNet-style ones join branches with a
-concatenation, detectors use leaky ReLU and end in a sigmoid. Each test exports a small network, imports it, checks the spec it becomes and that the
-import reproduces the original float outputs, then quantizes it and checks the int8 integer reference against the
-float original; the slow tests build one network with all of them for cortex-m4 and the accelerator, bit-exact.
+MobileNet-style networks use ReLU6 or hard swish and gates, Inception / SqueezeNet-style ones join branches with a
+concatenation, detectors use leaky ReLU and end in a sigmoid. Each test exports a small network, imports it, checks
+the spec it becomes and that the import reproduces the original float outputs, then quantizes it and checks the int8
+integer reference against the float original; the slow tests build one network with all of them for cortex-m4 and
+the accelerator, bit-exact.
 """
 
 from __future__ import annotations
@@ -391,7 +393,8 @@ def test_the_int8_product_is_the_requantized_product_of_its_inputs() -> None:
         graph = quantize(spec, model, x)
         outs = reference.run_layers(graph, graph.quantize_input(x))
         (qa, qb, qo) = (graph.ops[i].out_q for i in range(3))
-        real = ((outs[0].astype(float) - qa.zero_point) * qa.scale) * ((outs[1].astype(float) - qb.zero_point) * qb.scale)
+        a, b = ((outs[k].astype(float) - q.zero_point) * q.scale for k, q in ((0, qa), (1, qb)))
+        real = a * b
         want = np.clip(np.round(real / qo.scale) + qo.zero_point, -128, 127)
         assert np.abs(outs[2] - want).max() <= 1
 

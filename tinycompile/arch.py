@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 Shape = tuple[int, int, int]
-OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "lut", "pad", "concat", "mean",
-       "sigmoid", "tanh", "unary", "mul")
+OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "mul", "softmax", "lut", "pad",
+       "concat", "mean", "sigmoid", "tanh", "unary")
 ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh", "unary")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 

@@ -2,7 +2,8 @@
 
 Each loader checks what the walker (:mod:`tinycompile.frontends.relax_walker`) cannot recover from later: one input
 and one output, float32, static shapes. ONNX models are cleaned up first (constant subgraphs evaluated, zero pads
-folded into convolutions), as TVM's ONNX frontend would otherwise lower those to opaque TIR functions. Every failure is a one-line :class:`~tinycompile.errors.UserError`.
+folded into convolutions), as TVM's ONNX frontend would otherwise lower those to opaque TIR functions. Every
+failure is a one-line :class:`~tinycompile.errors.UserError`.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ class Draft:
     relu: bool = False
     cap: float | None = None
     weight: np.ndarray | None = None
-    fn: Any = None  # a unary layer's function (tinycompile.frontends.elementwise.Region)
     bias: np.ndarray | None = None
+    fn: Any = None  # a unary layer's function (tinycompile.frontends.elementwise.Region)
     open_var: Any = None  # the Relax var holding its output while bias, scale and ReLU may still fold into it
     where: str = ""
 
