@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import run_cli
-from tflite_models import ModelBuilder, Op
+from tflite_models import ModelBuilder, Op, squeeze_excite
 
 from tinycompile.errors import UserError
 from tinycompile.frontends import load_model
 from tinycompile.frontends.tflite import NO_TENSOR, import_tflite
-from tinycompile.frontends.tflite_oracle import reference_tensors
+from tinycompile.frontends.tflite_oracle import reference_outputs, reference_tensors
 from tinycompile.quant import reference
 
 INPUTS = 48
@@ -102,10 +102,44 @@ def _mean_of_one(b: ModelBuilder) -> list:
     return [b.mean(x, (1, 2), keepdims=True, output_scale=0.03, output_zero_point=2)]
 
 
+def _activations(b: ModelBuilder) -> list:
+    """Every standalone activation, each on its own quantization (input and output scales differ)."""
+    x = b.input((1, 3, 5, 8), scale=0.03, zero_point=-7)
+    y = b.activation(x, "HARD_SWISH", output_scale=0.02, output_zero_point=-90)
+    y = b.activation(y, "LEAKY_RELU", alpha=0.1, output_scale=0.025, output_zero_point=-60)
+    y = b.activation(y, "GELU", output_scale=0.02, output_zero_point=-100)
+    y = b.activation(y, "GELU", approximate=True, output_scale=0.017, output_zero_point=-100)
+    y = b.activation(b.quantize(y, scale=0.006, zero_point=5), "RELU_N1_TO_1", output_scale=0.007, output_zero_point=-2)
+    y = b.activation(y, "RELU", output_scale=0.003, output_zero_point=-128)
+    y = b.activation(b.quantize(y, scale=0.005, zero_point=20), "RELU_0_TO_1", output_scale=0.004, output_zero_point=-128)
+    return [b.activation(b.quantize(y, scale=0.004, zero_point=-40), "RELU6", output_scale=0.003, output_zero_point=-120)]
+
+
+def _squeeze_excite(b: ModelBuilder) -> list:
+    """A MobileNetV3 block as Keras writes it: hard swish, a squeeze-and-excitation gate whose hard sigmoid is
+    ``relu6(x + 3) * (1 / 6)`` (ADD and MUL of constant scalars), the gate's product, then MEAN, SQUEEZE and a dense."""
+    x = b.input((1, 6, 6, 8), scale=0.05, zero_point=-3)
+    y = b.activation(b.conv2d(x, 16, (1, 1), (1, 1), "SAME", "NONE"), "HARD_SWISH")
+    y = squeeze_excite(b, b.depthwise_conv2d(y, (3, 3), (1, 1), "SAME", "NONE"), 4)
+    y = b.squeeze(b.mean(y, (1, 2), keepdims=True), (1, 2))
+    return [b.fully_connected(y, 5, "NONE")]
+
+
+def _products(b: ModelBuilder) -> list:
+    """MUL of two tensors of one shape with a fused ReLU6, then a per-channel gate given as the first input (the
+    import swaps it second) whose scale needs a left shift."""
+    x = b.input((1, 4, 4, 6), scale=0.04, zero_point=9)
+    a = b.conv2d(x, 6, (1, 1), (1, 1), "SAME", "NONE")
+    y = b.mul(a, x, "RELU6", output_scale=0.01, output_zero_point=-100)
+    g = b.mean(x, (1, 2), keepdims=True, output_scale=0.01, output_zero_point=0)
+    return [b.mul(g, y, output_scale=0.00002, output_zero_point=3)]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
-    "left_shift": _left_shift, "mean_of_one": _mean_of_one,
+    "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
+    "squeeze_excite": _squeeze_excite, "products": _products,
 }  # fmt: skip
 
 
@@ -160,18 +194,91 @@ def test_float_io_model_quantizes_inputs_as_tflite(tmp_path: Path) -> None:
     assert np.array_equal(imp.quantize_inputs(imp.model_inputs(x8).reshape(1, 6, 5, 2)), x8)
 
 
+ACTIVATIONS = ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "HARD_SWISH", "GELU")
+
+
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_activation_tables_equal_tflite_on_every_input(tmp_path: Path, kind: str) -> None:
+    """Each activation's table, on all 256 int8 inputs and 12 random quantizations, against the reference kernel."""
+    rng = np.random.default_rng(7)
+    every = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 256)
+    for i in range(12):
+        s_in = float(np.float32(10 ** rng.uniform(-3, 0)))
+        s_out = float(np.float32(s_in * 10 ** rng.uniform(-0.7, 0.7)))
+        b = ModelBuilder(seed=i)
+        x = b.input((1, 256), scale=s_in, zero_point=int(rng.integers(-128, 128)))
+        y = b.activation(x, kind, alpha=float(rng.uniform(0.01, 0.5)), approximate=bool(i % 2), output_scale=s_out,
+                         output_zero_point=int(rng.integers(-128, 128)))
+        path = b.save(tmp_path / f"{kind}-{i}.tflite", [y])
+        imp = import_tflite(path)
+        assert [op.op for op in imp.graph.ops] == ["lut"]
+        want = reference_outputs(path, every).reshape(-1)
+        assert np.array_equal(imp.graph.ops[0].tensors["table"], want), (kind, i)
+
+
+@pytest.mark.parametrize("kind", ["ADD", "MUL"])
+def test_constant_scalar_operands_equal_tflite_on_every_input(tmp_path: Path, kind: str) -> None:
+    """ADD and MUL of a tensor and a constant scalar (either side, fused activations) become one exact table."""
+    rng = np.random.default_rng(8)
+    every = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 1, 1, 256)
+    for i in range(12):
+        s_in, s_c = (float(np.float32(10 ** rng.uniform(-3, 0))) for _ in range(2))
+        s_out = float(np.float32((s_in * s_c * 128 if kind == "MUL" else s_in) * 10 ** rng.uniform(-1.5, 0.7)))
+        b = ModelBuilder(seed=i)
+        x = b.input((1, 1, 1, 256), scale=s_in, zero_point=int(rng.integers(-128, 128)))
+        c = b.constant(np.array([rng.integers(-128, 128)], np.int8), scales=s_c, zero_points=int(rng.integers(-128, 128)))
+        pair = (x, c) if i % 2 else (c, x)
+        y = (b.add if kind == "ADD" else b.mul)(*pair, ("NONE", "RELU", "RELU6")[i % 3], output_scale=s_out,
+                                                 output_zero_point=int(rng.integers(-128, 128)))
+        path = b.save(tmp_path / f"{kind}-{i}.tflite", [y])
+        imp = import_tflite(path)
+        assert [op.op for op in imp.graph.ops] == ["lut"]
+        want = reference_outputs(path, every).reshape(-1)
+        assert np.array_equal(imp.graph.ops[0].tensors["table"], want), (kind, i)
+
+
+def _refused(tmp_path: Path, build: Callable[[ModelBuilder], list], message: str) -> None:
+    b = ModelBuilder(seed=0)
+    path = b.save(tmp_path / "refused.tflite", build(b))
+    with pytest.raises(UserError, match=message):
+        import_tflite(path)
+
+
+def test_products_and_activations_that_do_not_import_are_one_line(tmp_path: Path) -> None:
+    def spatial_gate(b: ModelBuilder) -> list:
+        x = b.input((1, 4, 4, 6), scale=0.05, zero_point=0)
+        return [b.mul(x, b.conv2d(x, 1, (1, 1), (1, 1), "SAME", "NONE"))]  # a spatial attention map
+
+    def channel_constant(b: ModelBuilder) -> list:
+        x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
+        return [b.add(x, b.constant(np.array([1, 2, 3], np.int8), scales=0.1))]
+
+    def huge_product(b: ModelBuilder) -> list:
+        x = b.input((1, 2, 2, 4), scale=0.5, zero_point=0)
+        return [b.mul(x, x, output_scale=1e-6, output_zero_point=0)]
+
+    def fine_hard_swish(b: ModelBuilder) -> list:
+        x = b.input((1, 2, 2, 4), scale=0.5, zero_point=0)
+        return [b.activation(x, "HARD_SWISH", output_scale=0.001, output_zero_point=0)]
+
+    _refused(tmp_path, spatial_gate, r"operator 1 \(MUL\) broadcasts \[4, 4, 6\] \* \[4, 4, 1\]; only equal shapes or one factor")
+    _refused(tmp_path, channel_constant, r"operator 0 \(ADD\) takes a constant of shape \[3\]; only one int8 value")
+    _refused(tmp_path, huge_product, r"operator 0 \(MUL\) scales its product up by 2\*\*18 .*re-export with a coarser")
+    _refused(tmp_path, fine_hard_swish, r"operator 0 \(HARD_SWISH\): the output scale 0.001 is finer than the input's")
+
+
 def _unsupported_op_model(path: Path) -> Path:
     b = ModelBuilder(seed=0)
     x = b.input((1, 4, 4, 2), scale=0.05, zero_point=0)
     y = b.conv2d(x, 2, (1, 1), (1, 1), "SAME", "NONE")
     z = b.conv2d(x, 2, (1, 1), (1, 1), "SAME", "NONE")
-    b._op("MUL", Op.MUL, 1, (y, z), (y,))  # an op tinycompile has no semantics for (writes over y: never run)
+    b._op("SQUARED_DIFFERENCE", Op.SQUARED_DIFFERENCE, 2, (y, z), (y,))  # no semantics here (writes over y: never run)
     return b.save(path, [y])
 
 
 def test_unsupported_op_is_one_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"operator 2 \(MUL\) is not supported; tinycompile imports .*CONV_2D"):
-        import_tflite(_unsupported_op_model(tmp_path / "mul.tflite"))
+    with pytest.raises(UserError, match=r"operator 2 \(SQUARED_DIFFERENCE\) is not supported; tinycompile imports .*CONV_2D"):
+        import_tflite(_unsupported_op_model(tmp_path / "sqdiff.tflite"))
 
 
 def test_dilated_conv_is_refused(tmp_path: Path) -> None:
@@ -189,12 +296,12 @@ def test_bad_model_files_are_one_line_exit_2(tmp_path: Path) -> None:
     b = ModelBuilder(seed=0)
     x = b.input((1, 4, 4, 2), dtype="float32")
     b.save(tmp_path / "float.tflite", [b.conv2d(x, 2, (3, 3), (1, 1), "SAME", "RELU")])
-    _unsupported_op_model(tmp_path / "mul.tflite")
+    _unsupported_op_model(tmp_path / "sqdiff.tflite")
     cases = {
         "truncated.tflite": "corrupt or truncated",
         "garbage.tflite": "not a TFLite flatbuffer",
         "float.tflite": "is a float model: give calibration inputs with --calib",
-        "mul.tflite": r"operator 2 \(MUL\) is not supported",
+        "sqdiff.tflite": r"operator 2 \(SQUARED_DIFFERENCE\) is not supported",
         "missing.tflite": "no such model file",
     }
     for name, message in cases.items():

@@ -411,6 +411,70 @@ class ModelBuilder:
         self._op("ADD", Op.ADD, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.AddOptions, options)
         return y
 
+    def mul(
+        self,
+        a: Tensor,
+        b: Tensor,
+        activation: str = "NONE",
+        *,
+        output_scale: float | None = None,
+        output_zero_point: int | None = None,
+    ) -> Tensor:
+        """MUL with numpy broadcasting; each int8 input keeps its own quantization, the output gets a new one."""
+        _same_kind(a, b)
+        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
+        sa, sb = self._stats(a), self._stats(b)
+        corners = [x * y for x in (sa.lo, sa.hi) for y in (sb.lo, sb.hi)]
+        st = _Stats(min(corners), max(corners), sa.mean * sb.mean,
+                    math.sqrt((sa.std**2 + sa.mean**2) * (sb.std**2 + sb.mean**2) - (sa.mean * sb.mean) ** 2))
+        y = self._output("mul", a, shape, st.with_activation(activation), output_scale, output_zero_point)
+        act = _activation(activation)
+
+        def options(fb: flatbuffers.Builder) -> int:
+            tflite.MulOptionsStart(fb)
+            tflite.MulOptionsAddFusedActivationFunction(fb, act)
+            return tflite.MulOptionsEnd(fb)
+
+        self._op("MUL", Op.MUL, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.MulOptions, options)
+        return y
+
+    def activation(
+        self, x: Tensor, kind: str, alpha: float = 0.2, approximate: bool = False, *,
+        output_scale: float | None = None, output_zero_point: int | None = None,
+    ) -> Tensor:
+        """A standalone activation: RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1, HARD_SWISH, LEAKY_RELU (``alpha``) or
+        GELU (``approximate``); int8 output quantized over the function's range on the input's."""
+        functions = {
+            "RELU": lambda v: np.maximum(v, 0.0), "RELU6": lambda v: np.clip(v, 0.0, 6.0),
+            "RELU_N1_TO_1": lambda v: np.clip(v, -1.0, 1.0), "RELU_0_TO_1": lambda v: np.clip(v, 0.0, 1.0),
+            "HARD_SWISH": lambda v: v * np.clip(v + 3.0, 0.0, 6.0) / 6.0,
+            "LEAKY_RELU": lambda v: np.where(v >= 0, v, alpha * v),
+            "GELU": lambda v: v * 0.5 * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0))),
+        }
+        if kind not in functions:
+            raise ValueError(f"activation is one of {sorted(functions)}, not {kind!r}")
+        st = self._stats(x)
+        values = functions[kind](np.linspace(st.lo, st.hi, 1001))
+        y = self._output(kind.lower(), x, x.shape, _stats_of_values(values), output_scale, output_zero_point)
+        version = 2 if kind in ("RELU", "RELU6", "LEAKY_RELU") and not x.is_float else 1  # the converter's int8 ones
+        if kind == "LEAKY_RELU":
+            def options(fb: flatbuffers.Builder) -> int:
+                tflite.LeakyReluOptionsStart(fb)
+                tflite.LeakyReluOptionsAddAlpha(fb, alpha)
+                return tflite.LeakyReluOptionsEnd(fb)
+
+            self._op(kind, Op.LEAKY_RELU, version, (x,), (y,), tflite.BuiltinOptions.LeakyReluOptions, options)
+        elif kind == "GELU":
+            def options(fb: flatbuffers.Builder) -> int:
+                tflite.GeluOptionsStart(fb)
+                tflite.GeluOptionsAddApproximate(fb, approximate)
+                return tflite.GeluOptionsEnd(fb)
+
+            self._op(kind, Op.GELU, version, (x,), (y,), tflite.BuiltinOptions.GeluOptions, options)
+        else:
+            self._op(kind, getattr(Op, kind), version, (x,), (y,))
+        return y
+
     def softmax(
         self, x: Tensor, beta: float = 1.0, *, output_scale: float | None = None, output_zero_point: int | None = None
     ) -> Tensor:
@@ -484,6 +548,27 @@ class ModelBuilder:
             return tflite.ReshapeOptionsEnd(fb)
 
         self._op("RESHAPE", Op.RESHAPE, 1, inputs, (y,), tflite.BuiltinOptions.ReshapeOptions, options)
+        return y
+
+    def squeeze(self, x: Tensor, dims: Sequence[int]) -> Tensor:
+        """SQUEEZE the size-1 axes ``dims`` (SqueezeOptions.squeeze_dims); the quantization passes through."""
+        rank = len(x.shape)
+        drop = {d % rank for d in dims}
+        if any(x.shape[d] != 1 for d in drop):
+            raise ValueError(f"cannot squeeze axes {sorted(drop)} of shape {x.shape}")
+        shape = tuple(x.shape[d] for d in range(rank) if d not in drop)
+        y = self._same_quant("squeeze", x, shape, None, None, self._stats(x))
+
+        def options(fb: flatbuffers.Builder) -> int:
+            tflite.SqueezeOptionsStartSqueezeDimsVector(fb, len(dims))
+            for d in reversed(list(dims)):
+                fb.PrependInt32(int(d))
+            vec = fb.EndVector()
+            tflite.SqueezeOptionsStart(fb)
+            tflite.SqueezeOptionsAddSqueezeDims(fb, vec)
+            return tflite.SqueezeOptionsEnd(fb)
+
+        self._op("SQUEEZE", Op.SQUEEZE, 1, (x,), (y,), tflite.BuiltinOptions.SqueezeOptions, options)
         return y
 
     def pad(
@@ -811,6 +896,42 @@ def ds_cnn_like(
         y = b.reshape(b.conv2d(y, classes, (1, 1)), (1, classes))
     else:
         y = b.fully_connected(b.reshape(y, (1, channels)), classes)
+    return b, b.softmax(y)
+
+
+def hard_sigmoid(b: ModelBuilder, x: Tensor) -> Tensor:
+    """Keras's hard sigmoid as the converter writes it: ``relu6(x + 3) * (1 / 6)``, an ADD of a constant scalar with a
+    fused RELU6, then a MUL by a constant scalar; output 1/255 from zero."""
+    three = b.constant(np.array([127], np.int8), scales=3.0 / 127, name=b._name("three"))
+    sixth = b.constant(np.array([127], np.int8), scales=(1 / 6) / 127, name=b._name("one_sixth"))
+    return b.mul(b.add(x, three, "RELU6"), sixth, output_scale=1 / 255, output_zero_point=-128)
+
+
+def squeeze_excite(b: ModelBuilder, x: Tensor, squeeze: int) -> Tensor:
+    """MobileNetV3's squeeze-and-excitation: MEAN (keep dims), 1x1 conv + RELU, 1x1 conv, hard sigmoid, MUL gate."""
+    s = b.conv2d(b.mean(x, (1, 2), keepdims=True), squeeze, (1, 1), activation="RELU")
+    return b.mul(x, hard_sigmoid(b, b.conv2d(s, x.shape[3], (1, 1))))
+
+
+def mobilenet_v3_like(seed: int = 0, size: int = 32, width: int = 16, classes: int = 10) -> tuple[ModelBuilder, Tensor]:
+    """A MobileNetV3-Small-shaped classifier as Keras's converter writes it; returns the builder and output.
+
+    Input (1, size, size, 3); CONV 3x3 stride 2 + HARD_SWISH; a bottleneck (depthwise 3x3 stride 2 + RELU,
+    squeeze-and-excitation, 1x1 projection); a residual bottleneck (1x1 expansion x4 + HARD_SWISH, depthwise 5x5 +
+    HARD_SWISH, squeeze-and-excitation, 1x1 projection, ADD); 1x1 conv x6 + HARD_SWISH; MEAN; 1x1 conv + HARD_SWISH;
+    SQUEEZE; FULLY_CONNECTED; SOFTMAX.
+    """
+    b = ModelBuilder(seed=seed)
+    x = b.input((1, size, size, 3), scale=1 / 128, zero_point=0)
+    y = b.activation(b.conv2d(x, width, (3, 3), (2, 2), "SAME"), "HARD_SWISH")
+    y = b.depthwise_conv2d(y, (3, 3), (2, 2), "SAME", "RELU")
+    y = b.conv2d(squeeze_excite(b, y, max(8, width // 4)), width, (1, 1))
+    e = b.activation(b.conv2d(y, 4 * width, (1, 1)), "HARD_SWISH")
+    e = b.activation(b.depthwise_conv2d(e, (5, 5), (1, 1), "SAME"), "HARD_SWISH")
+    y = b.add(y, b.conv2d(squeeze_excite(b, e, width), width, (1, 1)))
+    y = b.activation(b.conv2d(y, 6 * width, (1, 1)), "HARD_SWISH")
+    y = b.activation(b.conv2d(b.mean(y, (1, 2), keepdims=True), 8 * width, (1, 1)), "HARD_SWISH")
+    y = b.fully_connected(b.squeeze(y, (1, 2)), classes)
     return b, b.softmax(y)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ INT8, INT32, FLOAT32 = 9, 2, 0
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 PADDING_SAME, PADDING_VALID = 0, 1
 ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
+MAX_MUL_LEFT_SHIFT = 15  # (a - zp_a)(b - zp_b) is at most 255**2: shifted left further, it leaves int32
 NO_TENSOR = -1  # an op the import inserted (the flat view a FULLY_CONNECTED reads): no flatbuffer tensor holds it
 
 
@@ -207,6 +208,7 @@ class _Importer:
             raise UserError(f"{self.where}: the output tensor is not computed by any supported operator")
         if self.value[int8_out] != len(self.ops) - 1:
             raise UserError(f"{self.where}: the output must be the last operator's result")
+        self.compose_lookups()
         graph = QuantGraph(self.hwc(int8_in), input_q, self.ops, {"source": self.where, "format": "tflite"})
         return TfliteImport(
             graph=graph, op_tensors=self.op_tensors, op_sources=self.op_sources, input_tensor=model_in,
@@ -215,6 +217,33 @@ class _Importer:
             input_shape=self.shape(model_in), output_shape=self.shape(model_out),
             float_input_q=float_in_q, float_output_q=float_out_q, notes=self.notes,
         )  # fmt: skip
+
+    def compose_lookups(self) -> None:
+        """A table read only by another table becomes part of it: ``t2[t1[x] + 128]`` is one exact table (Keras's hard
+        sigmoid, ``relu6(x + 3) * (1 / 6)``, is three TFLite ops and one lookup here)."""
+        readers = [0] * len(self.ops)
+        for op in self.ops:
+            for i in op.inputs:
+                if i >= 0:
+                    readers[i] += 1
+        gone = set()
+        for i, op in enumerate(self.ops):
+            j = op.inputs[0] if op.op == "lut" else -1
+            if j >= 0 and self.ops[j].op == "lut" and readers[j] == 1:
+                first = self.ops[j]
+                table = op.tensors["table"][first.tensors["table"].astype(np.int64) + 128]
+                self.ops[i] = replace(op, inputs=first.inputs, in_shapes=first.in_shapes, in_q=first.in_q,
+                                      tensors={"table": table})
+                self.op_sources[i] = f"{self.op_sources[j]}+{self.op_sources[i]}"
+                gone.add(j)
+        if not gone:
+            return
+        kept = [i for i in range(len(self.ops)) if i not in gone]
+        new_index = {old: new for new, old in enumerate(kept)} | {-1: -1}
+        self.ops = [replace(self.ops[i], inputs=tuple(new_index[v] for v in self.ops[i].inputs)) for i in kept]
+        self.op_tensors = [self.op_tensors[i] for i in kept]
+        self.op_sources = [self.op_sources[i] for i in kept]
+        self.notes.append(f"{len(gone)} lookup table(s) composed into the table that reads them")
 
     def op_name(self, k: int) -> str:
         code = self.model.OperatorCodes(self.sub.Operators(k).OpcodeIndex())
@@ -368,6 +397,9 @@ class _Importer:
 
     def add(self, k: int, op: Any) -> None:
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        if any(self.is_const(t) for t in ins):
+            self.const_operand(k, op)
+            return
         base = self.base(k, ins, out)
         if base["in_shapes"][0] != base["in_shapes"][1]:
             raise UserError(f"{self.where}: operator {k} (ADD) broadcasts {list(base['in_shapes'][0])} + "
@@ -448,12 +480,72 @@ class _Importer:
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         self.emit(k, QOp(op="concat", lo=lo, hi=hi, **base), out)
 
-    def lookup(self, k: int, op: Any, table: Callable[[float, int, float, int], np.ndarray]) -> None:
+    def lookup(self, k: int, op: Any, table: Callable[..., np.ndarray], *args: Any) -> None:
+        """An elementwise op on int8 values: the 256-entry table of ``table(s_in, zp_in, s_out, zp_out, *args)``."""
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
         base = self.base(k, [src], out)
         qi, qo = base["in_q"][0], base["out_q"]
-        lut = np.asarray(table(qi.scale, qi.zero_point, qo.scale, qo.zero_point), np.int8)
+        try:
+            lut = np.asarray(table(qi.scale, qi.zero_point, qo.scale, qo.zero_point, *args), np.int8)
+        except ValueError as exc:  # quantizations TFLite's kernel itself refuses
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): {exc}") from None
         self.emit(k, QOp(op="lut", tensors={"table": lut}, **base), out)
+
+    def is_const(self, t: int) -> bool:
+        buf = self.model.Buffers(self.sub.Tensors(t).Buffer())
+        return buf is not None and buf.DataLength() > 0
+
+    def const_operand(self, k: int, op: Any) -> None:
+        """ADD or MUL of a tensor and one constant value (a broadcast scalar, as Keras's ``x + 3`` or ``x / 6``):
+        elementwise on the tensor, so a table of the op's own integer arithmetic."""
+        ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        kind = self.op_name(k)
+        c, x = (ins[0], ins[1]) if self.is_const(ins[0]) else (ins[1], ins[0])
+        values = self.const(c)
+        if values.size != 1 or self.dtype(c) != INT8:
+            raise UserError(f"{self.where}: operator {k} ({kind}) takes a constant of shape {list(values.shape)}; only one "
+                            "int8 value (a scalar broadcast over the tensor) imports")
+        base = self.base(k, [x], out)
+        opts = self.options(op, "AddOptions" if kind == "ADD" else "MulOptions")
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
+        q = lambda v: (v.scale, v.zero_point)  # noqa: E731
+        cq = self.qparams(c, "the constant")
+        table = semantics.binary_const_table(kind, q(base["in_q"][0]), q(cq), int(values.reshape(-1)[0]),
+                                             q(base["out_q"]), lo, hi)
+        self.emit(k, QOp(op="lut", tensors={"table": table}, **base), out)
+
+    def mul(self, k: int, op: Any) -> None:
+        """MUL of two tensors of one shape, or of a tensor and one factor per channel (a squeeze-and-excitation gate)."""
+        ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
+        if any(self.is_const(t) for t in ins):
+            self.const_operand(k, op)
+            return
+        base = self.base(k, ins, out)
+        shapes, out_shape = base["in_shapes"], base["out_shape"]
+        gate = (1, 1, out_shape[2])
+        if shapes[0] == gate and shapes[1] == out_shape != gate:  # the gate goes second, as the mul op reads it
+            base = dict(base, **{key: base[key][::-1] for key in ("inputs", "in_shapes", "in_q")})
+        elif not (shapes[0] == out_shape and shapes[1] in (out_shape, gate)):
+            raise UserError(f"{self.where}: operator {k} (MUL) broadcasts {list(shapes[0])} * {list(shapes[1])}; only "
+                            "equal shapes or one factor per channel import")
+        s_a, s_b = (v.scale for v in base["in_q"])
+        multiplier, shift = semantics.mul_multiplier(s_a, s_b, base["out_q"].scale)
+        if shift < -MAX_MUL_LEFT_SHIFT:
+            raise UserError(f"{self.where}: operator {k} (MUL) scales its product up by 2**{-shift} (s_a s_b / s_out is "
+                            f"{s_a * s_b / base['out_q'].scale:.3g}); products of int8 values overflow int32 beyond "
+                            f"2**{MAX_MUL_LEFT_SHIFT}: re-export with a coarser output scale")
+        opts = self.options(op, "MulOptions")
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
+        tensors = {"multiplier": np.array([multiplier], np.int32), "shift": np.array([shift], np.int32)}
+        self.emit(k, QOp(op="mul", lo=lo, hi=hi, tensors=tensors, **base), out)
+
+    def leaky_relu(self, k: int, op: Any) -> None:
+        opts = self.options(op, "LeakyReluOptions")
+        self.lookup(k, op, semantics.leaky_relu_table, float(opts.Alpha()) if opts is not None else 0.0)
+
+    def gelu(self, k: int, op: Any) -> None:
+        opts = self.options(op, "GeluOptions")
+        self.lookup(k, op, semantics.gelu_table, bool(opts.Approximate()) if opts is not None else False)
 
     HANDLERS: dict[str, Callable[..., None]] = {
         "CONV_2D": lambda self, k, op: self.weighted(k, op, "conv"),
@@ -462,7 +554,9 @@ class _Importer:
         "AVERAGE_POOL_2D": lambda self, k, op: self.pool(k, op, "avgpool"),
         "MAX_POOL_2D": lambda self, k, op: self.pool(k, op, "maxpool"),
         "ADD": add,
+        "MUL": mul,
         "RESHAPE": reshape,
+        "SQUEEZE": reshape,
         "SOFTMAX": softmax,
         "PAD": pad,
         "MEAN": mean,
@@ -471,6 +565,13 @@ class _Importer:
         "LOGISTIC": lambda self, k, op: self.lookup(k, op, semantics.logistic_table),
         "TANH": lambda self, k, op: self.lookup(k, op, semantics.tanh_table),
         "QUANTIZE": lambda self, k, op: self.lookup(k, op, semantics.requantize_table),
+        "RELU": lambda self, k, op: self.lookup(k, op, semantics.relu_table, 0.0, math.inf),
+        "RELU6": lambda self, k, op: self.lookup(k, op, semantics.relu_table, 0.0, 6.0),
+        "RELU_N1_TO_1": lambda self, k, op: self.lookup(k, op, semantics.relu_table, -1.0, 1.0),
+        "RELU_0_TO_1": lambda self, k, op: self.lookup(k, op, semantics.relu_table, 0.0, 1.0),
+        "LEAKY_RELU": leaky_relu,
+        "HARD_SWISH": lambda self, k, op: self.lookup(k, op, semantics.hard_swish_table),
+        "GELU": gelu,
     }
 
 

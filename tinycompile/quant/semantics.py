@@ -252,6 +252,108 @@ def requantize_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int)
     return np.clip(out, -128, 127).astype(np.int8)
 
 
+def gelu_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, approximate: bool = False) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 GELU (a float LUT): ``x (1 + erf(x / sqrt 2)) / 2`` in double, or with
+    ``approximate`` the tanh form in float32."""
+    def exact(v: np.ndarray) -> np.ndarray:
+        v64 = v.astype(np.float64)
+        return (0.5 * v64 * (1.0 + np.vectorize(math.erf)(v64 * math.sqrt(0.5)))).astype(np.float32)
+
+    def tanh_form(v: np.ndarray) -> np.ndarray:
+        inner = np.float32(math.sqrt(2.0 / math.pi)) * (v + np.float32(0.044715) * v * v * v)
+        return np.float32(0.5) * v * (np.float32(1.0) + np.tanh(inner.astype(np.float64)).astype(np.float32))
+
+    return _float_lut(in_scale, in_zp, out_scale, out_zp, tanh_form if approximate else exact)
+
+
+def relu_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, lo: float, hi: float) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's standalone RELU, RELU6, RELU_N1_TO_1 and RELU_0_TO_1 (reference ReluX): the
+    input rescaled by the float32 ``s_in / s_out``, then clamped at ``zp_out + roundf(bound / s_out)``."""
+    multiplier, shift = tflite_quantize_multiplier(float(np.float32(in_scale) / np.float32(out_scale)))
+    s_out = np.float32(out_scale)
+    q_lo = max(-128, out_zp + tflite_round(np.float32(lo) / s_out))
+    q_hi = 127 if math.isinf(hi) else min(127, out_zp + tflite_round(np.float32(hi) / s_out))
+    q = np.arange(-128, 128, dtype=np.int64) - in_zp
+    return np.clip(multiply_by_quantized_multiplier(q, multiplier, shift) + out_zp, q_lo, q_hi).astype(np.int8)
+
+
+def leaky_relu_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha: float) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's LEAKY_RELU (reference QuantizeLeakyRelu): inputs at or above the zero point
+    rescaled by ``s_in / s_out``, the others by ``alpha s_in / s_out`` (both in float32, as LeakyReluPrepare)."""
+    s_in, s_out = np.float32(in_scale), np.float32(out_scale)
+    identity = tflite_quantize_multiplier(float(s_in / s_out))
+    negative = tflite_quantize_multiplier(float(s_in * np.float32(alpha) / s_out))
+    q = np.arange(-128, 128, dtype=np.int64) - in_zp
+    out = np.where(q >= 0, multiply_by_quantized_multiplier(q, *identity), multiply_by_quantized_multiplier(q, *negative))
+    return np.clip(out + out_zp, -128, 127).astype(np.int8)
+
+
+def _int16_multiplier(scale: np.float32) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier then DownScaleInt32ToInt16Multiplier: a Q0.15 multiplier and TFLite's exponent."""
+    multiplier, exponent = tflite_quantize_multiplier(float(scale))
+    return min((multiplier + (1 << 15)) >> 16, (1 << 15) - 1), exponent
+
+
+def _srdhm16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16 values (the operands here never both reach -2**15)."""
+    ab = np.asarray(a, np.int64) * np.asarray(b, np.int64)
+    total = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    return np.where(total >= 0, total >> 15, -((-total) >> 15))
+
+
+def _sdhm16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The hard swish kernel's SaturatingDoublingHighMul on int16 values: ``a b / 2**15``, truncated towards zero."""
+    ab = np.asarray(a, np.int64) * np.asarray(b, np.int64)
+    return np.where(ab >= 0, ab >> 15, -((-ab) >> 15))
+
+
+def _sat_shl16(x: np.ndarray, amount: int) -> np.ndarray:
+    return np.clip(np.asarray(x, np.int64) << amount, -(1 << 15), (1 << 15) - 1)
+
+
+def hard_swish_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's HARD_SWISH (reference kernel, int16 fixed point): ``x relu6(x + 3) / 6`` with
+    the input on a 2**7 finer scale, the "reluish" factor in [0, 1] on the scale where 3.0 is 2**15."""
+    hires = np.float32(1.0 / 128.0) * np.float32(in_scale)
+    out_mult, out_exp = _int16_multiplier(hires / np.float32(out_scale))
+    if out_exp > 0:
+        raise ValueError(f"the output scale {out_scale:.3g} is finer than the input's / 128 ({float(hires):.3g}), "
+                         "which TFLite's int8 HARD_SWISH refuses too")
+    relu_mult, relu_exp = _int16_multiplier(hires / np.float32(3.0 / 32768.0))
+    x = (np.arange(-128, 128, dtype=np.int64) - in_zp) * (1 << 7)  # |x - zp| <= 255: fits int16
+    on_output = _srdhm16(x, out_mult)
+    reluish = _sat_shl16(x, relu_exp - 1) if relu_exp > 0 else x
+    reluish = _srdhm16(reluish, relu_mult)
+    if relu_exp > 0:
+        reluish = _sat_shl16(reluish, 1)
+    if relu_exp < 0:
+        reluish = rounding_divide_by_pot(reluish, -relu_exp)
+    reluish = (reluish + (1 << 15)) >> 1
+    out = rounding_divide_by_pot(_sdhm16(reluish, on_output), -out_exp)
+    return np.clip(out + out_zp, -128, 127).astype(np.int8)
+
+
+def binary_const_table(op: str, in_q: tuple[float, int], const_q: tuple[float, int], const: int,
+                       out_q: tuple[float, int], lo: int, hi: int) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 ADD or MUL of a tensor and one constant int8 value (a broadcast scalar):
+    the op's own integer arithmetic on every input value."""
+    (s_a, zp_a), (s_b, zp_b), (s_o, zp_o) = in_q, const_q, out_q
+    q = np.arange(-128, 128, dtype=np.int64)
+    b = np.full_like(q, const)
+    if op == "ADD":
+        mults, shifts = add_multipliers(*(float(np.float32(s)) for s in (s_a, s_b, s_o)))
+        return add_int8(q, b, zp_a, zp_b, np.array(mults), np.array(shifts), zp_o, lo, hi)
+    multiplier, shift = mul_multiplier(s_a, s_b, s_o)
+    return mul_int8(q, b, zp_a, zp_b, multiplier, shift, zp_o, lo, hi)
+
+
+def mul_multiplier(s_a: float, s_b: float, s_out: float) -> tuple[int, int]:
+    """``(M, S)`` of TFLite's int8 MUL: ``s_a s_b / s_out`` computed in float32 as MulPrepare does, ``S < 0`` a left
+    shift."""
+    scale = float(np.float32(s_a) * np.float32(s_b) / np.float32(s_out))
+    return quantize_multiplier(scale, allow_left_shift=True)
+
+
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplier (double rounding), TFLite's sign: ``shift > 0`` shifts ``x`` left first."""
     left, right = max(shift, 0), max(-shift, 0)
