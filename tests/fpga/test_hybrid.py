@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from fpga_helpers import INPUTS, random_graph, target_with_array
+from support import run_cli
+from tflite_models import mobilenet_v3_like
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.cli import main
@@ -41,3 +44,18 @@ def test_host_layer_between_accelerator_regions(fpga_target: Target, tmp_path) -
     # `tinycompile simulate` on such a build recompiles it from the saved graph and runs it again
     assert main(["simulate", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "report.json").read_text())["latency"]["measured"] == report["total"]["cycles"]
+
+
+@pytest.mark.slow
+def test_imported_mobilenet_v3_tables_and_gates_run_on_the_host(tmp_path) -> None:
+    """An imported MobileNetV3: convolutions, pools and the residual add on the accelerator; hard swish tables,
+    gate products and softmax on the host; bit-exact against TFLite's reference kernels."""
+    b, out = mobilenet_v3_like(seed=2, size=16, width=8)
+    model = b.save(tmp_path / "mnv3.tflite", [out])
+    proc = run_cli("build", str(model), "--target", "fpga", "-o", str(tmp_path / "fpga"), "--vectors", "16")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "fpga" / "report.json").read_text())
+    assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"]
+    host = {row["op"] for row in report["layers"] if row["ran_on"].startswith("host")}
+    accel = {row["op"] for row in report["layers"] if row["ran_on"] == "accelerator"}
+    assert host == {"lut", "mul", "softmax"} and accel == {"conv", "dwconv", "avgpool", "add", "dense"}

@@ -4,12 +4,13 @@ build folder records what ran (io.npz)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support import run_cli
-from tflite_models import ModelBuilder
+from tflite_models import ModelBuilder, mobilenet_v3_like
 
 from tinycompile.frontends import load_model
 from tinycompile.quant import reference
@@ -74,3 +75,19 @@ def test_double_precision_fully_connected(tmp_path: Path, target: str, codegen: 
 def test_double_precision_refused_where_llvm_gets_it_wrong(tmp_path: Path) -> None:
     proc = _build(_tie_dense(tmp_path / "tie.tflite"), "cortex-m4", tmp_path / "out", "--codegen", "llvm")
     assert proc.returncode == 2 and "requantizes in double precision" in proc.stderr and "--codegen c" in proc.stderr
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_with_hard_swish_and_gates_is_bit_exact_with_tflite(tmp_path: Path) -> None:
+    """HARD_SWISH, squeeze-and-excitation gates (MUL by a per-channel factor) and Keras's hard sigmoid (ADD and MUL of
+    constant scalars, composed into one table) build on QEMU, bit-exact against TFLite's reference kernels."""
+    b, out = mobilenet_v3_like(seed=1, size=16, width=8)
+    model = b.save(tmp_path / "mnv3.tflite", [out])
+    proc = _build(model, "cortex-m4", tmp_path / "m4")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "m4" / "report.json").read_text())
+    assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"]
+    sources = [row["source"] for row in report["layers"]]
+    assert sum("HARD_SWISH" in s for s in sources) == 5 and sum(re.fullmatch(r"\d+:MUL", s) is not None for s in sources) == 2
+    assert sum("ADD+" in s and s.endswith(":MUL") for s in sources) == 2  # each hard sigmoid is one table
+    assert all(row["ran_on"] == "cortex-m4" for row in report["layers"])
