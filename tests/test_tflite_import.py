@@ -135,11 +135,25 @@ def _products(b: ModelBuilder) -> list:
     return [b.mul(g, y, output_scale=0.00002, output_zero_point=3)]
 
 
+def _keras_conv1d(b: ModelBuilder) -> list:
+    """A 1-D network as Keras's converter writes Conv1D: EXPAND_DIMS, CONV_2D over (1, L), SQUEEZE; a constant
+    clip (MINIMUM, MAXIMUM), a SUB of a constant; GlobalAveragePooling1D's MEAN over the length of an NLC tensor."""
+    x = b.input((1, 40, 3), scale=0.04, zero_point=5)
+    y = b.conv2d(b.expand_dims(x, 1), 8, (1, 5), (1, 2), "SAME", "RELU")
+    y = b.squeeze(y, (1,))
+    top = b.constant(np.array([100], np.int8), scales=y.scale, zero_points=y.zero_point)
+    y = b.binary("MAXIMUM", b.binary("MINIMUM", y, top), b.constant(np.array([-100], np.int8), scales=y.scale,
+                                                                     zero_points=y.zero_point))
+    y = b.binary("SUB", y, b.constant(np.array([40], np.int8), scales=0.01), output_scale=0.03, output_zero_point=0)
+    y = b.squeeze(b.conv2d(b.expand_dims(y, 1), 8, (1, 3), (1, 1), "SAME", "RELU"), (1,))
+    return [b.fully_connected(b.mean(y, (1,)), 4)]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
-    "squeeze_excite": _squeeze_excite, "products": _products,
+    "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d,
 }  # fmt: skip
 
 
@@ -216,25 +230,39 @@ def test_activation_tables_equal_tflite_on_every_input(tmp_path: Path, kind: str
         assert np.array_equal(imp.graph.ops[0].tensors["table"], want), (kind, i)
 
 
-@pytest.mark.parametrize("kind", ["ADD", "MUL"])
+@pytest.mark.parametrize("kind", ["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"])
 def test_constant_scalar_operands_equal_tflite_on_every_input(tmp_path: Path, kind: str) -> None:
-    """ADD and MUL of a tensor and a constant scalar (either side, fused activations) become one exact table."""
+    """A tensor and a constant scalar (either side, fused activations where the op has them) become one exact table."""
     rng = np.random.default_rng(8)
     every = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 1, 1, 256)
     for i in range(12):
-        s_in, s_c = (float(np.float32(10 ** rng.uniform(-3, 0))) for _ in range(2))
-        s_out = float(np.float32((s_in * s_c * 128 if kind == "MUL" else s_in) * 10 ** rng.uniform(-1.5, 0.7)))
+        s_in = float(np.float32(10 ** rng.uniform(-3, 0)))
+        s_c = float(np.float32(s_in * 10 ** rng.uniform(-1, 0)))
+        zp_c = int(rng.integers(-64, 64))
+        value = zp_c + int(rng.choice([-1, 1]) * rng.integers(1, 64))  # within a quarter of the tensor's range
         b = ModelBuilder(seed=i)
         x = b.input((1, 1, 1, 256), scale=s_in, zero_point=int(rng.integers(-128, 128)))
-        c = b.constant(np.array([rng.integers(-128, 128)], np.int8), scales=s_c, zero_points=int(rng.integers(-128, 128)))
+        if kind in ("MAXIMUM", "MINIMUM"):  # the converter quantizes the constant as the tensor
+            c = b.constant(np.array([value], np.int8), scales=s_in, zero_points=x.zero_point)
+        else:
+            c = b.constant(np.array([value], np.int8), scales=s_c, zero_points=zp_c)
+        # an output range about that of the result, so that the outputs neither all saturate nor all round alike
+        x_max, c_real = 256 * s_in, abs(value - zp_c) * s_c
+        span = 2 * (x_max * c_real if kind == "MUL" else x_max + c_real)
+        s_out = float(np.float32(span / 255 * 10 ** rng.uniform(-0.3, 0.3)))
         pair = (x, c) if i % 2 else (c, x)
-        y = (b.add if kind == "ADD" else b.mul)(*pair, ("NONE", "RELU", "RELU6")[i % 3], output_scale=s_out,
-                                                 output_zero_point=int(rng.integers(-128, 128)))
+        quant = dict(output_scale=s_out, output_zero_point=int(rng.integers(-64, 64)))
+        act = ("NONE", "RELU", "RELU6")[i % 3]
+        if kind in ("ADD", "MUL"):
+            y = (b.add if kind == "ADD" else b.mul)(*pair, act, **quant)
+        else:
+            y = b.binary(kind, *pair, act, **quant) if kind == "SUB" else b.binary(kind, *pair)
         path = b.save(tmp_path / f"{kind}-{i}.tflite", [y])
         imp = import_tflite(path)
         assert [op.op for op in imp.graph.ops] == ["lut"]
         want = reference_outputs(path, every).reshape(-1)
         assert np.array_equal(imp.graph.ops[0].tensors["table"], want), (kind, i)
+        assert len(np.unique(want)) > 1
 
 
 def _refused(tmp_path: Path, build: Callable[[ModelBuilder], list], message: str) -> None:
@@ -261,6 +289,16 @@ def test_products_and_activations_that_do_not_import_are_one_line(tmp_path: Path
         x = b.input((1, 2, 2, 4), scale=0.5, zero_point=0)
         return [b.activation(x, "HARD_SWISH", output_scale=0.001, output_zero_point=0)]
 
+    def difference(b: ModelBuilder) -> list:
+        x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
+        return [b.binary("SUB", x, b.conv2d(x, 3, (1, 1), (1, 1), "SAME", "NONE"))]
+
+    def channel_mean(b: ModelBuilder) -> list:
+        x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
+        return [b.mean(x, (3,), keepdims=True)]
+
+    _refused(tmp_path, difference, r"operator 1 \(SUB\) of two tensors is not supported; only with a constant scalar")
+    _refused(tmp_path, channel_mean, r"operator 0 \(MEAN\) reduces axes \[3\] of a rank-4 tensor; only the mean over all spatial")
     _refused(tmp_path, spatial_gate, r"operator 1 \(MUL\) broadcasts \[4, 4, 6\] \* \[4, 4, 1\]; only equal shapes or one factor")
     _refused(tmp_path, channel_constant, r"operator 0 \(ADD\) takes a constant of shape \[3\]; only one int8 value")
     _refused(tmp_path, huge_product, r"operator 0 \(MUL\) scales its product up by 2\*\*18 .*re-export with a coarser")

@@ -438,6 +438,33 @@ class ModelBuilder:
         self._op("MUL", Op.MUL, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.MulOptions, options)
         return y
 
+    def binary(self, kind: str, a: Tensor, b: Tensor, activation: str = "NONE", *, output_scale: float | None = None,
+               output_zero_point: int | None = None) -> Tensor:
+        """SUB (with a fused activation), MAXIMUM or MINIMUM with numpy broadcasting; MAXIMUM and MINIMUM's int8
+        output is quantized as their activation input (their kernels compare raw values)."""
+        _same_kind(a, b)
+        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
+        sa, sb = self._stats(a), self._stats(b)
+        if kind == "SUB":
+            st = _Stats.of_channels(np.array([sa.mean - sb.mean]), np.array([math.hypot(sa.std, sb.std)]), activation)
+            y = self._output("sub", a, shape, st, output_scale, output_zero_point)
+            act = _activation(activation)
+
+            def options(fb: flatbuffers.Builder) -> int:
+                tflite.SubOptionsStart(fb)
+                tflite.SubOptionsAddFusedActivationFunction(fb, act)
+                return tflite.SubOptionsEnd(fb)
+
+            self._op(kind, Op.SUB, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.SubOptions, options)
+            return y
+        if kind not in ("MAXIMUM", "MINIMUM"):
+            raise ValueError(f"binary is SUB, MAXIMUM or MINIMUM, not {kind!r}")
+        pick = max if kind == "MAXIMUM" else min
+        st = _Stats(pick(sa.lo, sb.lo), pick(sa.hi, sb.hi), pick(sa.mean, sb.mean), sa.std)
+        y = self._same_quant(kind.lower(), a if a.scale is not None else b, shape, output_scale, output_zero_point, st)
+        self._op(kind, getattr(Op, kind), 1 if a.is_float else 2, (a, b), (y,))
+        return y
+
     def activation(
         self, x: Tensor, kind: str, alpha: float = 0.2, approximate: bool = False, *,
         output_scale: float | None = None, output_zero_point: int | None = None,
@@ -548,6 +575,16 @@ class ModelBuilder:
             return tflite.ReshapeOptionsEnd(fb)
 
         self._op("RESHAPE", Op.RESHAPE, 1, inputs, (y,), tflite.BuiltinOptions.ReshapeOptions, options)
+        return y
+
+    def expand_dims(self, x: Tensor, axis: int) -> Tensor:
+        """EXPAND_DIMS (an int32 axis tensor): a size-1 axis at ``axis``; the quantization passes through."""
+        rank = len(x.shape) + 1
+        at = axis % rank
+        shape = (*x.shape[:at], 1, *x.shape[at:])
+        y = self._same_quant("expand_dims", x, shape, None, None, self._stats(x))
+        axis_t = self.constant(np.array([axis], np.int32), name=self._name("expand_axis"))
+        self._op("EXPAND_DIMS", Op.EXPAND_DIMS, 1, (x, axis_t), (y,))
         return y
 
     def squeeze(self, x: Tensor, dims: Sequence[int]) -> Tensor:

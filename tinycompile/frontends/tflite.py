@@ -30,6 +30,7 @@ INT8, INT32, FLOAT32 = 9, 2, 0
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 PADDING_SAME, PADDING_VALID = 0, 1
 ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
+OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"}  # the ops with a fused activation
 MAX_MUL_LEFT_SHIFT = 15  # (a - zp_a)(b - zp_b) is at most 255**2: shifted left further, it leaves int32
 NO_TENSOR = -1  # an op the import inserted (the flat view a FULLY_CONNECTED reads): no flatbuffer tensor holds it
 
@@ -415,26 +416,31 @@ class _Importer:
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
         in_hwc, out_hwc = self.hwc(src), self.hwc(out)
         if self.qparams(src, "a reshape's input") != self.qparams(out, "a reshape's output"):
-            raise UserError(f"{self.where}: operator {k} (RESHAPE) changes the quantization; not supported")
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) changes the quantization; not supported")
         if out_hwc == in_hwc:  # the same bytes in the same layout: nothing to run
             self.value[out] = self.source(src, k)
             return
         if out_hwc[:2] != (1, 1):
-            raise UserError(f"{self.where}: operator {k} (RESHAPE) to {list(self.shape(out))}: only flattening reshapes import")
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) to {list(self.shape(out))}: only reshapes that "
+                            "keep the NHWC layout or flatten it import")
         base = self.base(k, [src], out)
         self.emit(k, QOp(op="flatten", **base), out)
 
     def mean(self, k: int, op: Any) -> None:
-        """MEAN over H and W: an average pool over the whole map with TFLite's multiplier (its reference kernel folds
-        1/count into ``QuantizeMultiplier(s_in / s_out)``, then requantizes ``sum - count * zp_in`` twice-rounded)."""
+        """MEAN over every spatial axis (H and W of NHWC, the length of a 1-D NLC tensor; axes of size one may stay):
+        an average pool over the whole map with TFLite's multiplier (its reference kernel folds 1/count into
+        ``QuantizeMultiplier(s_in / s_out)``, then requantizes ``sum - count * zp_in`` twice-rounded)."""
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
         base = self.base(k, ins[:1], out)
-        rank = len(self.shape(ins[0]))
-        axes = sorted(int(a) % rank for a in self.const(ins[1]).reshape(-1))
+        shape = self.shape(ins[0])
+        rank = len(shape)
+        axes = sorted({int(a) % rank for a in self.const(ins[1]).reshape(-1)})
+        spatial = set(range(1, rank - 1))
         h, w, c = base["in_shapes"][0]
-        if rank != 4 or axes != [1, 2] or base["out_shape"] != (1, 1, c):
+        if not axes or not set(axes) <= spatial or any(shape[a] != 1 for a in spatial - set(axes)) \
+                or base["out_shape"] != (1, 1, c):
             raise UserError(f"{self.where}: operator {k} (MEAN) reduces axes {axes} of a rank-{rank} tensor; only the mean "
-                            "over H and W of an NHWC tensor imports")
+                            "over all spatial axes of an NHWC (or NLC) tensor imports")
         ratio = float(np.float32(base["in_q"][0].scale)) / float(np.float32(base["out_q"].scale))
         m0, s0 = quantize_multiplier(ratio, allow_left_shift=True)
         count = h * w
@@ -496,22 +502,25 @@ class _Importer:
         return buf is not None and buf.DataLength() > 0
 
     def const_operand(self, k: int, op: Any) -> None:
-        """ADD or MUL of a tensor and one constant value (a broadcast scalar, as Keras's ``x + 3`` or ``x / 6``):
-        elementwise on the tensor, so a table of the op's own integer arithmetic."""
+        """ADD, SUB, MUL, MAXIMUM or MINIMUM of a tensor and one constant value (a broadcast scalar, as Keras's
+        ``x + 3`` or ``x / 6``): elementwise on the tensor, so a table of the op's own integer arithmetic."""
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
         kind = self.op_name(k)
-        c, x = (ins[0], ins[1]) if self.is_const(ins[0]) else (ins[1], ins[0])
+        const_first = self.is_const(ins[0])
+        c, x = (ins[0], ins[1]) if const_first else (ins[1], ins[0])
+        if self.is_const(x):
+            raise UserError(f"{self.where}: operator {k} ({kind}) has two constant operands; fold it before export")
         values = self.const(c)
         if values.size != 1 or self.dtype(c) != INT8:
             raise UserError(f"{self.where}: operator {k} ({kind}) takes a constant of shape {list(values.shape)}; only one "
                             "int8 value (a scalar broadcast over the tensor) imports")
         base = self.base(k, [x], out)
-        opts = self.options(op, "AddOptions" if kind == "ADD" else "MulOptions")
+        opts = self.options(op, OPTIONS[kind]) if kind in OPTIONS else None
         lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
         q = lambda v: (v.scale, v.zero_point)  # noqa: E731
         cq = self.qparams(c, "the constant")
         table = semantics.binary_const_table(kind, q(base["in_q"][0]), q(cq), int(values.reshape(-1)[0]),
-                                             q(base["out_q"]), lo, hi)
+                                             q(base["out_q"]), lo, hi, const_first)
         self.emit(k, QOp(op="lut", tensors={"table": table}, **base), out)
 
     def mul(self, k: int, op: Any) -> None:
@@ -539,6 +548,13 @@ class _Importer:
         tensors = {"multiplier": np.array([multiplier], np.int32), "shift": np.array([shift], np.int32)}
         self.emit(k, QOp(op="mul", lo=lo, hi=hi, tensors=tensors, **base), out)
 
+    def tensor_and_constant(self, k: int, op: Any) -> None:
+        """SUB, MAXIMUM and MINIMUM import with a constant scalar operand only."""
+        if not any(self.is_const(int(t)) for t in op.InputsAsNumpy()):
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) of two tensors is not supported; only with a "
+                            "constant scalar operand")
+        self.const_operand(k, op)
+
     def leaky_relu(self, k: int, op: Any) -> None:
         opts = self.options(op, "LeakyReluOptions")
         self.lookup(k, op, semantics.leaky_relu_table, float(opts.Alpha()) if opts is not None else 0.0)
@@ -555,8 +571,12 @@ class _Importer:
         "MAX_POOL_2D": lambda self, k, op: self.pool(k, op, "maxpool"),
         "ADD": add,
         "MUL": mul,
+        "SUB": tensor_and_constant,
+        "MAXIMUM": tensor_and_constant,
+        "MINIMUM": tensor_and_constant,
         "RESHAPE": reshape,
         "SQUEEZE": reshape,
+        "EXPAND_DIMS": reshape,
         "SOFTMAX": softmax,
         "PAD": pad,
         "MEAN": mean,

@@ -334,17 +334,24 @@ def hard_swish_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int)
 
 
 def binary_const_table(op: str, in_q: tuple[float, int], const_q: tuple[float, int], const: int,
-                       out_q: tuple[float, int], lo: int, hi: int) -> np.ndarray:
-    """int8 ``(256,)`` table of TFLite's int8 ADD or MUL of a tensor and one constant int8 value (a broadcast scalar):
-    the op's own integer arithmetic on every input value."""
-    (s_a, zp_a), (s_b, zp_b), (s_o, zp_o) = in_q, const_q, out_q
+                       out_q: tuple[float, int], lo: int, hi: int, const_first: bool = False) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 ADD, SUB, MUL, MAXIMUM or MINIMUM of a tensor and one constant int8
+    value (a broadcast scalar; ``const_first``: the constant is the first operand): the op's own integer arithmetic on
+    every input value. SUB is ADD with the second operand's multiplier negated; MAXIMUM and MINIMUM compare the raw
+    int8 values, as TFLite's kernels do."""
     q = np.arange(-128, 128, dtype=np.int64)
-    b = np.full_like(q, const)
-    if op == "ADD":
+    c = np.full_like(q, const)
+    if op in ("MAXIMUM", "MINIMUM"):
+        return (np.maximum if op == "MAXIMUM" else np.minimum)(q, c).astype(np.int8)
+    (a, (s_a, zp_a)), (b, (s_b, zp_b)) = ((c, const_q), (q, in_q)) if const_first else ((q, in_q), (c, const_q))
+    s_o, zp_o = out_q
+    if op in ("ADD", "SUB"):
         mults, shifts = add_multipliers(*(float(np.float32(s)) for s in (s_a, s_b, s_o)))
-        return add_int8(q, b, zp_a, zp_b, np.array(mults), np.array(shifts), zp_o, lo, hi)
+        if op == "SUB":
+            mults[1] = -mults[1]
+        return add_int8(a, b, zp_a, zp_b, np.array(mults), np.array(shifts), zp_o, lo, hi)
     multiplier, shift = mul_multiplier(s_a, s_b, s_o)
-    return mul_int8(q, b, zp_a, zp_b, multiplier, shift, zp_o, lo, hi)
+    return mul_int8(a, b, zp_a, zp_b, multiplier, shift, zp_o, lo, hi)
 
 
 def mul_multiplier(s_a: float, s_b: float, s_out: float) -> tuple[int, int]:
