@@ -8,6 +8,7 @@ cycle-accurate, ``-icount shift=0`` makes it deterministic): SysTick ticks x ``i
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -141,6 +142,13 @@ def compile_firmware(
         if "picolibc.specs" in proc.stderr:
             pkg = APT_PACKAGES.get(b["cc"], "picolibc")
             raise UserError(f"{b['cc']} cannot find picolibc; install it with: sudo apt-get install {pkg}")
+        full = re.search(r"region `(\w+)' overflowed by (\d+) bytes", proc.stderr)
+        if full:
+            region, over = full.group(1), int(full.group(2))
+            size = b["flash_size"] if region == "flash" else b["ram_size"]
+            raise UserError(f"the firmware does not fit {target.name}'s {region} ({size:,} B) by {over:,} B: it holds the "
+                            "model, its code and the test inputs with their outputs; use a smaller model or a target with "
+                            f"more {region}")
         raise RuntimeError(f"firmware build failed (see {folder / 'build.log'}):\n{proc.stderr[-3000:]}")
     return elf
 
