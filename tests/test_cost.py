@@ -132,5 +132,18 @@ def test_each_conv_is_priced_by_the_loop_it_runs() -> None:
         unit = dataclasses.replace(target, cycles={k: float(k == key) for k in cost_keys(target)})
         macs = 8 * 8 * 8 * cin * layer.kernel[0] * layer.kernel[1]
         assert McuBackend().layer_cycles(layer, (cin, 8, 8), (8, 8, 8), macs, unit) == macs, (name, key)
-    assert cost_keys(load_target("rv32imc")) == ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output",
-                                                 "layer_overhead")
+    assert cost_keys(load_target("rv32imc")) == ("conv", "dwconv", "dense", "pool", "gap", "add", "lut", "mul",
+                                                 "per_output", "layer_overhead")
+
+
+def test_lookups_and_products_have_their_own_rates() -> None:
+    """A table lookup (imported activations, sigmoid, tanh) and a product are priced per output element by their own
+    coefficients, not the residual add's two requantizations."""
+    from tinycompile.backends.mcu import McuBackend, cost_keys
+
+    target = load_target("cortex-m4")
+    for op, key in (("lut", "lut"), ("sigmoid", "lut"), ("unary", "lut"), ("mul", "mul"), ("add", "add")):
+        unit = dataclasses.replace(target, cycles={k: float(k == key) for k in cost_keys(target)})
+        inputs = (-1, -1) if op in ("add", "mul") else (-1,)
+        assert McuBackend().layer_cycles(Layer(op, inputs), (8, 4, 4), (8, 4, 4), 0, unit) == 128, op
+    assert target.cycles["lut"] < target.cycles["mul"] < target.cycles["add"]

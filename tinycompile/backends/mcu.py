@@ -15,7 +15,8 @@ from tinycompile.mcu.naming import DEFAULT_NAME, Naming
 from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target, require
 
-CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "per_output", "layer_overhead")
+CYCLE_KEYS = ("conv", "dwconv", "dense", "pool", "gap", "add", "lut", "mul", "per_output", "layer_overhead")
+LOOKUP_OPS = ("lut", "sigmoid", "tanh", "unary")  # one table lookup per element in int8
 # The coefficients of the SIMD cores' other loops (tinycompile.mcu.layout.kernel_path), needed where the core has them
 SIMD_KEYS = {"dsp": ("conv_portable", "conv_pairs", "dwconv_rowpairs"),
              "mve": ("conv_portable", "conv_pairs", "dwconv_rowpairs", "conv_mve", "dwconv_mve", "per_output_mve")}
@@ -90,7 +91,9 @@ class McuBackend(Backend):
             work = macs * c["pool"]
         elif layer.op in ("gap", "mean"):
             work = numel(in_shape) * c["gap"]
-        else:  # add, and the element-wise ops of imported models (softmax, lut, pad, concat) at the same rate
+        elif layer.op in LOOKUP_OPS or layer.op == "mul":
+            work = numel(out_shape) * c["mul" if layer.op == "mul" else "lut"]
+        else:  # add, and the other element-wise ops of imported models (softmax, pad, concat) at the same rate
             work = numel(out_shape) * c["add"]
         return work + c["layer_overhead"]
 
