@@ -437,3 +437,38 @@ def test_a_network_with_every_new_op_builds_bit_exact(target: str, tmp_path: Pat
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["bit_exact"] and report["verdict"] == "pass"
     assert report["float_vs_int8"]["samples"] == 40
+
+
+class Decoder(nn.Module):
+    """Nearest-neighbour upsampling between convolutions (an autoencoder's decoder), by 2 and by (1, 3)."""
+
+    def __init__(self, mode: str = "nearest") -> None:
+        super().__init__()
+        self.down, self.mid, self.out = nn.Conv2d(1, 6, 3, stride=2, padding=1), nn.Conv2d(6, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.interpolate(torch.relu(self.down(x)), scale_factor=2, mode=self.mode)
+        return self.out(nn.functional.interpolate(self.mid(y), scale_factor=(1, 3), mode="nearest"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nearest_upsampling_is_an_upsample_layer(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(Decoder), _inputs(300, 13), _inputs(100, 14)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [(layer.op, layer.stride) for layer in fm.spec.layers if layer.op == "upsample"] == [("upsample", (2, 2)),
+                                                                                               ("upsample", (1, 3))]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x).reshape(want.shape) - want).max() < 1e-5
+    got, scale = _int8_outputs(fm, calib, x)
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    assert graph.ops[1].op == "upsample" and graph.ops[1].out_q == graph.ops[0].out_q  # a copy keeps the quantization
+    nhwc = want.transpose(0, 2, 3, 1).reshape(len(x), -1)  # the int8 graph's layout
+    assert np.abs(got - nhwc).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_bilinear_resizing_is_refused(tmp_path: Path) -> None:
+    net, calib = Decoder("bilinear").eval(), _inputs(8, 15)
+    with pytest.raises(UserError, match=r"a linear resize .* is not supported: only nearest-neighbour upsampling by whole factors"):
+        import_float(_export(net, calib, tmp_path, "onnx"))

@@ -149,11 +149,20 @@ def _keras_conv1d(b: ModelBuilder) -> list:
     return [b.fully_connected(b.mean(y, (1,)), 4)]
 
 
+def _upsampling(b: ModelBuilder) -> list:
+    """Nearest-neighbour upsampling by whole factors, with and without half-pixel centers, between convolutions (a
+    decoder's shape)."""
+    x = b.input((1, 3, 4, 5), scale=0.05, zero_point=-3)
+    y = b.resize_nearest(b.conv2d(x, 8, (3, 3), (1, 1), "SAME", "RELU"), (6, 8))
+    y = b.resize_nearest(b.conv2d(y, 4, (3, 3), (1, 1), "SAME", "NONE"), (18, 16), half_pixel_centers=True)
+    return [b.conv2d(y, 2, (1, 1), (1, 1), "SAME", "NONE")]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
-    "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d,
+    "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
 }  # fmt: skip
 
 
@@ -297,6 +306,14 @@ def test_products_and_activations_that_do_not_import_are_one_line(tmp_path: Path
         x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
         return [b.mean(x, (3,), keepdims=True)]
 
+    def aligned(b: ModelBuilder) -> list:
+        return [b.resize_nearest(b.input((1, 3, 3, 2), scale=0.05, zero_point=0), (6, 6), align_corners=True)]
+
+    def fractional(b: ModelBuilder) -> list:
+        return [b.resize_nearest(b.input((1, 4, 4, 2), scale=0.05, zero_point=0), (6, 8))]
+
+    _refused(tmp_path, aligned, r"operator 0 \(RESIZE_NEAREST_NEIGHBOR\) aligns corners; only plain upsampling")
+    _refused(tmp_path, fractional, r"operator 0 \(RESIZE_NEAREST_NEIGHBOR\) resizes 4x4 to 6x8; only upsampling by whole")
     _refused(tmp_path, difference, r"operator 1 \(SUB\) of two tensors is not supported; only with a constant scalar")
     _refused(tmp_path, channel_mean, r"operator 0 \(MEAN\) reduces axes \[3\] of a rank-4 tensor; only the mean over all spatial")
     _refused(tmp_path, spatial_gate, r"operator 1 \(MUL\) broadcasts \[4, 4, 6\] \* \[4, 4, 1\]; only equal shapes or one factor")

@@ -577,6 +577,23 @@ class ModelBuilder:
         self._op("RESHAPE", Op.RESHAPE, 1, inputs, (y,), tflite.BuiltinOptions.ReshapeOptions, options)
         return y
 
+    def resize_nearest(self, x: Tensor, size: tuple[int, int], half_pixel_centers: bool = False,
+                       align_corners: bool = False) -> Tensor:
+        """RESIZE_NEAREST_NEIGHBOR of an NHWC tensor to ``size`` (an int32 size tensor); the quantization passes."""
+        n, _, _, c = x.shape
+        y = self._same_quant("resize", x, (n, *size, c), None, None, self._stats(x))
+        size_t = self.constant(np.asarray(size, np.int32), name=self._name("resize_size"))
+
+        def options(fb: flatbuffers.Builder) -> int:
+            tflite.ResizeNearestNeighborOptionsStart(fb)
+            tflite.ResizeNearestNeighborOptionsAddAlignCorners(fb, align_corners)
+            tflite.ResizeNearestNeighborOptionsAddHalfPixelCenters(fb, half_pixel_centers)
+            return tflite.ResizeNearestNeighborOptionsEnd(fb)
+
+        self._op("RESIZE_NEAREST_NEIGHBOR", Op.RESIZE_NEAREST_NEIGHBOR, 3 if half_pixel_centers else 2, (x, size_t), (y,),
+                 tflite.BuiltinOptions.ResizeNearestNeighborOptions, options)
+        return y
+
     def expand_dims(self, x: Tensor, axis: int) -> Tensor:
         """EXPAND_DIMS (an int32 axis tensor): a size-1 axis at ``axis``; the quantization passes through."""
         rank = len(x.shape) + 1

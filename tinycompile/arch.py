@@ -38,7 +38,7 @@ from typing import Any
 
 Shape = tuple[int, int, int]
 OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "mul", "softmax", "lut", "pad",
-       "concat", "mean", "sigmoid", "tanh", "unary")
+       "concat", "mean", "sigmoid", "tanh", "unary", "upsample")
 ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh", "unary")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
@@ -272,6 +272,8 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
         return (c, h, w)
     if layer.op == "pad":
         return (c, h + pt + pb, w + pl + pr)
+    if layer.op == "upsample":  # nearest neighbour: every pixel repeated stride (sh, sw) times
+        return (c, h * sh, w * sw)
     if layer.op == "flatten":
         return (c * h * w, 1, 1)
     if layer.op == "dense":

@@ -13,7 +13,7 @@ from tinycompile.arch import ArchSpec, Layer
 
 # What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
 TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean",
-                 "sigmoid", "tanh", "unary", "mul")
+                 "sigmoid", "tanh", "unary", "mul", "upsample")
 
 
 class SpecNet(nn.Module):
@@ -115,6 +115,8 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return nn.Tanh()
     if layer.op == "unary":
         return Elementwise()
+    if layer.op == "upsample":
+        return nn.Upsample(scale_factor=tuple(float(s) for s in layer.stride), mode="nearest")
     raise ValueError(f"op {layer.op!r} has no float module: the spec does not say which function its table holds")
 
 

@@ -432,6 +432,25 @@ class Walker(GraphWalker):
         total = tuple(a + b for a, b in zip(val.pad, pad))
         self.vals[var] = replace(val, shape=self._shape(var, "pad"), pad=total)  # type: ignore[arg-type]
 
+    def _resize(self, var: Any, call: Any) -> None:
+        """Nearest-neighbour resizing by whole factors: an upsample layer (each pixel repeated). The coordinate modes
+        whose nearest source pixel is then ``out // factor``: asymmetric with floor, the half-pixel ones rounding."""
+        attrs = call.attrs
+        layout = str(attrs.layout)
+        val = self._materialize(self._layout(self._value(call.args[0]), layout, "the resize"))
+        out = self._shape(var, "the resize")
+        spatial = [a for a in layout if a in "HW"]
+        factor = [out[layout.index(a)] // val.size(a) for a in spatial]
+        mode, rounding = str(attrs.coordinate_transformation_mode), str(attrs.rounding_method)
+        repeats = (mode == "asymmetric" and rounding == "floor") or (
+            mode in ("half_pixel", "pytorch_half_pixel") and rounding in ("round", "round_prefer_floor", "round_prefer_ceil", ""))
+        if str(attrs.method) != "nearest_neighbor" or not repeats or any(
+                out[layout.index(a)] != f * val.size(a) or f < 1 for a, f in zip(spatial, factor)):
+            raise self._error(f"a {attrs.method} resize ({mode}, {rounding or 'no rounding'}) of {list(val.chw[1:])} to "
+                              f"{[out[layout.index(a)] for a in spatial]} is not supported: only nearest-neighbour "
+                              "upsampling by whole factors imports")
+        self._emit(var, Draft("upsample", (val.layer,), stride=_pair(factor, spatial)), layout)
+
     def _identity(self, var: Any, call: Any) -> None:
         if call.op.name == "relax.astype" and str(call.attrs.dtype) != "float32":
             raise self._error(f"a cast to {call.attrs.dtype} is not supported in a float model")
@@ -480,6 +499,7 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.flatten": Walker._reshape,
     "relax.permute_dims": Walker._permute,
     "relax.nn.pad": Walker._pad,
+    "relax.image.resize2d": Walker._resize,
     "relax.astype": Walker._identity,
     "relax.nn.dropout": Walker._identity,
     "relax.concat": Walker._concat,

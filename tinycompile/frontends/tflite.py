@@ -426,6 +426,23 @@ class _Importer:
         base = self.base(k, [src], out)
         self.emit(k, QOp(op="flatten", **base), out)
 
+    def resize_nearest(self, k: int, op: Any) -> None:
+        """RESIZE_NEAREST_NEIGHBOR by whole factors, corners not aligned: each pixel repeated (with or without half
+        pixel centers, TFLite's nearest source pixel is then ``out // factor``)."""
+        src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
+        base = self.base(k, [src], out)
+        (h, w, c), (oh, ow, oc) = base["in_shapes"][0], base["out_shape"]
+        opts = self.options(op, "ResizeNearestNeighborOptions")
+        if opts is not None and opts.AlignCorners():
+            raise UserError(f"{self.where}: operator {k} (RESIZE_NEAREST_NEIGHBOR) aligns corners; only plain "
+                            "upsampling by whole factors imports")
+        if oh % h or ow % w or oc != c:
+            raise UserError(f"{self.where}: operator {k} (RESIZE_NEAREST_NEIGHBOR) resizes {h}x{w} to {oh}x{ow}; only "
+                            "upsampling by whole factors imports")
+        if base["in_q"][0] != base["out_q"]:
+            raise UserError(f"{self.where}: operator {k} (RESIZE_NEAREST_NEIGHBOR) changes the quantization; not supported")
+        self.emit(k, QOp(op="upsample", stride=(oh // h, ow // w), **base), out)
+
     def mean(self, k: int, op: Any) -> None:
         """MEAN over every spatial axis (H and W of NHWC, the length of a 1-D NLC tensor; axes of size one may stay):
         an average pool over the whole map with TFLite's multiplier (its reference kernel folds 1/count into
@@ -577,6 +594,7 @@ class _Importer:
         "RESHAPE": reshape,
         "SQUEEZE": reshape,
         "EXPAND_DIMS": reshape,
+        "RESIZE_NEAREST_NEIGHBOR": resize_nearest,
         "SOFTMAX": softmax,
         "PAD": pad,
         "MEAN": mean,

@@ -471,4 +471,10 @@ def mul(op: QOp, a: te.Tensor, b: te.Tensor) -> te.Tensor:
     return te.compute(tuple(op.out_shape), f, name="out")
 
 
+def upsample(op: QOp, x: te.Tensor) -> te.Tensor:
+    """Nearest-neighbour upsampling (``quant.semantics.upsample_int8``): output pixel (h, w) reads (h // sh, w // sw)."""
+    sh, sw = op.stride
+    return te.compute(tuple(op.out_shape), lambda h, w, c: x[h // sh, w // sw, c], name="out")
+
+
 _ = tvm  # tvm must be imported before tirx expressions are built

@@ -145,6 +145,10 @@ def _pad(op: QOp, x: np.ndarray) -> np.ndarray:
     return semantics.pad_int8(x, op.padding, int(op.params["value"]))
 
 
+def _upsample(op: QOp, x: np.ndarray) -> np.ndarray:
+    return semantics.upsample_int8(x, tuple(op.stride))  # type: ignore[arg-type]
+
+
 def _concat(op: QOp, *xs: np.ndarray) -> np.ndarray:
     return semantics.concat_int8(*xs)
 
@@ -163,4 +167,5 @@ OPS = {
     "lut": _lut,
     "pad": _pad,
     "concat": _concat,
+    "upsample": _upsample,
 }

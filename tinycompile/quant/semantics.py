@@ -382,6 +382,11 @@ def pad_int8(x: np.ndarray, padding: tuple[int, int, int, int], value: int) -> n
     return np.pad(np.asarray(x), ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value).astype(np.int8)
 
 
+def upsample_int8(x: np.ndarray, factor: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of ``(N, H, W, C)`` int8 arrays: every pixel repeated ``factor`` (sh, sw) times."""
+    return np.repeat(np.repeat(np.asarray(x), factor[0], axis=1), factor[1], axis=2).astype(np.int8)
+
+
 def concat_int8(*xs: np.ndarray) -> np.ndarray:
     """Channel concatenation of ``(N, H, W, C_i)`` int8 arrays (inputs quantized as the output, no rescaling)."""
     return np.concatenate([np.asarray(x) for x in xs], axis=-1).astype(np.int8)
