@@ -22,7 +22,7 @@ from torch import nn
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
-from tinycompile.frontends.float_model import FloatModel, import_float
+from tinycompile.frontends.float_model import FloatModel, agreement, import_float
 from tinycompile.model import SpecNet
 from tinycompile.quant import reference
 from tinycompile.quant.quantize import quantize
@@ -466,6 +466,9 @@ def test_nearest_upsampling_is_an_upsample_layer(fmt: str, tmp_path: Path) -> No
     assert graph.ops[1].op == "upsample" and graph.ops[1].out_q == graph.ops[0].out_q  # a copy keeps the quantization
     nhwc = want.transpose(0, 2, 3, 1).reshape(len(x), -1)  # the int8 graph's layout
     assert np.abs(got - nhwc).max() < 0.05 * np.abs(want).max() + 4 * scale
+    # a map, not class scores: the report gives the int8 output's error, not a top-1 agreement
+    agree = agreement(fm, graph, x.numpy())
+    assert "agreement" not in agree and 0 < agree["mean_error"] < agree["max_error"] < 0.05 + 4 * scale / np.abs(want).max()
 
 
 def test_bilinear_resizing_is_refused(tmp_path: Path) -> None:

@@ -67,26 +67,36 @@ def to_nchw(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def agreement(fm: FloatModel, graph: QuantGraph, x: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
-    """Top-1 agreement of the float model and the int8 reference on ``x`` (N, C, H, W); accuracies when labelled."""
+    """Top-1 agreement of the float model and the int8 reference on ``x`` (N, C, H, W), accuracies when labelled; for
+    an output with positions (a map, not class scores) the int8 output's largest and mean error against the float one
+    instead, relative to the float output's largest magnitude."""
     x = np.asarray(x, dtype=np.float32)
     if tuple(x.shape[1:]) != tuple(fm.spec.input_shape):
         want = ", ".join(map(str, fm.spec.input_shape))
         raise UserError(f"inputs have shape {list(x.shape)}, but the model takes (N, {want}) (N, C, H, W)")
-    float_top, int8_top = [], []
+    h, w, c = graph.output_shape
+    floats, int8s = [], []
     fm.model.eval()
     for i in range(0, len(x), 256):  # batches bound the reference's memory
         chunk = x[i : i + 256]
         with torch.no_grad():
-            float_top.append(fm.model(torch.from_numpy(chunk)).numpy().reshape(len(chunk), -1).argmax(1))
-        out = reference.run(graph, graph.quantize_input(chunk))
-        int8_top.append(graph.dequantize_output(out).argmax(1))
-    f = np.concatenate(float_top) if float_top else np.zeros(0, np.int64)
-    q = np.concatenate(int8_top) if int8_top else np.zeros(0, np.int64)
-    result: dict[str, Any] = {"samples": int(len(x)), "agreement": float((f == q).mean()) if len(x) else 0.0}
+            floats.append(fm.model(torch.from_numpy(chunk)).numpy().reshape(len(chunk), c, h, w))
+        out = graph.dequantize_output(reference.run(graph, graph.quantize_input(chunk)))
+        int8s.append(out.reshape(len(chunk), h, w, c).transpose(0, 3, 1, 2))
+    f = np.concatenate(floats) if floats else np.zeros((0, c, h, w))
+    q = np.concatenate(int8s) if int8s else np.zeros((0, c, h, w))
+    result: dict[str, Any] = {"samples": int(len(x))}
+    if (h, w) != (1, 1):
+        scale = max(float(np.abs(f).max()) if len(x) else 0.0, 1e-12)
+        result["max_error"] = float(np.abs(q - f).max()) / scale if len(x) else 0.0
+        result["mean_error"] = float(np.abs(q - f).mean()) / scale if len(x) else 0.0
+        return result
+    f_top, q_top = f.reshape(len(x), -1).argmax(1), q.reshape(len(x), -1).argmax(1)
+    result["agreement"] = float((f_top == q_top).mean()) if len(x) else 0.0
     if labels is not None:
         y = np.asarray(labels).reshape(-1)
-        result["float_accuracy"] = float((f == y).mean()) if len(x) else 0.0
-        result["int8_accuracy"] = float((q == y).mean()) if len(x) else 0.0
+        result["float_accuracy"] = float((f_top == y).mean()) if len(x) else 0.0
+        result["int8_accuracy"] = float((q_top == y).mean()) if len(x) else 0.0
     return result
 
 

@@ -142,15 +142,22 @@ def compile_firmware(
         if "picolibc.specs" in proc.stderr:
             pkg = APT_PACKAGES.get(b["cc"], "picolibc")
             raise UserError(f"{b['cc']} cannot find picolibc; install it with: sudo apt-get install {pkg}")
-        full = re.search(r"region `(\w+)' overflowed by (\d+) bytes", proc.stderr)
-        if full:
-            region, over = full.group(1), int(full.group(2))
-            size = b["flash_size"] if region == "flash" else b["ram_size"]
-            raise UserError(f"the firmware does not fit {target.name}'s {region} ({size:,} B) by {over:,} B: it holds the "
-                            "model, its code and the test inputs with their outputs; use a smaller model or a target with "
-                            f"more {region}")
+        overflow = overflow_error(proc.stderr, target, b)
+        if overflow is not None:
+            raise overflow
         raise RuntimeError(f"firmware build failed (see {folder / 'build.log'}):\n{proc.stderr[-3000:]}")
     return elf
+
+
+def overflow_error(stderr: str, target: Target, b: dict[str, Any]) -> UserError | None:
+    """The one-line error of a firmware the linker could not fit into the target's flash or RAM, else None."""
+    full = re.search(r"region `(\w+)' overflowed by (\d+) bytes", stderr)
+    if full is None:
+        return None
+    region, over = full.group(1), int(full.group(2))
+    size = int(b["flash_size"] if region == "flash" else b["ram_size"])
+    return UserError(f"the firmware does not fit {target.name}'s {region} ({size:,} B) by {over:,} B: it holds the model, "
+                     f"its code and the test inputs with their outputs; use a smaller model or a target with more {region}")
 
 
 def run_qemu(elf: Path, target: Target, n_vectors: int, n_kernels: int, out_size: int, timeout: float = QEMU_TIMEOUT_S) -> RunResult:

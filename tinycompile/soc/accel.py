@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycompile.mcu.firmware import build_config
+from tinycompile.mcu.firmware import build_config, overflow_error
 from tinycompile.soc.driver import write_driver
 from tinycompile.soc.rtl import AccelPart
 from tinycompile.soc.run import soc_config
@@ -122,6 +122,9 @@ def run_firmware(folder: Path, sources: list[Path], target: Target, accel: Accel
              ("__flash_size", "flash_size"), ("__ram", "ram_origin"), ("__ram_size", "ram_size")))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
+        overflow = overflow_error(proc.stderr, target, b)
+        if overflow is not None:
+            raise overflow
         raise RuntimeError(f"the accelerator firmware did not build:\n{proc.stderr[-3000:]}")
     cfg = soc_config(target)
     soc = run_elf(elf, cfg.mem_words, cfg.timeout_cycles, cfg.variant, log=folder / "soc.log", accel=accel)
