@@ -386,83 +386,56 @@ class ModelBuilder:
 
     # ----------------------------------------------------------------------------------------- elementwise
 
-    def add(
-        self,
-        a: Tensor,
-        b: Tensor,
-        activation: str = "NONE",
-        *,
-        output_scale: float | None = None,
-        output_zero_point: int | None = None,
-    ) -> Tensor:
+    def add(self, a: Tensor, b: Tensor, activation: str = "NONE", *, output_scale: float | None = None,
+            output_zero_point: int | None = None) -> Tensor:
         """ADD with numpy broadcasting; each int8 input keeps its own quantization, the output gets a new one."""
-        _same_kind(a, b)
-        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
         sa, sb = self._stats(a), self._stats(b)
         st = _Stats.of_channels(np.array([sa.mean + sb.mean]), np.array([math.hypot(sa.std, sb.std)]), activation)
-        y = self._output("add", a, shape, st, output_scale, output_zero_point)
-        act = _activation(activation)
+        return self._arithmetic("Add", a, b, activation, st, output_scale, output_zero_point)
 
-        def options(fb: flatbuffers.Builder) -> int:
-            tflite.AddOptionsStart(fb)
-            tflite.AddOptionsAddFusedActivationFunction(fb, act)
-            return tflite.AddOptionsEnd(fb)
-
-        self._op("ADD", Op.ADD, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.AddOptions, options)
-        return y
-
-    def mul(
-        self,
-        a: Tensor,
-        b: Tensor,
-        activation: str = "NONE",
-        *,
-        output_scale: float | None = None,
-        output_zero_point: int | None = None,
-    ) -> Tensor:
+    def mul(self, a: Tensor, b: Tensor, activation: str = "NONE", *, output_scale: float | None = None,
+            output_zero_point: int | None = None) -> Tensor:
         """MUL with numpy broadcasting; each int8 input keeps its own quantization, the output gets a new one."""
-        _same_kind(a, b)
-        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
         sa, sb = self._stats(a), self._stats(b)
         corners = [x * y for x in (sa.lo, sa.hi) for y in (sb.lo, sb.hi)]
         st = _Stats(min(corners), max(corners), sa.mean * sb.mean,
                     math.sqrt((sa.std**2 + sa.mean**2) * (sb.std**2 + sb.mean**2) - (sa.mean * sb.mean) ** 2))
-        y = self._output("mul", a, shape, st.with_activation(activation), output_scale, output_zero_point)
-        act = _activation(activation)
-
-        def options(fb: flatbuffers.Builder) -> int:
-            tflite.MulOptionsStart(fb)
-            tflite.MulOptionsAddFusedActivationFunction(fb, act)
-            return tflite.MulOptionsEnd(fb)
-
-        self._op("MUL", Op.MUL, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.MulOptions, options)
-        return y
+        return self._arithmetic("Mul", a, b, activation, st.with_activation(activation), output_scale, output_zero_point)
 
     def binary(self, kind: str, a: Tensor, b: Tensor, activation: str = "NONE", *, output_scale: float | None = None,
                output_zero_point: int | None = None) -> Tensor:
         """SUB (with a fused activation), MAXIMUM or MINIMUM with numpy broadcasting; MAXIMUM and MINIMUM's int8
         output is quantized as their activation input (their kernels compare raw values)."""
-        _same_kind(a, b)
-        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
         sa, sb = self._stats(a), self._stats(b)
         if kind == "SUB":
             st = _Stats.of_channels(np.array([sa.mean - sb.mean]), np.array([math.hypot(sa.std, sb.std)]), activation)
-            y = self._output("sub", a, shape, st, output_scale, output_zero_point)
-            act = _activation(activation)
-
-            def options(fb: flatbuffers.Builder) -> int:
-                tflite.SubOptionsStart(fb)
-                tflite.SubOptionsAddFusedActivationFunction(fb, act)
-                return tflite.SubOptionsEnd(fb)
-
-            self._op(kind, Op.SUB, 1 if a.is_float else 2, (a, b), (y,), tflite.BuiltinOptions.SubOptions, options)
-            return y
+            return self._arithmetic("Sub", a, b, activation, st, output_scale, output_zero_point)
         if kind not in ("MAXIMUM", "MINIMUM"):
             raise ValueError(f"binary is SUB, MAXIMUM or MINIMUM, not {kind!r}")
+        _same_kind(a, b)
+        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
         pick = max if kind == "MAXIMUM" else min
         st = _Stats(pick(sa.lo, sb.lo), pick(sa.hi, sb.hi), pick(sa.mean, sb.mean), sa.std)
         y = self._same_quant(kind.lower(), a if a.scale is not None else b, shape, output_scale, output_zero_point, st)
         self._op(kind, getattr(Op, kind), 1 if a.is_float else 2, (a, b), (y,))
+        return y
+
+    def _arithmetic(self, kind: str, a: Tensor, b: Tensor, activation: str, stats: _Stats, output_scale: float | None,
+                    output_zero_point: int | None) -> Tensor:
+        """ADD, SUB or MUL (``kind`` as its options table spells it: "Add"...) with a fused activation."""
+        _same_kind(a, b)
+        shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
+        y = self._output(kind.lower(), a, shape, stats, output_scale, output_zero_point)
+        act = _activation(activation)
+
+        def options(fb: flatbuffers.Builder) -> int:
+            getattr(tflite, f"{kind}OptionsStart")(fb)
+            getattr(tflite, f"{kind}OptionsAddFusedActivationFunction")(fb, act)
+            return getattr(tflite, f"{kind}OptionsEnd")(fb)
+
+        name = kind.upper()
+        self._op(name, getattr(Op, name), 1 if a.is_float else 2, (a, b), (y,),
+                 getattr(tflite.BuiltinOptions, f"{kind}Options"), options)
         return y
 
     def activation(

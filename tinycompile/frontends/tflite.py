@@ -398,8 +398,7 @@ class _Importer:
 
     def add(self, k: int, op: Any) -> None:
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
-        if any(self.is_const(t) for t in ins):
-            self.const_operand(k, op)
+        if self.const_operand(k, op):
             return
         base = self.base(k, ins, out)
         if base["in_shapes"][0] != base["in_shapes"][1]:
@@ -518,11 +517,14 @@ class _Importer:
         buf = self.model.Buffers(self.sub.Tensors(t).Buffer())
         return buf is not None and buf.DataLength() > 0
 
-    def const_operand(self, k: int, op: Any) -> None:
+    def const_operand(self, k: int, op: Any) -> bool:
         """ADD, SUB, MUL, MAXIMUM or MINIMUM of a tensor and one constant value (a broadcast scalar, as Keras's
-        ``x + 3`` or ``x / 6``): elementwise on the tensor, so a table of the op's own integer arithmetic."""
+        ``x + 3`` or ``x / 6``): elementwise on the tensor, so a table of the op's own integer arithmetic. False
+        (nothing emitted) if neither operand is a constant."""
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
         kind = self.op_name(k)
+        if not any(self.is_const(t) for t in ins):
+            return False
         const_first = self.is_const(ins[0])
         c, x = (ins[0], ins[1]) if const_first else (ins[1], ins[0])
         if self.is_const(x):
@@ -539,12 +541,12 @@ class _Importer:
         table = semantics.binary_const_table(kind, q(base["in_q"][0]), q(cq), int(values.reshape(-1)[0]),
                                              q(base["out_q"]), lo, hi, const_first)
         self.emit(k, QOp(op="lut", tensors={"table": table}, **base), out)
+        return True
 
     def mul(self, k: int, op: Any) -> None:
         """MUL of two tensors of one shape, or of a tensor and one factor per channel (a squeeze-and-excitation gate)."""
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
-        if any(self.is_const(t) for t in ins):
-            self.const_operand(k, op)
+        if self.const_operand(k, op):
             return
         base = self.base(k, ins, out)
         shapes, out_shape = base["in_shapes"], base["out_shape"]
@@ -567,10 +569,9 @@ class _Importer:
 
     def tensor_and_constant(self, k: int, op: Any) -> None:
         """SUB, MAXIMUM and MINIMUM import with a constant scalar operand only."""
-        if not any(self.is_const(int(t)) for t in op.InputsAsNumpy()):
+        if not self.const_operand(k, op):
             raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) of two tensors is not supported; only with a "
                             "constant scalar operand")
-        self.const_operand(k, op)
 
     def leaky_relu(self, k: int, op: Any) -> None:
         opts = self.options(op, "LeakyReluOptions")
