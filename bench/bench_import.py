@@ -99,7 +99,11 @@ def summarize(name: str, target: str, result: dict) -> dict:
     row.update({r["unit"]: lat["measured"], "predicted": lat["predicted"], "latency_ms": lat["measured_ms"],
                 "energy_uj": r["energy"]["measured_uj"], "arena_bytes": mem["arena_bytes"], "flash_bytes": mem["flash_bytes"],
                 "host_layers": [x["index"] for x in r["layers"] if str(x["ran_on"]).startswith("host")]})
-    if r["unit"] == "cycles":
+    if backend.get("kind") == "soc":  # the accelerator's and the core's share of the SoC's cycles
+        accel = backend["accelerator"]
+        row.update(accelerator_cycles=accel["accelerator_cycles"], core_layer_cycles=accel["core_layer_cycles"],
+                   mac_efficiency=accel["mac_efficiency"])
+    elif r["unit"] == "cycles":
         row.update(mac_efficiency=backend["total"]["mac_efficiency"])
     else:
         row.update(instructions_per_mac=backend["instructions_per_mac"])
