@@ -205,6 +205,7 @@ def _expand_impl_c(a: T.handle, c: T.handle) -> None:
 
 TensorIntrin.register(EXPAND4 + "_c", _expand_desc, _expand_impl_c, override=True)
 SXTAB16_WINDOW_MAX = 256  # window elements whose int8 sum fits a signed 16-bit lane: -32768 <= sum <= 32512
+LOOKUPS_PER_STEP = 4  # table lookups per iteration of an unrolled lookup loop
 
 
 def sxtab16_window(kh: int, kw: int) -> str:
@@ -397,6 +398,9 @@ def schedule_kernel(
     if op is not None and op.op == "softmax" and "row_max" in blocks:
         _softmax(sch)
         return
+    if op is not None and op.op == "lut" and set(blocks) == {"out"}:
+        _flat_unrolled(sch)
+        return
     if "acc" not in blocks or "out" not in blocks:
         return
     if not dsp and op is not None and schedules_rv32.schedule(sch, op, blocks):  # scalar cores (rv32imc)
@@ -421,6 +425,15 @@ def schedule_kernel(
             _pool_channels(sch)
         else:
             _fused_epilogue(sch, op)
+
+
+def _flat_unrolled(sch: s_tir.Schedule) -> None:
+    """A table lookup: one flat loop over every element, four lookups per iteration (no per-row loop set-up; the
+    compiler schedules the four loads ahead of their stores)."""
+    out = sch.get_sblock("out")
+    fused = sch.fuse(*sch.get_loops(out))
+    if int(sch.get(fused).extent) % LOOKUPS_PER_STEP == 0:
+        sch.unroll(sch.split(fused, factors=[None, LOOKUPS_PER_STEP])[1])
 
 
 def _blocks(sch: s_tir.Schedule) -> dict[str, Any]:
