@@ -8,7 +8,8 @@
   reports the size of its tensor arena.
 
 The two agree bit for bit on CONV_2D, DEPTHWISE_CONV_2D, ADD, pools, MEAN, SOFTMAX, LOGISTIC, TANH, PAD,
-CONCATENATION, QUANTIZE and RESHAPE. One known difference: the int8 FULLY_CONNECTED reference kernel of LiteRT
+CONCATENATION, QUANTIZE and RESHAPE, and on the MobileNetV3 and Keras Conv1D test models' MUL, HARD_SWISH, SUB,
+MAXIMUM, MINIMUM, SQUEEZE and EXPAND_DIMS (TFLite Micro has no GELU). One known difference: the int8 FULLY_CONNECTED reference kernel of LiteRT
 requantizes in floating point, ``round(acc * (double(s_in) * s_w / s_out))`` with ties away from zero, while
 TFLite Micro (like the optimized kernels and ``tinycompile.quant.intmath``) uses the fixed-point double rounding;
 the two differ by one on rare near-ties.
