@@ -475,3 +475,29 @@ def test_bilinear_resizing_is_refused(tmp_path: Path) -> None:
     net, calib = Decoder("bilinear").eval(), _inputs(8, 15)
     with pytest.raises(UserError, match=r"a linear resize .* is not supported: only nearest-neighbour upsampling by whole factors"):
         import_float(_export(net, calib, tmp_path, "onnx"))
+
+
+class Dilated(nn.Module):
+    """A dilated 2-D convolution, then dilated 1-D convolutions along the width (a temporal convolutional network's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=2, dilation=2)
+        self.tcn1, self.tcn2 = nn.Conv2d(4, 6, (1, 3), dilation=(1, 2)), nn.Conv2d(6, 6, (1, 2), dilation=(1, 3))
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.tcn2(torch.relu(self.tcn1(torch.relu(self.conv(x))))))
+        return self.head(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_dilated_convolutions_are_kernels_with_zeros(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(Dilated), _inputs(300, 16), _inputs(100, 17)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.kernel for layer in fm.spec.layers[:3]] == [(5, 5), (1, 5), (1, 4)]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale

@@ -158,11 +158,22 @@ def _upsampling(b: ModelBuilder) -> list:
     return [b.conv2d(y, 2, (1, 1), (1, 1), "SAME", "NONE")]
 
 
+def _dilated(b: ModelBuilder) -> list:
+    """A dilated convolution (SAME), a dilated depthwise one over the width (VALID: a temporal convolution's shape),
+    a depthwise convolution with depth multiplier 2."""
+    x = b.input((1, 9, 12, 3), scale=0.05, zero_point=4)
+    y = b.conv2d(x, 4, (3, 3), (1, 1), "SAME", "RELU", dilation=(2, 2))
+    y = b.depthwise_conv2d(y, (1, 3), (1, 1), "VALID", "RELU6", dilation=(1, 3))
+    y = b.depthwise_conv2d(y, (3, 3), (2, 2), "SAME", "NONE", depth_multiplier=2)
+    return [b.fully_connected(b.reshape(y, (1, -1)), 5)]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
+    "dilated": _dilated,
 }  # fmt: skip
 
 
@@ -336,12 +347,16 @@ def test_unsupported_op_is_one_clear_line(tmp_path: Path) -> None:
         import_tflite(_unsupported_op_model(tmp_path / "sqdiff.tflite"))
 
 
-def test_dilated_conv_is_refused(tmp_path: Path) -> None:
-    b = ModelBuilder(seed=0)
-    x = b.input((1, 8, 8, 2), scale=0.05, zero_point=0)
-    path = b.save(tmp_path / "dilated.tflite", [b.conv2d(x, 2, (3, 3), (1, 1), "SAME", "NONE", dilation=(2, 2))])
-    with pytest.raises(UserError, match="dilated"):
-        import_tflite(path)
+def test_dilation_and_depth_multipliers_become_plain_kernels(tmp_path: Path) -> None:
+    """A dilated kernel is the same kernel spread out with zeros; a depth multiplier a block-diagonal full conv."""
+    imp = import_tflite(write(tmp_path, "dilated"))
+    conv, dw, mult = imp.graph.ops[:3]
+    assert conv.kernel == (5, 5) and not conv.tensors["weight"][:, 1::2].any() and not conv.tensors["weight"][:, :, 1::2].any()
+    assert dw.op == "dwconv" and dw.kernel == (1, 7) and not dw.tensors["weight"][:, 1::3].any()
+    w = mult.tensors["weight"]  # (8, 3, 3, 4): output channel o reads input channel o // 2 only
+    assert mult.op == "conv" and w.shape == (8, 3, 3, 4)
+    assert all(not np.delete(w[o], o // 2, axis=-1).any() and w[o, :, :, o // 2].any() for o in range(8))
+    assert len(imp.notes) == 3
 
 
 def test_bad_model_files_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -97,10 +97,13 @@ class Walker(GraphWalker):
         weight = self._const(call.args[1])
         if weight is None:
             raise self._error("a convolution with computed (non-constant) weights is not supported")
-        if any(int(d) != 1 for d in attrs.dilation):
-            raise self._error(f"dilated convolution (dilation {list(map(int, attrs.dilation))}) is not supported")
         spatial = [a for a in data_layout if a in "HW"]
         w = _to_oihw(weight.astype(np.float64), str(attrs.kernel_layout))
+        dh, dw = _pair([int(d) for d in attrs.dilation], spatial)
+        if (dh, dw) != (1, 1):  # the same sums over a kernel with zeros between the taps: exact, more MACs
+            spread = np.zeros((*w.shape[:2], (w.shape[2] - 1) * dh + 1, (w.shape[3] - 1) * dw + 1))
+            spread[:, :, ::dh, ::dw] = w
+            w = spread
         pad = _pads(list(map(int, attrs.padding)), spatial)
         stride = _pair([int(s) for s in attrs.strides], spatial)
         op = self._conv_op(int(attrs.groups), val.size("C"), w.shape[0])

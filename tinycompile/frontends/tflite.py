@@ -326,20 +326,20 @@ class _Importer:
             self.dense(k, op, base, w, tensors, effective, out)
             return
         opts = self.options(op, "Conv2DOptions" if kind == "conv" else "DepthwiseConv2DOptions")
-        if opts.DilationHFactor() > 1 or opts.DilationWFactor() > 1:
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) is dilated; dilation is not supported")
         stride = (int(opts.StrideH()), int(opts.StrideW()))
-        if kind == "conv":
-            kernel = (w.shape[1], w.shape[2])
-            if w.shape[3] != base["in_shapes"][0][2]:
-                raise UserError(f"{self.where}: operator {k} (CONV_2D) is grouped ({w.shape[3]} of {base['in_shapes'][0][2]} input channels); not supported")
-            tensors["weight"] = np.ascontiguousarray(w)
-        else:
-            if w.shape[3] != base["in_shapes"][0][2]:
-                raise UserError(f"{self.where}: operator {k} (DEPTHWISE_CONV_2D) has depth multiplier "
-                                f"{w.shape[3] // max(base['in_shapes'][0][2], 1)}; only 1 is supported")
-            kernel = (w.shape[1], w.shape[2])
-            tensors["weight"] = np.ascontiguousarray(w[0])
+        dilation = (max(1, int(opts.DilationHFactor())), max(1, int(opts.DilationWFactor())))
+        c_in = base["in_shapes"][0][2]
+        if kind == "conv" and w.shape[3] != c_in:
+            raise UserError(f"{self.where}: operator {k} (CONV_2D) is grouped ({w.shape[3]} of {c_in} input channels); not supported")
+        if kind == "dwconv" and w.shape[3] != c_in:  # depth multiplier M: output channel o reads input channel o // M
+            w, kind = _depthwise_as_conv(w, c_in), "conv"
+            self.notes.append(f"operator {k}: depth multiplier {w.shape[0] // c_in} runs as a full convolution "
+                              f"({c_in}x the MACs)")
+        if dilation != (1, 1):  # the same sums over a kernel of zeros between the taps: exact, more MACs
+            w = _dilated(w, dilation)
+            self.notes.append(f"operator {k}: dilation {dilation} runs as a {w.shape[1]}x{w.shape[2]} kernel with zeros")
+        kernel = (w.shape[1], w.shape[2])
+        tensors["weight"] = np.ascontiguousarray(w if kind == "conv" else w[0])
         pad = self.padding(int(opts.Padding()), base["in_shapes"][0], kernel, stride)
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         self.emit(k, QOp(op=kind, kernel=kernel, stride=stride, padding=pad, lo=lo, hi=hi, tensors=tensors, **base), out)
@@ -612,6 +612,24 @@ class _Importer:
         "HARD_SWISH": lambda self, k, op: self.lookup(k, op, semantics.hard_swish_table),
         "GELU": gelu,
     }
+
+
+def _dilated(w: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
+    """Filters ``(O, KH, KW, I)`` spread over a ``((KH - 1) dh + 1, (KW - 1) dw + 1)`` kernel, zeros between the taps."""
+    o, kh, kw, i = w.shape
+    dh, dw = dilation
+    out = np.zeros((o, (kh - 1) * dh + 1, (kw - 1) * dw + 1, i), w.dtype)
+    out[:, ::dh, ::dw, :] = w
+    return out
+
+
+def _depthwise_as_conv(w: np.ndarray, c_in: int) -> np.ndarray:
+    """Depthwise filters ``(1, KH, KW, C * M)`` as full conv filters ``(C * M, KH, KW, C)``: output channel ``o`` reads
+    input channel ``o // M`` only."""
+    _, kh, kw, oc = w.shape
+    full = np.zeros((oc, kh, kw, c_in), w.dtype)
+    full[np.arange(oc), :, :, np.arange(oc) // (oc // c_in)] = np.moveaxis(w[0], 2, 0)
+    return full
 
 
 def _multiplier_average(count: int, zero_point: int, lo: int, hi: int) -> tuple[int, int] | None:
