@@ -104,8 +104,10 @@ def test_a_core_layer_joining_accelerator_tensors_takes_their_producers(tmp_path
     reads the one tensor they share, and the whole network stays bit-exact."""
     report = _build(JOINED, tmp_path)
     assert report["bit_exact"]
-    assert [r["ran_on"] for r in report["layers"]] == ["accelerator", "core", "core", "core", "accelerator",
-                                                       "accelerator", "accelerator"]
+    ran = [r["ran_on"] for r in report["layers"]]
+    assert ran == ["accelerator", "core", "core", "core", "accelerator", "accelerator", "accelerator"]
+    backend, target = get_backend("soc"), load_target(TARGET)  # `inspect` shows the placement the build ran
+    assert backend.placements(random_graph(JOINED), target, backend.options({}, target)) == ran
 
 
 def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:

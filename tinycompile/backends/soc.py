@@ -119,8 +119,11 @@ class SocBackend(Backend):
         if not options.get("array"):
             return McuBackend().placements(graph, target, options)
         from tinycompile.backends.fpga import FpgaBackend
+        from tinycompile.soc.system import feed_core_parts
 
-        return ["core" if p == "host" else p for p in FpgaBackend().placements(graph, target, options)]
+        place = dict(enumerate("core" if p == "host" else p for p in FpgaBackend().placements(graph, target, options)))
+        feed_core_parts(graph, place)  # as the build plans it: the layers a core part's second input moves
+        return [place[i] for i in range(len(graph.ops))]
 
     def build(self, work: Workload, target: Target, options: dict[str, Any], out: Path) -> BuildResult:
         """Library + firmware on the SoC's RTL (cycles per layer from mcycle), and the same library on QEMU

@@ -73,15 +73,8 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
     part = partition(graph, cfg, mem_bytes)
     place = {i: "core" if part.placement.get(i, "core") == "host" else part.placement.get(i, "core")
              for i in range(len(graph.ops))}
-    refused = dict(part.refused)
-    while True:  # a core part reading several accelerator tensors (a concatenation) takes the layer before it
-        core_runs = _core_runs(place)
-        fed = next((r for r in core_runs if r[0] > 0 and len(_outside_reads(graph, r)) > 1), None)
-        if fed is None:
-            break
-        place[fed[0] - 1] = "core"
-        refused[fed[0] - 1] = (f"the core runs it: layer {fed[-1]} on the core reads several tensors, and the "
-                               "firmware feeds a core part one")
+    refused = {**part.refused, **feed_core_parts(graph, place)}
+    core_runs = _core_runs(place)
     in_parts = {i for r in core_runs for i in r}
     on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
     parts = tuple(_core_part(graph, r) for r in core_runs)
@@ -98,6 +91,19 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
         stops = frozenset(i for (kind, i), (nxt, _) in zip(steps, steps[1:]) if kind == "accelerator" and nxt == "core")
         program = compile_graph(graph, cfg, mem_bytes, ops=on_accel, stops=stops)
     return SystemPlan(place, refused, program, parts, tuple(steps))
+
+
+def feed_core_parts(graph: QuantGraph, place: dict[int, str]) -> dict[int, str]:
+    """Move onto the core (in ``place``) the layer before each core part that reads several tensors from outside it,
+    until every part reads one (the firmware feeds a core part one tensor); why each moved, by layer."""
+    moved = {}
+    while True:  # a core part reading several accelerator tensors (a concatenation, a product) takes the layer before
+        fed = next((r for r in _core_runs(place) if r[0] > 0 and len(_outside_reads(graph, r)) > 1), None)
+        if fed is None:
+            return moved
+        place[fed[0] - 1] = "core"
+        moved[fed[0] - 1] = (f"the core runs it: layer {fed[-1]} on the core reads several tensors, and the firmware "
+                             "feeds a core part one")
 
 
 def _core_runs(place: dict[int, str]) -> list[list[int]]:
