@@ -168,12 +168,19 @@ def _dilated(b: ModelBuilder) -> list:
     return [b.fully_connected(b.reshape(y, (1, -1)), 5)]
 
 
+def _transposed(b: ModelBuilder) -> list:
+    """Transposed convolutions (a decoder's): stride 2 SAME, stride (1, 3) VALID with a wide kernel."""
+    x = b.input((1, 3, 4, 5), scale=0.05, zero_point=-3)
+    y = b.transpose_conv(b.conv2d(x, 6, (1, 1), (1, 1), "SAME", "RELU"), 4, (3, 3), (2, 2), "SAME")
+    return [b.transpose_conv(y, 2, (2, 5), (1, 3), "VALID")]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
-    "dilated": _dilated,
+    "dilated": _dilated, "transposed": _transposed,
 }  # fmt: skip
 
 

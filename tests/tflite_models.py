@@ -254,6 +254,43 @@ class ModelBuilder:
         self._op("CONV_2D", Op.CONV_2D, version, (x, wt, bt), (y,), tflite.BuiltinOptions.Conv2DOptions, options)
         return y
 
+    def transpose_conv(
+        self,
+        x: Tensor,
+        filters: int,
+        kernel: tuple[int, int] = (3, 3),
+        stride: tuple[int, int] = (2, 2),
+        padding: str = "SAME",
+        *,
+        output_size: tuple[int, int] | None = None,
+        output_scale: float | None = None,
+        output_zero_point: int | None = None,
+    ) -> Tensor:
+        """TRANSPOSE_CONV (inputs: the int32 output shape, filters ``(filters, KH, KW, C)`` per-channel int8, the
+        tensor, an int32 bias); output ``in * stride`` (SAME) or ``(in - 1) * stride + kernel`` (VALID) by default."""
+        n, h, w, c = _nhwc(x)
+        if output_size is None:
+            output_size = tuple((d * s if padding == "SAME" else (d - 1) * s + k)  # type: ignore[assignment]
+                                for d, s, k in zip((h, w), stride, kernel))
+        wt, bt, yrange = self._weighted(x, (filters, kernel[0], kernel[1], c), 0, None, None, None, "NONE")
+        # each output sums about (kernel / stride)^2 of the taps a conv would: the range scales alike
+        spread = math.sqrt(kernel[0] * kernel[1] / (stride[0] * stride[1] * kernel[0] * kernel[1]))
+        yrange = _Stats(yrange.lo * spread, yrange.hi * spread, yrange.mean * spread, yrange.std * spread)
+        y = self._output("transpose_conv", x, (n, *output_size, filters), yrange, output_scale, output_zero_point)
+        shape_t = self.constant(np.array([n, *output_size, filters], np.int32), name=self._name("output_shape"))
+        pad = _padding(padding)
+
+        def options(fb: flatbuffers.Builder) -> int:
+            tflite.TransposeConvOptionsStart(fb)
+            tflite.TransposeConvOptionsAddPadding(fb, pad)
+            tflite.TransposeConvOptionsAddStrideW(fb, stride[1])
+            tflite.TransposeConvOptionsAddStrideH(fb, stride[0])
+            return tflite.TransposeConvOptionsEnd(fb)
+
+        self._op("TRANSPOSE_CONV", Op.TRANSPOSE_CONV, 3, (shape_t, wt, x, bt), (y,),
+                 tflite.BuiltinOptions.TransposeConvOptions, options)
+        return y
+
     def depthwise_conv2d(
         self,
         x: Tensor,

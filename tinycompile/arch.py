@@ -38,7 +38,7 @@ from typing import Any
 
 Shape = tuple[int, int, int]
 OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "mul", "softmax", "lut", "pad",
-       "concat", "mean", "sigmoid", "tanh", "unary", "upsample")
+       "concat", "mean", "sigmoid", "tanh", "unary", "upsample", "spread")
 ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh", "unary")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
@@ -274,6 +274,8 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
         return (c, h + pt + pb, w + pl + pr)
     if layer.op == "upsample":  # nearest neighbour: every pixel repeated stride (sh, sw) times
         return (c, h * sh, w * sw)
+    if layer.op == "spread":  # pixels stride (sh, sw) apart, the zero point between them and in the padding
+        return (c, (h - 1) * sh + 1 + pt + pb, (w - 1) * sw + 1 + pl + pr)
     if layer.op == "flatten":
         return (c * h * w, 1, 1)
     if layer.op == "dense":

@@ -80,17 +80,19 @@ def test_double_precision_refused_where_llvm_gets_it_wrong(tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["cortex-m4", "rv32imc"])
 def test_upsampling_decoder_is_bit_exact_with_tflite(tmp_path: Path, target: str) -> None:
-    """RESIZE_NEAREST_NEIGHBOR by whole factors (a decoder) between convolutions, on QEMU."""
+    """RESIZE_NEAREST_NEIGHBOR by whole factors and a TRANSPOSE_CONV (a decoder's) between convolutions, on QEMU."""
     b = ModelBuilder(seed=4)
     x = b.input((1, 4, 3, 4), scale=0.05, zero_point=-3)
     y = b.resize_nearest(b.conv2d(x, 8, (3, 3), (1, 1), "SAME", "RELU"), (8, 6), half_pixel_centers=True)
     y = b.resize_nearest(b.conv2d(y, 4, (3, 3), (1, 1), "SAME", "NONE"), (8, 18))
-    model = b.save(tmp_path / "decoder.tflite", [b.conv2d(y, 3, (1, 1), (1, 1), "SAME", "NONE")])
+    y = b.transpose_conv(b.conv2d(y, 3, (1, 1), (1, 1), "SAME", "NONE"), 2, (3, 3), (2, 2), "SAME")
+    model = b.save(tmp_path / "decoder.tflite", [y])
     proc = _build(model, target, tmp_path / "out")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"]
-    assert [row["op"] for row in report["layers"]] == ["conv", "upsample", "conv", "upsample", "conv"]
+    ops = ["conv", "upsample", "conv", "upsample", "conv", "spread", "conv"]
+    assert [row["op"] for row in report["layers"]] == ops
 
 
 @pytest.mark.slow

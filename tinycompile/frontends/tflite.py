@@ -303,25 +303,7 @@ class _Importer:
         ins = [int(t) for t in op.InputsAsNumpy()]
         out = int(op.OutputsAsNumpy()[0])
         base = self.base(k, ins[:1], out)
-        w = self.const(ins[1])
-        if self.dtype(ins[1]) != INT8:
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has {TYPE_NAMES.get(self.dtype(ins[1]))} weights; only int8 imports")
-        w_scale, w_zp = self.scales(ins[1])
-        if len(w_zp) and np.any(w_zp != 0):
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has weight zero points != 0; TFLite int8 weights are symmetric")
-        channels = base["out_shape"][2]
-        bias = self.const(ins[2]).astype(np.int32) if len(ins) > 2 and ins[2] >= 0 else np.zeros(channels, np.int32)
-        if bias.shape != (channels,):
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): bias shape {bias.shape} != ({channels},)")
-        s_in, s_out = base["in_q"][0].scale, base["out_q"].scale
-        per = np.broadcast_to(w_scale.astype(np.float64), (channels,))
-        effective = float(np.float32(s_in)) * per / float(np.float32(s_out))  # in double, as Prepare computes it
-        if effective.min() <= 0.0 or effective.max() >= 2.0**30:
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has effective scales "
-                            f"{effective.min():.3g}..{effective.max():.3g}; they must lie in (0, 2**30)")
-        pairs = [quantize_multiplier(float(e), allow_left_shift=True) for e in effective]  # >= 1: a left shift
-        tensors = {"bias": bias, "multiplier": np.array([m for m, _ in pairs], np.int32),
-                   "shift": np.array([s for _, s in pairs], np.int32)}
+        w, tensors, effective = self.weights(k, base, ins[1], ins[2] if len(ins) > 2 else -1)
         if kind == "dense":
             self.dense(k, op, base, w, tensors, effective, out)
             return
@@ -343,6 +325,59 @@ class _Importer:
         pad = self.padding(int(opts.Padding()), base["in_shapes"][0], kernel, stride)
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         self.emit(k, QOp(op=kind, kernel=kernel, stride=stride, padding=pad, lo=lo, hi=hi, tensors=tensors, **base), out)
+
+    def weights(self, k: int, base: dict[str, Any], w_t: int,
+                bias_t: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """A weighted op's int8 weights, its bias and per-channel multipliers as TFLite's Prepare computes them
+        (``bias_t`` -1: no bias), and its effective scales."""
+        w = self.const(w_t)
+        if self.dtype(w_t) != INT8:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has {TYPE_NAMES.get(self.dtype(w_t))} weights; only int8 imports")
+        w_scale, w_zp = self.scales(w_t)
+        if len(w_zp) and np.any(w_zp != 0):
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has weight zero points != 0; TFLite int8 weights are symmetric")
+        channels = base["out_shape"][2]
+        bias = self.const(bias_t).astype(np.int32) if bias_t >= 0 else np.zeros(channels, np.int32)
+        if bias.shape != (channels,):
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): bias shape {bias.shape} != ({channels},)")
+        s_in, s_out = base["in_q"][0].scale, base["out_q"].scale
+        per = np.broadcast_to(w_scale.astype(np.float64), (channels,))
+        effective = float(np.float32(s_in)) * per / float(np.float32(s_out))  # in double, as Prepare computes it
+        if effective.min() <= 0.0 or effective.max() >= 2.0**30:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has effective scales "
+                            f"{effective.min():.3g}..{effective.max():.3g}; they must lie in (0, 2**30)")
+        pairs = [quantize_multiplier(float(e), allow_left_shift=True) for e in effective]  # >= 1: a left shift
+        tensors = {"bias": bias, "multiplier": np.array([m for m, _ in pairs], np.int32),
+                   "shift": np.array([s for _, s in pairs], np.int32)}
+        return w, tensors, effective
+
+    def transpose_conv(self, k: int, op: Any) -> None:
+        """TRANSPOSE_CONV: its input spread ``stride`` apart with the zero point between and around (a ``spread``
+        op), then a stride-1 convolution with the filters flipped: the same integer sums as TFLite's scatter."""
+        shape_t, w_t, src = (int(t) for t in op.InputsAsNumpy()[:3])
+        bias_t = int(op.InputsAsNumpy()[3]) if op.InputsLength() > 3 else -1
+        out = int(op.OutputsAsNumpy()[0])
+        base = self.base(k, [src], out)
+        w, tensors, _ = self.weights(k, base, w_t, bias_t)
+        opts = self.options(op, "TransposeConvOptions")
+        stride = (int(opts.StrideH()), int(opts.StrideW()))
+        (h, wd, c), (oh, ow, _) = base["in_shapes"][0], base["out_shape"]
+        kh, kw = w.shape[1], w.shape[2]
+        # TFLite pads as a convolution from the output back to the input would; the scatter starts that far before
+        pt, pl = self.padding(int(opts.Padding()), (oh, ow, c), (kh, kw), stride)[0::2]
+        before = (kh - 1 - pt, kw - 1 - pl)
+        after = (oh + kh - 1 - before[0] - ((h - 1) * stride[0] + 1), ow + kw - 1 - before[1] - ((wd - 1) * stride[1] + 1))
+        if min(*before, *after) < 0:
+            raise UserError(f"{self.where}: operator {k} (TRANSPOSE_CONV) crops its output ({h}x{wd} to {oh}x{ow}, "
+                            f"kernel {kh}x{kw}, stride {stride}); not supported")
+        spread_shape = (oh + kh - 1, ow + kw - 1, c)
+        q = base["in_q"][0]
+        self.emit(k, QOp("spread", base["inputs"], base["in_shapes"], spread_shape, base["in_q"], q, stride=stride,
+                         padding=(before[0], after[0], before[1], after[1]), params={"value": q.zero_point}), NO_TENSOR)
+        tensors["weight"] = np.ascontiguousarray(w[:, ::-1, ::-1, :])
+        lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
+        conv = dict(base, inputs=(len(self.ops) - 1,), in_shapes=(spread_shape,))
+        self.emit(k, QOp(op="conv", kernel=(kh, kw), lo=lo, hi=hi, tensors=tensors, **conv), out)
 
     def dense(self, k: int, op: Any, base: dict[str, Any], w: np.ndarray, tensors: dict[str, np.ndarray],
               effective: np.ndarray, out: int) -> None:
@@ -596,6 +631,7 @@ class _Importer:
         "SQUEEZE": reshape,
         "EXPAND_DIMS": reshape,
         "RESIZE_NEAREST_NEIGHBOR": resize_nearest,
+        "TRANSPOSE_CONV": transpose_conv,
         "SOFTMAX": softmax,
         "PAD": pad,
         "MEAN": mean,

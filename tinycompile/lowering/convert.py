@@ -21,7 +21,7 @@ from tinycompile.quant import semantics
 from tinycompile.quant.graph import QOp, QuantGraph
 
 LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "mul", "softmax", "lut", "pad",
-               "concat", "upsample")
+               "concat", "upsample", "spread")
 OP_INDEX_ATTR = "tinycompile.op_index"  # the QuantGraph index of the op a PrimFunc computes
 OP_ATTR = "tinycompile.op"  # that op's name (``QOp.op``)
 

@@ -477,4 +477,17 @@ def upsample(op: QOp, x: te.Tensor) -> te.Tensor:
     return te.compute(tuple(op.out_shape), lambda h, w, c: x[h // sh, w // sw, c], name="out")
 
 
+def spread(op: QOp, x: te.Tensor) -> te.Tensor:
+    """The input's pixels ``stride`` apart after ``padding``, the zero point between (``semantics.spread_int8``)."""
+    (sh, sw), (pt, _, pl, _) = op.stride, op.padding
+    h, w, _ = op.in_shapes[0]
+
+    def f(y: PrimExpr, x_: PrimExpr, c: PrimExpr) -> PrimExpr:
+        dy, dx = y - pt, x_ - pl
+        inside = tirx.all(dy >= 0, dx >= 0, dy % sh == 0, dx % sw == 0, dy < (h - 1) * sh + 1, dx < (w - 1) * sw + 1)
+        return te.if_then_else(inside, x[dy // sh, dx // sw, c], tirx.const(int(op.params["value"]), "int8"))
+
+    return te.compute(tuple(op.out_shape), f, name="out")
+
+
 _ = tvm  # tvm must be imported before tirx expressions are built

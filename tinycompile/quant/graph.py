@@ -19,6 +19,8 @@ Ops of imported models (``tinycompile.frontends``), with TFLite's integer semant
   lut      elementwise ``y = table[x + 128]``; tensors: table int8 (256,) (logistic, tanh, int8 requantize)
   pad      ``padding`` (top, bottom, left, right) filled with ``params["value"]``
   upsample nearest neighbour: output pixel (h, w) is input pixel (h // sh, w // sw), ``stride`` = (sh, sw); no tensors
+  spread   input pixels ``stride`` apart after ``padding`` (top, bottom, left, right), ``params["value"]`` (the zero
+           point) everywhere else: with a stride-1 conv, a transposed convolution
   concat   its inputs' channels side by side (every input quantized as the output)
   dense    with ``params["float_scale"] = 1`` (TFLite's int8 FULLY_CONNECTED): requantized by
            ``intmath.requantize_float(acc, scale[c])`` in double precision; tensor ``scale`` float64 (O); with
@@ -180,7 +182,7 @@ def spec_of(graph: QuantGraph) -> ArchSpec:
     for op in graph.ops:
         channels = op.out_shape[2] if op.op in ("conv", "dense") else 0
         kernel = tuple(op.kernel) if op.op in ("conv", "dwconv", "maxpool", "avgpool") else (1, 1)
-        stride = tuple(op.stride) if op.op in ("conv", "dwconv", "maxpool", "avgpool", "upsample") else (1, 1)
+        stride = tuple(op.stride) if op.op in ("conv", "dwconv", "maxpool", "avgpool", "upsample", "spread") else (1, 1)
         name = "gap" if op.op == "avgpool" and tuple(op.kernel) == op.in_shapes[0][:2] and op.out_shape[:2] == (1, 1) else op.op
         if name == "gap":
             kernel = stride = (1, 1)

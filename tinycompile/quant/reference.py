@@ -149,6 +149,10 @@ def _upsample(op: QOp, x: np.ndarray) -> np.ndarray:
     return semantics.upsample_int8(x, tuple(op.stride))  # type: ignore[arg-type]
 
 
+def _spread(op: QOp, x: np.ndarray) -> np.ndarray:
+    return semantics.spread_int8(x, tuple(op.stride), tuple(op.padding), int(op.params["value"]))  # type: ignore[arg-type]
+
+
 def _concat(op: QOp, *xs: np.ndarray) -> np.ndarray:
     return semantics.concat_int8(*xs)
 
@@ -168,4 +172,5 @@ OPS = {
     "pad": _pad,
     "concat": _concat,
     "upsample": _upsample,
+    "spread": _spread,
 }

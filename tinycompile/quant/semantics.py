@@ -387,6 +387,15 @@ def upsample_int8(x: np.ndarray, factor: tuple[int, int]) -> np.ndarray:
     return np.repeat(np.repeat(np.asarray(x), factor[0], axis=1), factor[1], axis=2).astype(np.int8)
 
 
+def spread_int8(x: np.ndarray, stride: tuple[int, int], padding: tuple[int, int, int, int], value: int) -> np.ndarray:
+    """``(N, H, W, C)`` int8 pixels ``stride`` apart after ``padding`` (top, bottom, left, right), ``value`` between."""
+    n, h, w, c = np.shape(x)
+    (sh, sw), (pt, pb, pl, pr) = stride, padding
+    out = np.full((n, (h - 1) * sh + 1 + pt + pb, (w - 1) * sw + 1 + pl + pr, c), value, np.int8)
+    out[:, pt : pt + (h - 1) * sh + 1 : sh, pl : pl + (w - 1) * sw + 1 : sw] = x
+    return out
+
+
 def concat_int8(*xs: np.ndarray) -> np.ndarray:
     """Channel concatenation of ``(N, H, W, C_i)`` int8 arrays (inputs quantized as the output, no rescaling)."""
     return np.concatenate([np.asarray(x) for x in xs], axis=-1).astype(np.int8)
