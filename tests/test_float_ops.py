@@ -501,3 +501,30 @@ def test_dilated_convolutions_are_kernels_with_zeros(fmt: str, tmp_path: Path) -
     assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
     got, scale = _int8_outputs(fm, calib, x)
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+class Transposed(nn.Module):
+    """An autoencoder's decoder: transposed convolutions with stride, padding, output padding and dilation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(1, 6, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1)
+        self.wide = nn.ConvTranspose2d(4, 2, (1, 3), stride=(1, 2), dilation=(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.wide(torch.relu(self.up(torch.relu(self.down(x)))))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_transposed_convolutions_are_spread_then_convolved(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(Transposed), _inputs(300, 18), _inputs(100, 19)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.op for layer in fm.spec.layers] == ["conv", "spread", "conv", "spread", "conv"]
+    assert fm.spec.layers[3].stride == (1, 2) and fm.spec.layers[4].kernel == (1, 5)  # the dilated kernel spread out
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x).reshape(want.shape) - want).max() < 1e-5
+    got, scale = _int8_outputs(fm, calib, x)
+    nhwc = want.transpose(0, 2, 3, 1).reshape(len(x), -1)
+    assert np.abs(got - nhwc).max() < 0.05 * np.abs(want).max() + 4 * scale

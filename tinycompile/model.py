@@ -13,7 +13,7 @@ from tinycompile.arch import ArchSpec, Layer
 
 # What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
 TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean",
-                 "sigmoid", "tanh", "unary", "mul", "upsample")
+                 "sigmoid", "tanh", "unary", "mul", "upsample", "spread")
 
 
 class SpecNet(nn.Module):
@@ -77,6 +77,21 @@ class Elementwise(nn.Module):
         return self.fn(x)
 
 
+class _Spread(nn.Module):
+    """Pixels ``stride`` apart after ``padding``, zeros between: with a stride-1 conv, a transposed convolution."""
+
+    def __init__(self, stride: tuple[int, int], padding: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (sh, sw), (pt, pb, pl, pr) = self.stride, self.padding
+        n, c, h, w = x.shape
+        out = x.new_zeros((n, c, (h - 1) * sh + 1 + pt + pb, (w - 1) * sw + 1 + pl + pr))
+        out[:, :, pt : pt + (h - 1) * sh + 1 : sh, pl : pl + (w - 1) * sw + 1 : sw] = x
+        return out
+
+
 class _Concat(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=1)
@@ -117,6 +132,8 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return Elementwise()
     if layer.op == "upsample":
         return nn.Upsample(scale_factor=tuple(float(s) for s in layer.stride), mode="nearest")
+    if layer.op == "spread":
+        return _Spread(layer.stride, layer.padding)
     raise ValueError(f"op {layer.op!r} has no float module: the spec does not say which function its table holds")
 
 

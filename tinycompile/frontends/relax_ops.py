@@ -115,6 +115,36 @@ class Walker(GraphWalker):
                       padding=padding, weight=w, bias=np.zeros(w.shape[0]))  # type: ignore[arg-type]
         self._emit(var, draft, _out_layout(attrs, data_layout))
 
+    def _conv_transpose(self, var: Any, call: Any) -> None:
+        """A transposed convolution: the input spread ``stride`` apart with zeros between and around (a spread
+        layer), then a stride-1 convolution with the kernel flipped (its dilation spread out with zeros too)."""
+        attrs = call.attrs
+        data_layout = str(attrs.data_layout)
+        val = self._materialize(self._layout(self._value(call.args[0]), data_layout, "the transposed convolution"))
+        weight = self._const(call.args[1])
+        if weight is None or int(attrs.groups) != 1:
+            raise self._error("a transposed convolution with computed weights or groups is not supported")
+        spatial = [a for a in data_layout if a in "HW"]
+        w = _to_oihw(weight.astype(np.float64), str(attrs.kernel_layout))  # IOHW: the layout names in and out
+        dh, dw = _pair([int(d) for d in attrs.dilation], spatial)
+        spread = np.zeros((*w.shape[:2], (w.shape[2] - 1) * dh + 1, (w.shape[3] - 1) * dw + 1))
+        spread[:, :, ::dh, ::dw] = w
+        w = np.ascontiguousarray(spread[:, :, ::-1, ::-1])
+        kh, kw = w.shape[2:]
+        pt, pb, pl, pr = _pads(list(map(int, attrs.padding)), spatial)
+        oph, opw = _pair([int(p) for p in attrs.output_padding], spatial)
+        pads = (kh - 1 - pt, kh - 1 - pb + oph, kw - 1 - pl, kw - 1 - pr + opw)
+        if min(pads) < 0:
+            raise self._error(f"a transposed convolution whose padding {list(map(int, attrs.padding))} exceeds its "
+                              f"kernel is not supported")
+        stride = _pair([int(s) for s in attrs.strides], spatial)
+        c, h, wd = val.chw
+        chw = (c, (h - 1) * stride[0] + 1 + pads[0] + pads[1], (wd - 1) * stride[1] + 1 + pads[2] + pads[3])
+        self.drafts.append(Draft("spread", (val.layer,), chw, stride=stride, padding=pads, where=self.where))
+        draft = Draft("conv", (len(self.drafts) - 1,), channels=w.shape[0], kernel=(kh, kw), weight=w,
+                      bias=np.zeros(w.shape[0]))
+        self._emit(var, draft, _out_layout(attrs, data_layout))
+
     def _conv_op(self, groups: int, c_in: int, c_out: int) -> str:
         """The spec op of a convolution with ``groups``: "dwconv" for a depthwise one with multiplier 1, else "conv"
         (a grouped convolution or a depthwise multiplier above 1 runs as a full one, its weights block-diagonal)."""
@@ -477,6 +507,8 @@ class Walker(GraphWalker):
 _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.nn.conv2d": Walker._conv,
     "relax.nn.conv1d": Walker._conv,
+    "relax.nn.conv2d_transpose": Walker._conv_transpose,
+    "relax.nn.conv1d_transpose": Walker._conv_transpose,
     "relax.nn.max_pool2d": Walker._pool,
     "relax.nn.avg_pool2d": Walker._pool,
     "relax.nn.max_pool1d": Walker._pool,
