@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tinycompile.frontends.elementwise import Region
+from tinycompile.frontends.kernels import block_diagonal, dilated
 from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
 
 NO_BOUND = 3.0e38  # a clip bound at least this large is no bound (float32 max is 3.4e38)
@@ -99,16 +100,12 @@ class Walker(GraphWalker):
             raise self._error("a convolution with computed (non-constant) weights is not supported")
         spatial = [a for a in data_layout if a in "HW"]
         w = _to_oihw(weight.astype(np.float64), str(attrs.kernel_layout))
-        dh, dw = _pair([int(d) for d in attrs.dilation], spatial)
-        if (dh, dw) != (1, 1):  # the same sums over a kernel with zeros between the taps: exact, more MACs
-            spread = np.zeros((*w.shape[:2], (w.shape[2] - 1) * dh + 1, (w.shape[3] - 1) * dw + 1))
-            spread[:, :, ::dh, ::dw] = w
-            w = spread
+        w = dilated(w, _pair([int(d) for d in attrs.dilation], spatial))  # exact: zeros between the taps
         pad = _pads(list(map(int, attrs.padding)), spatial)
         stride = _pair([int(s) for s in attrs.strides], spatial)
         op = self._conv_op(int(attrs.groups), val.size("C"), w.shape[0])
         if op == "conv" and int(attrs.groups) > 1:
-            w = _block_diagonal(w, int(attrs.groups))
+            w = block_diagonal(w, int(attrs.groups))
         padding = tuple(a + b for a, b in zip(val.pad, pad))  # a zero pad before it folds into its padding
         channels = w.shape[0] if op == "conv" else 0
         draft = Draft(op, (val.layer,), channels=channels, kernel=(w.shape[2], w.shape[3]), stride=stride,
@@ -126,10 +123,7 @@ class Walker(GraphWalker):
             raise self._error("a transposed convolution with computed weights or groups is not supported")
         spatial = [a for a in data_layout if a in "HW"]
         w = _to_oihw(weight.astype(np.float64), str(attrs.kernel_layout))  # IOHW: the layout names in and out
-        dh, dw = _pair([int(d) for d in attrs.dilation], spatial)
-        spread = np.zeros((*w.shape[:2], (w.shape[2] - 1) * dh + 1, (w.shape[3] - 1) * dw + 1))
-        spread[:, :, ::dh, ::dw] = w
-        w = np.ascontiguousarray(spread[:, :, ::-1, ::-1])
+        w = np.ascontiguousarray(dilated(w, _pair([int(d) for d in attrs.dilation], spatial))[:, :, ::-1, ::-1])
         kh, kw = w.shape[2:]
         pt, pb, pl, pr = _pads(list(map(int, attrs.padding)), spatial)
         oph, opw = _pair([int(p) for p in attrs.output_padding], spatial)
@@ -544,17 +538,6 @@ _SUPPORTED_TEXT = ("conv, depthwise conv, dense, add, pools, global pool, softma
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-def _block_diagonal(w: np.ndarray, groups: int) -> np.ndarray:
-    """A grouped convolution's ``(O, I / groups, KH, KW)`` weights as a full convolution's ``(O, I, KH, KW)``: each
-    output channel reads only its group's input channels (zeros elsewhere); ``groups`` x the MACs, the same outputs."""
-    out, per_group = w.shape[0], w.shape[1]
-    full = np.zeros((out, per_group * groups, *w.shape[2:]), w.dtype)
-    for o in range(out):
-        g = o // (out // groups)
-        full[o, g * per_group : (g + 1) * per_group] = w[o]
-    return full
-
-
 def _to_oihw(w: np.ndarray, layout: str) -> np.ndarray:
     """A conv kernel in Relax's ``layout`` (OIHW, HWIO, HWOI, OIW, WIO...) -> torch's (O, I, KH, KW)."""
     if "H" not in layout:  # 1-D kernels gain a unit H axis

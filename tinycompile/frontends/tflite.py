@@ -22,6 +22,7 @@ import numpy as np
 
 from tinycompile.arch import same_padding
 from tinycompile.errors import UserError
+from tinycompile.frontends import kernels
 from tinycompile.quant import semantics
 from tinycompile.quant.graph import HWC, QOp, QParams, QuantGraph
 from tinycompile.quant.intmath import quantize_multiplier, requantize_to_int8
@@ -291,6 +292,12 @@ class _Importer:
             return max(-128, at(-1.0)), min(127, at(1.0))
         raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) has fused activation {act} (TANH/SIGN_BIT), which is not supported")
 
+    def arithmetic_range(self, k: int, op: Any, q: QParams) -> tuple[int, int]:
+        """The clamp of an ADD, SUB or MUL's fused activation (none for MAXIMUM, MINIMUM or missing options)."""
+        kind = self.op_name(k)
+        opts = self.options(op, OPTIONS[kind]) if kind in OPTIONS else None
+        return self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, q, k)
+
     def padding(self, kind: int, in_hwc: HWC, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
         if kind == PADDING_VALID:
             return 0, 0, 0, 0
@@ -313,12 +320,12 @@ class _Importer:
         c_in = base["in_shapes"][0][2]
         if kind == "conv" and w.shape[3] != c_in:
             raise UserError(f"{self.where}: operator {k} (CONV_2D) is grouped ({w.shape[3]} of {c_in} input channels); not supported")
-        if kind == "dwconv" and w.shape[3] != c_in:  # depth multiplier M: output channel o reads input channel o // M
-            w, kind = _depthwise_as_conv(w, c_in), "conv"
+        if kind == "dwconv" and w.shape[3] != c_in:  # depth multiplier M: a conv of C groups, one input channel each
+            w, kind = _ohwi(lambda oihw: kernels.block_diagonal(oihw, c_in), w.transpose(3, 1, 2, 0)), "conv"
             self.notes.append(f"operator {k}: depth multiplier {w.shape[0] // c_in} runs as a full convolution "
                               f"({c_in}x the MACs)")
         if dilation != (1, 1):  # the same sums over a kernel of zeros between the taps: exact, more MACs
-            w = _dilated(w, dilation)
+            w = _ohwi(lambda oihw: kernels.dilated(oihw, dilation), w)
             self.notes.append(f"operator {k}: dilation {dilation} runs as a {w.shape[1]}x{w.shape[2]} kernel with zeros")
         kernel = (w.shape[1], w.shape[2])
         tensors["weight"] = np.ascontiguousarray(w if kind == "conv" else w[0])
@@ -441,8 +448,7 @@ class _Importer:
                             f"{list(base['in_shapes'][1])}; only equal shapes import")
         s_a, s_b, s_o = (float(np.float32(q.scale)) for q in (*base["in_q"], base["out_q"]))
         mults, shifts = semantics.add_multipliers(s_a, s_b, s_o)
-        opts = self.options(op, "AddOptions")
-        lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
+        lo, hi = self.arithmetic_range(k, op, base["out_q"])
         tensors = {"multiplier": np.array(mults, np.int32), "shift": np.array(shifts, np.int32)}
         self.emit(k, QOp(op="add", lo=lo, hi=hi, params={"left_shift": semantics.ADD_LEFT_SHIFT}, tensors=tensors, **base), out)
 
@@ -569,8 +575,7 @@ class _Importer:
             raise UserError(f"{self.where}: operator {k} ({kind}) takes a constant of shape {list(values.shape)}; only one "
                             "int8 value (a scalar broadcast over the tensor) imports")
         base = self.base(k, [x], out)
-        opts = self.options(op, OPTIONS[kind]) if kind in OPTIONS else None
-        lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
+        lo, hi = self.arithmetic_range(k, op, base["out_q"])
         q = lambda v: (v.scale, v.zero_point)  # noqa: E731
         cq = self.qparams(c, "the constant")
         table = semantics.binary_const_table(kind, q(base["in_q"][0]), q(cq), int(values.reshape(-1)[0]),
@@ -597,8 +602,7 @@ class _Importer:
             raise UserError(f"{self.where}: operator {k} (MUL) scales its product up by 2**{-shift} (s_a s_b / s_out is "
                             f"{s_a * s_b / base['out_q'].scale:.3g}); products of int8 values overflow int32 beyond "
                             f"2**{MAX_MUL_LEFT_SHIFT}: re-export with a coarser output scale")
-        opts = self.options(op, "MulOptions")
-        lo, hi = self.act_range(int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE, base["out_q"], k)
+        lo, hi = self.arithmetic_range(k, op, base["out_q"])
         tensors = {"multiplier": np.array([multiplier], np.int32), "shift": np.array([shift], np.int32)}
         self.emit(k, QOp(op="mul", lo=lo, hi=hi, tensors=tensors, **base), out)
 
@@ -650,22 +654,9 @@ class _Importer:
     }
 
 
-def _dilated(w: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
-    """Filters ``(O, KH, KW, I)`` spread over a ``((KH - 1) dh + 1, (KW - 1) dw + 1)`` kernel, zeros between the taps."""
-    o, kh, kw, i = w.shape
-    dh, dw = dilation
-    out = np.zeros((o, (kh - 1) * dh + 1, (kw - 1) * dw + 1, i), w.dtype)
-    out[:, ::dh, ::dw, :] = w
-    return out
-
-
-def _depthwise_as_conv(w: np.ndarray, c_in: int) -> np.ndarray:
-    """Depthwise filters ``(1, KH, KW, C * M)`` as full conv filters ``(C * M, KH, KW, C)``: output channel ``o`` reads
-    input channel ``o // M`` only."""
-    _, kh, kw, oc = w.shape
-    full = np.zeros((oc, kh, kw, c_in), w.dtype)
-    full[np.arange(oc), :, :, np.arange(oc) // (oc // c_in)] = np.moveaxis(w[0], 2, 0)
-    return full
+def _ohwi(rewrite: Callable[[np.ndarray], np.ndarray], w: np.ndarray) -> np.ndarray:
+    """A ``kernels`` rewrite (torch's OIHW layout) applied to TFLite filters ``(O, KH, KW, I)``."""
+    return np.ascontiguousarray(rewrite(w.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1))
 
 
 def _multiplier_average(count: int, zero_point: int, lo: int, hi: int) -> tuple[int, int] | None:
