@@ -75,7 +75,7 @@ class SocBackend(Backend):
             accel = require(soc, "accelerator", dict, target.path, "soc.")
             for key in ("array", "memory_kb"):
                 require(accel, key, int, target.path, "soc.accelerator.")
-            for key in ("start_cycles", "input_cycles_per_byte"):
+            for key in ("start_cycles", "input_cycles_per_write"):
                 require(accel, key, (int, float), target.path, "soc.accelerator.")
             if accel["array"] not in ARRAYS:
                 raise UserError(f"{target.path}: soc.accelerator.array must be one of {', '.join(map(str, ARRAYS))}, "
@@ -99,9 +99,13 @@ class SocBackend(Backend):
         cfg, _ = accelerator_of(target, int(accel["array"]))
         cycles = layer_timing(g, cfg).cycles + float(accel["start_cycles"])
         if layer.inputs == (-1,):  # the firmware writes only the packed words the layer reads (soc/feed.py)
+            from tinycompile.soc.feed import write_ops
+
             ystep = math.gcd(g.sh if g.oh > 1 else 0, g.dy if g.kh > 1 else 0) or 1
             xstep = math.gcd(g.sw if g.ow > 1 else 0, g.dx if g.kw > 1 else 0) or 1
-            cycles += float(accel["input_cycles_per_byte"]) * g.h * g.w * cpad(g.c, cfg.n) / (ystep * xstep)
+            c, h, w = in_shape
+            ops = write_ops(-(-g.h // ystep) * -(-g.w // xstep), g.dy, g.c // g.dy, cpad(g.c, cfg.n), (h, w, c))
+            cycles += float(accel["input_cycles_per_write"]) * ops
         return float(cycles)
 
     def constant_bytes(self, layer: Layer, in_shape: Shape, out_shape: Shape, target: Target) -> int:
@@ -159,7 +163,7 @@ class SocBackend(Backend):
         from tinycompile.console import console
         from tinycompile.fileio import write_io, write_json
         from tinycompile.fpga.schedule import network_timing
-        from tinycompile.soc.feed import written_bytes
+        from tinycompile.soc.feed import input_writes
         from tinycompile.soc.system import plan_system, run_system
 
         cfg, mem = accelerator_of(target, n)
@@ -172,6 +176,7 @@ class SocBackend(Backend):
                   f"{len(on_core)} on the core{f' ({on_core})' if on_core else ''}; running {len(work.inputs)} inputs")
         run, fw = run_system(plan, work.graph, work.inputs, target, out / "firmware", mem)
         predicted = estimate_core(work, target)
+        input_layer = None  # the accelerator layer that reads the network input: the core writes it first
         if plan.program is not None:
             prog = plan.program
             codes = [c for c in prog.layers if c.count]
@@ -179,12 +184,12 @@ class SocBackend(Backend):
             accel = target.raw["soc"]["accelerator"]  # the core's share, as the cost model prices it
             predicted.update({c.index: float(t) + float(accel["start_cycles"]) for c, t in zip(codes, timed)})
             if prog.input is not None:
-                first = next(c.index for c in codes if -1 in work.graph.ops[c.index].inputs)
-                predicted[first] += float(accel["input_cycles_per_byte"]) * written_bytes(prog)
+                input_layer = next(c.index for c in codes if -1 in work.graph.ops[c.index].inputs)
+                predicted[input_layer] += float(accel["input_cycles_per_write"]) * input_writes(work.graph, prog)
         doc = {"target": target.name, "target_file": str(target.path.resolve()), "array": n, "accel_mem_bytes": mem,
                "steps": [list(s) for s in plan.steps], "kernel_ops": [list(k) for k in fw.kernel_ops],
                "placement": {str(i): w for i, w in plan.placement.items()}, "predicted": predicted,
-               "image_bytes": fw.image_bytes}
+               "input_layer": input_layer, "image_bytes": fw.image_bytes}
         write_json(out / MANIFEST, doc)
         result = _system_result(work, target, run, doc)
         if result.outputs is not None:
@@ -380,6 +385,8 @@ def _system_result(work: Workload, target: Target, run: Any, doc: dict[str, Any]
             continue
         entry = {"index": i, "op": layer.op, "ran_on": row["ran_on"], "macs": macs[i], "predicted": predicted.get(i),
                  "measured": float(row["cycles"])}
+        if i == doc.get("input_layer"):  # as predicted: the layer's share includes writing its input
+            entry.update(measured=entry["measured"] + run.input_cycles[-1], input_cycles=run.input_cycles[-1])
         if row["ran_on"] == "accelerator":
             entry.update(accelerator_cycles=row["accelerator_cycles"], mac_cycles=row["mac_cycles"],
                          mac_efficiency=macs[i] / (n * n * row["accelerator_cycles"]) if row["accelerator_cycles"] else None)

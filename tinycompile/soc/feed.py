@@ -14,14 +14,18 @@ from tinycompile.quant.graph import QuantGraph
 WRITE_INPUT = """\
 /* The input as the first layer reads it: pixel (y, q) holds rows y..y+ROWS-1, columns q..q+P-1 of the input
    padded with its zero point (TOP rows above, LEFT columns before it), channels padded to the word with zeros.
-   The padded input is laid out in RAM (cached) once; per input only its H real rows are copied in, and only the
-   packed rows that hold one of them are written out (the others hold padding only: written by the first call).
-   The channel padding words are never written: the image copied in at boot holds zeros there. Nor are the packed
-   pixels the program never loads (a strided first layer reads every YSTEP-th packed row from Y0 and every QSTEP-th
-   column from Q0: with stride 2 x 2 a quarter of them). */
-#define TC_XW (TC_WP + TC_P)
+   The padded input is laid out in RAM (cached) once, each row a whole number of words, XOFF bytes in so that its
+   data starts on a word; per input only its H real rows are copied in, and only the packed rows that hold one of
+   them are written out (the others hold padding only: written by the first call). The channel padding words are
+   never written: the image copied in at boot holds zeros there. Nor are the packed pixels the program never loads
+   (a strided first layer reads every YSTEP-th packed row from Y0 and every QSTEP-th column from Q0: with stride
+   2 x 2 a quarter of them). */
+#define TC_SEG (TC_P * TC_C)                              /* bytes of one input row in a pixel */
+#define TC_SEGW ((TC_SEG + 3) / 4)                        /* the words they take */
+#define TC_XOFF ((TC_W * TC_C) % 4 ? 0 : (4 - TC_LEFT * TC_C % 4) % 4)  /* where the rows copy as words */
+#define TC_XB ((TC_XOFF + (TC_WP + TC_P) * TC_C + 3) / 4 * 4)  /* bytes of a padded row */
 #define TC_WORDS (TC_PIXEL_BYTES / 4)
-static int8_t xp[(TC_HP + TC_ROWS) * TC_XW * TC_C + 4] __attribute__((aligned(4)));
+static int8_t xp[(TC_HP + TC_ROWS) * TC_XB + 4 * (TC_C + TC_SEGW + 1)] __attribute__((aligned(4)));
 static int tc_input_written;
 
 static void write_input(const int8_t *x) {
@@ -36,41 +40,52 @@ static void write_input(const int8_t *x) {
     y0 = TC_Y0 + (y0 - TC_Y0 + TC_YSTEP - 1) / TC_YSTEP * TC_YSTEP;  /* the first row read at or after y0 */
   }
   for (int y = 0; y < TC_H; ++y) {
-    int8_t *d = &xp[((y + TC_TOP) * TC_XW + TC_LEFT) * TC_C];
+    int8_t *d = &xp[(y + TC_TOP) * TC_XB + TC_XOFF + TC_LEFT * TC_C];
     const int8_t *s = &x[y * TC_W * TC_C];
+    /* a short row: inline, not a call of memcpy's byte loop */
+    if ((TC_W * TC_C) % 4 == 0 && ((uintptr_t)s & 3) == 0) {
 #pragma GCC unroll 16
-    for (int i = 0; i < TC_W * TC_C; ++i) d[i] = s[i];  /* a short row: inline, not a call of memcpy's byte loop */
+      for (int i = 0; i < TC_W * TC_C / 4; ++i) ((uint32_t *)d)[i] = ((const uint32_t *)s)[i];
+    } else {
+#pragma GCC unroll 16
+      for (int i = 0; i < TC_W * TC_C; ++i) d[i] = s[i];
+    }
   }
-#if TC_P * TC_C == 4 && (TC_XW * TC_C) % 4 == 0
-  /* One word per run (DS-CNN's first layer: 4 columns of 1 channel): the 4 / C windows that start in an aligned
-     word of a row are funnel shifts of it and the next word, with constant shifts. */
+#if TC_ROWS == 1 || TC_SEG % 4 == 0
+  /* Every input row of a pixel fills whole words of it (the last one masked to the row's bytes). Pixel q = 4i + k
+     starts in word iC + (XOFF + kC) / 4 of its padded row, (XOFF + kC) % 4 bytes in: for each k of the unrolled
+     loop a constant funnel shift of the 4 pixels' words, loaded into registers first (the stores may alias them). */
   for (int y = y0; y < y1; y += TC_YSTEP) {
     volatile uint32_t *dst = (volatile uint32_t *)(TC_ACCEL_MEM_BASE + TC_IN_ADDR) + y * TC_WP * TC_WORDS;
-    const uint32_t *row[TC_ROWS];
-    for (int ty = 0; ty < TC_ROWS; ++ty) row[ty] = (const uint32_t *)&xp[(y + ty) * TC_XW * TC_C];
-    for (int i = 0; i * (4 / TC_C) < TC_WP; ++i) {
-      uint32_t lo[TC_ROWS], hi[TC_ROWS];  /* in registers: the stores below cannot change them */
-      for (int ty = 0; ty < TC_ROWS; ++ty) {
-        lo[ty] = row[ty][i];
-        hi[ty] = row[ty][i + 1];
-      }
+    for (int i = 0; 4 * i < TC_WP; ++i) {
+      uint32_t w[TC_ROWS][TC_C + TC_SEGW + 1];
+      for (int ty = 0; ty < TC_ROWS; ++ty)
+#pragma GCC unroll 16
+        for (int m = 0; m <= TC_C + TC_SEGW; ++m) w[ty][m] = ((const uint32_t *)&xp[(y + ty) * TC_XB])[i * TC_C + m];
 #pragma GCC unroll 4
-      for (int k = 0; k < 4 / TC_C; ++k) {
-        int q = i * (4 / TC_C) + k;
+      for (int k = 0; k < 4; ++k) {
+        const int q = 4 * i + k, a = (TC_XOFF + k * TC_C) / 4, sh = 8 * ((TC_XOFF + k * TC_C) % 4);
         if (q >= TC_WP) break;
-        if (q >= TC_Q0 && (q - TC_Q0) % TC_QSTEP == 0)  /* constant per k when QSTEP divides 4 / C: unrolled away */
-          for (int ty = 0; ty < TC_ROWS; ++ty)
-            dst[q * TC_WORDS + ty] = k ? lo[ty] >> (8 * TC_C * k) | hi[ty] << (32 - 8 * TC_C * k) : lo[ty];
+        if (q < TC_Q0 || (4 % TC_QSTEP == 0 ? ((k - TC_Q0) % TC_QSTEP + TC_QSTEP) % TC_QSTEP : (q - TC_Q0) % TC_QSTEP))
+          continue;  /* constant for each k where the column step divides 4 */
+        for (int ty = 0; ty < TC_ROWS; ++ty)
+#pragma GCC unroll 8
+          for (int j = 0; j < TC_SEGW; ++j) {
+            uint32_t v = sh ? w[ty][a + j] >> sh | w[ty][a + j + 1] << (32 - sh) : w[ty][a + j];
+            if (j == TC_SEGW - 1 && TC_SEG % 4) v &= (1u << 8 * (TC_SEG % 4)) - 1;
+            dst[q * TC_WORDS + ty * TC_SEGW + j] = v;
+          }
       }
     }
   }
 #else
+  /* Rows of a pixel that start inside a word (ROWS > 1 and P x C not a whole number of words): byte copies. */
   uint32_t px[TC_WORDS] = {0};
   for (int y = y0; y < y1; y += TC_YSTEP) {
     for (int q = TC_Q0; q < TC_WP; q += TC_QSTEP) {
       volatile uint32_t *dst = (volatile uint32_t *)(TC_ACCEL_MEM_BASE + TC_IN_ADDR) + (y * TC_WP + q) * TC_WORDS;
       for (int ty = 0; ty < TC_ROWS; ++ty)
-        memcpy((uint8_t *)px + ty * TC_P * TC_C, &xp[((y + ty) * TC_XW + q) * TC_C], TC_P * TC_C);
+        memcpy((uint8_t *)px + ty * TC_SEG, &xp[(y + ty) * TC_XB + TC_XOFF + q * TC_C], TC_SEG);
       for (int i = 0; i < TC_WORDS; ++i) *dst++ = px[i];
     }
   }
@@ -106,12 +121,25 @@ def read_grid(prog: AccelProgram) -> tuple[tuple[int, int], tuple[int, int]]:
     return _progression(sorted({r // loc.w for r in reads})), _progression(sorted({r % loc.w for r in reads}))
 
 
-def written_bytes(prog: AccelProgram) -> int:
-    """Bytes of the packed input ``write_input`` writes for the first input: the pixels on the read grid."""
-    loc = prog.input
-    assert loc is not None
-    (y0, ystep), (q0, qstep) = read_grid(prog)
-    return len(range(y0, loc.h, ystep)) * len(range(q0, loc.w, qstep)) * cpad(loc.c, prog.params.n)
+def input_writes(graph: QuantGraph, prog: AccelProgram) -> int:
+    """What ``write_input`` does for one input in the steady state: :func:`write_ops` for the packed rows that hold
+    data and the columns on the read grid."""
+    d = input_defines(graph, prog)
+    y0, ystep = d["TC_Y0"], d["TC_YSTEP"]
+    first = max(d["TC_TOP"] - d["TC_ROWS"] + 1, 0, y0)
+    first = y0 + -(-(first - y0) // ystep) * ystep
+    pixels = len(range(first, min(d["TC_TOP"] + d["TC_H"], d["TC_HP"]), ystep)) \
+        * len(range(d["TC_Q0"], d["TC_WP"], d["TC_QSTEP"]))
+    return write_ops(pixels, d["TC_ROWS"], d["TC_P"] * d["TC_C"], d["TC_PIXEL_BYTES"], (d["TC_H"], d["TC_W"], d["TC_C"]))
+
+
+def write_ops(pixels: int, rows: int, row_bytes: int, pixel_bytes: int, shape: tuple[int, int, int]) -> int:
+    """The words ``write_input`` stores for ``pixels`` packed pixels of ``rows`` input rows of ``row_bytes`` each,
+    plus the moves of its copy of an (H, W, C) input (words where a row is whole words, else bytes): the operations
+    its cycles follow (the soc target's ``input_cycles_per_write``)."""
+    per_pixel = rows * -(-row_bytes // 4) if rows == 1 or row_bytes % 4 == 0 else pixel_bytes // 4
+    h, w, c = shape
+    return pixels * per_pixel + h * (w * c // 4 if w * c % 4 == 0 else w * c)
 
 
 def _progression(values: list[int]) -> tuple[int, int]:
@@ -126,4 +154,5 @@ def c_vectors(vectors: np.ndarray) -> str:
     """``tc_vectors[TC_NUM_VECTORS][size]``: the int8 inputs, one row each, as a C definition."""
     flat = np.asarray(vectors, np.int8).reshape(len(vectors), -1)
     rows = ",\n".join("  {" + ",".join(str(int(v)) for v in x) + "}" for x in flat)
-    return f"static const int8_t tc_vectors[TC_NUM_VECTORS][{flat.shape[1]}] = {{\n{rows}\n}};\n"
+    return (f"static const int8_t tc_vectors[TC_NUM_VECTORS][{flat.shape[1]}] __attribute__((aligned(4))) = {{\n"
+            f"{rows}\n}};\n")
