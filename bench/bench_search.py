@@ -184,6 +184,7 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float
         "best_flash": attrs[best[4]]["flash"] if best else None,
         "best_latency_ms": best[2] if best else None,
         "hypervolume_curve": [[round(t, 1), h] for t, h in curve],
+        "front": front_points(list(final.values())),
     }
     if supernet:
         info = json.loads((config.run_dir / "supernet" / "supernet.json").read_text())
@@ -196,6 +197,16 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float
         inherited = [t for t in trials if is_feasible(t) and t.user_attrs.get("weights")]
         figures["inherited_val_acc_mean"] = float(np.mean([t.values[0] for t in inherited])) if inherited else 0.0
     return figures
+
+
+def front_points(models: list[tuple[float, float, float, float, int, str]]) -> list[dict[str, Any]]:
+    """The non-dominated models inside the reference box, fastest first: where the hypervolume's area comes from."""
+    front: list[dict[str, Any]] = []
+    for _, err, lat, test, trial, weights in sorted(models, key=lambda e: (e[2], e[1])):
+        if err < BOX[0] and lat < BOX[1] and (not front or err < front[-1]["val_error"]):
+            front.append({"latency_ms": round(lat, 4), "val_error": round(err, 4), "test_acc": test, "trial": trial,
+                          "weights": weights})
+    return front
 
 
 def reach_seconds(curve: list[list[float]], target: float) -> float | None:

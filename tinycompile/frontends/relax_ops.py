@@ -533,8 +533,10 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.nn.dropout": Walker._identity,
     "relax.concat": Walker._concat,
 }
-_SUPPORTED_TEXT = ("conv, depthwise conv, dense, add, pools, global pool, softmax, sigmoid, tanh, batch norm, relu, "
-                   "relu6, clip, pad, reshape, concat")
+_SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
+                   "multiply, divide, max and average pools, global and mean pools, softmax, batch norm, relu, relu6, "
+                   "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, and any chain of "
+                   "elementwise ops on one tensor: sigmoid, tanh, hard swish, SiLU, GELU, leaky ReLU...")
 
 
 # --------------------------------------------------------------------------------------------------- helpers
