@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -298,6 +299,107 @@ def test_to_nchw_handles_every_rank() -> None:
     assert to_nchw(x[:, :, 0], "NHWC").shape == (2, 5, 1, 3)  # (N, L, C) signal
     assert to_nchw(x[:, :, 0], "NCHW").shape == (2, 3, 1, 5)  # (N, C, L) signal
     assert to_nchw(x[:, 0, 0], "NHWC").shape == (2, 5, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------- pre-quantized ONNX (QDQ)
+def _qdq(trained: Trained, source: Path, out: Path, activations: str = "QInt8", **options: Any) -> Path:
+    """``source`` quantized by ONNX Runtime's static quantizer (QDQ format, per-channel int8 weights)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter({"x": x[None]} for x in trained.task.x_train[:CALIBRATION])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=getattr(QuantType, activations), weight_type=QuantType.QInt8, **options)
+    return out
+
+
+@pytest.fixture(scope="module")
+def qdq(trained: Trained, exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _qdq(trained, exported["onnx"], tmp_path_factory.mktemp("qdq") / "digits_qdq.onnx")
+
+
+def _ort_int8(path: Path, graph: Any, x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's outputs of the QDQ model on float inputs (N, C, H, W), as the int8 values it quantized them to."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y = np.concatenate([sess.run(None, {"x": xi[None]})[0] for xi in x.astype(np.float32)])
+    q = graph.ops[-1].out_q
+    return np.clip(np.round(y / q.scale) + q.zero_point, -128, 127).astype(np.int64)
+
+
+def test_qdq_model_imports_with_its_own_quantization(trained: Trained, qdq: Path) -> None:
+    """No calibration: every tensor takes the model's own scale and zero point, the int8 weights come out as ONNX
+    Runtime stored them, and the int8 reference matches ONNX Runtime's int8 kernels to one output step (they
+    requantize in float, ours in TFLite's fixed point), with the same top-1 class on the digits test split."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tinycompile.frontends import load_model
+    from tinycompile.quant import reference
+
+    model = load_model(qdq)
+    graph = model.graph
+    assert model.prequantized and model.format == "onnx" and graph.meta["calibration_samples"] == 0
+    proto = onnx.load(str(qdq)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.initializer}
+    consts = set(inits) | {o for n in proto.node if n.op_type == "Constant" for o in n.output}
+    quantized = {(float(inits[n.input[1]]), int(inits[n.input[2]])) for n in proto.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] not in consts}  # activations, not a pad's value
+    ours = {(q.scale, q.zero_point) for q in (graph.input_q, *(op.out_q for op in graph.ops))}
+    assert ours == {(float(np.float32(s)), z) for s, z in quantized}
+    conv1 = next(n for n in proto.node if n.op_type == "Conv")
+    weight_dq = next(n for n in proto.node if n.output[0] == conv1.input[1])
+    np.testing.assert_array_equal(graph.ops[0].tensors["weight"], inits[weight_dq.input[0]].transpose(0, 2, 3, 1))
+    x = trained.task.x_test
+    got = reference.run(graph, graph.quantize_input(x)).reshape(len(x), -1).astype(np.int64)
+    want = _ort_int8(qdq, graph, x)
+    assert np.abs(got - want).max() <= 1
+    assert (got == want).mean() >= 0.7  # most values agree exactly
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+
+
+def test_uint8_activations_are_the_same_int8_model(trained: Trained, exported: dict[str, Path], qdq: Path,
+                                                   tmp_path: Path) -> None:
+    """ONNX Runtime's uint8 activations (zero point + 128) import to the quantization of its int8 ones."""
+    from tinycompile.frontends import load_model
+
+    u8 = load_model(_qdq(trained, exported["onnx"], tmp_path / "u8.onnx", activations="QUInt8")).graph
+    i8 = load_model(qdq).graph
+    assert u8.input_q == i8.input_q and [op.out_q for op in u8.ops] == [op.out_q for op in i8.ops]
+
+
+def test_partly_quantized_model_needs_calibration_for_the_rest(trained: Trained, exported: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """Only the convolutions quantized: without --calib the error names the first layer left; with it, the model's
+    quantization where it gives one and calibrated ranges elsewhere."""
+    from tinycompile.frontends import load_model
+
+    path = _qdq(trained, exported["onnx"], tmp_path / "convs.onnx", op_types_to_quantize=["Conv"])
+    with pytest.raises(UserError, match=r"quantizes some tensors but not layer \d+ \((add|maxpool|gap|dense)\).*calib"):
+        load_model(path)
+    np.savez(tmp_path / "calib.npz", x=trained.task.x_train[:CALIBRATION])
+    model = load_model(path, tmp_path / "calib.npz")
+    assert model.prequantized and model.agreement["agreement"] >= AGREEMENT_BAR, model.agreement
+
+
+@pytest.mark.slow
+def test_qdq_model_builds_without_calibration(qdq: Path, tmp_path: Path) -> None:
+    """`tinycompile build model_qdq.onnx` with no --calib: bit-exact on QEMU, and ONNX Runtime, run on the same
+    inputs as the report's oracle, within one output step."""
+    from support import run_cli
+
+    proc = run_cli("build", str(qdq), "--target", "cortex-m4", "-o", str(tmp_path / "out"), "--vectors", "16")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["bit_exact"] and report["verdict"] == "pass" and "float_vs_int8" not in report
+    ort = report["oracles"]["onnxruntime"]
+    assert ort["inputs"] == 16 and ort["max_step_difference"] <= 1 and ort["top1_agreement"] >= 0.9, ort
 
 
 # ------------------------------------------------------------------------------------------- errors

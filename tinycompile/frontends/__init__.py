@@ -36,6 +36,8 @@ class ImportedModel:
     tflite: Any = None  # frontends.tflite.TfliteImport for int8 TFLite models (the reference interpreter can run them)
     held_out: np.ndarray | None = None  # float models: int8 graph inputs kept out of calibration
     agreement: dict[str, Any] = field(default_factory=dict)  # float models: float vs int8 on the held-out inputs
+    layout: str = "NHWC"  # how the model file lays out its input (float models: NCHW or NHWC)
+    prequantized: bool = False  # a QDQ ONNX model: quantized with its own scales and zero points
 
     def test_inputs(self, npz: Path | None, count: int, seed: int = 0) -> np.ndarray:
         """int8 graph inputs ``(N, H, W, C)``: the user's (``--inputs``), else held-out calibration inputs, else
@@ -82,7 +84,8 @@ def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 
 def load_model(path: Path, calib: Path | None = None) -> ImportedModel:
-    """Import a model file: int8 TFLite as it is; float models quantized with the calibration inputs ``calib``."""
+    """Import a model file: int8 TFLite as it is; float models quantized with the calibration inputs ``calib``;
+    pre-quantized (QDQ) ONNX models with their own scales and zero points."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
@@ -95,9 +98,6 @@ def load_model(path: Path, calib: Path | None = None) -> ImportedModel:
         imp = import_tflite(path)
         graph = imp.graph
         return ImportedModel(path, "tflite-int8", graph, spec_of(graph), list(imp.op_sources), tflite=imp)
-    if calib is None:
-        raise UserError(f"{path} is a float model: give calibration inputs with --calib calib.npz (array x shaped "
-                        "(N, *input shape), float32) to quantize it to int8 here")
     return _import_float(path, calib)
 
 
@@ -118,11 +118,26 @@ def _is_float_tflite(path: Path) -> bool:
     return max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())) != 114  # BuiltinOperator.QUANTIZE
 
 
-def _import_float(path: Path, calib: Path) -> ImportedModel:
+def _import_float(path: Path, calib: Path | None) -> ImportedModel:
+    """A float model quantized with ``calib``'s inputs, or a pre-quantized (QDQ) one with its own quantization
+    (``calib`` then optional: it adds the float vs int8 agreement and test inputs)."""
     from tinycompile.frontends.float_model import agreement, import_float, to_nchw
     from tinycompile.quant.quantize import quantize
 
     fm = import_float(path)
+    if calib is None:
+        missing = fm.needs_calibration()
+        if not fm.quantized:
+            raise UserError(f"{path} is a float model: give calibration inputs with --calib calib.npz (array x "
+                            "shaped (N, *input shape), float32) to quantize it to int8 here")
+        if missing:
+            what = ", ".join("the input" if i < 0 else f"layer {i} ({fm.spec.layers[i].op})" for i in missing[:3])
+            raise UserError(f"{path} quantizes some tensors but not {what}: give calibration inputs for the rest "
+                            "with --calib calib.npz (array x shaped (N, *input shape), float32)")
+        graph = quantize(fm.spec, fm.model, None, fm.quantized)
+        graph.meta.update(source=str(path), format=fm.format)
+        return ImportedModel(path, fm.format, graph, fm.spec, [layer.op for layer in fm.spec.layers],
+                             layout=fm.layout, prequantized=True)
     data = load_npz(calib, ("x",))
     x = np.asarray(data["x"], np.float32)
     if len(x) < 10:
@@ -131,9 +146,10 @@ def _import_float(path: Path, calib: Path) -> ImportedModel:
     if tuple(x.shape[1:]) != tuple(fm.spec.input_shape):
         raise UserError(f"{calib}: x has shape {list(data['x'].shape)}, which does not match the model's input")
     split = len(x) - max(int(len(x) * HELD_OUT), 1)
-    graph = quantize(fm.spec, fm.model, x[:split])
+    graph = quantize(fm.spec, fm.model, x[:split], fm.quantized)
     graph.meta.update(source=str(path), format=fm.format)
     labels = data.get("y")
     agree = agreement(fm, graph, x[split:], None if labels is None else np.asarray(labels)[split:])
     return ImportedModel(path, fm.format, graph, fm.spec, [layer.op for layer in fm.spec.layers],
-                         held_out=graph.quantize_input(x[split:]), agreement=agree)
+                         held_out=graph.quantize_input(x[split:]), agreement=agree, layout=fm.layout,
+                         prequantized=bool(fm.quantized))

@@ -173,23 +173,33 @@ def _fold_onnx_pads(proto: Any) -> None:
         fold = _foldable_pad(graph, pad, consts) if pad.op_type == "Pad" and pad.output[0] not in outputs else None
         if fold is None:
             continue
-        conv, widths = fold
+        conv, widths, between = fold
         _widen_conv_pads(conv, widths)
         conv.input[0] = pad.input[0]  # the Conv now reads what the Pad read
-        removed.append(pad)
-    for pad in removed:
-        graph.node.remove(pad)
+        removed += [pad, *between]
+    for node in removed:
+        graph.node.remove(node)
 
 
-def _foldable_pad(graph: Any, pad: Any, consts: dict[str, np.ndarray]) -> tuple[Any, list[int]] | None:
-    """The Conv that is the only reader of the zero spatial ``pad``, and the pad's widths; None when it cannot fold."""
+def _foldable_pad(graph: Any, pad: Any, consts: dict[str, np.ndarray]) -> tuple[Any, list[int], list[Any]] | None:
+    """The Conv that is the only reader of the zero spatial ``pad`` (directly, or through a QDQ model's quantize /
+    dequantize pair, which then goes too: the pad's input has its quantization already), the pad's widths and the
+    pair; None when it cannot fold."""
     attrs = _attributes(pad)
     inputs = list(pad.input) + [""] * 4
     widths = attrs.get("pads", consts.get(inputs[1]))
     value = consts.get(inputs[2], np.zeros(())) if inputs[2] else attrs.get("value", 0.0)
+    between: list[Any] = []
     readers = [n for n in graph.node if pad.output[0] in n.input]
+    read = pad.output[0]
+    for op in ("QuantizeLinear", "DequantizeLinear"):
+        if len(readers) == 1 and readers[0].op_type == op and readers[0].input[0] == read:
+            between.append(readers[0])
+            read = readers[0].output[0]
+            readers = [n for n in graph.node if read in n.input]
     if (widths is None or attrs.get("mode", b"constant") != b"constant" or inputs[3] or np.any(np.asarray(value) != 0)
-            or len(readers) != 1 or readers[0].op_type != "Conv" or list(readers[0].input).index(pad.output[0]) != 0):
+            or len(between) == 1 or len(readers) != 1 or readers[0].op_type != "Conv"
+            or list(readers[0].input).index(read) != 0):
         return None
     conv = readers[0]
     widths = [int(w) for w in np.asarray(widths).reshape(-1)]
@@ -197,7 +207,7 @@ def _foldable_pad(graph: Any, pad: Any, consts: dict[str, np.ndarray]) -> tuple[
     batch_or_channel = widths[0] or widths[1] or widths[rank] or widths[rank + 1]
     if _attributes(conv).get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or batch_or_channel:
         return None
-    return conv, widths
+    return conv, widths, between
 
 
 def _widen_conv_pads(conv: Any, widths: list[int]) -> None:

@@ -8,7 +8,7 @@ does not import raises a one-line :class:`~tinycompile.errors.UserError` naming 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from tinycompile.frontends.relax_ops import Walker
 from tinycompile.frontends.relax_walker import Draft
 from tinycompile.model import SpecNet
 from tinycompile.quant import reference
-from tinycompile.quant.graph import QuantGraph
+from tinycompile.quant.graph import QParams, QuantGraph
+from tinycompile.quant.quantize import FIXED_QUANTIZATION_OPS
 
 FORMATS = {".onnx": "onnx", ".pt": "torch", ".pt2": "torch", ".tflite": "tflite-float"}
 LAYOUTS = ("NCHW", "NHWC")
@@ -36,6 +37,13 @@ class FloatModel:
     model: SpecNet
     layout: str  # "NCHW" or "NHWC": how the original model's input is laid out (channels first or last)
     format: str  # "onnx", "torch" or "tflite-float"
+    quantized: dict[int, QParams] = field(default_factory=dict)  # a pre-quantized (QDQ) model's own quantization
+    # of the input (-1) and of layers' outputs
+
+    def needs_calibration(self) -> list[int]:
+        """The layers (-1: the input) whose int8 quantization the model does not give: all of a float model."""
+        return [i for i in (-1, *range(len(self.spec.layers))) if i not in self.quantized
+                and (i < 0 or self.spec.layers[i].op not in FIXED_QUANTIZATION_OPS)]
 
 
 def import_float(path: Path) -> FloatModel:
@@ -48,7 +56,8 @@ def import_float(path: Path) -> FloatModel:
         raise UserError(f"{path}: no such model file")
     walker = Walker(load(path, fmt), fmt, path.name)
     spec, drafts = walker.run()
-    return FloatModel(spec, _specnet(spec, drafts), walker.layout, fmt)
+    quantized = {i: QParams(*q) for i, q in walker.quantized.items()}
+    return FloatModel(spec, _specnet(spec, drafts), walker.layout, fmt, quantized)
 
 
 def to_nchw(x: np.ndarray, layout: str) -> np.ndarray:

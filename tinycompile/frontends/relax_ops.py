@@ -13,7 +13,10 @@ What the walker understands:
   ``-inf..hi``), folded into the layer before when it is a convolution or dense layer that nothing else reads, else
   a 1x1 depthwise layer of their own;
 * zero padding, folded into the next convolution's padding (else a ``pad`` layer), reshapes that only add or drop
-  unit axes or flatten, transposes (the layouts TFLite and TF-converted ONNX models carry), constant subgraphs.
+  unit axes or flatten, transposes (the layouts TFLite and TF-converted ONNX models carry), constant subgraphs;
+* a pre-quantized (QDQ) model's quantize / dequantize pairs (ONNX QuantizeLinear / DequantizeLinear): the tensor
+  passes on, and its scale and zero point are kept for the quantizer (:attr:`GraphWalker.quantized`); a
+  dequantized constant (int8 weights, int32 biases) is its float value.
 
 Anything else raises a one-line :class:`~tinycompile.errors.UserError` naming the op and where it is. The walk
 itself and its bookkeeping are :mod:`tinycompile.frontends.relax_walker`'s.
@@ -77,6 +80,11 @@ class Walker(GraphWalker):
         elif name == "relax.permute_dims":
             axes = None if call.attrs.axes is None else [int(i) for i in call.attrs.axes]
             result = np.transpose(args[0], axes)
+        elif name == "relax.dequantize":
+            q, scale, zero = (np.asarray(a, np.float64) for a in args[:3])
+            axis = int(call.attrs.axis) % q.ndim
+            shape = [-1 if i == axis else 1 for i in range(q.ndim)] if scale.size > 1 else [1] * q.ndim
+            result = (q - zero.reshape(shape)) * scale.reshape(shape)
         elif name in _CONST_RESHAPES:
             result = np.broadcast_to(args[0], out_shape) if name == "relax.broadcast_to" else args[0].reshape(out_shape)
         else:
@@ -405,6 +413,26 @@ class Walker(GraphWalker):
         val = self._materialize(self._value(call.args[0]))
         self._emit_like(var, Draft(call.op.name.split(".")[-1], (val.layer,)), val)
 
+    def _quantize(self, var: Any, call: Any) -> None:
+        """A pre-quantized model's quantization of a tensor: kept for the quantizer (uint8 as the same values in
+        int8: zero point - 128); the tensor itself passes on to its dequantize."""
+        src = call.args[0]
+        val = self._value(src)
+        scale, zero = self._const(call.args[1]), self._const(call.args[2])
+        dtype = str(call.attrs.out_dtype)
+        if scale is None or zero is None or scale.size != 1 or zero.size != 1:
+            raise self._error("a per-channel quantization of an activation is not supported (one scale and zero "
+                              "point per tensor)")
+        if dtype not in ("int8", "uint8"):
+            raise self._error(f"a quantization to {dtype} is not supported (int8 or uint8)")
+        # The last one holds: a ReLU between two quantizations folds into the layer, whose output is the second
+        shift = 128 if dtype == "uint8" else 0
+        self.quantized[val.layer] = (float(scale.reshape(-1)[0]), int(zero.reshape(-1)[0]) - shift)
+        self._same_layer(var, src, val)
+
+    def _dequantize(self, var: Any, call: Any) -> None:
+        self._same_layer(var, call.args[0], self._value(call.args[0]))
+
     def _reshape(self, var: Any, call: Any) -> None:
         src = call.args[0]
         val = self._value(src)
@@ -532,11 +560,14 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.astype": Walker._identity,
     "relax.nn.dropout": Walker._identity,
     "relax.concat": Walker._concat,
+    "relax.quantize": Walker._quantize,
+    "relax.dequantize": Walker._dequantize,
 }
 _SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
                    "multiply, divide, max and average pools, global and mean pools, softmax, batch norm, relu, relu6, "
-                   "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, and any chain of "
-                   "elementwise ops on one tensor: sigmoid, tanh, hard swish, SiLU, GELU, leaky ReLU...")
+                   "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, quantize / dequantize "
+                   "pairs, and any chain of elementwise ops on one tensor: sigmoid, tanh, hard swish, SiLU, GELU, "
+                   "leaky ReLU...")
 
 
 # --------------------------------------------------------------------------------------------------- helpers

@@ -85,6 +85,8 @@ class GraphWalker:
         self.layout = "NCHW"
         self.where = ""
         self.regions: dict[Any, Region] = {}
+        # a pre-quantized model's own int8 quantization of a layer's output (-1: the input): (scale, zero point)
+        self.quantized: dict[int, tuple[float, int]] = {}
 
     # --- driver ------------------------------------------------------------------------------------------------
     def run(self) -> tuple[ArchSpec, list[Draft]]:

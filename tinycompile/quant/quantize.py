@@ -11,6 +11,8 @@ over all of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -37,24 +39,33 @@ PASS_THROUGH_OPS = ("maxpool", "flatten", "pad", "concat", "upsample", "spread")
 # TFLite's fixed int8 output quantizations: softmax and logistic [0, 1) in steps of 1/256, tanh [-1, 1) in 1/128.
 FIXED_OUT_Q = {"softmax": QParams(1.0 / 256.0, -128), "sigmoid": QParams(1.0 / 256.0, -128), "tanh": QParams(1.0 / 128.0, 0)}
 LOOKUP_TABLES = {"sigmoid": logistic_table, "tanh": tanh_table}
+FIXED_QUANTIZATION_OPS = (*PASS_THROUGH_OPS, *FIXED_OUT_Q)  # their output's quantization needs no calibration
 
 
-def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray) -> QuantGraph:
-    """Quantize ``model`` (float, BN in eval mode) using ``calibration`` inputs ``(N, C, H, W)`` for activation ranges."""
+def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray | None,
+             given: Mapping[int, QParams] | None = None) -> QuantGraph:
+    """Quantize ``model`` (float, BN in eval mode) using ``calibration`` inputs ``(N, C, H, W)`` for activation ranges.
+
+    ``given``: the quantization a pre-quantized model fixes for its input (-1) and layers' outputs, used instead of
+    a calibrated range; ``calibration`` may then be None if it covers every tensor that needs one."""
     _check_supported(spec)
-    ranges = _shared_ranges(spec, _activation_ranges(model, calibration[:CALIBRATION_SAMPLES]))
+    given = given or {}
+    samples = 0 if calibration is None else int(min(len(calibration), CALIBRATION_SAMPLES))
+    ranges = _shared_ranges(spec, _activation_ranges(model, calibration[:samples])) if samples else {}
     weights = folded_weights(model)
     chw = spec.shapes()
-    input_q = _act_qparams(*ranges[-1])
+    input_q = _out_qparams(-1, ranges.get(-1), given.get(-1))
     qs: dict[int, QParams] = {-1: input_q}
     ops: list[QOp] = []
     for i, layer in enumerate(spec.layers):
         in_chw = spec.input_shapes(i, chw)
         in_q = tuple(qs[j] for j in layer.inputs)
-        op = _quantize_layer(spec, i, layer, in_chw, chw[i], in_q, ranges[i], weights[i], model.ops[i])
+        op = _quantize_layer(spec, i, layer, in_chw, chw[i], in_q, (ranges.get(i), given.get(i)), weights[i],
+                             model.ops[i])
         qs[i] = op.out_q
         ops.append(op)
-    return QuantGraph(_hwc(spec.input_shape), input_q, ops, {"calibration_samples": int(min(len(calibration), CALIBRATION_SAMPLES))})
+    meta = {"calibration_samples": samples, **({"given_quantizations": len(given)} if given else {})}
+    return QuantGraph(_hwc(spec.input_shape), input_q, ops, meta)
 
 
 def _check_supported(spec: ArchSpec) -> None:
@@ -117,6 +128,20 @@ def _shared_ranges(spec: ArchSpec, ranges: dict[int, tuple[float, float]]) -> di
     return {i: union[root(i)] for i in ranges}
 
 
+def _out_qparams(i: int, calibrated: tuple[float, float] | None, given: QParams | None,
+                 min_scale: float = 0.0) -> QParams:
+    """A tensor's int8 quantization: the model's own where it gives one, else from its calibrated range."""
+    what = "the input" if i < 0 else f"layer {i}'s output"
+    if given is not None:
+        if given.scale < min_scale:
+            raise UserError(f"{what}: the model quantizes it with scale {given.scale:.4g}, below {min_scale:.4g}, "
+                            "the smallest the int8 kernels can requantize to")
+        return given
+    if calibrated is None:
+        raise UserError(f"{what}: the model gives no quantization for it; give calibration inputs with --calib")
+    return _act_qparams(*calibrated, min_scale=min_scale)
+
+
 def _act_qparams(lo: float, hi: float, min_scale: float = 0.0) -> QParams:
     lo, hi = min(lo, 0.0), max(hi, 0.0)  # real 0.0 must be exact: it is the padding value
     scale = max((hi - lo) / 255.0, min_scale, 1e-8)
@@ -143,7 +168,7 @@ def _quantize_layer(
     in_chw: list[tuple[int, int, int]],
     out_chw: tuple[int, int, int],
     in_q: tuple[QParams, ...],
-    out_range: tuple[float, float],
+    out: tuple[tuple[float, float] | None, QParams | None],
     folded: tuple[np.ndarray, np.ndarray] | None,
     module: torch.nn.Module,
 ) -> QOp:
@@ -163,7 +188,7 @@ def _quantize_layer(
         w, b = folded
         w = w.astype(np.float64)
         w_scale = np.maximum(np.abs(w.reshape(len(w), -1)).max(axis=1), 1e-8) / 127.0
-        out_q = _act_qparams(*out_range, min_scale=min_out_scale(float((s_in * w_scale).max())))
+        out_q = _out_qparams(i, *out, min_scale=min_out_scale(float((s_in * w_scale).max())))
         wq = np.clip(np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
         bias = np.clip(np.round(b / (s_in * w_scale)), INT32_MIN, INT32_MAX).astype(np.int32)
         pairs = [quantize_multiplier(float(s_in * ws / out_q.scale)) for ws in w_scale]
@@ -189,7 +214,7 @@ def _quantize_layer(
     if layer.op == "softmax":
         return QOp(**base, out_q=FIXED_OUT_Q["softmax"], params=softmax_params(beta=1.0, input_scale=s_in))  # type: ignore[arg-type]
     if layer.op == "unary":  # the function on each of the 256 input values, requantized: exact to the output step
-        out_q = _act_qparams(*out_range)
+        out_q = _out_qparams(i, *out)
         q = np.arange(-128, 128)
         with torch.no_grad():
             y = module(torch.tensor((q - in_q[0].zero_point) * s_in, dtype=torch.float32)).double().numpy()
@@ -206,20 +231,20 @@ def _quantize_layer(
         if layer.op == "gap":  # a gap is an avgpool over the whole input
             base.update(kernel=(in_chw[0][1], in_chw[0][2]), stride=(1, 1), padding=(0, 0, 0, 0))
         count = base["kernel"][0] * base["kernel"][1]  # type: ignore[index]
-        out_q = _act_qparams(*out_range, min_scale=min_out_scale(s_in / count))
+        out_q = _out_qparams(i, *out, min_scale=min_out_scale(s_in / count))
         m, s = avgpool_multiplier(s_in, count, out_q.scale)
         lo, hi = _clamp(layer, out_q)
         tensors = {"multiplier": np.array([m], np.int32), "shift": np.array([s], np.int32)}
         return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
     if layer.op == "mul":  # the output scale at least s_a s_b: the requantization only scales down (shift >= 0)
-        out_q = _act_qparams(*out_range, min_scale=in_q[0].scale * in_q[1].scale)
+        out_q = _out_qparams(i, *out, min_scale=in_q[0].scale * in_q[1].scale)
         m, s = quantize_multiplier(in_q[0].scale * in_q[1].scale / out_q.scale)
         lo, hi = _clamp(layer, out_q)
         tensors = {"multiplier": np.array([m], np.int32), "shift": np.array([s], np.int32)}
         return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
     # add
     s_a, s_b = in_q[0].scale, in_q[1].scale
-    out_q = _act_qparams(*out_range, min_scale=min_out_scale(2.0 * max(s_a, s_b) / (1 << ADD_LEFT_SHIFT)))
+    out_q = _out_qparams(i, *out, min_scale=min_out_scale(2.0 * max(s_a, s_b) / (1 << ADD_LEFT_SHIFT)))
     mults, shifts = add_multipliers(s_a, s_b, out_q.scale)
     lo, hi = _clamp(layer, out_q)
     tensors = {"multiplier": np.array(mults, np.int32), "shift": np.array(shifts, np.int32)}
