@@ -6,7 +6,9 @@ SiLU, leaky ReLU. Each is trained
 for a few seconds on sklearn's 8x8 digits, exported to ``.pt2`` and ``.onnx``, and built with
 ``tinycompile build model --calib calib.npz`` for cortex-m4 (both formats) and the accelerator (N = 8); the table
 gives each build's verdict (bit-exact against the integer reference), its instructions or cycles, and the float and
-int8 test accuracy on the held-out calibration inputs. A VWW-shaped MobileNetV1 0.25 (96x96x3, ReLU6, random
+int8 test accuracy on the held-out calibration inputs. Each ONNX export is also quantized by ONNX Runtime's static
+quantizer (QDQ, per-channel int8 weights, the same training inputs) and built with the model's own quantization,
+beside ONNX Runtime running it on the same inputs. A VWW-shaped MobileNetV1 0.25 (96x96x3, ReLU6, random
 weights: cycles do not depend on them) is built for cortex-m4 beside ST's published MLPerf Tiny figure.
 
 Run: ``.venv/bin/python bench/bench_float_import.py`` -> a table, bench/results/float_import.json (about 6 minutes).
@@ -136,6 +138,22 @@ def export(net: nn.Module, example: torch.Tensor, folder: Path, name: str) -> di
     return paths
 
 
+def qdq(source: Path, x: np.ndarray, out: Path) -> Path:
+    """``source`` quantized by ONNX Runtime (QDQ, per-channel int8 weights, int8 activations) on inputs ``x``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter({"x": xi[None]} for xi in x)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return out
+
+
 def build(model: Path, calib: Path, target: str, out: Path) -> dict:
     """One `tinycompile build` as a user runs it; the table's row (or the failure)."""
     cmd = [sys.executable, "-m", "tinycompile.cli", "build", str(model), "--target", target, "--calib", str(calib),
@@ -154,11 +172,17 @@ def build(model: Path, calib: Path, target: str, out: Path) -> dict:
                agreement=agree.get("agreement"), samples=agree.get("samples"),
                host_layers=[x["index"] for x in r["layers"] if str(x["ran_on"]).startswith("host")],
                ops=[x["op"] for x in r["layers"]])
+    ort = r.get("oracles", {}).get("onnxruntime")
+    if ort:
+        row["onnxruntime"] = {k: ort[k] for k in ("exact_values", "max_step_difference", "top1_agreement", "inputs")}
+        row["notes"] = (f"vs ONNX Runtime: {ort['exact_values']:.0%} of values equal, <= {ort['max_step_difference']} "
+                        f"step, top-1 {ort['top1_agreement']:.0%}")
     return row
 
 
 def table(rows: list[dict]) -> Table:
-    t = Table(title="Float models imported (torch.export / ONNX), quantized here, built bit-exact")
+    t = Table(title="Float models imported (torch.export / ONNX), quantized here or by ONNX Runtime (QDQ), built "
+                    "bit-exact")
     for col in ("model", "format", "target", "verdict", "instructions / cycles", "float acc", "int8 acc", "notes"):
         t.add_column(col, justify="right" if col in ("instructions / cycles", "float acc", "int8 acc") else "left")
     for r in rows:
@@ -191,7 +215,9 @@ def main() -> int:
             torch.manual_seed(0)  # the same initial weights in every run
             net = trained(make(), xtr, ytr)
             paths = export(net, torch.from_numpy(xtr[:1]), folder, name.split()[0].lower())
-            for fmt, target in (("torch", "cortex-m4"), ("onnx", "cortex-m4"), ("torch", "fpga")):
+            paths["onnx-qdq"] = qdq(paths["onnx"], xtr[:256], folder / f"{paths['onnx'].stem}_qdq.onnx")
+            for fmt, target in (("torch", "cortex-m4"), ("onnx", "cortex-m4"), ("torch", "fpga"),
+                                ("onnx-qdq", "cortex-m4"), ("onnx-qdq", "fpga")):
                 row = build(paths[fmt], calib, target, folder / f"{paths[fmt].stem}-{fmt}-{target}")
                 rows.append({"model": name, "format": fmt, "target": target, **row})
         print("VWW-shaped MobileNetV1 0.25: building ...", file=sys.stderr, flush=True)
