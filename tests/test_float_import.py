@@ -303,7 +303,8 @@ def test_to_nchw_handles_every_rank() -> None:
 
 # ------------------------------------------------------------------------------------------- pre-quantized ONNX (QDQ)
 def _qdq(trained: Trained, source: Path, out: Path, activations: str = "QInt8", **options: Any) -> Path:
-    """``source`` quantized by ONNX Runtime's static quantizer (QDQ format, per-channel int8 weights)."""
+    """``source`` quantized by ONNX Runtime's static quantizer (QDQ form unless ``quant_format`` says otherwise,
+    per-channel int8 weights)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -313,7 +314,8 @@ def _qdq(trained: Trained, source: Path, out: Path, activations: str = "QInt8", 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
 
-    quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    quant_format = getattr(QuantFormat, options.pop("quant_format", "QDQ"))
+    quantize_static(str(source), str(out), Reader(), quant_format=quant_format, per_channel=True,
                     activation_type=getattr(QuantType, activations), weight_type=QuantType.QInt8, **options)
     return out
 
@@ -362,6 +364,57 @@ def test_qdq_model_imports_with_its_own_quantization(trained: Trained, qdq: Path
     assert np.abs(got - want).max() <= 1
     assert (got == want).mean() >= 0.7  # most values agree exactly
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+
+
+def test_operator_form_is_the_same_model(trained: Trained, exported: dict[str, Path], qdq: Path, tmp_path: Path) -> None:
+    """ONNX Runtime's operator form of the same quantization (QLinearConv, QLinearAdd, int8 MaxPool and Pad, QGemm)
+    imports to the QDQ form's graph: the same scales, zero points, weights and biases."""
+    import onnx
+
+    from tinycompile.frontends import load_model
+
+    path = _qdq(trained, exported["onnx"], tmp_path / "qop.onnx", quant_format="QOperator")
+    assert {"QLinearConv", "QLinearAdd", "QGemm"} <= {n.op_type for n in onnx.load(str(path)).graph.node}
+    qop, ref = load_model(path).graph, load_model(qdq).graph
+    assert qop.input_q == ref.input_q and [op.op for op in qop.ops] == [op.op for op in ref.ops]
+    for a, b in zip(qop.ops, ref.ops):
+        assert a.out_q == b.out_q and a.tensors.keys() == b.tensors.keys()
+        for key in a.tensors:
+            np.testing.assert_array_equal(a.tensors[key], b.tensors[key])
+
+
+class Branches(nn.Module):
+    """Two convolutions concatenated along the channels: ONNX Runtime quantizes each branch on its own range."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 4, 1), nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([torch.relu(self.a(x)), 3 * torch.relu(self.b(x))], 1).mean((2, 3)))
+
+
+def test_concatenated_branches_take_the_concatenations_quantization(trained: Trained, tmp_path: Path) -> None:
+    """The branches' own quantizations differ (QLinearConcat requantizes them); here each branch's convolution
+    requantizes straight to the concatenation's, and the result still tracks ONNX Runtime."""
+    from tinycompile.frontends import load_model
+    from tinycompile.quant import reference
+
+    torch.manual_seed(0)
+    source = tmp_path / "branches.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Branches().eval(), (torch.from_numpy(trained.task.x_test[:1]),), str(source), dynamo=False,
+                          input_names=["x"], output_names=["y"])
+    path = _qdq(trained, source, tmp_path / "branches_qdq.onnx")
+    graph = load_model(path).graph
+    concat = next(i for i, op in enumerate(graph.ops) if op.op == "concat")
+    assert [graph.ops[j].out_q for j in graph.ops[concat].inputs] == [graph.ops[concat].out_q] * 2
+    x = trained.task.x_test
+    got = reference.run(graph, graph.quantize_input(x)).reshape(len(x), -1).astype(np.int64)
+    want = _ort_int8(path, graph, x)
+    assert np.abs(got - want).max() <= 2 and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
 
 
 def test_uint8_activations_are_the_same_int8_model(trained: Trained, exported: dict[str, Path], qdq: Path,

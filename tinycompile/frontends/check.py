@@ -74,7 +74,7 @@ def tflite_oracles(model: ImportedModel, inputs: np.ndarray, outputs: np.ndarray
 
 
 def onnxruntime_oracle(model: ImportedModel, inputs: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
-    """The target's int8 outputs against ONNX Runtime running the QDQ model itself: a comparison, not a verdict
+    """The target's int8 outputs against ONNX Runtime running the pre-quantized model itself: a comparison, not a verdict
     (its int8 kernels requantize in float where ours use TFLite's fixed-point arithmetic, so values may differ by a
     step, more where a difference passes through several layers)."""
     import onnxruntime as ort
@@ -94,7 +94,7 @@ def onnxruntime_oracle(model: ImportedModel, inputs: np.ndarray, outputs: np.nda
     want = np.clip(np.round(y / q.scale) + q.zero_point, -128, 127)
     got = np.asarray(outputs, np.int64).reshape(len(outputs), -1)
     steps = int(np.abs(got - want).max()) if got.size else 0
-    return {"engine": f"onnxruntime {ort.__version__}, CPU (the QDQ model as given)", "inputs": int(len(x)),
+    return {"engine": f"onnxruntime {ort.__version__}, CPU (the model file as given)", "inputs": int(len(x)),
             "mismatched_inputs": _differing_rows(got, want), "max_step_difference": steps,
             "exact_values": float((got == want).mean()) if got.size else 1.0,
             "top1_agreement": float((got.argmax(1) == want.argmax(1)).mean()) if got.size else 1.0}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from tinycompile.errors import UserError
+from tinycompile.frontends.onnx_qoperator import qoperator_to_qdq
 
 # Ops the constant folder leaves alone: their outputs are random, not constants.
 _RANDOM_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli")
@@ -60,6 +61,7 @@ def _load_onnx(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - protobuf and the checker raise many types
         raise UserError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
     name, shape = _pin_onnx_input(path, proto)
+    qoperator_to_qdq(proto)
     _fold_onnx_constants(proto)
     _fold_onnx_pads(proto)
     return _frontend(path, "ONNX", lambda: from_onnx(proto, shape_dict={name: shape}, keep_params_in_input=False))

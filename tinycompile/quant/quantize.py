@@ -49,7 +49,7 @@ def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray | None,
     ``given``: the quantization a pre-quantized model fixes for its input (-1) and layers' outputs, used instead of
     a calibrated range; ``calibration`` may then be None if it covers every tensor that needs one."""
     _check_supported(spec)
-    given = given or {}
+    given = _concat_inputs_share(spec, given or {})
     samples = 0 if calibration is None else int(min(len(calibration), CALIBRATION_SAMPLES))
     ranges = _shared_ranges(spec, _activation_ranges(model, calibration[:samples])) if samples else {}
     weights = folded_weights(model)
@@ -66,6 +66,17 @@ def quantize(spec: ArchSpec, model: SpecNet, calibration: np.ndarray | None,
         ops.append(op)
     meta = {"calibration_samples": samples, **({"given_quantizations": len(given)} if given else {})}
     return QuantGraph(_hwc(spec.input_shape), input_q, ops, meta)
+
+
+def _concat_inputs_share(spec: ArchSpec, given: Mapping[int, QParams]) -> dict[int, QParams]:
+    """A pre-quantized model may quantize a concatenation's inputs apart (ONNX Runtime's QLinearConcat requantizes
+    each); an int8 concatenation here copies bytes, so each input layer takes the concatenation's own quantization
+    (its requantization then lands there directly)."""
+    shared = dict(given)
+    for i, layer in enumerate(spec.layers):
+        if layer.op == "concat" and i in given:
+            shared.update({j: given[i] for j in layer.inputs})
+    return shared
 
 
 def _check_supported(spec: ArchSpec) -> None:
