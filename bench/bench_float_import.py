@@ -7,11 +7,11 @@ for a few seconds on sklearn's 8x8 digits, exported to ``.pt2`` and ``.onnx``, a
 ``tinycompile build model --calib calib.npz`` for cortex-m4 (both formats) and the accelerator (N = 8); the table
 gives each build's verdict (bit-exact against the integer reference), its instructions or cycles, and the float and
 int8 test accuracy on the held-out calibration inputs. Each ONNX export is also quantized by ONNX Runtime's static
-quantizer (QDQ, per-channel int8 weights, the same training inputs) and built with the model's own quantization,
-beside ONNX Runtime running it on the same inputs. A VWW-shaped MobileNetV1 0.25 (96x96x3, ReLU6, random
-weights: cycles do not depend on them) is built for cortex-m4 beside ST's published MLPerf Tiny figure.
+quantizer (QDQ and operator forms, per-channel int8 weights, the same training inputs) and built with the model's
+own quantization, beside ONNX Runtime running it on the same inputs. A VWW-shaped MobileNetV1 0.25 (96x96x3,
+ReLU6, random weights: cycles do not depend on them) is built for cortex-m4 beside ST's published MLPerf Tiny figure.
 
-Run: ``.venv/bin/python bench/bench_float_import.py`` -> a table, bench/results/float_import.json (about 6 minutes).
+Run: ``.venv/bin/python bench/bench_float_import.py`` -> a table, bench/results/float_import.json (about 20 minutes).
 """
 
 from __future__ import annotations
@@ -138,8 +138,9 @@ def export(net: nn.Module, example: torch.Tensor, folder: Path, name: str) -> di
     return paths
 
 
-def qdq(source: Path, x: np.ndarray, out: Path) -> Path:
-    """``source`` quantized by ONNX Runtime (QDQ, per-channel int8 weights, int8 activations) on inputs ``x``."""
+def quantized(source: Path, x: np.ndarray, out: Path, form: str = "QDQ") -> Path:
+    """``source`` quantized by ONNX Runtime (``form``: QDQ or QOperator; per-channel int8 weights, int8 activations)
+    on inputs ``x``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -149,7 +150,7 @@ def qdq(source: Path, x: np.ndarray, out: Path) -> Path:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
 
-    quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(str(source), str(out), Reader(), quant_format=getattr(QuantFormat, form), per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return out
 
@@ -215,9 +216,11 @@ def main() -> int:
             torch.manual_seed(0)  # the same initial weights in every run
             net = trained(make(), xtr, ytr)
             paths = export(net, torch.from_numpy(xtr[:1]), folder, name.split()[0].lower())
-            paths["onnx-qdq"] = qdq(paths["onnx"], xtr[:256], folder / f"{paths['onnx'].stem}_qdq.onnx")
+            for form in ("QDQ", "QOperator"):
+                out = folder / f"{paths['onnx'].stem}_{form}.onnx"
+                paths[f"onnx-{form}"] = quantized(paths["onnx"], xtr[:256], out, form)
             for fmt, target in (("torch", "cortex-m4"), ("onnx", "cortex-m4"), ("torch", "fpga"),
-                                ("onnx-qdq", "cortex-m4"), ("onnx-qdq", "fpga")):
+                                ("onnx-QDQ", "cortex-m4"), ("onnx-QDQ", "fpga"), ("onnx-QOperator", "cortex-m4")):
                 row = build(paths[fmt], calib, target, folder / f"{paths[fmt].stem}-{fmt}-{target}")
                 rows.append({"model": name, "format": fmt, "target": target, **row})
         print("VWW-shaped MobileNetV1 0.25: building ...", file=sys.stderr, flush=True)
