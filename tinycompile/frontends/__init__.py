@@ -37,7 +37,7 @@ class ImportedModel:
     held_out: np.ndarray | None = None  # float models: int8 graph inputs kept out of calibration
     agreement: dict[str, Any] = field(default_factory=dict)  # float models: float vs int8 on the held-out inputs
     layout: str = "NHWC"  # how the model file lays out its input (float models: NCHW or NHWC)
-    prequantized: bool = False  # a QDQ ONNX model: quantized with its own scales and zero points
+    prequantized: bool = False  # a pre-quantized ONNX model (QDQ or operator form): its own scales and zero points
 
     def test_inputs(self, npz: Path | None, count: int, seed: int = 0) -> np.ndarray:
         """int8 graph inputs ``(N, H, W, C)``: the user's (``--inputs``), else held-out calibration inputs, else
@@ -85,7 +85,7 @@ def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def load_model(path: Path, calib: Path | None = None) -> ImportedModel:
     """Import a model file: int8 TFLite as it is; float models quantized with the calibration inputs ``calib``;
-    pre-quantized (QDQ) ONNX models with their own scales and zero points."""
+    pre-quantized ONNX models with their own scales and zero points."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
@@ -119,7 +119,7 @@ def _is_float_tflite(path: Path) -> bool:
 
 
 def _import_float(path: Path, calib: Path | None) -> ImportedModel:
-    """A float model quantized with ``calib``'s inputs, or a pre-quantized (QDQ) one with its own quantization
+    """A float model quantized with ``calib``'s inputs, or a pre-quantized ONNX one with its own quantization
     (``calib`` then optional: it adds the float vs int8 agreement and test inputs)."""
     from tinycompile.frontends.float_model import agreement, import_float, to_nchw
     from tinycompile.quant.quantize import quantize

@@ -15,8 +15,8 @@ What the walker understands:
 * zero padding, folded into the next convolution's padding (else a ``pad`` layer), reshapes that only add or drop
   unit axes or flatten, transposes (the layouts TFLite and TF-converted ONNX models carry), constant subgraphs;
 * a pre-quantized (QDQ) model's quantize / dequantize pairs (ONNX QuantizeLinear / DequantizeLinear): the tensor
-  passes on, and its scale and zero point are kept for the quantizer (:attr:`GraphWalker.quantized`); a
-  dequantized constant (int8 weights, int32 biases) is its float value.
+  passes on, and its scale and zero point are kept for the quantizer (:attr:`GraphWalker.quantized`); its
+  dequantized weights and biases arrive as float constants (the ONNX loader folds constant subgraphs).
 
 Anything else raises a one-line :class:`~tinycompile.errors.UserError` naming the op and where it is. The walk
 itself and its bookkeeping are :mod:`tinycompile.frontends.relax_walker`'s.
@@ -80,11 +80,6 @@ class Walker(GraphWalker):
         elif name == "relax.permute_dims":
             axes = None if call.attrs.axes is None else [int(i) for i in call.attrs.axes]
             result = np.transpose(args[0], axes)
-        elif name == "relax.dequantize":
-            q, scale, zero = (np.asarray(a, np.float64) for a in args[:3])
-            axis = int(call.attrs.axis) % q.ndim
-            shape = [-1 if i == axis else 1 for i in range(q.ndim)] if scale.size > 1 else [1] * q.ndim
-            result = (q - zero.reshape(shape)) * scale.reshape(shape)
         elif name in _CONST_RESHAPES:
             result = np.broadcast_to(args[0], out_shape) if name == "relax.broadcast_to" else args[0].reshape(out_shape)
         else:
