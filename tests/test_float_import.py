@@ -335,10 +335,12 @@ def _ort_int8(path: Path, graph: Any, x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(y / q.scale) + q.zero_point, -128, 127).astype(np.int64)
 
 
-def test_qdq_model_imports_with_its_own_quantization(trained: Trained, qdq: Path) -> None:
+def test_qdq_model_imports_with_its_own_quantization(trained: Trained, qdq: Path, tmp_path: Path) -> None:
     """No calibration: every tensor takes the model's own scale and zero point, the int8 weights come out as ONNX
     Runtime stored them, and the int8 reference matches ONNX Runtime's int8 kernels to one output step (they
-    requantize in float, ours in TFLite's fixed point), with the same top-1 class on the digits test split."""
+    requantize in float, ours in TFLite's fixed point), with the same top-1 class on the digits test split. The
+    ReLUs ONNX Runtime dropped (a zero point of -128 clamps as they did) come back in the float model, which is
+    then the original: its accuracy on held-out inputs is the trained network's."""
     import onnx
     from onnx import numpy_helper
 
@@ -364,6 +366,12 @@ def test_qdq_model_imports_with_its_own_quantization(trained: Trained, qdq: Path
     assert np.abs(got - want).max() <= 1
     assert (got == want).mean() >= 0.7  # most values agree exactly
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([trained.task.x_train[:320], x[:80]]),
+             y=np.concatenate([trained.task.y_train[:320], trained.task.y_test[:80]]))
+    agree = load_model(qdq, tmp_path / "calib.npz").agreement  # held out: the last fifth, x[:80]
+    with torch.no_grad():
+        original = float((trained.net(torch.from_numpy(x[:80])).argmax(1).numpy() == trained.task.y_test[:80]).mean())
+    assert agree["float_accuracy"] == pytest.approx(original) and agree["agreement"] >= AGREEMENT_BAR, agree
 
 
 def test_operator_form_is_the_same_model(trained: Trained, exported: dict[str, Path], qdq: Path, tmp_path: Path) -> None:

@@ -423,6 +423,11 @@ class Walker(GraphWalker):
         # The last one holds: a ReLU between two quantizations folds into the layer, whose output is the second
         shift = 128 if dtype == "uint8" else 0
         self.quantized[val.layer] = (float(scale.reshape(-1)[0]), int(zero.reshape(-1)[0]) - shift)
+        draft = self._open(src)
+        if self.quantized[val.layer][1] == -128 and draft is not None and draft.op in RELU_FUSES_INTO:
+            # real 0 is the lowest int8 value: the quantization is the model's ReLU (ONNX Runtime drops the op), so
+            # the float model keeps it too; the int8 layer is the same either way
+            draft.relu = True
         self._same_layer(var, src, val)
 
     def _dequantize(self, var: Any, call: Any) -> None:
