@@ -449,6 +449,27 @@ def test_partly_quantized_model_needs_calibration_for_the_rest(trained: Trained,
     assert model.prequantized and model.agreement["agreement"] >= AGREEMENT_BAR, model.agreement
 
 
+def test_channels_last_quantized_pool_is_refused(tmp_path: Path) -> None:
+    """ONNX Runtime's NHWC quantized pools would be read as NCHW: refused in one line instead."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("QLinearGlobalAveragePool", ["q", "s", "z", "s", "z"], ["p"], domain="com.microsoft",
+                              channels_last=1),
+             helper.make_node("DequantizeLinear", ["p", "s", "z"], ["y"])]
+    inits = [onnx.numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             onnx.numpy_helper.from_array(np.array(0, np.int8), "z")]
+    graph = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1, 4, 4, 3])],
+                              [vi("y", TensorProto.FLOAT, [1, 1, 1, 3])], inits)
+    path = tmp_path / "nhwc_pool.onnx"
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    onnx.save(model, str(path))
+    assert "QLinearGlobalAveragePool" in _one_line_error(path, "channels last")
+
+
 @pytest.mark.slow
 def test_qdq_model_builds_without_calibration(qdq: Path, tmp_path: Path) -> None:
     """`tinycompile build model_qdq.onnx` with no --calib: bit-exact on QEMU, and ONNX Runtime, run on the same

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tinycompile.errors import UserError
+
 # op -> (float op, the input slots (data, scale, zero point) it dequantizes, the output's (scale, zero point) slots,
 # the slot of an int32 bias and the two scales that make its scale, or None)
 _QLINEAR: dict[str, tuple[str, list[tuple[int, int, int]], tuple[int, int] | None, tuple[int, int, int] | None]] = {
@@ -31,13 +33,13 @@ _QLINEAR: dict[str, tuple[str, list[tuple[int, int, int]], tuple[int, int] | Non
 _DROPPED_ATTRS = ("channels_last", "opset")  # ONNX Runtime's attributes that the float operators do not have
 
 
-def qoperator_to_qdq(proto: Any) -> bool:
-    """Rewrite ``proto``'s quantized operators into QDQ form, in place; True if there were any."""
+def qoperator_to_qdq(proto: Any) -> None:
+    """Rewrite ``proto``'s quantized operators into QDQ form, in place (a model without any is left as it is)."""
     from onnx import helper, numpy_helper
 
     graph = proto.graph
     if not any(n.op_type in _QLINEAR or n.op_type == "QLinearConcat" for n in graph.node):
-        return False
+        return
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     quantized: dict[str, tuple[str, str]] = {}  # int8 activation -> (scale, zero point) names
     dequantized: dict[str, str] = {}
@@ -56,7 +58,11 @@ def qoperator_to_qdq(proto: Any) -> bool:
 
     for node in graph.node:
         ins = list(node.input) + [""] * 10
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name not in _DROPPED_ATTRS}
+        every = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if every.get("channels_last"):
+            raise UserError(f"{node.op_type} {node.name!r} reads channels last; only channels-first (NCHW) quantized "
+                            "pools import")
+        attrs = {k: v for k, v in every.items() if k not in _DROPPED_ATTRS}
         if node.op_type == "QuantizeLinear":
             nodes.append(node)
             quantized[node.output[0]] = (ins[1], ins[2])
@@ -92,7 +98,6 @@ def qoperator_to_qdq(proto: Any) -> bool:
             nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
-    return True
 
 
 def _weight_axis(op: str, slot: int, attrs: dict[str, Any], scale: np.ndarray | None) -> int:
