@@ -470,6 +470,25 @@ def test_channels_last_quantized_pool_is_refused(tmp_path: Path) -> None:
     assert "QLinearGlobalAveragePool" in _one_line_error(path, "channels last")
 
 
+def test_quantized_bias_from_a_computed_scale_is_refused(tmp_path: Path) -> None:
+    """A QLinearConv bias whose input scale is not an initializer cannot be turned into floats: one line."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    vi, arr = helper.make_tensor_value_info, onnx.numpy_helper.from_array
+    nodes = [helper.make_node("Constant", [], ["s"], value=arr(np.array(0.1, np.float32))),
+             helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("QLinearConv", ["q", "s", "z", "w", "ws", "wz", "s", "z", "b"], ["c"]),
+             helper.make_node("DequantizeLinear", ["c", "s", "z"], ["y"])]
+    inits = [arr(np.array(0, np.int8), "z"), arr(np.ones((2, 1, 1, 1), np.int8), "w"),
+             arr(np.array(0.05, np.float32), "ws"), arr(np.array(0, np.int8), "wz"), arr(np.zeros(2, np.int32), "b")]
+    graph = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [vi("y", TensorProto.FLOAT, [1, 2, 4, 4])], inits)
+    path = tmp_path / "computed_scale.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    _one_line_error(path, "not an initializer")
+
+
 @pytest.mark.slow
 def test_qdq_model_builds_without_calibration(qdq: Path, tmp_path: Path) -> None:
     """`tinycompile build model_qdq.onnx` with no --calib: bit-exact on QEMU, and ONNX Runtime, run on the same

@@ -2,7 +2,7 @@
 
 The back end already checked the target against the integer reference; for an int8 TFLite model this adds TFLite's
 reference kernels (the field's definition of the model's integer semantics) and, where it installs, TFLite Micro,
-whose arena is recorded beside ours; for a pre-quantized (QDQ) ONNX model, ONNX Runtime running it. A float model's
+whose arena is recorded beside ours; for a pre-quantized ONNX model, ONNX Runtime running it. A float model's
 report gets its float vs int8 agreement.
 """
 

@@ -114,6 +114,10 @@ def _float_bias(graph: Any, inits: dict[str, np.ndarray], bias: str, x_scale: st
     """An int32 bias (scale: the input's times the weights') as a float initializer; its name."""
     from onnx import numpy_helper
 
+    missing = [n for n in (bias, x_scale, w_scale) if n not in inits]
+    if missing:
+        raise UserError(f"the bias {bias!r} of a quantized operator reads {missing[0]!r}, which is not an initializer; "
+                        "only constant biases and scales import")
     value = inits[bias].astype(np.float64) * inits[x_scale].astype(np.float64) * inits[w_scale].astype(np.float64)
     name = f"{bias}__float"
     graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
