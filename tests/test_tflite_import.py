@@ -160,11 +160,13 @@ def _upsampling(b: ModelBuilder) -> list:
 
 def _dilated(b: ModelBuilder) -> list:
     """A dilated convolution (SAME), a dilated depthwise one over the width (VALID: a temporal convolution's shape),
-    a depthwise convolution with depth multiplier 2."""
+    a depthwise convolution with depth multiplier 2, grouped convolutions."""
     x = b.input((1, 9, 12, 3), scale=0.05, zero_point=4)
     y = b.conv2d(x, 4, (3, 3), (1, 1), "SAME", "RELU", dilation=(2, 2))
     y = b.depthwise_conv2d(y, (1, 3), (1, 1), "VALID", "RELU6", dilation=(1, 3))
     y = b.depthwise_conv2d(y, (3, 3), (2, 2), "SAME", "NONE", depth_multiplier=2)
+    y = b.conv2d(y, 4, (3, 3), (1, 1), "SAME", "RELU", groups=2)  # ShuffleNet's and ResNeXt's grouped convolution
+    y = b.conv2d(y, 4, (3, 1), (1, 1), "SAME", "NONE", groups=4)  # one channel per group: a depthwise one
     return [b.fully_connected(b.reshape(y, (1, -1)), 5)]
 
 
@@ -363,7 +365,12 @@ def test_dilation_and_depth_multipliers_become_plain_kernels(tmp_path: Path) -> 
     w = mult.tensors["weight"]  # (8, 3, 3, 4): output channel o reads input channel o // 2 only
     assert mult.op == "conv" and w.shape == (8, 3, 3, 4)
     assert all(not np.delete(w[o], o // 2, axis=-1).any() and w[o, :, :, o // 2].any() for o in range(8))
-    assert len(imp.notes) == 3
+    grouped, one_per_group = imp.graph.ops[3:5]  # 2 groups of 4 of the 8 channels; 4 groups of one channel
+    w = grouped.tensors["weight"]
+    assert grouped.op == "conv" and w.shape == (4, 3, 3, 8)
+    assert not w[:2, :, :, 4:].any() and not w[2:, :, :, :4].any() and w[:2, :, :, :4].any() and w[2:, :, :, 4:].any()
+    assert one_per_group.op == "dwconv" and one_per_group.tensors["weight"].shape == (3, 1, 4)
+    assert len(imp.notes) == 4 and "2 groups run as a full convolution" in imp.notes[3]
 
 
 def test_bad_model_files_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -105,6 +105,8 @@ OPS: dict[str, tuple[Build, tuple[int, ...]]] = {
     "conv2d_same_stride2": (lambda b, x: b.conv2d(x, 8, (3, 3), (2, 2), "SAME", "RELU6"), (1, 5, 4, 8)),
     "conv2d_valid_dilated": (lambda b, x: b.conv2d(x, 4, (3, 2), (1, 2), "VALID", "RELU", (2, 1)), (1, 5, 3, 4)),
     "depthwise_same_stride2": (lambda b, x: b.depthwise_conv2d(x, (3, 3), (2, 2), "SAME", "RELU"), (1, 5, 4, 3)),
+    "conv2d_grouped": (lambda b, x: b.conv2d(b.conv2d(x, 6, (1, 1)), 4, (3, 3), (1, 1), "SAME", "RELU", groups=2),
+                       (1, 9, 7, 4)),
     "depthwise_multiplier2": (lambda b, x: b.depthwise_conv2d(x, (2, 2), depth_multiplier=2, padding="VALID"),
                               (1, 8, 6, 6)),
     "average_pool_same": (lambda b, x: b.average_pool2d(x, (3, 3), (2, 2), "SAME"), (1, 5, 4, 3)),

@@ -226,16 +226,18 @@ class ModelBuilder:
         activation: str = "NONE",
         dilation: tuple[int, int] = (1, 1),
         *,
+        groups: int = 1,
         weights: np.ndarray | None = None,
         weight_scales: float | Sequence[float] | None = None,
         bias: np.ndarray | None = None,
         output_scale: float | None = None,
         output_zero_point: int | None = None,
     ) -> Tensor:
-        """CONV_2D on an NHWC tensor; filters ``(filters, KH, KW, C)``, per-channel int8 (or float32) weights."""
+        """CONV_2D on an NHWC tensor; filters ``(filters, KH, KW, C / groups)``, per-channel int8 (or float32)
+        weights."""
         n, h, w, c = _nhwc(x)
         oh, ow = _spatial_out((h, w), kernel, stride, padding, dilation)
-        wshape = (filters, kernel[0], kernel[1], c)
+        wshape = (filters, kernel[0], kernel[1], c // groups)
         wt, bt, yrange = self._weighted(x, wshape, 0, weights, weight_scales, bias, activation)
         y = self._output("conv2d", x, (n, oh, ow, filters), yrange, output_scale, output_zero_point)
         pad, act = _padding(padding), _activation(activation)

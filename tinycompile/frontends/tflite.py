@@ -318,8 +318,16 @@ class _Importer:
         stride = (int(opts.StrideH()), int(opts.StrideW()))
         dilation = (max(1, int(opts.DilationHFactor())), max(1, int(opts.DilationWFactor())))
         c_in = base["in_shapes"][0][2]
-        if kind == "conv" and w.shape[3] != c_in:
-            raise UserError(f"{self.where}: operator {k} (CONV_2D) is grouped ({w.shape[3]} of {c_in} input channels); not supported")
+        if kind == "conv" and w.shape[3] != c_in:  # grouped: each output channel reads its group's input channels
+            groups = c_in // w.shape[3]
+            if c_in % w.shape[3] or w.shape[0] % groups:
+                raise UserError(f"{self.where}: operator {k} (CONV_2D) filters read {w.shape[3]} channels of {c_in} "
+                                f"and make {w.shape[0]}: no whole number of groups; re-export the model")
+            if groups == c_in == w.shape[0]:  # one channel per group: a depthwise convolution
+                w, kind = w.transpose(3, 1, 2, 0), "dwconv"
+            else:
+                w = _ohwi(lambda oihw: kernels.block_diagonal(oihw, groups), w)
+                self.notes.append(f"operator {k}: {groups} groups run as a full convolution ({groups}x the MACs)")
         if kind == "dwconv" and w.shape[3] != c_in:  # depth multiplier M: a conv of C groups, one input channel each
             w, kind = _ohwi(lambda oihw: kernels.block_diagonal(oihw, c_in), w.transpose(3, 1, 2, 0)), "conv"
             self.notes.append(f"operator {k}: depth multiplier {w.shape[0] // c_in} runs as a full convolution "
