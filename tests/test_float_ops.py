@@ -82,21 +82,29 @@ class Squashed(nn.Module):
 
 
 class Mixed(nn.Module):
-    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, hard swish, a
-    squeeze-and-excitation gate, tanh, a sigmoid head."""
+    """Every op of this file in one network, for the builds: ReLU6 stem, two branches joined, a channel shuffle and
+    split, hard swish, a crop, a squeeze-and-excitation gate, tanh, a sigmoid head."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem, self.a, self.b = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 3, padding=1)
+        self.c = nn.Conv2d(6, 6, 1)
         self.mix, self.excite = nn.Conv2d(12, 16, 3, stride=2, padding=1), nn.Linear(16, 16)
         self.fc = nn.Linear(16, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self.stem(x) * 3.0)
-        x = torch.cat([F.relu(self.a(x)), F.relu6(self.b(x))], dim=1)
-        x = F.hardswish(self.mix(x))
+        x = _shuffle(torch.cat([F.relu(self.a(x)), F.relu6(self.b(x))], dim=1), 2)
+        kept, changed = x.chunk(2, dim=1)
+        x = F.hardswish(self.mix(torch.cat([kept, F.relu(self.c(changed))], dim=1)))[:, :, 1:, :]
         x = x * F.hardsigmoid(self.excite(x.mean((2, 3))))[:, :, None, None]
         return torch.sigmoid(self.fc(torch.tanh(x.mean((2, 3)))))
+
+
+def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: channel ``g * (C / groups) + i`` moves to ``i * groups + g``."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 def _export(net: nn.Module, x: torch.Tensor, folder: Path, fmt: str) -> Path:
@@ -437,6 +445,64 @@ def test_a_network_with_every_new_op_builds_bit_exact(target: str, tmp_path: Pat
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["bit_exact"] and report["verdict"] == "pass"
     assert report["float_vs_int8"]["samples"] == 40
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNet's and YOLO's ways of moving channels and pixels: a grouped 1x1 conv, a channel shuffle, a channel
+    split with one half passed on (ShuffleNetV2), space-to-depth by strided slices (YOLOv5's Focus), a channel
+    gather in reverse order, a crop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.grouped = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 1, groups=2)
+        self.dw, self.bn, self.pw = nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1)
+        self.focus = nn.Conv2d(32, 12, 1)
+        self.fc = nn.Linear(10 * 2 * 3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _shuffle(F.relu(self.grouped(F.relu(self.stem(x)))), 2)
+        kept, changed = x.split([4, 4], dim=1)
+        x = torch.cat([kept, F.relu(self.pw(self.bn(self.dw(changed))))], dim=1)
+        x = torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], dim=1)
+        x = F.relu(self.focus(x)).flip(1)[:, 2:, 1:3, :3]
+        return self.fc(x.index_select(1, torch.tensor([9, 0, 1, 2, 3, 4, 5, 6, 7, 8])).flatten(1))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_slices_splits_and_shuffles_are_slice_layers(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(ShuffleUnit), _inputs(300, 20), _inputs(100, 21)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    ops = [layer.op for layer in fm.spec.layers]
+    # A slice of a slice is one slice of the first's input (torch slices one axis at a time, ONNX both at once and
+    # shares a half-done one): the two halves of the shuffled channels, four Focus slices, the flip, crop and gather.
+    assert ops.count("slice") == 7 and ops.count("concat") == 2
+    halves = [layer for layer in fm.spec.layers if layer.op == "slice"][:2]
+    assert [layer.select for layer in halves] == [(0, 4, 1, 5), (2, 6, 3, 7)] and halves[0].inputs == halves[1].inputs
+    focus = [layer for layer in fm.spec.layers if layer.op == "slice" and layer.stride == (2, 2)]
+    assert [layer.padding for layer in focus] == [(0, 1, 0, 1), (1, 0, 0, 1), (0, 1, 1, 0), (1, 0, 1, 0)]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    for op in graph.ops:
+        if op.op == "slice":  # a copy of int8 values: the input's quantization
+            assert op.out_q == graph.ops[op.inputs[0]].out_q
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_a_split_channel_view_read_otherwise_is_refused(tmp_path: Path) -> None:
+    class GroupMean(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return y.view(1, 2, 4, 8, 8).permute(0, 1, 2, 4, 3).reshape(1, 8, 8, 8)
+
+    with pytest.raises(UserError, match=r"a transpose \[0, 1, 2, 4, 3\] of a tensor whose channels a reshape split"):
+        import_float(_export(GroupMean().eval(), _inputs(8, 22), tmp_path, "onnx"))
 
 
 class Decoder(nn.Module):

@@ -24,6 +24,12 @@ Ops that only imported models use (``tinycompile.frontends``; the search spaces 
   sigmoid, tanh                                             elementwise logistic / tanh (float models; a lut in int8)
   unary                                                     any other elementwise function (float models: hard swish,
                                                             SiLU, leaky ReLU...; its SpecNet module holds it; a lut)
+  upsample  stride                                          nearest neighbour: each pixel repeated (sh, sw) times
+  spread    stride, padding                                 pixels stride apart, zeros between (a transposed conv's)
+  slice     padding, stride, select                         rows and columns: ``padding`` (top, bottom, left, right)
+                                                            cut away, then every ``stride``-th kept; channels: the
+                                                            input channel of each output one (``select``; empty: all).
+                                                            Channel split, channel shuffle, crops, space-to-depth
 Each layer reads ``inputs`` (indices of earlier layers, -1 for the network input; default: the previous layer).
 Its output activation: ``relu`` (max with 0), then ``cap`` (min with a positive bound, in real units; ReLU6 is
 ``relu`` with ``cap`` 6, imported models only).
@@ -38,7 +44,7 @@ from typing import Any
 
 Shape = tuple[int, int, int]
 OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "mul", "softmax", "lut", "pad",
-       "concat", "mean", "sigmoid", "tanh", "unary", "upsample", "spread")
+       "concat", "mean", "sigmoid", "tanh", "unary", "upsample", "spread", "slice")
 ELEMENTWISE_OPS = ("softmax", "lut", "sigmoid", "tanh", "unary")
 WEIGHTED_OPS = ("conv", "dwconv", "dense")
 
@@ -55,6 +61,7 @@ class Layer:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
     relu: bool = False
     cap: float | None = None  # upper clamp of the output, after the ReLU (ReLU6: 6.0); None: unbounded
+    select: tuple[int, ...] = ()  # slice: the input channel of each output channel (empty: every channel in order)
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,8 @@ class ArchSpec:
         return {
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
-            "layers": [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(l).items()} for l in self.layers],
+            "layers": [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(l).items() if k != "select" or v}
+                       for l in self.layers],
             "meta": self.meta,
         }
 
@@ -218,6 +226,11 @@ def _layer(i: int, data: Any) -> Layer:
     for key, count, low in (("kernel", 2, 1), ("stride", 2, 1), ("padding", 4, 0)):
         if key in data:
             fields[key] = _ints(f"{where}: {key}", data[key], count, low)
+    if "select" in data:
+        select = data["select"]
+        if not isinstance(select, list):
+            raise ValueError(f"{where}: select must be a list of channel indices, but got {select!r}")
+        fields["select"] = _ints(f"{where}: select", select, len(select), 0)
     return Layer(**fields)
 
 
@@ -276,6 +289,10 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
         return (c, h * sh, w * sw)
     if layer.op == "spread":  # pixels stride (sh, sw) apart, the zero point between them and in the padding
         return (c, (h - 1) * sh + 1 + pt + pb, (w - 1) * sw + 1 + pl + pr)
+    if layer.op == "slice":
+        if any(j >= c for j in layer.select) or pt + pb >= h or pl + pr >= w:
+            raise ValueError(f"{where}: selects channels {list(layer.select)} and cuts {layer.padding} of {ins[0]}")
+        return (len(layer.select) or c, -(-(h - pt - pb) // sh), -(-(w - pl - pr) // sw))
     if layer.op == "flatten":
         return (c * h * w, 1, 1)
     if layer.op == "dense":

@@ -13,7 +13,7 @@ from tinycompile.arch import ArchSpec, Layer
 
 # What has a torch module: the ops the spaces produce, and those a float model's import adds (lut is int8-only).
 TRAINABLE_OPS = ("conv", "dwconv", "maxpool", "avgpool", "gap", "flatten", "dense", "add", "softmax", "pad", "concat", "mean",
-                 "sigmoid", "tanh", "unary", "mul", "upsample", "spread")
+                 "sigmoid", "tanh", "unary", "mul", "upsample", "spread", "slice")
 
 
 class SpecNet(nn.Module):
@@ -92,6 +92,20 @@ class _Spread(nn.Module):
         return out
 
 
+class _Slice(nn.Module):
+    """Rows and columns ``padding`` cut away then every ``stride``-th kept; the channels ``select`` (empty: all)."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__()
+        self.stride, self.padding = layer.stride, layer.padding
+        self.register_buffer("select", torch.tensor(layer.select, dtype=torch.long), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (sh, sw), (pt, pb, pl, pr) = self.stride, self.padding
+        x = x[:, :, pt : x.shape[2] - pb : sh, pl : x.shape[3] - pr : sw]
+        return x[:, self.select] if len(self.select) else x
+
+
 class _Concat(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=1)
@@ -134,6 +148,8 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         return nn.Upsample(scale_factor=tuple(float(s) for s in layer.stride), mode="nearest")
     if layer.op == "spread":
         return _Spread(layer.stride, layer.padding)
+    if layer.op == "slice":
+        return _Slice(layer)
     raise ValueError(f"op {layer.op!r} has no float module: the spec does not say which function its table holds")
 
 

@@ -32,7 +32,8 @@ import numpy as np
 
 from tinycompile.frontends.elementwise import Region
 from tinycompile.frontends.kernels import block_diagonal, dilated
-from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
+from tinycompile.frontends.relax_slices import SliceOps
+from tinycompile.frontends.relax_walker import Draft, Val
 
 NO_BOUND = 3.0e38  # a clip bound at least this large is no bound (float32 max is 3.4e38)
 RELU_FUSES_INTO = ("conv", "dwconv", "dense", "add", "mul", "maxpool", "avgpool", "gap")
@@ -42,11 +43,12 @@ _CONST_OPS: dict[str, Callable[..., np.ndarray]] = {
     "relax.divide": np.divide, "relax.sqrt": np.sqrt, "relax.rsqrt": lambda v: 1.0 / np.sqrt(v),
     "relax.negative": np.negative, "relax.power": np.power, "relax.maximum": np.maximum,
     "relax.minimum": np.minimum, "relax.isnan": np.isnan, "relax.where": np.where, "relax.exp": np.exp,
+    "relax.less": np.less, "relax.greater": np.greater, "relax.shape_to_tensor": np.asarray,
 }
 _CONST_RESHAPES = ("relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.broadcast_to", "relax.astype")
 
 
-class Walker(GraphWalker):
+class Walker(SliceOps):
     """Reads the Relax ``main`` function of an imported model into spec layers (see the module docstring)."""
 
     def _call(self, var: Any, call: Any) -> None:
@@ -80,11 +82,18 @@ class Walker(GraphWalker):
         elif name == "relax.permute_dims":
             axes = None if call.attrs.axes is None else [int(i) for i in call.attrs.axes]
             result = np.transpose(args[0], axes)
+        elif name == "relax.take":  # ONNX Gather's index arithmetic on a static shape
+            mode = "wrap" if str(call.attrs.mode) == "wrap" else "raise"
+            result = np.take(args[0], args[1].astype(np.int64), axis=int(call.attrs.axis or 0), mode=mode)
         elif name in _CONST_RESHAPES:
             result = np.broadcast_to(args[0], out_shape) if name == "relax.broadcast_to" else args[0].reshape(out_shape)
         else:
             raise self._error(f"op {name} on constants is not supported by the float importer")
         return np.asarray(result, dtype=str(var.ty.dtype)).reshape(out_shape)
+
+    def _shape_of(self, var: Any, call: Any) -> None:
+        """A tensor's shape is static here: a constant (ONNX's Gather normalizes negative indices with it)."""
+        self.consts[var] = np.array(self._shape(call.args[0], "the tensor whose shape is read"), np.int64)
 
     def _layout(self, val: Val, layout: str, what: str) -> Val:
         """``val`` read with the op's ``layout``; refuses when the op would read its axes with another meaning."""
@@ -435,8 +444,11 @@ class Walker(GraphWalker):
 
     def _reshape(self, var: Any, call: Any) -> None:
         src = call.args[0]
-        val = self._value(src)
         out = self._shape(var, call.op.name)
+        if src in self.grouped:
+            self._merge_groups(var, src, out)
+            return
+        val = self._value(src)
         if out == val.shape:
             self._same_layer(var, src, val)
             return
@@ -449,6 +461,8 @@ class Walker(GraphWalker):
             return
         if len(out) == 2 and out[1] == int(np.prod(val.shape[1:])):
             self._flatten(var, val)
+            return
+        if self._split_channels(var, val, out):
             return
         raise self._error(f"a reshape from {val.axes} {list(val.shape)} to {list(out)} is neither a flatten nor a "
                           "squeeze / unsqueeze; it has no spec equivalent")
@@ -465,9 +479,13 @@ class Walker(GraphWalker):
         self._emit(var, Draft("flatten", (val.layer,)), "NC", **extra)
 
     def _permute(self, var: Any, call: Any) -> None:
-        val = self._value(call.args[0])
-        ndim = len(val.shape)
+        src = call.args[0]
+        ndim = len(self._shape(src, "the transpose's input"))
         perm = list(range(ndim))[::-1] if call.attrs.axes is None else [int(a) % ndim for a in call.attrs.axes]
+        if src in self.grouped:
+            self._swap_groups(var, src, perm)
+            return
+        val = self._value(src)
         if perm[0] != 0:
             raise self._error(f"a transpose {perm} that moves the batch axis is not supported")
         permuted = replace(val, axes="".join(val.axes[p] for p in perm), shape=tuple(val.shape[p] for p in perm))
@@ -560,12 +578,18 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.astype": Walker._identity,
     "relax.nn.dropout": Walker._identity,
     "relax.concat": Walker._concat,
+    "relax.strided_slice": Walker._strided_slice,
+    "relax.split": Walker._split,
+    "relax.take": Walker._take,
+    "relax.flip": Walker._flip,
+    "relax.shape_of": Walker._shape_of,
     "relax.quantize": Walker._quantize,
     "relax.dequantize": Walker._dequantize,
 }
 _SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
                    "multiply, divide, max and average pools, global and mean pools, softmax, batch norm, relu, relu6, "
-                   "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, quantize / dequantize "
+                   "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, slices and splits, channel "
+                   "gathers and shuffles, quantize / dequantize "
                    "pairs, and any chain of elementwise ops on one tensor: sigmoid, tanh, hard swish, SiLU, GELU, "
                    "leaky ReLU...")
 

@@ -58,12 +58,14 @@ class Draft:
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     fn: Any = None  # a unary layer's function (tinycompile.frontends.elementwise.Region)
+    select: tuple[int, ...] = ()  # a slice layer's channels
     open_var: Any = None  # the Relax var holding its output while bias, scale and ReLU may still fold into it
     where: str = ""
 
     def layer(self) -> Layer:
         """The frozen ArchSpec layer."""
-        return Layer(self.op, self.inputs, self.channels, self.kernel, self.stride, self.padding, self.relu, self.cap)
+        return Layer(self.op, self.inputs, self.channels, self.kernel, self.stride, self.padding, self.relu, self.cap,
+                     self.select)
 
 
 class GraphWalker:
@@ -106,7 +108,24 @@ class GraphWalker:
                 self._region(b.var, self.regions[b.var])
             elif b.var not in inner:  # computed by its region's function
                 self._bind(b.var, b.value)
-        return self._spec(self._output(out_expr)), self.drafts
+        out = self._output(out_expr)
+        self._prune(out.layer)
+        return self._spec(replace(out, layer=len(self.drafts) - 1)), self.drafts
+
+    def _prune(self, last: int) -> None:
+        """Drop the layers the output does not depend on (a slice composed past the slice it read), renumbering the
+        others' inputs and quantizations."""
+        needed = {last}
+        for i in range(last, -1, -1):
+            if i in needed:
+                needed.update(j for j in self.drafts[i].inputs if j >= 0)
+        if len(needed) == len(self.drafts):
+            return
+        index = {old: new for new, old in enumerate(sorted(needed))}
+        index[-1] = -1
+        self.drafts = [replace(self.drafts[i], inputs=tuple(index[j] for j in self.drafts[i].inputs))
+                       for i in sorted(needed)]
+        self.quantized = {index[i]: q for i, q in self.quantized.items() if i in index}
 
     def _input(self) -> tuple[Any, tuple[int, ...]]:
         """The network input's Relax var and shape, refused unless it is one float32 tensor of rank 2 to 4."""
@@ -184,6 +203,8 @@ class GraphWalker:
         if isinstance(expr, relax.Tuple):
             return [v for f in expr.fields for v in self._reads(f)]
         if isinstance(expr, relax.Call):
+            if getattr(expr.op, "name", "") == "relax.shape_of":  # a static shape: the tensor's values are not read
+                return []
             return [v for a in expr.args for v in self._reads(a)]
         return []
 

@@ -21,7 +21,7 @@ from tinycompile.quant import semantics
 from tinycompile.quant.graph import QOp, QuantGraph
 
 LOWERED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "mul", "softmax", "lut", "pad",
-               "concat", "upsample", "spread")
+               "concat", "upsample", "spread", "slice")
 OP_INDEX_ATTR = "tinycompile.op_index"  # the QuantGraph index of the op a PrimFunc computes
 OP_ATTR = "tinycompile.op"  # that op's name (``QOp.op``)
 
@@ -55,7 +55,8 @@ def to_relax(graph: QuantGraph, weight: Callable[[QOp], np.ndarray] | None = Non
                     consts = [relax.const(t, str(np.asarray(t).dtype)) for t in tables]
                 else:
                     # Tables are constants after the activations: softmax's exp table (built from its params by the
-                    # same function the reference uses), lut's int8 table. concat takes all its inputs.
+                    # same function the reference uses), lut's int8 table, slice's channel index. concat takes all
+                    # its inputs.
                     consts = [relax.const(t) for t in _op_tables(op)]
                 fn = te_ops.avgpool if op.op == "gap" else getattr(te_ops, op.op)
                 values[i] = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), *args, *consts,
@@ -79,4 +80,6 @@ def _op_tables(op: QOp) -> list[np.ndarray]:
         return [semantics.softmax_table(op.params)]
     if op.op == "lut":
         return [np.ascontiguousarray(op.tensors["table"], dtype=np.int8)]
+    if op.op == "slice":
+        return [np.ascontiguousarray(op.tensors["index"], dtype=np.int32)]
     return []

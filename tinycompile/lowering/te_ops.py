@@ -477,6 +477,12 @@ def upsample(op: QOp, x: te.Tensor) -> te.Tensor:
     return te.compute(tuple(op.out_shape), lambda h, w, c: x[h // sh, w // sw, c], name="out")
 
 
+def slice(op: QOp, x: te.Tensor, index: te.Tensor) -> te.Tensor:  # noqa: A001 (the op's name)
+    """Rows and columns cut and stepped, channels gathered by the ``index`` table (``semantics.slice_int8``)."""
+    (sh, sw), (pt, _, pl, _) = op.stride, op.padding
+    return te.compute(tuple(op.out_shape), lambda h, w, c: x[pt + h * sh, pl + w * sw, index[c]], name="out")
+
+
 def spread(op: QOp, x: te.Tensor) -> te.Tensor:
     """The input's pixels ``stride`` apart after ``padding``, the zero point between (``semantics.spread_int8``)."""
     (sh, sw), (pt, _, pl, _) = op.stride, op.padding

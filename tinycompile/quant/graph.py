@@ -22,6 +22,9 @@ Ops of imported models (``tinycompile.frontends``), with TFLite's integer semant
   spread   input pixels ``stride`` apart after ``padding`` (top, bottom, left, right), ``params["value"]`` (the zero
            point) everywhere else: with a stride-1 conv, a transposed convolution
   concat   its inputs' channels side by side (every input quantized as the output)
+  slice    output pixel (h, w), channel c is input pixel (pt + h * sh, pl + w * sw), channel ``index[c]``:
+           ``padding`` (top, bottom, left, right) the rows and columns cut away, ``stride`` the step; tensor index
+           int32 (C_out); output quantized as the input
   dense    with ``params["float_scale"] = 1`` (TFLite's int8 FULLY_CONNECTED): requantized by
            ``intmath.requantize_float(acc, scale[c])`` in double precision; tensor ``scale`` float64 (O); with
            ``params["single_rounding"] = 1`` as well when ``intmath.requantize_single`` with its multiplier and
@@ -182,11 +185,13 @@ def spec_of(graph: QuantGraph) -> ArchSpec:
     for op in graph.ops:
         channels = op.out_shape[2] if op.op in ("conv", "dense") else 0
         kernel = tuple(op.kernel) if op.op in ("conv", "dwconv", "maxpool", "avgpool") else (1, 1)
-        stride = tuple(op.stride) if op.op in ("conv", "dwconv", "maxpool", "avgpool", "upsample", "spread") else (1, 1)
+        stride = tuple(op.stride) if op.op in ("conv", "dwconv", "maxpool", "avgpool", "upsample", "spread", "slice") else (1, 1)
         name = "gap" if op.op == "avgpool" and tuple(op.kernel) == op.in_shapes[0][:2] and op.out_shape[:2] == (1, 1) else op.op
         if name == "gap":
             kernel = stride = (1, 1)
-        layers.append(Layer(name, tuple(op.inputs), channels, kernel, stride, tuple(op.padding)))  # type: ignore[arg-type]
+        select = tuple(int(j) for j in op.tensors["index"]) if op.op == "slice" else ()
+        layers.append(Layer(name, tuple(op.inputs), channels, kernel, stride, tuple(op.padding),  # type: ignore[arg-type]
+                            select=select))
     h, w, c = graph.input_shape
     oh, ow, oc = graph.output_shape
     classes = oc if (oh, ow) == (1, 1) else 0

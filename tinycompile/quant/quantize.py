@@ -34,8 +34,8 @@ from tinycompile.quant.semantics import (
 
 CALIBRATION_SAMPLES = 512
 SUPPORTED_OPS = ("conv", "dwconv", "dense", "maxpool", "avgpool", "gap", "flatten", "add", "softmax", "pad", "concat",
-                 "sigmoid", "tanh", "unary", "mul", "upsample", "spread")
-PASS_THROUGH_OPS = ("maxpool", "flatten", "pad", "concat", "upsample", "spread")  # their output keeps their input's quantization
+                 "sigmoid", "tanh", "unary", "mul", "upsample", "spread", "slice")
+PASS_THROUGH_OPS = ("maxpool", "flatten", "pad", "concat", "upsample", "spread", "slice")  # their output keeps their input's quantization
 # TFLite's fixed int8 output quantizations: softmax and logistic [0, 1) in steps of 1/256, tanh [-1, 1) in 1/128.
 FIXED_OUT_Q = {"softmax": QParams(1.0 / 256.0, -128), "sigmoid": QParams(1.0 / 256.0, -128), "tanh": QParams(1.0 / 128.0, 0)}
 LOOKUP_TABLES = {"sigmoid": logistic_table, "tanh": tanh_table}
@@ -85,7 +85,7 @@ def _check_supported(spec: ArchSpec) -> None:
     for i, layer in enumerate(spec.layers):
         if layer.op not in SUPPORTED_OPS:
             raise UserError(f"layer {i}: op {layer.op!r} is not supported by the int8 quantizer; use one of {SUPPORTED_OPS}")
-        if (layer.op in ("pad", "unary", "upsample", "spread") or layer.op in FIXED_OUT_Q) and (layer.relu or layer.cap is not None):
+        if (layer.op in ("pad", "unary", "upsample", "spread", "slice") or layer.op in FIXED_OUT_Q) and (layer.relu or layer.cap is not None):
             raise UserError(f"layer {i}: {layer.op} with an activation is not supported; its output needs none")
         if layer.op == "flatten":
             c, h, w = spec.input_shapes(i, shapes)[0]
@@ -220,6 +220,9 @@ def _quantize_layer(
         return QOp(**base, out_q=in_q[0], lo=lo, hi=hi)  # type: ignore[arg-type]
     if layer.op == "upsample":  # copies of its input's values
         return QOp(**base, out_q=in_q[0])  # type: ignore[arg-type]
+    if layer.op == "slice":
+        index = np.array(layer.select or range(in_chw[0][0]), dtype=np.int32)
+        return QOp(**base, out_q=in_q[0], tensors={"index": index})  # type: ignore[arg-type]
     if layer.op in ("pad", "spread"):  # real zero is the input zero point: the tensor keeps the input's quantization
         return QOp(**base, out_q=in_q[0], params={"value": in_q[0].zero_point})  # type: ignore[arg-type]
     if layer.op == "softmax":

@@ -153,6 +153,10 @@ def _spread(op: QOp, x: np.ndarray) -> np.ndarray:
     return semantics.spread_int8(x, tuple(op.stride), tuple(op.padding), int(op.params["value"]))  # type: ignore[arg-type]
 
 
+def _slice(op: QOp, x: np.ndarray) -> np.ndarray:
+    return semantics.slice_int8(x, tuple(op.padding), tuple(op.stride), op.tensors["index"])  # type: ignore[arg-type]
+
+
 def _concat(op: QOp, *xs: np.ndarray) -> np.ndarray:
     return semantics.concat_int8(*xs)
 
@@ -173,4 +177,5 @@ OPS = {
     "concat": _concat,
     "upsample": _upsample,
     "spread": _spread,
+    "slice": _slice,
 }

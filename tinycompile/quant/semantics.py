@@ -387,6 +387,14 @@ def upsample_int8(x: np.ndarray, factor: tuple[int, int]) -> np.ndarray:
     return np.repeat(np.repeat(np.asarray(x), factor[0], axis=1), factor[1], axis=2).astype(np.int8)
 
 
+def slice_int8(x: np.ndarray, cut: tuple[int, int, int, int], step: tuple[int, int], index: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` int8 arrays with ``cut`` (top, bottom, left, right) rows and columns removed, every ``step``
+    (sh, sw)-th of the rest kept, and channel ``index[c]`` as output channel ``c``."""
+    h, w = np.shape(x)[1:3]
+    (pt, pb, pl, pr), (sh, sw) = cut, step
+    return np.asarray(x)[:, pt : h - pb : sh, pl : w - pr : sw][..., np.asarray(index)].astype(np.int8)
+
+
 def spread_int8(x: np.ndarray, stride: tuple[int, int], padding: tuple[int, int, int, int], value: int) -> np.ndarray:
     """``(N, H, W, C)`` int8 pixels ``stride`` apart after ``padding`` (top, bottom, left, right), ``value`` between."""
     n, h, w, c = np.shape(x)
