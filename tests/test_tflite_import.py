@@ -177,12 +177,25 @@ def _transposed(b: ModelBuilder) -> list:
     return [b.transpose_conv(y, 2, (2, 5), (1, 3), "VALID")]
 
 
+def _slices(b: ModelBuilder) -> list:
+    """ShuffleNetV2's channel split (SPLIT) with one half convolved, space-to-depth's strided slices
+    (STRIDED_SLICE, a backwards channel step), a crop (SLICE), a channel gather (GATHER), a part nobody reads
+    (SPLIT_V)."""
+    x = b.input((1, 9, 12, 3), scale=0.05, zero_point=4)
+    y = b.conv2d(x, 8, (3, 3), (1, 1), "SAME", "RELU")
+    kept, changed = b.split(y, [4, 4])
+    y = b.concatenation([kept, b.conv2d(changed, 4, (1, 1), output_scale=y.scale, output_zero_point=y.zero_point)])
+    y = b.strided_slice(y, (0, 1, 0, -1), (1, 9, 12, -9), (1, 2, 2, -1))  # (1, 4, 6, 8)
+    y = b.gather(b.slice(y, (0, 0, 1, 0), (1, -1, 4, -1)), [7, 0, 3, 3, 5])  # (1, 4, 4, 5)
+    return [b.fully_connected(b.reshape(b.split(y, [2, 3])[1], (1, -1)), 5)]
+
+
 MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "conv_stack": _conv_stack, "depthwise": _depthwise, "dense": _dense, "residual": _residual, "pools": _pools,
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
-    "dilated": _dilated, "transposed": _transposed,
+    "dilated": _dilated, "transposed": _transposed, "slices": _slices,
 }  # fmt: skip
 
 

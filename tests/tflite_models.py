@@ -703,6 +703,80 @@ class ModelBuilder:
         self._op("CONCATENATION", Op.CONCATENATION, 1 if first.is_float else 2, tuple(xs), (y,), opts, options)
         return y
 
+    def strided_slice(self, x: Tensor, begin: Sequence[int], end: Sequence[int], strides: Sequence[int], *,
+                      begin_mask: int = 0, end_mask: int = 0) -> Tensor:
+        """STRIDED_SLICE (int32 begin, end, strides tensors; masked axes whole); the quantization passes."""
+        shape = []
+        for axis, size in enumerate(x.shape):
+            b = None if begin_mask >> axis & 1 else begin[axis]
+            e = None if end_mask >> axis & 1 else end[axis]
+            shape.append(len(range(size)[slice(b, e, strides[axis])]))
+        y = self._same_quant("strided_slice", x, shape, None, None, self._stats(x))
+        consts = tuple(self.constant(np.asarray(v, np.int32), name=self._name(f"slice_{what}"))
+                       for what, v in (("begin", begin), ("end", end), ("strides", strides)))
+
+        def options(fb: flatbuffers.Builder) -> int:
+            tflite.StridedSliceOptionsStart(fb)
+            tflite.StridedSliceOptionsAddBeginMask(fb, begin_mask)
+            tflite.StridedSliceOptionsAddEndMask(fb, end_mask)
+            return tflite.StridedSliceOptionsEnd(fb)
+
+        self._op("STRIDED_SLICE", Op.STRIDED_SLICE, 1 if x.is_float else 2, (x, *consts), (y,),
+                 tflite.BuiltinOptions.StridedSliceOptions, options)
+        return y
+
+    def slice(self, x: Tensor, begin: Sequence[int], size: Sequence[int]) -> Tensor:
+        """SLICE (int32 begin and size tensors, a size of -1: to the end); the quantization passes."""
+        shape = [d - b if n == -1 else n for d, b, n in zip(x.shape, begin, size)]
+        y = self._same_quant("slice", x, shape, None, None, self._stats(x))
+        consts = tuple(self.constant(np.asarray(v, np.int32), name=self._name(f"slice_{what}"))
+                       for what, v in (("begin", begin), ("size", size)))
+        self._op("SLICE", Op.SLICE, 1 if x.is_float else 2, (x, *consts), (y,))
+        return y
+
+    def split(self, x: Tensor, sizes: Sequence[int], axis: int = -1) -> list[Tensor]:
+        """SPLIT_V into parts of ``sizes`` along ``axis`` (SPLIT when they are equal); the quantization passes."""
+        ax = axis % len(x.shape)
+        outs = [self._same_quant("split", x, [n if d == ax else s for d, s in enumerate(x.shape)], None, None,
+                                 self._stats(x)) for n in sizes]
+        axis_t = self.constant(np.asarray([ax], np.int32), name=self._name("split_axis"))
+        count = len(sizes)
+        if len(set(sizes)) == 1:
+            def options(fb: flatbuffers.Builder) -> int:
+                tflite.SplitOptionsStart(fb)
+                tflite.SplitOptionsAddNumSplits(fb, count)
+                return tflite.SplitOptionsEnd(fb)
+
+            self._op("SPLIT", Op.SPLIT, 1 if x.is_float else 2, (axis_t, x), tuple(outs),
+                     tflite.BuiltinOptions.SplitOptions, options)
+            return outs
+        sizes_t = self.constant(np.asarray(sizes, np.int32), name=self._name("split_sizes"))
+
+        def options_v(fb: flatbuffers.Builder) -> int:
+            tflite.SplitVOptionsStart(fb)
+            tflite.SplitVOptionsAddNumSplits(fb, count)
+            return tflite.SplitVOptionsEnd(fb)
+
+        self._op("SPLIT_V", Op.SPLIT_V, 1 if x.is_float else 2, (x, sizes_t, axis_t), tuple(outs),
+                 tflite.BuiltinOptions.SplitVOptions, options_v)
+        return outs
+
+    def gather(self, x: Tensor, indices: Sequence[int], axis: int = -1) -> Tensor:
+        """GATHER with constant int32 ``indices`` along ``axis``; the quantization passes."""
+        ax = axis % len(x.shape)
+        y = self._same_quant("gather", x, [len(indices) if d == ax else s for d, s in enumerate(x.shape)], None, None,
+                             self._stats(x))
+        index_t = self.constant(np.asarray(indices, np.int32), name=self._name("gather_indices"))
+
+        def options(fb: flatbuffers.Builder) -> int:
+            tflite.GatherOptionsStart(fb)
+            tflite.GatherOptionsAddAxis(fb, ax)
+            return tflite.GatherOptionsEnd(fb)
+
+        self._op("GATHER", Op.GATHER, 1 if x.is_float else 2, (x, index_t), (y,), tflite.BuiltinOptions.GatherOptions,
+                 options)
+        return y
+
     def mean(
         self,
         x: Tensor,

@@ -118,6 +118,8 @@ class _Importer:
         self.op_tensors: list[int] = []
         self.op_sources: list[str] = []
         self.value: dict[int, int] = {}  # flatbuffer tensor -> QuantGraph value (-1: the graph input)
+        self.read_tensors = {int(t) for k in range(self.sub.OperatorsLength())  # read by an op or the model's output
+                             for t in self.sub.Operators(k).InputsAsNumpy()} | {int(t) for t in self.sub.OutputsAsNumpy()}
         self.notes: list[str] = []
 
     # --- flatbuffer access ---------------------------------------------------------------------
@@ -551,6 +553,79 @@ class _Importer:
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         self.emit(k, QOp(op="concat", lo=lo, hi=hi, **base), out)
 
+    # --- slices: STRIDED_SLICE, SLICE, SPLIT, SPLIT_V, GATHER along the channels -> slice ops -------------------
+    def strided_slice(self, k: int, op: Any) -> None:
+        src, begin_t, end_t = (int(t) for t in op.InputsAsNumpy()[:3])
+        strides_t = int(op.InputsAsNumpy()[3]) if self.op_name(k) == "STRIDED_SLICE" else -1
+        rank = len(self.shape(src))
+        begin = [int(v) for v in self.const(begin_t).reshape(-1)]
+        if self.op_name(k) == "SLICE":  # begin and size (-1: to the end)
+            ends = [size if n == -1 else b + n for b, n, size in zip(begin, self.const(end_t).reshape(-1), self.shape(src))]
+            steps = [1] * rank
+        else:
+            opts = self.options(op, "StridedSliceOptions")
+            if opts is not None and (opts.EllipsisMask() or opts.NewAxisMask() or opts.ShrinkAxisMask() or opts.Offset()):
+                raise UserError(f"{self.where}: operator {k} (STRIDED_SLICE) uses ellipsis, new-axis, shrink-axis or "
+                                "offset masks; only plain strided slices import")
+            ends = [int(v) for v in self.const(end_t).reshape(-1)]
+            steps = [int(v) for v in self.const(strides_t).reshape(-1)]
+            for axis in range(rank):  # a masked begin or end is the whole axis
+                if opts is not None and opts.BeginMask() >> axis & 1:
+                    begin[axis] = 0 if steps[axis] > 0 else -1
+                if opts is not None and opts.EndMask() >> axis & 1:
+                    ends[axis] = self.shape(src)[axis] if steps[axis] > 0 else -self.shape(src)[axis] - 1
+        self.slice(k, src, int(op.OutputsAsNumpy()[0]), dict(enumerate(zip(begin, ends, steps))))
+
+    def split(self, k: int, op: Any) -> None:
+        ins = [int(t) for t in op.InputsAsNumpy()]
+        src, axis_t = (ins[1], ins[0]) if self.op_name(k) == "SPLIT" else (ins[0], ins[2])
+        axis = int(self.const(axis_t).reshape(-1)[0]) % len(self.shape(src))
+        begin = 0
+        for out in (int(t) for t in op.OutputsAsNumpy()):
+            end = begin + self.shape(out)[axis]
+            if out in self.read_tensors:  # a part nothing reads is not made
+                self.slice(k, src, out, {axis: (begin, end, 1)})
+            begin = end
+
+    def gather(self, k: int, op: Any) -> None:
+        src, index_t = (int(t) for t in op.InputsAsNumpy()[:2])
+        opts = self.options(op, "GatherOptions")
+        rank = len(self.shape(src))
+        axis = (int(opts.Axis()) if opts is not None else 0) % rank
+        index = self.const(index_t) if self.is_const(index_t) else None
+        if index is None or index.ndim != 1 or axis != rank - 1 or (opts is not None and opts.BatchDims()):
+            raise UserError(f"{self.where}: operator {k} (GATHER) gathers along axis {axis} of {rank}; only constant "
+                            "indices along the channel axis import")
+        self.slice(k, src, int(op.OutputsAsNumpy()[0]), {}, select=[int(j) % self.shape(src)[-1] for j in index])
+
+    def slice(self, k: int, src: int, out: int, ranges: dict[int, tuple[int, int, int]],
+              select: list[int] | None = None) -> None:
+        """Output ``out`` is ``src`` cut to ``ranges`` (axis -> begin, end, step as Python slices) and channels
+        ``select``: a slice op, which copies int8 values (the quantization must stay)."""
+        base = self.base(k, [src], out)
+        if base["in_q"][0] != base["out_q"]:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) changes the quantization; not supported")
+        shape = self.shape(src)
+        letters = {4: "NHWC", 3: "NWC", 2: "NC"}[len(shape)]
+        cut = {"H": (0, 0, 1), "W": (0, 0, 1)}
+        channels = list(range(shape[-1])) if select is None else select
+        for axis, (begin, end, step) in ranges.items():
+            kept = range(*slice(begin, end, step).indices(shape[axis])) if step else range(0)
+            if not kept:
+                raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) takes nothing of axis {axis}")
+            if letters[axis] == "N":
+                if len(kept) != shape[0]:
+                    raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) slices the batch axis; not supported")
+            elif letters[axis] == "C":
+                channels = [channels[j] for j in kept]
+            elif step < 0:
+                raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) mirrors axis {axis}; not supported")
+            else:
+                cut[letters[axis]] = (kept[0], shape[axis] - kept[-1] - 1, kept.step)
+        (top, bottom, sh), (left, right, sw) = cut["H"], cut["W"]
+        self.emit(k, QOp(op="slice", stride=(sh, sw), padding=(top, bottom, left, right),
+                         tensors={"index": np.array(channels, np.int32)}, **base), out)
+
     def lookup(self, k: int, op: Any, table: Callable[..., np.ndarray], *args: Any) -> None:
         """An elementwise op on int8 values: the 256-entry table of ``table(s_in, zp_in, s_out, zp_out, *args)``."""
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
@@ -649,6 +724,11 @@ class _Importer:
         "MEAN": mean,
         "PADV2": pad,
         "CONCATENATION": concat,
+        "STRIDED_SLICE": strided_slice,
+        "SLICE": strided_slice,
+        "SPLIT": split,
+        "SPLIT_V": split,
+        "GATHER": gather,
         "LOGISTIC": lambda self, k, op: self.lookup(k, op, semantics.logistic_table),
         "TANH": lambda self, k, op: self.lookup(k, op, semantics.tanh_table),
         "QUANTIZE": lambda self, k, op: self.lookup(k, op, semantics.requantize_table),
