@@ -41,6 +41,39 @@ JOINED = ArchSpec((2, 1, 32), 3, (
     L("dense", (5,), channels=3),
 ))  # fmt: skip
 
+# A core part that ends in a view: the slice (channels picked, columns cut and stepped) runs on the core, the flatten
+# after it moves no bytes, and the dense layer on the accelerator reads the slice's tensor.
+SLICED = ArchSpec((2, 1, 16), 3, (
+    L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+    L("slice", (0,), stride=(1, 2), padding=(0, 0, 1, 2), select=(6, 7, 0, 1, 3)),
+    L("flatten", (1,)),
+    L("dense", (2,), channels=3),
+))  # fmt: skip
+# The first accelerator layer reads the network input through a view (a flatten of the input).
+FLAT_INPUT = ArchSpec((2, 1, 8), 3, (L("flatten", (-1,)), L("dense", (0,), channels=8, relu=True),
+                                     L("dense", (1,), channels=3)))
+# Nothing for the accelerator: every layer on the core.
+CORE_ONLY = ArchSpec((5, 1, 1), 3, (L("slice", (-1,), select=(4, 0, 2)), L("softmax", (0,))))
+
+
+@pytest.mark.parametrize("spec", [SLICED, FLAT_INPUT, CORE_ONLY], ids=["sliced", "flat_input", "core_only"])
+def test_views_slices_and_core_only_networks(spec: ArchSpec, tmp_path: Path) -> None:
+    """A core part ending in a view, an accelerator layer reading the input through a view (the core writes the
+    input before it), a network without accelerator layers: each bit-exact, with its summary line."""
+    report = _build(spec, tmp_path, vectors=4)
+    assert report["bit_exact"]
+    ran = [r["ran_on"] for r in report["layers"]]
+    a = report["backend"]["accelerator"]
+    if spec is SLICED:
+        assert ran == ["accelerator", "core", "view (no data moved)", "accelerator"]
+    elif spec is FLAT_INPUT:
+        assert ran[1] == "accelerator" and report["layers"][1]["input_cycles"] == a["input_cycles"] > 0
+    else:
+        assert set(ran) == {"core"} and a["accelerator_cycles"] == 0 and a["vs_accelerator_alone"] is None
+    line = get_backend("soc").summary_lines(report)[0]
+    assert f"accelerator {a['accelerator_cycles']:,}, core layers" in line
+    assert ("x the accelerator alone" in line) == (spec is not CORE_ONLY)
+
 
 def _build(spec: ArchSpec, tmp_path: Path, vectors: int = 16) -> dict:
     backend = get_backend("soc")

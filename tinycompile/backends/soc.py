@@ -21,6 +21,12 @@ from tinycompile.quant.graph import QuantGraph
 from tinycompile.targets import Target, require
 
 
+def _reads_input(graph: QuantGraph, placement: dict[int, str], i: int) -> bool:
+    """Whether op ``i`` reads the network input, directly or through views (a flatten moves no bytes)."""
+    return any(j == -1 or (placement.get(j) == "view" and _reads_input(graph, placement, j))
+               for j in graph.ops[i].inputs)
+
+
 class SocBackend(Backend):
     """A RISC-V core (VexRiscv) and the accelerator in a simulated SoC: one firmware, cycle-exact."""
 
@@ -184,7 +190,7 @@ class SocBackend(Backend):
             accel = target.raw["soc"]["accelerator"]  # the core's share, as the cost model prices it
             predicted.update({c.index: float(t) + float(accel["start_cycles"]) for c, t in zip(codes, timed)})
             if prog.input is not None:
-                input_layer = next(c.index for c in codes if -1 in work.graph.ops[c.index].inputs)
+                input_layer = next(c.index for c in codes if _reads_input(work.graph, plan.placement, c.index))
                 predicted[input_layer] += float(accel["input_cycles_per_write"]) * input_writes(work.graph, prog)
         doc = {"target": target.name, "target_file": str(target.path.resolve()), "array": n, "accel_mem_bytes": mem,
                "steps": [list(s) for s in plan.steps], "kernel_ops": [list(k) for k in fw.kernel_ops],
@@ -296,10 +302,12 @@ class SocBackend(Backend):
             a = b["accelerator"]
             if "vs_accelerator_alone" not in a:
                 return []
+            ratio = ("" if a["vs_accelerator_alone"] is None else  # None: every layer ran on the core
+                     f": {a['vs_accelerator_alone']:.2f}x the accelerator alone "
+                     f"({a['inference_vs_accelerator_alone']:.2f}x with the input in place)")
             return [f"core + {a['array']}x{a['array']} accelerator, cycles from mcycle on RTL: accelerator "
                     f"{a['accelerator_cycles']:,}, core layers {a['core_layer_cycles']:,}, writing the input "
-                    f"{a['input_cycles']:,}, starting and polling {a['driver_cycles']:,}: {a['vs_accelerator_alone']:.2f}x "
-                    f"the accelerator alone ({a['inference_vs_accelerator_alone']:.2f}x with the input in place) | "
+                    f"{a['input_cycles']:,}, starting and polling {a['driver_cycles']:,}{ratio} | "
                     f"simulated {b['sim_cycles']:,} cycles in {b['sim_seconds']:.1f} s ({b['sim_cycles_per_second']:,} "
                     "cycles/s)"]
         lines = [f"{b['core']}: cycles from mcycle on RTL | simulated {b['sim_cycles']:,} cycles in "

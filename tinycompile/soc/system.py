@@ -156,8 +156,11 @@ def _core_part(graph: QuantGraph, run: list[int]) -> CorePart:
     if exported:
         raise UserError(f"{what} run on the SoC's core and layer {min(exported)}'s output is read elsewhere too; the "
                         "soc back end copies back only a core part's last output: build with --core-only")
-    index = {op: k for k, op in enumerate(run)}
-    ops = [dataclasses.replace(graph.ops[i], inputs=tuple(index.get(j, -1) for j in graph.ops[i].inputs)) for i in run]
+    body = list(run)
+    while len(body) > 1 and graph.ops[body[-1]].op == "flatten":  # a view: the bytes of the op before, no kernel
+        body.pop()
+    index = {op: k for k, op in enumerate(body)}
+    ops = [dataclasses.replace(graph.ops[i], inputs=tuple(index.get(j, -1) for j in graph.ops[i].inputs)) for i in body]
     q = graph.input_q if source < 0 else graph.ops[source].out_q
     return CorePart(tuple(run), source, QuantGraph(tuple(shape), q, ops, {}))
 
