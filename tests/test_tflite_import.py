@@ -178,11 +178,11 @@ def _transposed(b: ModelBuilder) -> list:
 
 
 def _slices(b: ModelBuilder) -> list:
-    """ShuffleNetV2's channel split (SPLIT) with one half convolved, space-to-depth's strided slices
-    (STRIDED_SLICE, a backwards channel step), a crop (SLICE), a channel gather (GATHER), a part nobody reads
-    (SPLIT_V)."""
+    """ShuffleNetV2's channel shuffle (RESHAPE, TRANSPOSE, RESHAPE) and split (SPLIT) with one half convolved,
+    space-to-depth's strided slices (STRIDED_SLICE, a backwards channel step), a crop (SLICE), a channel gather
+    (GATHER), a part nobody reads (SPLIT_V)."""
     x = b.input((1, 9, 12, 3), scale=0.05, zero_point=4)
-    y = b.conv2d(x, 8, (3, 3), (1, 1), "SAME", "RELU")
+    y = b.channel_shuffle(b.conv2d(x, 8, (3, 3), (1, 1), "SAME", "RELU"), 2)
     kept, changed = b.split(y, [4, 4])
     y = b.concatenation([kept, b.conv2d(changed, 4, (1, 1), output_scale=y.scale, output_zero_point=y.zero_point)])
     y = b.strided_slice(y, (0, 1, 0, -1), (1, 9, 12, -9), (1, 2, 2, -1))  # (1, 4, 6, 8)
@@ -384,6 +384,16 @@ def test_dilation_and_depth_multipliers_become_plain_kernels(tmp_path: Path) -> 
     assert not w[:2, :, :, 4:].any() and not w[2:, :, :, :4].any() and w[:2, :, :, :4].any() and w[2:, :, :, 4:].any()
     assert one_per_group.op == "dwconv" and one_per_group.tensors["weight"].shape == (3, 1, 4)
     assert len(imp.notes) == 4 and "2 groups run as a full convolution" in imp.notes[3]
+
+
+def test_slices_and_channel_shuffles_become_slice_ops(tmp_path: Path) -> None:
+    """The shuffle's three ops are one slice op; the split part nobody reads is not made."""
+    ops = import_tflite(write(tmp_path, "slices")).graph.ops
+    shuffle = ops[1]
+    assert shuffle.op == "slice" and list(shuffle.tensors["index"]) == [0, 4, 1, 5, 2, 6, 3, 7]
+    assert [op.op for op in ops].count("slice") == 7  # shuffle, two halves, strided, crop, gather, the read part
+    strided = ops[6]
+    assert strided.stride == (2, 2) and strided.padding == (1, 1, 0, 1) and list(strided.tensors["index"]) == list(range(7, -1, -1))
 
 
 def test_bad_model_files_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ OPS: dict[str, tuple[Build, tuple[int, ...]]] = {
     "split": (lambda b, x: b.concatenation(b.split(x, [1, 2])[::-1]), (1, 9, 7, 3)),
     "split_equal": (lambda b, x: b.split(b.conv2d(x, 4, (1, 1)), [2, 2])[1], (1, 9, 7, 2)),
     "gather": (lambda b, x: b.gather(x, [2, 0, 2, 1]), (1, 9, 7, 4)),
+    "channel_shuffle": (lambda b, x: b.channel_shuffle(b.conv2d(x, 6, (1, 1)), 3), (1, 9, 7, 6)),
     "depthwise_multiplier2": (lambda b, x: b.depthwise_conv2d(x, (2, 2), depth_multiplier=2, padding="VALID"),
                               (1, 8, 6, 6)),
     "average_pool_same": (lambda b, x: b.average_pool2d(x, (3, 3), (2, 2), "SAME"), (1, 5, 4, 3)),

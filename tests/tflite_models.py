@@ -566,6 +566,19 @@ class ModelBuilder:
 
     # ----------------------------------------------------------------------------------------------- shapes
 
+    def transpose(self, x: Tensor, perm: Sequence[int]) -> Tensor:
+        """TRANSPOSE by ``perm`` (an int32 tensor); the quantization passes."""
+        y = self._same_quant("transpose", x, [x.shape[p] for p in perm], None, None, self._stats(x))
+        perm_t = self.constant(np.asarray(perm, np.int32), name=self._name("transpose_perm"))
+        self._op("TRANSPOSE", Op.TRANSPOSE, 1 if x.is_float else 2, (x, perm_t), (y,))
+        return y
+
+    def channel_shuffle(self, x: Tensor, groups: int) -> Tensor:
+        """ShuffleNet's channel shuffle as Keras writes it: RESHAPE to groups, TRANSPOSE the last two, RESHAPE back."""
+        *lead, c = x.shape
+        y = self.transpose(self.reshape(x, (*lead, groups, c // groups)), (*range(len(lead)), len(lead) + 1, len(lead)))
+        return self.reshape(y, x.shape)
+
     def reshape(self, x: Tensor, shape: Sequence[int], mode: str = "both") -> Tensor:
         """RESHAPE (one -1 allowed); ``mode``: the new shape as ``"option"``, shape ``"tensor"`` or ``"both"``."""
         if mode not in ("option", "tensor", "both"):

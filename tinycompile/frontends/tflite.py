@@ -118,6 +118,7 @@ class _Importer:
         self.op_tensors: list[int] = []
         self.op_sources: list[str] = []
         self.value: dict[int, int] = {}  # flatbuffer tensor -> QuantGraph value (-1: the graph input)
+        self.grouped: dict[int, tuple[int, int, bool]] = {}  # channels split in groups: source, groups, transposed
         self.read_tensors = {int(t) for k in range(self.sub.OperatorsLength())  # read by an op or the model's output
                              for t in self.sub.Operators(k).InputsAsNumpy()} | {int(t) for t in self.sub.OutputsAsNumpy()}
         self.notes: list[str] = []
@@ -464,9 +465,16 @@ class _Importer:
 
     def reshape(self, k: int, op: Any) -> None:
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
-        in_hwc, out_hwc = self.hwc(src), self.hwc(out)
         if self.qparams(src, "a reshape's input") != self.qparams(out, "a reshape's output"):
             raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) changes the quantization; not supported")
+        if src in self.grouped:
+            self.merge_groups(k, src, out)
+            return
+        shape, new = self.shape(src), self.shape(out)
+        if len(new) == len(shape) + 1 and new[:-2] == shape[:-1] and new[-2] * new[-1] == shape[-1] and new[-2] > 1:
+            self.grouped[out] = (src, new[-2], False)  # the channels split in groups: a channel shuffle's start
+            return
+        in_hwc, out_hwc = self.hwc(src), self.hwc(out)
         if out_hwc == in_hwc:  # the same bytes in the same layout: nothing to run
             self.value[out] = self.source(src, k)
             return
@@ -475,6 +483,33 @@ class _Importer:
                             "keep the NHWC layout or flatten it import")
         base = self.base(k, [src], out)
         self.emit(k, QOp(op="flatten", **base), out)
+
+    def transpose(self, k: int, op: Any) -> None:
+        """TRANSPOSE of the channels split in groups (a channel shuffle's middle), or one that keeps the layout."""
+        src, perm_t = (int(t) for t in op.InputsAsNumpy()[:2])
+        out = int(op.OutputsAsNumpy()[0])
+        perm = [int(p) % len(self.shape(src)) for p in self.const(perm_t).reshape(-1)]
+        if src in self.grouped and perm == [*range(len(perm) - 2), len(perm) - 1, len(perm) - 2]:
+            source, groups, swapped = self.grouped[src]
+            self.grouped[out] = (source, groups, not swapped)
+            return
+        if src in self.grouped or self.hwc(src) != self.hwc(out):
+            raise UserError(f"{self.where}: operator {k} (TRANSPOSE) permutes axes {perm} of {list(self.shape(src))}; only "
+                            "a channel shuffle's (reshape to groups, swap the last two axes, reshape back) imports")
+        self.value[out] = self.source(src, k)
+
+    def merge_groups(self, k: int, src: int, out: int) -> None:
+        """The reshape that ends a channel shuffle: channel ``j`` of the output is ``(j % g) * (C / g) + j // g``."""
+        source, groups, swapped = self.grouped[src]
+        if self.shape(out) != self.shape(source):
+            raise UserError(f"{self.where}: operator {k} (RESHAPE) reshapes channels split in groups to "
+                            f"{list(self.shape(out))}; only back to {list(self.shape(source))} (a channel shuffle) imports")
+        channels = self.shape(source)[-1]
+        if not swapped:
+            self.value[out] = self.source(source, k)
+            return
+        per_group = channels // groups
+        self.slice(k, source, out, {}, select=[(j % groups) * per_group + j // groups for j in range(channels)])
 
     def resize_nearest(self, k: int, op: Any) -> None:
         """RESIZE_NEAREST_NEIGHBOR by whole factors, corners not aligned: each pixel repeated (with or without half
@@ -729,6 +764,7 @@ class _Importer:
         "SPLIT": split,
         "SPLIT_V": split,
         "GATHER": gather,
+        "TRANSPOSE": transpose,
         "LOGISTIC": lambda self, k, op: self.lookup(k, op, semantics.logistic_table),
         "TANH": lambda self, k, op: self.lookup(k, op, semantics.tanh_table),
         "QUANTIZE": lambda self, k, op: self.lookup(k, op, semantics.requantize_table),
