@@ -2,7 +2,7 @@
 
 Each network uses ops a float model import must understand beyond plain conv / ReLU: ReLU6 inverted residuals
 (MobileNetV2), a concatenation of branches (Inception), hard swish and a squeeze-and-excitation gate (MobileNetV3),
-SiLU, leaky ReLU. Each is trained
+SiLU, leaky ReLU, ShuffleNetV2's channel split and shuffle. Each is trained
 for a few seconds on sklearn's 8x8 digits, exported to ``.pt2`` and ``.onnx``, and built with
 ``tinycompile build model --calib calib.npz`` for cortex-m4 (both formats) and the accelerator (N = 8); the table
 gives each build's verdict (bit-exact against the integer reference), its instructions or cycles, and the float and
@@ -11,11 +11,13 @@ quantizer (QDQ and operator forms, per-channel int8 weights, the same training i
 own quantization, beside ONNX Runtime running it on the same inputs. A VWW-shaped MobileNetV1 0.25 (96x96x3,
 ReLU6, random weights: cycles do not depend on them) is built for cortex-m4 beside ST's published MLPerf Tiny figure.
 
-Run: ``.venv/bin/python bench/bench_float_import.py`` -> a table, bench/results/float_import.json (about 20 minutes).
+Run: ``.venv/bin/python bench/bench_float_import.py`` -> a table, bench/results/float_import.json (about 20 minutes;
+``--only NAME`` reruns the networks whose name holds NAME and keeps the other rows).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -96,6 +98,37 @@ class Activated(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn1(self.dw(self.act(self.bn0(self.conv(x))))))
         return self.fc(self.act(self.pw(x)).mean((2, 3)))
+
+
+class ShuffleNetV2(nn.Module):
+    """ShuffleNetV2's two units: the stride-2 one (both branches, concatenated, shuffled) and the basic one (the
+    channels split, one half through 1x1 / depthwise / 1x1, concatenated, shuffled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def branch(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout), nn.ReLU(),
+                                 nn.Conv2d(cout, cout, 3, stride, 1, groups=cout), nn.BatchNorm2d(cout),
+                                 nn.Conv2d(cout, cout, 1), nn.BatchNorm2d(cout), nn.ReLU())
+
+        self.stem, self.bn = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.down_left = nn.Sequential(nn.Conv2d(16, 16, 3, 2, 1, groups=16), nn.BatchNorm2d(16), nn.Conv2d(16, 16, 1),
+                                       nn.ReLU())
+        self.down_right, self.unit = branch(16, 16, 2), branch(16, 16, 1)
+        self.fc = nn.Linear(32, 10)
+
+    @staticmethod
+    def shuffle(x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.stem(x)))
+        x = self.shuffle(torch.cat([self.down_left(x), self.down_right(x)], dim=1))
+        kept, changed = x.chunk(2, dim=1)
+        x = self.shuffle(torch.cat([kept, self.unit(changed)], dim=1))
+        return self.fc(x.mean((2, 3)))
 
 
 def mobilenet_v1(alpha: float = 0.25, classes: int = 2) -> nn.Module:
@@ -199,11 +232,20 @@ def table(rows: list[dict]) -> Table:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run only the networks whose name holds this text (and not the VWW model); "
+                                       "the other rows stay as the last run wrote them")
+    args = parser.parse_args()
     task = load_task("digits")
     xtr, ytr = task.x_train.astype(np.float32), task.y_train.astype(np.int64)
     nets = {"MobileNetV2 block (ReLU6)": InvertedResidual, "Inception (concat)": Inception,
             "MobileNetV3 block (SE gate)": MobileNetV3Block, "hard swish": lambda: Activated(nn.Hardswish()),
-            "SiLU": lambda: Activated(nn.SiLU()), "leaky ReLU": lambda: Activated(nn.LeakyReLU(0.1))}
+            "SiLU": lambda: Activated(nn.SiLU()), "leaky ReLU": lambda: Activated(nn.LeakyReLU(0.1)),
+            "ShuffleNetV2 (split, shuffle)": ShuffleNetV2}
+    if args.only:
+        nets = {name: make for name, make in nets.items() if args.only in name}
+    out = ROOT / "bench" / "results" / "float_import.json"
+    kept = [r for r in json.loads(out.read_text())["rows"] if r["model"] not in nets] if args.only and out.is_file() else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -217,29 +259,35 @@ def main() -> int:
             net = trained(make(), xtr, ytr)
             paths = export(net, torch.from_numpy(xtr[:1]), folder, name.split()[0].lower())
             for form in ("QDQ", "QOperator"):
-                out = folder / f"{paths['onnx'].stem}_{form}.onnx"
-                paths[f"onnx-{form}"] = quantized(paths["onnx"], xtr[:256], out, form)
+                qpath = folder / f"{paths['onnx'].stem}_{form}.onnx"
+                paths[f"onnx-{form}"] = quantized(paths["onnx"], xtr[:256], qpath, form)
             for fmt, target in (("torch", "cortex-m4"), ("onnx", "cortex-m4"), ("torch", "fpga"),
                                 ("onnx-QDQ", "cortex-m4"), ("onnx-QDQ", "fpga"), ("onnx-QOperator", "cortex-m4")):
                 row = build(paths[fmt], calib, target, folder / f"{paths[fmt].stem}-{fmt}-{target}")
                 rows.append({"model": name, "format": fmt, "target": target, **row})
-        print("VWW-shaped MobileNetV1 0.25: building ...", file=sys.stderr, flush=True)
-        torch.manual_seed(0)
-        vww = mobilenet_v1().eval()
-        x = np.random.default_rng(0).uniform(0, 1, (100, 3, 96, 96)).astype(np.float32)
-        np.savez(folder / "vww.npz", x=x)
-        paths = export(vww, torch.from_numpy(x[:1]), folder, "vww")
-        row = build(paths["onnx"], folder / "vww.npz", "cortex-m4", folder / "vww-onnx-cortex-m4")
-        row.update(float_accuracy=None, int8_accuracy=None,
-                   notes=f"published {VWW_PUBLISHED[1]:,} cycles ({VWW_PUBLISHED[0]})")
-        rows.append({"model": "VWW MobileNetV1 0.25 (random weights)", "format": "onnx", "target": "cortex-m4", **row})
+        if args.only:
+            rows = kept + rows
+        else:
+            rows.append(vww_row(folder))
     Console(width=170).print(table(rows))
-    out = ROOT / "bench" / "results" / "float_import.json"
     tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps({"date": str(date.today()), "command": "python bench/bench_float_import.py",
-                                   "rows": rows}, indent=1) + "\n")
+    command = "python bench/bench_float_import.py" + (f" --only '{args.only}'" if args.only else "")
+    tmp_out.write_text(json.dumps({"date": str(date.today()), "command": command, "rows": rows}, indent=1) + "\n")
     tmp_out.replace(out)
     return 1 if any("error" in r or not r["bit_exact"] for r in rows) else 0
+
+
+def vww_row(folder: Path) -> dict:
+    """The VWW-shaped MobileNetV1 built for cortex-m4, beside the published figure."""
+    print("VWW-shaped MobileNetV1 0.25: building ...", file=sys.stderr, flush=True)
+    torch.manual_seed(0)
+    vww = mobilenet_v1().eval()
+    x = np.random.default_rng(0).uniform(0, 1, (100, 3, 96, 96)).astype(np.float32)
+    np.savez(folder / "vww.npz", x=x)
+    paths = export(vww, torch.from_numpy(x[:1]), folder, "vww")
+    row = build(paths["onnx"], folder / "vww.npz", "cortex-m4", folder / "vww-onnx-cortex-m4")
+    row.update(float_accuracy=None, int8_accuracy=None, notes=f"published {VWW_PUBLISHED[1]:,} cycles ({VWW_PUBLISHED[0]})")
+    return {"model": "VWW MobileNetV1 0.25 (random weights)", "format": "onnx", "target": "cortex-m4", **row}
 
 
 if __name__ == "__main__":
