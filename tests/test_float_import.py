@@ -425,6 +425,43 @@ def test_concatenated_branches_take_the_concatenations_quantization(trained: Tra
     assert np.abs(got - want).max() <= 2 and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
 
 
+class Shuffled(nn.Module):
+    """ShuffleNetV2's basic unit: the channels shuffled and split, one half convolved, the halves joined."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.conv, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.stem(x))
+        y = y.view(len(y), 2, 4, *y.shape[2:]).transpose(1, 2).reshape(y.shape)
+        kept, changed = y.chunk(2, dim=1)
+        return self.fc(torch.cat([kept, torch.relu(self.conv(changed))], 1).mean((2, 3)))
+
+
+def test_a_quantized_channel_shuffle_is_two_slices(trained: Trained, tmp_path: Path) -> None:
+    """ONNX Runtime quantizes the shuffle's reshaped and transposed views too; they pass through, and the shuffle
+    and split become two slices of the stem's output that keep its quantization."""
+    from tinycompile.frontends import load_model
+    from tinycompile.quant import reference
+
+    torch.manual_seed(0)
+    source = tmp_path / "shuffled.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Shuffled().eval(), (torch.from_numpy(trained.task.x_test[:1]),), str(source), dynamo=False,
+                          input_names=["x"], output_names=["y"])
+    path = _qdq(trained, source, tmp_path / "shuffled_qdq.onnx")
+    graph = load_model(path).graph
+    slices = [op for op in graph.ops if op.op == "slice"]
+    assert [list(op.tensors["index"]) for op in slices] == [[0, 4, 1, 5], [2, 6, 3, 7]]
+    assert all(op.inputs == (0,) and op.out_q == graph.ops[0].out_q for op in slices)
+    x = trained.task.x_test
+    got = reference.run(graph, graph.quantize_input(x)).reshape(len(x), -1).astype(np.int64)
+    want = _ort_int8(path, graph, x)
+    assert np.abs(got - want).max() <= 2 and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+
+
 def test_uint8_activations_are_the_same_int8_model(trained: Trained, exported: dict[str, Path], qdq: Path,
                                                    tmp_path: Path) -> None:
     """ONNX Runtime's uint8 activations (zero point + 128) import to the quantization of its int8 ones."""

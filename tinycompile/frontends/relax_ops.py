@@ -421,6 +421,9 @@ class Walker(SliceOps):
         """A pre-quantized model's quantization of a tensor: kept for the quantizer (uint8 as the same values in
         int8: zero point - 128); the tensor itself passes on to its dequantize."""
         src = call.args[0]
+        if src in self.grouped:  # a channel shuffle's view, quantized as what it views (a copy keeps it)
+            self.grouped[var] = self.grouped[src]
+            return
         val = self._value(src)
         scale, zero = self._const(call.args[1]), self._const(call.args[2])
         dtype = str(call.attrs.out_dtype)
@@ -440,6 +443,9 @@ class Walker(SliceOps):
         self._same_layer(var, src, val)
 
     def _dequantize(self, var: Any, call: Any) -> None:
+        if call.args[0] in self.grouped:
+            self.grouped[var] = self.grouped[call.args[0]]
+            return
         self._same_layer(var, call.args[0], self._value(call.args[0]))
 
     def _reshape(self, var: Any, call: Any) -> None:

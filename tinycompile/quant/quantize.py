@@ -75,8 +75,21 @@ def _concat_inputs_share(spec: ArchSpec, given: Mapping[int, QParams]) -> dict[i
     shared = dict(given)
     for i, layer in enumerate(spec.layers):
         if layer.op == "concat" and i in given:
-            shared.update({j: given[i] for j in layer.inputs})
+            # an input that copies another tensor (ShuffleNet's half passed on) cannot requantize: its source's
+            # quantization is then the concatenation's, and the other inputs requantize to it
+            copied = [shared[r] for r in (_copied_from(spec, j) for j in layer.inputs) if r is not None and r in shared]
+            q = copied[0] if copied else given[i]
+            shared.update({i: q, **{j: q for j in layer.inputs}})
     return shared
+
+
+def _copied_from(spec: ArchSpec, j: int) -> int | None:
+    """The tensor layer ``j`` copies through pass-through ops other than a concatenation (None: it computes)."""
+    if j < 0 or spec.layers[j].op not in PASS_THROUGH_OPS or spec.layers[j].op == "concat":
+        return None
+    while j >= 0 and spec.layers[j].op in PASS_THROUGH_OPS and spec.layers[j].op != "concat":
+        j = spec.layers[j].inputs[0]
+    return j
 
 
 def _check_supported(spec: ArchSpec) -> None:
