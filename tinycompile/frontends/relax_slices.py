@@ -90,8 +90,7 @@ class SliceOps(GraphWalker):
         return val
 
     def _slice(self, var: Any, val: Val, ranges: dict[int, tuple[int, int, int]], src: Any = None) -> None:
-        """``var`` is ``val`` (read from ``src``) cut to ``ranges`` (axis -> begin, end, step, as Python slices); a
-        slice of a slice that nothing else reads becomes one layer (torch slices one axis at a time)."""
+        """``var`` is ``val`` (read from ``src``) cut to ``ranges`` (axis -> begin, end, step, as Python slices)."""
         cut = {"H": (0, 0, 1), "W": (0, 0, 1)}
         select: tuple[int, ...] = ()
         for axis, (begin, end, step) in ranges.items():
