@@ -406,23 +406,29 @@ class Branches(nn.Module):
 def test_concatenated_branches_take_the_concatenations_quantization(trained: Trained, tmp_path: Path) -> None:
     """The branches' own quantizations differ (QLinearConcat requantizes them); here each branch's convolution
     requantizes straight to the concatenation's, and the result still tracks ONNX Runtime."""
+    graph, got, want = _quantized_by_ort(Branches, trained, tmp_path)
+    concat = next(i for i, op in enumerate(graph.ops) if op.op == "concat")
+    assert [graph.ops[j].out_q for j in graph.ops[concat].inputs] == [graph.ops[concat].out_q] * 2
+    assert np.abs(got - want).max() <= 2 and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+
+
+def _quantized_by_ort(cls: type[nn.Module], trained: Trained, tmp_path: Path) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A fresh ``cls`` exported to ONNX and quantized by ONNX Runtime (QDQ): its imported graph, and the int8 outputs
+    of our integer reference and of ONNX Runtime on the digits test split."""
     from tinycompile.frontends import load_model
     from tinycompile.quant import reference
 
     torch.manual_seed(0)
-    source = tmp_path / "branches.onnx"
+    source = tmp_path / f"{cls.__name__}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Branches().eval(), (torch.from_numpy(trained.task.x_test[:1]),), str(source), dynamo=False,
+        torch.onnx.export(cls().eval(), (torch.from_numpy(trained.task.x_test[:1]),), str(source), dynamo=False,
                           input_names=["x"], output_names=["y"])
-    path = _qdq(trained, source, tmp_path / "branches_qdq.onnx")
+    path = _qdq(trained, source, tmp_path / f"{cls.__name__}_qdq.onnx")
     graph = load_model(path).graph
-    concat = next(i for i, op in enumerate(graph.ops) if op.op == "concat")
-    assert [graph.ops[j].out_q for j in graph.ops[concat].inputs] == [graph.ops[concat].out_q] * 2
     x = trained.task.x_test
     got = reference.run(graph, graph.quantize_input(x)).reshape(len(x), -1).astype(np.int64)
-    want = _ort_int8(path, graph, x)
-    assert np.abs(got - want).max() <= 2 and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+    return graph, got, _ort_int8(path, graph, x)
 
 
 class Shuffled(nn.Module):
@@ -442,23 +448,10 @@ class Shuffled(nn.Module):
 def test_a_quantized_channel_shuffle_is_two_slices(trained: Trained, tmp_path: Path) -> None:
     """ONNX Runtime quantizes the shuffle's reshaped and transposed views too; they pass through, and the shuffle
     and split become two slices of the stem's output that keep its quantization."""
-    from tinycompile.frontends import load_model
-    from tinycompile.quant import reference
-
-    torch.manual_seed(0)
-    source = tmp_path / "shuffled.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Shuffled().eval(), (torch.from_numpy(trained.task.x_test[:1]),), str(source), dynamo=False,
-                          input_names=["x"], output_names=["y"])
-    path = _qdq(trained, source, tmp_path / "shuffled_qdq.onnx")
-    graph = load_model(path).graph
+    graph, got, want = _quantized_by_ort(Shuffled, trained, tmp_path)
     slices = [op for op in graph.ops if op.op == "slice"]
     assert [list(op.tensors["index"]) for op in slices] == [[0, 4, 1, 5], [2, 6, 3, 7]]
     assert all(op.inputs == (0,) and op.out_q == graph.ops[0].out_q for op in slices)
-    x = trained.task.x_test
-    got = reference.run(graph, graph.quantize_input(x)).reshape(len(x), -1).astype(np.int64)
-    want = _ort_int8(path, graph, x)
     assert np.abs(got - want).max() <= 2 and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
 
 
