@@ -4,6 +4,7 @@ cycles from mcycle; an accelerator error reaches the report through the firmware
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,7 +31,8 @@ HYBRID = ArchSpec((2, 1, 64), 3, (
     L("flatten", (2,)),
     L("dense", (3,), channels=3),
 ))  # fmt: skip
-# Layer 3 joins two accelerator tensors; the core is fed one, so their producers (1, 2) move onto the core with it.
+# Layer 3 joins two accelerator tensors: the firmware copies them side by side, the convolutions stay on the
+# accelerator.
 JOINED = ArchSpec((2, 1, 32), 3, (
     L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
     L("conv", (0,), channels=8, kernel=(1, 1), relu=True),
@@ -134,15 +136,30 @@ def test_every_layer_on_the_accelerator(tmp_path: Path) -> None:
     assert a["accelerator_cycles"] == alone.cycles[0] and sum(m.mac_cycles for m in alone.layers) == alone.mac_cycles[0]
 
 
-def test_a_core_layer_joining_accelerator_tensors_takes_their_producers(tmp_path: Path) -> None:
-    """A concatenation (the core's) of two accelerator tensors: its producers run on the core with it, the core part
-    reads the one tensor they share, and the whole network stays bit-exact."""
+# Layer 3 multiplies two accelerator tensors: the core is fed one, so their producers (1, 2) move onto the core.
+MULTIPLIED = dataclasses.replace(JOINED, layers=(
+    *JOINED.layers[:2], dataclasses.replace(JOINED.layers[2], channels=8), L("mul", (1, 2)), *JOINED.layers[4:]))
+
+
+def test_a_concatenation_of_accelerator_tensors_is_gathered_by_the_firmware(tmp_path: Path) -> None:
+    """A concatenation of two accelerator tensors: the firmware copies each into its channels of one buffer (the
+    concatenation's cycles), the next layer runs on the accelerator again, and the network stays bit-exact."""
     report = _build(JOINED, tmp_path)
     assert report["bit_exact"]
     ran = [r["ran_on"] for r in report["layers"]]
-    assert ran == ["accelerator", "core", "core", "core", "accelerator", "accelerator", "accelerator"]
+    assert ran == ["accelerator", "accelerator", "accelerator", "core", "accelerator", "accelerator", "accelerator"]
+    assert report["layers"][3]["measured"] > 0
     backend, target = get_backend("soc"), load_target(TARGET)  # `inspect` shows the placement the build ran
     assert backend.placements(random_graph(JOINED), target, backend.options({}, target)) == ran
+
+
+def test_a_core_layer_multiplying_accelerator_tensors_takes_their_producers(tmp_path: Path) -> None:
+    """A product (the core's) of two accelerator tensors: its producers run on the core with it, the core part reads
+    the one tensor they share, and the whole network stays bit-exact."""
+    report = _build(MULTIPLIED, tmp_path)
+    assert report["bit_exact"]
+    ran = [r["ran_on"] for r in report["layers"]]
+    assert ran == ["accelerator", "core", "core", "core", "accelerator", "accelerator", "accelerator"]
 
 
 def test_imported_model_softmax_on_the_core(tmp_path: Path) -> None:

@@ -45,11 +45,13 @@ ACCEL_RC = {1: "the accelerator stopped on an error", 2: "the accelerator addres
 
 @dataclass(frozen=True)
 class CorePart:
-    """Consecutive layers the core runs: their ops, the tensor they read and the sub-network they form."""
+    """Consecutive layers the core runs: their ops, the tensors they read and the sub-network they form."""
 
     ops: tuple[int, ...]
-    source: int  # the op whose output buffer they read (-1: the network input)
-    graph: QuantGraph  # its input is ``source``'s tensor as the first of ``ops`` reads it
+    sources: tuple[int, ...]  # the ops whose output buffers they read (-1: the network input)
+    graph: QuantGraph | None  # its input is the tensor the first of ``ops`` reads (None: nothing after a gather)
+    gather: int | None = None  # a first op that concatenates accelerator tensors: the firmware copies them side by
+    #                            side (one source each), and ``graph`` starts after it
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
     core_runs = _core_runs(place)
     in_parts = {i for r in core_runs for i in r}
     on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
-    parts = tuple(_core_part(graph, r) for r in core_runs)
+    parts = tuple(_core_part(graph, r, place) for r in core_runs)
     firsts = {p.ops[0]: k for k, p in enumerate(parts)}
     steps: list[tuple[str, int]] = []
     for i in range(len(graph.ops)):
@@ -97,8 +99,9 @@ def feed_core_parts(graph: QuantGraph, place: dict[int, str]) -> dict[int, str]:
     """Move onto the core (in ``place``) the layer before each core part that reads several tensors from outside it,
     until every part reads one (the firmware feeds a core part one tensor); why each moved, by layer."""
     moved = {}
-    while True:  # a core part reading several accelerator tensors (a concatenation, a product) takes the layer before
-        fed = next((r for r in _core_runs(place) if r[0] > 0 and len(_outside_reads(graph, r)) > 1), None)
+    while True:  # a core part reading several accelerator tensors (a product, say) takes the layer before
+        fed = next((r for r in _core_runs(place) if r[0] > 0 and len(_outside_reads(graph, r)) > 1
+                    and _gathered(graph, r, place) is None), None)
         if fed is None:
             return moved
         place[fed[0] - 1] = "core"
@@ -116,6 +119,18 @@ def _core_runs(place: dict[int, str]) -> list[list[int]]:
             else:
                 runs.append([i])
     return [r for r in runs if any(place[i] == "core" for i in r)]
+
+
+def _gathered(graph: QuantGraph, run: list[int], place: dict[int, str]) -> int | None:
+    """The run's first op when the firmware can gather what the run reads: a concatenation of accelerator tensors
+    that is the only op of the run reading from outside it."""
+    first = graph.ops[run[0]]
+    inside = set(run)
+    later = [j for i in run[1:] for j in graph.ops[i].inputs if j not in inside]
+    sources = [storage_index(graph, j) for j in first.inputs]
+    if first.op != "concat" or later or any(j < 0 or place.get(j) != "accelerator" for j in sources):
+        return None
+    return run[0]
 
 
 def _outside_reads(graph: QuantGraph, run: list[int]) -> set[tuple[int, tuple[int, ...]]]:
@@ -142,27 +157,37 @@ def part_name(k: int) -> str:
     return f"core{k}"
 
 
-def _core_part(graph: QuantGraph, run: list[int]) -> CorePart:
+def _core_part(graph: QuantGraph, run: list[int], place: dict[int, str]) -> CorePart:
     inside = set(run)
     what = f"layers {run[0]}..{run[-1]}" if len(run) > 1 else f"layer {run[0]}"
     reads = _outside_reads(graph, run)
-    if len({s for s, _ in reads}) != 1 or len(reads) != 1:
+    gather = _gathered(graph, run, place)
+    if gather is None and (len({s for s, _ in reads}) != 1 or len(reads) != 1):
         raise UserError(f"{what} ({', '.join(graph.ops[i].op for i in run)}) run on the SoC's core and read "
                         f"{len(reads)} tensors from the accelerator; the soc back end feeds one: build with --core-only")
-    source, shape = reads.pop()
     last = storage_index(graph, run[-1])
     read_outside = {storage_index(graph, j) for k, op in enumerate(graph.ops) if k not in inside for j in op.inputs}
     exported = ({s for s in read_outside if s in inside} | ({storage_index(graph, len(graph.ops) - 1)} & inside)) - {last}
     if exported:
         raise UserError(f"{what} run on the SoC's core and layer {min(exported)}'s output is read elsewhere too; the "
                         "soc back end copies back only a core part's last output: build with --core-only")
-    body = list(run)
+    body = list(run[1:] if gather is not None else run)
     while len(body) > 1 and graph.ops[body[-1]].op == "flatten":  # a view: the bytes of the op before, no kernel
         body.pop()
-    index = {op: k for k, op in enumerate(body)}
+    if gather is not None:  # the firmware's copy is the concatenation: the sub-network reads its output
+        first = graph.ops[gather]
+        sources = tuple(storage_index(graph, j) for j in first.inputs)
+        if not body:
+            return CorePart(tuple(run), sources, None, gather)
+        index = {op: k for k, op in enumerate(body)} | {gather: -1}
+        shape, q = first.out_shape, first.out_q
+    else:
+        source, shape = reads.pop()
+        sources = (source,)
+        index = {op: k for k, op in enumerate(body)}
+        q = graph.input_q if source < 0 else graph.ops[source].out_q
     ops = [dataclasses.replace(graph.ops[i], inputs=tuple(index.get(j, -1) for j in graph.ops[i].inputs)) for i in body]
-    q = graph.input_q if source < 0 else graph.ops[source].out_q
-    return CorePart(tuple(run), source, QuantGraph(tuple(shape), q, ops, {}))
+    return CorePart(tuple(run), sources, QuantGraph(tuple(shape), q, ops, {}), gather)
 
 
 @dataclass(frozen=True)
@@ -192,23 +217,44 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
     max_cp = 4
     for k, part in enumerate(plan.parts):
         name, naming = part_name(k), Naming(part_name(k))
-        lib = write_library(folder / name, part.graph, spec_of(part.graph), compile_for_core(part.graph), "c",
-                            b.get("llvm_target"), naming, b["cc"])
-        sources += [lib.folder / "model.c", *lib.kernels]
-        cflags.append(f"-D{naming.macro('PROFILE')}")
-        kernel_ops.append(tuple(part.ops[j] for j in lib.info.kernel_ops))
-        includes.append(f'#include "{name}/model.h"')
-        nk = len(lib.info.kernels)
-        hooks.append(f"static uint32_t {name}_marks[{nk + 1}];\n"
-                     f"void {naming.ident('profile_hook')}(int k) {{ {name}_marks[k] = mcycle(); }}\n"
-                     f"static int8_t {name}_out[{naming.macro('OUTPUT_SIZE')}];")
-        if part.source < 0:
+        gathered = [] if part.gather is None else [part.gather]  # the gather's cycles are the concatenation's
+        nk = len(gathered)
+        if part.graph is not None:
+            lib = write_library(folder / name, part.graph, spec_of(part.graph), compile_for_core(part.graph), "c",
+                                b.get("llvm_target"), naming, b["cc"])
+            sources += [lib.folder / "model.c", *lib.kernels]
+            cflags.append(f"-D{naming.macro('PROFILE')}")
+            body_ops = part.ops[1:] if part.gather is not None else part.ops
+            kernel_ops.append((*gathered, *(body_ops[j] for j in lib.info.kernel_ops)))
+            includes.append(f'#include "{name}/model.h"')
+            nk += len(lib.info.kernels)
+            hooks.append(f"static uint32_t {name}_marks[{len(lib.info.kernels) + 1}];\n"
+                         f"void {naming.ident('profile_hook')}(int k) {{ {name}_marks[k] = mcycle(); }}\n"
+                         f"static int8_t {name}_out[{naming.macro('OUTPUT_SIZE')}];")
+        else:
+            kernel_ops.append(tuple(gathered))
+            hooks.append(f"static int8_t {name}_out[{int(np.prod(graph.ops[part.gather].out_shape))}];")
+        if part.gather is not None:
+            concat = graph.ops[part.gather]
+            feed = f"{name}_in" if part.graph is not None else f"{name}_out"
+            if part.graph is not None:
+                hooks.append(f"static int8_t {name}_in[{naming.macro('INPUT_SIZE')}];")
+            offset, copies = 0, []
+            for src in part.sources:
+                loc = locs[src]
+                c = loc.c
+                max_cp = max(max_cp, cpad(loc.c, n))
+                copies.append(f"tc_get({loc.addr}u, {loc.h * loc.w}u, {c}u, {cpad(loc.c, n)}u, {feed} + {offset}, "
+                              f"{concat.out_shape[2]}u); ")
+                offset += c
+            copy_in = "".join(copies)
+        elif part.sources[0] < 0:
             feed, copy_in = "tc_vectors[v]", ""
         else:
-            loc = locs[part.source]
+            loc = locs[part.sources[0]]
             max_cp = max(max_cp, cpad(loc.c, n))
             hooks.append(f"static int8_t {name}_in[{naming.macro('INPUT_SIZE')}];")
-            feed, copy_in = f"{name}_in", f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, {name}_in); "
+            feed, copy_in = f"{name}_in", f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, {name}_in, {loc.c}u); "
         copy_out = ""
         dest = storage_index(graph, part.ops[-1])
         if prog is not None and dest in prog.inputs:
@@ -216,14 +262,17 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
             max_cp = max(max_cp, cpad(loc.c, n))
             copy_out = f"tc_put({name}_out, {loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u); "
         step = plan.steps.index(("core", k))
+        run_lib = "" if part.graph is None else (
+            f"    if ({naming.api('run')}({feed}, {name}_out) != 0) {{ printf(\"F %d {k}\\n\", v); exit(4); }}\n")
+        marks = "" if part.graph is None else (
+            f"    for (int j = {len(gathered)}; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j - {len(gathered)} + 1] - "
+            f"{name}_marks[j - {len(gathered)}];")
         body[step] = (f"    /* {name}: layers {list(part.ops)} on the core */\n"
-                      f"    a = mcycle(); {copy_in}b = mcycle();\n"
-                      f"    if ({naming.api('run')}({feed}, {name}_out) != 0) "
-                      f"{{ printf(\"F %d {k}\\n\", v); exit(4); }}\n"
+                      f"    a = mcycle(); {copy_in}b = mcycle();\n{run_lib}"
                       f"    c = mcycle(); {copy_out}d = mcycle();\n"
                       f"    st[{step}][0] = d - a; st[{step}][1] = b - a; st[{step}][2] = d - c;\n"
-                      f"    for (int j = 0; j < {nk}; ++j) ks_{name}[j] = {name}_marks[j + 1] - {name}_marks[j];")
-        hooks.append(f"static uint32_t ks_{name}[{nk}];")
+                      + (f"    ks_{name}[0] = b - a;\n" if gathered else "") + marks)
+        hooks.append(f"static uint32_t ks_{name}[{max(nk, 1)}];")
         report.append(f"    for (int j = 0; j < {nk}; ++j) printf(\"K %d {k} %d %lu\\n\", v, j, (unsigned long)ks_{name}[j]);")
     logs = []  # after the inference: each run's cycle log split into its layers
     for run in accelerator_runs(plan.steps):
@@ -250,7 +299,7 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
     if last in locs:
         loc = locs[last]
         max_cp = max(max_cp, cpad(loc.c, n))
-        read_out = f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, out); const int8_t *o = out;"
+        read_out = f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, out, {loc.c}u); const int8_t *o = out;"
     else:
         k = next(k for k, p in enumerate(plan.parts) if storage_index(graph, p.ops[-1]) == last)
         read_out = f"const int8_t *o = {part_name(k)}_out;"
@@ -289,13 +338,15 @@ _MAIN = """\
 static inline uint32_t mcycle(void) { uint32_t v; __asm__ volatile(".insn i 0x73, 2, %0, x0, -1280" : "=r"(v)); return v; }
 
 @WRITE_INPUT@
-/* An accelerator tensor (pixels of cp bytes, the first c real) to / from a dense NHWC int8 buffer. */
-static __attribute__((unused)) void tc_get(uint32_t addr, uint32_t pixels, uint32_t c, uint32_t cp, int8_t *dst) {
+/* An accelerator tensor (pixels of cp bytes, the first c real) to / from a dense NHWC int8 buffer; tc_get writes
+   its pixels `stride` bytes apart (a concatenation's channels side by side). */
+static __attribute__((unused)) void tc_get(uint32_t addr, uint32_t pixels, uint32_t c, uint32_t cp, int8_t *dst,
+                                           uint32_t stride) {
   const volatile uint32_t *src = (const volatile uint32_t *)(TC_ACCEL_MEM_BASE + addr);
   uint32_t w[TC_MAX_CP / 4];
   for (uint32_t p = 0; p < pixels; ++p) {
     for (uint32_t i = 0; i < cp / 4u; ++i) w[i] = *src++;
-    memcpy(dst + p * c, w, c);
+    memcpy(dst + p * stride, w, c);
   }
 }
 
