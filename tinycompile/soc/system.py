@@ -10,7 +10,9 @@ into a library of its own name (``core0``, ...). The generated ``main()`` copies
 boot; then, per input, it writes the input as the first layer reads it, walks the steps in order (start the
 accelerator and poll it; or copy a tensor out of the accelerator's memory, run a library, copy its result back) and
 reads the output, timing each step with ``mcycle``; it reads the cycle log and prints the figures after the
-inference, so neither is timed.
+inference, so neither is timed. A core part that starts with a concatenation of accelerator tensors has the
+firmware copy each into its channels of one buffer (the concatenation's cycles), so the layers feeding it stay on
+the accelerator.
 """
 
 from __future__ import annotations
@@ -66,20 +68,21 @@ class SystemPlan:
     steps: tuple[tuple[str, int], ...]
 
 
-def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPlan:
+def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int, gather: bool = True) -> SystemPlan:
     """Partition ``graph`` for an accelerator of ``cfg`` with ``mem_bytes`` of memory and cut the rest into core parts;
     UserError (one line) for a core part the firmware cannot feed (it reads two tensors, or two of its outputs are
-    read elsewhere)."""
+    read elsewhere). ``gather=False``: concatenations of accelerator tensors take their producers onto the core too
+    (the benchmark's baseline)."""
     from tinycompile.fpga.partition import partition
 
     part = partition(graph, cfg, mem_bytes)
     place = {i: "core" if part.placement.get(i, "core") == "host" else part.placement.get(i, "core")
              for i in range(len(graph.ops))}
-    refused = {**part.refused, **feed_core_parts(graph, place)}
+    refused = {**part.refused, **feed_core_parts(graph, place, gather)}
     core_runs = _core_runs(place)
     in_parts = {i for r in core_runs for i in r}
     on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
-    parts = tuple(_core_part(graph, r, place) for r in core_runs)
+    parts = tuple(_core_part(graph, r, place, gather) for r in core_runs)
     firsts = {p.ops[0]: k for k, p in enumerate(parts)}
     steps: list[tuple[str, int]] = []
     for i in range(len(graph.ops)):
@@ -95,13 +98,13 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int) -> SystemPl
     return SystemPlan(place, refused, program, parts, tuple(steps))
 
 
-def feed_core_parts(graph: QuantGraph, place: dict[int, str]) -> dict[int, str]:
+def feed_core_parts(graph: QuantGraph, place: dict[int, str], gather: bool = True) -> dict[int, str]:
     """Move onto the core (in ``place``) the layer before each core part that reads several tensors from outside it,
     until every part reads one (the firmware feeds a core part one tensor); why each moved, by layer."""
     moved = {}
     while True:  # a core part reading several accelerator tensors (a product, say) takes the layer before
         fed = next((r for r in _core_runs(place) if r[0] > 0 and len(_outside_reads(graph, r)) > 1
-                    and _gathered(graph, r, place) is None), None)
+                    and (not gather or _gathered(graph, r, place) is None)), None)
         if fed is None:
             return moved
         place[fed[0] - 1] = "core"
@@ -157,11 +160,11 @@ def part_name(k: int) -> str:
     return f"core{k}"
 
 
-def _core_part(graph: QuantGraph, run: list[int], place: dict[int, str]) -> CorePart:
+def _core_part(graph: QuantGraph, run: list[int], place: dict[int, str], gathers: bool) -> CorePart:
     inside = set(run)
     what = f"layers {run[0]}..{run[-1]}" if len(run) > 1 else f"layer {run[0]}"
     reads = _outside_reads(graph, run)
-    gather = _gathered(graph, run, place)
+    gather = _gathered(graph, run, place) if gathers else None
     if gather is None and (len({s for s, _ in reads}) != 1 or len(reads) != 1):
         raise UserError(f"{what} ({', '.join(graph.ops[i].op for i in run)}) run on the SoC's core and read "
                         f"{len(reads)} tensors from the accelerator; the soc back end feeds one: build with --core-only")
