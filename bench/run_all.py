@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ("bench_search.py", "bench_accel.py", "bench_mcu.py", "bench_fpga.py", "bench_import.py",
-         "bench_float_import.py", "bench_soc.py", "bench_soc_synth.py")
+         "bench_float_import.py", "bench_soc.py", "bench_soc_concat.py", "bench_soc_synth.py")
 
 
 def main() -> int:
