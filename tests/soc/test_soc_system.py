@@ -54,14 +54,25 @@ SLICED = ArchSpec((2, 1, 16), 3, (
 # The first accelerator layer reads the network input through a view (a flatten of the input).
 FLAT_INPUT = ArchSpec((2, 1, 8), 3, (L("flatten", (-1,)), L("dense", (0,), channels=8, relu=True),
                                      L("dense", (1,), channels=3)))
+# A concatenation the firmware gathers, read through a flatten by a dense layer on the accelerator: the core part
+# holds no kernel.
+GATHER_ONLY = ArchSpec((2, 1, 8), 3, (
+    L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+    L("conv", (-1,), channels=8, kernel=(1, 1)),
+    L("concat", (0, 1)),
+    L("flatten", (2,)),
+    L("dense", (3,), channels=3),
+))  # fmt: skip
 # Nothing for the accelerator: every layer on the core.
 CORE_ONLY = ArchSpec((5, 1, 1), 3, (L("slice", (-1,), select=(4, 0, 2)), L("softmax", (0,))))
 
 
-@pytest.mark.parametrize("spec", [SLICED, FLAT_INPUT, CORE_ONLY], ids=["sliced", "flat_input", "core_only"])
+@pytest.mark.parametrize("spec", [SLICED, FLAT_INPUT, GATHER_ONLY, CORE_ONLY],
+                         ids=["sliced", "flat_input", "gather_only", "core_only"])
 def test_views_slices_and_core_only_networks(spec: ArchSpec, tmp_path: Path) -> None:
     """A core part ending in a view, an accelerator layer reading the input through a view (the core writes the
-    input before it), a network without accelerator layers: each bit-exact, with its summary line."""
+    input before it), a gathered concatenation with no core kernel after it, a network without accelerator layers:
+    each bit-exact, with its summary line."""
     report = _build(spec, tmp_path, vectors=4)
     assert report["bit_exact"]
     ran = [r["ran_on"] for r in report["layers"]]
@@ -70,6 +81,9 @@ def test_views_slices_and_core_only_networks(spec: ArchSpec, tmp_path: Path) -> 
         assert ran == ["accelerator", "core", "view (no data moved)", "accelerator"]
     elif spec is FLAT_INPUT:
         assert ran[1] == "accelerator" and report["layers"][1]["input_cycles"] == a["input_cycles"] > 0
+    elif spec is GATHER_ONLY:
+        assert ran == ["accelerator", "accelerator", "core", "view (no data moved)", "accelerator"]
+        assert report["layers"][2]["measured"] > 0
     else:
         assert set(ran) == {"core"} and a["accelerator_cycles"] == 0 and a["vs_accelerator_alone"] is None
     line = get_backend("soc").summary_lines(report)[0]

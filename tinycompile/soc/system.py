@@ -175,7 +175,7 @@ def _core_part(graph: QuantGraph, run: list[int], place: dict[int, str], gathers
         raise UserError(f"{what} run on the SoC's core and layer {min(exported)}'s output is read elsewhere too; the "
                         "soc back end copies back only a core part's last output: build with --core-only")
     body = list(run[1:] if gather is not None else run)
-    while len(body) > 1 and graph.ops[body[-1]].op == "flatten":  # a view: the bytes of the op before, no kernel
+    while len(body) > (gather is None) and graph.ops[body[-1]].op == "flatten":  # a view of the op before's bytes
         body.pop()
     if gather is not None:  # the firmware's copy is the concatenation: the sub-network reads its output
         first = graph.ops[gather]
