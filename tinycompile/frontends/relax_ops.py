@@ -421,8 +421,7 @@ class Walker(SliceOps):
         """A pre-quantized model's quantization of a tensor: kept for the quantizer (uint8 as the same values in
         int8: zero point - 128); the tensor itself passes on to its dequantize."""
         src = call.args[0]
-        if src in self.grouped:  # a channel shuffle's view, quantized as what it views (a copy keeps it)
-            self.grouped[var] = self.grouped[src]
+        if self._pass_grouped(var, src):
             return
         val = self._value(src)
         scale, zero = self._const(call.args[1]), self._const(call.args[2])
@@ -443,8 +442,7 @@ class Walker(SliceOps):
         self._same_layer(var, src, val)
 
     def _dequantize(self, var: Any, call: Any) -> None:
-        if call.args[0] in self.grouped:
-            self.grouped[var] = self.grouped[call.args[0]]
+        if self._pass_grouped(var, call.args[0]):
             return
         self._same_layer(var, call.args[0], self._value(call.args[0]))
 
@@ -595,9 +593,8 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
 _SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
                    "multiply, divide, max and average pools, global and mean pools, softmax, batch norm, relu, relu6, "
                    "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, slices and splits, channel "
-                   "gathers and shuffles, quantize / dequantize "
-                   "pairs, and any chain of elementwise ops on one tensor: sigmoid, tanh, hard swish, SiLU, GELU, "
-                   "leaky ReLU...")
+                   "gathers and shuffles, quantize / dequantize pairs, and any chain of elementwise ops on one tensor: "
+                   "sigmoid, tanh, hard swish, SiLU, GELU, leaky ReLU...")
 
 
 # --------------------------------------------------------------------------------------------------- helpers

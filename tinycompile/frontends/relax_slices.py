@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tinycompile.frontends.relax_walker import Draft, GraphWalker, Val
+from tinycompile.frontends.slicing import NO_CUT, slice_fields
 
 
 @dataclass(frozen=True)
@@ -91,29 +92,17 @@ class SliceOps(GraphWalker):
 
     def _slice(self, var: Any, val: Val, ranges: dict[int, tuple[int, int, int]], src: Any = None) -> None:
         """``var`` is ``val`` (read from ``src``) cut to ``ranges`` (axis -> begin, end, step, as Python slices)."""
-        cut = {"H": (0, 0, 1), "W": (0, 0, 1)}
-        select: tuple[int, ...] = ()
-        for axis, (begin, end, step) in ranges.items():
-            size, letter = val.shape[axis], val.axes[axis]
-            if step == 0 or not range(*slice(begin, end, step).indices(size)):
-                raise self._error(f"an empty slice {begin}:{end}:{step} of the {letter} axis is not supported")
-            begin, end, step = slice(begin, end, step).indices(size)
-            if (begin, end, step) == (0, size, 1):
-                continue
-            if letter == "N":
-                raise self._error("a slice of the batch axis is not supported")
-            if letter == "C":  # any step, backwards too (ONNX's flip)
-                select = tuple(range(begin, end, step))
-            elif step < 0:
-                raise self._error(f"a slice with step {step} of the {letter} axis (a mirror image) is not supported")
-            else:  # the rows after the last one kept count as cut: one form however the slice was written
-                kept = range(begin, end, step)
-                cut[letter] = (begin, size - kept[-1] - 1, step)
-        if not select and cut == {"H": (0, 0, 1), "W": (0, 0, 1)}:  # all of it
+        try:
+            cut, channels = slice_fields({val.axes[a]: r for a, r in ranges.items()},
+                                         dict(zip(val.axes, val.shape)))
+        except ValueError as exc:
+            raise self._error(str(exc)) from None
+        if channels is None and cut == {"H": NO_CUT, "W": NO_CUT}:  # all of it
             self.vals[var] = val
             return
         (top, bottom, sh), (left, right, sw) = cut["H"], cut["W"]
-        draft = Draft("slice", (val.layer,), stride=(sh, sw), padding=(top, bottom, left, right), select=select)
+        draft = Draft("slice", (val.layer,), stride=(sh, sw), padding=(top, bottom, left, right),
+                      select=() if channels is None else tuple(channels))
         self._emit_slice(var, val, draft, src)
 
     def _emit_slice(self, var: Any, val: Val, draft: Draft, src: Any) -> None:
@@ -148,6 +137,14 @@ class SliceOps(GraphWalker):
         if (out[:axis], out[axis + 2:]) != (val.shape[:axis], val.shape[axis + 1:]) or groups * per_group != val.shape[axis]:
             return False
         self.grouped[var] = _Grouped(val, axis, groups)
+        return True
+
+    def _pass_grouped(self, var: Any, src: Any) -> bool:
+        """A pre-quantized model's quantize or dequantize of a channel-split view: the view passes on (a shuffle is a
+        copy, so it keeps what it views' quantization)."""
+        if src not in self.grouped:
+            return False
+        self.grouped[var] = self.grouped[src]
         return True
 
     def _swap_groups(self, var: Any, src: Any, perm: list[int]) -> None:

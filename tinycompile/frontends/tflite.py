@@ -23,6 +23,7 @@ import numpy as np
 from tinycompile.arch import same_padding
 from tinycompile.errors import UserError
 from tinycompile.frontends import kernels
+from tinycompile.frontends.slicing import slice_fields
 from tinycompile.quant import semantics
 from tinycompile.quant.graph import HWC, QOp, QParams, QuantGraph
 from tinycompile.quant.intmath import quantize_multiplier, requantize_to_int8
@@ -642,21 +643,12 @@ class _Importer:
             raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) changes the quantization; not supported")
         shape = self.shape(src)
         letters = {4: "NHWC", 3: "NWC", 2: "NC"}[len(shape)]
-        cut = {"H": (0, 0, 1), "W": (0, 0, 1)}
+        try:
+            cut, kept = slice_fields({letters[a]: r for a, r in ranges.items()}, dict(zip(letters, shape)))
+        except ValueError as exc:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}): {exc}") from None
         channels = list(range(shape[-1])) if select is None else select
-        for axis, (begin, end, step) in ranges.items():
-            kept = range(*slice(begin, end, step).indices(shape[axis])) if step else range(0)
-            if not kept:
-                raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) takes nothing of axis {axis}")
-            if letters[axis] == "N":
-                if len(kept) != shape[0]:
-                    raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) slices the batch axis; not supported")
-            elif letters[axis] == "C":
-                channels = [channels[j] for j in kept]
-            elif step < 0:
-                raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) mirrors axis {axis}; not supported")
-            else:
-                cut[letters[axis]] = (kept[0], shape[axis] - kept[-1] - 1, kept.step)
+        channels = channels if kept is None else [channels[j] for j in kept]
         (top, bottom, sh), (left, right, sw) = cut["H"], cut["W"]
         self.emit(k, QOp(op="slice", stride=(sh, sw), padding=(top, bottom, left, right),
                          tensors={"index": np.array(channels, np.int32)}, **base), out)
