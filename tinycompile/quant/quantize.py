@@ -85,11 +85,10 @@ def _concat_inputs_share(spec: ArchSpec, given: Mapping[int, QParams]) -> dict[i
 
 def _copied_from(spec: ArchSpec, j: int) -> int | None:
     """The tensor layer ``j`` copies through pass-through ops other than a concatenation (None: it computes)."""
-    if j < 0 or spec.layers[j].op not in PASS_THROUGH_OPS or spec.layers[j].op == "concat":
-        return None
-    while j >= 0 and spec.layers[j].op in PASS_THROUGH_OPS and spec.layers[j].op != "concat":
-        j = spec.layers[j].inputs[0]
-    return j
+    source = j
+    while source >= 0 and spec.layers[source].op in PASS_THROUGH_OPS and spec.layers[source].op != "concat":
+        source = spec.layers[source].inputs[0]
+    return None if source == j else source
 
 
 def _check_supported(spec: ArchSpec) -> None:
