@@ -237,27 +237,19 @@ def write_firmware(plan: SystemPlan, graph: QuantGraph, vectors: np.ndarray, tar
         else:
             kernel_ops.append(tuple(gathered))
             hooks.append(f"static int8_t {name}_out[{int(np.prod(graph.ops[part.gather].out_shape))}];")
-        if part.gather is not None:
-            concat = graph.ops[part.gather]
+        if part.sources == (-1,):
+            feed, copy_in = "tc_vectors[v]", ""
+        else:  # each tensor read copied out of the accelerator's memory, side by side (a gather) or alone
             feed = f"{name}_in" if part.graph is not None else f"{name}_out"
             if part.graph is not None:
                 hooks.append(f"static int8_t {name}_in[{naming.macro('INPUT_SIZE')}];")
-            offset, copies = 0, []
+            width, offset, copy_in = sum(locs[src].c for src in part.sources), 0, ""
             for src in part.sources:
                 loc = locs[src]
-                c = loc.c
                 max_cp = max(max_cp, cpad(loc.c, n))
-                copies.append(f"tc_get({loc.addr}u, {loc.h * loc.w}u, {c}u, {cpad(loc.c, n)}u, {feed} + {offset}, "
-                              f"{concat.out_shape[2]}u); ")
-                offset += c
-            copy_in = "".join(copies)
-        elif part.sources[0] < 0:
-            feed, copy_in = "tc_vectors[v]", ""
-        else:
-            loc = locs[part.sources[0]]
-            max_cp = max(max_cp, cpad(loc.c, n))
-            hooks.append(f"static int8_t {name}_in[{naming.macro('INPUT_SIZE')}];")
-            feed, copy_in = f"{name}_in", f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, {name}_in, {loc.c}u); "
+                copy_in += (f"tc_get({loc.addr}u, {loc.h * loc.w}u, {loc.c}u, {cpad(loc.c, n)}u, {feed} + {offset}, "
+                            f"{width}u); ")
+                offset += loc.c
         copy_out = ""
         dest = storage_index(graph, part.ops[-1])
         if prog is not None and dest in prog.inputs:
