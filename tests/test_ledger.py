@@ -6,6 +6,7 @@ RUNNING or WAITING."""
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -128,3 +129,31 @@ def test_a_supernet_run_takes_choices_that_build_the_same_network_as_twins() -> 
     assert ledger.twin_of([held], 1, unused, key["unused"]) == 0
     assert ledger.twin_of([held], 1, unused) is None  # the train strategy compares configurations only
     assert ledger.twin_of([held], 1, used, key["used"]) is None
+
+
+def test_a_queued_trial_is_claimed_by_exactly_one_of_the_processes_racing_for_it(tmp_path: Path) -> None:
+    """Optuna's claim of a WAITING trial reads, then writes; on SQLite two processes both read WAITING and both ran it
+    (about one claim in five doubled with this race before the storage claimed by one conditional UPDATE)."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    queued = 60
+    first = optuna.create_study(study_name="race", storage=make_storage(url), directions=["maximize"])
+    for i in range(queued):
+        first.enqueue_trial({"x": i})
+    racers = [optuna.load_study(study_name="race", storage=make_storage(url)) for _ in range(4)]
+    claimed: list[int] = []
+    start = threading.Barrier(len(racers))
+
+    def claim_all(study: optuna.Study) -> None:
+        start.wait()
+        while (trial_id := study._pop_waiting_trial_id()) is not None:
+            claimed.append(trial_id)  # list.append is atomic
+
+    threads = [threading.Thread(target=claim_all, args=(s,)) for s in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claims = Counter(claimed)
+    assert len(claims) == queued and set(claims.values()) == {1}
+    running = first.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    assert len(running) == queued and all(t.datetime_start is not None for t in running)
