@@ -116,26 +116,31 @@ class StaleTrialCallback(RetryHeartbeatStaleTrialCallback):
 
 
 class ClaimingStorage(RDBStorage):
-    """Optuna's RDB storage, with a queued (WAITING) trial claimed by one atomic conditional UPDATE.
+    """Optuna's RDB storage, where a trial changes hands (claimed, or failed as stale) by one conditional UPDATE.
 
-    Optuna claims one by reading its state ``FOR UPDATE`` and then writing RUNNING. SQLite has no row locks, and its
-    Python driver opens the transaction only at the write: two processes both read WAITING and both ran the trial (12
-    of 60 queued trials claimed twice by 4 processes here); the second one's result then failed with "Cannot tell a
-    PRUNED trial" and killed its worker. A single ``UPDATE ... WHERE state = 'WAITING'`` has one winner on any database.
+    Optuna reads a trial's state ``FOR UPDATE``, then writes the new one. SQLite has no row locks, and its Python
+    driver opens the transaction only at the write, so two processes could both read WAITING and both run the trial (12
+    of 60 queued trials claimed twice by 4 processes here; the second result then failed with "Cannot tell a PRUNED
+    trial" and killed its worker), or both fail a stale trial and both finish or retry it. One ``UPDATE ... WHERE
+    state = <expected>`` has one winner on any database.
     """
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
-        if state != TrialState.RUNNING or values is not None:
+        if values is not None or state not in (TrialState.RUNNING, TrialState.FAIL):
             return super().set_trial_state_values(trial_id, state, values)
-        trials = sa.table("trials", sa.column("trial_id"), sa.column("state"), sa.column("datetime_start"))
-        claim = (
-            sa.update(trials)
-            .where(trials.c.trial_id == trial_id, trials.c.state == TrialState.WAITING.name)
-            # Optuna's schema keeps times as naive UTC
-            .values(state=TrialState.RUNNING.name, datetime_start=datetime.now(timezone.utc).replace(tzinfo=None))
-        )
+        trials = sa.table("trials", sa.column("trial_id"), sa.column("state"), sa.column("datetime_start"),
+                          sa.column("datetime_complete"))
+        now = datetime.now(timezone.utc).replace(tzinfo=None)  # Optuna's schema keeps times as naive UTC
+        if state == TrialState.RUNNING:
+            change = sa.update(trials).where(trials.c.state == TrialState.WAITING.name).values(datetime_start=now)
+        else:
+            live = (TrialState.WAITING.name, TrialState.RUNNING.name)
+            change = sa.update(trials).where(trials.c.state.in_(live)).values(datetime_complete=now)
         with self.engine.begin() as connection:
-            return connection.execute(claim).rowcount == 1
+            won = connection.execute(change.where(trials.c.trial_id == trial_id).values(state=state.name)).rowcount
+        if won or state == TrialState.RUNNING:  # a trial claimed by another process: False, as Optuna's
+            return bool(won)
+        raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial_id} has already finished")
 
 
 def make_storage(url: str, trials: int | None = None) -> RDBStorage:
