@@ -65,8 +65,8 @@ def test_json_round_trip(tmp_path) -> None:
         ((Layer("flatten", (-1,)), Layer("add", (0, -1))), "input shapes must match"),
         ((Layer("flatten", (-1,)), Layer("dense", (5,), channels=3)), "must name earlier layers"),
         ((Layer("flatten", (-1,)), Layer("dense", (0,), channels=4)), "must give (3, 1, 1) logits"),
-        ((Layer("avgpool", (-1,), kernel=(1, 3), stride=(1, 1), padding=(0, 0, 1, 1)), Layer("gap", (0,))),
-         "layer 0 (avgpool): pools take no padding"),
+        ((Layer("avgpool", (-1,), kernel=(1, 3), stride=(1, 1), padding=(0, 0, 3, 1)), Layer("gap", (0,))),
+         "layer 0 (avgpool): a pool's padding (0, 0, 3, 1) must be less than its kernel (1, 3) on each side"),
     ],
 )
 def test_inconsistent_graphs_are_refused_with_the_layer_named(layers, message) -> None:

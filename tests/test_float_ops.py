@@ -491,6 +491,40 @@ def test_slices_splits_and_shuffles_are_slice_layers(fmt: str, tmp_path: Path) -
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
 
 
+class Pools(nn.Module):
+    """Pools whose windows leave the input, as torch and ONNX write them: a padded max pool of values below zero, a
+    ceil-mode max pool, an average that skips its padded taps (ONNX's default), a ceil-mode average, a global max."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.mid, self.fc = nn.Conv2d(1, 6, 3), nn.Conv2d(6, 6, 1), nn.Linear(12, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.stem(x), 3, 2, padding=1)  # 6 x 6 -> 3 x 3, no ReLU before: negative values
+        x = F.max_pool2d(self.mid(F.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)), 2, 2, ceil_mode=True)
+        x = torch.cat([F.avg_pool2d(x, 3, 2, ceil_mode=True), x.amax((2, 3), keepdim=True)], 1)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pools_that_leave_the_input_ignore_the_taps_outside(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(Pools), _inputs(300, 22), _inputs(100, 23)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    pools = [(layer.op, layer.kernel, layer.padding) for layer in fm.spec.layers if "pool" in layer.op]
+    assert pools == [("maxpool", (3, 3), (1, 1, 1, 1)), ("avgpool", (3, 3), (1, 1, 1, 1)),
+                     ("maxpool", (2, 2), (0, 1, 0, 1)), ("avgpool", (3, 3), (0, 1, 0, 1)),
+                     ("maxpool", (2, 2), (0, 0, 0, 0))]  # the ceil modes pad the end; the global max is a pool
+    with torch.no_grad():
+        want = net(x).numpy()
+        assert float(net.stem(x).min()) < -0.5  # the padded max pool's taps at -inf matter
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    averages = [op for op in graph.ops if op.op == "avgpool"]
+    assert all(op.params.get("divide") == 1 and op.out_q == op.in_q[0] for op in averages)
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
 def test_a_split_channel_view_read_otherwise_is_refused(tmp_path: Path) -> None:
     class GroupMean(nn.Module):
         def __init__(self) -> None:

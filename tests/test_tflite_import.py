@@ -59,6 +59,15 @@ def _pools(b: ModelBuilder) -> list:
     return [b.add(b.mean(y, (1, 2), keepdims=True), b.mean(a, (1, 2), keepdims=True))]
 
 
+def _same_pools(b: ModelBuilder) -> list:
+    """SAME pools, whose windows leave the input: TFLite's max ignores the taps outside, its average divides by the
+    taps inside. Odd sizes pad both sides (3 x 3, stride 2) or the end only (2 x 2, stride 2)."""
+    x = b.input((1, 9, 7, 6), scale=0.05, zero_point=10)  # zero point 10: many values below real zero
+    m = b.max_pool2d(x, (3, 3), (2, 2), "SAME")
+    a = b.average_pool2d(m, (3, 3), (1, 1), "SAME", "RELU")
+    return [b.add(a, b.average_pool2d(x, (2, 2), (2, 2), "SAME"))]
+
+
 def _classifier_head(b: ModelBuilder) -> list:
     x = b.input((1, 4, 4, 8), scale=0.1, zero_point=-128)
     y = b.conv2d(x, 10, (4, 4), (1, 1), "VALID", "NONE")
@@ -195,7 +204,7 @@ MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "classifier_head": _classifier_head, "pad_concat": _pad_concat, "lookups": _lookups, "float_io": _float_io,
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
-    "dilated": _dilated, "transposed": _transposed, "slices": _slices,
+    "dilated": _dilated, "transposed": _transposed, "slices": _slices, "same_pools": _same_pools,
 }  # fmt: skip
 
 
@@ -233,6 +242,10 @@ def test_import_keeps_tflite_parameters(tmp_path: Path) -> None:
     pools = import_tflite(write(tmp_path, "pools")).graph.ops
     assert [op.op for op in pools] == ["avgpool", "maxpool", "avgpool", "avgpool", "avgpool", "add"]
     assert "divide" not in pools[0].params and pools[2].params.get("divide") == 1  # 9 taps: exact multiplier; 2: not
+    same = import_tflite(write(tmp_path, "same_pools")).graph.ops
+    assert [(op.op, op.padding) for op in same[:3]] == [("maxpool", (1, 1, 1, 1)), ("avgpool", (1, 1, 1, 1)),
+                                                        ("avgpool", (0, 1, 0, 1))]
+    assert same[1].params.get("divide") == 1 and same[2].params.get("divide") == 1  # counts vary at the edges
     dense = import_tflite(write(tmp_path, "dense")).graph.ops
     assert [op.op for op in dense] == ["flatten", "dense", "dense"]  # the flattening RESHAPE is a view
     assert all(op.params.get("float_scale") == 1 for op in dense[1:])

@@ -7,8 +7,8 @@ dense outputs are ``(units, 1, 1)``. ``flatten`` orders elements channel-major (
 Ops (fields each uses):
   conv      channels, kernel, stride, padding, relu         standard convolution (+ bias)
   dwconv    kernel, stride, padding, relu                   depthwise convolution, multiplier 1 (+ bias)
-  maxpool   kernel, stride                                  no padding
-  avgpool   kernel, stride                                  no padding
+  maxpool   kernel, stride, padding                         taps in the padding are ignored (less than a kernel)
+  avgpool   kernel, stride, padding                         the mean over the taps inside the input
   gap                                                       global average pool -> (C, 1, 1)
   flatten                                                   -> (C*H*W, 1, 1)
   dense     channels, relu                                  fully connected (+ bias)
@@ -268,8 +268,10 @@ def _infer_shape(i: int, layer: Layer, ins: list[Shape]) -> Shape:
     kh, kw = layer.kernel
     sh, sw = layer.stride
     pt, pb, pl, pr = layer.padding
-    if layer.op in ("maxpool", "avgpool") and any(layer.padding):
-        raise ValueError(f"{where}: pools take no padding, but got {layer.padding}; pad the layer before instead")
+    if layer.op in ("maxpool", "avgpool") and (max(pt, pb) >= kh or max(pl, pr) >= kw):
+        # a window wholly in the padding would have no tap to take the max or mean of
+        raise ValueError(f"{where}: a pool's padding {layer.padding} must be less than its kernel {layer.kernel} on "
+                         "each side")
     if layer.op in ("conv", "dwconv", "maxpool", "avgpool"):
         ho, wo = _conv_out(h, kh, sh, pt + pb), _conv_out(w, kw, sw, pl + pr)
         if ho < 1 or wo < 1:

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from tinycompile.arch import ArchSpec, Layer
 
@@ -111,6 +112,22 @@ class _Concat(nn.Module):
         return torch.cat(xs, dim=1)
 
 
+class _PaddedPool(nn.Module):
+    """A pool whose taps in the padding are ignored: they hold -inf for a max and are left out of a mean's count."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__()
+        pt, pb, pl, pr = layer.padding
+        self.pad, self.kernel, self.stride, self.is_max = (pl, pr, pt, pb), layer.kernel, layer.stride, layer.op == "maxpool"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_max:
+            return F.max_pool2d(F.pad(x, self.pad, value=float("-inf")), self.kernel, self.stride)
+        total = F.avg_pool2d(F.pad(x, self.pad), self.kernel, self.stride, divisor_override=1)
+        count = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), self.pad), self.kernel, self.stride, divisor_override=1)
+        return total / count
+
+
 def _make_op(layer: Layer, c_in: int) -> nn.Module:
     pt, pb, pl, pr = layer.padding
     if layer.op in ("conv", "dwconv"):
@@ -118,6 +135,8 @@ def _make_op(layer: Layer, c_in: int) -> nn.Module:
         groups = 1 if layer.op == "conv" else c_in
         conv = nn.Conv2d(c_in, c_out, layer.kernel, layer.stride, groups=groups, bias=False)
         return nn.Sequential(nn.ZeroPad2d((pl, pr, pt, pb)), conv, nn.BatchNorm2d(c_out))
+    if layer.op in ("maxpool", "avgpool") and any(layer.padding):
+        return _PaddedPool(layer)
     if layer.op == "maxpool":
         return nn.MaxPool2d(layer.kernel, layer.stride)
     if layer.op == "avgpool":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fpga_helpers import INPUTS, random_graph, target_with_array
 from support import run_cli
-from tflite_models import mobilenet_v3_like
+from tflite_models import ModelBuilder, mobilenet_v3_like
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.cli import main
@@ -59,3 +59,19 @@ def test_imported_mobilenet_v3_tables_and_gates_run_on_the_host(tmp_path) -> Non
     host = {row["op"] for row in report["layers"] if row["ran_on"].startswith("host")}
     accel = {row["op"] for row in report["layers"] if row["ran_on"] == "accelerator"}
     assert host == {"lut", "mul", "softmax"} and accel == {"conv", "dwconv", "avgpool", "add", "dense"}
+
+
+@pytest.mark.slow
+def test_same_padded_pools_max_on_the_accelerator_averages_on_the_host(tmp_path) -> None:
+    """TFLite's SAME pools: the max pool's padded taps hold -128 on the accelerator too; an average over the taps
+    inside the input divides by a count that varies at the edges, which the host runs. Bit-exact against TFLite's
+    reference kernels."""
+    b = ModelBuilder(seed=4)
+    x = b.input((1, 9, 7, 8), scale=0.05, zero_point=10)  # zero point 10: much of the input lies below real zero
+    y = b.average_pool2d(b.max_pool2d(x, (3, 3), (2, 2), "SAME"), (3, 3), (1, 1), "SAME")
+    model = b.save(tmp_path / "same_pools.tflite", [b.conv2d(y, 8, (1, 1), (1, 1), "VALID")])
+    proc = run_cli("build", str(model), "--target", "fpga", "-o", str(tmp_path / "fpga"), "--vectors", "16")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "fpga" / "report.json").read_text())
+    assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"]
+    assert [row["ran_on"] for row in report["layers"]] == ["accelerator", "host (TVM, llvm)", "accelerator"]

@@ -1,4 +1,5 @@
-"""The MCU kernels of the imported-model ops (softmax, lut, pad, concat, avgpool divide) are bit-exact on QEMU.
+"""The MCU kernels of the imported-model ops (softmax, lut, pad, concat, avgpool divide, padded pools) are bit-exact
+on QEMU.
 
 Hand-built QuantGraphs (no quantizer, no TFLite file) with the op constants from ``quant.semantics``; every kernel's
 output (not only the last) is dumped by the firmware and compared with the integer reference, on cortex-m4 and
@@ -111,7 +112,23 @@ def left_shift_graph(rng: np.random.Generator) -> QuantGraph:
     return QuantGraph((4, 5, 3), in_q, [conv, avg])
 
 
-GRAPHS = {"softmax": softmax_graph, "softmax_edges": softmax_edges_graph, "mixed": mixed_graph, "left_shift": left_shift_graph}
+def padded_pools_graph(rng: np.random.Generator) -> QuantGraph:
+    """Pools whose windows leave the input (TFLite's SAME pools, ceil mode): a 3x3 stride-2 max pool padded on every
+    side (its padded taps must never win over negative values), a 3x3 stride-1 average over the taps inside (9, 6 or
+    4 of them), and a 2x2 stride-2 average padded at the end only, over 4, 2 or 1 taps."""
+    in_q, q = QParams(0.05, -4), QParams(0.1, 30)  # zero point 30: much of the map lies below real zero
+    c0 = conv_op(rng, -1, (7, 9, 4), in_q, 8, (1, 1), q)
+    mp = QOp("maxpool", (0,), ((7, 9, 8),), (4, 5, 8), (q,), q, kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1))
+    ap = QOp("avgpool", (1,), ((4, 5, 8),), (4, 5, 8), (q,), q, kernel=(3, 3), padding=(1, 1, 1, 1),
+             params={"divide": 1})
+    ap2 = QOp("avgpool", (0,), ((7, 9, 8),), (4, 5, 8), (q,), q, kernel=(2, 2), stride=(2, 2), padding=(0, 1, 0, 1),
+              lo=q.zero_point, params={"divide": 1})
+    cat = QOp("concat", (2, 3), ((4, 5, 8), (4, 5, 8)), (4, 5, 16), (q, q), q)
+    return QuantGraph((7, 9, 4), in_q, [c0, mp, ap, ap2, cat])
+
+
+GRAPHS = {"softmax": softmax_graph, "softmax_edges": softmax_edges_graph, "mixed": mixed_graph, "left_shift": left_shift_graph,
+          "padded_pools": padded_pools_graph}
 
 
 def vectors_for(graph: QuantGraph, rng: np.random.Generator) -> np.ndarray:
@@ -154,6 +171,13 @@ def test_graphs_exercise_the_ops(graphs) -> None:
     for c in range(6):  # every channel, right or left shifted, spreads over many values
         assert len(np.unique(outs[0][..., c])) > 20
     assert len(np.unique(outs[1])) > 50
+    g, v, _ = graphs["padded_pools"]
+    outs = reference.run_layers(g, v)
+    corner_max = outs[0][:, :2, :2].max(axis=(1, 2))  # the max pool's first window: 2 x 2 taps inside the input
+    assert np.array_equal(outs[1][:, 0, 0], corner_max) and (corner_max < g.ops[0].out_q.zero_point).any()
+    edge_sum = outs[1][:, :2, :2].astype(int).sum(axis=(1, 2))  # the first average: 4 of its 9 taps inside
+    assert np.array_equal(outs[2][:, 0, 0], semantics.avgpool_divide(edge_sum, 4, -128, 127))
+    assert (outs[3] == g.ops[3].lo).any() and len(np.unique(outs[2])) > 50
 
 
 def test_dead_ops_are_refused(graphs) -> None:

@@ -89,6 +89,10 @@ class McuBackend(Backend):
             work = macs * rate + numel(out_shape) * c["per_output_mve" if path == "mve" else "per_output"]
         elif layer.op in ("maxpool", "avgpool"):
             work = macs * c["pool"]
+            if any(layer.padding):  # the kernel first copies the windows' padded input, priced as a copy
+                rows = (out_shape[1] - 1) * layer.stride[0] + layer.kernel[0]
+                cols = (out_shape[2] - 1) * layer.stride[1] + layer.kernel[1]
+                work += rows * cols * in_shape[0] * c["lut"]
         elif layer.op in ("gap", "mean"):
             work = numel(in_shape) * c["gap"]
         elif layer.op in LOOKUP_OPS or layer.op in ("mul", "upsample", "spread", "slice", "concat"):

@@ -255,8 +255,19 @@ def _load_torch(path: Path) -> Any:
                 raise UserError(f"{path}: input {node.name!r} has dynamic shape {list(shape)}; "
                                 "export it without dynamic_shapes")
     with _quiet_pytree_notices():
-        return _frontend(path, "PyTorch", lambda: from_exported_program(program, keep_params_as_input=False,
-                                                                          unwrap_unit_return_tuple=True))
+        return _frontend(path, "PyTorch", lambda: from_exported_program(
+            program, keep_params_as_input=False, unwrap_unit_return_tuple=True,
+            custom_convert_map={"amax.default": _amax}))
+
+
+def _amax(node: Any, importer: Any) -> Any:
+    """``torch.amax`` (a global max pool written ``x.amax((2, 3))``), which TVM's PyTorch frontend lacks: a Relax max."""
+    from tvm import relax
+
+    args = [*node.args, None, False][1:3]
+    dims, keep = node.kwargs.get("dim", args[0]), node.kwargs.get("keepdim", args[1])
+    x = importer.env[node.args[0]]
+    return importer.block_builder.emit(relax.op.max(x, axis=list(dims) if dims else None, keepdims=bool(keep)))
 
 
 # --------------------------------------------------------------------------------------------------- TFLite

@@ -167,37 +167,31 @@ class Walker(SliceOps):
         stride = _pair([int(s) for s in attrs.strides], spatial)
         pad = _pads(list(map(int, attrs.padding)), spatial)
         is_max = "max" in name
-        if any(pad):
-            val = self._pool_padding(val, pad, is_max, attrs)
+        if not is_max and bool(attrs.count_include_pad) and any(pad):
+            # the padded taps count as zeros: the input padded with zeros, then pooled without padding
+            grow = {"H": pad[0] + pad[1], "W": pad[2] + pad[3]}
+            shape = tuple(s + grow.get(a, 0) for a, s in zip(val.axes, val.shape))
+            val = replace(val, shape=shape, pad=tuple(a + b for a, b in zip(val.pad, pad)))  # type: ignore[arg-type]
+            pad = (0, 0, 0, 0)
         val = self._materialize(val)
-        self._refuse_ceil_mode(var, name, layout, val, kernel, stride)
-        if not is_max and kernel == val.chw[1:]:
+        pad = self._ceil_mode_padding(var, name, layout, val, kernel, stride, pad)
+        if not is_max and kernel == val.chw[1:] and not any(pad):
             self._emit(var, Draft("gap", (val.layer,)), _out_layout(attrs, layout))
             return
-        draft = Draft("maxpool" if is_max else "avgpool", (val.layer,), kernel=kernel, stride=stride)
+        # Taps in the pool's own padding are ignored: a max never takes them, a mean leaves them out of its count.
+        draft = Draft("maxpool" if is_max else "avgpool", (val.layer,), kernel=kernel, stride=stride, padding=pad)
         self._emit(var, draft, _out_layout(attrs, layout))
 
-    def _refuse_ceil_mode(self, var: Any, name: str, layout: str, val: Val, kernel: tuple[int, int],
-                          stride: tuple[int, int]) -> None:
-        """Refuse a pool whose output size is not the floor mode's (the spec's pools floor)."""
+    def _ceil_mode_padding(self, var: Any, name: str, layout: str, val: Val, kernel: tuple[int, int],
+                           stride: tuple[int, int], pad: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """``pad`` with the rows and columns a ceil-mode pool adds at the bottom and right, whose taps it ignores as
+        it does its own padding's (a mean divides by the taps inside the padded input)."""
         _, h, w = val.chw
+        padded = (h + pad[0] + pad[1], w + pad[2] + pad[3])
         out = self._shape(var, name)
-        floor = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
         got = (out[layout.index("H")] if "H" in layout else 1, out[layout.index("W")])
-        if got != floor:
-            raise self._error(f"{name} with ceil_mode (output {got}, floor mode gives {floor}) is not supported")
-
-    def _pool_padding(self, val: Val, pad: tuple[int, int, int, int], is_max: bool, attrs: Any) -> Val:
-        """``val`` with a pool's own ``pad`` added to its pending zero padding; refuses when zeros change the pool."""
-        # Zero padding is exact for a max over non-negative values (after a ReLU) and for an average that
-        # counts the padded taps; other padded pools have no spec equivalent.
-        non_negative = val.layer >= 0 and self.drafts[val.layer].relu and not any(val.pad)
-        if (is_max and not non_negative) or (not is_max and not bool(attrs.count_include_pad)):
-            kind = "max pooling of possibly negative values" if is_max else "average pooling that skips padded taps"
-            raise self._error(f"padded {kind} is not supported")
-        grow = {"H": pad[0] + pad[1], "W": pad[2] + pad[3]}
-        shape = tuple(s + grow.get(a, 0) for a, s in zip(val.axes, val.shape))
-        return replace(val, shape=shape, pad=tuple(a + b for a, b in zip(val.pad, pad)))  # type: ignore[arg-type]
+        extra = [max(0, (g - 1) * s + k - p) for g, s, k, p in zip(got, stride, kernel, padded)]
+        return (pad[0], pad[1] + extra[0], pad[2], pad[3] + extra[1])
 
     def _adaptive_pool(self, var: Any, call: Any) -> None:
         attrs = call.attrs
@@ -208,20 +202,23 @@ class Walker(SliceOps):
             raise self._error(f"adaptive average pooling to {sizes} is not supported (only to 1: a global average)")
         self._emit(var, Draft("gap", (val.layer,)), _out_layout(attrs, layout))
 
-    def _mean(self, var: Any, call: Any) -> None:
+    def _reduce(self, var: Any, call: Any) -> None:
+        """A mean (a global average) or a max (a global max pool) over H and W."""
+        what = call.op.name.split(".")[-1]
         val = self._materialize(self._value(call.args[0]))
         if val.order:
-            raise self._error(f"a mean over a tensor flattened in {val.order} order is not supported")
+            raise self._error(f"a {what} over a tensor flattened in {val.order} order is not supported")
         ndim = len(val.shape)
         axes = list(range(ndim)) if call.attrs.axis is None else [int(a) % ndim for a in call.attrs.axis]
         letters = {val.axes[a] for a in axes if val.shape[a] != 1}
         if not letters <= {"H", "W"} or any(val.axes[a] in "NC" and val.shape[a] != 1 for a in axes):
-            raise self._error(f"a mean over axes {axes} of a {val.axes} tensor is not supported (only over H and W)")
+            raise self._error(f"a {what} over axes {axes} of a {val.axes} tensor is not supported (only over H and W)")
         keep = bool(call.attrs.keepdims)
         out_axes = val.axes if keep else "".join(l for i, l in enumerate(val.axes) if i not in axes)
         if "C" not in out_axes or out_axes[0] != "N":
-            raise self._error(f"a mean that leaves axes {out_axes} is not supported")
-        self._emit(var, Draft("gap", (val.layer,)), out_axes)
+            raise self._error(f"a {what} that leaves axes {out_axes} is not supported")
+        draft = Draft("gap", (val.layer,)) if what == "mean" else Draft("maxpool", (val.layer,), kernel=val.chw[1:])
+        self._emit(var, draft, out_axes)
 
     def _matmul(self, var: Any, call: Any) -> None:
         a, b = call.args
@@ -559,7 +556,8 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.nn.avg_pool1d": Walker._pool,
     "relax.nn.adaptive_avg_pool2d": Walker._adaptive_pool,
     "relax.nn.adaptive_avg_pool1d": Walker._adaptive_pool,
-    "relax.mean": Walker._mean,
+    "relax.mean": Walker._reduce,
+    "relax.max": Walker._reduce,
     "relax.matmul": Walker._matmul,
     "relax.add": Walker._binary,
     "relax.subtract": Walker._binary,
@@ -591,7 +589,7 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.dequantize": Walker._dequantize,
 }
 _SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
-                   "multiply, divide, max and average pools, global and mean pools, softmax, batch norm, relu, relu6, "
+                   "multiply, divide, max and average pools (padded, ceil mode), global and mean pools, max over H and W, softmax, batch norm, relu, relu6, "
                    "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, slices and splits, channel "
                    "gathers and shuffles, quantize / dequantize pairs, and any chain of elementwise ops on one tensor: "
                    "sigmoid, tanh, hard swish, SiLU, GELU, leaky ReLU...")

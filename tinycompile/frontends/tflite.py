@@ -429,10 +429,10 @@ class _Importer:
         opts = self.options(op, "Pool2DOptions")
         kernel = (int(opts.FilterHeight()), int(opts.FilterWidth()))
         stride = (int(opts.StrideH()), int(opts.StrideW()))
+        # SAME padding: TFLite's pools ignore the taps outside the input (a max never takes them, a mean divides by
+        # the taps inside), as the spec's padded pools do
         pad = self.padding(int(opts.Padding()), base["in_shapes"][0], kernel, stride)
-        if any(pad):
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) pads its input (SAME padding {pad}); only pools "
-                            "whose windows stay inside the input import")
+        base["padding"] = pad
         if base["in_q"][0] != base["out_q"]:
             raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) rescales (input and output quantization differ); "
                             "TFLite's int8 pools do not")
@@ -442,12 +442,13 @@ class _Importer:
             return
         count = kernel[0] * kernel[1]
         zp = base["in_q"][0].zero_point
-        exact = _multiplier_average(count, zp, lo, hi)
+        exact = None if any(pad) else _multiplier_average(count, zp, lo, hi)
         if exact is not None:  # the multiplier form equals TFLite's division on every possible window sum
             tensors = {"multiplier": np.array([exact[0]], np.int32), "shift": np.array([exact[1]], np.int32)}
             self.emit(k, QOp(op="avgpool", kernel=kernel, stride=stride, lo=lo, hi=hi, tensors=tensors, **base), out)
         else:
-            self.notes.append(f"operator {k}: average of {count} kept as an integer division (no exact multiplier)")
+            why = "over a padded window" if any(pad) else f"of {count} (no exact multiplier)"
+            self.notes.append(f"operator {k}: average {why} kept as an integer division")
             self.emit(k, QOp(op="avgpool", kernel=kernel, stride=stride, lo=lo, hi=hi, params={"divide": 1}, **base), out)
 
     def add(self, k: int, op: Any) -> None:

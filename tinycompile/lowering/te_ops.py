@@ -41,8 +41,10 @@ from tinycompile.quant.semantics import ADD_LEFT_SHIFT
 PrimExpr = Any
 
 
-def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0, channels: int = 0) -> te.Tensor:
-    """The input as the window loops read it: a ``pad`` stage holding the input zero point outside the input.
+def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0, channels: int = 0,
+              value: int | None = None) -> te.Tensor:
+    """The input as the window loops read it: a ``pad`` stage holding ``value`` (default: the input zero point)
+    outside the input.
 
     Only the rows and columns some window reaches are materialised, ``((Ho-1)*sh + KH, (Wo-1)*sw + KW, C)``. The
     schedule places the stage (whole, or one band of rows per output row), so the reduction reads it without
@@ -60,7 +62,7 @@ def pad_input(op: QOp, x: te.Tensor, rows_only: bool = False, kw_total: int = 0,
     ho, wo, _ = op.out_shape
     hp = (ho - 1) * op.stride[0] + op.kernel[0]
     wp = (wo - 1) * op.stride[1] + kw_total
-    zp = tirx.const(op.in_q[0].zero_point, "int8")
+    zp = tirx.const(op.in_q[0].zero_point if value is None else value, "int8")
 
     def f(h: PrimExpr, w: PrimExpr, c: PrimExpr) -> PrimExpr:
         conds = []
@@ -273,9 +275,10 @@ def _epilogue(op: QOp, acc: te.Tensor, tables: tuple, chan: Any, shape: Any = No
 
 
 def maxpool(op: QOp, x: te.Tensor) -> te.Tensor:
-    """Max over each window (no padding), then the ReLU clamp if any."""
+    """Max over each window (padded taps hold -128, which never wins), then the ReLU clamp if any."""
     ho, wo, c = op.out_shape
     sh, sw = op.stride
+    x = pad_input(op, x, value=-128)
     rkh = te.reduce_axis((0, op.kernel[0]), "kh")
     rkw = te.reduce_axis((0, op.kernel[1]), "kw")
     acc = te.compute((ho, wo, c), lambda h, w, ch: te.max(x[h * sh + rkh, w * sw + rkw, ch], axis=[rkh, rkw]), name="acc")
@@ -284,14 +287,16 @@ def maxpool(op: QOp, x: te.Tensor) -> te.Tensor:
     )
 
 
-def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
+def avgpool(op: QOp, x: te.Tensor, counts: te.Tensor | None = None) -> te.Tensor:
     """Sum of ``x - zp_in`` over each window, requantized by a multiplier that includes 1/count.
 
     The zero point leaves the loop: the window sums raw int8 values and a ``biased`` stage subtracts
-    ``count * zp_in`` once per output. With ``params["divide"]`` (imported models): ``avgpool_divide``.
+    ``count * zp_in`` once per output. With ``params["divide"]`` (imported models, padded pools): ``avgpool_divide``.
     """
     if op.params.get("divide"):
-        return avgpool_divide(op, x)
+        return avgpool_divide(op, x, counts)
+    if any(op.padding):
+        raise ValueError("a padded average pool divides by its taps inside the input: it needs params['divide']")
     ho, wo, c = op.out_shape
     zp = op.in_q[0].zero_point
     count = op.kernel[0] * op.kernel[1]
@@ -307,9 +312,10 @@ def avgpool(op: QOp, x: te.Tensor) -> te.Tensor:
 
 
 def window_sum(op: QOp, x: te.Tensor) -> te.Tensor:
-    """The ``acc`` stage of an average: the int32 sum of the raw int8 values of each window (no padding)."""
+    """The ``acc`` stage of an average: the int32 sum of the raw int8 values of each window (padded taps hold 0)."""
     ho, wo, c = op.out_shape
     sh, sw = op.stride
+    x = pad_input(op, x, value=0)
     rkh = te.reduce_axis((0, op.kernel[0]), "kh")
     rkw = te.reduce_axis((0, op.kernel[1]), "kw")
     return te.compute(
@@ -319,17 +325,22 @@ def window_sum(op: QOp, x: te.Tensor) -> te.Tensor:
     )
 
 
-def avgpool_divide(op: QOp, x: te.Tensor) -> te.Tensor:
+def avgpool_divide(op: QOp, x: te.Tensor, counts: te.Tensor | None = None) -> te.Tensor:
     """TFLite's integer average (``params["divide"]``): the raw window sum ``acc``, then ``out`` divides it by the
-    window size rounding half away from zero (C's truncating division of ``acc +- count / 2``) and clamps."""
+    window's taps inside the input (``counts``, a constant ``(Ho, Wo)`` int32 table where the pool is padded; a value,
+    as index arithmetic would make the division int64, a library call on a 32-bit core), rounding half away from zero
+    (C's truncating division of ``acc +- count / 2``), and clamps."""
     ho, wo, c = op.out_shape
-    count = op.kernel[0] * op.kernel[1]
     acc = window_sum(op, x)
+    if any(op.padding) and counts is None:
+        raise ValueError("a padded average pool takes its window counts (lowering.convert's tables)")
 
     def f(h: PrimExpr, w: PrimExpr, ch: PrimExpr) -> PrimExpr:
         s = acc[h, w, ch]
-        num = tirx.Select(s > i32(0), s + i32(count // 2), s - i32(count // 2))
-        return tirx.max(tirx.min(tirx.truncdiv(num, i32(count)), i32(op.hi)), i32(op.lo)).astype("int8")
+        count = counts[h, w] if counts is not None else i32(op.kernel[0] * op.kernel[1])
+        half = tirx.truncdiv(count, i32(2))
+        num = tirx.Select(s > i32(0), s + half, s - half)
+        return tirx.max(tirx.min(tirx.truncdiv(num, count), i32(op.hi)), i32(op.lo)).astype("int8")
 
     return te.compute((ho, wo, c), f, name="out")
 

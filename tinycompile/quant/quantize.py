@@ -253,6 +253,16 @@ def _quantize_layer(
         table = LOOKUP_TABLES[layer.op](s_in, in_q[0].zero_point, out_q.scale, out_q.zero_point)
         base["op"] = "lut"
         return QOp(**base, out_q=out_q, tensors={"table": np.asarray(table, np.int8)})  # type: ignore[arg-type]
+    if layer.op == "avgpool" and any(layer.padding):
+        # The mean over the taps inside the input, whose count varies at the edges: TFLite's division of the raw sum,
+        # so the output keeps the input's quantization (an average lies within its input's range).
+        given = out[1]
+        if given is not None and given != in_q[0]:
+            raise UserError(f"layer {i}: a padded average pool keeps its input's int8 quantization ({in_q[0].scale:.4g} "
+                            f"@ {in_q[0].zero_point}), but the model quantizes its output as {given.scale:.4g} @ "
+                            f"{given.zero_point}; quantize the model with the pool's input and output alike")
+        lo, hi = _clamp(layer, in_q[0])
+        return QOp(**base, out_q=in_q[0], lo=lo, hi=hi, params={"divide": 1})  # type: ignore[arg-type]
     if layer.op in ("avgpool", "gap"):
         if layer.op == "gap":  # a gap is an avgpool over the whole input
             base.update(kernel=(in_chw[0][1], in_chw[0][2]), stride=(1, 1), padding=(0, 0, 0, 0))

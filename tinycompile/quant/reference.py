@@ -104,14 +104,16 @@ def _dense(op: QOp, x: np.ndarray) -> np.ndarray:
 
 
 def _maxpool(op: QOp, x: np.ndarray) -> np.ndarray:
-    out = _windows(op, x, 0).max(axis=(4, 5))
+    out = _windows(op, x, -128).max(axis=(4, 5))  # a padded tap (-128) never wins
     return np.clip(out, op.lo, op.hi).astype(np.int8)
 
 
 def _avgpool(op: QOp, x: np.ndarray) -> np.ndarray:
-    if op.params.get("divide"):  # TFLite's integer average of the raw values (imported models)
-        count = op.kernel[0] * op.kernel[1]
-        return semantics.avgpool_divide(_windows(op, x, 0).sum(axis=(4, 5)), count, op.lo, op.hi)
+    if op.params.get("divide"):  # TFLite's integer average of the raw values (imported models; padded pools)
+        counts = semantics.window_counts(op.in_shapes[0][:2], op.out_shape[:2], op.kernel, op.stride, op.padding)
+        return semantics.avgpool_divide(_windows(op, x, 0).sum(axis=(4, 5)), counts[:, :, None], op.lo, op.hi)
+    if any(op.padding):
+        raise ValueError("a padded average pool divides by its taps inside the input: it needs params['divide']")
     zp = op.in_q[0].zero_point
     acc = (_windows(op, x, zp) - zp).sum(axis=(4, 5))
     t = op.tensors

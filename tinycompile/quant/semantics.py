@@ -5,10 +5,13 @@ Weighted ops (conv, dwconv, dense), per output channel ``c``::
     acc[c] = bias[c] + sum((x - zp_in) * w[c])            # int32; padded taps hold zp_in, so they add 0
     y[c]   = clamp(requantize(acc[c], M[c], S[c]) + zp_out, lo, hi)
 
-maxpool: ``y = clamp(max(window), lo, hi)``; output quantization equals the input's (no rescaling).
+maxpool: ``y = clamp(max(window), lo, hi)``; output quantization equals the input's (no rescaling). Taps in the
+padding are ignored (they hold -128, which never wins).
 
 avgpool / gap: ``y = clamp(requantize(sum(x - zp_in over window), M, S) + zp_out, lo, hi)`` where ``M, S`` encode
-``s_in / (count * s_out)``: the 1/count is folded into the multiplier, so there is no integer division.
+``s_in / (count * s_out)``: the 1/count is folded into the multiplier, so there is no integer division. An average
+over a padded window (TFLite's SAME pools) keeps its input's quantization and divides the raw sum over the taps
+inside the input by their count (``avgpool_divide``).
 
 add (TFLite's scheme, exact in int32)::
 
@@ -367,13 +370,27 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: int, shift: int)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(np.asarray(x, dtype=np.int64) << left, multiplier), right)
 
 
-def avgpool_divide(window_sum: np.ndarray, count: int, lo: int, hi: int) -> np.ndarray:
-    """TFLite's int8 AveragePool: the raw int8 sum over a window of ``count`` values divided with rounding half away
-    from zero (C's truncating division of ``sum +- count / 2``), clamped to ``[lo, hi]``."""
+def avgpool_divide(window_sum: np.ndarray, count: int | np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """TFLite's int8 AveragePool: the raw int8 sum over a window of ``count`` values (one count, or one per output
+    position: the taps inside the input) divided with rounding half away from zero (C's truncating division of
+    ``sum +- count / 2``), clamped to ``[lo, hi]``."""
     s = np.asarray(window_sum, dtype=np.int64)
+    count = np.asarray(count, dtype=np.int64)
     num = np.where(s > 0, s + count // 2, s - count // 2)
     quotient = np.sign(num) * (np.abs(num) // count)  # C division truncates towards zero
     return np.clip(quotient, lo, hi).astype(np.int8)
+
+
+def window_counts(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                  padding: tuple[int, int, int, int]) -> np.ndarray:
+    """``(Ho, Wo)`` int32: how many taps of each pool window lie inside the input (the rest is ``padding``)."""
+    def inside(size: int, out: int, k: int, s: int, pad: int) -> np.ndarray:
+        start = np.arange(out) * s - pad
+        return np.minimum(start + k, size) - np.maximum(start, 0)
+
+    rows = inside(in_hw[0], out_hw[0], kernel[0], stride[0], padding[0])
+    cols = inside(in_hw[1], out_hw[1], kernel[1], stride[1], padding[2])
+    return np.outer(rows, cols).astype(np.int32)
 
 
 def pad_int8(x: np.ndarray, padding: tuple[int, int, int, int], value: int) -> np.ndarray:
