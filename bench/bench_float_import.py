@@ -2,7 +2,8 @@
 
 Each network uses ops a float model import must understand beyond plain conv / ReLU: ReLU6 inverted residuals
 (MobileNetV2), a concatenation of branches (Inception), hard swish and a squeeze-and-excitation gate (MobileNetV3),
-SiLU, leaky ReLU, ShuffleNetV2's channel split and shuffle. Each is trained
+SiLU, leaky ReLU, ShuffleNetV2's channel split and shuffle, SqueezeNet's ceil-mode max pools and an average over
+the taps inside a padded window. Each is trained
 for a few seconds on sklearn's 8x8 digits, exported to ``.pt2`` and ``.onnx``, and built with
 ``tinycompile build model --calib calib.npz`` for cortex-m4 (both formats) and the accelerator (N = 8); the table
 gives each build's verdict (bit-exact against the integer reference), its instructions or cycles, and the float and
@@ -131,6 +132,33 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class SqueezeNet(nn.Module):
+    """SqueezeNet 1.1's shape: ceil-mode 3x3 stride-2 max pools (their last window leaves the map), fire modules (a 1x1
+    squeeze, 1x1 and 3x3 expands concatenated), an average that skips its padded taps (ONNX's default), and a 1x1
+    classifier averaged over the map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def fire(cin: int, squeeze: int, expand: int) -> nn.ModuleList:
+            return nn.ModuleList([nn.Conv2d(cin, squeeze, 1), nn.Conv2d(squeeze, expand, 1),
+                                  nn.Conv2d(squeeze, expand, 3, padding=1)])
+
+        self.stem, self.fire1, self.fire2 = nn.Conv2d(1, 16, 3, padding=1), fire(16, 8, 16), fire(32, 8, 16)
+        self.classifier = nn.Conv2d(32, 10, 1)
+
+    @staticmethod
+    def run(fire: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(fire[0](x))
+        return torch.cat([F.relu(fire[1](s)), F.relu(fire[2](s))], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2, ceil_mode=True)  # 8 x 8 -> 4 x 4 (floor mode: 3 x 3)
+        x = F.max_pool2d(self.run(self.fire1, x), 3, 2, ceil_mode=True)  # 4 x 4 -> 2 x 2
+        x = F.avg_pool2d(self.run(self.fire2, x), 3, 1, padding=1, count_include_pad=False)
+        return F.relu(self.classifier(x)).mean((2, 3))
+
+
 def mobilenet_v1(alpha: float = 0.25, classes: int = 2) -> nn.Module:
     """MobileNetV1 as MLPerf Tiny's visual wake words model shapes it (96x96x3 input, width 0.25, ReLU6)."""
     def c(n: int) -> int:
@@ -241,7 +269,7 @@ def main() -> int:
     nets = {"MobileNetV2 block (ReLU6)": InvertedResidual, "Inception (concat)": Inception,
             "MobileNetV3 block (SE gate)": MobileNetV3Block, "hard swish": lambda: Activated(nn.Hardswish()),
             "SiLU": lambda: Activated(nn.SiLU()), "leaky ReLU": lambda: Activated(nn.LeakyReLU(0.1)),
-            "ShuffleNetV2 (split, shuffle)": ShuffleNetV2}
+            "ShuffleNetV2 (split, shuffle)": ShuffleNetV2, "SqueezeNet (ceil-mode and padded pools)": SqueezeNet}
     if args.only:
         nets = {name: make for name, make in nets.items() if args.only in name}
     out = ROOT / "bench" / "results" / "float_import.json"

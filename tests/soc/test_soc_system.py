@@ -63,12 +63,23 @@ GATHER_ONLY = ArchSpec((2, 1, 8), 3, (
     L("flatten", (2,)),
     L("dense", (3,), channels=3),
 ))  # fmt: skip
+# Two side branches on the core (padded averages divide at the edges, which the accelerator cannot), each reading its
+# own accelerator tensor and read by the accelerator's add: two core parts, one tensor in and one out each.
+BRANCHES = ArchSpec((2, 1, 16), 3, (
+    L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
+    L("conv", (-1,), channels=8, kernel=(1, 1)),
+    L("avgpool", (0,), kernel=(1, 3), padding=(0, 0, 1, 1)),
+    L("avgpool", (1,), kernel=(1, 3), padding=(0, 0, 1, 1)),
+    L("add", (2, 3)),
+    L("gap", (4,)),
+    L("dense", (5,), channels=3),
+))  # fmt: skip
 # Nothing for the accelerator: every layer on the core.
 CORE_ONLY = ArchSpec((5, 1, 1), 3, (L("slice", (-1,), select=(4, 0, 2)), L("softmax", (0,))))
 
 
-@pytest.mark.parametrize("spec", [SLICED, FLAT_INPUT, GATHER_ONLY, CORE_ONLY],
-                         ids=["sliced", "flat_input", "gather_only", "core_only"])
+@pytest.mark.parametrize("spec", [SLICED, FLAT_INPUT, GATHER_ONLY, BRANCHES, CORE_ONLY],
+                         ids=["sliced", "flat_input", "gather_only", "branches", "core_only"])
 def test_views_slices_and_core_only_networks(spec: ArchSpec, tmp_path: Path) -> None:
     """A core part ending in a view, an accelerator layer reading the input through a view (the core writes the
     input before it), a gathered concatenation with no core kernel after it, a network without accelerator layers:
@@ -84,6 +95,9 @@ def test_views_slices_and_core_only_networks(spec: ArchSpec, tmp_path: Path) -> 
     elif spec is GATHER_ONLY:
         assert ran == ["accelerator", "accelerator", "core", "view (no data moved)", "accelerator"]
         assert report["layers"][2]["measured"] > 0
+    elif spec is BRANCHES:
+        assert ran == ["accelerator", "accelerator", "core", "core", "accelerator", "accelerator", "accelerator"]
+        assert all(r["measured"] > 0 for r in report["layers"][2:4])
     else:
         assert set(ran) == {"core"} and a["accelerator_cycles"] == 0 and a["vs_accelerator_alone"] is None
     line = get_backend("soc").summary_lines(report)[0]

@@ -79,7 +79,7 @@ def plan_system(graph: QuantGraph, cfg: AccelConfig, mem_bytes: int, gather: boo
     place = {i: "core" if part.placement.get(i, "core") == "host" else part.placement.get(i, "core")
              for i in range(len(graph.ops))}
     refused = {**part.refused, **feed_core_parts(graph, place, gather)}
-    core_runs = _core_runs(place)
+    core_runs = _core_runs(graph, place)
     in_parts = {i for r in core_runs for i in r}
     on_accel = {i for i in range(len(graph.ops)) if i not in in_parts}
     parts = tuple(_core_part(graph, r, place, gather) for r in core_runs)
@@ -103,7 +103,7 @@ def feed_core_parts(graph: QuantGraph, place: dict[int, str], gather: bool = Tru
     until every part reads one (the firmware feeds a core part one tensor); why each moved, by layer."""
     moved = {}
     while True:  # a core part reading several accelerator tensors (a product, say) takes the layer before
-        fed = next((r for r in _core_runs(place) if r[0] > 0 and len(_outside_reads(graph, r)) > 1
+        fed = next((r for r in _core_runs(graph, place) if r[0] > 0 and len(_outside_reads(graph, r)) > 1
                     and (not gather or _gathered(graph, r, place) is None)), None)
         if fed is None:
             return moved
@@ -112,16 +112,26 @@ def feed_core_parts(graph: QuantGraph, place: dict[int, str], gather: bool = Tru
                              "feeds a core part one")
 
 
-def _core_runs(place: dict[int, str]) -> list[list[int]]:
-    """Runs of consecutive ops off the accelerator that hold at least one core op (views alone need no core)."""
+def _core_runs(graph: QuantGraph, place: dict[int, str]) -> list[list[int]]:
+    """The core parts: runs of consecutive ops off the accelerator that hold at least one core op (views alone need
+    no core), each cut where no later op of the run reads an earlier one (there the earlier ops' outputs all leave
+    the run, so a part that ends there is fed one tensor and exports one: two side branches, say)."""
     runs: list[list[int]] = []
     for i in range(len(place)):
         if place[i] != "accelerator":
-            if runs and runs[-1][-1] == i - 1:
+            if runs and runs[-1][-1] == i - 1 and not _clean_cut(graph, runs[-1], i, place):
                 runs[-1].append(i)
             else:
                 runs.append([i])
     return [r for r in runs if any(place[i] == "core" for i in r)]
+
+
+def _clean_cut(graph: QuantGraph, before: list[int], i: int, place: dict[int, str]) -> bool:
+    """Whether no op of the run from ``i`` on reads an op of ``before`` (the run so far)."""
+    earlier = set(before)
+    later = range(i, len(place))
+    run = [j for j in later if all(place[k] != "accelerator" for k in range(i, j + 1))]
+    return not any(j in earlier for k in run for j in graph.ops[k].inputs)
 
 
 def _gathered(graph: QuantGraph, run: list[int], place: dict[int, str]) -> int | None:
