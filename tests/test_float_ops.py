@@ -525,6 +525,54 @@ def test_pools_that_leave_the_input_ignore_the_taps_outside(fmt: str, tmp_path: 
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
 
 
+class PReLUs(nn.Module):
+    """PReLU with a slope per channel (two 1x1 depthwise layers and their sum) and with one slope (a table)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.mid, self.fc = nn.Conv2d(1, 6, 3), nn.Conv2d(6, 6, 3), nn.Linear(6, 4)
+        self.per_channel, self.shared = nn.PReLU(6), nn.PReLU()
+        with torch.no_grad():
+            self.per_channel.weight.copy_(torch.tensor([0.25, -0.3, 0.0, 0.9, 0.5, 1.0]))  # negative, zero, one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.shared(self.mid(self.per_channel(self.stem(x)))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_prelu_is_a_sum_of_depthwise_layers_or_a_table(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(PReLUs), _inputs(300, 24), _inputs(100, 25)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.op for layer in fm.spec.layers] == ["conv", "dwconv", "dwconv", "add", "conv", "unary", "gap",
+                                                      "dense"]
+    assert [layer.relu for layer in fm.spec.layers[1:3]] == [False, True]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    got, scale = _int8_outputs(fm, calib, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
+
+
+def test_prelu_slopes_above_one_and_other_selects_are_refused(tmp_path: Path) -> None:
+    net, x = _net(PReLUs), _inputs(8, 26)
+    with torch.no_grad():
+        net.per_channel.weight[0] = 1.5
+    with pytest.raises(UserError, match=r"a PReLU slope above 1 \(1.5\) is not supported"):
+        import_float(_export(net, x, tmp_path, "torch"))
+
+    class Select(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return torch.where(y > 0, y, torch.sigmoid(y) * 2.0 + x[:, :, :6, :6]).flatten(1)
+
+    with pytest.raises(UserError, match=r"op relax\.(greater|where) is (not )?supported"):  # one line, the op named
+        import_float(_export(Select().eval(), x, tmp_path, "torch"))
+
+
 def test_a_split_channel_view_read_otherwise_is_refused(tmp_path: Path) -> None:
     class GroupMean(nn.Module):
         def __init__(self) -> None:

@@ -35,7 +35,7 @@ _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "relax.power": torch.pow, "relax.greater": torch.gt, "relax.greater_equal": torch.ge, "relax.less": torch.lt,
     "relax.less_equal": torch.le, "relax.equal": torch.eq,
 }
-_OTHER = ("relax.clip", "relax.nn.leakyrelu", "relax.nn.softplus", "relax.where", "relax.astype")
+_OTHER = ("relax.clip", "relax.nn.leakyrelu", "relax.nn.prelu", "relax.nn.softplus", "relax.where", "relax.astype")
 # Ops a chain may hold and still be a layer's own affine + clip (folded by the walker, no table needed).
 _FOLDABLE = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.nn.relu", "relax.nn.relu6",
              "relax.clip", "relax.astype")
@@ -90,6 +90,8 @@ def _apply(name: str, vals: list[torch.Tensor], attrs: Any) -> torch.Tensor:
         return torch.clamp(vals[0], float(vals[1]), float(vals[2]))
     if name == "relax.nn.leakyrelu":
         return F.leaky_relu(vals[0], float(attrs.alpha))
+    if name == "relax.nn.prelu":  # one slope for every channel (a per-channel one is not a function of x alone)
+        return torch.where(vals[0] >= 0, vals[0], vals[0] * vals[1])
     if name == "relax.nn.softplus":
         return F.softplus(vals[0], float(attrs.beta), float(attrs.threshold))
     if name == "relax.where":

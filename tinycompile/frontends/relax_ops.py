@@ -309,6 +309,49 @@ class Walker(SliceOps):
         draft = Draft("dwconv", (val.layer,), relu=relu, cap=cap, weight=scale.reshape(c, 1, 1, 1).copy(), bias=shift.copy())
         self._emit_like(var, draft, val, val.shape)  # the shape of ``val``: ``var`` may be batch norm's tuple
 
+    def _prelu(self, var: Any, call: Any) -> None:
+        """ONNX's PRelu with a slope per channel (one slope for all is an elementwise table)."""
+        x, slope = call.args
+        alpha = self._const(slope)
+        if alpha is None:
+            raise self._error("a PReLU whose slope is an activation is not supported")
+        rank = len(self._value(x).shape)
+        if alpha.ndim == 1 and alpha.size > 1:  # slopes along the op's channel axis
+            axis = int(call.attrs.axis) % rank
+            alpha = alpha.reshape([alpha.size if k == axis else 1 for k in range(rank)])
+        self._prelu_layers(var, x, alpha)
+
+    def _where(self, var: Any, call: Any) -> None:
+        """``where(x > 0, x, a * x)``: torch's PReLU with a slope per channel. Any other select is refused."""
+        cond, yes, no = call.args
+        test, scaled = self.bound.get(cond), self.bound.get(no)
+        call_of = self.relax.Call
+        if (isinstance(test, call_of) and getattr(test.op, "name", "") in ("relax.greater", "relax.greater_equal")
+                and test.args[0].same_as(yes) and self._const(test.args[1]) is not None
+                and not self._const(test.args[1]).any()
+                and isinstance(scaled, call_of) and getattr(scaled.op, "name", "") == "relax.multiply"):
+            operands = list(scaled.args)
+            alpha = [self._const(a) for a in operands if not a.same_as(yes)]
+            if len(operands) == 2 and len(alpha) == 1 and alpha[0] is not None:
+                self._prelu_layers(var, yes, alpha[0])
+                return
+        raise self._error("op relax.where is supported only as a PReLU (where(x > 0, x, slope * x)); other selects "
+                          "between tensors have no spec equivalent")
+
+    def _prelu_layers(self, var: Any, x: Any, alpha: np.ndarray) -> None:
+        """``prelu(x) = a x + (1 - a) relu(x)`` for slopes ``a <= 1``: two 1x1 depthwise layers (the second with a
+        ReLU, since ``relu((1 - a) x) = (1 - a) relu(x)``) and their sum; each runs on every target."""
+        val = self._materialize(self._value(x))
+        a = self._per_channel(alpha, val)
+        if (a > 1).any():
+            raise self._error(f"a PReLU slope above 1 ({float(a.max()):.3g}) is not supported (it would be "
+                              "a max of x and a x turned into a min)")
+        c = val.chw[0]
+        for weight, relu in ((a, False), (1 - a, True)):
+            self.drafts.append(Draft("dwconv", (val.layer,), val.chw, relu=relu, weight=weight.reshape(c, 1, 1, 1),
+                                     bias=np.zeros(c), where=self.where))
+        self._emit_like(var, Draft("add", (len(self.drafts) - 2, len(self.drafts) - 1)), val)
+
     def _per_channel(self, const: np.ndarray, val: Val) -> np.ndarray:
         """A constant broadcast over ``val`` as one value per spec channel; refuses any other broadcast."""
         try:
@@ -557,6 +600,8 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.nn.adaptive_avg_pool2d": Walker._adaptive_pool,
     "relax.nn.adaptive_avg_pool1d": Walker._adaptive_pool,
     "relax.mean": Walker._reduce,
+    "relax.nn.prelu": Walker._prelu,
+    "relax.where": Walker._where,
     "relax.max": Walker._reduce,
     "relax.matmul": Walker._matmul,
     "relax.add": Walker._binary,
@@ -591,7 +636,7 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
 _SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
                    "multiply, divide, max and average pools (padded, ceil mode), global and mean pools, max over H and W, softmax, batch norm, relu, relu6, "
                    "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, slices and splits, channel "
-                   "gathers and shuffles, quantize / dequantize pairs, and any chain of elementwise ops on one tensor: "
+                   "gathers and shuffles, PReLU, quantize / dequantize pairs, and any chain of elementwise ops on one tensor: "
                    "sigmoid, tanh, hard swish, SiLU, GELU, leaky ReLU...")
 
 
