@@ -156,7 +156,7 @@ class SqueezeNet(nn.Module):
         x = F.max_pool2d(F.relu(self.stem(x)), 3, 2, ceil_mode=True)  # 8 x 8 -> 4 x 4 (floor mode: 3 x 3)
         x = F.max_pool2d(self.run(self.fire1, x), 3, 2, ceil_mode=True)  # 4 x 4 -> 2 x 2
         x = F.avg_pool2d(self.run(self.fire2, x), 3, 1, padding=1, count_include_pad=False)
-        return F.relu(self.classifier(x)).mean((2, 3))
+        return self.classifier(x).mean((2, 3))
 
 
 def mobilenet_v1(alpha: float = 0.25, classes: int = 2) -> nn.Module:

@@ -24,7 +24,7 @@ from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
 from tinycompile.frontends.float_model import FloatModel, agreement, import_float
 from tinycompile.model import SpecNet
-from tinycompile.quant import reference
+from tinycompile.quant import reference, semantics
 from tinycompile.quant.quantize import quantize
 from tinycompile.quant.semantics import logistic_table, tanh_table
 
@@ -226,11 +226,32 @@ def test_concatenated_branches_share_one_quantization(fmt: str, tmp_path: Path) 
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
 
 
-def test_clips_without_a_layer_equivalent_are_refused(tmp_path: Path) -> None:
-    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(-1.0, 1.0), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
-    for fmt in FORMATS:
-        with pytest.raises(UserError, match=r"clip to -1\.\.(1|inf) is not supported \(only 0\.\.hi or -inf\.\.hi"):
-            import_float(_export(net, torch.zeros(1, 1, 8, 8), tmp_path, fmt))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_clips_without_a_layer_equivalent_are_tables(fmt: str, tmp_path: Path) -> None:
+    """Hard tanh (ONNX: a max, then a min) and a floor other than 0 have no layer activation: each is one table."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(-1.0, 1.0), nn.Conv2d(4, 4, 1), Clamp(0.25),
+                        nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    calib, x = _inputs(200, 27), _inputs(50, 28)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.op for layer in fm.spec.layers] == ["conv", "unary", "conv", "unary", "flatten", "dense"]
+    with torch.no_grad():
+        want = net(x).numpy()
+        assert float(net[0](x).abs().max()) > 1.5  # the hard tanh clips
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, calib.numpy())
+    for op, (lo, hi) in zip((graph.ops[1], graph.ops[3]), ((-1.0, 1.0), (0.25, None))):
+        real = (op.tensors["table"].astype(float) - op.out_q.zero_point) * op.out_q.scale
+        assert real.min() >= lo - op.out_q.scale and (hi is None or real.max() <= hi + op.out_q.scale)
+
+
+class Clamp(nn.Module):
+    def __init__(self, lo: float) -> None:
+        super().__init__()
+        self.lo = lo
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, min=self.lo)
 
 
 def test_a_concatenation_along_the_width_is_refused(tmp_path: Path) -> None:
@@ -519,8 +540,11 @@ def test_pools_that_leave_the_input_ignore_the_taps_outside(fmt: str, tmp_path: 
         assert float(net.stem(x).min()) < -0.5  # the padded max pool's taps at -inf matter
     assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
     graph = quantize(fm.spec, fm.model, calib.numpy())
-    averages = [op for op in graph.ops if op.op == "avgpool"]
-    assert all(op.params.get("divide") == 1 and op.out_q == op.in_q[0] for op in averages)
+    for op in (op for op in graph.ops if op.op == "avgpool"):  # a multiplier for each count of taps inside
+        counts = semantics.window_counts(op.in_shapes[0][:2], op.out_shape[:2], op.kernel, op.stride, op.padding)
+        assert op.tensors["multiplier"].size == counts.size and counts.min() < 9
+        for count in np.unique(counts):
+            assert len(set(op.tensors["multiplier"][counts.reshape(-1) == count])) == 1
     got, scale = _int8_outputs(fm, calib, x)
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 4 * scale
 
@@ -571,6 +595,32 @@ def test_prelu_slopes_above_one_and_other_selects_are_refused(tmp_path: Path) ->
 
     with pytest.raises(UserError, match=r"op relax\.(greater|where) is (not )?supported"):  # one line, the op named
         import_float(_export(Select().eval(), x, tmp_path, "torch"))
+
+
+class LogSoftmaxNet(nn.Module):
+    """PyTorch's MNIST example in small: convolutions, a max pool, two dense layers, log_softmax (for NLLLoss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.f1, self.f2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3), nn.Linear(8 * 2 * 2, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.c2(F.relu(self.c1(x)))), 2).flatten(1)
+        return F.log_softmax(12.0 * self.f2(F.relu(self.f1(x))), dim=1)  # confident: a long tail
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_log_softmax_is_a_softmax_then_a_log_table(fmt: str, tmp_path: Path) -> None:
+    net, calib, x = _net(LogSoftmaxNet), _inputs(300, 29), _inputs(100, 30)
+    fm = import_float(_export(net, calib, tmp_path, fmt))
+    assert [layer.op for layer in fm.spec.layers][-2:] == ["softmax", "unary"]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-4
+    got, scale = _int8_outputs(fm, calib, x)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+    likely = want > np.log(1 / 64)  # the classes with probability above 1/64: the softmax's 1/256 step resolves them
+    assert likely.any() and (~likely).any() and np.abs(got - want)[likely].max() < 0.35
 
 
 def test_a_split_channel_view_read_otherwise_is_refused(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from tinycompile.mcu.backend import build_and_run
 from tinycompile.mcu.library import compile_graph
 from tinycompile.quant import reference, semantics
 from tinycompile.quant.graph import HWC, QOp, QParams, QuantGraph, spec_of
-from tinycompile.quant.intmath import quantize_multiplier
+from tinycompile.quant.intmath import quantize_multiplier, requantize_to_int8
 from tinycompile.targets import load_target
 
 VECTORS = 16
@@ -115,7 +115,8 @@ def left_shift_graph(rng: np.random.Generator) -> QuantGraph:
 def padded_pools_graph(rng: np.random.Generator) -> QuantGraph:
     """Pools whose windows leave the input (TFLite's SAME pools, ceil mode): a 3x3 stride-2 max pool padded on every
     side (its padded taps must never win over negative values), a 3x3 stride-1 average over the taps inside (9, 6 or
-    4 of them), and a 2x2 stride-2 average padded at the end only, over 4, 2 or 1 taps."""
+    4 of them), a 2x2 stride-2 average padded at the end only, over 4, 2 or 1 taps, and the 3x3 average again with a
+    multiplier per output position (a float model's, requantized to another scale)."""
     in_q, q = QParams(0.05, -4), QParams(0.1, 30)  # zero point 30: much of the map lies below real zero
     c0 = conv_op(rng, -1, (7, 9, 4), in_q, 8, (1, 1), q)
     mp = QOp("maxpool", (0,), ((7, 9, 8),), (4, 5, 8), (q,), q, kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1))
@@ -123,8 +124,16 @@ def padded_pools_graph(rng: np.random.Generator) -> QuantGraph:
              params={"divide": 1})
     ap2 = QOp("avgpool", (0,), ((7, 9, 8),), (4, 5, 8), (q,), q, kernel=(2, 2), stride=(2, 2), padding=(0, 1, 0, 1),
               lo=q.zero_point, params={"divide": 1})
-    cat = QOp("concat", (2, 3), ((4, 5, 8), (4, 5, 8)), (4, 5, 16), (q, q), q)
-    return QuantGraph((7, 9, 4), in_q, [c0, mp, ap, ap2, cat])
+    # a float model's padded average: requantized to its own output scale by a multiplier per count of taps inside
+    out_q = QParams(0.07, -5)
+    counts = semantics.window_counts((4, 5), (4, 5), (3, 3), (1, 1), (1, 1, 1, 1)).reshape(-1)
+    pairs = [quantize_multiplier(q.scale / (int(n) * out_q.scale)) for n in counts]
+    ap3 = QOp("avgpool", (1,), ((4, 5, 8),), (4, 5, 8), (q,), out_q, kernel=(3, 3), padding=(1, 1, 1, 1),
+              tensors={"multiplier": np.array([m for m, _ in pairs], np.int32),
+                       "shift": np.array([sh for _, sh in pairs], np.int32)})
+    lift = lut_op(4, (4, 5, 8), out_q, q, semantics.requantize_table(out_q.scale, out_q.zero_point, q.scale, q.zero_point))
+    cat = QOp("concat", (2, 3, 5), ((4, 5, 8), (4, 5, 8), (4, 5, 8)), (4, 5, 24), (q, q, q), q)
+    return QuantGraph((7, 9, 4), in_q, [c0, mp, ap, ap2, ap3, lift, cat])
 
 
 GRAPHS = {"softmax": softmax_graph, "softmax_edges": softmax_edges_graph, "mixed": mixed_graph, "left_shift": left_shift_graph,
@@ -178,6 +187,9 @@ def test_graphs_exercise_the_ops(graphs) -> None:
     edge_sum = outs[1][:, :2, :2].astype(int).sum(axis=(1, 2))  # the first average: 4 of its 9 taps inside
     assert np.array_equal(outs[2][:, 0, 0], semantics.avgpool_divide(edge_sum, 4, -128, 127))
     assert (outs[3] == g.ops[3].lo).any() and len(np.unique(outs[2])) > 50
+    corner = (outs[1][:, :2, :2].astype(int) - 30).sum(axis=(1, 2))  # the multiplier form's first window: 4 taps
+    m, sh = int(g.ops[4].tensors["multiplier"][0]), int(g.ops[4].tensors["shift"][0])
+    assert np.array_equal(outs[4][:, 0, 0], requantize_to_int8(corner, m, sh, -5)) and len(np.unique(outs[4])) > 50
 
 
 def test_dead_ops_are_refused(graphs) -> None:

@@ -118,6 +118,8 @@ def rounding_reason(op: QOp) -> str | None:
     """
     if op.params.get("divide"):
         return "it divides by the window size (TFLite's average), which no multiplier reproduces exactly here"
+    if op.op == "avgpool" and op.tensors["multiplier"].size > 1:
+        return "its windows leave the input, so its multiplier varies by position (the lane holds one per layer)"
     if op.params.get("float_scale") and not op.params.get("single_rounding"):
         return "it requantizes in double precision with no exact fixed-point form"
     if "shift" in op.tensors and int(op.tensors["shift"].min()) < 0:

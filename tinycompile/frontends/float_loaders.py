@@ -63,6 +63,7 @@ def _load_onnx(path: Path) -> Any:
     name, shape = _pin_onnx_input(path, proto)
     qoperator_to_qdq(proto)
     _fold_onnx_constants(proto)
+    _explicit_auto_pads(proto)
     _fold_onnx_pads(proto)
     return _frontend(path, "ONNX", lambda: from_onnx(proto, shape_dict={name: shape}, keep_params_in_input=False))
 
@@ -162,6 +163,38 @@ def _evaluate(node: Any, known: dict[str, np.ndarray], static: dict[str, list[in
         return list(ReferenceEvaluator(node).run(None, {n: known[n] for n in node.input if n}))
     except Exception:  # noqa: BLE001 - an op the evaluator lacks stays for TVM to convert
         return None
+
+
+def _explicit_auto_pads(proto: Any) -> None:
+    """Give each Conv and pool with ``auto_pad`` SAME_UPPER / SAME_LOWER its explicit ``pads``, in place (TVM's ONNX
+    frontend turns a 1-D one into an opaque TIR pad); the extra row or column goes at the end (UPPER) or the start."""
+    from onnx import helper
+
+    static = None
+    for node in proto.graph.node:
+        mode = _attributes(node).get("auto_pad", b"NOTSET")
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool") or mode not in (b"SAME_UPPER", b"SAME_LOWER"):
+            continue
+        static = _static_shapes(proto) if static is None else static
+        if node.input[0] not in static:
+            continue  # left to TVM's frontend
+        attrs = _attributes(node)
+        sizes = static[node.input[0]][2:]
+        weight = _initializers(proto.graph).get(node.input[1]) if node.op_type == "Conv" else None
+        kernel = attrs.get("kernel_shape") or (list(weight.shape[2:]) if weight is not None else None)
+        if kernel is None:
+            continue
+        strides = attrs.get("strides", [1] * len(sizes))
+        dilations = attrs.get("dilations", [1] * len(sizes))
+        begins, ends = [], []
+        for size, k, stride, d in zip(sizes, kernel, strides, dilations):
+            total = max((-(-size // stride) - 1) * stride + (k - 1) * d + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            begins.append(small if mode == b"SAME_UPPER" else large)
+            ends.append(large if mode == b"SAME_UPPER" else small)
+        kept = [a for a in node.attribute if a.name not in ("pads", "auto_pad")]
+        del node.attribute[:]
+        node.attribute.extend([*kept, helper.make_attribute("pads", begins + ends)])
 
 
 def _fold_onnx_pads(proto: Any) -> None:

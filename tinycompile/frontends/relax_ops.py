@@ -25,10 +25,11 @@ itself and its bookkeeping are :mod:`tinycompile.frontends.relax_walker`'s.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from tinycompile.frontends.elementwise import Region
 from tinycompile.frontends.kernels import block_diagonal, dilated
@@ -411,11 +412,18 @@ class Walker(SliceOps):
             self._clip_to(var, x, -np.inf, bound)
 
     def _clip_to(self, var: Any, expr: Any, lo: float, hi: float) -> None:
-        """A clip to ``lo..hi`` as the layer activation it is: lo 0 (a ReLU) or none, hi none or positive."""
-        if lo != 0.0 and lo > -NO_BOUND or hi <= 0.0:
-            raise self._error(f"clip to {lo:g}..{hi:g} is not supported (only 0..hi or -inf..hi with hi > 0: ReLU, "
-                              "ReLU6 and the like)")
-        self._activate(var, expr, relu=lo == 0.0, cap=None if hi >= NO_BOUND else hi)
+        """A clip to ``lo..hi``: the layer activation it is where it is one (lo 0, a ReLU, or none; hi none or
+        positive), else an elementwise table (hard tanh, a floor other than 0)."""
+        bounds = (None if lo <= -NO_BOUND else lo, None if hi >= NO_BOUND else hi)
+        draft = self._open(expr)
+        if draft is not None and draft.op == "unary":  # a table's function clipped is one table
+            draft.fn = _Clamp(*bounds, inner=draft.fn)
+            self._fold_into(draft, var, self._value(expr))
+        elif lo != 0.0 and lo > -NO_BOUND or hi <= 0.0:
+            val = self._materialize(self._value(expr))
+            self._emit_like(var, Draft("unary", (val.layer,), fn=_Clamp(*bounds)), val)
+        else:
+            self._activate(var, expr, relu=lo == 0.0, cap=bounds[1])
 
     def _activate(self, var: Any, expr: Any, relu: bool, cap: float | None) -> None:
         """A ReLU and / or an upper clamp, folded into the open layer computing ``expr`` (they commute), else a
@@ -433,6 +441,14 @@ class Walker(SliceOps):
             return
         c = val.chw[0]
         self._depthwise_1x1(var, val, np.ones(c), np.zeros(c), relu=relu, cap=cap)
+
+    def _log_softmax(self, var: Any, call: Any) -> None:
+        """A softmax, then a log table: TFLite's int8 softmax has a fixed 1/256 output step, so int8 log-probabilities
+        below log(1/256) (about -5.5) reach the table's lowest entry; the order of the classes is kept."""
+        self._softmax(var, call)
+        val = self.vals[var]
+        self.drafts[val.layer].open_var = None
+        self._emit_like(var, Draft("unary", (val.layer,), fn=_log_probability), val)
 
     def _softmax(self, var: Any, call: Any) -> None:
         val = self._materialize(self._value(call.args[0]))
@@ -613,6 +629,7 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.clip": Walker._clip,
     "relax.nn.relu6": Walker._relu6,
     "relax.nn.softmax": Walker._softmax,
+    "relax.nn.log_softmax": Walker._log_softmax,
     "relax.sigmoid": Walker._elementwise,
     "relax.tanh": Walker._elementwise,
     "relax.reshape": Walker._reshape,
@@ -634,13 +651,31 @@ _HANDLERS: dict[str, Callable[[Walker, Any, Any], None]] = {
     "relax.dequantize": Walker._dequantize,
 }
 _SUPPORTED_TEXT = ("conv and transposed conv (1-D, 2-D, strided, dilated, grouped), dense / matmul, add, subtract, "
-                   "multiply, divide, max and average pools (padded, ceil mode), global and mean pools, max over H and W, softmax, batch norm, relu, relu6, "
-                   "clip, pad, reshape / flatten / squeeze, permute, nearest resize, concat, slices and splits, channel "
-                   "gathers and shuffles, PReLU, quantize / dequantize pairs, and any chain of elementwise ops on one tensor: "
-                   "sigmoid, tanh, hard swish, SiLU, GELU, leaky ReLU...")
+                   "multiply, divide, max and average pools (padded, ceil mode), global and mean pools, max over H and "
+                   "W, softmax, log softmax, batch norm, relu, relu6, clip, pad, reshape / flatten / squeeze, permute, "
+                   "nearest resize, concat, slices and splits, channel gathers and shuffles, PReLU, quantize / "
+                   "dequantize pairs, and any chain of elementwise ops on one tensor: sigmoid, tanh, hard swish, SiLU, "
+                   "GELU, leaky ReLU...")
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+@dataclass(frozen=True)
+class _Clamp:
+    """A clip as the function of a unary layer (bounds no layer activation has), of ``inner``'s output if given."""
+
+    lo: float | None
+    hi: float | None
+    inner: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x if self.inner is None else self.inner(x), self.lo, self.hi)
+
+
+def _log_probability(p: torch.Tensor) -> torch.Tensor:
+    """log(p), finite where a probability underflowed to 0 (a calibration range must be finite)."""
+    return torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+
+
 def _to_oihw(w: np.ndarray, layout: str) -> np.ndarray:
     """A conv kernel in Relax's ``layout`` (OIHW, HWIO, HWOI, OIW, WIO...) -> torch's (O, I, KH, KW)."""
     if "H" not in layout:  # 1-D kernels gain a unit H axis

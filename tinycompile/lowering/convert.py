@@ -56,7 +56,7 @@ def to_relax(graph: QuantGraph, weight: Callable[[QOp], np.ndarray] | None = Non
                 else:
                     # Tables are constants after the activations: softmax's exp table (built from its params by the
                     # same function the reference uses), lut's int8 table, slice's channel index, a padded average's
-                    # window counts. concat takes all its inputs.
+                    # counts or multipliers. concat takes all its inputs.
                     consts = [relax.const(t) for t in _op_tables(op)]
                 fn = te_ops.avgpool if op.op == "gap" else getattr(te_ops, op.op)
                 values[i] = bb.emit_te(lambda *a, _op=op, _fn=fn: _fn(_op, *a), *args, *consts,
@@ -82,6 +82,9 @@ def _op_tables(op: QOp) -> list[np.ndarray]:
         return [np.ascontiguousarray(op.tensors["table"], dtype=np.int8)]
     if op.op == "slice":
         return [np.ascontiguousarray(op.tensors["index"], dtype=np.int32)]
-    if op.op == "avgpool" and any(op.padding):  # each window's taps inside the input: its divisor
-        return [semantics.window_counts(op.in_shapes[0][:2], op.out_shape[:2], op.kernel, op.stride, op.padding)]
+    if op.op == "avgpool" and any(op.padding):  # by output position: the divisor, or the multiplier and shift
+        ho, wo, _ = op.out_shape
+        if op.params.get("divide"):
+            return [semantics.window_counts(op.in_shapes[0][:2], (ho, wo), op.kernel, op.stride, op.padding)]
+        return [np.ascontiguousarray(op.tensors[k].reshape(ho, wo), dtype=np.int32) for k in ("multiplier", "shift")]
     return []

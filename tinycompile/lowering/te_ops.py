@@ -287,35 +287,44 @@ def maxpool(op: QOp, x: te.Tensor) -> te.Tensor:
     )
 
 
-def avgpool(op: QOp, x: te.Tensor, counts: te.Tensor | None = None) -> te.Tensor:
+def avgpool(op: QOp, x: te.Tensor, *tables: te.Tensor) -> te.Tensor:
     """Sum of ``x - zp_in`` over each window, requantized by a multiplier that includes 1/count.
 
-    The zero point leaves the loop: the window sums raw int8 values and a ``biased`` stage subtracts
-    ``count * zp_in`` once per output. With ``params["divide"]`` (imported models, padded pools): ``avgpool_divide``.
+    The zero point leaves the loop: the window sums raw int8 values (padded taps hold the zero point) and a
+    ``biased`` stage subtracts ``count * zp_in`` once per output. A padded pool's multiplier and shift differ by
+    output position (the taps inside the input): ``tables``, ``(Ho, Wo)`` each. With ``params["divide"]`` (imported
+    models): ``avgpool_divide``.
     """
     if op.params.get("divide"):
-        return avgpool_divide(op, x, counts)
-    if any(op.padding):
-        raise ValueError("a padded average pool divides by its taps inside the input: it needs params['divide']")
+        return avgpool_divide(op, x, *tables)
     ho, wo, c = op.out_shape
     zp = op.in_q[0].zero_point
     count = op.kernel[0] * op.kernel[1]
-    acc = window_sum(op, x)
+    acc = window_sum(op, x, zp)
     biased = te.compute((ho, wo, c), lambda h, w, ch: acc[h, w, ch] - i32(count * zp), name="biased")
-    m, s = int(op.tensors["multiplier"][0]), int(op.tensors["shift"][0])
-    bound = 255 * count  # |x - zp| <= 255 per element
-    return te.compute(
-        (ho, wo, c),
-        lambda h, w, ch: clamp_int8(requantize_const(biased[h, w, ch], m, s, bound), op.out_q.zero_point, op.lo, op.hi),
-        name="out",
-    )
+    if tables:
+        mult, shift = tables
+        left = int(op.tensors["shift"].min()) < 0
+
+        def requantized(h: PrimExpr, w: PrimExpr, ch: PrimExpr) -> PrimExpr:
+            return requantize_expr(biased[h, w, ch], mult[h, w], shift[h, w], left_shift=left)
+    else:
+        m, s = int(op.tensors["multiplier"][0]), int(op.tensors["shift"][0])
+        bound = 255 * count  # |x - zp| <= 255 per element
+
+        def requantized(h: PrimExpr, w: PrimExpr, ch: PrimExpr) -> PrimExpr:
+            return requantize_const(biased[h, w, ch], m, s, bound)
+
+    return te.compute((ho, wo, c), lambda h, w, ch: clamp_int8(requantized(h, w, ch), op.out_q.zero_point, op.lo, op.hi),
+                      name="out")
 
 
-def window_sum(op: QOp, x: te.Tensor) -> te.Tensor:
-    """The ``acc`` stage of an average: the int32 sum of the raw int8 values of each window (padded taps hold 0)."""
+def window_sum(op: QOp, x: te.Tensor, pad_value: int = 0) -> te.Tensor:
+    """The ``acc`` stage of an average: the int32 sum of the raw int8 values of each window (padded taps hold
+    ``pad_value``)."""
     ho, wo, c = op.out_shape
     sh, sw = op.stride
-    x = pad_input(op, x, value=0)
+    x = pad_input(op, x, value=pad_value)
     rkh = te.reduce_axis((0, op.kernel[0]), "kh")
     rkw = te.reduce_axis((0, op.kernel[1]), "kw")
     return te.compute(

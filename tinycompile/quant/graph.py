@@ -8,7 +8,8 @@ Tensors of each op (``QOp.tensors``):
   conv     weight int8 (O, KH, KW, I); bias int32 (O); multiplier int32 (O); shift int32 (O)
   dwconv   weight int8 (KH, KW, C);    bias, multiplier, shift per channel
   dense    weight int8 (O, I) with I in the NHWC order of its input; bias, multiplier, shift per output
-  avgpool  multiplier, shift of shape (1,)      (gap is an avgpool whose kernel is the whole input)
+  avgpool  multiplier, shift of shape (1,)      (gap is an avgpool whose kernel is the whole input); a padded one
+           (its taps in the padding ignored) has one of each per output position, (Ho * Wo,) in row-major order
   add      multiplier, shift of shape (3,): input a, input b, output; ``params["left_shift"]``
   mul      multiplier, shift of shape (1,): ``(a - zp_a) (b - zp_b)`` scaled by ``s_a s_b / s_out``; b is (H, W, C)
            or (1, 1, C) (one factor per channel)
@@ -31,7 +32,8 @@ Ops of imported models (``tinycompile.frontends``), with TFLite's integer semant
            shift provably gives the same outputs (``semantics.single_rounding_exact``), which back ends may use
   conv, dwconv, dense with ``params["single_rounding"] = 1`` alone: requantized by ``intmath.requantize_single``
   avgpool  with ``params["divide"] = 1``: TFLite's integer average ``round_half_away(sum(x) / count)`` of the raw
-           int8 values (input and output quantized alike), no multiplier tensors
+           int8 values (input and output quantized alike; count: the window's taps inside the input), no multiplier
+           tensors
 The integer meaning of each op is written down in :mod:`tinycompile.quant.semantics`.
 """
 
@@ -186,7 +188,8 @@ def spec_of(graph: QuantGraph) -> ArchSpec:
         channels = op.out_shape[2] if op.op in ("conv", "dense") else 0
         kernel = tuple(op.kernel) if op.op in ("conv", "dwconv", "maxpool", "avgpool") else (1, 1)
         stride = tuple(op.stride) if op.op in ("conv", "dwconv", "maxpool", "avgpool", "upsample", "spread", "slice") else (1, 1)
-        name = "gap" if op.op == "avgpool" and tuple(op.kernel) == op.in_shapes[0][:2] and op.out_shape[:2] == (1, 1) else op.op
+        name = "gap" if (op.op == "avgpool" and tuple(op.kernel) == op.in_shapes[0][:2] and op.out_shape[:2] == (1, 1)
+                         and not any(op.padding)) else op.op
         if name == "gap":
             kernel = stride = (1, 1)
         select = tuple(int(j) for j in op.tensors["index"]) if op.op == "slice" else ()

@@ -26,6 +26,7 @@ from tinycompile.quant.semantics import (
     ADD_LEFT_SHIFT,
     add_multipliers,
     avgpool_multiplier,
+    window_counts,
     logistic_table,
     min_out_scale,
     softmax_params,
@@ -253,24 +254,17 @@ def _quantize_layer(
         table = LOOKUP_TABLES[layer.op](s_in, in_q[0].zero_point, out_q.scale, out_q.zero_point)
         base["op"] = "lut"
         return QOp(**base, out_q=out_q, tensors={"table": np.asarray(table, np.int8)})  # type: ignore[arg-type]
-    if layer.op == "avgpool" and any(layer.padding):
-        # The mean over the taps inside the input, whose count varies at the edges: TFLite's division of the raw sum,
-        # so the output keeps the input's quantization (an average lies within its input's range).
-        given = out[1]
-        if given is not None and given != in_q[0]:
-            raise UserError(f"layer {i}: a padded average pool keeps its input's int8 quantization ({in_q[0].scale:.4g} "
-                            f"@ {in_q[0].zero_point}), but the model quantizes its output as {given.scale:.4g} @ "
-                            f"{given.zero_point}; quantize the model with the pool's input and output alike")
-        lo, hi = _clamp(layer, in_q[0])
-        return QOp(**base, out_q=in_q[0], lo=lo, hi=hi, params={"divide": 1})  # type: ignore[arg-type]
     if layer.op in ("avgpool", "gap"):
         if layer.op == "gap":  # a gap is an avgpool over the whole input
             base.update(kernel=(in_chw[0][1], in_chw[0][2]), stride=(1, 1), padding=(0, 0, 0, 0))
-        count = base["kernel"][0] * base["kernel"][1]  # type: ignore[index]
-        out_q = _out_qparams(i, *out, min_scale=min_out_scale(s_in / count))
-        m, s = avgpool_multiplier(s_in, count, out_q.scale)
+        # the taps of each window inside the input: one count, or one per output position in a padded pool
+        counts = window_counts(in_chw[0][1:], out_chw[1:], base["kernel"], base["stride"], base["padding"])  # type: ignore[arg-type]
+        counts = counts.reshape(-1) if any(layer.padding) else counts.reshape(-1)[:1]
+        out_q = _out_qparams(i, *out, min_scale=min_out_scale(s_in / int(counts.min())))
+        pairs = [avgpool_multiplier(s_in, int(n), out_q.scale) for n in counts]
         lo, hi = _clamp(layer, out_q)
-        tensors = {"multiplier": np.array([m], np.int32), "shift": np.array([s], np.int32)}
+        tensors = {"multiplier": np.array([m for m, _ in pairs], np.int32),
+                   "shift": np.array([sh for _, sh in pairs], np.int32)}
         return QOp(**base, out_q=out_q, lo=lo, hi=hi, tensors=tensors)  # type: ignore[arg-type]
     if layer.op == "mul":  # the output scale at least s_a s_b: the requantization only scales down (shift >= 0)
         out_q = _out_qparams(i, *out, min_scale=in_q[0].scale * in_q[1].scale)

@@ -112,12 +112,12 @@ def _avgpool(op: QOp, x: np.ndarray) -> np.ndarray:
     if op.params.get("divide"):  # TFLite's integer average of the raw values (imported models; padded pools)
         counts = semantics.window_counts(op.in_shapes[0][:2], op.out_shape[:2], op.kernel, op.stride, op.padding)
         return semantics.avgpool_divide(_windows(op, x, 0).sum(axis=(4, 5)), counts[:, :, None], op.lo, op.hi)
-    if any(op.padding):
-        raise ValueError("a padded average pool divides by its taps inside the input: it needs params['divide']")
     zp = op.in_q[0].zero_point
-    acc = (_windows(op, x, zp) - zp).sum(axis=(4, 5))
-    t = op.tensors
-    return requantize_to_int8(_checked(acc, op), int(t["multiplier"][0]), int(t["shift"][0]), op.out_q.zero_point, op.lo, op.hi)
+    acc = (_windows(op, x, zp) - zp).sum(axis=(4, 5))  # padded taps add 0
+    per_position = op.out_shape[0], op.out_shape[1], 1  # a padded pool: one multiplier per output position
+    m, s = (op.tensors[k].reshape(per_position) if op.tensors[k].size > 1 else int(op.tensors[k][0])
+            for k in ("multiplier", "shift"))
+    return requantize_to_int8(_checked(acc, op), m, s, op.out_q.zero_point, op.lo, op.hi)
 
 
 def _flatten(op: QOp, x: np.ndarray) -> np.ndarray:

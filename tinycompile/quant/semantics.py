@@ -9,9 +9,9 @@ maxpool: ``y = clamp(max(window), lo, hi)``; output quantization equals the inpu
 padding are ignored (they hold -128, which never wins).
 
 avgpool / gap: ``y = clamp(requantize(sum(x - zp_in over window), M, S) + zp_out, lo, hi)`` where ``M, S`` encode
-``s_in / (count * s_out)``: the 1/count is folded into the multiplier, so there is no integer division. An average
-over a padded window (TFLite's SAME pools) keeps its input's quantization and divides the raw sum over the taps
-inside the input by their count (``avgpool_divide``).
+``s_in / (count * s_out)``: the 1/count is folded into the multiplier, so there is no integer division. A padded
+pool averages the taps inside the input: ``M, S`` per output position (their count). TFLite's pools
+(``params["divide"]``) keep their input's quantization and divide the raw sum by that count (``avgpool_divide``).
 
 add (TFLite's scheme, exact in int32)::
 
