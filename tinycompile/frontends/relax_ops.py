@@ -447,7 +447,6 @@ class Walker(SliceOps):
         below log(1/256) (about -5.5) reach the table's lowest entry; the order of the classes is kept."""
         self._softmax(var, call)
         val = self.vals[var]
-        self.drafts[val.layer].open_var = None
         self._emit_like(var, Draft("unary", (val.layer,), fn=_log_probability), val)
 
     def _softmax(self, var: Any, call: Any) -> None:

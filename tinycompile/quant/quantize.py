@@ -26,11 +26,11 @@ from tinycompile.quant.semantics import (
     ADD_LEFT_SHIFT,
     add_multipliers,
     avgpool_multiplier,
-    window_counts,
     logistic_table,
     min_out_scale,
     softmax_params,
     tanh_table,
+    window_counts,
 )
 
 CALIBRATION_SAMPLES = 512

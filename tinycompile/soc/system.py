@@ -129,9 +129,8 @@ def _core_runs(graph: QuantGraph, place: dict[int, str]) -> list[list[int]]:
 def _clean_cut(graph: QuantGraph, before: list[int], i: int, place: dict[int, str]) -> bool:
     """Whether no op of the run from ``i`` on reads an op of ``before`` (the run so far)."""
     earlier = set(before)
-    later = range(i, len(place))
-    run = [j for j in later if all(place[k] != "accelerator" for k in range(i, j + 1))]
-    return not any(j in earlier for k in run for j in graph.ops[k].inputs)
+    end = next((j for j in range(i, len(place)) if place[j] == "accelerator"), len(place))
+    return not any(j in earlier for k in range(i, end) for j in graph.ops[k].inputs)
 
 
 def _gathered(graph: QuantGraph, run: list[int], place: dict[int, str]) -> int | None:
