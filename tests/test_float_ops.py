@@ -22,7 +22,7 @@ from torch import nn
 
 from tinycompile.arch import ArchSpec, Layer
 from tinycompile.errors import UserError
-from tinycompile.frontends.float_model import FloatModel, agreement, import_float
+from tinycompile.frontends.float_model import FloatModel, agreement, import_float, to_nchw
 from tinycompile.model import SpecNet
 from tinycompile.quant import reference, semantics
 from tinycompile.quant.quantize import quantize
@@ -621,6 +621,37 @@ def test_log_softmax_is_a_softmax_then_a_log_table(fmt: str, tmp_path: Path) -> 
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     likely = want > np.log(1 / 64)  # the classes with probability above 1/64: the softmax's 1/256 step resolves them
     assert likely.any() and (~likely).any() and np.abs(got - want)[likely].max() < 0.35
+
+
+class SequenceLinear(nn.Module):
+    """Linear layers applied at every step of a ``(batch, steps, features)`` sequence, averaged over the steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f1, self.f2 = nn.Linear(6, 12), nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f2(F.relu(self.f1(x))).mean(1)
+
+
+def test_a_linear_over_a_sequence_is_a_pointwise_convolution(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = SequenceLinear().eval()
+    calib = torch.randn(200, 10, 6, generator=torch.Generator().manual_seed(31))
+    x = calib[:50]  # inside the calibrated ranges (the means over 10 steps of fresh noise have tails beyond them)
+    fm = import_float(_export(net, calib, tmp_path, "onnx"))
+    assert fm.layout == "NHWC" and [layer.op for layer in fm.spec.layers] == ["conv", "conv", "gap"]
+    with torch.no_grad():
+        want = net(x).numpy()
+        got = fm.model(torch.from_numpy(to_nchw(x.numpy(), fm.layout))).numpy().reshape(want.shape)
+    assert np.abs(got - want).max() < 1e-5
+    graph = quantize(fm.spec, fm.model, to_nchw(calib.numpy(), fm.layout))
+    q = graph.ops[-1].out_q
+    out = reference.run(graph, graph.quantize_input(to_nchw(x.numpy(), fm.layout))).reshape(want.shape)
+    assert np.abs((out.astype(np.float64) - q.zero_point) * q.scale - want).max() < 0.05 * np.abs(want).max() + 4 * q.scale
+    # torch.export writes the same Linear as a reshape that merges the batch with the steps: refused, with the way out
+    with pytest.raises(UserError, match="changes the batch axis; torch.export writes a Linear over a sequence so"):
+        import_float(_export(net, calib, tmp_path, "torch"))
 
 
 def test_a_split_channel_view_read_otherwise_is_refused(tmp_path: Path) -> None:

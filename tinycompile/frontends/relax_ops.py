@@ -227,10 +227,14 @@ class Walker(SliceOps):
         if weight is None or self._const(a) is not None:
             raise self._error("a matmul is supported only as activation @ constant (a dense layer)")
         val = self._materialize(self._value(a))
-        if weight.ndim != 2 or val.axes[-1] != "C" or any(s != 1 for s in val.shape[1:-1]):
+        if weight.ndim != 2 or val.axes[-1] != "C":
             raise self._error(f"a matmul of a {val.axes} {list(val.shape)} tensor by a {list(weight.shape)} matrix "
                               "is not a dense layer over the channels")
         w = weight.T.astype(np.float64)  # (out, in), torch's Linear layout
+        if any(s != 1 for s in val.shape[1:-1]) and not val.order:  # a Linear at every step of a sequence or pixel
+            draft = Draft("conv", (val.layer,), channels=w.shape[0], weight=w[:, :, None, None], bias=np.zeros(len(w)))
+            self._emit(var, draft, val.axes)
+            return
         if val.order:  # columns follow the original flatten order; the spec's flatten is channel-major
             w = w[:, _chw_index(val)]
         draft = Draft("dense", (val.layer,), channels=w.shape[0], weight=w, bias=np.zeros(w.shape[0]))
@@ -513,7 +517,9 @@ class Walker(SliceOps):
             return
         val = self._materialize(val)
         if out[0] != val.shape[0]:
-            raise self._error(f"a reshape from {list(val.shape)} to {list(out)} changes the batch axis")
+            hint = ("; torch.export writes a Linear over a sequence so: export to ONNX, whose MatMul imports as a "
+                    "1x1 convolution" if len(val.shape) == 3 and len(out) == 2 else "")
+            raise self._error(f"a reshape from {list(val.shape)} to {list(out)} changes the batch axis{hint}")
         squeezed = _unit_axes_reshape(val, out)
         if squeezed is not None:
             self._same_layer(var, src, squeezed)

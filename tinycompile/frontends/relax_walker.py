@@ -216,6 +216,8 @@ class GraphWalker:
             if b.var not in live or not isinstance(value, self.relax.Call) or not any(a.same_as(x) for a in value.args[:1]):
                 continue
             name = value.op.name
+            if name == "relax.matmul" and ndim == 3:
+                return last  # a Linear over each step of a sequence: the channels are the last axis
             if name == "relax.permute_dims" and value.attrs.axes is not None:
                 axes = [int(a) for a in value.attrs.axes]
                 if ndim >= 3 and axes == [0, ndim - 1, *range(1, ndim - 1)]:
