@@ -514,7 +514,8 @@ def test_slices_splits_and_shuffles_are_slice_layers(fmt: str, tmp_path: Path) -
 
 class Pools(nn.Module):
     """Pools whose windows leave the input, as torch and ONNX write them: a padded max pool of values below zero, a
-    ceil-mode max pool, an average that skips its padded taps (ONNX's default), a ceil-mode average, a global max."""
+    ceil-mode max pool, an average that skips its padded taps (ONNX's default), a ceil-mode average, an adaptive max
+    (to one pixel: a global max)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -523,8 +524,30 @@ class Pools(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(self.stem(x), 3, 2, padding=1)  # 6 x 6 -> 3 x 3, no ReLU before: negative values
         x = F.max_pool2d(self.mid(F.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)), 2, 2, ceil_mode=True)
-        x = torch.cat([F.avg_pool2d(x, 3, 2, ceil_mode=True), x.amax((2, 3), keepdim=True)], 1)
+        x = torch.cat([F.avg_pool2d(x, 3, 2, ceil_mode=True), F.adaptive_max_pool2d(x, 1)], 1)
         return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_max_over_the_map_is_a_max_pool(fmt: str, tmp_path: Path) -> None:
+    """``x.amax((2, 3))`` (ONNX: ReduceMax), which TVM's PyTorch frontend lacks, and an adaptive max to 2 x 2."""
+
+    class Maxes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 + 16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.fc(torch.cat([y.amax((2, 3)), F.adaptive_max_pool2d(y, 2).flatten(1)], 1))
+
+    net, x = _net(Maxes), _inputs(50, 32)
+    fm = import_float(_export(net, x, tmp_path, fmt))
+    pools = [(layer.kernel, layer.stride) for layer in fm.spec.layers if layer.op == "maxpool"]
+    assert sorted(pools) == [((4, 4), (4, 4)), ((8, 8), (1, 1))]  # the adaptive one: windows of 4 x 4 at a stride of 4
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -534,7 +557,7 @@ def test_pools_that_leave_the_input_ignore_the_taps_outside(fmt: str, tmp_path: 
     pools = [(layer.op, layer.kernel, layer.padding) for layer in fm.spec.layers if "pool" in layer.op]
     assert pools == [("maxpool", (3, 3), (1, 1, 1, 1)), ("avgpool", (3, 3), (1, 1, 1, 1)),
                      ("maxpool", (2, 2), (0, 1, 0, 1)), ("avgpool", (3, 3), (0, 1, 0, 1)),
-                     ("maxpool", (2, 2), (0, 0, 0, 0))]  # the ceil modes pad the end; the global max is a pool
+                     ("maxpool", (2, 2), (0, 0, 0, 0))]  # the ceil modes pad the end; the adaptive max is a pool
     with torch.no_grad():
         want = net(x).numpy()
         assert float(net.stem(x).min()) < -0.5  # the padded max pool's taps at -inf matter

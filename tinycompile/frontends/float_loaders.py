@@ -290,7 +290,7 @@ def _load_torch(path: Path) -> Any:
     with _quiet_pytree_notices():
         return _frontend(path, "PyTorch", lambda: from_exported_program(
             program, keep_params_as_input=False, unwrap_unit_return_tuple=True,
-            custom_convert_map={"amax.default": _amax}))
+            custom_convert_map={"amax.default": _amax, "adaptive_max_pool2d.default": _adaptive_max_pool2d}))
 
 
 def _amax(node: Any, importer: Any) -> Any:
@@ -301,6 +301,22 @@ def _amax(node: Any, importer: Any) -> Any:
     dims, keep = node.kwargs.get("dim", args[0]), node.kwargs.get("keepdim", args[1])
     x = importer.env[node.args[0]]
     return importer.block_builder.emit(relax.op.max(x, axis=list(dims) if dims else None, keepdims=bool(keep)))
+
+
+def _adaptive_max_pool2d(node: Any, importer: Any) -> tuple[Any, Any]:
+    """``nn.AdaptiveMaxPool2d`` (TVM's PyTorch frontend lacks it) to sizes that divide the map: a max pool whose window
+    and stride are the quotients. Its second output, the indices, is an argmax the import refuses if it is read."""
+    from tvm import relax
+
+    x = importer.env[node.args[0]]
+    h, w = (int(d) for d in x.ty.shape.values[-2:])
+    size = node.args[1] if isinstance(node.args[1], (list, tuple)) else (node.args[1], node.args[1])
+    out = [int(s) if s is not None else d for s, d in zip(size, (h, w))]
+    if h % out[0] or w % out[1]:
+        raise ValueError(f"adaptive max pooling of {h}x{w} to {out[0]}x{out[1]} has windows of varying size")
+    window = (h // out[0], w // out[1])
+    values = importer.block_builder.emit(relax.op.nn.max_pool2d(x, window, window))
+    return values, importer.block_builder.emit(relax.op.argmax(x, axis=1, keepdims=True))
 
 
 # --------------------------------------------------------------------------------------------------- TFLite
