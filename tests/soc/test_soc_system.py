@@ -63,8 +63,9 @@ GATHER_ONLY = ArchSpec((2, 1, 8), 3, (
     L("flatten", (2,)),
     L("dense", (3,), channels=3),
 ))  # fmt: skip
-# Two side branches on the core (padded averages divide at the edges, which the accelerator cannot), each reading its
-# own accelerator tensor and read by the accelerator's add: two core parts, one tensor in and one out each.
+# Two side branches on the core (padded averages, whose multiplier varies at the edges, which the accelerator's one
+# per layer cannot), each reading its own accelerator tensor and read by the accelerator's add: two core parts, one
+# tensor in and one out each.
 BRANCHES = ArchSpec((2, 1, 16), 3, (
     L("conv", (-1,), channels=8, kernel=(1, 3), padding=(0, 0, 1, 1), relu=True),
     L("conv", (-1,), channels=8, kernel=(1, 1)),
