@@ -551,6 +551,39 @@ def test_a_max_over_the_map_is_a_max_pool(fmt: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_an_adaptive_average_to_sizes_dividing_the_map_is_an_average_pool(fmt: str, tmp_path: Path) -> None:
+    class Adaptive(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 2 * 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(F.adaptive_avg_pool2d(F.relu(self.conv(x)), (2, 4)).flatten(1))
+
+    net, x = _net(Adaptive), _inputs(50, 33)
+    fm = import_float(_export(net, x, tmp_path, fmt))
+    pool = next(layer for layer in fm.spec.layers if layer.op == "avgpool")
+    assert (pool.kernel, pool.stride) == ((4, 2), (4, 2))  # 8 x 8 to 2 x 4: windows of 4 x 2
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(_float_outputs(fm, x) - want).max() < 1e-5
+
+
+def test_an_adaptive_average_to_sizes_not_dividing_the_map_is_refused(tmp_path: Path) -> None:
+    class Uneven(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.adaptive_avg_pool2d(self.conv(x), 3).flatten(1)
+
+    with pytest.raises(UserError, match="adaptive average pooling of 8x8 to 3x3 is not supported: only to sizes that "
+                                        "divide the map"):
+        import_float(_export(Uneven().eval(), _inputs(4, 34), tmp_path, "torch"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_pools_that_leave_the_input_ignore_the_taps_outside(fmt: str, tmp_path: Path) -> None:
     net, calib, x = _net(Pools), _inputs(300, 22), _inputs(100, 23)
     fm = import_float(_export(net, calib, tmp_path, fmt))

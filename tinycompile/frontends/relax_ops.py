@@ -199,9 +199,16 @@ class Walker(SliceOps):
         layout = str(attrs.layout)
         val = self._materialize(self._layout(self._value(call.args[0]), layout, call.op.name))
         sizes = [1] if attrs.output_size is None else [int(s) for s in attrs.output_size]
-        if any(s != 1 for s in sizes):
-            raise self._error(f"adaptive average pooling to {sizes} is not supported (only to 1: a global average)")
-        self._emit(var, Draft("gap", (val.layer,)), _out_layout(attrs, layout))
+        out = (1, sizes[0]) if len(sizes) == 1 and "H" not in layout else tuple((sizes * 2)[:2])
+        if all(s == 1 for s in out):
+            self._emit(var, Draft("gap", (val.layer,)), _out_layout(attrs, layout))
+            return
+        hw = val.chw[1:]
+        if any(d % s for d, s in zip(hw, out)):
+            raise self._error(f"adaptive average pooling of {hw[0]}x{hw[1]} to {out[0]}x{out[1]} is not supported: "
+                              "only to sizes that divide the map (windows of one size)")
+        window = (hw[0] // out[0], hw[1] // out[1])  # every window the same: a plain average pool
+        self._emit(var, Draft("avgpool", (val.layer,), kernel=window, stride=window), _out_layout(attrs, layout))
 
     def _reduce(self, var: Any, call: Any) -> None:
         """A mean (a global average) or a max (a global max pool) over H and W."""
