@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from tinycompile.arch import same_padding
 from tinycompile.errors import UserError
 from tinycompile.frontends.onnx_qoperator import qoperator_to_qdq
 
@@ -188,8 +189,7 @@ def _explicit_auto_pads(proto: Any) -> None:
         dilations = attrs.get("dilations", [1] * len(sizes))
         begins, ends = [], []
         for size, k, stride, d in zip(sizes, kernel, strides, dilations):
-            total = max((-(-size // stride) - 1) * stride + (k - 1) * d + 1 - size, 0)
-            small, large = total // 2, total - total // 2
+            small, large = same_padding(size, (k - 1) * d + 1, stride)  # a dilated kernel's extent
             begins.append(small if mode == b"SAME_UPPER" else large)
             ends.append(large if mode == b"SAME_UPPER" else small)
         kept = [a for a in node.attribute if a.name not in ("pads", "auto_pad")]

@@ -170,10 +170,7 @@ class Walker(SliceOps):
         is_max = "max" in name
         if not is_max and bool(attrs.count_include_pad) and any(pad):
             # the padded taps count as zeros: the input padded with zeros, then pooled without padding
-            grow = {"H": pad[0] + pad[1], "W": pad[2] + pad[3]}
-            shape = tuple(s + grow.get(a, 0) for a, s in zip(val.axes, val.shape))
-            val = replace(val, shape=shape, pad=tuple(a + b for a, b in zip(val.pad, pad)))  # type: ignore[arg-type]
-            pad = (0, 0, 0, 0)
+            val, pad = _zero_padded(val, pad), (0, 0, 0, 0)
         val = self._materialize(val)
         pad = self._ceil_mode_padding(var, name, layout, val, kernel, stride, pad)
         if not is_max and kernel == val.chw[1:] and not any(pad):
@@ -574,8 +571,7 @@ class Walker(SliceOps):
         if any(before[a] or after[a] for a in val.axes if a in "NC") or val.order:
             raise self._error("padding of the batch or channel axes is not supported")
         pad = (before.get("H", 0), after.get("H", 0), before.get("W", 0), after.get("W", 0))
-        total = tuple(a + b for a, b in zip(val.pad, pad))
-        self.vals[var] = replace(val, shape=self._shape(var, "pad"), pad=total)  # type: ignore[arg-type]
+        self.vals[var] = _zero_padded(val, pad)
 
     def _resize(self, var: Any, call: Any) -> None:
         """Nearest-neighbour resizing by whole factors: an upsample layer (each pixel repeated). The coordinate modes
@@ -681,6 +677,14 @@ class _Clamp:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x if self.inner is None else self.inner(x), self.lo, self.hi)
+
+
+def _zero_padded(val: Val, pad: tuple[int, int, int, int]) -> Val:
+    """``val`` with ``pad`` (top, bottom, left, right) more zero padding, pending until a convolution takes it into its
+    own or a layer is emitted for it (``_materialize``)."""
+    grow = {"H": pad[0] + pad[1], "W": pad[2] + pad[3]}
+    shape = tuple(s + grow.get(a, 0) for a, s in zip(val.axes, val.shape))
+    return replace(val, shape=shape, pad=tuple(a + b for a, b in zip(val.pad, pad)))  # type: ignore[arg-type]
 
 
 def _log_probability(p: torch.Tensor) -> torch.Tensor:
