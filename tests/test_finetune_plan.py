@@ -15,6 +15,14 @@ from tinycompile.search.finetune_plan import (MARGIN_SECONDS, MIN_EPOCHS, MIN_FI
 from tinycompile.search.pareto import pareto_front, ranked
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
 def trial(number: int, acc: float, ms: float, feasible: bool = True) -> optuna.trial.FrozenTrial:
     t = optuna.trial.create_trial(values=[acc, ms], params={}, distributions={}, user_attrs={"trained": True},
                                   system_attrs={"constraints": [0.0 if feasible else 1.0]})
@@ -109,11 +117,25 @@ def test_the_area_a_point_adds_is_the_area_under_it_and_above_the_staircase() ->
 def test_the_fit_recovers_how_accuracy_grows_with_cost() -> None:
     costs = [0.1 * 1.5 ** i for i in range(MIN_FIT + 1)]
     pairs = [(c, 1 / (1 + math.exp(-(3.0 + 1.2 * math.log(c))))) for c in costs]
-    a, b, spread = accuracy_fit(pairs)
-    assert (a, b) == (pytest.approx(3.0, abs=1e-3), pytest.approx(1.2, abs=1e-3))
-    assert spread == MIN_SPREAD  # an exact fit still keeps a margin
+    fit = accuracy_fit(pairs)
+    assert (fit.a, fit.b, fit.d) == (pytest.approx(3.0, abs=1e-3), pytest.approx(1.2, abs=1e-3), 0.0)  # one line
+    assert fit.spread == MIN_SPREAD  # an exact fit still keeps a margin
     assert accuracy_fit(pairs[:MIN_FIT - 1]) is None  # too few to fit
     assert accuracy_fit([(0.5, 0.7 + 0.03 * i) for i in range(MIN_FIT)]) is None  # one cost: no slope
+
+
+def test_accuracy_that_levels_off_is_fitted_with_a_knee_and_not_extrapolated() -> None:
+    # logit(accuracy) grows with log(cost) up to 0.5 ms and stays at 0.98 beyond it, with noise
+    rng = random.Random(0)
+    costs = [0.1 * 1.25 ** i for i in range(14)]  # 0.1 to 1.8 ms
+    level = _logit(0.98)
+    pairs = [(c, _sigmoid(min(level + 2.0 * math.log(c / 0.5), level) + rng.gauss(0, 0.05))) for c in costs]
+    fit = accuracy_fit(pairs)
+    assert math.exp(fit.knee) == pytest.approx(0.5, rel=0.3)
+    assert _sigmoid(fit.mean(1.8)) == pytest.approx(0.98, abs=0.003)  # a line through all would say 0.99
+    line = accuracy_fit([(c, a) for c, a in pairs if c < 0.5])  # the rising part alone: no knee
+    assert line.d == 0.0 and line.knee == math.inf
+    assert _sigmoid(line.mean(1.8)) > 0.99
 
 
 def test_the_next_candidate_fills_the_gap_in_the_front_cheapest_first() -> None:

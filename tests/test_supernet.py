@@ -131,6 +131,8 @@ def test_a_supernet_search_caches_its_supernet_reuses_it_and_fine_tunes_the_fron
     stamp = (info_file.stat().st_mtime_ns, (run_dir / "supernet" / "supernet.pt").stat().st_mtime_ns)
     trials = load(run_dir).get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 4
+    params = [t.params for t in trials]  # the sandwich's two ends, queued first, the fastest network among them
+    assert info["smallest"]["choices"] in params and info["largest"]["choices"] in params
     for t in trials:  # scored with inherited weights: no training
         if t.user_attrs["trained"]:
             assert t.user_attrs["weights"] == "inherited" and "train_seconds" not in t.user_attrs
@@ -149,6 +151,10 @@ def test_a_supernet_search_caches_its_supernet_reuses_it_and_fine_tunes_the_fron
         work, source = trial_workload(Path(row["folder"]), 4)
         assert work.graph.ops and 0.0 <= source["int8_test_accuracy"] <= 1.0
     assert load_trial(run_dir / "best")[0].meta["trial"] == pareto["front"][0]["trial"]
+    printed = {cells[0]: cells[1] for line in first.stdout.splitlines()  # the table: trial, val acc, test acc, ...
+               if len(cells := [c.strip() for c in line.split("│")[1:-1]]) > 2 and cells[0].isdigit()}
+    for row in pareto["front"]:  # the fine-tuned model's validation accuracy beside its test accuracy
+        assert printed[str(row["trial"])] == f"{row.get('finetuned_val_acc', row['val_acc']):.3f}"
     # the inherited front, fine-tuned by the worker, whose claims the search process then finds done
     front = len(pareto_front(load(run_dir).get_trials()))
     assert f"{front} of {front} Pareto candidates fine-tuned" in first.stdout + first.stderr

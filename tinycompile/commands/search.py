@@ -136,8 +136,8 @@ def summarize(study, config: SearchConfig, console: Console) -> int:  # noqa: AN
     console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)", energy))
     extras = run_extras(config.run_dir)
     if "supernet" in extras:
-        console.print("strategy supernet: val acc is the inherited weights' (what the search ranked); test acc is the "
-                      "fine-tuned model's")
+        console.print("strategy supernet: val and test acc are the fine-tuned model's where it was fine-tuned, else the "
+                      "inherited weights' (pareto.json: val_acc is what the search ranked, finetuned_val_acc beside it)")
     if "teacher" in extras:
         teacher = extras["teacher"]
         console.print(f"distillation teacher ({teacher['source']}): test acc {teacher['test_acc']:.3f}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,6 +47,7 @@ MARGIN_SECONDS = 2.0  # loading and storing a candidate beyond what its epochs s
 STRATA = 8  # latency strata the fine-tuning order takes its candidates from in turn
 MIN_FIT = STRATA  # fine-tuned candidates (of two costs at least) before their fit guides the order: one per stratum
 MIN_SPREAD = 0.1  # the prediction's least deviation (logits): a fit through few points is surer than it should be
+KNEE_SIDE = 3  # distinct costs a knee leaves on each side at least
 QUADRATURE = 7  # Gauss-Hermite nodes of the expected gain over the prediction's normal spread
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(QUADRATURE)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()  # an average over the standard normal
@@ -103,17 +105,51 @@ def epochs_within(seconds_left: float, macs: int, rates: list[tuple[float, float
     return fit if fit >= MIN_EPOCHS else 0
 
 
-def accuracy_fit(pairs: Iterable[tuple[float, float]]) -> tuple[float, float, float] | None:
-    """Least squares of logit(accuracy) = a + b log(cost) over (cost, accuracy) ``pairs``: (a, b, the residuals' root
-    mean square, at least MIN_SPREAD: the deviation of a prediction); None with fewer than MIN_FIT pairs or a single
-    cost."""
+@dataclass(frozen=True)
+class AccuracyFit:
+    """logit(accuracy) = a + b x + d max(x - knee, 0) in x = log(cost): a line, or two joined at a knee (``d`` 0 and
+    ``knee`` inf for one line); ``spread``: the deviation of a prediction in logits."""
+
+    a: float
+    b: float
+    d: float
+    knee: float
+    spread: float
+
+    def mean(self, cost: float) -> float:
+        """The predicted logit of the accuracy at ``cost``."""
+        x = math.log(max(cost, 1e-12))
+        return self.a + self.b * x + self.d * max(x - self.knee, 0.0)
+
+
+def accuracy_fit(pairs: Iterable[tuple[float, float]]) -> AccuracyFit | None:
+    """Least squares of logit(accuracy) against log(cost) over (cost, accuracy) ``pairs``: one line, or two joined
+    at a knee where the Bayesian information criterion prefers them (accuracy that stops growing: on MNIST-1D the
+    fine-tuned accuracy levels off at about 0.98 beyond 0.5 ms, and one line kept predicting more, so a run spent
+    half its fine-tuning on costly candidates that never beat the front); the residuals' root mean square, at least
+    MIN_SPREAD, as the spread. None with fewer than MIN_FIT pairs or a single cost."""
     points = [(math.log(c), _logit(a)) for c, a in pairs if c > 0]
     if len(points) < MIN_FIT or len({x for x, _ in points}) < 2:
         return None
     x, y = np.array(points).T
-    b, a = np.polyfit(x, y, 1)
-    spread = float(np.sqrt(np.mean((y - (a + b * x)) ** 2)))
-    return float(a), float(b), max(spread, MIN_SPREAD)
+    designs = [(np.column_stack([np.ones_like(x), x]), math.inf)]  # one line
+    designs += [(np.column_stack([np.ones_like(x), x, np.maximum(x - knee, 0.0)]), knee)  # two, joined at a knee
+                for knee in sorted(set(x))[KNEE_SIDE - 1:-KNEE_SIDE]]  # with KNEE_SIDE distinct costs on each side
+    best: tuple[float, AccuracyFit] | None = None
+    for design, knee in designs:
+        coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        residuals = y - design @ coef
+        bic = _bic(residuals, design.shape[1] + (knee < math.inf))  # a knee is a parameter too
+        if best is None or bic < best[0]:
+            spread = max(float(np.sqrt(np.mean(residuals**2))), MIN_SPREAD)
+            best = (bic, AccuracyFit(float(coef[0]), float(coef[1]), float(coef[2]) if knee < math.inf else 0.0,
+                                     float(knee), spread))
+    return best[1] if best else None
+
+
+def _bic(residuals: np.ndarray, parameters: int) -> float:
+    n = len(residuals)
+    return n * math.log(max(float(np.mean(residuals**2)), 1e-12)) + parameters * math.log(n)
 
 
 def staircase(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -150,14 +186,13 @@ def next_candidate(todo: list[FrozenTrial], feasible: list[FrozenTrial], records
     fit = accuracy_fit((t.values[1], _first_pass(records[t.number])) for t in feasible if t.number in records)
     if fit is None:
         return todo[0]
-    a, b, spread = fit
     ref_cost = cost_limit if cost_limit is not None else max(t.values[1] for t in feasible)
     steps = staircase((t.values[1], records.get(t.number, {}).get("val_acc", t.values[0])) for t in feasible)
     best, best_score = todo[0], 0.0
     for t in todo:
         cost = t.values[1]
-        mean = a + b * math.log(max(cost, 1e-12))
-        gain = sum(w * area_gain(steps, (cost, _sigmoid(mean + spread * x)), ref_cost)
+        mean = fit.mean(cost)
+        gain = sum(w * area_gain(steps, (cost, _sigmoid(mean + fit.spread * x)), ref_cost)
                    for x, w in zip(_NODES, _WEIGHTS))
         score = gain / (macs.get(t.number, 0) + OVERHEAD_MACS)
         if score > best_score:

@@ -124,7 +124,7 @@ def pareto_table(rows: list[dict[str, Any]], title: str, caption: str | None = N
     for r in rows:
         table.add_row(
             str(r["trial"]),
-            f"{r['val_acc']:.3f}",
+            f"{r.get('finetuned_val_acc', r['val_acc']):.3f}",  # a supernet candidate: its fine-tuned model's
             f"{r['test_acc']:.3f}" if r["test_acc"] is not None else "-",
             f"{r['latency_ms']:.3f}",
             f"{r['cycles']:,}",

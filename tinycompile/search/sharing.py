@@ -159,6 +159,16 @@ def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
         return info
 
 
+def enqueue_sandwich(study: optuna.Study, info: dict[str, Any]) -> None:
+    """Queue the two candidates the supernet trained at every step (``info``: its ``supernet.json``) as trials, once:
+    the sandwich's smallest is the space's fastest network, which NSGA-II's first generations may not reach (a
+    150-trial run's fastest scored candidate cost 0.28 ms on cortex-m4 against the smallest's 0.14 ms, and the strip
+    below a front's fastest model is the largest area it leaves in a hypervolume box); its largest is the best
+    network within the budgets that the supernet holds."""
+    for end in ("smallest", "largest"):
+        study.enqueue_trial(info[end]["choices"], skip_if_exists=True)
+
+
 def wait_for_supernet(prepared: Prepared, deadline: float | None = None) -> bool:
     """Block until the run's supernet is trained (True; a worker starts while the search process trains it) or
     ``deadline`` passes (False). A worker whose search process died is killed with it (study._die_with_parent)."""

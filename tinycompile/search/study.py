@@ -71,9 +71,9 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     reaper = Reaper()
     try:
         if config.strategy == "supernet":  # trained here while the workers start up; they wait for it
-            from tinycompile.search.sharing import ensure_supernet
+            from tinycompile.search.sharing import enqueue_sandwich, ensure_supernet
 
-            ensure_supernet(prepared, console)
+            enqueue_sandwich(study, ensure_supernet(prepared, console))
             deadline = _trial_deadline(deadline, finetune_deadline, trial_share)
         _monitor(study, config, workers, reaper, console)
     except KeyboardInterrupt:
