@@ -211,3 +211,9 @@ def test_stages_must_be_a_list_and_resolution_is_for_images(tmp_path: Path) -> N
     space = load_space(str(path))
     spec = space.build(space.random_choices(random.Random(0)), (1, 8, 8), 10)
     assert spec.input_shape == (1, 8, 8) and "resolution" not in spec.meta
+
+
+def test_the_keys_that_choose_where_networks_down_sample_are_named() -> None:
+    assert load_space("cnn1d").scale_choices() == ["stem.stride", "blocks.stride", "blocks.pool"]
+    assert load_space("mbconv1d").scale_choices() == ["stem.stride"]  # each stage's stride has one value
+    assert load_space("cnn1d-shared").scale_choices() == []  # the space for weight sharing fixes them

@@ -23,7 +23,8 @@ from tinycompile.cost.model import estimate
 from tinycompile.search.config import Prepared, SearchConfig, prepare
 from tinycompile.search.pareto import is_feasible, pareto_front, write_pareto
 from tinycompile.search.records import all_finetuned
-from tinycompile.search.sharing import fits_budgets, fitting_pool, largest_fitting, new_supernet, train_supernet
+from tinycompile.search.sharing import (Sandwich, fits_budgets, fitting_pool, largest_fitting, new_supernet,
+                                        train_supernet)
 from tinycompile.search.space import load_space
 from tinycompile.search.study import run_search
 from tinycompile.search.supernet import Supernet, has_batch_norm, recalibrate_bn
@@ -69,6 +70,23 @@ def test_a_subnet_of_a_trained_supernet_is_a_standalone_specnet_with_its_forward
         _, loaded, _ = load_trial(folder)
         torch.testing.assert_close(loaded(x), model(x))
     assert {"conv", "dwconv", "add", "maxpool", "avgpool", "gap", "flatten", "dense"} <= kinds
+
+
+def test_a_time_limit_chooses_the_supernet_epochs_without_changing_its_training(digits, tmp_path: Path) -> None:
+    prepared = prepare(SearchConfig(task="digits", space="cnn2d", target="cortex-m4", epochs=1, out=str(tmp_path)))
+    plain = new_supernet(prepared)
+    train_supernet(plain, digits, epochs=1, seed=0, device="cpu")
+    timed = new_supernet(prepared)
+    sandwich = Sandwich(timed, digits, seed=0, device="cpu")
+    assert sandwich.epochs_within(1e6, 7) == 7  # all it is asked for when they fit
+    assert sandwich.epochs_within(1e-6, 7) == 1  # at least one
+    start = time.perf_counter()
+    sandwich.train(1)
+    epoch = time.perf_counter() - start
+    assert 1 <= sandwich.epochs_within(4 * epoch, 40) <= 12  # about four epochs' worth (the machine's load varies)
+    # the probes ran on copies and left the draws as they were: the same weights as a training without them
+    for (name, a), b in zip(plain.state_dict().items(), timed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 @pytest.mark.parametrize("space", ["cnn1d", "cnn2d", "mbconv1d", "mbconv2d", "mlp"])
@@ -140,6 +158,7 @@ def test_a_supernet_search_caches_its_supernet_reuses_it_and_fine_tunes_the_fron
     assert pareto["supernet"]["key"] == info["key"]
     teacher = pareto["teacher"]  # --distill: the supernet's largest candidate, its test accuracy beside the students'
     assert "largest candidate" in teacher["source"] and teacher["test_acc"] > 0.5
+    assert "chooses where networks down-sample (stem.stride, blocks.stride, blocks.pool)" in first.stdout  # cnn2d
     assert "distillation teacher" in first.stdout and f"{teacher['test_acc']:.3f}" in first.stdout
     assert pareto["front"]
     for row in pareto["front"]:

@@ -13,7 +13,7 @@ from tinycompile.console import console as make_console
 from tinycompile.device import DEVICES
 from tinycompile.errors import UserError
 
-from tinycompile.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SearchConfig, prepare
+from tinycompile.search.config import OBJECTIVES, SAMPLERS, STRATEGIES, SUPERNET_SHARE, SearchConfig, prepare
 from tinycompile.search.energy import DEFAULT_COUNTRY, EnergyMeter, caption, check_country, search_energy
 from tinycompile.search.pareto import pareto_table, write_pareto
 from tinycompile.search.plots import write_plots
@@ -52,8 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--strategy supernet: epochs of the Pareto candidates' fine-tuning (default: --epochs / 4)")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="wall-clock budget of this run: no trial or fine-tuning starts after it (one under way "
-                   "finishes); with --strategy supernet, fine-tuning also goes beyond the front and twice over the "
-                   "best as the time allows (default: none, --trials decides)")
+                   "finishes); with --strategy supernet, the supernet trains for at most "
+                   f"{round(SUPERNET_SHARE * 100)}%% of it (fewer --epochs if it must), and fine-tuning goes beyond "
+                   "the front and twice over the best as the time allows (default: none, --trials decides)")
     p.add_argument("--finetune-share", type=float, metavar="FRACTION",
                    help=f"--strategy supernet with --time-limit: the share of the time left once the supernet is "
                    f"trained that goes to fine-tuning rather than trials (default {FINETUNE_SHARE})")
@@ -100,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         + (f" latency {config.latency_ms:g} ms" if config.latency_ms else "")
         + f"; run folder {config.run_dir}"
     )
+    scales = prepared.space.scale_choices() if config.strategy == "supernet" else []
+    if scales:
+        console.print(f"note: space {prepared.space.name} chooses where networks down-sample ({', '.join(scales)}); "
+                      "a supernet's shared weights serve a space that fixes them far better (as cnn1d-shared does: inherited "
+                      "accuracy 0.93 against 0.82 on MNIST-1D)")
     from tinycompile.search.study import completed, run_search  # imports torch: only once the inputs are known good
 
     deadline = None if args.time_limit is None else started + args.time_limit

@@ -20,6 +20,7 @@ front fine-tuned.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -60,6 +61,8 @@ RANDOM_PER_STEP = 2
 POLL_SECONDS = 0.5
 POOL_SIZE, POOL_DRAWS = 500, 3000  # candidates within the budgets that the sandwich's random ones are drawn from, and
 # the most random ones tried to find them (a few seconds of the cost model at worst)
+PROBE_STEPS = 3  # timed steps that a time limit's supernet epochs are estimated from
+EPOCH_OVERHEAD = 1.1  # an epoch beyond its steps: the validation of the two ends, the moves between devices
 RECALIBRATION_SAMPLES = 1024  # training samples that batch-norm statistics are recomputed on (a fixed subset)
 FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, not a near-optimum (0.003 fell behind)
 
@@ -124,9 +127,10 @@ def read_info(prepared: Prepared) -> dict[str, Any] | None:
     return info
 
 
-def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
+def ensure_supernet(prepared: Prepared, console: Console, seconds: float | None = None) -> dict[str, Any]:
     """The run's supernet: reused from ``<run>/supernet/`` when it was trained for this task, space, seed and epochs,
-    else trained now (progress per epoch on ``console``); returns its ``supernet.json``."""
+    else trained now (progress per epoch on ``console``), for ``--epochs`` or the fewer that fit in ``seconds``;
+    returns its ``supernet.json``."""
     folder = supernet_dir(prepared)
     with _locked(folder):
         info = read_info(prepared)
@@ -137,20 +141,24 @@ def ensure_supernet(prepared: Prepared, console: Console) -> dict[str, Any]:
         config = prepared.config
         net = new_supernet(prepared)
         params = sum(p.numel() for p in net.parameters())
-        console.print(f"training the supernet of {prepared.space.name} on {prepared.task.name}: {config.epochs} epochs, "
+        with _threads():
+            sandwich = Sandwich(net, prepared.task, seed=config.seed, device=config.device,
+                                fits=lambda sub: fits_budgets(prepared, sub))
+            epochs = sandwich.epochs_within(seconds, config.epochs) if seconds is not None else config.epochs
+        within = f" (of {config.epochs}: what fits in {seconds:.0f} s)" if epochs < config.epochs else ""
+        console.print(f"training the supernet of {prepared.space.name} on {prepared.task.name}: {epochs} epochs{within}, "
                       f"{params:,} shared parameters, sandwich rule (largest + smallest + {RANDOM_PER_STEP} random per step)")
         columns = (TextColumn("[bold]supernet"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
                    TextColumn("largest val {task.fields[largest]}"), TextColumn("smallest val {task.fields[smallest]}"),
                    TimeElapsedColumn())
         with _threads(), Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("supernet", total=config.epochs, largest="-", smallest="-")
+            bar = progress.add_task("supernet", total=epochs, largest="-", smallest="-")
 
             def on_epoch(epoch: int, figures: dict[str, Any]) -> None:
                 progress.update(bar, completed=epoch, largest=f"{figures['largest_val_acc']:.3f}",
                                 smallest=f"{figures['smallest_val_acc']:.3f}")
 
-            metrics = train_supernet(net, prepared.task, epochs=config.epochs, seed=config.seed, device=config.device,
-                                     on_epoch=on_epoch, fits=lambda sub: fits_budgets(prepared, sub))
+            metrics = sandwich.train(epochs, on_epoch)
         write_with(folder / WEIGHTS, lambda tmp: torch.save(net.state_dict(), tmp))
         info = {"key": supernet_key(prepared), "task": prepared.task.name, "space": prepared.space.name,
                 "seed": config.seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params,
@@ -274,69 +282,106 @@ def _macs(sub: Subnet) -> int:
 def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device: str = "auto",
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
                    fits: Callable[[Subnet], bool] | None = None) -> dict[str, Any]:
-    """Train ``net`` on ``task`` for ``epochs`` with the sandwich rule and in-place distillation; leave it on the CPU
-    in eval mode; return the figures (the largest and smallest candidates' validation accuracy after each epoch).
+    """Train ``net`` on ``task`` for ``epochs`` with the sandwich rule and in-place distillation (:class:`Sandwich`);
+    leave it on the CPU in eval mode; return the figures (the largest and smallest candidates' validation accuracy
+    after each epoch)."""
+    return Sandwich(net, task, seed=seed, device=device, fits=fits).train(epochs, on_epoch)
+
+
+class Sandwich:
+    """The sandwich rule's training of a supernet: at each step the largest candidate learns from the labels, the
+    smallest and RANDOM_PER_STEP random ones from the labels and the largest's soft outputs, their gradients summed.
 
     ``fits``: the run's budgets. The random candidates of each step are drawn among those it accepts, and the
     sandwich's largest (the teacher of the others) is the largest candidate it accepts (:func:`largest_fitting`):
     the shared weights serve the candidates the search will score (as MCUNet draws within its constraints), and an
     epoch costs what the largest feasible candidate costs, not the space's largest (on MNIST-1D within 16 KB / 32 KB:
     0.4 M MACs instead of 3 M)."""
-    dev = torch.device(resolve_device(device))
-    torch.manual_seed(seed)
-    order_rng, pick = np.random.default_rng(seed), random.Random(seed)
-    views = {r: at_resolution(task, r) for r in _resolutions(net)}
-    x_train = {r: torch.from_numpy(v.x_train).to(dev) for r, v in views.items()}
-    y_train = torch.from_numpy(task.y_train).to(dev)
-    net.to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    steps = -(-len(task.x_train) // BATCH_SIZE)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * steps)
-    pool = fitting_pool(net, fits, pick) if fits else []
-    largest = largest_fitting(net, fits, pool) if fits else net.largest()
-    smallest = net.smallest()
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.from_numpy(order_rng.permutation(len(task.x_train))).to(dev)
-        for i in range(0, len(order), BATCH_SIZE):
-            idx = order[i:i + BATCH_SIZE]
-            y = y_train[idx]
-            opt.zero_grad(set_to_none=True)
-            logits = net(x_train[largest.spec.meta.get("resolution")][idx], largest)
-            nn.functional.cross_entropy(logits, y).backward()
-            soft = torch.softmax(logits.detach() / TEMPERATURE, dim=1)
-            randoms = [pick.choice(pool) if pool else net.random_subnet(pick) for _ in range(RANDOM_PER_STEP)]
-            for sub in (smallest, *randoms):
-                out = net(x_train[sub.spec.meta.get("resolution")][idx], sub)
-                kd = nn.functional.kl_div(nn.functional.log_softmax(out / TEMPERATURE, dim=1), soft,
-                                          reduction="batchmean") * TEMPERATURE**2
-                ((1 - DISTILL_WEIGHT) * nn.functional.cross_entropy(out, y) + DISTILL_WEIGHT * kd).backward()
-            nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
-            opt.step()
-            sched.step()
-        net.cpu().eval()
-        figures = {"epoch": epoch, "seconds": round(time.perf_counter() - start, 2)}
-        for name, sub in (("largest", largest), ("smallest", smallest)):
-            view = views[sub.spec.meta.get("resolution")]
-            figures[f"{name}_val_acc"] = subnet_accuracy(net, sub, view, seed)[1]
-        history.append(figures)
-        if on_epoch:
-            on_epoch(epoch, figures)
+
+    def __init__(self, net: Supernet, task: Task, *, seed: int, device: str = "auto",
+                 fits: Callable[[Subnet], bool] | None = None) -> None:
+        self.net, self.task, self.seed = net, task, seed
+        self.dev = torch.device(resolve_device(device))
+        self.pick = random.Random(seed)
+        self.views = {r: at_resolution(task, r) for r in _resolutions(net)}
+        self.x_train = {r: torch.from_numpy(v.x_train).to(self.dev) for r, v in self.views.items()}
+        self.y_train = torch.from_numpy(task.y_train).to(self.dev)
+        self.pool = fitting_pool(net, fits, self.pick) if fits else []
+        self.largest = largest_fitting(net, fits, self.pool) if fits else net.largest()
+        self.smallest = net.smallest()
+        self.steps = -(-len(task.x_train) // BATCH_SIZE)
+
+    def _step(self, net: Supernet, idx: torch.Tensor) -> None:
+        """Sum the sandwich's gradients for the batch ``idx`` into ``net``'s (``net``: this one's, or a copy)."""
+        y = self.y_train[idx]
+        logits = net(self.x_train[self.largest.spec.meta.get("resolution")][idx], self.largest)
+        nn.functional.cross_entropy(logits, y).backward()
+        soft = torch.softmax(logits.detach() / TEMPERATURE, dim=1)
+        randoms = [self.pick.choice(self.pool) if self.pool else net.random_subnet(self.pick)
+                   for _ in range(RANDOM_PER_STEP)]
+        for sub in (self.smallest, *randoms):
+            out = net(self.x_train[sub.spec.meta.get("resolution")][idx], sub)
+            kd = nn.functional.kl_div(nn.functional.log_softmax(out / TEMPERATURE, dim=1), soft,
+                                      reduction="batchmean") * TEMPERATURE**2
+            ((1 - DISTILL_WEIGHT) * nn.functional.cross_entropy(out, y) + DISTILL_WEIGHT * kd).backward()
+
+    def epochs_within(self, seconds: float, most: int) -> int:
+        """The epochs (``most`` at most, 1 at least) that end within ``seconds``, timed on PROBE_STEPS steps of a copy
+        of the supernet (the supernet itself and the draws of its training stay as they were)."""
+        probe = copy.deepcopy(self.net).to(self.dev).train()
+        state = self.pick.getstate()
+        idx = torch.arange(min(BATCH_SIZE, len(self.y_train)), device=self.dev)
+        self._step(probe, idx)  # the first step pays one-off costs (allocations, kernel choices)
+        start = time.perf_counter()
+        for _ in range(PROBE_STEPS):
+            self._step(probe, idx)
+        self.pick.setstate(state)
+        per_epoch = (time.perf_counter() - start) / PROBE_STEPS * self.steps * EPOCH_OVERHEAD
+        return max(1, min(most, int(seconds / per_epoch)))
+
+    def train(self, epochs: int, on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train for ``epochs``; leave the supernet on the CPU in eval mode; return the figures."""
+        net, dev = self.net, self.dev
+        torch.manual_seed(self.seed)
+        order_rng = np.random.default_rng(self.seed)
         net.to(dev)
-    net.cpu().eval()
-    last = history[-1]
-    return {
-        "epochs": epochs,
-        "train_seconds": round(time.perf_counter() - start, 2),
-        "device": dev.type,
-        "largest": {"choices": largest.choices, "val_acc": last["largest_val_acc"],
-                    "params": largest.spec.params(), "macs": sum(largest.spec.macs())},
-        "smallest": {"choices": smallest.choices, "val_acc": last["smallest_val_acc"],
-                     "params": smallest.spec.params(), "macs": sum(smallest.spec.macs())},
-        "history": history,
-    }
+        opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * self.steps)
+        history: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            net.train()
+            order = torch.from_numpy(order_rng.permutation(len(self.y_train))).to(dev)
+            for i in range(0, len(order), BATCH_SIZE):
+                opt.zero_grad(set_to_none=True)
+                self._step(net, order[i:i + BATCH_SIZE])
+                nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
+                opt.step()
+                sched.step()
+            net.cpu().eval()
+            figures = {"epoch": epoch, "seconds": round(time.perf_counter() - start, 2)}
+            for name, sub in (("largest", self.largest), ("smallest", self.smallest)):
+                view = self.views[sub.spec.meta.get("resolution")]
+                figures[f"{name}_val_acc"] = subnet_accuracy(net, sub, view, self.seed)[1]
+            history.append(figures)
+            if on_epoch:
+                on_epoch(epoch, figures)
+            net.to(dev)
+        net.cpu().eval()
+        last = history[-1]
+        return {
+            "epochs": epochs,
+            "train_seconds": round(time.perf_counter() - start, 2),
+            "device": dev.type,
+            "largest": _end(self.largest, last["largest_val_acc"]),
+            "smallest": _end(self.smallest, last["smallest_val_acc"]),
+            "history": history,
+        }
+
+
+def _end(sub: Subnet, val_acc: float) -> dict[str, Any]:
+    """One end of the sandwich as ``supernet.json`` records it."""
+    return {"choices": sub.choices, "val_acc": val_acc, "params": sub.spec.params(), "macs": sum(sub.spec.macs())}
 
 
 class Inheritance:

@@ -90,6 +90,14 @@ class SearchSpace:
                 params[key] = values
         return params
 
+    def scale_choices(self) -> list[str]:
+        """The keys that choose where a network down-samples (a stride or a pool with more than one value): a
+        weight-sharing supernet serves such a space poorly, since its shared weights must then work at every scale
+        (on MNIST-1D, candidates inherited 0.82 validation accuracy in a space that chooses them per block, 0.93 in
+        ``cnn1d-shared``, which fixes them)."""
+        return [key for key, values in self.choices.items()
+                if key.rsplit(".", 1)[-1] in ("stride", "pool") and len(set(values)) > 1]
+
     def random_choices(self, rng: random.Random) -> dict[str, Any]:
         """A uniformly random candidate (used to check a budget is reachable)."""
         return {key: rng.choice(values) for key, values in self.parameters().items()}

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tinycompile.errors import UserError
 from tinycompile.fileio import write_json
 from tinycompile.search import ledger
-from tinycompile.search.config import Prepared, SearchConfig, prepare
+from tinycompile.search.config import SUPERNET_SHARE, Prepared, SearchConfig, prepare
 from tinycompile.search.objective import Objective
 from tinycompile.search.pareto import is_feasible, pareto_front
 from tinycompile.search.storage import GRACE_SECONDS, HEARTBEAT_SECONDS, ORPHAN_SECONDS, Reaper, open_study
@@ -46,7 +46,8 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
     after ``deadline``, and no fine-tuning after ``finetune_deadline`` (default: ``deadline``). With ``trial_share``
     (supernet), the trials' deadline is set once the supernet is ready: that share of the time from then to
     ``finetune_deadline``, however long the supernet took (on a loaded machine, 29 s one run and 95 s another for the
-    same 6 epochs). ``cost_limit``: the cost (latency, energy) beyond which the front does not matter to the caller
+    same 6 epochs), and the supernet trains for at most SUPERNET_SHARE of the time (fewer epochs if it must).
+    ``cost_limit``: the cost (latency, energy) beyond which the front does not matter to the caller
     (a benchmark's reference box); fine-tuning under a deadline then spends no time on candidates that cost more.
     """
     finetune_deadline = finetune_deadline if finetune_deadline is not None else deadline
@@ -73,7 +74,8 @@ def run_search(prepared: Prepared, console: Console, deadline: float | None = No
         if config.strategy == "supernet":  # trained here while the workers start up; they wait for it
             from tinycompile.search.sharing import enqueue_sandwich, ensure_supernet
 
-            enqueue_sandwich(study, ensure_supernet(prepared, console))
+            seconds = None if finetune_deadline is None else SUPERNET_SHARE * (finetune_deadline - time.time())
+            enqueue_sandwich(study, ensure_supernet(prepared, console, seconds))
             deadline = _trial_deadline(deadline, finetune_deadline, trial_share)
         _monitor(study, config, workers, reaper, console)
     except KeyboardInterrupt:
