@@ -11,9 +11,12 @@
   run produced, best feasible accuracy, and when each run reached ``train``'s hypervolume.
 
     python bench/bench_search.py [--sections samplers strategies] [--trials 40] [--seeds 0 1] [--jobs 2]
-        [--budget-s 1800] [--epochs 40] [--supernet-space cnn1d] [--supernet-epochs 30] [--quarter-epochs 8]
-        [--finetune-epochs 10] [--finetune-share 0.2] [--distill] [--reuse-train]
-        [--supernet-trials 400] [--strategies train supernet supernet-quarter random]
+        [--budget-s 1500] [--epochs 40] [--supernet-space cnn1d-shared] [--supernet-epochs 40] [--quarter-epochs 40]
+        [--finetune-epochs 25] [--finetune-share 0.5] [--distill] [--reuse-train]
+        [--supernet-trials 150] [--strategies train supernet supernet-quarter random]
+
+The supernet runs train their supernet for at most 40% of their budget (``tinycompile search --time-limit``), so the
+epochs above are the most.
 
 Prints a table per section and writes bench/results/search.json; a section not run keeps its figures there (each
 section records its own date and command). Every figure of a section comes from one run on this machine.
@@ -189,6 +192,7 @@ def strategy_run(name: str, args: argparse.Namespace, out: Path, budget_s: float
     if supernet:
         info = json.loads((config.run_dir / "supernet" / "supernet.json").read_text())
         figures["supernet_seconds"] = info["train_seconds"]
+        figures["supernet_epochs"] = info["epochs"]  # as many as fit in its share of the run's time
         figures["supernet_largest_val_acc"] = info["largest"]["val_acc"]
         figures["supernet_largest_macs"] = info["largest"]["macs"]
         records = [finetuned(study, t.number) for t in trials]
@@ -250,7 +254,8 @@ def strategies(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], Tab
     for name, f in runs.items():
         reach = f["seconds_to_train_hypervolume"]
         table.add_row(
-            name + (f" (supernet {f['supernet_seconds']:.0f} s, {f['finetuned']} fine-tuned)" if "supernet_seconds" in f else ""),
+            name + (f" (supernet {f.get('supernet_epochs', '?')} epochs in {f['supernet_seconds']:.0f} s, "
+                    f"{f['finetuned']} fine-tuned)" if "supernet_seconds" in f else ""),
             f["space"], f"{f['trials']} ({f['feasible']})", f"{f['budget_seconds']:.0f} / {f['wall_seconds']:.0f}",
             f"{f['hypervolume']:.4f}", f"{f['best_val_acc']:.3f} / {f['best_test_acc']:.3f}",
             f"{f['best_peak_sram'] / 1024:.1f} / {f['best_flash'] / 1024:.1f}" if f["best_trial"] is not None else "-",
@@ -266,15 +271,16 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="samplers: the seeds of each sampler")
     parser.add_argument("--seed", type=int, default=0, help="strategies: the seed")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--budget-s", type=float, default=1800.0,
+    parser.add_argument("--budget-s", type=float, default=1500.0,
                         help="strategies: the most wall-clock seconds train may take for its --trials")
     parser.add_argument("--epochs", type=int, default=40, help="strategies: training epochs of a train/random trial")
-    parser.add_argument("--supernet-epochs", type=int, default=30, help="strategies: the supernet's training epochs")
-    parser.add_argument("--quarter-epochs", type=int, default=8,
-                        help="strategies: the supernet's training epochs in the run with a quarter of train's time")
-    parser.add_argument("--supernet-trials", type=int, default=400, help="strategies: most trials of the supernet run")
-    parser.add_argument("--finetune-epochs", type=int, default=10, help="strategies: the supernet front's fine-tuning")
-    parser.add_argument("--finetune-share", type=float, default=0.2,
+    parser.add_argument("--supernet-epochs", type=int, default=40,
+                        help="strategies: the supernet's most training epochs (its run's time limit may cut them)")
+    parser.add_argument("--quarter-epochs", type=int, default=40,
+                        help="strategies: the same in the run with a quarter of train's time")
+    parser.add_argument("--supernet-trials", type=int, default=150, help="strategies: most trials of the supernet run")
+    parser.add_argument("--finetune-epochs", type=int, default=25, help="strategies: the supernet front's fine-tuning")
+    parser.add_argument("--finetune-share", type=float, default=0.5,
                         help="strategies: the share of the budget left once the supernet is trained that is kept for "
                              "fine-tuning (the front, then the candidates behind it)")
     parser.add_argument("--distill", action="store_true",
@@ -283,7 +289,8 @@ def main() -> int:
     parser.add_argument("--reuse-train", action="store_true",
                         help="strategies: take train's run from the last strategies section instead of running it")
     parser.add_argument("--space", default="cnn1d", help="strategies: the search space of train and random")
-    parser.add_argument("--supernet-space", default="cnn1d", help="strategies: the search space of the supernet runs")
+    parser.add_argument("--supernet-space", default="cnn1d-shared",
+                        help="strategies: the search space of the supernet runs")
     parser.add_argument("--strategies", nargs="+", choices=tuple(STRATEGIES), default=list(STRATEGIES),
                         help="strategies: which runs (train always runs: its wall time sets the others' budgets)")
     parser.add_argument("--out", default=str(HERE / "runs"))

@@ -20,7 +20,6 @@ front fine-tuned.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import hashlib
 import json
@@ -61,8 +60,7 @@ RANDOM_PER_STEP = 2
 POLL_SECONDS = 0.5
 POOL_SIZE, POOL_DRAWS = 500, 3000  # candidates within the budgets that the sandwich's random ones are drawn from, and
 # the most random ones tried to find them (a few seconds of the cost model at worst)
-PROBE_STEPS = 3  # timed steps that a time limit's supernet epochs are estimated from
-EPOCH_OVERHEAD = 1.1  # an epoch beyond its steps: the validation of the two ends, the moves between devices
+REPLAN_AT = (3, 5, 9)  # epochs at whose start a time limit's supernet plans its epochs again, from the last one's time
 RECALIBRATION_SAMPLES = 1024  # training samples that batch-norm statistics are recomputed on (a fixed subset)
 FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, not a near-optimum (0.003 fell behind)
 
@@ -141,24 +139,23 @@ def ensure_supernet(prepared: Prepared, console: Console, seconds: float | None 
         config = prepared.config
         net = new_supernet(prepared)
         params = sum(p.numel() for p in net.parameters())
-        with _threads():
-            sandwich = Sandwich(net, prepared.task, seed=config.seed, device=config.device,
-                                fits=lambda sub: fits_budgets(prepared, sub))
-            epochs = sandwich.epochs_within(seconds, config.epochs) if seconds is not None else config.epochs
-        within = f" (of {config.epochs}: what fits in {seconds:.0f} s)" if epochs < config.epochs else ""
-        console.print(f"training the supernet of {prepared.space.name} on {prepared.task.name}: {epochs} epochs{within}, "
-                      f"{params:,} shared parameters, sandwich rule (largest + smallest + {RANDOM_PER_STEP} random per step)")
+        within = f" at most, as many as end within {seconds:.0f} s" if seconds is not None else ""
+        console.print(f"training the supernet of {prepared.space.name} on {prepared.task.name}: {config.epochs} epochs"
+                      f"{within}, {params:,} shared parameters, sandwich rule (largest + smallest + {RANDOM_PER_STEP} "
+                      "random per step)")
         columns = (TextColumn("[bold]supernet"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
                    TextColumn("largest val {task.fields[largest]}"), TextColumn("smallest val {task.fields[smallest]}"),
                    TimeElapsedColumn())
         with _threads(), Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("supernet", total=epochs, largest="-", smallest="-")
+            bar = progress.add_task("supernet", total=config.epochs, largest="-", smallest="-")
 
             def on_epoch(epoch: int, figures: dict[str, Any]) -> None:
-                progress.update(bar, completed=epoch, largest=f"{figures['largest_val_acc']:.3f}",
+                progress.update(bar, completed=epoch, total=figures["of"], largest=f"{figures['largest_val_acc']:.3f}",
                                 smallest=f"{figures['smallest_val_acc']:.3f}")
 
-            metrics = sandwich.train(epochs, on_epoch)
+            sandwich = Sandwich(net, prepared.task, seed=config.seed, device=config.device,
+                                fits=lambda sub: fits_budgets(prepared, sub))
+            metrics = sandwich.train(config.epochs, on_epoch, seconds)
         write_with(folder / WEIGHTS, lambda tmp: torch.save(net.state_dict(), tmp))
         info = {"key": supernet_key(prepared), "task": prepared.task.name, "space": prepared.space.name,
                 "seed": config.seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params,
@@ -311,9 +308,9 @@ class Sandwich:
         self.smallest = net.smallest()
         self.steps = -(-len(task.x_train) // BATCH_SIZE)
 
-    def _step(self, net: Supernet, idx: torch.Tensor) -> None:
-        """Sum the sandwich's gradients for the batch ``idx`` into ``net``'s (``net``: this one's, or a copy)."""
-        y = self.y_train[idx]
+    def _step(self, idx: torch.Tensor) -> None:
+        """Sum the sandwich's gradients for the batch ``idx`` into the supernet's."""
+        net, y = self.net, self.y_train[idx]
         logits = net(self.x_train[self.largest.spec.meta.get("resolution")][idx], self.largest)
         nn.functional.cross_entropy(logits, y).backward()
         soft = torch.softmax(logits.detach() / TEMPERATURE, dim=1)
@@ -325,22 +322,15 @@ class Sandwich:
                                       reduction="batchmean") * TEMPERATURE**2
             ((1 - DISTILL_WEIGHT) * nn.functional.cross_entropy(out, y) + DISTILL_WEIGHT * kd).backward()
 
-    def epochs_within(self, seconds: float, most: int) -> int:
-        """The epochs (``most`` at most, 1 at least) that end within ``seconds``, timed on PROBE_STEPS steps of a copy
-        of the supernet (the supernet itself and the draws of its training stay as they were)."""
-        probe = copy.deepcopy(self.net).to(self.dev).train()
-        state = self.pick.getstate()
-        idx = torch.arange(min(BATCH_SIZE, len(self.y_train)), device=self.dev)
-        self._step(probe, idx)  # the first step pays one-off costs (allocations, kernel choices)
-        start = time.perf_counter()
-        for _ in range(PROBE_STEPS):
-            self._step(probe, idx)
-        self.pick.setstate(state)
-        per_epoch = (time.perf_counter() - start) / PROBE_STEPS * self.steps * EPOCH_OVERHEAD
-        return max(1, min(most, int(seconds / per_epoch)))
+    def train(self, epochs: int, on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+              seconds: float | None = None) -> dict[str, Any]:
+        """Train for ``epochs``, or the fewer that end within ``seconds``; leave the supernet on the CPU in eval mode;
+        return the figures.
 
-    def train(self, epochs: int, on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train for ``epochs``; leave the supernet on the CPU in eval mode; return the figures."""
+        Under ``seconds`` the one-cycle schedule is planned for ``epochs`` and planned again at the start of the
+        epochs in REPLAN_AT, for as many as then fit at the last epoch's speed (``epochs`` at most), continuing from
+        where the epochs done brought it: the search's workers start up beside the supernet, and made its first
+        epochs up to twice as slow as the later ones (timed before the start, 2.4x)."""
         net, dev = self.net, self.dev
         torch.manual_seed(self.seed)
         order_rng = np.random.default_rng(self.seed)
@@ -349,17 +339,28 @@ class Sandwich:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * self.steps)
         history: list[dict[str, Any]] = []
         start = time.perf_counter()
-        for epoch in range(1, epochs + 1):
+        most, epoch = epochs, 0
+        while epoch < epochs:
+            epoch += 1
+            if seconds is not None and epoch in REPLAN_AT:
+                elapsed = history[-1]["seconds"]
+                last = max(elapsed - history[-2]["seconds"], 1e-3)
+                fit = max(epoch, min(most, epoch - 1 + int((seconds - elapsed) / last)))
+                if fit != epochs:
+                    epochs = fit
+                    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * self.steps)
+                    for _ in range((epoch - 1) * self.steps):  # where the epochs done have brought the schedule
+                        sched.step()
             net.train()
             order = torch.from_numpy(order_rng.permutation(len(self.y_train))).to(dev)
             for i in range(0, len(order), BATCH_SIZE):
                 opt.zero_grad(set_to_none=True)
-                self._step(net, order[i:i + BATCH_SIZE])
+                self._step(order[i:i + BATCH_SIZE])
                 nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
                 opt.step()
                 sched.step()
             net.cpu().eval()
-            figures = {"epoch": epoch, "seconds": round(time.perf_counter() - start, 2)}
+            figures = {"epoch": epoch, "of": epochs, "seconds": round(time.perf_counter() - start, 2)}
             for name, sub in (("largest", self.largest), ("smallest", self.smallest)):
                 view = self.views[sub.spec.meta.get("resolution")]
                 figures[f"{name}_val_acc"] = subnet_accuracy(net, sub, view, self.seed)[1]
