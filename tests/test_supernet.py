@@ -23,8 +23,7 @@ from tinycompile.cost.model import estimate
 from tinycompile.search.config import Prepared, SearchConfig, prepare
 from tinycompile.search.pareto import is_feasible, pareto_front, write_pareto
 from tinycompile.search.records import all_finetuned
-from tinycompile.search.sharing import (Sandwich, fits_budgets, fitting_pool, largest_fitting, new_supernet,
-                                        train_supernet)
+from tinycompile.search.sharing import fits_budgets, fitting_pool, largest_fitting, new_supernet, train_supernet
 from tinycompile.search.space import load_space
 from tinycompile.search.study import run_search
 from tinycompile.search.supernet import Supernet, has_batch_norm, recalibrate_bn
@@ -77,10 +76,10 @@ def test_a_time_limit_cuts_the_supernet_epochs_and_leaves_a_roomy_one_as_it_was(
     plain = new_supernet(prepared)
     train_supernet(plain, digits, epochs=4, seed=0, device="cpu")
     roomy = new_supernet(prepared)
-    assert Sandwich(roomy, digits, seed=0, device="cpu").train(4, seconds=1e6)["epochs"] == 4
+    assert train_supernet(roomy, digits, epochs=4, seed=0, device="cpu", seconds=1e6)["epochs"] == 4
     for (name, a), b in zip(plain.state_dict().items(), roomy.state_dict().values()):  # the same training
         torch.testing.assert_close(a, b, msg=name)
-    tight = Sandwich(new_supernet(prepared), digits, seed=0, device="cpu").train(40, seconds=1e-3)
+    tight = train_supernet(new_supernet(prepared), digits, epochs=40, seed=0, device="cpu", seconds=1e-3)
     assert tight["epochs"] == 3 and [h["epoch"] for h in tight["history"]] == [1, 2, 3]  # planned again after 2
     assert tight["largest"]["val_acc"] > 0.8  # the new plan's schedule ran its course: it learnt
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

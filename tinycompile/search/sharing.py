@@ -67,7 +67,8 @@ FINETUNE_LR = 0.01  # as training from scratch: inherited weights are a start, n
 
 def supernet_key(prepared: Prepared) -> str:
     """What the cached supernet must have been trained for: the task (name, shapes, its training data), the space (its
-    family, input and every choice), the seed, the epochs, and the target and budgets its random candidates fit."""
+    family, input and every choice), the seed, the epochs (the most, under a time limit: a resumed run reuses the
+    supernet it trained), and the target and budgets its random candidates fit."""
     task, space, config = prepared.task, prepared.space, prepared.config
     data = hashlib.sha256(np.ascontiguousarray(task.x_train).tobytes() + task.y_train.tobytes()).hexdigest()
     material = {
@@ -153,9 +154,8 @@ def ensure_supernet(prepared: Prepared, console: Console, seconds: float | None 
                 progress.update(bar, completed=epoch, total=figures["of"], largest=f"{figures['largest_val_acc']:.3f}",
                                 smallest=f"{figures['smallest_val_acc']:.3f}")
 
-            sandwich = Sandwich(net, prepared.task, seed=config.seed, device=config.device,
-                                fits=lambda sub: fits_budgets(prepared, sub))
-            metrics = sandwich.train(config.epochs, on_epoch, seconds)
+            metrics = train_supernet(net, prepared.task, epochs=config.epochs, seed=config.seed, device=config.device,
+                                     on_epoch=on_epoch, fits=lambda sub: fits_budgets(prepared, sub), seconds=seconds)
         write_with(folder / WEIGHTS, lambda tmp: torch.save(net.state_dict(), tmp))
         info = {"key": supernet_key(prepared), "task": prepared.task.name, "space": prepared.space.name,
                 "seed": config.seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params,
@@ -278,14 +278,14 @@ def _macs(sub: Subnet) -> int:
 
 def train_supernet(net: Supernet, task: Task, *, epochs: int, seed: int, device: str = "auto",
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-                   fits: Callable[[Subnet], bool] | None = None) -> dict[str, Any]:
-    """Train ``net`` on ``task`` for ``epochs`` with the sandwich rule and in-place distillation (:class:`Sandwich`);
-    leave it on the CPU in eval mode; return the figures (the largest and smallest candidates' validation accuracy
-    after each epoch)."""
-    return Sandwich(net, task, seed=seed, device=device, fits=fits).train(epochs, on_epoch)
+                   fits: Callable[[Subnet], bool] | None = None, seconds: float | None = None) -> dict[str, Any]:
+    """Train ``net`` on ``task`` for ``epochs`` (or the fewer that end within ``seconds``) with the sandwich rule and
+    in-place distillation; leave it on the CPU in eval mode; return the figures (the largest and smallest candidates'
+    validation accuracy after each epoch)."""
+    return _Sandwich(net, task, seed=seed, device=device, fits=fits).train(epochs, on_epoch, seconds)
 
 
-class Sandwich:
+class _Sandwich:
     """The sandwich rule's training of a supernet: at each step the largest candidate learns from the labels, the
     smallest and RANDOM_PER_STEP random ones from the labels and the largest's soft outputs, their gradients summed.
 
