@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from tinycompile.search import ledger
 from tinycompile.search.storage import StaleTrialCallback, make_storage
+from tinycompile.search.study import optimize
 
 N = 6
 
@@ -174,3 +175,23 @@ def test_a_trial_changes_hands_once_among_processes_racing_for_it(tmp_path: Path
     trials = first.get_trials(deepcopy=False, states=(state,))
     stamp = "datetime_start" if state == TrialState.RUNNING else "datetime_complete"
     assert len(trials) == count and all(getattr(t, stamp) is not None for t in trials)
+
+
+def test_a_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A starved machine: the reaper fails a trial whose heartbeat went stale while its worker still ran it. Optuna
+    # then raises "Cannot tell a FAIL trial" out of optimize, which ended the worker and the whole search.
+    study = optuna.create_study(storage=make_storage(f"sqlite:///{tmp_path / 'study.db'}"),
+                                directions=["maximize", "minimize"])
+    reaped: list[int] = []
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if not reaped:  # the reaper's verdict arrives while this trial trains
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            reaped.append(trial.number)
+        return x, 1 - x
+
+    done = lambda: len(study.get_trials(states=(TrialState.COMPLETE,)))  # noqa: E731
+    optimize(study, objective, lambda: done() < 3, n_trials=3)
+    assert done() == 3 and [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == reaped
+    assert "failed as stale while it ran" in capsys.readouterr().out

@@ -224,14 +224,39 @@ def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = N
         if not wait_for_supernet(prepared, finetune_deadline if trial_share is not None else deadline):
             return
         deadline = _trial_deadline(deadline, finetune_deadline, trial_share)
-    if wait_for_place(study, config.trials, deadline):
-        study.optimize(objective, n_trials=TRIALS_PER_PLACE * config.trials, callbacks=[next_or_stop],
-                       gc_after_trial=False)
+    optimize(study, objective, lambda: wait_for_place(study, config.trials, deadline),
+             n_trials=TRIALS_PER_PLACE * config.trials, callbacks=[next_or_stop])
     if config.strategy == "supernet":  # the workers share the front's fine-tuning; the search process finishes it
         from tinycompile.search.sharing import finetune_front
 
         _settle(study)
         finetune_front(study, prepared, Console(quiet=True), finetune_deadline, cost_limit)
+
+
+def optimize(study: optuna.Study, objective: Any, go_on: Any, **kwargs: Any) -> None:
+    """``study.optimize(objective, **kwargs)`` while ``go_on()``, surviving a trial taken from this worker: one whose
+    heartbeat went stale while it ran (a machine starved or paused for longer than GRACE_SECONDS) is failed by a
+    reaper and its configuration queued again, and Optuna then ends the worker ("Cannot tell a FAIL trial"). The
+    worker says so in one line and goes on with the next trial. (Seen once here: both workers' first trials failed
+    as stale 14 s after they started, and the whole search stopped.)"""
+    while go_on():
+        try:
+            study.optimize(objective, gc_after_trial=False, **kwargs)
+            return
+        except (ValueError, AssertionError) as exc:  # Optuna asserts where the objective had returned its values
+            if not _taken(exc):
+                raise
+            print(f"worker {os.getpid()}: a trial of this worker was failed as stale while it ran (no heartbeat for "
+                  f"{GRACE_SECONDS} s) and queued again; going on", flush=True)
+
+
+def _taken(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised in handling) is Optuna's refusal to tell a trial already failed."""
+    while exc is not None:
+        if isinstance(exc, ValueError) and str(exc).startswith("Cannot tell a FAIL trial"):
+            return True
+        exc = exc.__context__
+    return False
 
 
 def _settle(study: optuna.Study) -> None:
