@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     scales = prepared.space.scale_choices() if config.strategy == "supernet" else []
     if scales:
         console.print(f"note: space {prepared.space.name} chooses where networks down-sample ({', '.join(scales)}); "
-                      "a supernet's shared weights serve a space that fixes them far better (as cnn1d-shared does: inherited "
-                      "accuracy 0.93 against 0.82 on MNIST-1D)")
+                      "a supernet's shared weights serve a space that fixes them far better (as cnn1d-shared does: "
+                      "inherited accuracy 0.93 against 0.82 on MNIST-1D)")
     from tinycompile.search.study import completed, run_search  # imports torch: only once the inputs are known good
 
     deadline = None if args.time_limit is None else started + args.time_limit
@@ -142,8 +142,9 @@ def summarize(study, config: SearchConfig, console: Console) -> int:  # noqa: AN
     console.print(pareto_table(rows, f"Pareto front of {study.study_name} ({len(rows)} models)", energy))
     extras = run_extras(config.run_dir)
     if "supernet" in extras:
-        console.print("strategy supernet: val and test acc are the fine-tuned model's where it was fine-tuned, else the "
-                      "inherited weights' (pareto.json: val_acc is what the search ranked, finetuned_val_acc beside it)")
+        console.print("strategy supernet: val and test acc are the fine-tuned model's where it was fine-tuned, else "
+                      "the inherited weights' (pareto.json: val_acc is what the search ranked, finetuned_val_acc "
+                      "beside it)")
     if "teacher" in extras:
         teacher = extras["teacher"]
         console.print(f"distillation teacher ({teacher['source']}): test acc {teacher['test_acc']:.3f}")

@@ -297,7 +297,7 @@ class _Sandwich:
 
     def __init__(self, net: Supernet, task: Task, *, seed: int, device: str = "auto",
                  fits: Callable[[Subnet], bool] | None = None) -> None:
-        self.net, self.task, self.seed = net, task, seed
+        self.net, self.seed = net, seed
         self.dev = torch.device(resolve_device(device))
         self.pick = random.Random(seed)
         self.views = {r: at_resolution(task, r) for r in _resolutions(net)}
@@ -336,7 +336,11 @@ class _Sandwich:
         order_rng = np.random.default_rng(self.seed)
         net.to(dev)
         opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * self.steps)
+
+        def one_cycle(n: int) -> torch.optim.lr_scheduler.OneCycleLR:  # the schedule over n epochs
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=n * self.steps)
+
+        sched = one_cycle(epochs)
         history: list[dict[str, Any]] = []
         start = time.perf_counter()
         most, epoch = epochs, 0
@@ -348,7 +352,7 @@ class _Sandwich:
                 fit = max(epoch, min(most, epoch - 1 + int((seconds - elapsed) / last)))
                 if fit != epochs:
                     epochs = fit
-                    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * self.steps)
+                    sched = one_cycle(epochs)
                     for _ in range((epoch - 1) * self.steps):  # where the epochs done have brought the schedule
                         sched.step()
             net.train()

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -233,7 +234,8 @@ def _worker(config_dict: dict[str, Any], parent: int, deadline: float | None = N
         finetune_front(study, prepared, Console(quiet=True), finetune_deadline, cost_limit)
 
 
-def optimize(study: optuna.Study, objective: Any, go_on: Any, **kwargs: Any) -> None:
+def optimize(study: optuna.Study, objective: Callable[[optuna.trial.Trial], Any], go_on: Callable[[], bool],
+             **kwargs: Any) -> None:
     """``study.optimize(objective, **kwargs)`` while ``go_on()``, surviving a trial taken from this worker: one whose
     heartbeat went stale while it ran (a machine starved or paused for longer than GRACE_SECONDS) is failed by a
     reaper and its configuration queued again, and Optuna then ends the worker ("Cannot tell a FAIL trial"). The
