@@ -23,7 +23,8 @@ from tinycompile.cost.model import estimate
 from tinycompile.search.config import Prepared, SearchConfig, prepare
 from tinycompile.search.pareto import is_feasible, pareto_front, write_pareto
 from tinycompile.search.records import all_finetuned
-from tinycompile.search.sharing import fits_budgets, fitting_pool, largest_fitting, new_supernet, train_supernet
+from tinycompile.search.sharing import (ensure_supernet, finetune_teacher, fits_budgets, fitting_pool, largest_fitting,
+                                        new_supernet, train_supernet)
 from tinycompile.search.space import load_space
 from tinycompile.search.study import run_search
 from tinycompile.search.supernet import Supernet, has_batch_norm, recalibrate_bn
@@ -82,6 +83,24 @@ def test_a_time_limit_cuts_the_supernet_epochs_and_leaves_a_roomy_one_as_it_was(
     tight = train_supernet(new_supernet(prepared), digits, epochs=40, seed=0, device="cpu", seconds=1e-3)
     assert tight["epochs"] == 3 and [h["epoch"] for h in tight["history"]] == [1, 2, 3]  # planned again after 2
     assert tight["largest"]["val_acc"] > 0.8  # the new plan's schedule ran its course: it learnt
+
+
+def test_a_supernet_cut_short_by_the_time_limit_does_not_teach_the_fine_tuning(digits, tmp_path: Path) -> None:
+    def prepared(epochs: int) -> Prepared:
+        return prepare(SearchConfig(task="digits", space="mlp", target="cortex-m4", epochs=epochs, distill=True,
+                                    strategy="supernet", study=f"e{epochs}", out=str(tmp_path)))
+
+    cut, full = prepared(5), prepared(3)
+    ensure_supernet(cut, Console(quiet=True), seconds=1e-3)  # planned again after 2 epochs: 3 of 5
+    ensure_supernet(full, Console(quiet=True))
+    console = Console(record=True, width=200)
+    assert finetune_teacher(cut, console) is None
+    said = console.export_text()
+    assert "not distilling: the time limit cut the supernet's training to 3 of 5 epochs" in said
+    assert not (cut.config.run_dir / "teacher").exists()
+    logits = finetune_teacher(full, console)  # all its epochs: its largest candidate teaches
+    assert logits is not None and logits.shape == (len(digits.x_train), digits.num_classes)
+    assert (logits.argmax(1) == digits.y_train).mean() > 0.8
 
 
 @pytest.mark.parametrize("space", ["cnn1d", "cnn2d", "mbconv1d", "mbconv2d", "mlp"])

@@ -461,6 +461,23 @@ def teacher_logits(prepared: Prepared, console: Console) -> np.ndarray:
     return np.load(logits_file)
 
 
+def finetune_teacher(prepared: Prepared, console: Console) -> np.ndarray | None:
+    """``--distill``: the fine-tuning teacher's logits (:func:`teacher_logits`); None without ``--distill`` or when
+    ``--time-limit`` cut the supernet's training short (said on ``console``). Such a teacher is weaker than fine-tuning
+    from the labels alone: on MNIST-1D, a supernet trained 16 of 40 epochs (its largest candidate 0.952 val acc) left
+    17 fine-tunings (11 candidates, 12-25 epochs) 0.8 points of validation accuracy below the labels alone on average
+    (13 lower, 1 even), while after all 40 epochs (0.980) it lifted 12 by 0.3 points (9 higher, 1 even)."""
+    if not prepared.config.distill:
+        return None
+    info = read_info(prepared) or ensure_supernet(prepared, console)
+    if info["epochs"] < prepared.config.epochs:
+        console.print(f"not distilling: the time limit cut the supernet's training to {info['epochs']} of "
+                      f"{prepared.config.epochs} epochs, and its largest candidate (val acc "
+                      f"{info['largest']['val_acc']:.3f}) would teach worse than the labels alone")
+        return None
+    return teacher_logits(prepared, console)
+
+
 def finetune_front(study: optuna.Study, prepared: Prepared, console: Console, deadline: float | None = None,
                    cost_limit: float | None = None) -> int:
     """Fine-tune the Pareto candidates not fine-tuned yet that no other process is fine-tuning; with a ``deadline``
@@ -524,7 +541,7 @@ class _Tuner:
         self.feasible = [t for rank in ranked(trials) for t in rank]
         self.macs = {t.number: int(t.user_attrs.get("macs", 0)) for t in trials}
         self.wanted = prepared.config.finetune_epochs_used
-        self.teacher = teacher_logits(prepared, console) if prepared.config.distill else None
+        self.teacher = finetune_teacher(prepared, console)
         self.distilled = ", distilled from the supernet's largest candidate" if self.teacher is not None else ""
         self.store = DatabaseArtifactStore(prepared.config.storage_url)
 
