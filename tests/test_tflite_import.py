@@ -112,9 +112,12 @@ def _mean_of_one(b: ModelBuilder) -> list:
 
 
 def _activations(b: ModelBuilder) -> list:
-    """Every standalone activation, each on its own quantization (input and output scales differ)."""
+    """Every standalone activation, each on its own quantization (input and output scales differ; one ABS keeps its
+    input's scale, which TFLite's kernel does not rescale)."""
     x = b.input((1, 3, 5, 8), scale=0.03, zero_point=-7)
-    y = b.activation(x, "HARD_SWISH", output_scale=0.02, output_zero_point=-90)
+    y = b.add(b.activation(x, "ABS", output_scale=0.02, output_zero_point=-128),
+              b.activation(x, "ABS", output_scale=0.03, output_zero_point=-110), output_scale=0.05, output_zero_point=-128)
+    y = b.activation(y, "HARD_SWISH", output_scale=0.02, output_zero_point=-90)
     y = b.activation(y, "LEAKY_RELU", alpha=0.1, output_scale=0.025, output_zero_point=-60)
     y = b.activation(y, "GELU", output_scale=0.02, output_zero_point=-100)
     y = b.activation(y, "GELU", approximate=True, output_scale=0.017, output_zero_point=-100)
@@ -156,6 +159,20 @@ def _keras_conv1d(b: ModelBuilder) -> list:
     y = b.binary("SUB", y, b.constant(np.array([40], np.int8), scales=0.01), output_scale=0.03, output_zero_point=0)
     y = b.squeeze(b.conv2d(b.expand_dims(y, 1), 8, (1, 3), (1, 1), "SAME", "RELU"), (1,))
     return [b.fully_connected(b.mean(y, (1,)), 4)]
+
+
+def _global_max(b: ModelBuilder) -> list:
+    """Keras's GlobalMaxPooling2D (REDUCE_MAX over H and W, kept as 1 x 1) before a dense layer."""
+    x = b.input((1, 5, 6, 4), scale=0.05, zero_point=-3)
+    y = b.reduce_max(b.conv2d(x, 8, (3, 3), (1, 1), "SAME", "RELU"), (1, 2), keepdims=True)
+    return [b.fully_connected(b.reshape(y, (1, 8)), 3)]
+
+
+def _global_max_1d(b: ModelBuilder) -> list:
+    """Keras's Conv1D then GlobalMaxPooling1D: REDUCE_MAX over the length of an NLC tensor, dropped."""
+    x = b.input((1, 12, 3), scale=0.04, zero_point=5)
+    y = b.squeeze(b.conv2d(b.expand_dims(x, 1), 6, (1, 3), (1, 1), "SAME", "NONE"), (1,))
+    return [b.fully_connected(b.reduce_max(y, (1,)), 3)]
 
 
 def _upsampling(b: ModelBuilder) -> list:
@@ -205,6 +222,7 @@ MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
     "dilated": _dilated, "transposed": _transposed, "slices": _slices, "same_pools": _same_pools,
+    "global_max": _global_max, "global_max_1d": _global_max_1d,
 }  # fmt: skip
 
 
@@ -352,6 +370,10 @@ def test_products_and_activations_that_do_not_import_are_one_line(tmp_path: Path
         x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
         return [b.mean(x, (3,), keepdims=True)]
 
+    def rescaled_max(b: ModelBuilder) -> list:
+        x = b.input((1, 4, 4, 3), scale=0.05, zero_point=0)
+        return [b.reduce_max(x, (1, 2), keepdims=True, output_scale=0.1)]
+
     def aligned(b: ModelBuilder) -> list:
         return [b.resize_nearest(b.input((1, 3, 3, 2), scale=0.05, zero_point=0), (6, 6), align_corners=True)]
 
@@ -361,7 +383,8 @@ def test_products_and_activations_that_do_not_import_are_one_line(tmp_path: Path
     _refused(tmp_path, aligned, r"operator 0 \(RESIZE_NEAREST_NEIGHBOR\) aligns corners; only plain upsampling")
     _refused(tmp_path, fractional, r"operator 0 \(RESIZE_NEAREST_NEIGHBOR\) resizes 4x4 to 6x8; only upsampling by whole")
     _refused(tmp_path, difference, r"operator 1 \(SUB\) of two tensors is not supported; only with a constant scalar")
-    _refused(tmp_path, channel_mean, r"operator 0 \(MEAN\) reduces axes \[3\] of a rank-4 tensor; only the mean over all spatial")
+    _refused(tmp_path, channel_mean, r"operator 0 \(MEAN\) reduces axes \[3\] of a rank-4 tensor; only a reduction over all spatial")
+    _refused(tmp_path, rescaled_max, r"operator 0 \(REDUCE_MAX\) rescales \(input and output quantization differ\)")
     _refused(tmp_path, spatial_gate, r"operator 1 \(MUL\) broadcasts \[4, 4, 6\] \* \[4, 4, 1\]; only equal shapes or one factor")
     _refused(tmp_path, channel_constant, r"operator 0 \(ADD\) takes a constant of shape \[3\]; only one int8 value")
     _refused(tmp_path, huge_product, r"operator 0 \(MUL\) scales its product up by 2\*\*18 .*re-export with a coarser")

@@ -131,6 +131,8 @@ OPS: dict[str, tuple[Build, tuple[int, ...]]] = {
     "concatenation": (lambda b, x: b.concatenation([x, b.max_pool2d(x, (1, 1), (1, 1))], axis=3), (1, 9, 7, 6)),
     "mean_keepdims": (lambda b, x: b.mean(x, (1, 2), keepdims=True), (1, 1, 1, 3)),
     "mean": (lambda b, x: b.mean(x, (1, 2)), (1, 3)),
+    "reduce_max_keepdims": (lambda b, x: b.reduce_max(x, (1, 2), keepdims=True), (1, 1, 1, 3)),
+    "abs": (lambda b, x: b.activation(x, "ABS"), (1, 9, 7, 3)),
     "logistic": (lambda b, x: b.logistic(x), (1, 9, 7, 3)),
     "tanh": (lambda b, x: b.tanh(x), (1, 9, 7, 3)),
 }

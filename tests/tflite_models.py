@@ -481,14 +481,15 @@ class ModelBuilder:
         self, x: Tensor, kind: str, alpha: float = 0.2, approximate: bool = False, *,
         output_scale: float | None = None, output_zero_point: int | None = None,
     ) -> Tensor:
-        """A standalone activation: RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1, HARD_SWISH, LEAKY_RELU (``alpha``) or
-        GELU (``approximate``); int8 output quantized over the function's range on the input's."""
+        """A standalone activation: RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1, HARD_SWISH, LEAKY_RELU (``alpha``), GELU
+        (``approximate``) or ABS; int8 output quantized over the function's range on the input's."""
         functions = {
             "RELU": lambda v: np.maximum(v, 0.0), "RELU6": lambda v: np.clip(v, 0.0, 6.0),
             "RELU_N1_TO_1": lambda v: np.clip(v, -1.0, 1.0), "RELU_0_TO_1": lambda v: np.clip(v, 0.0, 1.0),
             "HARD_SWISH": lambda v: v * np.clip(v + 3.0, 0.0, 6.0) / 6.0,
             "LEAKY_RELU": lambda v: np.where(v >= 0, v, alpha * v),
             "GELU": lambda v: v * 0.5 * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0))),
+            "ABS": np.abs,
         }
         if kind not in functions:
             raise ValueError(f"activation is one of {sorted(functions)}, not {kind!r}")
@@ -800,25 +801,36 @@ class ModelBuilder:
         output_zero_point: int | None = None,
     ) -> Tensor:
         """MEAN over ``axes`` (an int32 axis tensor; ReducerOptions.keep_dims); int8 output requantized."""
-        rank = len(x.shape)
-        red = sorted({a % rank for a in axes})
-        if keepdims:
-            shape = tuple(1 if d in red else x.shape[d] for d in range(rank))
-        else:
-            shape = tuple(x.shape[d] for d in range(rank) if d not in red)
         # Requantized over the input's own spread (most of it lies between channels, which averaging keeps).
         st = self._stats(x)
         st = _Stats(max(st.lo, st.mean - _SIGMAS * st.std), min(st.hi, st.mean + _SIGMAS * st.std), st.mean, st.std)
-        y = self._output("mean", x, shape, st, output_scale, output_zero_point)
-        at = self.constant(np.asarray(list(axes), np.int32), name=self._name("mean_axes"))
+        y = self._output("mean", x, self._reduced(x, axes, keepdims), st, output_scale, output_zero_point)
+        return self._reduce("MEAN", Op.MEAN, x, y, axes, keepdims)
+
+    def reduce_max(self, x: Tensor, axes: Sequence[int], keepdims: bool = False, *, output_scale: float | None = None,
+                   output_zero_point: int | None = None) -> Tensor:
+        """REDUCE_MAX over ``axes``; int8 output quantized as the input (Keras's GlobalMaxPooling)."""
+        y = self._same_quant("reduce_max", x, self._reduced(x, axes, keepdims), output_scale, output_zero_point,
+                             self._stats(x))
+        return self._reduce("REDUCE_MAX", Op.REDUCE_MAX, x, y, axes, keepdims)
+
+    @staticmethod
+    def _reduced(x: Tensor, axes: Sequence[int], keepdims: bool) -> tuple[int, ...]:
+        rank = len(x.shape)
+        red = {a % rank for a in axes}
+        if keepdims:
+            return tuple(1 if d in red else x.shape[d] for d in range(rank))
+        return tuple(x.shape[d] for d in range(rank) if d not in red)
+
+    def _reduce(self, kind: str, code: int, x: Tensor, y: Tensor, axes: Sequence[int], keepdims: bool) -> Tensor:
+        at = self.constant(np.asarray(list(axes), np.int32), name=self._name(f"{kind.lower()}_axes"))
 
         def options(fb: flatbuffers.Builder) -> int:
             tflite.ReducerOptionsStart(fb)
             tflite.ReducerOptionsAddKeepDims(fb, keepdims)
             return tflite.ReducerOptionsEnd(fb)
 
-        self._op("MEAN", Op.MEAN, 1 if x.is_float else 2, (x, at), (y,), tflite.BuiltinOptions.ReducerOptions,
-                 options)
+        self._op(kind, code, 1 if x.is_float else 2, (x, at), (y,), tflite.BuiltinOptions.ReducerOptions, options)
         return y
 
     # ------------------------------------------------------------------------------------------- serialize

@@ -96,6 +96,23 @@ def test_upsampling_decoder_is_bit_exact_with_tflite(tmp_path: Path, target: str
 
 
 @pytest.mark.slow
+def test_keras_conv1d_with_global_max_pooling_is_bit_exact_with_tflite(tmp_path: Path) -> None:
+    """A Keras time-series classifier: Conv1D (EXPAND_DIMS, CONV_2D, SQUEEZE), ABS, GlobalMaxPooling1D (REDUCE_MAX
+    over the length), a dense layer and softmax, on QEMU."""
+    b = ModelBuilder(seed=5)
+    x = b.input((1, 24, 3), scale=0.04, zero_point=5)
+    y = b.squeeze(b.conv2d(b.expand_dims(x, 1), 8, (1, 5), (1, 2), "SAME", "NONE"), (1,))
+    y = b.reduce_max(b.activation(y, "ABS"), (1,))
+    model = b.save(tmp_path / "conv1d.tflite", [b.softmax(b.fully_connected(y, 4), beta=0.1)])
+    proc = _build(model, "cortex-m4", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"]
+    assert [row["source"].split(":")[1] for row in report["layers"]][1:3] == ["ABS", "REDUCE_MAX"]
+    assert [row["op"] for row in report["layers"]][1:3] == ["lut", "maxpool"]
+
+
+@pytest.mark.slow
 def test_mobilenet_v3_with_hard_swish_and_gates_is_bit_exact_with_tflite(tmp_path: Path) -> None:
     """HARD_SWISH, squeeze-and-excitation gates (MUL by a per-channel factor) and Keras's hard sigmoid (ADD and MUL of
     constant scalars, composed into one table) build on QEMU, bit-exact against TFLite's reference kernels."""

@@ -530,21 +530,27 @@ class _Importer:
             raise UserError(f"{self.where}: operator {k} (RESIZE_NEAREST_NEIGHBOR) changes the quantization; not supported")
         self.emit(k, QOp(op="upsample", stride=(oh // h, ow // w), **base), out)
 
-    def mean(self, k: int, op: Any) -> None:
-        """MEAN over every spatial axis (H and W of NHWC, the length of a 1-D NLC tensor; axes of size one may stay):
-        an average pool over the whole map with TFLite's multiplier (its reference kernel folds 1/count into
-        ``QuantizeMultiplier(s_in / s_out)``, then requantizes ``sum - count * zp_in`` twice-rounded)."""
+    def whole_map(self, k: int, op: Any) -> tuple[dict[str, Any], int]:
+        """The ``base`` of a reduction (MEAN, REDUCE_MAX) over every spatial axis (H and W of NHWC, the length of a 1-D
+        NLC tensor; axes of size one may stay), and its output tensor; UserError for any other axes."""
         ins, out = [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0])
         base = self.base(k, ins[:1], out)
         shape = self.shape(ins[0])
         rank = len(shape)
         axes = sorted({int(a) % rank for a in self.const(ins[1]).reshape(-1)})
         spatial = set(range(1, rank - 1))
-        h, w, c = base["in_shapes"][0]
+        c = base["in_shapes"][0][2]
         if not axes or not set(axes) <= spatial or any(shape[a] != 1 for a in spatial - set(axes)) \
                 or base["out_shape"] != (1, 1, c):
-            raise UserError(f"{self.where}: operator {k} (MEAN) reduces axes {axes} of a rank-{rank} tensor; only the mean "
-                            "over all spatial axes of an NHWC (or NLC) tensor imports")
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) reduces axes {axes} of a rank-{rank} "
+                            "tensor; only a reduction over all spatial axes of an NHWC (or NLC) tensor imports")
+        return base, out
+
+    def mean(self, k: int, op: Any) -> None:
+        """MEAN over the whole map: an average pool with TFLite's multiplier (its reference kernel folds 1/count into
+        ``QuantizeMultiplier(s_in / s_out)``, then requantizes ``sum - count * zp_in`` twice-rounded)."""
+        base, out = self.whole_map(k, op)
+        h, w, _ = base["in_shapes"][0]
         ratio = float(np.float32(base["in_q"][0].scale)) / float(np.float32(base["out_q"].scale))
         m0, s0 = quantize_multiplier(ratio, allow_left_shift=True)
         count = h * w
@@ -553,6 +559,16 @@ class _Importer:
         shift = s0 + step  # negative: a left shift (an output scale below the input's, few elements)
         tensors = {"multiplier": np.array([mult], np.int32), "shift": np.array([shift], np.int32)}
         self.emit(k, QOp(op="avgpool", kernel=(h, w), stride=(1, 1), tensors=tensors, **base), out)
+
+    def reduce_max(self, k: int, op: Any) -> None:
+        """REDUCE_MAX over the whole map (Keras's GlobalMaxPooling1D/2D): a max pool over it. TFLite's int8 kernel
+        passes the largest value on as it is, so the output must be quantized as the input."""
+        base, out = self.whole_map(k, op)
+        if base["in_q"][0] != base["out_q"]:
+            raise UserError(f"{self.where}: operator {k} (REDUCE_MAX) rescales (input and output quantization differ); "
+                            "TFLite's int8 REDUCE_MAX does not")
+        h, w, _ = base["in_shapes"][0]
+        self.emit(k, QOp(op="maxpool", kernel=(h, w), stride=(1, 1), **base), out)
 
     def softmax(self, k: int, op: Any) -> None:
         src, out = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
@@ -750,6 +766,7 @@ class _Importer:
         "SOFTMAX": softmax,
         "PAD": pad,
         "MEAN": mean,
+        "REDUCE_MAX": reduce_max,
         "PADV2": pad,
         "CONCATENATION": concat,
         "STRIDED_SLICE": strided_slice,
@@ -768,6 +785,7 @@ class _Importer:
         "LEAKY_RELU": leaky_relu,
         "HARD_SWISH": lambda self, k, op: self.lookup(k, op, semantics.hard_swish_table),
         "GELU": gelu,
+        "ABS": lambda self, k, op: self.lookup(k, op, semantics.abs_table),
     }
 
 

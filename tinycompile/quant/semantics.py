@@ -291,6 +291,16 @@ def leaky_relu_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int,
     return np.clip(out + out_zp, -128, 127).astype(np.int8)
 
 
+def abs_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 ``(256,)`` table of TFLite's int8 ABS: ``|q - zp_in|``, rescaled by ``s_in / s_out`` where the scales
+    differ, plus ``zp_out``."""
+    q = np.abs(np.arange(-128, 128, dtype=np.int64) - in_zp)
+    if np.float32(in_scale) != np.float32(out_scale):
+        q = multiply_by_quantized_multiplier(q, *tflite_quantize_multiplier(float(np.float32(in_scale))
+                                                                            / float(np.float32(out_scale))))
+    return np.clip(q + out_zp, -128, 127).astype(np.int8)
+
+
 def _int16_multiplier(scale: np.float32) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier then DownScaleInt32ToInt16Multiplier: a Q0.15 multiplier and TFLite's exponent."""
     multiplier, exponent = tflite_quantize_multiplier(float(scale))
