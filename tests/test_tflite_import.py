@@ -175,6 +175,22 @@ def _global_max_1d(b: ModelBuilder) -> list:
     return [b.fully_connected(b.reduce_max(y, (1,)), 3)]
 
 
+def _dense_per_step(b: ModelBuilder) -> list:
+    """Keras's Dense on a sequence (FULLY_CONNECTED with keep_num_dims: the same dense layer at every step) between
+    a Conv1D and GlobalAveragePooling1D."""
+    x = b.input((1, 10, 3), scale=0.04, zero_point=5)
+    y = b.squeeze(b.conv2d(b.expand_dims(x, 1), 6, (1, 3), (1, 1), "SAME", "RELU"), (1,))  # (1, 10, 6)
+    y = b.fully_connected(y, 8, "RELU", keep_num_dims=True)  # (1, 10, 8)
+    return [b.fully_connected(b.mean(y, (1,)), 3)]
+
+
+def _dense_per_pixel(b: ModelBuilder) -> list:
+    """Keras's Dense on an NHWC map (keep_num_dims): a dense layer at every pixel, then MEAN and a classifier."""
+    x = b.input((1, 4, 5, 3), scale=0.05, zero_point=-3)
+    y = b.fully_connected(b.conv2d(x, 6, (3, 3), (1, 1), "SAME", "RELU"), 5, keep_num_dims=True)  # (1, 4, 5, 5)
+    return [b.fully_connected(b.reshape(b.mean(y, (1, 2), keepdims=True), (1, 5)), 3)]
+
+
 def _upsampling(b: ModelBuilder) -> list:
     """Nearest-neighbour upsampling by whole factors, with and without half-pixel centers, between convolutions (a
     decoder's shape)."""
@@ -222,7 +238,8 @@ MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "left_shift": _left_shift, "mean_of_one": _mean_of_one, "activations": _activations,
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
     "dilated": _dilated, "transposed": _transposed, "slices": _slices, "same_pools": _same_pools,
-    "global_max": _global_max, "global_max_1d": _global_max_1d,
+    "global_max": _global_max, "global_max_1d": _global_max_1d, "dense_per_step": _dense_per_step,
+    "dense_per_pixel": _dense_per_pixel,
 }  # fmt: skip
 
 

@@ -96,20 +96,40 @@ def test_upsampling_decoder_is_bit_exact_with_tflite(tmp_path: Path, target: str
 
 
 @pytest.mark.slow
-def test_keras_conv1d_with_global_max_pooling_is_bit_exact_with_tflite(tmp_path: Path) -> None:
-    """A Keras time-series classifier: Conv1D (EXPAND_DIMS, CONV_2D, SQUEEZE), ABS, GlobalMaxPooling1D (REDUCE_MAX
-    over the length), a dense layer and softmax, on QEMU."""
+def test_keras_conv1d_with_dense_per_step_and_global_max_pooling_is_bit_exact_with_tflite(tmp_path: Path) -> None:
+    """A Keras time-series classifier: Conv1D (EXPAND_DIMS, CONV_2D, SQUEEZE), ABS, a Dense at every step
+    (FULLY_CONNECTED keeping its dimensions: a 1x1 convolution), GlobalMaxPooling1D (REDUCE_MAX over the length), a
+    dense layer and softmax, on QEMU."""
     b = ModelBuilder(seed=5)
     x = b.input((1, 24, 3), scale=0.04, zero_point=5)
     y = b.squeeze(b.conv2d(b.expand_dims(x, 1), 8, (1, 5), (1, 2), "SAME", "NONE"), (1,))
-    y = b.reduce_max(b.activation(y, "ABS"), (1,))
+    y = b.reduce_max(b.fully_connected(b.activation(y, "ABS"), 6, "RELU", keep_num_dims=True), (1,))
     model = b.save(tmp_path / "conv1d.tflite", [b.softmax(b.fully_connected(y, 4), beta=0.1)])
     proc = _build(model, "cortex-m4", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["bit_exact"] and report["oracles"]["tflite_reference"]["bit_exact"]
-    assert [row["source"].split(":")[1] for row in report["layers"]][1:3] == ["ABS", "REDUCE_MAX"]
-    assert [row["op"] for row in report["layers"]][1:3] == ["lut", "maxpool"]
+    sources = [row["source"].split(":")[1] for row in report["layers"]]
+    assert sources[1:4] == ["ABS", "FULLY_CONNECTED", "REDUCE_MAX"]
+    assert [row["op"] for row in report["layers"]][1:4] == ["lut", "conv", "maxpool"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,codegen", [("cortex-m4", "c"), ("rv32imc", "llvm")])
+def test_dense_per_step_keeps_tflite_double_precision_ties(tmp_path: Path, target: str, codegen: str) -> None:
+    """A Dense at every step whose scales make exact ties (2**-5 * 2**4 / 1 = 0.5, weights -1, 0, 1): the 1x1
+    convolution requantizes in double precision, ties away from zero, as TFLite's fully connected does."""
+    b = ModelBuilder(seed=0)
+    x = b.input((1, 12, 8), scale=2.0**-5, zero_point=-3)
+    w = np.random.default_rng(0).integers(-1, 2, (6, 8)).astype(np.int8)
+    model = b.save(tmp_path / "ties.tflite", [b.fully_connected(x, 6, keep_num_dims=True, weights=w, weight_scales=16.0,
+                                                                output_scale=1.0, output_zero_point=-10)])
+    op = load_model(model).graph.ops[0]
+    assert op.op == "conv" and op.params == {"float_scale": 1}  # no fixed-point form gives TFLite's ties
+    proc = _build(model, target, tmp_path / "out", "--codegen", codegen)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["oracles"]["tflite_reference"]["bit_exact"]
 
 
 @pytest.mark.slow

@@ -400,19 +400,21 @@ class _Importer:
 
     def dense(self, k: int, op: Any, base: dict[str, Any], w: np.ndarray, tensors: dict[str, np.ndarray],
               effective: np.ndarray, out: int) -> None:
+        """FULLY_CONNECTED over the flattened input; with keep_num_dims over a map or a sequence (Keras's Dense on a
+        3-D or 4-D tensor), the same dense layer at every pixel: a 1x1 convolution with the dense layer's
+        requantization."""
         opts = self.options(op, "FullyConnectedOptions")
-        if opts is not None and opts.KeepNumDims():
-            raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) keeps its dimensions; only flat outputs import")
         in_hwc = base["in_shapes"][0]
-        if w.ndim != 2 or w.shape[1] != int(np.prod(in_hwc)):
+        per_pixel = opts is not None and bool(opts.KeepNumDims()) and in_hwc[:2] != (1, 1)
+        if w.ndim != 2 or w.shape[1] != (in_hwc[2] if per_pixel else int(np.prod(in_hwc))):
             raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) weights {list(w.shape)} do not match its input {list(in_hwc)}")
-        if in_hwc[:2] != (1, 1):  # TFLite flattens the NHWC input: insert the view, the weights are already in that order
+        if not per_pixel and in_hwc[:2] != (1, 1):  # TFLite flattens the NHWC input: insert the view, the weights are already in that order
             flat = (1, 1, int(np.prod(in_hwc)))
             self.emit(k, QOp("flatten", base["inputs"], base["in_shapes"], flat, base["in_q"], base["in_q"][0]), NO_TENSOR)
             base = dict(base, inputs=(len(self.ops) - 1,), in_shapes=(flat,))
         act = int(opts.FusedActivationFunction()) if opts is not None else ACT_NONE
         lo, hi = self.act_range(act, base["out_q"], k)
-        tensors["weight"] = np.ascontiguousarray(w)
+        tensors["weight"] = np.ascontiguousarray(w[:, None, None, :] if per_pixel else w)  # a conv's is (O, KH, KW, I)
         # The reference kernel rounds double(acc) * scale (ties away from zero); fixed-point single rounding is used
         # by the back ends where it provably gives the same outputs.
         tensors["scale"] = effective.astype(np.float64)
@@ -420,7 +422,11 @@ class _Importer:
         if tensors["shift"].min() >= 0 and semantics.single_rounding_exact(
                 tensors["multiplier"], tensors["shift"], effective, base["out_q"].zero_point, lo, hi):
             params["single_rounding"] = 1
-        self.emit(k, QOp(op="dense", lo=lo, hi=hi, params=params, tensors=tensors, **dict(base, out_shape=(1, 1, w.shape[0]))), out)
+        if per_pixel:
+            self.emit(k, QOp(op="conv", kernel=(1, 1), stride=(1, 1), lo=lo, hi=hi, params=params, tensors=tensors,
+                             **base), out)
+        else:
+            self.emit(k, QOp(op="dense", lo=lo, hi=hi, params=params, tensors=tensors, **dict(base, out_shape=(1, 1, w.shape[0]))), out)
 
     # --- the other ops -------------------------------------------------------------------------
     def pool(self, k: int, op: Any, kind: str) -> None:

@@ -26,7 +26,8 @@ Ops of imported models (``tinycompile.frontends``), with TFLite's integer semant
   slice    output pixel (h, w), channel c is input pixel (pt + h * sh, pl + w * sw), channel ``index[c]``:
            ``padding`` (top, bottom, left, right) the rows and columns cut away, ``stride`` the step; tensor index
            int32 (C_out); output quantized as the input
-  dense    with ``params["float_scale"] = 1`` (TFLite's int8 FULLY_CONNECTED): requantized by
+  dense    with ``params["float_scale"] = 1`` (TFLite's int8 FULLY_CONNECTED; a 1x1 conv too, where it keeps its
+           dimensions over a map or a sequence): requantized by
            ``intmath.requantize_float(acc, scale[c])`` in double precision; tensor ``scale`` float64 (O); with
            ``params["single_rounding"] = 1`` as well when ``intmath.requantize_single`` with its multiplier and
            shift provably gives the same outputs (``semantics.single_rounding_exact``), which back ends may use
