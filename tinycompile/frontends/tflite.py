@@ -408,7 +408,7 @@ class _Importer:
         per_pixel = opts is not None and bool(opts.KeepNumDims()) and in_hwc[:2] != (1, 1)
         if w.ndim != 2 or w.shape[1] != (in_hwc[2] if per_pixel else int(np.prod(in_hwc))):
             raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) weights {list(w.shape)} do not match its input {list(in_hwc)}")
-        if not per_pixel and in_hwc[:2] != (1, 1):  # TFLite flattens the NHWC input: insert the view, the weights are already in that order
+        if not per_pixel and in_hwc[:2] != (1, 1):  # TFLite flattens the NHWC input: a view; the weights are in its order
             flat = (1, 1, int(np.prod(in_hwc)))
             self.emit(k, QOp("flatten", base["inputs"], base["in_shapes"], flat, base["in_q"], base["in_q"][0]), NO_TENSOR)
             base = dict(base, inputs=(len(self.ops) - 1,), in_shapes=(flat,))
