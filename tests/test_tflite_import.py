@@ -191,6 +191,23 @@ def _dense_per_pixel(b: ModelBuilder) -> list:
     return [b.fully_connected(b.reshape(b.mean(y, (1, 2), keepdims=True), (1, 5)), 3)]
 
 
+def _dense_rows(b: ModelBuilder) -> list:
+    """The converter's older form of Keras's Dense on a sequence: FULLY_CONNECTED over the rows ``(steps,
+    features)`` without keeping the dimensions, then a RESHAPE back."""
+    x = b.input((1, 10, 3), scale=0.04, zero_point=5)
+    y = b.squeeze(b.conv2d(b.expand_dims(x, 1), 6, (1, 3), (1, 1), "SAME", "RELU"), (1,))  # (1, 10, 6)
+    y = b.reshape(b.fully_connected(y, 8, "RELU"), (1, 10, 8))  # rows (10, 8), then (1, 10, 8)
+    return [b.fully_connected(b.mean(y, (1,)), 3)]
+
+
+def _dense_rows_map(b: ModelBuilder) -> list:
+    """The same on an NHWC map: rows ``(H * W, C)``, reshaped back to ``(1, H, W, units)``."""
+    x = b.input((1, 2, 5, 3), scale=0.05, zero_point=-3)
+    y = b.conv2d(x, 6, (3, 3), (1, 1), "SAME", "RELU")
+    y = b.reshape(b.fully_connected(y, 4), (1, 2, 5, 4))  # rows (10, 4)
+    return [b.fully_connected(b.reshape(b.mean(y, (1, 2), keepdims=True), (1, 4)), 3)]
+
+
 def _upsampling(b: ModelBuilder) -> list:
     """Nearest-neighbour upsampling by whole factors, with and without half-pixel centers, between convolutions (a
     decoder's shape)."""
@@ -239,7 +256,8 @@ MODELS: dict[str, Callable[[ModelBuilder], list]] = {
     "squeeze_excite": _squeeze_excite, "products": _products, "keras_conv1d": _keras_conv1d, "upsampling": _upsampling,
     "dilated": _dilated, "transposed": _transposed, "slices": _slices, "same_pools": _same_pools,
     "global_max": _global_max, "global_max_1d": _global_max_1d, "dense_per_step": _dense_per_step,
-    "dense_per_pixel": _dense_per_pixel,
+    "dense_per_pixel": _dense_per_pixel, "dense_rows": _dense_rows,
+    "dense_rows_map": _dense_rows_map,
 }  # fmt: skip
 
 

@@ -120,6 +120,7 @@ class _Importer:
         self.op_sources: list[str] = []
         self.value: dict[int, int] = {}  # flatbuffer tensor -> QuantGraph value (-1: the graph input)
         self.grouped: dict[int, tuple[int, int, bool]] = {}  # channels split in groups: source, groups, transposed
+        self.rows: dict[int, HWC] = {}  # a map TFLite holds as rows (H * W, C): a fully connected layer's per pixel
         self.read_tensors = {int(t) for k in range(self.sub.OperatorsLength())  # read by an op or the model's output
                              for t in self.sub.Operators(k).InputsAsNumpy()} | {int(t) for t in self.sub.OutputsAsNumpy()}
         self.notes: list[str] = []
@@ -159,6 +160,8 @@ class _Importer:
         return raw.decode(errors="replace") if raw else f"t{t}"
 
     def hwc(self, t: int) -> HWC:
+        if t in self.rows:
+            return self.rows[t]
         shape = self.shape(t)
         if not shape or shape[0] != 1 or len(shape) > 4:
             raise UserError(f"{self.where}: tensor {t} ({self.name(t)}) has shape {list(shape)}; only batch-1 tensors of rank 2 to 4 import")
@@ -313,6 +316,8 @@ class _Importer:
     def weighted(self, k: int, op: Any, kind: str) -> None:
         ins = [int(t) for t in op.InputsAsNumpy()]
         out = int(op.OutputsAsNumpy()[0])
+        if kind == "dense":
+            self.dense_rows(ins[0], ins[1], out)
         base = self.base(k, ins[:1], out)
         w, tensors, effective = self.weights(k, base, ins[1], ins[2] if len(ins) > 2 else -1)
         if kind == "dense":
@@ -398,14 +403,24 @@ class _Importer:
         conv = dict(base, inputs=(len(self.ops) - 1,), in_shapes=(spread_shape,))
         self.emit(k, QOp(op="conv", kernel=(kh, kw), lo=lo, hi=hi, tensors=tensors, **conv), out)
 
+    def dense_rows(self, src: int, w_t: int, out: int) -> None:
+        """Note ``out`` as rows of a map where a FULLY_CONNECTED reads a map or a sequence row by row without keeping
+        its dimensions (the converter's older form of Keras's Dense on a 3-D or 4-D tensor: output ``(H * W, O)``,
+        reshaped back after it)."""
+        h, w, c = self.hwc(src)
+        units, depth = (self.shape(w_t) + (0, 0))[:2]
+        if (h, w) != (1, 1) and depth == c and self.shape(out) == (h * w, units):
+            self.rows[out] = (h, w, units)
+
     def dense(self, k: int, op: Any, base: dict[str, Any], w: np.ndarray, tensors: dict[str, np.ndarray],
               effective: np.ndarray, out: int) -> None:
-        """FULLY_CONNECTED over the flattened input; with keep_num_dims over a map or a sequence (Keras's Dense on a
-        3-D or 4-D tensor), the same dense layer at every pixel: a 1x1 convolution with the dense layer's
-        requantization."""
+        """FULLY_CONNECTED over the flattened input; with keep_num_dims (or row by row, :meth:`dense_rows`) over a map
+        or a sequence (Keras's Dense on a 3-D or 4-D tensor), the same dense layer at every pixel: a 1x1 convolution
+        with the dense layer's requantization."""
         opts = self.options(op, "FullyConnectedOptions")
         in_hwc = base["in_shapes"][0]
-        per_pixel = opts is not None and bool(opts.KeepNumDims()) and in_hwc[:2] != (1, 1)
+        keep = (opts is not None and bool(opts.KeepNumDims())) or out in self.rows
+        per_pixel = keep and in_hwc[:2] != (1, 1)
         if w.ndim != 2 or w.shape[1] != (in_hwc[2] if per_pixel else int(np.prod(in_hwc))):
             raise UserError(f"{self.where}: operator {k} (FULLY_CONNECTED) weights {list(w.shape)} do not match its input {list(in_hwc)}")
         if not per_pixel and in_hwc[:2] != (1, 1):  # TFLite flattens the NHWC input: a view; the weights are in its order
