@@ -444,6 +444,12 @@ class _Importer:
             self.emit(k, QOp(op="dense", lo=lo, hi=hi, params=params, tensors=tensors, **dict(base, out_shape=(1, 1, w.shape[0]))), out)
 
     # --- the other ops -------------------------------------------------------------------------
+    def unscaled(self, k: int, base: dict[str, Any], whose: str) -> None:
+        """UserError unless operator ``k`` (``base``) keeps its input's quantization, which ``whose`` kernel needs."""
+        if base["in_q"][0] != base["out_q"]:
+            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) rescales (input and output quantization "
+                            f"differ); {whose}")
+
     def pool(self, k: int, op: Any, kind: str) -> None:
         ins, out = [int(op.InputsAsNumpy()[0])], int(op.OutputsAsNumpy()[0])
         base = self.base(k, ins, out)
@@ -454,9 +460,7 @@ class _Importer:
         # the taps inside), as the spec's padded pools do
         pad = self.padding(int(opts.Padding()), base["in_shapes"][0], kernel, stride)
         base["padding"] = pad
-        if base["in_q"][0] != base["out_q"]:
-            raise UserError(f"{self.where}: operator {k} ({self.op_name(k)}) rescales (input and output quantization differ); "
-                            "TFLite's int8 pools do not")
+        self.unscaled(k, base, "TFLite's int8 pools do not")
         lo, hi = self.act_range(int(opts.FusedActivationFunction()), base["out_q"], k)
         if kind == "maxpool":
             self.emit(k, QOp(op="maxpool", kernel=kernel, stride=stride, lo=lo, hi=hi, **base), out)
@@ -585,9 +589,7 @@ class _Importer:
         """REDUCE_MAX over the whole map (Keras's GlobalMaxPooling1D/2D): a max pool over it. TFLite's int8 kernel
         passes the largest value on as it is, so the output must be quantized as the input."""
         base, out = self.whole_map(k, op)
-        if base["in_q"][0] != base["out_q"]:
-            raise UserError(f"{self.where}: operator {k} (REDUCE_MAX) rescales (input and output quantization differ); "
-                            "TFLite's int8 REDUCE_MAX does not")
+        self.unscaled(k, base, "TFLite's int8 REDUCE_MAX does not")
         h, w, _ = base["in_shapes"][0]
         self.emit(k, QOp(op="maxpool", kernel=(h, w), stride=(1, 1), **base), out)
 

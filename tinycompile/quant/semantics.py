@@ -249,9 +249,8 @@ def tanh_table(in_scale: float, in_zp: int, out_scale: float = 1.0 / 128, out_zp
 def requantize_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
     """int8 ``(256,)`` table of TFLite's int8 -> int8 QUANTIZE (reference Requantize): ``clamp(MultiplyByQuantized
     Multiplier(q - zp_in, M, shift) + zp_out)`` with ``M, shift`` from the double ``s_in / s_out``."""
-    multiplier, shift = tflite_quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
     q = np.arange(-128, 128, dtype=np.int64) - in_zp
-    out = multiply_by_quantized_multiplier(q, multiplier, shift) + out_zp
+    out = multiply_by_quantized_multiplier(q, *_rescale_multiplier(in_scale, out_scale)) + out_zp
     return np.clip(out, -128, 127).astype(np.int8)
 
 
@@ -296,9 +295,13 @@ def abs_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.
     differ, plus ``zp_out``."""
     q = np.abs(np.arange(-128, 128, dtype=np.int64) - in_zp)
     if np.float32(in_scale) != np.float32(out_scale):
-        q = multiply_by_quantized_multiplier(q, *tflite_quantize_multiplier(float(np.float32(in_scale))
-                                                                            / float(np.float32(out_scale))))
+        q = multiply_by_quantized_multiplier(q, *_rescale_multiplier(in_scale, out_scale))
     return np.clip(q + out_zp, -128, 127).astype(np.int8)
+
+
+def _rescale_multiplier(in_scale: float, out_scale: float) -> tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier`` of ``s_in / s_out``, the float32 scales divided in double precision."""
+    return tflite_quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
 
 
 def _int16_multiplier(scale: np.float32) -> tuple[int, int]:
